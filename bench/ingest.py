@@ -1,0 +1,452 @@
+#!/usr/bin/env python3
+"""Ingest benchmark for `tora serve`: throughput, bytes on disk, start-up, memory, read-back.
+
+    cargo build --release && TORA_BIN=target/release/tora python3 bench/ingest.py
+
+Stdlib only. Every server runs on 127.0.0.1 with its own temp database and is stopped by PID.
+Sections (see bench/README.md): (a) 1M points via logs/batch, batches of 1,000 and 5,000;
+(b) bytes per point on disk; (c) the same rows through Python's sqlite3; (d) the peers'
+100k-point workload; (e) start-up, idle RSS, binary size; (f) read-back of a 10k-point metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+from toraserver import REPO, ToraServer, User, call, call_ok, new_user, tora_bin
+
+N_METRICS = 10
+PEER_STEPS = 10_000  # /work/shared/bench/peers/common.py: 10 metrics x 10,000 steps
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Conn:
+    """One persistent keep-alive HTTP connection, as a real SDK would hold."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        self.headers = {"Content-Type": "application/json", "x-api-key": api_key}
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        self.conn.request(method, path, body, self.headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A kB field of /proc/PID/status (VmRSS, VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_seconds(pid: int) -> float:
+    # Fields 14 and 15 of /proc/PID/stat are utime and stime; split after the ")" of comm.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def new_experiment(api: str, user: User, name: str) -> str:
+    return call_ok(
+        "POST", f"{api}/experiments", {"name": name}, expect=201, api_key=user.api_key
+    )["id"]
+
+
+def synthetic_batches(
+    n_points: int, size: int, seed: int = 1
+) -> Iterator[list[dict[str, Any]]]:
+    """10 metric names, steps increasing, uuid4 msg_ids: what a training loop sends."""
+    rng = random.Random(seed)
+    for start in range(0, n_points, size):
+        yield [
+            {
+                "msg_id": str(uuid.uuid4()),
+                "name": f"m{i % N_METRICS}",
+                "value": rng.random(),
+                "step": i // N_METRICS,
+                "metadata": {"type": "metric"},
+            }
+            for i in range(start, min(start + size, n_points))
+        ]
+
+
+def peer_values(seed: int = 0) -> list[list[float]]:
+    """Copy of peers/common.py values(): the same 10,000 x 10 floats every peer logged."""
+    rng = random.Random(seed)
+    return [[rng.random() for _ in range(N_METRICS)] for _ in range(PEER_STEPS)]
+
+
+def send(conn: Conn, exp_id: str, logs: list[dict[str, Any]]) -> tuple[float, float]:
+    """POST one batch; returns (seconds in json.dumps, seconds in the HTTP round trip)."""
+    t0 = time.perf_counter()
+    body = json.dumps({"logs": logs}).encode()
+    t1 = time.perf_counter()
+    status, raw = conn.request("POST", f"/api/experiments/{exp_id}/logs/batch", body)
+    t2 = time.perf_counter()
+    # A benchmark that counts rejected points as ingested would be worse than none.
+    if status != 201:
+        raise RuntimeError(f"logs/batch -> {status}: {raw[:300]!r}")
+    data = json.loads(raw)["data"]
+    if (data["inserted"], data["skipped"]) != (len(logs), 0):
+        raise RuntimeError(f"logs/batch inserted {data} of {len(logs)}")
+    return t1 - t0, t2 - t1
+
+
+def bench_batches(n_points: int, batch: int) -> dict[str, Any]:
+    """(a) and (b): n_points in batches of `batch` on a fresh server, then bytes per point."""
+    with ToraServer() as srv:
+        user = new_user(srv.api)
+        exp_id = new_experiment(srv.api, user, f"ingest-{batch}")
+        conn = Conn(srv.url, user.api_key)
+        cpu0 = cpu_seconds(srv.pid)
+        gen_s = dumps_s = http_s = 0.0
+        t_start = time.perf_counter()
+        batches = synthetic_batches(n_points, batch)
+        while True:
+            t0 = time.perf_counter()
+            logs = next(batches, None)
+            gen_s += time.perf_counter() - t0
+            if logs is None:
+                break
+            d, h = send(conn, exp_id, logs)
+            dumps_s, http_s = dumps_s + d, http_s + h
+        wall = time.perf_counter() - t_start
+        server_cpu = cpu_seconds(srv.pid) - cpu0
+        peak_rss = proc_status(srv.pid, "VmHWM")
+        conn.close()
+        # SIGTERM lets the server checkpoint the WAL, so the main file holds everything.
+        code = srv.stop()
+        sizes = {p.name: p.stat().st_size for p in srv.dir.glob("tora.db*")}
+    on_disk = sum(sizes.values())
+    return {
+        "batch": batch,
+        "points": n_points,
+        "wall_s": wall,
+        "points_per_s": n_points / wall,
+        "client_gen_s": gen_s,
+        "client_dumps_s": dumps_s,
+        "http_s": http_s,
+        "points_per_http_s": n_points / http_s,
+        "server_cpu_s": server_cpu,
+        "server_peak_rss_mib": peak_rss / 1024,
+        "exit_code": code,
+        "files": sizes,
+        "bytes_per_point": on_disk / n_points,
+    }
+
+
+def bench_sqlite(n_points: int, batch: int, unique_msg_id: bool) -> dict[str, Any]:
+    """(c) Python's sqlite3 inserting the same rows: the floor a SQLite-backed server sits on."""
+    with tempfile.TemporaryDirectory(prefix="tora-bench-sqlite-") as tmp:
+        path = Path(tmp) / "baseline.db"
+        con = sqlite3.connect(path)
+        con.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is the usual setting with WAL; FULL would fsync every commit.
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute(
+            "CREATE TABLE logs (experiment_id TEXT NOT NULL, name TEXT NOT NULL,"
+            " step INTEGER, value REAL, msg_id TEXT NOT NULL)"
+        )
+        con.execute("CREATE INDEX logs_series ON logs (experiment_id, name, step)")
+        if (
+            unique_msg_id
+        ):  # what exactly-once retries cost: the server must dedupe msg_ids
+            con.execute("CREATE UNIQUE INDEX logs_msg ON logs (experiment_id, msg_id)")
+        exp_id = str(uuid.uuid4())
+        gen_s = insert_s = 0.0
+        t_start = time.perf_counter()
+        batches = synthetic_batches(n_points, batch)
+        while True:
+            t0 = time.perf_counter()
+            logs = next(batches, None)
+            if logs is None:
+                break
+            rows = [
+                (exp_id, p["name"], p["step"], p["value"], p["msg_id"]) for p in logs
+            ]
+            t1 = time.perf_counter()
+            con.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?)", rows)
+            con.commit()
+            gen_s, insert_s = gen_s + t1 - t0, insert_s + time.perf_counter() - t1
+        wall = time.perf_counter() - t_start
+        con.close()  # the last connection's close checkpoints and removes the WAL
+        on_disk = sum(p.stat().st_size for p in Path(tmp).glob("baseline.db*"))
+    return {
+        "batch": batch,
+        "unique_msg_id": unique_msg_id,
+        "points": n_points,
+        "wall_s": wall,
+        "points_per_s": n_points / wall,
+        "client_gen_s": gen_s,
+        "insert_s": insert_s,
+        "points_per_insert_s": n_points / insert_s,
+        "bytes_per_point": on_disk / n_points,
+        "sqlite_version": sqlite3.sqlite_version,
+    }
+
+
+def bench_peer_workload(repeats: int, reads: int) -> dict[str, Any]:
+    """(d) the peers' 100k points in 1,000-point batches, and (f) reading a 10k-point metric back."""
+    vals = peer_values(seed=0)
+    with ToraServer() as srv:
+        user = new_user(srv.api)
+        conn = Conn(srv.url, user.api_key)
+        runs = [ingest_peer_points(srv, user, conn, vals, i) for i in range(repeats)]
+
+        # (f) an experiment holding one metric of 10k points: /metrics has no name filter.
+        exp_id = new_experiment(srv.api, user, "read-10k")
+        points = [
+            {"msg_id": str(uuid.uuid4()), "name": "m0", "value": vals[s][0], "step": s}
+            for s in range(PEER_STEPS)
+        ]
+        for i in range(0, PEER_STEPS, 1000):
+            send(conn, exp_id, points[i : i + 1000])
+        read_s = []
+        for _ in range(reads):
+            t0 = time.perf_counter()
+            rows = get_metrics(conn, exp_id)
+            read_s.append(time.perf_counter() - t0)
+        check_series(rows, [(s, vals[s][0]) for s in range(PEER_STEPS)], "m0")
+        conn.close()
+        srv.stop()
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "ingest_runs": runs,
+        "ingest_wall_s": statistics.median(walls),
+        "ingest_points_per_s": N_METRICS * PEER_STEPS / statistics.median(walls),
+        "read_10k_first_s": read_s[0],
+        "read_10k_median_s": statistics.median(read_s),
+        "read_10k_all_s": read_s,
+    }
+
+
+def ingest_peer_points(
+    srv: ToraServer, user: User, conn: Conn, vals: list[list[float]], rep: int
+) -> dict[str, Any]:
+    exp_id = new_experiment(srv.api, user, f"peer-100k-{rep}")
+    # Built before the clock, as the peers built their Metric objects; json.dumps is timed.
+    points = [
+        {
+            "msg_id": str(uuid.uuid4()),
+            "name": f"m{k}",
+            "value": vals[s][k],
+            "step": s,
+            "metadata": {"type": "metric"},
+        }
+        for s in range(PEER_STEPS)
+        for k in range(N_METRICS)
+    ]
+    cpu0 = cpu_seconds(srv.pid)
+    t0 = time.perf_counter()
+    for i in range(0, len(points), 1000):
+        send(conn, exp_id, points[i : i + 1000])
+    wall = time.perf_counter() - t0
+    server_cpu = cpu_seconds(srv.pid) - cpu0
+    # Every peer checked its data landed; so do we, for all 100k values.
+    t1 = time.perf_counter()
+    rows = get_metrics(conn, exp_id)
+    read_all_s = time.perf_counter() - t1
+    for k in range(N_METRICS):
+        check_series(
+            [r for r in rows if r["name"] == f"m{k}"],
+            [(s, vals[s][k]) for s in range(PEER_STEPS)],
+            f"m{k}",
+        )
+    return {"wall_s": wall, "server_cpu_s": server_cpu, "read_100k_s": read_all_s}
+
+
+def get_metrics(conn: Conn, exp_id: str) -> list[dict[str, Any]]:
+    status, raw = conn.request("GET", f"/api/experiments/{exp_id}/metrics")
+    if status != 200:
+        raise RuntimeError(f"GET metrics -> {status}: {raw[:300]!r}")
+    return json.loads(raw)["data"]
+
+
+def check_series(
+    rows: list[dict[str, Any]], want: list[tuple[int, float]], name: str
+) -> None:
+    got = [(r["step"], r["value"]) for r in rows]
+    if got != want:
+        first = next(
+            (i for i, (g, w) in enumerate(zip(got, want)) if g != w),
+            min(len(got), len(want)),
+        )
+        raise RuntimeError(
+            f"{name}: read back {len(got)} points, expected {len(want)}; first difference at {first}"
+        )
+
+
+def bench_startup(n: int, idle_s: float) -> dict[str, Any]:
+    """(e) Popen -> 200 on /api/health, median of n fresh starts; idle RSS of the last one."""
+    times, listening = [], []
+    rss_kib = 0
+    for i in range(n):
+        srv = ToraServer()
+        t0 = time.perf_counter()
+        with srv:
+            # start() returns as soon as it has read the "listening on" line.
+            listening.append(time.perf_counter() - t0)
+            status, body = call("GET", f"{srv.api}/health")
+            times.append(time.perf_counter() - t0)
+            if status != 200:
+                raise RuntimeError(f"/api/health -> {status}: {body}")
+            if i == n - 1:
+                time.sleep(idle_s)  # let the server settle before sampling its memory
+                rss_kib = proc_status(srv.pid, "VmRSS")
+    return {
+        "startup_s_median": statistics.median(times),
+        "startup_s_all": times,
+        "listening_s_median": statistics.median(listening),
+        "idle_rss_mib": rss_kib / 1024,
+        "binary_bytes": tora_bin().stat().st_size,
+    }
+
+
+def environment() -> dict[str, Any]:
+    version = subprocess.run(
+        [str(tora_bin()), "--version"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return {
+        "binary": str(tora_bin()),
+        "tora_version": version.stdout.strip() or version.stderr.strip(),
+        "python": platform.python_version(),
+        "sqlite_python": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = [("Binary", f"{res['env']['binary']} ({res['env']['tora_version']})")]
+    for a in res["batches"]:
+        rows.append(
+            (f"(a) {a['points']:,} points, batches of {a['batch']:,}", ingest_cell(a))
+        )
+        rows.append(
+            (
+                f"(b) bytes/point on disk after SIGTERM (batch {a['batch']:,})",
+                bytes_cell(a),
+            )
+        )
+    for c in res["sqlite"]:
+        label = "indexed WAL table" + (
+            " + unique (experiment_id, msg_id)" if c["unique_msg_id"] else ""
+        )
+        cell = (
+            f"{c['points_per_s']:,.0f} rows/s wall ({c['points_per_insert_s']:,.0f} counting executemany+commit"
+            f" only); {c['bytes_per_point']:.1f} bytes/row"
+        )
+        rows.append((f"(c) Python sqlite3, {c['points']:,} rows, {label}", cell))
+    p, s = res["peer"], res["startup"]
+    runs = ", ".join(f"{r['wall_s']:.3f}" for r in p["ingest_runs"])
+    read_100k = statistics.median(r["read_100k_s"] for r in p["ingest_runs"])
+    rows += [
+        (
+            "(d) peers' 100k points in 1,000-point batches",
+            f"{p['ingest_points_per_s']:,.0f} pts/s, {p['ingest_wall_s']:.3f} s median (runs: {runs} s)",
+        ),
+        (
+            "(e) start-up to 200 on /api/health, median of 5",
+            f"{s['startup_s_median'] * 1000:.1f} ms",
+        ),
+        ("(e) idle RSS after 2 s", f"{s['idle_rss_mib']:.1f} MiB"),
+        ("(e) binary size", f"{s['binary_bytes'] / 2**20:.1f} MiB"),
+        (
+            "(f) read back one 10k-point metric, GET /metrics",
+            f"{p['read_10k_median_s'] * 1000:.1f} ms median",
+        ),
+        ("(f) read back the 100k-point experiment", f"{read_100k * 1000:.0f} ms"),
+    ]
+    return "\n".join(
+        ["| Measure | Value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    )
+
+
+def ingest_cell(a: dict[str, Any]) -> str:
+    client_s = a["client_gen_s"] + a["client_dumps_s"]
+    return (
+        f"{a['points_per_s']:,.0f} pts/s ({a['wall_s']:.2f} s wall; {a['points_per_http_s']:,.0f} pts/s"
+        f" counting HTTP round trips only; client build {client_s:.2f} s; server CPU {a['server_cpu_s']:.2f} s;"
+        f" server peak RSS {a['server_peak_rss_mib']:.0f} MiB)"
+    )
+
+
+def bytes_cell(a: dict[str, Any]) -> str:
+    files = ", ".join(f"{name} {size:,} B" for name, size in a["files"].items())
+    return f"{a['bytes_per_point']:.1f} ({files})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--points", type=int, default=1_000_000, help="points for (a), (b) and (c)"
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="repeats of the 100k peer workload (d)"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "ingest.json"
+    )
+    args = ap.parse_args()
+
+    res: dict[str, Any] = {
+        "env": environment(),
+        "args": {"points": args.points, "repeats": args.repeats},
+    }
+    print(
+        f"binary: {res['env']['binary']} ({res['env']['tora_version']})",
+        file=sys.stderr,
+    )
+    res["batches"] = []
+    for batch in (1000, 5000):
+        print(
+            f"(a) {args.points:,} points in batches of {batch:,} ...", file=sys.stderr
+        )
+        res["batches"].append(bench_batches(args.points, batch))
+    print("(c) sqlite3 baseline ...", file=sys.stderr)
+    res["sqlite"] = [
+        bench_sqlite(args.points, 5000, unique) for unique in (False, True)
+    ]
+    print("(d)+(f) peer workload ...", file=sys.stderr)
+    res["peer"] = bench_peer_workload(args.repeats, reads=5)
+    print("(e) start-up ...", file=sys.stderr)
+    res["startup"] = bench_startup(5, idle_s=2.0)
+
+    print(table(res))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

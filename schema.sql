@@ -1,0 +1,122 @@
+-- Tora schema, version 1: applied once to a fresh database, then PRAGMA user_version = 1.
+-- Later changes go to migrations/NNNN_what.sql and are applied in order; this file never changes
+-- after it ships. Times are unix milliseconds. Public ids are UUID text; the log table uses
+-- numeric ids only, because it is the one table that grows to 100 million rows.
+
+-- Server-wide settings that must survive a copy of the file, such as the token-signing secret.
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE users (
+    id                 TEXT PRIMARY KEY,
+    email              TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash      TEXT NOT NULL,
+    disabled           INTEGER NOT NULL DEFAULT 0,
+    email_confirmed_at INTEGER,
+    created_at         INTEGER NOT NULL
+);
+
+-- Single-use e-mail confirmation tokens, stored as SHA-256 hashes.
+CREATE TABLE confirmations (
+    token_hash BLOB PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Refresh tokens, stored as SHA-256 hashes. A login is a family; every refresh rotates the
+-- token inside its family, and a reused (already rotated) token revokes the whole family.
+CREATE TABLE refresh_tokens (
+    token_hash BLOB PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    family     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
+
+-- API keys, stored as SHA-256 hashes: keys carry 238 random bits, so a slow hash adds nothing.
+CREATE TABLE api_keys (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    key_hash   BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used  INTEGER,
+    revoked    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX api_keys_user ON api_keys(user_id);
+
+CREATE TABLE roles (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+INSERT INTO roles (id, name) VALUES (1, 'OWNER'), (2, 'EDITOR'), (3, 'VIEWER');
+
+CREATE TABLE workspaces (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    description TEXT,
+    -- set for the workspace an experiment lands in when the client names none
+    personal_of TEXT UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE workspace_members (
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role_id      INTEGER NOT NULL REFERENCES roles(id),
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX workspace_members_user ON workspace_members(user_id);
+
+CREATE TABLE experiments (
+    id           INTEGER PRIMARY KEY,
+    uuid         TEXT NOT NULL UNIQUE,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    created_by   TEXT REFERENCES users(id) ON DELETE SET NULL,
+    name         TEXT NOT NULL,
+    description  TEXT,
+    hyperparams  TEXT NOT NULL DEFAULT '[]',  -- JSON [{key, value}], in the client's order
+    tags         TEXT NOT NULL DEFAULT '[]',  -- JSON [string]
+    next_seq     INTEGER NOT NULL DEFAULT 1,  -- the id the next stored log gets
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX experiments_workspace ON experiments(workspace_id, created_at);
+
+-- One row per (experiment, kind, name): the log table refers to it by number, so a metric's
+-- name is stored once, not once per point. kind: 0 = metric, 1 = result.
+CREATE TABLE series (
+    id            INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    kind          INTEGER NOT NULL CHECK (kind IN (0, 1)),
+    name          TEXT NOT NULL,
+    UNIQUE (experiment_id, kind, name)
+);
+
+-- Every logged point. Clustered on (series_id, step, msg_id): a series reads back in step order
+-- without a second index, and the same key de-duplicates retries, so a resent point is skipped
+-- by the primary key itself. Steps grow over a run, so inserts land at the end of each series'
+-- range and pages stay nearly full (about 47 bytes a point at 1M points with UUID msg_ids).
+CREATE TABLE logs (
+    series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
+    step      INTEGER NOT NULL,  -- -1 when the log has no step (most results)
+    msg_id    BLOB NOT NULL,     -- a UUID as 16 bytes; any other client id as TEXT
+    seq       INTEGER NOT NULL,  -- per-experiment ingest order; the log's public id
+    value     REAL,              -- NULL is NaN: SQLite stores a NaN double as NULL
+    t         INTEGER NOT NULL,  -- ms after the experiment's created_at (4 bytes for 24 days)
+    PRIMARY KEY (series_id, step, msg_id)
+) WITHOUT ROWID;
+
+-- The rare log metadata beyond {"type": ...}, kept out of the hot table.
+CREATE TABLE log_metadata (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    seq           INTEGER NOT NULL,
+    metadata      TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, seq)
+) WITHOUT ROWID;

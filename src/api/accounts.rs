@@ -1,0 +1,249 @@
+//! Local accounts: signup, e-mail confirmation, login and token refresh.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::{Json, Query, Reply, created, ok};
+use crate::auth::{self, MIN_PASSWORD_LEN, REFRESH_TTL_SECS};
+use crate::config::Signup;
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::store::{tokens, users, workspaces};
+use crate::time::now_ms;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/signup", post(signup))
+        .route("/signup/confirm", get(confirm))
+        .route("/login", post(login))
+        .route("/refresh", post(refresh))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct UserOut {
+    id: String,
+    email: String,
+}
+
+#[derive(Serialize)]
+struct SignedUp {
+    id: String,
+    email: String,
+    /// Accounts are active at once (a self-hosted lab has no mail server); this single-use
+    /// token confirms the address through `/api/signup/confirm` if an operator wants that.
+    confirmation_token: String,
+}
+
+#[derive(Serialize)]
+struct Session {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    expires_at: i64,
+    refresh_token: String,
+    user: UserOut,
+}
+
+fn normalize_email(raw: &str) -> Result<String> {
+    let email = raw.trim().to_string();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(email)
+    } else {
+        Err(Error::bad_request("a valid email address is required"))
+    }
+}
+
+fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Error::bad_request(format!(
+            "the password must be at least {MIN_PASSWORD_LEN} characters"
+        )));
+    }
+    if password.len() > 1024 {
+        return Err(Error::bad_request(
+            "the password must be at most 1024 bytes",
+        ));
+    }
+    Ok(())
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    Json(body): Json<Credentials>,
+) -> Result<Reply<SignedUp>> {
+    if state.config.signup == Signup::Closed {
+        return Err(Error::Forbidden(
+            "signup is closed on this server; ask an admin for an account or an invitation".into(),
+        ));
+    }
+    let email = normalize_email(&body.email)?;
+    check_password(&body.password)?;
+    let hash = state.auth.hash_password(body.password).await?;
+    let token = auth::random_token("", 40);
+    let token_hash = auth::sha256(&token);
+    let user = state
+        .db
+        .write(move |tx| {
+            let now = now_ms();
+            let user = users::create(tx, &email, &hash, now)?;
+            tokens::insert_confirmation(tx, &token_hash, &user.id, now)?;
+            Ok(user)
+        })
+        .await?;
+    Ok(created(SignedUp {
+        id: user.id,
+        email: user.email,
+        confirmation_token: token,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ConfirmQuery {
+    token_hash: Option<String>,
+    confirm_type: Option<String>,
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    Query(q): Query<ConfirmQuery>,
+) -> Result<Reply<UserOut>> {
+    if q.confirm_type.as_deref().unwrap_or("email") != "email" {
+        return Err(Error::bad_request("confirm_type must be 'email'"));
+    }
+    let token = q
+        .token_hash
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::bad_request("token_hash is required"))?;
+    let hash = auth::sha256(&token);
+    let user = state
+        .db
+        .write(move |tx| {
+            let Some(user_id) = tokens::take_confirmation(tx, &hash)? else {
+                return Ok(None);
+            };
+            users::confirm_email(tx, &user_id, now_ms())?;
+            users::by_id(tx, &user_id)
+        })
+        .await?;
+    let user = user.ok_or_else(|| {
+        Error::bad_request("this confirmation link is invalid or was already used")
+    })?;
+    Ok(ok(UserOut {
+        id: user.id,
+        email: user.email,
+    }))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Json(body): Json<Credentials>,
+) -> Result<Reply<Session>> {
+    let email = body.email.trim().to_string();
+    let user = state.db.read(move |c| users::by_email(c, &email)).await?;
+    let valid = state
+        .auth
+        .verify_password(
+            user.as_ref().map(|u| u.password_hash.clone()),
+            body.password,
+        )
+        .await?;
+    // One answer for an unknown e-mail and a wrong password: nobody learns who has an account.
+    let user = match user {
+        Some(u) if valid && !u.disabled => u,
+        _ => return Err(Error::Unauthorized("invalid email or password".into())),
+    };
+    let family = crate::store::new_id();
+    let session = new_session(&state, &user.id, &user.email, family).await?;
+    // A first login gives the user somewhere to put experiments straight away.
+    let user_id = user.id.clone();
+    state
+        .db
+        .write(move |tx| workspaces::personal(tx, &user_id, now_ms()).map(drop))
+        .await?;
+    Ok(ok(session))
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshBody>,
+) -> Result<Reply<Session>> {
+    let hash = auth::sha256(body.refresh_token.trim());
+    let outcome = state
+        .db
+        .write(move |tx| {
+            let now = now_ms();
+            let Some(token) = tokens::refresh_by_hash(tx, &hash)? else {
+                return Ok(Err("invalid refresh token"));
+            };
+            if token.used_at.is_some() || !tokens::mark_refresh_used(tx, &hash, now)? {
+                // A rotated token came back: someone holds a copy. End that whole login.
+                tokens::revoke_family(tx, &token.family)?;
+                return Ok(Err("this refresh token was already used; sign in again"));
+            }
+            if token.expires_at <= now {
+                return Ok(Err("the refresh token has expired; sign in again"));
+            }
+            match users::by_id(tx, &token.user_id)? {
+                Some(u) if !u.disabled => Ok(Ok((u, token.family))),
+                _ => Ok(Err("this account is disabled or gone")),
+            }
+        })
+        .await?;
+    let (user, family) = outcome.map_err(|m| Error::Unauthorized(m.into()))?;
+    Ok(ok(new_session(&state, &user.id, &user.email, family).await?))
+}
+
+async fn new_session(
+    state: &AppState,
+    user_id: &str,
+    email: &str,
+    family: String,
+) -> Result<Session> {
+    let (access_token, expires_at) = state.auth.issue_access(user_id)?;
+    let refresh_token = auth::new_refresh_token();
+    let hash = auth::sha256(&refresh_token);
+    let owner = user_id.to_string();
+    state
+        .db
+        .write(move |tx| {
+            let now = now_ms();
+            tokens::insert_refresh(
+                tx,
+                &hash,
+                &owner,
+                &family,
+                now + REFRESH_TTL_SECS * 1000,
+                now,
+            )
+        })
+        .await?;
+    Ok(Session {
+        access_token,
+        token_type: "bearer",
+        expires_in: auth::ACCESS_TTL_SECS,
+        expires_at,
+        refresh_token,
+        user: UserOut {
+            id: user_id.to_string(),
+            email: email.to_string(),
+        },
+    })
+}

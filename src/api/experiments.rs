@@ -1,0 +1,377 @@
+//! Experiments: create, read, update, delete, and fetch several at once.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use super::{Json, Path, Query, Reply, clean_name, created, ok, parse_id};
+use crate::auth::AuthUser;
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::store::experiments::{self, Changes, Experiment, NewExperiment};
+use crate::store::workspaces::{self, Role, require_role};
+use crate::time::{now_ms, rfc3339};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/experiments",
+            get(list_experiments).post(create_experiment),
+        )
+        .route("/experiments/batch", post(batch_experiments))
+        .route(
+            "/experiments/{id}",
+            get(get_experiment)
+                .put(update_experiment)
+                .delete(delete_experiment),
+        )
+}
+
+const MAX_HYPERPARAMS: usize = 1000;
+const MAX_TAGS: usize = 100;
+const MAX_DESCRIPTION: usize = 10_000;
+const MAX_BATCH_IDS: usize = 1000;
+
+#[derive(Serialize)]
+pub struct ExperimentOut {
+    id: String,
+    name: String,
+    description: Option<String>,
+    hyperparams: Value,
+    tags: Value,
+    created_at: String,
+    updated_at: String,
+    workspace_id: String,
+    url: String,
+}
+
+impl ExperimentOut {
+    pub fn new(e: Experiment, public_url: &str) -> Self {
+        ExperimentOut {
+            url: format!("{public_url}/experiments/{}", e.id),
+            hyperparams: serde_json::from_str(&e.hyperparams).unwrap_or(Value::Array(vec![])),
+            tags: serde_json::from_str(&e.tags).unwrap_or(Value::Array(vec![])),
+            id: e.id,
+            name: e.name,
+            description: e.description,
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+            workspace_id: e.workspace_id,
+        }
+    }
+}
+
+/// Finds an experiment and checks the caller's role in its workspace: the one access path for
+/// everything under `/experiments/{id}`. Unknown and hidden experiments are the same 404.
+pub fn authorize(
+    conn: &rusqlite::Connection,
+    raw_id: &str,
+    user_id: &str,
+    needed: Role,
+) -> Result<Experiment> {
+    let id = parse_id(raw_id, "experiment")?;
+    let exp = experiments::get(conn, &id)?.ok_or_else(|| Error::not_found("experiment"))?;
+    require_role(conn, &exp.workspace_id, user_id, needed).map_err(|e| match e {
+        Error::NotFound(_) => Error::not_found("experiment"),
+        other => other,
+    })?;
+    Ok(exp)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    workspace: Option<String>,
+}
+
+async fn list_experiments(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Reply<Vec<ExperimentOut>>> {
+    let workspace = q.workspace.map(|w| parse_id(&w, "workspace")).transpose()?;
+    let list = state
+        .db
+        .read(move |c| match workspace {
+            Some(ws) => {
+                require_role(c, &ws, &user.id, Role::Viewer)?;
+                experiments::in_workspace(c, &ws)
+            }
+            None => experiments::visible_to(c, &user.id),
+        })
+        .await?;
+    let base = state.public_url(&headers);
+    Ok(ok(list
+        .into_iter()
+        .map(|e| ExperimentOut::new(e, &base))
+        .collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewExperimentBody {
+    /// Client-chosen id (a UUID), so an offline run can be uploaded later exactly once.
+    id: Option<String>,
+    name: String,
+    workspace_id: Option<String>,
+    description: Option<String>,
+    hyperparams: Option<Value>,
+    tags: Option<Value>,
+}
+
+async fn create_experiment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Json(body): Json<NewExperimentBody>,
+) -> Result<Reply<ExperimentOut>> {
+    let name = clean_name(&body.name, "the experiment name", 255)?;
+    let description = clean_description(body.description)?;
+    let hyperparams = clean_hyperparams(body.hyperparams.unwrap_or(Value::Null))?;
+    let tags = clean_tags(body.tags.unwrap_or(Value::Null))?;
+    let workspace = body
+        .workspace_id
+        .filter(|w| !w.trim().is_empty())
+        .map(|w| parse_id(&w, "workspace"))
+        .transpose()?;
+    let client_id = body.id.map(|id| parse_id(&id, "experiment")).transpose()?;
+
+    let (exp, is_new) = state
+        .db
+        .write(move |tx| {
+            let now = now_ms();
+            if let Some(id) = &client_id
+                && let Some(existing) = experiments::get(tx, id)?
+            {
+                // The same user creating the same id again is a retry: answer with what exists.
+                let mine = existing.created_by.as_deref() == Some(user.id.as_str())
+                    && workspaces::role_of(tx, &existing.workspace_id, &user.id)?.is_some();
+                return if mine {
+                    Ok((existing, false))
+                } else {
+                    Err(Error::Conflict(
+                        "an experiment with this id already exists".into(),
+                    ))
+                };
+            }
+            let workspace_id = match workspace {
+                Some(ws) => {
+                    require_role(tx, &ws, &user.id, Role::Editor)?;
+                    ws
+                }
+                None => workspaces::personal(tx, &user.id, now)?,
+            };
+            let id = client_id.unwrap_or_else(crate::store::new_id);
+            let new = NewExperiment {
+                id: &id,
+                workspace_id: &workspace_id,
+                created_by: &user.id,
+                name: &name,
+                description: description.as_deref(),
+                hyperparams: &hyperparams,
+                tags: &tags,
+            };
+            Ok((experiments::create(tx, &new, now)?, true))
+        })
+        .await?;
+    let out = ExperimentOut::new(exp, &state.public_url(&headers));
+    Ok(if is_new { created(out) } else { ok(out) })
+}
+
+async fn get_experiment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Reply<ExperimentOut>> {
+    let exp = state
+        .db
+        .read(move |c| authorize(c, &id, &user.id, Role::Viewer))
+        .await?;
+    Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
+}
+
+#[derive(Deserialize)]
+struct UpdateExperiment {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    hyperparams: Option<Value>,
+    tags: Option<Value>,
+}
+
+/// Tells `"description": null` (clear it) from a missing field (leave it).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+async fn update_experiment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateExperiment>,
+) -> Result<Reply<ExperimentOut>> {
+    let name = body
+        .name
+        .map(|n| clean_name(&n, "the experiment name", 255))
+        .transpose()?;
+    let description = body.description.map(clean_description).transpose()?;
+    let hyperparams = body.hyperparams.map(clean_hyperparams).transpose()?;
+    let tags = body.tags.map(clean_tags).transpose()?;
+    let exp = state
+        .db
+        .write(move |tx| {
+            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+            let changes = Changes {
+                name: name.as_deref(),
+                description: description.as_ref().map(|d| d.as_deref()),
+                hyperparams: hyperparams.as_deref(),
+                tags: tags.as_deref(),
+            };
+            experiments::update(tx, exp.rowid, &changes, now_ms())?;
+            experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
+        })
+        .await?;
+    Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
+}
+
+async fn delete_experiment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<Value>> {
+    let deleted = state
+        .db
+        .write(move |tx| {
+            let exp = authorize(tx, &id, &user.id, Role::Owner)?;
+            experiments::delete(tx, exp.rowid)?;
+            Ok(exp.id)
+        })
+        .await?;
+    Ok(ok(serde_json::json!({"id": deleted, "deleted": true})))
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    ids: Vec<String>,
+}
+
+/// The experiments among `ids` that the caller may see; others are left out, not reported,
+/// so the answer never confirms that a hidden id exists.
+async fn batch_experiments(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Json(body): Json<BatchBody>,
+) -> Result<Reply<Vec<ExperimentOut>>> {
+    if body.ids.len() > MAX_BATCH_IDS {
+        return Err(Error::bad_request(format!(
+            "at most {MAX_BATCH_IDS} ids at once"
+        )));
+    }
+    let ids = body
+        .ids
+        .iter()
+        .map(|id| parse_id(id, "experiment"))
+        .collect::<Result<Vec<_>>>()?;
+    let list = state
+        .db
+        .read(move |c| experiments::visible_among(c, &user.id, &ids))
+        .await?;
+    let base = state.public_url(&headers);
+    Ok(ok(list
+        .into_iter()
+        .map(|e| ExperimentOut::new(e, &base))
+        .collect()))
+}
+
+fn clean_description(raw: Option<String>) -> Result<Option<String>> {
+    let d = raw.map(|d| d.trim().to_string()).filter(|d| !d.is_empty());
+    if d.as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+    {
+        return Err(Error::bad_request(format!(
+            "the description is longer than {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(d)
+}
+
+/// `[{key, value}]` with string keys and scalar values, stored as JSON text in the given order.
+fn clean_hyperparams(raw: Value) -> Result<String> {
+    let items = match raw {
+        Value::Null => vec![],
+        Value::Array(items) => items,
+        _ => {
+            return Err(Error::bad_request(
+                "hyperparams must be a list of {key, value} objects",
+            ));
+        }
+    };
+    if items.len() > MAX_HYPERPARAMS {
+        return Err(Error::bad_request(format!(
+            "at most {MAX_HYPERPARAMS} hyperparams"
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        let Value::Object(mut obj) = item else {
+            return Err(Error::bad_request(
+                "each hyperparam must be an object {key, value}",
+            ));
+        };
+        let key = match obj.remove("key") {
+            Some(Value::String(k)) => clean_name(&k, "a hyperparam key", 255)?,
+            _ => return Err(Error::bad_request("each hyperparam needs a string 'key'")),
+        };
+        let value = obj.remove("value").unwrap_or(Value::Null);
+        match &value {
+            Value::String(s) if s.chars().count() > 10_000 => {
+                return Err(Error::bad_request(format!(
+                    "hyperparam '{key}' is longer than 10000 characters"
+                )));
+            }
+            Value::Array(_) | Value::Object(_) => {
+                return Err(Error::bad_request(format!(
+                    "hyperparam '{key}' must be a string, number, boolean or null"
+                )));
+            }
+            _ => {}
+        }
+        if !seen.insert(key.clone()) {
+            return Err(Error::bad_request(format!(
+                "hyperparam '{key}' is given twice"
+            )));
+        }
+        out.push(serde_json::json!({"key": key, "value": value}));
+    }
+    Ok(Value::Array(out).to_string())
+}
+
+/// A list of distinct non-empty strings, stored as JSON text.
+fn clean_tags(raw: Value) -> Result<String> {
+    let items = match raw {
+        Value::Null => vec![],
+        Value::Array(items) => items,
+        _ => return Err(Error::bad_request("tags must be a list of strings")),
+    };
+    if items.len() > MAX_TAGS {
+        return Err(Error::bad_request(format!("at most {MAX_TAGS} tags")));
+    }
+    let mut tags: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(t) = item else {
+            return Err(Error::bad_request("each tag must be a string"));
+        };
+        let tag = clean_name(&t, "a tag", 255)?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()))
+}

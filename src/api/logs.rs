@@ -1,0 +1,386 @@
+//! Logs: metric points and results of one experiment. Writes are exactly-once per msg_id; reads
+//! come as JSON or as a streamed CSV export.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use super::experiments::authorize;
+use super::{Json, Path, Reply, created, ok};
+use crate::auth::AuthUser;
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Selection};
+use crate::store::workspaces::Role;
+use crate::time::{now_ms, rfc3339};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/experiments/{id}/logs", get(list_logs).post(create_log))
+        .route("/experiments/{id}/logs/batch", post(create_logs))
+        .route("/experiments/{id}/logs/csv", get(export_csv))
+        .route("/experiments/{id}/metrics", get(list_metrics))
+        .route("/experiments/{id}/results", get(list_results))
+}
+
+pub const MAX_BATCH: usize = 100_000;
+const MAX_NAME: usize = 255;
+const MAX_MSG_ID: usize = 255;
+const MAX_METADATA: usize = 10 * 1024;
+
+/// A log value: a JSON number, or "NaN" / "Infinity" / "-Infinity" (JSON has no such numbers).
+#[derive(Debug, Clone, Copy)]
+pub struct LogValue(pub f64);
+
+impl<'de> Deserialize<'de> for LogValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LogValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a number, or one of the strings "NaN", "Infinity", "-Infinity""#)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LogValue, E> {
+                Ok(LogValue(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LogValue, E> {
+                Ok(LogValue(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LogValue, E> {
+                Ok(LogValue(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LogValue, E> {
+                match v.to_ascii_lowercase().as_str() {
+                    "nan" => Ok(LogValue(f64::NAN)),
+                    "infinity" | "+infinity" | "inf" | "+inf" => Ok(LogValue(f64::INFINITY)),
+                    "-infinity" | "-inf" => Ok(LogValue(f64::NEG_INFINITY)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for LogValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v == f64::INFINITY {
+            s.serialize_str("Infinity")
+        } else if v == f64::NEG_INFINITY {
+            s.serialize_str("-Infinity")
+        } else {
+            s.serialize_f64(v)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LogIn {
+    msg_id: Option<String>,
+    name: String,
+    value: LogValue,
+    step: Option<i64>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct BatchIn {
+    logs: Vec<LogIn>,
+}
+
+/// Checks one incoming log and decides its kind: `metadata.type` if given, else a log with a
+/// step is a metric and one without is a result. `at` names the log in error messages.
+fn validate(log: LogIn, at: &str) -> Result<NewLog> {
+    let name = super::clean_name(&log.name, &format!("{at}: the name"), MAX_NAME)?;
+    if let Some(step) = log.step
+        && step < 0
+    {
+        return Err(Error::bad_request(format!(
+            "{at}: step must be a non-negative integer"
+        )));
+    }
+    let msg_id = match log.msg_id {
+        Some(id) if id.len() > MAX_MSG_ID => {
+            return Err(Error::bad_request(format!(
+                "{at}: msg_id is longer than {MAX_MSG_ID} characters"
+            )));
+        }
+        Some(id) if !id.is_empty() => MsgId::parse(&id),
+        _ => MsgId::random(),
+    };
+    let (kind, extra_metadata) = match log.metadata {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(map)) => {
+            let kind = match map.get("type") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) if t == "metric" => Some(Kind::Metric),
+                Some(Value::String(t)) if t == "result" => Some(Kind::Result),
+                Some(_) => {
+                    return Err(Error::bad_request(format!(
+                        "{at}: metadata.type must be \"metric\" or \"result\""
+                    )));
+                }
+            };
+            let extra = map.keys().any(|k| k != "type");
+            let text = extra.then(|| Value::Object(map).to_string());
+            if text.as_ref().is_some_and(|t| t.len() > MAX_METADATA) {
+                return Err(Error::bad_request(format!("{at}: metadata is over 10 KB")));
+            }
+            (kind, text)
+        }
+        Some(_) => {
+            return Err(Error::bad_request(format!(
+                "{at}: metadata must be an object"
+            )));
+        }
+    };
+    let kind = kind.unwrap_or(if log.step.is_some() {
+        Kind::Metric
+    } else {
+        Kind::Result
+    });
+    if kind == Kind::Metric && log.step.is_none() {
+        return Err(Error::bad_request(format!("{at}: a metric needs a step")));
+    }
+    Ok(NewLog {
+        msg_id,
+        name,
+        kind,
+        step: log.step,
+        value: log.value.0,
+        extra_metadata,
+    })
+}
+
+#[derive(Serialize)]
+struct Stored {
+    inserted: usize,
+    skipped: usize,
+}
+
+async fn store(
+    state: AppState,
+    user: AuthUser,
+    id: String,
+    logs: Vec<NewLog>,
+) -> Result<Reply<Stored>> {
+    let Inserted { inserted, skipped } = state
+        .db
+        .write(move |tx| {
+            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+            logs::insert(tx, &exp, &logs, now_ms())
+        })
+        .await?;
+    Ok(created(Stored { inserted, skipped }))
+}
+
+async fn create_logs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<BatchIn>,
+) -> Result<Reply<Stored>> {
+    if body.logs.len() > MAX_BATCH {
+        return Err(Error::bad_request(format!(
+            "{} logs in one batch; the limit is {MAX_BATCH}",
+            body.logs.len()
+        )));
+    }
+    // All or nothing: one bad log rejects the batch before anything is written.
+    let logs = body
+        .logs
+        .into_iter()
+        .enumerate()
+        .map(|(i, log)| validate(log, &format!("logs[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
+    store(state, user, id, logs).await
+}
+
+async fn create_log(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<LogIn>,
+) -> Result<Reply<Stored>> {
+    let log = validate(body, "log")?;
+    store(state, user, id, vec![log]).await
+}
+
+#[derive(Serialize)]
+struct LogOut<'a> {
+    id: i64,
+    experiment_id: &'a str,
+    msg_id: String,
+    name: String,
+    value: LogValue,
+    step: Option<i64>,
+    metadata: Value,
+    created_at: String,
+}
+
+fn log_out(experiment_id: &str, l: Log) -> LogOut<'_> {
+    let metadata = l
+        .extra_metadata
+        .and_then(|m| serde_json::from_str(&m).ok())
+        .unwrap_or_else(|| serde_json::json!({"type": l.kind.name()}));
+    LogOut {
+        id: l.seq,
+        experiment_id,
+        msg_id: l.msg_id.to_string(),
+        name: l.name,
+        value: LogValue(l.value),
+        step: l.step,
+        metadata,
+        created_at: rfc3339(l.created_at),
+    }
+}
+
+async fn read_logs(
+    state: AppState,
+    user: AuthUser,
+    id: String,
+    which: Selection,
+) -> Result<Response> {
+    let (exp_id, logs) = state
+        .db
+        .read(move |c| {
+            let exp = authorize(c, &id, &user.id, Role::Viewer)?;
+            let logs = logs::list(c, &exp, which)?;
+            Ok((exp.id, logs))
+        })
+        .await?;
+    let out: Vec<LogOut> = logs.into_iter().map(|l| log_out(&exp_id, l)).collect();
+    Ok(ok(out).into_response())
+}
+
+async fn list_logs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    read_logs(state, user, id, Selection::All).await
+}
+
+async fn list_metrics(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    read_logs(state, user, id, Selection::Metrics).await
+}
+
+async fn list_results(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    read_logs(state, user, id, Selection::Results).await
+}
+
+/// Streams `name,type,step,value,created_at` rows as they are read, so a 10M-point export
+/// never sits in memory; a client that goes away stops the reader.
+async fn export_csv(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let exp = state
+        .db
+        .read(move |c| authorize(c, &id, &user.id, Role::Viewer))
+        .await?;
+    let filename: String = exp
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let sender = tx.clone();
+        let result = (|| -> Result<()> {
+            let conn = db.reader()?;
+            let mut out = csv::Writer::from_writer(ChunkSender {
+                buf: Vec::new(),
+                tx: sender,
+            });
+            let write_err = |e: csv::Error| Error::Internal(format!("csv: {e}"));
+            out.write_record(["name", "type", "step", "value", "created_at"])
+                .map_err(write_err)?;
+            logs::for_each_csv_row(&conn, &exp, |row| {
+                let step = row.step.map(|s| s.to_string()).unwrap_or_default();
+                // Debug formatting: shortest round-trip digits, and NaN / inf / -inf.
+                let value = format!("{:?}", row.value);
+                out.write_record([
+                    row.name.as_str(),
+                    row.kind.name(),
+                    &step,
+                    &value,
+                    &rfc3339(row.created_at),
+                ])
+                .map_err(write_err)
+            })?;
+            out.flush()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Headers are gone already; cutting the stream is the only way left to say "failed".
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}.csv\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Collects CSV bytes and hands them to the response stream in 64 KiB chunks. A send fails when
+/// the client has gone away, which ends the export.
+struct ChunkSender {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 16 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}

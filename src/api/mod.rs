@@ -1,0 +1,201 @@
+//! The HTTP API under `/api`: one module per resource, each with its routes at the top. This
+//! module holds what they share: the JSON envelope and extractors whose rejections are JSON.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::server::AppState;
+
+mod accounts;
+mod api_keys;
+mod experiments;
+mod logs;
+mod workspaces;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", axum::routing::get(health))
+        .merge(accounts::routes())
+        .merge(api_keys::routes())
+        .merge(workspaces::routes())
+        .merge(experiments::routes())
+        .merge(logs::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn health() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn not_found() -> Error {
+    Error::NotFound("no such API endpoint".into())
+}
+
+async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}
+
+/// The success envelope every endpoint answers with: `{"status": 200, "data": ...}`.
+pub struct Reply<T>(StatusCode, T);
+
+pub fn ok<T: Serialize>(data: T) -> Reply<T> {
+    Reply(StatusCode::OK, data)
+}
+
+pub fn created<T: Serialize>(data: T) -> Reply<T> {
+    Reply(StatusCode::CREATED, data)
+}
+
+impl<T: Serialize> IntoResponse for Reply<T> {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Envelope<T> {
+            status: u16,
+            data: T,
+        }
+        let body = Envelope {
+            status: self.0.as_u16(),
+            data: self.1,
+        };
+        match serde_json::to_vec(&body) {
+            Ok(bytes) => {
+                (self.0, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+            }
+            Err(e) => Error::Internal(format!("serialize reply: {e}")).into_response(),
+        }
+    }
+}
+
+/// A JSON body. Unlike axum's `Json`, every rejection is a JSON error, and a bare `NaN` or
+/// `Infinity` token (what Python's json module writes) gets a message saying what to send.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        if !is_json(req.headers()) {
+            return Err(Error::UnsupportedMediaType(
+                "send the body as JSON with 'Content-Type: application/json'".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge(format!(
+                    "the body is over the {} MiB limit",
+                    crate::server::BODY_LIMIT >> 20
+                ))
+            } else {
+                Error::bad_request(format!("could not read the body: {}", e.body_text()))
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_syntax() && bare_non_finite_at(bytes, e.line(), e.column()) {
+            Error::bad_request(format!(
+                "{e}: bare NaN/Infinity is not JSON; send the value as the string \"NaN\", \"Infinity\" or \"-Infinity\""
+            ))
+        } else if e.is_eof() && bytes.iter().all(u8::is_ascii_whitespace) {
+            Error::bad_request("the request body is empty; send a JSON object")
+        } else {
+            Error::bad_request(format!("invalid JSON body: {e}"))
+        }
+    })
+}
+
+/// Whether the syntax error at (line, column) sits on a NaN / Infinity / -Infinity token.
+fn bare_non_finite_at(bytes: &[u8], line: usize, column: usize) -> bool {
+    let Some(text) = std::str::from_utf8(bytes).ok() else {
+        return false;
+    };
+    let Some(line_text) = text.lines().nth(line.saturating_sub(1)) else {
+        return false;
+    };
+    // serde_json reports the column of the offending character (1-based); look around it.
+    let start = column.saturating_sub(2).min(line_text.len());
+    let rest = line_text.get(start..).unwrap_or("");
+    let rest =
+        rest.trim_start_matches(|c: char| c == ':' || c == ',' || c == '[' || c.is_whitespace());
+    ["NaN", "Infinity", "-Infinity", "inf", "-inf", "nan"]
+        .iter()
+        .any(|t| rest.starts_with(t))
+}
+
+/// Path parameters with a JSON 400 on failure.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Error))]
+pub struct Path<T>(pub T);
+
+/// Query parameters with a JSON 400 on failure.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Error))]
+pub struct Query<T>(pub T);
+
+/// Parses a public id (a UUID) from a path or body, naming `what` in the error.
+pub fn parse_id(raw: &str, what: &str) -> Result<String> {
+    uuid::Uuid::try_parse(raw.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| Error::bad_request(format!("'{raw}' is not a valid {what} id (a UUID)")))
+}
+
+/// Trims `raw` and checks it is 1..=max characters with no control characters.
+pub fn clean_name(raw: &str, what: &str, max: usize) -> Result<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(Error::bad_request(format!("{what} must not be empty")));
+    }
+    if name.chars().count() > max {
+        return Err(Error::bad_request(format!(
+            "{what} is longer than {max} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_nan_is_recognised_with_its_position() {
+        let body = br#"{"logs":[{"name":"loss","value":NaN,"step":1}]}"#;
+        let err = parse_json::<serde_json::Value>(body).unwrap_err();
+        assert!(
+            err.to_string().contains("send the value as the string"),
+            "{err}"
+        );
+        let err = parse_json::<serde_json::Value>(br#"{"value": -Infinity}"#).unwrap_err();
+        assert!(err.to_string().contains("\"NaN\""), "{err}");
+        let err = parse_json::<serde_json::Value>(br#"{"value": nope}"#).unwrap_err();
+        assert!(!err.to_string().contains("\"NaN\""), "{err}");
+    }
+}

@@ -1,0 +1,220 @@
+//! Workspaces: the unit of sharing. Every experiment belongs to one.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::experiments::ExperimentOut;
+use super::{Json, Path, Reply, clean_name, created, ok, parse_id};
+use crate::auth::AuthUser;
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::store::experiments;
+use crate::store::workspaces::{self, Role, Workspace, require_role};
+use crate::time::{now_ms, rfc3339};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/workspaces", get(list_workspaces).post(create_workspace))
+        .route(
+            "/workspaces/{id}",
+            get(get_workspace).delete(delete_workspace),
+        )
+        .route("/workspaces/{id}/leave", post(leave_workspace))
+        .route("/workspaces/{id}/members", get(list_members))
+        .route(
+            "/workspaces/{id}/experiments",
+            get(list_workspace_experiments),
+        )
+        .route("/workspace-roles", get(list_roles))
+}
+
+#[derive(Serialize)]
+pub struct WorkspaceOut {
+    id: String,
+    name: String,
+    description: Option<String>,
+    created_at: String,
+    role: &'static str,
+}
+
+impl From<Workspace> for WorkspaceOut {
+    fn from(w: Workspace) -> Self {
+        WorkspaceOut {
+            id: w.id,
+            name: w.name,
+            description: w.description,
+            created_at: rfc3339(w.created_at),
+            role: w.role.name(),
+        }
+    }
+}
+
+async fn list_workspaces(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Reply<Vec<WorkspaceOut>>> {
+    let list = state
+        .db
+        .read(move |c| workspaces::list_for(c, &user.id))
+        .await?;
+    Ok(ok(list.into_iter().map(Into::into).collect()))
+}
+
+#[derive(Deserialize)]
+struct NewWorkspace {
+    name: String,
+    description: Option<String>,
+}
+
+async fn create_workspace(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<NewWorkspace>,
+) -> Result<Reply<WorkspaceOut>> {
+    let name = clean_name(&body.name, "the workspace name", 255)?;
+    let description = body
+        .description
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty());
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 10_000)
+    {
+        return Err(Error::bad_request(
+            "the description is longer than 10000 characters",
+        ));
+    }
+    let ws = state
+        .db
+        .write(move |tx| {
+            workspaces::create(tx, &user.id, &name, description.as_deref(), false, now_ms())
+        })
+        .await?;
+    Ok(created(ws.into()))
+}
+
+async fn get_workspace(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<WorkspaceOut>> {
+    let id = parse_id(&id, "workspace")?;
+    let ws = state
+        .db
+        .read(move |c| workspaces::get_for(c, &id, &user.id))
+        .await?;
+    Ok(ok(ws.ok_or_else(|| Error::not_found("workspace"))?.into()))
+}
+
+async fn delete_workspace(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<serde_json::Value>> {
+    let id = parse_id(&id, "workspace")?;
+    let deleted = id.clone();
+    state
+        .db
+        .write(move |tx| {
+            require_role(tx, &id, &user.id, Role::Owner)?;
+            workspaces::delete(tx, &id)
+        })
+        .await?;
+    Ok(ok(serde_json::json!({"id": deleted, "deleted": true})))
+}
+
+async fn leave_workspace(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<serde_json::Value>> {
+    let id = parse_id(&id, "workspace")?;
+    let left = id.clone();
+    state
+        .db
+        .write(move |tx| {
+            let role = require_role(tx, &id, &user.id, Role::Viewer)?;
+            if role == Role::Owner && workspaces::owner_count(tx, &id)? <= 1 {
+                return Err(Error::bad_request(
+                    "you are the last OWNER of this workspace: make someone else OWNER first, or delete the workspace",
+                ));
+            }
+            workspaces::remove_member(tx, &id, &user.id)
+        })
+        .await?;
+    Ok(ok(serde_json::json!({"id": left, "left": true})))
+}
+
+#[derive(Serialize)]
+struct MemberOut {
+    user_id: String,
+    email: String,
+    role: &'static str,
+    role_id: i64,
+    joined_at: String,
+}
+
+async fn list_members(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<Vec<MemberOut>>> {
+    let id = parse_id(&id, "workspace")?;
+    let members = state
+        .db
+        .read(move |c| {
+            require_role(c, &id, &user.id, Role::Viewer)?;
+            workspaces::members(c, &id)
+        })
+        .await?;
+    Ok(ok(members
+        .into_iter()
+        .map(|m| MemberOut {
+            user_id: m.user_id,
+            email: m.email,
+            role: m.role.name(),
+            role_id: m.role as i64,
+            joined_at: rfc3339(m.joined_at),
+        })
+        .collect()))
+}
+
+async fn list_workspace_experiments(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Reply<Vec<ExperimentOut>>> {
+    let id = parse_id(&id, "workspace")?;
+    let list = state
+        .db
+        .read(move |c| {
+            require_role(c, &id, &user.id, Role::Viewer)?;
+            experiments::in_workspace(c, &id)
+        })
+        .await?;
+    let base = state.public_url(&headers);
+    Ok(ok(list
+        .into_iter()
+        .map(|e| ExperimentOut::new(e, &base))
+        .collect()))
+}
+
+#[derive(Serialize)]
+struct RoleOut {
+    id: i64,
+    name: &'static str,
+}
+
+async fn list_roles(_user: AuthUser) -> Result<Reply<Vec<RoleOut>>> {
+    Ok(ok([Role::Owner, Role::Editor, Role::Viewer]
+        .into_iter()
+        .map(|r| RoleOut {
+            id: r as i64,
+            name: r.name(),
+        })
+        .collect()))
+}

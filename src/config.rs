@@ -1,0 +1,48 @@
+//! Every setting of `tora serve`, once: its flag, its TORA_* variable, its default. The doc
+//! comments are the `--help` text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address and port to listen on; port 0 picks a free one. Use 0.0.0.0:8080 to serve a LAN.
+    #[arg(long, env = "TORA_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    #[command(flatten)]
+    pub db: DbArg,
+
+    /// The URL people open the dashboard at, used in experiment links (e.g. http://tora.lab:8080).
+    /// Defaults to the scheme and Host of each request.
+    #[arg(long, env = "TORA_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// Whether anyone who can reach the server may create an account.
+    #[arg(long, env = "TORA_SIGNUP", value_enum, default_value_t = Signup::Open)]
+    pub signup: Signup,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArg {
+    /// The SQLite database file: the server's whole state.
+    #[arg(long = "db", env = "TORA_DB", default_value = "tora.db")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Signup {
+    Open,
+    Closed,
+}
+
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim().trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len()
+    {
+        return Err(format!("'{raw}' is not an http:// or https:// URL"));
+    }
+    Ok(url.to_string())
+}

@@ -1,0 +1,152 @@
+//! The one error type. Every failure a request can meet becomes an [`Error`], and this file is
+//! the only place that turns one into an HTTP status and a JSON body.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+pub enum Error {
+    BadRequest(String),
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    MethodNotAllowed,
+    Conflict(String),
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
+    /// A bug or an environment failure: logged in full, sent to the client as a bare 500.
+    Internal(String),
+}
+
+impl Error {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Error::BadRequest(msg.into())
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Error::NotFound(format!("{what} not found"))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "BAD_REQUEST",
+            Error::Unauthorized(_) => "UNAUTHORIZED",
+            Error::Forbidden(_) => "FORBIDDEN",
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Error::Conflict(_) => "CONFLICT",
+            Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Error::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Error::BadRequest(m)
+            | Error::Unauthorized(m)
+            | Error::Forbidden(m)
+            | Error::NotFound(m)
+            | Error::Conflict(m)
+            | Error::PayloadTooLarge(m)
+            | Error::UnsupportedMediaType(m) => m,
+            Error::MethodNotAllowed => "method not allowed on this path",
+            // The cause stays in the server log; a client learns nothing about internals.
+            Error::Internal(_) => "internal server error",
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Internal(cause) => write!(f, "internal error: {cause}"),
+            other => write!(f, "{}: {}", other.code(), other.message()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if let Error::Internal(cause) = &self {
+            eprintln!("error: {cause}");
+        }
+        let status = self.status();
+        let body = json!({
+            "status": status.as_u16(),
+            "error": self.code(),
+            "message": self.message(),
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Internal(format!("sqlite: {e}"))
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Internal(format!("connection pool: {e}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Internal(format!("io: {e}"))
+    }
+}
+
+impl From<PathRejection> for Error {
+    fn from(e: PathRejection) -> Self {
+        Error::BadRequest(format!("invalid path: {}", e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(e: QueryRejection) -> Self {
+        Error::BadRequest(format!("invalid query string: {}", e.body_text()))
+    }
+}
+
+impl From<JsonRejection> for Error {
+    fn from(e: JsonRejection) -> Self {
+        Error::BadRequest(e.body_text())
+    }
+}
+
+/// Turns a UNIQUE violation into a 409 with `msg`, at the call site that knows what was taken.
+pub fn conflict_on_unique(e: rusqlite::Error, msg: &str) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Error::Conflict(msg.to_string())
+        }
+        other => other.into(),
+    }
+}

@@ -1,0 +1,23 @@
+//! Tora: a self-hosted ML experiment tracker in one binary. The modules, in the order a
+//! request meets them:
+
+/// The HTTP API under /api, one module per resource.
+pub mod api;
+/// The embedded dashboard and its security headers.
+pub mod assets;
+/// Who is calling: passwords, tokens, API keys, the `AuthUser` extractor.
+pub mod auth;
+/// The command line: `serve`, `backup`.
+pub mod cli;
+/// Every `serve` setting: flag, TORA_* variable, default.
+pub mod config;
+/// Pools, PRAGMAs, migrations, backup: the only doors to a connection.
+pub mod db;
+/// The one error type, and the only place that picks an HTTP status.
+pub mod error;
+/// AppState, the router, and serving with a graceful shutdown.
+pub mod server;
+/// All SQL, one module per resource.
+pub mod store;
+/// Unix milliseconds and RFC 3339.
+pub mod time;

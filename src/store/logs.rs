@@ -1,0 +1,376 @@
+//! Logged points: metrics (with a step) and results. See `schema.sql` for the layout and why.
+
+use std::collections::HashMap;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, params};
+
+use crate::error::{Error, Result};
+use crate::store::experiments::Experiment;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Metric = 0,
+    Result = 1,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Metric => "metric",
+            Kind::Result => "result",
+        }
+    }
+
+    fn from_i64(v: i64) -> Kind {
+        if v == 1 { Kind::Result } else { Kind::Metric }
+    }
+}
+
+/// A client's id for one log, the key of exactly-once delivery. UUIDs are stored as 16 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MsgId {
+    Uuid([u8; 16]),
+    Text(String),
+}
+
+impl MsgId {
+    pub fn parse(s: &str) -> MsgId {
+        match uuid::Uuid::try_parse(s) {
+            Ok(u) => MsgId::Uuid(*u.as_bytes()),
+            Err(_) => MsgId::Text(s.to_string()),
+        }
+    }
+
+    pub fn random() -> MsgId {
+        MsgId::Uuid(*uuid::Uuid::new_v4().as_bytes())
+    }
+
+    fn read(v: ValueRef) -> MsgId {
+        match v {
+            ValueRef::Blob(b) if b.len() == 16 => MsgId::Uuid(b.try_into().unwrap_or([0; 16])),
+            ValueRef::Text(t) => MsgId::Text(String::from_utf8_lossy(t).into_owned()),
+            _ => MsgId::Text(String::new()),
+        }
+    }
+}
+
+impl std::fmt::Display for MsgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MsgId::Uuid(b) => write!(f, "{}", uuid::Uuid::from_bytes(*b)),
+            MsgId::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl rusqlite::ToSql for MsgId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            MsgId::Uuid(b) => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            MsgId::Text(t) => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        })
+    }
+}
+
+/// One validated log, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewLog {
+    pub msg_id: MsgId,
+    pub name: String,
+    pub kind: Kind,
+    pub step: Option<i64>,
+    pub value: f64,
+    /// Metadata beyond `type`, as JSON text; None for the usual `{"type": ..}` or no metadata.
+    pub extra_metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inserted {
+    pub inserted: usize,
+    pub skipped: usize,
+}
+
+/// Stores `logs` in order. A log whose (name, kind, step, msg_id) is already stored is skipped
+/// by the primary key, so a client that resends a batch after a lost reply changes nothing.
+pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) -> Result<Inserted> {
+    let mut series = series_ids(conn, exp.rowid)?;
+    let mut next_seq: i64 = conn.query_row(
+        "SELECT next_seq FROM experiments WHERE id = ?1",
+        [exp.rowid],
+        |r| r.get(0),
+    )?;
+    let t = now - exp.created_at;
+
+    let mut new_series = conn.prepare_cached(
+        "INSERT INTO series (experiment_id, kind, name) VALUES (?1, ?2, ?3) RETURNING id",
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO logs (series_id, step, msg_id, seq, value, t) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT DO NOTHING",
+    )?;
+    let mut metadata = conn.prepare_cached(
+        "INSERT INTO log_metadata (experiment_id, seq, metadata) VALUES (?1, ?2, ?3)",
+    )?;
+
+    let mut out = Inserted::default();
+    for log in logs {
+        let key = (log.kind, log.name.clone());
+        let series_id = match series.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id: i64 = new_series
+                    .query_row(params![exp.rowid, log.kind as i64, log.name], |r| r.get(0))?;
+                series.insert(key, id);
+                id
+            }
+        };
+        // NaN binds as NULL (SQLite's own rule), which is how the schema spells NaN.
+        let value = (!log.value.is_nan()).then_some(log.value);
+        let changed = insert.execute(params![
+            series_id,
+            log.step.unwrap_or(-1),
+            log.msg_id,
+            next_seq,
+            value,
+            t
+        ])?;
+        if changed == 0 {
+            out.skipped += 1;
+            continue;
+        }
+        if let Some(extra) = &log.extra_metadata {
+            metadata.execute(params![exp.rowid, next_seq, extra])?;
+        }
+        next_seq += 1;
+        out.inserted += 1;
+    }
+    if out.inserted > 0 {
+        conn.execute(
+            "UPDATE experiments SET next_seq = ?2 WHERE id = ?1",
+            params![exp.rowid, next_seq],
+        )?;
+    }
+    Ok(out)
+}
+
+fn series_ids(conn: &Connection, experiment: i64) -> Result<HashMap<(Kind, String), i64>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, kind, name FROM series WHERE experiment_id = ?1")?;
+    let rows = stmt.query_map([experiment], |r| {
+        Ok(((Kind::from_i64(r.get(1)?), r.get(2)?), r.get(0)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A stored log as clients see it.
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub seq: i64,
+    pub msg_id: MsgId,
+    pub name: String,
+    pub kind: Kind,
+    pub step: Option<i64>,
+    pub value: f64,
+    pub extra_metadata: Option<String>,
+    pub created_at: i64,
+}
+
+/// Which logs to read, and in what order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Everything, in the order it was stored.
+    All,
+    /// Metrics, by step (then name).
+    Metrics,
+    /// Results, in the order they were stored.
+    Results,
+}
+
+pub fn list(conn: &Connection, exp: &Experiment, which: Selection) -> Result<Vec<Log>> {
+    let kind_filter = match which {
+        Selection::All => "",
+        Selection::Metrics => "AND s.kind = 0",
+        Selection::Results => "AND s.kind = 1",
+    };
+    let order = match which {
+        Selection::Metrics => "l.step, s.name, l.seq",
+        _ => "l.seq",
+    };
+    let sql = format!(
+        "SELECT l.seq, l.msg_id, s.name, s.kind, l.step, l.value, l.t, md.metadata
+         FROM series s JOIN logs l ON l.series_id = s.id
+         LEFT JOIN log_metadata md ON md.experiment_id = s.experiment_id AND md.seq = l.seq
+         WHERE s.experiment_id = ?1 {kind_filter} ORDER BY {order}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([exp.rowid], |r| {
+        let step: i64 = r.get(4)?;
+        Ok(Log {
+            seq: r.get(0)?,
+            msg_id: MsgId::read(r.get_ref(1)?),
+            name: r.get(2)?,
+            kind: Kind::from_i64(r.get(3)?),
+            step: (step >= 0).then_some(step),
+            value: r.get::<_, Option<f64>>(5)?.unwrap_or(f64::NAN),
+            created_at: exp.created_at + r.get::<_, i64>(6)?,
+            extra_metadata: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One CSV row of an export.
+pub struct CsvRow {
+    pub name: String,
+    pub kind: Kind,
+    pub step: Option<i64>,
+    pub value: f64,
+    pub created_at: i64,
+}
+
+/// Feeds every log of `exp` to `each`, grouped by kind and name, in step order, without
+/// holding them all in memory. `each` returning an error stops the walk.
+pub fn for_each_csv_row(
+    conn: &Connection,
+    exp: &Experiment,
+    mut each: impl FnMut(CsvRow) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT s.name, s.kind, l.step, l.value, l.t FROM series s JOIN logs l ON l.series_id = s.id
+         WHERE s.experiment_id = ?1 ORDER BY s.kind, s.name, l.step, l.seq",
+    )?;
+    let mut rows = stmt.query([exp.rowid])?;
+    while let Some(r) = rows.next()? {
+        let step: i64 = r.get(2)?;
+        each(CsvRow {
+            name: r.get(0)?,
+            kind: Kind::from_i64(r.get(1)?),
+            step: (step >= 0).then_some(step),
+            value: r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
+            created_at: exp.created_at + r.get::<_, i64>(4)?,
+        })
+        .map_err(|e| match e {
+            Error::Internal(m) => Error::Internal(format!("csv export: {m}")),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{experiments, users, workspaces};
+
+    fn experiment(conn: &Connection) -> Experiment {
+        let u = users::create(conn, "l@x.org", "h", 1).unwrap();
+        let ws = workspaces::personal(conn, &u.id, 1).unwrap();
+        let new = experiments::NewExperiment {
+            id: "00000000-0000-4000-8000-000000000001",
+            workspace_id: &ws,
+            created_by: &u.id,
+            name: "run",
+            description: None,
+            hyperparams: "[]",
+            tags: "[]",
+        };
+        experiments::create(conn, &new, 1_000).unwrap()
+    }
+
+    fn metric(msg: &str, name: &str, step: i64, value: f64) -> NewLog {
+        NewLog {
+            msg_id: MsgId::parse(msg),
+            name: name.into(),
+            kind: Kind::Metric,
+            step: Some(step),
+            value,
+            extra_metadata: None,
+        }
+    }
+
+    #[test]
+    fn a_resent_batch_is_skipped_not_duplicated() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        let batch = vec![
+            metric("6f1c1f0e-8b3a-4c59-9d1e-1a2b3c4d5e6f", "loss", 0, 1.0),
+            metric("client-7", "loss", 1, 0.5),
+        ];
+        assert_eq!(
+            insert(&conn, &exp, &batch, 2_000).unwrap(),
+            Inserted {
+                inserted: 2,
+                skipped: 0
+            }
+        );
+        let mut again = batch.clone();
+        again.push(metric("client-8", "loss", 2, 0.25));
+        assert_eq!(
+            insert(&conn, &exp, &again, 3_000).unwrap(),
+            Inserted {
+                inserted: 1,
+                skipped: 2
+            }
+        );
+
+        let logs = list(&conn, &exp, Selection::All).unwrap();
+        let seqs: Vec<i64> = logs.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+        assert_eq!(
+            logs[0].msg_id.to_string(),
+            "6f1c1f0e-8b3a-4c59-9d1e-1a2b3c4d5e6f"
+        );
+        assert_eq!(logs[1].msg_id.to_string(), "client-7");
+        assert_eq!(logs[2].created_at, 3_000);
+    }
+
+    #[test]
+    fn non_finite_values_round_trip() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        let batch = vec![
+            metric("a", "x", 0, f64::NAN),
+            metric("b", "x", 1, f64::INFINITY),
+            metric("c", "x", 2, f64::NEG_INFINITY),
+            metric("d", "x", 3, -0.5),
+        ];
+        insert(&conn, &exp, &batch, 2_000).unwrap();
+        let values: Vec<f64> = list(&conn, &exp, Selection::Metrics)
+            .unwrap()
+            .iter()
+            .map(|l| l.value)
+            .collect();
+        assert!(values[0].is_nan());
+        assert_eq!(&values[1..], &[f64::INFINITY, f64::NEG_INFINITY, -0.5]);
+    }
+
+    #[test]
+    fn metrics_come_back_by_step_and_results_apart() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        let mut batch = vec![metric("m2", "acc", 5, 0.9), metric("m1", "acc", 1, 0.1)];
+        batch.push(NewLog {
+            msg_id: MsgId::parse("r"),
+            name: "acc".into(),
+            kind: Kind::Result,
+            step: None,
+            value: 0.95,
+            extra_metadata: Some(r#"{"type":"result","split":"test"}"#.into()),
+        });
+        insert(&conn, &exp, &batch, 2_000).unwrap();
+        let steps: Vec<Option<i64>> = list(&conn, &exp, Selection::Metrics)
+            .unwrap()
+            .iter()
+            .map(|l| l.step)
+            .collect();
+        assert_eq!(steps, vec![Some(1), Some(5)]);
+        let results = list(&conn, &exp, Selection::Results).unwrap();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].step, None);
+        assert_eq!(
+            results[0].extra_metadata.as_deref(),
+            Some(r#"{"type":"result","split":"test"}"#)
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! Accounts.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::{Result, conflict_on_unique};
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, email, password_hash, disabled, created_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        password_hash: r.get(2)?,
+        disabled: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+/// Inserts a user; an e-mail already taken (compared case-insensitively) is a 409.
+pub fn create(conn: &Connection, email: &str, password_hash: &str, now: i64) -> Result<User> {
+    let id = super::new_id();
+    conn.execute(
+        "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![id, email, password_hash, now],
+    )
+    .map_err(|e| conflict_on_unique(e, "an account with this email already exists"))?;
+    Ok(User {
+        id,
+        email: email.to_string(),
+        password_hash: password_hash.to_string(),
+        disabled: false,
+        created_at: now,
+    })
+}
+
+pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
+    Ok(conn.query_row(&sql, [email], from_row).optional()?)
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+pub fn count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+}
+
+pub fn confirm_email(conn: &Connection, id: &str, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET email_confirmed_at = coalesce(email_confirmed_at, ?2) WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn emails_are_unique_regardless_of_case() {
+        let conn = crate::db::memory();
+        let ada = create(&conn, "ada@lab.org", "h", 1).unwrap();
+        let err = create(&conn, "ADA@lab.org", "h", 2).unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        let found = by_email(&conn, "Ada@Lab.org").unwrap().unwrap();
+        assert_eq!(found.id, ada.id);
+        assert_eq!(count(&conn).unwrap(), 1);
+    }
+}

@@ -1,0 +1,242 @@
+//! Workspaces, their members and roles, and [`require_role`]: the one access check.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::{Error, Result};
+
+/// A member's role. The numbers are the `roles` table ids; a smaller number may do more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Owner = 1,
+    Editor = 2,
+    Viewer = 3,
+}
+
+impl Role {
+    pub fn from_id(id: i64) -> Option<Role> {
+        match id {
+            1 => Some(Role::Owner),
+            2 => Some(Role::Editor),
+            3 => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Owner => "OWNER",
+            Role::Editor => "EDITOR",
+            Role::Viewer => "VIEWER",
+        }
+    }
+
+    /// Whether a member with this role may do what needs `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self <= needed
+    }
+}
+
+/// Every handler that touches a workspace's objects goes through here first. A non-member gets
+/// the same 404 as for a workspace that does not exist, so ids cannot be probed; a member whose
+/// role is too weak gets a 403 naming the role needed.
+pub fn require_role(
+    conn: &Connection,
+    workspace_id: &str,
+    user_id: &str,
+    needed: Role,
+) -> Result<Role> {
+    let role =
+        role_of(conn, workspace_id, user_id)?.ok_or_else(|| Error::not_found("workspace"))?;
+    if role.allows(needed) {
+        Ok(role)
+    } else {
+        Err(Error::Forbidden(format!(
+            "this needs the {} role in the workspace; you are {}",
+            needed.name(),
+            role.name()
+        )))
+    }
+}
+
+pub fn role_of(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<Option<Role>> {
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT role_id FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
+            [workspace_id, user_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(id.and_then(Role::from_id))
+}
+
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: i64,
+    pub role: Role,
+}
+
+fn from_row(r: &Row) -> rusqlite::Result<Workspace> {
+    Ok(Workspace {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        created_at: r.get(3)?,
+        role: Role::from_id(r.get(4)?).unwrap_or(Role::Viewer),
+    })
+}
+
+const SELECT: &str = "SELECT w.id, w.name, w.description, w.created_at, m.role_id
+    FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id";
+
+/// Creates a workspace with `owner` as its OWNER.
+pub fn create(
+    conn: &Connection,
+    owner: &str,
+    name: &str,
+    description: Option<&str>,
+    personal: bool,
+    now: i64,
+) -> Result<Workspace> {
+    let id = super::new_id();
+    conn.execute(
+        "INSERT INTO workspaces (id, name, description, personal_of, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, name, description, personal.then_some(owner), now],
+    )?;
+    add_member(conn, &id, owner, Role::Owner, now)?;
+    Ok(Workspace {
+        id,
+        name: name.to_string(),
+        description: description.map(str::to_string),
+        created_at: now,
+        role: Role::Owner,
+    })
+}
+
+pub fn add_member(
+    conn: &Connection,
+    workspace_id: &str,
+    user_id: &str,
+    role: Role,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![workspace_id, user_id, role as i64, now],
+    )?;
+    Ok(())
+}
+
+/// The workspace experiments go to when the client names none, created on first need.
+pub fn personal(conn: &Connection, user_id: &str, now: i64) -> Result<String> {
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT id FROM workspaces WHERE personal_of = ?1",
+            [user_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match existing {
+        Some(id) => Ok(id),
+        None => Ok(create(conn, user_id, "Personal", None, true, now)?.id),
+    }
+}
+
+pub fn list_for(conn: &Connection, user_id: &str) -> Result<Vec<Workspace>> {
+    let sql = format!("{SELECT} WHERE m.user_id = ?1 ORDER BY w.created_at, w.id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([user_id], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The workspace as its member `user_id` sees it (None for a non-member or a missing one).
+pub fn get_for(conn: &Connection, id: &str, user_id: &str) -> Result<Option<Workspace>> {
+    let sql = format!("{SELECT} WHERE w.id = ?1 AND m.user_id = ?2");
+    Ok(conn.query_row(&sql, [id, user_id], from_row).optional()?)
+}
+
+/// Deletes a workspace; the foreign keys cascade to members, experiments and their logs.
+pub fn delete(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn owner_count(conn: &Connection, workspace_id: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM workspace_members WHERE workspace_id = ?1 AND role_id = ?2",
+        params![workspace_id, Role::Owner as i64],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn remove_member(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
+        [workspace_id, user_id],
+    )?;
+    Ok(())
+}
+
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+    pub joined_at: i64,
+}
+
+pub fn members(conn: &Connection, workspace_id: &str) -> Result<Vec<Member>> {
+    let mut stmt = conn.prepare(
+        "SELECT u.id, u.email, m.role_id, m.created_at FROM workspace_members m
+         JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ?1 ORDER BY m.created_at, u.email",
+    )?;
+    let rows = stmt.query_map([workspace_id], |r| {
+        Ok(Member {
+            user_id: r.get(0)?,
+            email: r.get(1)?,
+            role: Role::from_id(r.get(2)?).unwrap_or(Role::Viewer),
+            joined_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users;
+
+    #[test]
+    fn roles_gate_by_strength_and_hide_from_outsiders() {
+        let conn = crate::db::memory();
+        let owner = users::create(&conn, "o@x.org", "h", 1).unwrap();
+        let viewer = users::create(&conn, "v@x.org", "h", 1).unwrap();
+        let outsider = users::create(&conn, "z@x.org", "h", 1).unwrap();
+        let ws = create(&conn, &owner.id, "lab", None, false, 1).unwrap();
+        add_member(&conn, &ws.id, &viewer.id, Role::Viewer, 2).unwrap();
+
+        assert_eq!(
+            require_role(&conn, &ws.id, &owner.id, Role::Owner).unwrap(),
+            Role::Owner
+        );
+        assert_eq!(
+            require_role(&conn, &ws.id, &viewer.id, Role::Viewer).unwrap(),
+            Role::Viewer
+        );
+        let refused = require_role(&conn, &ws.id, &viewer.id, Role::Editor).unwrap_err();
+        assert!(matches!(refused, Error::Forbidden(_)), "{refused:?}");
+        let hidden = require_role(&conn, &ws.id, &outsider.id, Role::Viewer).unwrap_err();
+        assert!(matches!(hidden, Error::NotFound(_)), "{hidden:?}");
+    }
+
+    #[test]
+    fn personal_workspace_is_created_once() {
+        let conn = crate::db::memory();
+        let u = users::create(&conn, "p@x.org", "h", 1).unwrap();
+        let a = personal(&conn, &u.id, 1).unwrap();
+        let b = personal(&conn, &u.id, 2).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(list_for(&conn, &u.id).unwrap().len(), 1);
+    }
+}
