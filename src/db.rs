@@ -192,8 +192,20 @@ pub fn backup(src: &Path, dest: &Path) -> Result<u64> {
         source.execute_batch("PRAGMA busy_timeout = 5000;")?;
         let mut target = Connection::open(dest)?;
         {
-            let copy = rusqlite::backup::Backup::new(&source, &mut target)?;
-            copy.run_to_completion(-1, Duration::from_millis(0), None)?;
+            use rusqlite::backup::{Backup, StepResult};
+            let copy = Backup::new(&source, &mut target)?;
+            // -1 copies every page in one step, inside one read transaction: a consistent
+            // snapshot. Busy/Locked only means a writer held a lock for a moment; try again.
+            let mut attempts = 0;
+            while copy.step(-1)? != StepResult::Done {
+                attempts += 1;
+                if attempts > 600 {
+                    return Err(Error::Internal(
+                        "the database stayed locked for a minute".into(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         // The copy inherits WAL mode; fold it back so the file alone is complete.
         target.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;

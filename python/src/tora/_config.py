@@ -10,7 +10,6 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/api"
 
@@ -19,7 +18,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080/api"
 class Settings:
     base_url: str
     """TORA_BASE_URL: the server's API root."""
-    api_key: Optional[str]
+    api_key: str | None
     """TORA_API_KEY: an API key (``tora_sk_...``) sent as ``x-api-key``."""
     mode: str
     """TORA_MODE: ``online`` (default) or ``offline`` (spool everything, upload later with ``python -m tora sync``)."""

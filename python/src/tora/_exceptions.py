@@ -6,13 +6,13 @@ set-up time (bad API key, unknown workspace) raise. Network trouble while loggin
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class ToraError(Exception):
     """Base class of every Tora SDK error."""
 
-    def __init__(self, message: str, details: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
@@ -41,9 +41,9 @@ class ToraNetworkError(ToraError):
     def __init__(
         self,
         message: str,
-        status_code: Optional[int] = None,
-        response_text: Optional[str] = None,
-        details: Optional[dict[str, Any]] = None,
+        status_code: int | None = None,
+        response_text: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message, details)
         self.status_code = status_code

@@ -10,7 +10,7 @@ import http.client
 import json
 import socket
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from ._exceptions import ToraNetworkError, ToraTimeoutError
@@ -24,7 +24,7 @@ class Response:
     body: Any
     """The parsed JSON body, or None when the body was not JSON."""
     text: str
-    retry_after: Optional[float]
+    retry_after: float | None
 
     @property
     def data(self) -> Any:
@@ -45,8 +45,8 @@ def request(
     method: str,
     url: str,
     *,
-    body: Optional[bytes] = None,
-    api_key: Optional[str] = None,
+    body: bytes | None = None,
+    api_key: str | None = None,
     timeout: float,
 ) -> Response:
     """Send one request and return the answer, whatever its status.
@@ -93,7 +93,7 @@ def encode(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def _seconds(value: Optional[str]) -> Optional[float]:
+def _seconds(value: str | None) -> float | None:
     if not value:
         return None
     try:

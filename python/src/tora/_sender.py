@@ -1,0 +1,380 @@
+"""The background sender: the only place where logged points leave the process.
+
+The caller appends ``(name, value, step)`` tuples to ``Sender.queue`` (a deque: appends need no
+lock) and calls ``poke()`` when the queue reaches ``wake_at``. Two daemon threads do the rest:
+
+* the *sender* takes up to ``batch_size`` points, gives each a msg_id, encodes them and POSTs
+  them. It sends when poked, when ``flush_interval`` has passed, or straight away while points
+  keep arriving. A batch that fails for want of an answer (network error, timeout, 5xx, 408,
+  429) is appended to the spool file, byte for byte, and retried from there after a backoff
+  (exponential, with jitter). The server skips msg_ids it already has, so a retry of a batch
+  that was in fact stored stores nothing twice. While the spool has lines, the sender
+  alternates between spooled and fresh batches. Any other answer (401, 403, 404, 400, ...) stops
+  sending for good: every point then goes to the spool, for ``python -m tora sync``.
+* the *spiller* bounds memory: every ``flush_interval``, or when poked past ``max_pending``, it
+  moves queued points to the spool if the queue is too long, the server is failing, sending has
+  stopped, or the client is offline (then it is the only thread).
+
+``flush`` waits on a condition that both threads notify. After ``os.fork`` the child starts with
+an empty queue, a new msg_id session, a spool file of its own and no threads; its first point
+starts its own threads. A child never touches the parent's sender or spool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from . import _transport
+from ._config import Settings
+from ._exceptions import ToraNetworkError
+from ._spool import Spool, spool_dir
+
+logger = logging.getLogger("tora")
+
+Value = Union[int, float]
+Point = tuple[str, Value, Optional[int]]
+"""name, value, step; a point without a step is a result."""
+Numbered = tuple[int, str, Value, Optional[int]]
+"""A point with its sequence number, which makes its msg_id ``<session>.<seq>``."""
+
+_NEVER = sys.maxsize
+_OK, _RETRY, _STOP = "ok", "retry", "stop"
+
+
+def encode(points: list[Numbered], session: str) -> bytes:
+    """The body of POST /logs/batch. Names are validated to ``[A-Za-z0-9_./-]``, so they need no escaping."""
+    parts = []
+    for seq, name, value, step in points:
+        if type(value) is int:
+            number = str(value)
+        elif math.isfinite(value):
+            number = repr(float(value))
+        elif value != value:
+            number = '"NaN"'
+        else:
+            number = '"Infinity"' if value > 0 else '"-Infinity"'
+        if step is None:
+            parts.append(
+                f'{{"msg_id":"{session}.{seq}","name":"{name}","value":{number},"metadata":{{"type":"result"}}}}'
+            )
+        else:
+            parts.append(
+                f'{{"msg_id":"{session}.{seq}","name":"{name}","value":{number},"step":{step},'
+                f'"metadata":{{"type":"metric"}}}}'
+            )
+    return ('{"logs":[' + ",".join(parts) + "]}").encode()
+
+
+@dataclass
+class _Job:
+    kind: str  # "create" | "spool" | "fresh"
+    body: bytes
+    points: int
+    fresh: list[Numbered] | None = None
+
+
+class Sender:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        experiment_id: str,
+        server_url: str,
+        api_key: str | None,
+        create: dict[str, Any] | None,
+        threshold: int,
+    ) -> None:
+        self.queue: deque[Point] = deque()
+        self.wake_at = 0
+        """The caller pokes when len(queue) reaches this; 0 until the threads run, so the first point starts them."""
+        self.experiment_id = experiment_id
+        self._settings = settings
+        self._offline = settings.mode == "offline"
+        self._threshold = settings.batch_size if self._offline else max(1, threshold)
+        self._api_key = api_key
+        self._logs_url = f"{server_url}/experiments/{experiment_id}/logs/batch"
+        self._experiments_url = f"{server_url}/experiments"
+        self._create = None if self._offline else create
+        self._header = {"experiment_id": experiment_id, "server_url": server_url, "create": create}
+        self._closed = False
+        self._fresh_state()
+        _LIVE.add(self)
+
+    def _fresh_state(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._urgent = threading.Event()
+        self._spill_wake = threading.Event()
+        self._session = uuid.uuid4().hex[:16]
+        self._seq = 0
+        self._inflight: list[Numbered] = []
+        name = f"{self.experiment_id}.{self._session}"
+        self._spool = Spool(spool_dir(self._settings.cache_dir), name, self._header)
+        self._failures = 0
+        self._failed_attempts = 0
+        self._stopped: str | None = None
+        self._replay_turn = False
+        self._running = False
+        self.delivered = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def spool_path(self) -> str:
+        return str(self._spool.path)
+
+    def set_threshold(self, threshold: int) -> None:
+        if not self._offline:
+            self._threshold = max(1, threshold)
+            if self.wake_at:
+                self.wake_at = self._threshold
+
+    @property
+    def in_memory(self) -> int:
+        return len(self.queue) + len(self._inflight)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._running or self._closed:
+                return
+            targets = [self._spill_loop] if self._offline else [self._spill_loop, self._send_loop]
+            threads = [threading.Thread(target=t, name=f"tora-{t.__name__[1:]}", daemon=True) for t in targets]
+            try:
+                for thread in threads:
+                    thread.start()
+            except RuntimeError:  # interpreter shutting down: close() spools what is queued
+                return
+            self._running = True
+            self.wake_at = self._threshold
+
+    def poke(self) -> None:
+        """The caller's only call into the sender, when the queue reached wake_at."""
+        if not self._running:
+            self.start()
+        if len(self.queue) >= self._settings.max_pending:
+            self.wake_at = _NEVER
+            self._spill_wake.set()
+        else:
+            self.wake_at = self._settings.max_pending
+            (self._spill_wake if self._offline else self._wake).set()
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every point is delivered (offline: written), or the timeout passes, or an
+        attempt made after this call fails. Returns the points not delivered yet."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        self.start()
+        with self._lock:
+            failed_before = self._failed_attempts
+        self._wake.set()
+        self._urgent.set()
+        self._spill_wake.set()
+        with self._lock:
+            while self._running and not self._settled() and self._failed_attempts == failed_before:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            return len(self.queue) + len(self._inflight) + self._spool.unsent
+
+    def close(self, timeout: float) -> int:
+        """flush(timeout), then keep whatever is left in the spool file. Returns the points kept."""
+        if self._closed:
+            return 0
+        self.flush(timeout)
+        with self._lock:
+            self._spill_locked()
+            if self._inflight:
+                self._spool.append(encode(self._inflight, self._session), len(self._inflight))
+                self._inflight = []
+            self._closed = True
+            left = self._spool.close()
+            self._changed.notify_all()
+        for event in (self._wake, self._urgent, self._spill_wake):
+            event.set()
+        _LIVE.discard(self)
+        if left:
+            logger.warning(
+                "tora: %d points of experiment %s are kept in %s; upload them with: python -m tora sync",
+                left,
+                self.experiment_id,
+                self._spool.path,
+            )
+        return left
+
+    def after_fork_in_child(self) -> None:
+        self._spool.forget_after_fork()
+        self.queue.clear()
+        self._fresh_state()
+        self.wake_at = 0
+
+    def _settled(self) -> bool:
+        if self._offline or self._stopped is not None:
+            return not self.queue
+        return not self.queue and not self._inflight and not self._spool.unsent and self._create is None
+
+    def _take(self, limit: int) -> list[Numbered]:
+        queue = self.queue
+        seq = self._seq
+        taken: list[Numbered] = []
+        for _ in range(min(limit, len(queue))):
+            name, value, step = queue.popleft()
+            taken.append((seq, name, value, step))
+            seq += 1
+        self._seq = seq
+        return taken
+
+    def _spill_locked(self) -> None:
+        while self.queue:
+            points = self._take(self._settings.batch_size)
+            self._spool.append(encode(points, self._session), len(points))
+        self.wake_at = self._threshold
+
+    def _spill_loop(self) -> None:
+        while True:
+            self._spill_wake.wait(self._settings.flush_interval)
+            self._spill_wake.clear()
+            with self._lock:
+                if self._closed:
+                    return
+                if (
+                    self._offline
+                    or self._stopped is not None
+                    or self._failures
+                    or len(self.queue) > self._settings.max_pending
+                ):
+                    self._spill_locked()
+                self._changed.notify_all()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed or self._stopped is not None:
+                    return
+                job = self._next_job()
+            if job is None:
+                self._wake.wait(self._settings.flush_interval)
+                self._wake.clear()
+                continue
+            if job.fresh is not None:
+                job.body = encode(job.fresh, self._session)
+            url = self._experiments_url if job.kind == "create" else self._logs_url
+            outcome, reason, retry_after = self._post(url, job.body)
+            delay = self._settle(job, outcome, reason, retry_after)
+            if delay:
+                self._spill_wake.set()
+                self._urgent.wait(delay)
+                self._urgent.clear()
+
+    def _next_job(self) -> _Job | None:
+        if self._create is not None:
+            return _Job("create", _transport.encode(self._create), 0)
+        if self._spool.unsent and (self._failures or self._replay_turn or not self.queue):
+            line = self._spool.peek()
+            if line is not None:
+                self._replay_turn = False
+                return _Job("spool", line[0], line[1])
+        if self.queue:
+            self._inflight = self._take(self._settings.batch_size)
+            self._replay_turn = True
+            self.wake_at = self._threshold
+            return _Job("fresh", b"", len(self._inflight), self._inflight)
+        return None
+
+    def _post(self, url: str, body: bytes) -> tuple[str, str, float | None]:
+        try:
+            answer = _transport.request("POST", url, body=body, api_key=self._api_key, timeout=self._settings.timeout)
+        except ToraNetworkError as e:
+            return _RETRY, str(e), None
+        if answer.status in (200, 201):
+            return _OK, "", None
+        reason = f"HTTP {answer.status} {answer.message}"
+        if answer.status >= 500 or answer.status in (408, 429):
+            return _RETRY, reason, answer.retry_after
+        return _STOP, reason, None
+
+    def _settle(self, job: _Job, outcome: str, reason: str, retry_after: float | None) -> float:
+        """Record what happened to a job; returns how long to back off (0: go on)."""
+        delay = 0.0
+        with self._lock:
+            mine = job.fresh is not None and job.fresh is self._inflight
+            if mine:
+                self._inflight = []
+            if outcome == _OK:
+                if self._failures:
+                    logger.warning("tora: the server answers again; sending the points kept meanwhile")
+                self._failures = 0
+                if job.kind == "create":
+                    self._create = None
+                elif job.kind == "spool" and not self._closed:
+                    self._spool.mark_sent()
+                self.delivered += job.points
+            else:
+                self._failed_attempts += 1
+                if mine and not self._closed:
+                    self._spool.append(job.body, job.points)
+                if outcome == _STOP:
+                    self._stopped = reason
+                    logger.error(
+                        "tora: the server refused %s for experiment %s (%s); sending stops, points are kept in %s",
+                        "to create the experiment" if job.kind == "create" else "a batch",
+                        self.experiment_id,
+                        reason,
+                        self._spool.path,
+                    )
+                    if not self._closed:
+                        self._spill_locked()
+                else:
+                    self._failures += 1
+                    if self._failures == 1:
+                        logger.warning("tora: cannot reach the server (%s); logging goes on, points are kept", reason)
+                    delay = self._backoff(retry_after)
+            self._changed.notify_all()
+        return delay
+
+    def _backoff(self, retry_after: float | None) -> float:
+        ceiling = min(self._settings.retry_max, self._settings.retry_base * 2 ** min(self._failures - 1, 30))
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not security)
+        if retry_after:
+            delay = max(delay, min(retry_after, self._settings.retry_max))
+        return delay
+
+
+_LIVE: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    """Give every open sender a shared deadline to deliver, then keep the rest on disk."""
+    senders = list(_LIVE)
+    if not senders:
+        return
+    deadline = time.monotonic() + senders[0]._settings.exit_timeout
+    for sender in senders:
+        try:
+            sender.close(max(0.0, deadline - time.monotonic()))
+        except Exception:
+            logger.exception("tora: error while closing at exit")
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_LIVE):
+        sender.after_fork_in_child()
+
+
+atexit.register(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

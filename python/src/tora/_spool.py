@@ -1,0 +1,199 @@
+"""Append-only spool files: points that could not be delivered yet, kept on disk.
+
+One file per sender (one process, one experiment), ``<cache>/spool/<experiment>.<session>.spool``:
+
+    line 1    {"tora_spool": 1, "experiment_id": ..., "server_url": ..., "create": {...} | null}
+    line 2..  {"logs": [...]}    the exact body of one POST /experiments/{id}/logs/batch
+
+Every log carries its msg_id, so sending a line twice stores it once. Beside the file,
+``<name>.sent`` holds the byte offset up to which lines were delivered; sending resumes there.
+A writer holds an exclusive flock on its file, so ``python -m tora sync`` leaves live files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; sync may race a live writer there
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("tora")
+
+SUFFIX = ".spool"
+SENT_SUFFIX = ".sent"
+FORMAT = 1
+
+
+def spool_dir(cache_dir: Path) -> Path:
+    return cache_dir / "spool"
+
+
+def try_lock(fd: int) -> bool:
+    """Take the file's exclusive lock without waiting; False when another process holds it."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def read_sent(path: Path) -> int:
+    try:
+        return int(path.with_suffix(SENT_SUFFIX).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def write_sent(path: Path, offset: int) -> None:
+    sent = path.with_suffix(SENT_SUFFIX)
+    tmp = sent.with_name(sent.name + ".tmp")
+    tmp.write_text(str(offset))
+    os.replace(tmp, sent)
+
+
+def remove(path: Path) -> None:
+    for p in (path, path.with_suffix(SENT_SUFFIX)):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class Spool:
+    """The spool of one sender. Not thread-safe: the sender calls it under its lock.
+
+    If the disk refuses a write (full, read-only), lines wait in memory instead and an error
+    is logged; they are still sent, but would not survive the process.
+    """
+
+    def __init__(self, directory: Path, name: str, header: dict[str, Any]) -> None:
+        self.path = directory / (name + SUFFIX)
+        self._header = header
+        self._fd: int | None = None
+        # Lines not yet sent: (offset, length, points, body); body only for a line kept in memory.
+        self._lines: deque[tuple[int, int, int, bytes | None]] = deque()
+        self._on_disk = 0
+        self._end = 0
+        self._disk_failed = False
+        self.unsent = 0
+
+    def append(self, body: bytes, points: int) -> None:
+        self.unsent += points
+        if not self._disk_failed:
+            try:
+                if self._fd is None:
+                    self._open()
+                assert self._fd is not None
+                os.write(self._fd, body + b"\n")
+            except OSError as e:
+                self._disk_failed = True
+                logger.error("tora: cannot write the spool file %s (%s); keeping points in memory", self.path, e)
+            else:
+                self._lines.append((self._end, len(body), points, None))
+                self._on_disk += 1
+                self._end += len(body) + 1
+                return
+        self._lines.append((0, len(body), points, body))
+
+    def peek(self) -> tuple[bytes, int] | None:
+        """The oldest line not yet sent, with its number of points."""
+        if not self._lines:
+            return None
+        offset, length, points, body = self._lines[0]
+        if body is not None:
+            return body, points
+        if self._fd is None:
+            return None
+        try:
+            return _pread(self._fd, length, offset), points
+        except OSError as e:
+            logger.error("tora: cannot read the spool file %s: %s", self.path, e)
+            return None
+
+    def mark_sent(self) -> None:
+        """The line that peek() returned was delivered; the file goes once all of its lines are."""
+        offset, length, points, body = self._lines.popleft()
+        self.unsent -= points
+        if body is not None:
+            return
+        self._on_disk -= 1
+        if self._on_disk == 0:
+            self._discard()
+            return
+        try:
+            write_sent(self.path, offset + length + 1)
+        except OSError as e:
+            logger.error("tora: cannot record progress in %s: %s", self.path, e)
+
+    def close(self) -> int:
+        """Make the file durable and let it go; returns the points not yet sent."""
+        if self._fd is not None:
+            if self._on_disk == 0:
+                self._discard()
+            else:
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
+        lost = sum(points for _, _, points, body in self._lines if body is not None)
+        if lost:
+            logger.error("tora: %d points could not be written to disk and are lost at exit", lost)
+        return self.unsent
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the file belongs to the parent. Closing our copy keeps its lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._lines.clear()
+        self._on_disk = 0
+        self._end = 0
+        self.unsent = 0
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            try_lock(fd)
+            header = json.dumps({"tora_spool": FORMAT, **self._header}, separators=(",", ":")).encode() + b"\n"
+            os.ftruncate(fd, 0)
+            os.write(fd, header)
+            write_sent(self.path, len(header))
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._end = len(header)
+        logger.warning("tora: keeping points on disk in %s until the server takes them", self.path)
+
+    def _discard(self) -> None:
+        # Unlink while still holding the lock, so sync never picks up a finished file.
+        try:
+            remove(self.path)
+        except OSError:  # Windows cannot unlink an open file
+            pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            remove(self.path)
+        except OSError as e:
+            logger.error("tora: cannot remove the finished spool file %s: %s", self.path, e)
+        self._end = 0
+
+
+def _pread(fd: int, length: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, length, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, length)

@@ -1,0 +1,269 @@
+//! Accounts, sessions and API keys over real HTTP.
+
+mod common;
+
+use common::{Auth, TestServer};
+use serde_json::json;
+
+#[test]
+fn a_researcher_signs_up_logs_in_and_refreshes() {
+    let server = TestServer::start();
+    let r = server.post(
+        "/api/signup",
+        &Auth::None,
+        json!({"email": "  Ada@Lab.org ", "password": "longenough"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.data()["email"], "Ada@Lab.org");
+
+    // E-mails compare case-insensitively: the same address in other case is taken.
+    server
+        .post(
+            "/api/signup",
+            &Auth::None,
+            json!({"email": "ada@lab.org", "password": "longenough"}),
+        )
+        .expect_error(409);
+
+    let r = server.post(
+        "/api/login",
+        &Auth::None,
+        json!({"email": "ADA@lab.org", "password": "longenough"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = r.data();
+    assert_eq!(s["token_type"], "bearer");
+    assert_eq!(s["user"]["email"], "Ada@Lab.org");
+    assert!(s["expires_in"].as_i64().unwrap() > 0);
+    assert!(s["expires_at"].as_i64().unwrap() > 1_700_000_000);
+    let access = s["access_token"].as_str().unwrap().to_string();
+    let refresh = s["refresh_token"].as_str().unwrap().to_string();
+
+    let r = server.get("/api/workspaces", &Auth::Bearer(access));
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Refresh rotates: the new token works, the old one is spent and now ends the login.
+    let r = server.post(
+        "/api/refresh",
+        &Auth::None,
+        json!({"refresh_token": refresh}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rotated = r.data()["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rotated, refresh);
+    assert_eq!(
+        server
+            .get(
+                "/api/workspaces",
+                &Auth::Bearer(r.data()["access_token"].as_str().unwrap().into())
+            )
+            .status,
+        200
+    );
+    server
+        .post(
+            "/api/refresh",
+            &Auth::None,
+            json!({"refresh_token": refresh}),
+        )
+        .expect_error(401);
+    // Reuse of a rotated token revoked the whole family, including the newest token.
+    server
+        .post(
+            "/api/refresh",
+            &Auth::None,
+            json!({"refresh_token": rotated}),
+        )
+        .expect_error(401);
+}
+
+#[test]
+fn wrong_password_and_unknown_email_look_the_same() {
+    let server = TestServer::start();
+    server.user("bob@lab.org");
+    let wrong = server
+        .post(
+            "/api/login",
+            &Auth::None,
+            json!({"email": "bob@lab.org", "password": "not the password"}),
+        )
+        .expect_error(401);
+    let unknown = server
+        .post(
+            "/api/login",
+            &Auth::None,
+            json!({"email": "nobody@lab.org", "password": "not the password"}),
+        )
+        .expect_error(401);
+    assert_eq!(wrong, unknown);
+}
+
+#[test]
+fn signup_rejects_short_passwords_and_bad_emails() {
+    let server = TestServer::start();
+    let msg = server
+        .post(
+            "/api/signup",
+            &Auth::None,
+            json!({"email": "c@lab.org", "password": "short"}),
+        )
+        .expect_error(400);
+    assert!(msg.contains("8 characters"), "{msg}");
+    server
+        .post(
+            "/api/signup",
+            &Auth::None,
+            json!({"email": "not-an-email", "password": "longenough"}),
+        )
+        .expect_error(400);
+    server
+        .post("/api/signup", &Auth::None, json!({"email": "c@lab.org"}))
+        .expect_error(400);
+    // Nothing was created by the refused attempts.
+    server
+        .post(
+            "/api/login",
+            &Auth::None,
+            json!({"email": "c@lab.org", "password": "short"}),
+        )
+        .expect_error(401);
+}
+
+#[test]
+fn closed_signup_refuses_new_accounts() {
+    let server = TestServer::start_with(&["--signup", "closed"]);
+    let msg = server
+        .post(
+            "/api/signup",
+            &Auth::None,
+            json!({"email": "d@lab.org", "password": "longenough"}),
+        )
+        .expect_error(403);
+    assert!(msg.contains("closed"), "{msg}");
+}
+
+#[test]
+fn confirmation_tokens_work_once_and_nothing_else_passes() {
+    let server = TestServer::start();
+    let r = server.post(
+        "/api/signup",
+        &Auth::None,
+        json!({"email": "e@lab.org", "password": "longenough"}),
+    );
+    let token = r.data()["confirmation_token"].as_str().unwrap().to_string();
+    let path = format!("/api/signup/confirm?token_hash={token}&confirm_type=email");
+    let r = server.get(&path, &Auth::None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["email"], "e@lab.org");
+    server.get(&path, &Auth::None).expect_error(400);
+    server
+        .get(
+            "/api/signup/confirm?token_hash=forged&confirm_type=email",
+            &Auth::None,
+        )
+        .expect_error(400);
+    server
+        .get("/api/signup/confirm", &Auth::None)
+        .expect_error(400);
+}
+
+#[test]
+fn nothing_is_readable_without_credentials() {
+    let server = TestServer::start();
+    let user = server.user("f@lab.org");
+    let exp = server.experiment(&user, "private", None);
+    for path in [
+        "/api/workspaces".to_string(),
+        "/api/experiments".to_string(),
+        "/api/api-keys".to_string(),
+        "/api/workspace-roles".to_string(),
+        format!("/api/experiments/{exp}"),
+        format!("/api/experiments/{exp}/logs"),
+        format!("/api/experiments/{exp}/logs/csv"),
+    ] {
+        for auth in [
+            Auth::None,
+            Auth::Key("tora_sk_thisisnotarealkeyatall000000000000000".into()),
+            Auth::Bearer("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.".into()),
+            Auth::Bearer(format!("{}x", user.token)),
+        ] {
+            let r = server.get(&path, &auth);
+            r.expect_error(401);
+            assert!(!r.text.contains("private"), "{path}: {}", r.text);
+        }
+    }
+}
+
+#[test]
+fn api_keys_are_shown_once_and_revoked_at_once() {
+    let server = TestServer::start();
+    let user = server.user("g@lab.org");
+    let r = server.post("/api/api-keys", &user.bearer(), json!({"name": "laptop"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let key = r.data()["key"].as_str().unwrap().to_string();
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("tora_sk_") && key.len() >= 40, "{key}");
+    assert_eq!(r.data()["revoked"], false);
+
+    assert_eq!(
+        server
+            .get("/api/experiments", &Auth::Key(key.clone()))
+            .status,
+        200
+    );
+    let list = server.get("/api/api-keys", &user.bearer());
+    assert!(
+        !list.text.contains(&key),
+        "the key must never be shown again"
+    );
+    let listed = list.data();
+    let laptop = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(laptop["name"], "laptop");
+    assert!(
+        laptop["last_used"].is_string(),
+        "last use is tracked: {laptop}"
+    );
+
+    // The database holds only a hash of the key.
+    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let stored: Vec<u8> = conn
+        .query_row("SELECT key_hash FROM api_keys WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 32);
+    assert!(!String::from_utf8_lossy(&stored).contains(&key[8..]));
+
+    // Someone else cannot revoke it.
+    let other = server.user("h@lab.org");
+    server
+        .call(
+            "DELETE",
+            &format!("/api/api-keys/{id}"),
+            &other.bearer(),
+            None,
+        )
+        .expect_error(404);
+    assert_eq!(
+        server
+            .get("/api/experiments", &Auth::Key(key.clone()))
+            .status,
+        200
+    );
+
+    let r = server.call(
+        "DELETE",
+        &format!("/api/api-keys/{id}"),
+        &user.bearer(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    server
+        .get("/api/experiments", &Auth::Key(key))
+        .expect_error(401);
+}

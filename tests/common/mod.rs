@@ -1,0 +1,334 @@
+//! The test harness: a real `tora serve` process on a free port with its own database file, and
+//! a minimal HTTP/1.0 client (no extra crates; HTTP/1.0 means the body simply ends at EOF).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tora");
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tora-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct TestServer {
+    pub child: Child,
+    pub client: Client,
+    pub db: PathBuf,
+    pub dir: Option<TempDir>,
+}
+
+/// Talks HTTP to a server; cheap to clone into a writer thread.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: String,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl TestServer {
+    /// A fresh server with an empty database of its own.
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> TestServer {
+        let dir = TempDir::new();
+        let db = dir.join("tora.db");
+        let mut server = Self::start_on(&db, args);
+        server.dir = Some(dir);
+        server
+    }
+
+    /// A server on an existing database file (a restart, or a backup copy).
+    pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(args)
+            .env_remove("TORA_PUBLIC_URL")
+            .env_remove("TORA_SIGNUP")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tora serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout);
+        let mut first = String::new();
+        lines.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = lines.read_to_string(&mut sink);
+        });
+        TestServer {
+            child,
+            client: Client { addr },
+            db: db.to_path_buf(),
+            dir: None,
+        }
+    }
+
+    /// Adds `user` to a workspace with a role, directly in the database file (invitations
+    /// arrive with the teams feature; the permission checks under test are the server's).
+    pub fn add_member(&self, workspace: &str, user: &User, role_id: i64) {
+        let conn = rusqlite::Connection::open(&self.db).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES (?1, ?2, ?3, 0)",
+            rusqlite::params![workspace, user.id, role_id],
+        )
+        .unwrap();
+    }
+
+    pub fn sigterm(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "server exited with {status}");
+    }
+
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Client {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends a request; `body` as JSON when given.
+    pub fn call(&self, method: &str, path: &str, auth: &Auth, body: Option<&Value>) -> Response {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.raw(
+            method,
+            path,
+            auth,
+            bytes.as_deref(),
+            Some("application/json"),
+        )
+    }
+
+    pub fn get(&self, path: &str, auth: &Auth) -> Response {
+        self.call("GET", path, auth, None)
+    }
+
+    pub fn post(&self, path: &str, auth: &Auth, body: Value) -> Response {
+        self.call("POST", path, auth, Some(&body))
+    }
+
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        auth: &Auth,
+        body: Option<&[u8]>,
+        content_type: Option<&str>,
+    ) -> Response {
+        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {}\r\n", self.addr);
+        match auth {
+            Auth::None => {}
+            Auth::Key(k) => head += &format!("x-api-key: {k}\r\n"),
+            Auth::Bearer(t) => head += &format!("Authorization: Bearer {t}\r\n"),
+        }
+        if let Some(body) = body {
+            if let Some(ct) = content_type {
+                head += &format!("Content-Type: {ct}\r\n");
+            }
+            head += &format!("Content-Length: {}\r\n", body.len());
+        }
+        head += "\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        if let Some(body) = body {
+            // The server may answer (413) and close before reading everything; that is fine.
+            let _ = stream.write_all(body);
+        }
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        Response::parse(&raw)
+    }
+
+    /// Signs up and logs in a new user; returns its session and an API key.
+    pub fn user(&self, email: &str) -> User {
+        let password = "correct horse battery";
+        let r = self.post(
+            "/api/signup",
+            &Auth::None,
+            json!({"email": email, "password": password}),
+        );
+        assert_eq!(r.status, 201, "signup: {}", r.text);
+        let r = self.post(
+            "/api/login",
+            &Auth::None,
+            json!({"email": email, "password": password}),
+        );
+        assert_eq!(r.status, 200, "login: {}", r.text);
+        let token = r.data()["access_token"].as_str().unwrap().to_string();
+        let refresh = r.data()["refresh_token"].as_str().unwrap().to_string();
+        let id = r.data()["user"]["id"].as_str().unwrap().to_string();
+        let r = self.post(
+            "/api/api-keys",
+            &Auth::Bearer(token.clone()),
+            json!({"name": "test"}),
+        );
+        assert_eq!(r.status, 201, "api key: {}", r.text);
+        User {
+            id,
+            email: email.to_string(),
+            token,
+            refresh,
+            key: r.data()["key"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Creates an experiment as `user` (in its personal workspace unless `workspace` is given).
+    pub fn experiment(&self, user: &User, name: &str, workspace: Option<&str>) -> String {
+        let mut body = json!({"name": name});
+        if let Some(ws) = workspace {
+            body["workspaceId"] = json!(ws);
+        }
+        let r = self.post("/api/experiments", &user.auth(), body);
+        assert_eq!(r.status, 201, "create experiment: {}", r.text);
+        r.data()["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn workspace(&self, user: &User, name: &str) -> String {
+        let r = self.post("/api/workspaces", &user.auth(), json!({"name": name}));
+        assert_eq!(r.status, 201, "create workspace: {}", r.text);
+        r.data()["id"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+    pub refresh: String,
+    pub key: String,
+}
+
+impl User {
+    pub fn auth(&self) -> Auth {
+        Auth::Key(self.key.clone())
+    }
+
+    pub fn bearer(&self) -> Auth {
+        Auth::Bearer(self.token.clone())
+    }
+}
+
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Key(String),
+    Bearer(String),
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Response {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Response {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&raw[split + 4..]).to_string(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn data(&self) -> Value {
+        self.json()["data"].clone()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts a JSON error with this status and returns its message.
+    pub fn expect_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "expected {status}, got: {}", self.text);
+        let body = self.json();
+        assert_eq!(body["status"], status, "{}", self.text);
+        assert!(body["error"].is_string(), "{}", self.text);
+        body["message"].as_str().expect("message").to_string()
+    }
+}

@@ -1,0 +1,255 @@
+//! Running Tora: the CLI, the dashboard shell, graceful shutdown, crash durability, backup.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::{Auth, BIN, TempDir, TestServer};
+use serde_json::{Value, json};
+
+#[test]
+fn version_and_help_describe_the_commands() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tora "));
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--bind",
+        "--db",
+        "--public-url",
+        "--signup",
+        "TORA_BIND",
+        "TORA_DB",
+        "TORA_PUBLIC_URL",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}");
+    }
+    let help = Command::new(BIN)
+        .args(["backup", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("never overwritten"));
+}
+
+#[test]
+fn the_dashboard_shell_is_served_for_app_paths_but_not_api_paths() {
+    let server = TestServer::start();
+    let health = server.get("/api/health", &Auth::None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json(), json!({"status": "ok"}));
+    for path in [
+        "/",
+        "/experiments/7d444840-9dc0-11d1-b245-5ffdce74fad2",
+        "/workspaces",
+    ] {
+        let r = server.get(path, &Auth::None);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.header("content-type").unwrap().starts_with("text/html"));
+        assert!(r.text.contains("<title>Tora</title>"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert!(
+            r.header("content-security-policy")
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+    }
+    server
+        .get(
+            "/api/experiments/7d444840-9dc0-11d1-b245-5ffdce74fad2/nope",
+            &Auth::None,
+        )
+        .expect_error(404);
+}
+
+#[test]
+fn sigterm_checkpoints_so_the_db_file_alone_is_complete() {
+    let dir = TempDir::new();
+    let db = dir.join("tora.db");
+    let mut server = TestServer::start_on(&db, &[]);
+    let user = server.user("s@lab.org");
+    let exp = server.experiment(&user, "persist", None);
+    let logs: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": "loss", "value": i, "step": i}))
+        .collect();
+    assert_eq!(
+        server
+            .post(
+                &format!("/api/experiments/{exp}/logs/batch"),
+                &user.auth(),
+                json!({"logs": logs})
+            )
+            .status,
+        201
+    );
+    server.sigterm();
+
+    let wal = dir.join("tora.db-wal");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "WAL left behind"
+    );
+    // Copy only the .db file somewhere else: it must hold everything, secrets included.
+    let copy_dir = TempDir::new();
+    let copy = copy_dir.join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let again = TestServer::start_on(&copy, &[]);
+    let points = again
+        .get(&format!("/api/experiments/{exp}/metrics"), &user.auth())
+        .data();
+    assert_eq!(points.as_array().unwrap().len(), 1000);
+    // The same signing secret: the old access token still verifies.
+    assert_eq!(again.get("/api/workspaces", &user.bearer()).status, 200);
+}
+
+#[test]
+fn a_killed_server_keeps_every_acknowledged_point() {
+    let dir = TempDir::new();
+    let db = dir.join("tora.db");
+    let mut server = TestServer::start_on(&db, &[]);
+    let user = server.user("k@lab.org");
+    let exp = server.experiment(&user, "crash", None);
+
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acked, stop, addr, key, exp) = (
+            acked.clone(),
+            stop.clone(),
+            server.addr.clone(),
+            user.key.clone(),
+            exp.clone(),
+        );
+        std::thread::spawn(move || {
+            let client = common::Client { addr };
+            for b in 0..10_000u64 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let logs: Vec<Value> = (0..500)
+                    .map(|i| json!({"name": "loss", "value": 1.0, "step": b * 500 + i}))
+                    .collect();
+                let r = std::panic::catch_unwind(|| {
+                    client.post(
+                        &format!("/api/experiments/{exp}/logs/batch"),
+                        &Auth::Key(key.clone()),
+                        json!({"logs": logs}),
+                    )
+                });
+                match r {
+                    Ok(r) if r.status == 201 => acked.store((b + 1) * 500, Ordering::SeqCst),
+                    _ => break,
+                }
+            }
+        })
+    };
+    while acked.load(Ordering::SeqCst) < 20_000 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.sigkill();
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let acknowledged = acked.load(Ordering::SeqCst);
+
+    let again = TestServer::start_on(&db, &[]);
+    let stored = again
+        .get(&format!("/api/experiments/{exp}/metrics"), &user.auth())
+        .data();
+    let stored = stored.as_array().unwrap().len() as u64;
+    assert!(
+        stored >= acknowledged,
+        "{acknowledged} acknowledged, {stored} after restart"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn backup_during_writes_is_consistent_and_never_overwrites() {
+    let server = TestServer::start();
+    let user = server.user("b@lab.org");
+    let exp = server.experiment(&user, "backed-up", None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, addr, key, exp) = (
+            stop.clone(),
+            server.addr.clone(),
+            user.key.clone(),
+            exp.clone(),
+        );
+        std::thread::spawn(move || {
+            let client = common::Client { addr };
+            let mut b = 0u64;
+            while !stop.load(Ordering::SeqCst) && b < 2_000 {
+                let logs: Vec<Value> = (0..200)
+                    .map(|i| json!({"name": "loss", "value": 0.5, "step": b * 200 + i}))
+                    .collect();
+                let r = client.post(
+                    &format!("/api/experiments/{exp}/logs/batch"),
+                    &Auth::Key(key.clone()),
+                    json!({"logs": logs}),
+                );
+                assert_eq!(r.status, 201);
+                b += 1;
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out_dir = TempDir::new();
+    let dest = out_dir.join("backup.db");
+    let out = Command::new(BIN)
+        .arg("backup")
+        .arg(&dest)
+        .arg("--db")
+        .arg(&server.db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backup.db"));
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    let conn = rusqlite::Connection::open(&dest).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let in_copy: i64 = conn
+        .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        in_copy > 0 && in_copy % 200 == 0,
+        "a torn copy has {in_copy} logs"
+    );
+    drop(conn);
+
+    let restored = TestServer::start_on(&dest, &[]);
+    let points = restored
+        .get(&format!("/api/experiments/{exp}/metrics"), &user.auth())
+        .data();
+    assert_eq!(points.as_array().unwrap().len() as i64, in_copy);
+
+    let before = std::fs::metadata(&dest).unwrap().len();
+    let again = Command::new(BIN)
+        .arg("backup")
+        .arg(&dest)
+        .arg("--db")
+        .arg(&server.db)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), before);
+}
