@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,8 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--api-key", help="API key (default: TORA_API_KEY)")
     run.add_argument("--cache-dir", type=Path, default=settings.cache_dir, help=f"default: {settings.cache_dir}")
     args = parser.parse_args(argv)
-
-    import os
 
     report = sync(
         args.cache_dir,

@@ -185,7 +185,9 @@ class Tora:
         create: dict[str, Any] | None,
     ) -> Tora:
         client = cls.__new__(cls)
-        client._open(experiment_id, url, description, hyperparams, tags, max_buffer_len, api_key, server_url, mode, create)
+        client._open(
+            experiment_id, url, description, hyperparams, tags, max_buffer_len, api_key, server_url, mode, create
+        )
         return client
 
     @staticmethod

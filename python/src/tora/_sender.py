@@ -61,7 +61,7 @@ def encode(points: list[Numbered], session: str) -> bytes:
             number = str(value)
         elif math.isfinite(value):
             number = repr(float(value))
-        elif value != value:
+        elif math.isnan(value):
             number = '"NaN"'
         else:
             number = '"Infinity"' if value > 0 else '"-Infinity"'
@@ -348,7 +348,7 @@ class Sender:
 
     def _backoff(self, retry_after: float | None) -> float:
         ceiling = min(self._settings.retry_max, self._settings.retry_base * 2 ** min(self._failures - 1, 30))
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not security)
+        delay: float = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not security)
         if retry_after:
             delay = max(delay, min(retry_after, self._settings.retry_max))
         return delay

@@ -12,6 +12,7 @@ A writer holds an exclusive flock on its file, so ``python -m tora sync`` leaves
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,10 +63,8 @@ def write_sent(path: Path, offset: int) -> None:
 
 def remove(path: Path) -> None:
     for p in (path, path.with_suffix(SENT_SUFFIX)):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             p.unlink()
-        except FileNotFoundError:
-            pass
 
 
 class Spool:
@@ -178,10 +177,8 @@ class Spool:
 
     def _discard(self) -> None:
         # Unlink while still holding the lock, so sync never picks up a finished file.
-        try:
+        with contextlib.suppress(OSError):  # Windows cannot unlink an open file
             remove(self.path)
-        except OSError:  # Windows cannot unlink an open file
-            pass
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

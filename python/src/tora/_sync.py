@@ -26,7 +26,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
 
 
-class _Refused(Exception):
+class _RefusedError(Exception):
     pass
 
 
@@ -89,7 +89,7 @@ def _sync_file(
                 write_sent(path, end + 1)
                 report.uploaded += points
                 pending -= points
-        except _Refused as e:
+        except _RefusedError as e:
             report.left += pending
             report.problems.append(f"{path.name}: experiment {experiment_id}: {e}; {pending} points kept")
             say(report.problems[-1])
@@ -105,7 +105,7 @@ def _sync_file(
 
 def _unsent_lines(data: bytes, start: int) -> tuple[list[tuple[int, int, int]], bool]:
     """(start, end, points) of each complete line from `start`; and whether a torn last line was seen."""
-    lines = []
+    lines: list[tuple[int, int, int]] = []
     while start < len(data):
         end = data.find(b"\n", start)
         if end < 0:
@@ -135,4 +135,4 @@ def _post(url: str, body: bytes, api_key: str | None, timeout: float) -> None:
         reason = f"HTTP {answer.status} {answer.message}"
         if answer.status < 500 and answer.status not in (408, 429):
             break
-    raise _Refused(reason)
+    raise _RefusedError(reason)

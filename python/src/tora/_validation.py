@@ -88,7 +88,7 @@ def step(raw: object) -> int:
             result = int(raw)
     elif hasattr(type(raw), "__index__"):
         try:
-            result = operator.index(raw)  # type: ignore[call-overload]
+            result = operator.index(raw)  # type: ignore[arg-type]
         except TypeError:
             result = None
     if result is None:
@@ -143,10 +143,10 @@ def hyperparams(raw: object) -> dict[str, HPValue] | None:
     if not isinstance(raw, Mapping):
         raise ToraValidationError("Hyperparameters must be a mapping (dict-like)")
     checked: dict[str, HPValue] = {}
-    for key, hp in raw.items():
-        if not isinstance(key, str):
-            raise ToraValidationError(f"Hyperparameter key must be string, got {type(key)}")
-        key = key.strip()
+    for raw_key, hp in raw.items():
+        if not isinstance(raw_key, str):
+            raise ToraValidationError(f"Hyperparameter key must be string, got {type(raw_key)}")
+        key = raw_key.strip()
         if not key:
             raise ToraValidationError("Hyperparameter key cannot be empty")
         if len(key) > 100:
@@ -180,10 +180,10 @@ def tags(raw: object) -> list[str] | None:
         raise ToraValidationError("Cannot have more than 50 tags")
     checked: list[str] = []
     seen: set[str] = set()
-    for i, tag in enumerate(raw):
-        if not isinstance(tag, str):
-            raise ToraValidationError(f"Tag at index {i} must be a string, got {type(tag)}")
-        tag = tag.strip()
+    for i, raw_tag in enumerate(raw):
+        if not isinstance(raw_tag, str):
+            raise ToraValidationError(f"Tag at index {i} must be a string, got {type(raw_tag)}")
+        tag = raw_tag.strip()
         if not tag:
             raise ToraValidationError(f"Tag at index {i} cannot be empty")
         if len(tag) > 50:

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test suite against freshly built code, installing what the suites need:
+#   1. Rust: formatting, clippy, unit tests and integration tests (the real binary over HTTP)
+#   2. the published SDK tora==0.0.12 against the binary (compatibility)
+#   3. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
+# Python tools live in venvs under target/, so nothing is installed system-wide.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(pwd)
+step() { printf '\n==> %s\n' "$*"; }
+
+step "rust: fmt, clippy"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked --quiet -- -D warnings
+
+step "rust: unit and integration tests"
+cargo build --locked --quiet
+cargo test --locked
+
+step "python: venvs (target/venv for our SDK, target/venv-0012 for the published one)"
+if [ ! -x target/venv/bin/python ]; then python3 -m venv target/venv; fi
+target/venv/bin/python -m pip install --quiet --upgrade pip
+target/venv/bin/python -m pip install --quiet pytest ruff mypy numpy scikit-learn
+if [ -f python/pyproject.toml ]; then
+  target/venv/bin/python -m pip install --quiet --force-reinstall --no-deps ./python
+fi
+if [ ! -x target/venv-0012/bin/python ]; then python3 -m venv target/venv-0012; fi
+target/venv-0012/bin/python -m pip install --quiet "tora==0.0.12"
+
+export TORA_BIN="$root/target/debug/tora"
+export TORA_COMPAT_PYTHON="$root/target/venv-0012/bin/python"
+
+step "python: lint"
+target/venv/bin/ruff check tests bench
+if [ -d python ]; then
+  target/venv/bin/ruff check python
+  target/venv/bin/mypy --strict python/src
+fi
+
+step "compatibility: tora==0.0.12 against tora serve"
+target/venv/bin/pytest -q tests/compat
+
+if [ -d python/tests ]; then
+  step "python SDK: pytest against tora serve"
+  (cd python && ../target/venv/bin/pytest -q tests)
+fi
+
+step "all suites passed"
