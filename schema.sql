@@ -74,6 +74,19 @@ CREATE TABLE workspace_members (
 ) WITHOUT ROWID;
 CREATE INDEX workspace_members_user ON workspace_members(user_id);
 
+-- Pending invitations, addressed by e-mail: one for someone without an account yet simply
+-- waits, and shows up once they sign up with that address. Answering deletes the row.
+CREATE TABLE invitations (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    email        TEXT NOT NULL COLLATE NOCASE,
+    role_id      INTEGER NOT NULL REFERENCES roles(id),
+    invited_by   TEXT REFERENCES users(id) ON DELETE SET NULL,
+    created_at   INTEGER NOT NULL,
+    UNIQUE (workspace_id, email)
+);
+CREATE INDEX invitations_email ON invitations(email);
+
 CREATE TABLE experiments (
     id           INTEGER PRIMARY KEY,
     uuid         TEXT NOT NULL UNIQUE,

@@ -20,6 +20,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TORA_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
 
+    /// Allow browser pages from this origin (e.g. https://notebooks.lab:8888) to call the API.
+    /// Repeat for more. Without it the API is same-origin only.
+    #[arg(long = "cors-origin", env = "TORA_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
     /// Whether anyone who can reach the server may create an account.
     #[arg(long, env = "TORA_SIGNUP", value_enum, default_value_t = Signup::Open)]
     pub signup: Signup,
@@ -45,4 +50,14 @@ fn parse_public_url(raw: &str) -> Result<String, String> {
         return Err(format!("'{raw}' is not an http:// or https:// URL"));
     }
     Ok(url.to_string())
+}
+
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let origin = parse_public_url(raw)?;
+    if origin["https://".len()..].contains('/') {
+        return Err(format!(
+            "'{raw}' is not an origin (scheme://host[:port], no path)"
+        ));
+    }
+    Ok(origin)
 }

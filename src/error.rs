@@ -19,6 +19,12 @@ pub enum Error {
     Conflict(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
+    /// Too many tries; come back after `retry_after` seconds.
+    TooManyRequests {
+        retry_after: u64,
+    },
+    /// The Host header names a host this server does not answer for (DNS rebinding).
+    MisdirectedRequest(String),
     /// A bug or an environment failure: logged in full, sent to the client as a bare 500.
     Internal(String),
 }
@@ -42,6 +48,8 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +64,8 @@ impl Error {
             Error::Conflict(_) => "CONFLICT",
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Error::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
+            Error::MisdirectedRequest(_) => "MISDIRECTED_REQUEST",
             Error::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -68,7 +78,11 @@ impl Error {
             | Error::NotFound(m)
             | Error::Conflict(m)
             | Error::PayloadTooLarge(m)
-            | Error::UnsupportedMediaType(m) => m,
+            | Error::UnsupportedMediaType(m)
+            | Error::MisdirectedRequest(m) => m,
+            Error::TooManyRequests { .. } => {
+                "too many attempts; wait and try again (see Retry-After)"
+            }
             Error::MethodNotAllowed => "method not allowed on this path",
             // The cause stays in the server log; a client learns nothing about internals.
             Error::Internal(_) => "internal server error",
@@ -98,7 +112,13 @@ impl IntoResponse for Error {
             "error": self.code(),
             "message": self.message(),
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Error::TooManyRequests { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+        }
+        response
     }
 }
 

@@ -1,6 +1,8 @@
 //! Tora: a self-hosted ML experiment tracker in one binary. The modules, in the order a
 //! request meets them:
 
+/// Admin commands on the database file: users, API keys.
+pub mod admin;
 /// The HTTP API under /api, one module per resource.
 pub mod api;
 /// The embedded dashboard and its security headers.
@@ -15,6 +17,8 @@ pub mod config;
 pub mod db;
 /// The one error type, and the only place that picks an HTTP status.
 pub mod error;
+/// Rate limits for login, signup and refresh.
+pub mod limits;
 /// AppState, the router, and serving with a graceful shutdown.
 pub mod server;
 /// All SQL, one module per resource.

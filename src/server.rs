@@ -4,13 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Auth;
 use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::limits::Limiter;
 
 /// Request bodies above this get a 413 (a 100,000-point batch is about 12 MiB of JSON).
 pub const BODY_LIMIT: usize = 32 << 20;
@@ -24,6 +28,7 @@ pub struct AppState {
     pub db: Db,
     pub auth: Arc<Auth>,
     pub config: Arc<ServeConfig>,
+    pub limits: Arc<Limiter>,
 }
 
 impl AppState {
@@ -48,11 +53,72 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .nest("/api", crate::api::router())
         .fallback(crate::assets::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), check_host));
+    if !state.config.cors_origins.is_empty() {
+        router = router.layer(cors(&state.config.cors_origins));
+    }
+    router.with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// DNS-rebinding defence: a server bound to loopback answers only requests addressed to a
+/// loopback name (or the public URL's host). Otherwise a web page on some evil.example whose
+/// name was re-pointed at 127.0.0.1 could read the API from the researcher's own browser.
+async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.config.bind.ip().is_loopback()
+        && let Some(host) = request.headers().get(header::HOST)
+    {
+        let host = host.to_str().unwrap_or("");
+        if !host_allowed(host, state.config.public_url.as_deref()) {
+            return Error::MisdirectedRequest(format!(
+                "this server is bound to loopback and does not answer for host '{host}'; use localhost, or start it with --public-url"
+            ))
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn host_allowed(host: &str, public_url: Option<&str>) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    }
+    .to_ascii_lowercase();
+    let loopback = name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let public = public_url
+        .and_then(|u| u.split("://").nth(1))
+        .map(|rest| {
+            rest.split(['/', ':'])
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|public_host| public_host == name);
+    loopback || public
 }
 
 pub async fn serve(config: ServeConfig) -> Result<()> {
@@ -66,7 +132,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     println!("listening on http://{addr}");
     let users = db.read(crate::store::users::count).await?;
     if users == 0 {
-        println!("no accounts yet: open http://{addr}/ to sign up, or POST /api/signup");
+        println!(
+            "no accounts yet: create one with `tora user add EMAIL --db {}` (or sign up at http://{addr}/ unless --signup closed)",
+            config.db.path.display()
+        );
     }
     println!("database: {}", config.db.path.display());
 
@@ -74,11 +143,13 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         db: db.clone(),
         auth: auth.clone(),
         config: Arc::new(config),
+        limits: Arc::new(Limiter::default()),
     };
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
+    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         println!("shutting down: finishing requests in flight");
         let _ = stop_tx.send(true);
@@ -142,5 +213,36 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn only_loopback_names_and_the_public_host_are_answered() {
+        for ok in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "app.localhost",
+            "127.0.0.1",
+        ] {
+            assert!(host_allowed(ok, None), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "192.168.1.5:8080",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!host_allowed(bad, None), "{bad}");
+        }
+        assert!(host_allowed("tora.lab:8080", Some("http://tora.lab:8080")));
+        assert!(!host_allowed(
+            "other.lab:8080",
+            Some("http://tora.lab:8080")
+        ));
     }
 }

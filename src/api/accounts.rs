@@ -1,7 +1,9 @@
 //! Local accounts: signup, e-mail confirmation, login and token refresh.
 
 use axum::Router;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +11,7 @@ use super::{Json, Query, Reply, created, ok};
 use crate::auth::{self, MIN_PASSWORD_LEN, REFRESH_TTL_SECS};
 use crate::config::Signup;
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::server::AppState;
 use crate::store::{tokens, users, workspaces};
 use crate::time::now_ms;
@@ -52,7 +55,7 @@ struct Session {
     user: UserOut,
 }
 
-fn normalize_email(raw: &str) -> Result<String> {
+pub fn normalize_email(raw: &str) -> Result<String> {
     let email = raw.trim().to_string();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -82,6 +85,7 @@ fn check_password(password: &str) -> Result<()> {
 
 async fn signup(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Json(body): Json<Credentials>,
 ) -> Result<Reply<SignedUp>> {
     if state.config.signup == Signup::Closed {
@@ -89,6 +93,10 @@ async fn signup(
             "signup is closed on this server; ask an admin for an account or an invitation".into(),
         ));
     }
+    state.limits.check(
+        format!("signup:{}", client.ip()),
+        limits::SIGNUP_PER_ADDRESS,
+    )?;
     let email = normalize_email(&body.email)?;
     check_password(&body.password)?;
     let hash = state.auth.hash_password(body.password).await?;
@@ -149,9 +157,18 @@ async fn confirm(
 
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Json(body): Json<Credentials>,
 ) -> Result<Reply<Session>> {
     let email = body.email.trim().to_string();
+    // Checked before the password hash is computed: refusing is cheap, guessing stays slow.
+    state
+        .limits
+        .check(format!("login:{}", client.ip()), limits::LOGIN_PER_ADDRESS)?;
+    state.limits.check(
+        format!("login:{}", email.to_lowercase()),
+        limits::LOGIN_PER_ACCOUNT,
+    )?;
     let user = state.db.read(move |c| users::by_email(c, &email)).await?;
     let valid = state
         .auth
@@ -183,9 +200,15 @@ struct RefreshBody {
 
 async fn refresh(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Json(body): Json<RefreshBody>,
 ) -> Result<Reply<Session>> {
+    state.limits.check(
+        format!("refresh:{}", client.ip()),
+        limits::REFRESH_PER_ADDRESS,
+    )?;
     let hash = auth::sha256(body.refresh_token.trim());
+    let limiter = state.limits.clone();
     let outcome = state
         .db
         .write(move |tx| {
@@ -193,6 +216,11 @@ async fn refresh(
             let Some(token) = tokens::refresh_by_hash(tx, &hash)? else {
                 return Ok(Err("invalid refresh token"));
             };
+            // Per account, and before the token is spent, so a refused client keeps its token.
+            limiter.check(
+                format!("refresh:{}", token.user_id),
+                limits::REFRESH_PER_ACCOUNT,
+            )?;
             if token.used_at.is_some() || !tokens::mark_refresh_used(tx, &hash, now)? {
                 // A rotated token came back: someone holds a copy. End that whole login.
                 tokens::revoke_family(tx, &token.family)?;
@@ -208,6 +236,9 @@ async fn refresh(
         })
         .await?;
     let (user, family) = outcome.map_err(|m| Error::Unauthorized(m.into()))?;
+    state
+        .limits
+        .check(format!("refresh:{}", user.id), limits::REFRESH_PER_ACCOUNT)?;
     Ok(ok(new_session(&state, &user.id, &user.email, family).await?))
 }
 

@@ -13,8 +13,10 @@ use crate::error::{Error, Result};
 use crate::server::AppState;
 
 mod accounts;
+pub use accounts::normalize_email;
 mod api_keys;
 mod experiments;
+mod invitations;
 mod logs;
 mod workspaces;
 
@@ -25,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(api_keys::routes())
         .merge(workspaces::routes())
         .merge(experiments::routes())
+        .merge(invitations::routes())
         .merge(logs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

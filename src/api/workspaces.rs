@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
 use super::experiments::ExperimentOut;
@@ -24,6 +24,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/workspaces/{id}/leave", post(leave_workspace))
         .route("/workspaces/{id}/members", get(list_members))
+        .route(
+            "/workspaces/{id}/members/{user_id}",
+            put(change_member_role).delete(remove_member),
+        )
         .route(
             "/workspaces/{id}/experiments",
             get(list_workspace_experiments),
@@ -136,12 +140,8 @@ async fn leave_workspace(
     state
         .db
         .write(move |tx| {
-            let role = require_role(tx, &id, &user.id, Role::Viewer)?;
-            if role == Role::Owner && workspaces::owner_count(tx, &id)? <= 1 {
-                return Err(Error::bad_request(
-                    "you are the last OWNER of this workspace: make someone else OWNER first, or delete the workspace",
-                ));
-            }
+            require_role(tx, &id, &user.id, Role::Viewer)?;
+            workspaces::keep_an_owner(tx, &id, &user.id, "leave")?;
             workspaces::remove_member(tx, &id, &user.id)
         })
         .await?;
@@ -170,16 +170,17 @@ async fn list_members(
             workspaces::members(c, &id)
         })
         .await?;
-    Ok(ok(members
-        .into_iter()
-        .map(|m| MemberOut {
-            user_id: m.user_id,
-            email: m.email,
-            role: m.role.name(),
-            role_id: m.role as i64,
-            joined_at: rfc3339(m.joined_at),
-        })
-        .collect()))
+    Ok(ok(members.into_iter().map(member_out).collect()))
+}
+
+fn member_out(m: workspaces::Member) -> MemberOut {
+    MemberOut {
+        user_id: m.user_id,
+        email: m.email,
+        role: m.role.name(),
+        role_id: m.role as i64,
+        joined_at: rfc3339(m.joined_at),
+    }
 }
 
 async fn list_workspace_experiments(
@@ -201,6 +202,65 @@ async fn list_workspace_experiments(
         .into_iter()
         .map(|e| ExperimentOut::new(e, &base))
         .collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleChange {
+    role_id: i64,
+}
+
+pub fn parse_role(id: i64) -> Result<Role> {
+    Role::from_id(id)
+        .ok_or_else(|| Error::bad_request("roleId must be 1 (OWNER), 2 (EDITOR) or 3 (VIEWER)"))
+}
+
+async fn change_member_role(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, member)): Path<(String, String)>,
+    Json(body): Json<RoleChange>,
+) -> Result<Reply<Vec<MemberOut>>> {
+    let id = parse_id(&id, "workspace")?;
+    let member = parse_id(&member, "user")?;
+    let role = parse_role(body.role_id)?;
+    let members = state
+        .db
+        .write(move |tx| {
+            require_role(tx, &id, &user.id, Role::Owner)?;
+            if workspaces::role_of(tx, &id, &member)?.is_none() {
+                return Err(Error::not_found("member"));
+            }
+            if role != Role::Owner {
+                workspaces::keep_an_owner(tx, &id, &member, "demote")?;
+            }
+            workspaces::set_role(tx, &id, &member, role)?;
+            workspaces::members(tx, &id)
+        })
+        .await?;
+    Ok(ok(members.into_iter().map(member_out).collect()))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, member)): Path<(String, String)>,
+) -> Result<Reply<Vec<MemberOut>>> {
+    let id = parse_id(&id, "workspace")?;
+    let member = parse_id(&member, "user")?;
+    let members = state
+        .db
+        .write(move |tx| {
+            require_role(tx, &id, &user.id, Role::Owner)?;
+            if workspaces::role_of(tx, &id, &member)?.is_none() {
+                return Err(Error::not_found("member"));
+            }
+            workspaces::keep_an_owner(tx, &id, &member, "remove")?;
+            workspaces::remove_member(tx, &id, &member)?;
+            workspaces::members(tx, &id)
+        })
+        .await?;
+    Ok(ok(members.into_iter().map(member_out).collect()))
 }
 
 #[derive(Serialize)]

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod experiments;
+pub mod invitations;
 pub mod logs;
 pub mod settings;
 pub mod tokens;

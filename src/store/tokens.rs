@@ -58,6 +58,12 @@ pub fn revoke_family(conn: &Connection, family: &str) -> Result<()> {
     Ok(())
 }
 
+/// Ends every login of a user (password change, disabling).
+pub fn revoke_user(conn: &Connection, user_id: &str) -> Result<()> {
+    conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [user_id])?;
+    Ok(())
+}
+
 pub fn insert_confirmation(conn: &Connection, hash: &[u8], user_id: &str, now: i64) -> Result<()> {
     conn.execute(
         "INSERT INTO confirmations (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",

@@ -56,6 +56,29 @@ pub fn count(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
+pub fn list(conn: &Connection) -> Result<Vec<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, email");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+        params![id, password_hash],
+    )?;
+    Ok(())
+}
+
+pub fn set_disabled(conn: &Connection, id: &str, disabled: bool) -> Result<()> {
+    conn.execute(
+        "UPDATE users SET disabled = ?2 WHERE id = ?1",
+        params![id, disabled],
+    )?;
+    Ok(())
+}
+
 pub fn confirm_email(conn: &Connection, id: &str, now: i64) -> Result<()> {
     conn.execute(
         "UPDATE users SET email_confirmed_at = coalesce(email_confirmed_at, ?2) WHERE id = ?1",

@@ -179,6 +179,31 @@ pub fn remove_member(conn: &Connection, workspace_id: &str, user_id: &str) -> Re
     Ok(())
 }
 
+pub fn set_role(conn: &Connection, workspace_id: &str, user_id: &str, role: Role) -> Result<()> {
+    conn.execute(
+        "UPDATE workspace_members SET role_id = ?3 WHERE workspace_id = ?1 AND user_id = ?2",
+        params![workspace_id, user_id, role as i64],
+    )?;
+    Ok(())
+}
+
+/// Refuses a change that would leave the workspace without an OWNER.
+pub fn keep_an_owner(
+    conn: &Connection,
+    workspace_id: &str,
+    user_id: &str,
+    what: &str,
+) -> Result<()> {
+    if role_of(conn, workspace_id, user_id)? == Some(Role::Owner)
+        && owner_count(conn, workspace_id)? <= 1
+    {
+        return Err(Error::bad_request(format!(
+            "cannot {what}: this is the workspace's last OWNER; make another member OWNER first, or delete the workspace"
+        )));
+    }
+    Ok(())
+}
+
 pub struct Member {
     pub user_id: String,
     pub email: String,
