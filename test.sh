@@ -2,7 +2,8 @@
 # Runs every test suite against freshly built code, installing what the suites need:
 #   1. Rust: formatting, clippy, unit tests and integration tests (the real binary over HTTP)
 #   2. the published SDK tora==0.0.12 against the binary (compatibility)
-#   3. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
+#   3. the OpenAPI description checked against the live binary by schemathesis
+#   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
 # Python tools live in venvs under target/, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,7 +21,7 @@ cargo test --locked
 step "python: venvs (target/venv for our SDK, target/venv-0012 for the published one)"
 if [ ! -x target/venv/bin/python ]; then python3 -m venv target/venv; fi
 target/venv/bin/python -m pip install --quiet --upgrade pip
-target/venv/bin/python -m pip install --quiet pytest ruff mypy numpy scikit-learn
+target/venv/bin/python -m pip install --quiet pytest ruff mypy numpy scikit-learn schemathesis
 if [ -f python/pyproject.toml ]; then
   target/venv/bin/python -m pip install --quiet --force-reinstall --no-deps ./python
 fi
@@ -39,6 +40,9 @@ fi
 
 step "compatibility: tora==0.0.12 against tora serve"
 target/venv/bin/pytest -q tests/compat
+
+step "openapi: schemathesis against tora serve"
+target/venv/bin/pytest -q tests/openapi
 
 if [ -d python/tests ]; then
   step "python SDK: pytest against tora serve"

@@ -7,6 +7,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
 use super::{Json, Query, Reply, created, ok};
 use crate::auth::{self, MIN_PASSWORD_LEN, REFRESH_TTL_SECS};
 use crate::config::Signup;
@@ -24,19 +26,19 @@ pub fn routes() -> Router<AppState> {
         .route("/refresh", post(refresh))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
     email: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct UserOut {
     id: String,
     email: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SignedUp {
     id: String,
     email: String,
@@ -45,7 +47,7 @@ struct SignedUp {
     confirmation_token: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Session {
     access_token: String,
     token_type: &'static str,
@@ -83,6 +85,7 @@ fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/signup", tag = "accounts", request_body = Credentials, responses((status = 201, body = Envelope<SignedUp>), Errors))]
 async fn signup(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -118,12 +121,14 @@ async fn signup(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ConfirmQuery {
     token_hash: Option<String>,
     confirm_type: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/signup/confirm", tag = "accounts", params(ConfirmQuery), responses((status = 200, body = Envelope<UserOut>), Errors))]
 async fn confirm(
     State(state): State<AppState>,
     Query(q): Query<ConfirmQuery>,
@@ -155,6 +160,7 @@ async fn confirm(
     }))
 }
 
+#[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials, responses((status = 200, body = Envelope<Session>), Errors))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -193,11 +199,12 @@ async fn login(
     Ok(ok(session))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshBody {
     refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/api/refresh", tag = "accounts", request_body = RefreshBody, responses((status = 200, body = Envelope<Session>), Errors))]
 async fn refresh(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,

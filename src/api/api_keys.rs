@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
 use super::{Json, Path, Reply, clean_name, created, ok, parse_id};
 use crate::auth::{self, AuthUser};
 use crate::error::{Error, Result};
@@ -18,7 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api-keys/{id}", delete(revoke_api_key))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ApiKeyOut {
     id: String,
     name: String,
@@ -42,6 +44,7 @@ fn to_out(k: ApiKey, pending_use: Option<i64>, key: Option<String>) -> ApiKeyOut
     }
 }
 
+#[utoipa::path(get, path = "/api/api-keys", tag = "api keys", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<ApiKeyOut>>), Errors))]
 async fn list_api_keys(
     State(state): State<AppState>,
     user: AuthUser,
@@ -57,11 +60,12 @@ async fn list_api_keys(
     Ok(ok(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewApiKey {
     name: String,
 }
 
+#[utoipa::path(post, path = "/api/api-keys", tag = "api keys", security(("api_key" = []), ("bearer" = [])), request_body = NewApiKey, responses((status = 201, body = Envelope<ApiKeyOut>), Errors))]
 async fn create_api_key(
     State(state): State<AppState>,
     user: AuthUser,
@@ -77,11 +81,12 @@ async fn create_api_key(
     Ok(created(to_out(stored, None, Some(key))))
 }
 
+#[utoipa::path(delete, path = "/api/api-keys/{id}", tag = "api keys", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "API key id")), responses((status = 200, body = Envelope<Revoked>), Errors))]
 async fn revoke_api_key(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Reply<serde_json::Value>> {
+) -> Result<Reply<Revoked>> {
     let id = parse_id(&id, "API key")?;
     let key_id = id.clone();
     let found = state
@@ -91,5 +96,11 @@ async fn revoke_api_key(
     if !found {
         return Err(Error::not_found("API key"));
     }
-    Ok(ok(serde_json::json!({"id": id, "revoked": true})))
+    Ok(ok(Revoked { id, revoked: true }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Revoked {
+    id: String,
+    revoked: bool,
 }

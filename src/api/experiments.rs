@@ -7,6 +7,8 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
 use super::{Json, Path, Query, Reply, clean_name, created, ok, parse_id};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
@@ -35,12 +37,14 @@ const MAX_TAGS: usize = 100;
 const MAX_DESCRIPTION: usize = 10_000;
 const MAX_BATCH_IDS: usize = 1000;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExperimentOut {
     id: String,
     name: String,
     description: Option<String>,
+    #[schema(value_type = Vec<Hyperparam>)]
     hyperparams: Value,
+    #[schema(value_type = Vec<String>)]
     tags: Value,
     created_at: String,
     updated_at: String,
@@ -81,11 +85,13 @@ pub fn authorize(
     Ok(exp)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     workspace: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(ListQuery), responses((status = 200, body = Envelope<Vec<ExperimentOut>>), Errors))]
 async fn list_experiments(
     State(state): State<AppState>,
     user: AuthUser,
@@ -110,7 +116,7 @@ async fn list_experiments(
         .collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NewExperimentBody {
     /// Client-chosen id (a UUID), so an offline run can be uploaded later exactly once.
@@ -118,10 +124,13 @@ struct NewExperimentBody {
     name: String,
     workspace_id: Option<String>,
     description: Option<String>,
+    #[schema(value_type = Option<Vec<Hyperparam>>)]
     hyperparams: Option<Value>,
+    #[schema(value_type = Option<Vec<String>>)]
     tags: Option<Value>,
 }
 
+#[utoipa::path(post, path = "/api/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = NewExperimentBody, responses((status = 201, body = Envelope<ExperimentOut>), (status = 200, description = "the experiment with this client id already existed", body = Envelope<ExperimentOut>), Errors))]
 async fn create_experiment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -181,6 +190,7 @@ async fn create_experiment(
     Ok(if is_new { created(out) } else { ok(out) })
 }
 
+#[utoipa::path(get, path = "/api/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
 async fn get_experiment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -194,13 +204,29 @@ async fn get_experiment(
     Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UpdateExperiment {
     name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     description: Option<Option<String>>,
+    #[schema(value_type = Option<Vec<Hyperparam>>)]
     hyperparams: Option<Value>,
+    #[schema(value_type = Option<Vec<String>>)]
     tags: Option<Value>,
+}
+
+/// One hyperparameter; `value` is a string, number, boolean or null.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON shape only
+struct Hyperparam {
+    key: String,
+    value: Value,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
 }
 
 /// Tells `"description": null` (clear it) from a missing field (leave it).
@@ -208,6 +234,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(put, path = "/api/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = UpdateExperiment, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
 async fn update_experiment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -239,11 +266,12 @@ async fn update_experiment(
     Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
 }
 
+#[utoipa::path(delete, path = "/api/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Deleted>), Errors))]
 async fn delete_experiment(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Reply<Value>> {
+) -> Result<Reply<Deleted>> {
     let deleted = state
         .db
         .write(move |tx| {
@@ -252,16 +280,20 @@ async fn delete_experiment(
             Ok(exp.id)
         })
         .await?;
-    Ok(ok(serde_json::json!({"id": deleted, "deleted": true})))
+    Ok(ok(Deleted {
+        id: deleted,
+        deleted: true,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BatchBody {
     ids: Vec<String>,
 }
 
 /// The experiments among `ids` that the caller may see; others are left out, not reported,
 /// so the answer never confirms that a hidden id exists.
+#[utoipa::path(post, path = "/api/experiments/batch", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = BatchBody, responses((status = 200, body = Envelope<Vec<ExperimentOut>>), Errors))]
 async fn batch_experiments(
     State(state): State<AppState>,
     user: AuthUser,

@@ -6,6 +6,8 @@ use axum::extract::State;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
 use super::workspaces::parse_role;
 use super::{Json, Path, Query, Reply, created, ok, parse_id};
 use crate::auth::AuthUser;
@@ -32,7 +34,7 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct InvitationOut {
     id: String,
@@ -61,7 +63,7 @@ impl From<Invitation> for InvitationOut {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NewInvitation {
     workspace_id: String,
@@ -69,6 +71,7 @@ struct NewInvitation {
     role_id: i64,
 }
 
+#[utoipa::path(post, path = "/api/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = NewInvitation, responses((status = 201, body = Envelope<InvitationOut>), Errors))]
 async fn invite(
     State(state): State<AppState>,
     user: AuthUser,
@@ -87,6 +90,7 @@ async fn invite(
     Ok(created(inv.into()))
 }
 
+#[utoipa::path(get, path = "/api/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
 async fn list_my_invitations(
     State(state): State<AppState>,
     user: AuthUser,
@@ -102,6 +106,7 @@ async fn list_my_invitations(
     Ok(ok(list.into_iter().map(Into::into).collect()))
 }
 
+#[utoipa::path(get, path = "/api/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
 async fn list_workspace_invitations(
     State(state): State<AppState>,
     user: AuthUser,
@@ -118,7 +123,8 @@ async fn list_workspace_invitations(
     Ok(ok(list.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 struct Answer {
     invitation_id: String,
@@ -127,12 +133,13 @@ struct Answer {
 
 /// `PUT /api/workspaces/any/invitations?invitationId=..&action=accept|decline` (the seed's path:
 /// the workspace segment is not used; the invitation names its workspace).
+#[utoipa::path(put, path = "/api/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "not used; clients send \"any\""), Answer), responses((status = 200, body = Envelope<Answered>), Errors))]
 async fn answer_invitation(
     State(state): State<AppState>,
     user: AuthUser,
     Path(_workspace): Path<String>,
     Query(q): Query<Answer>,
-) -> Result<Reply<serde_json::Value>> {
+) -> Result<Reply<Answered>> {
     let id = parse_id(&q.invitation_id, "invitation")?;
     let accept = match q.action.to_ascii_lowercase().as_str() {
         "accept" => true,
@@ -155,17 +162,32 @@ async fn answer_invitation(
             Ok(inv.workspace_id)
         })
         .await?;
-    Ok(ok(serde_json::json!({
-        "workspaceId": workspace_id,
-        "action": if accept { "accepted" } else { "declined" },
-    })))
+    Ok(ok(Answered {
+        workspace_id,
+        action: if accept { "accepted" } else { "declined" },
+    }))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Answered {
+    workspace_id: String,
+    /// "accepted" or "declined"
+    action: &'static str,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Cancelled {
+    id: String,
+    cancelled: bool,
+}
+
+#[utoipa::path(delete, path = "/api/workspaces/{id}/invitations/{invitation_id}", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("invitation_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Cancelled>), Errors))]
 async fn cancel_invitation(
     State(state): State<AppState>,
     user: AuthUser,
     Path((workspace, invitation)): Path<(String, String)>,
-) -> Result<Reply<serde_json::Value>> {
+) -> Result<Reply<Cancelled>> {
     let workspace = parse_id(&workspace, "workspace")?;
     let invitation = parse_id(&invitation, "invitation")?;
     let cancelled = invitation.clone();
@@ -179,5 +201,8 @@ async fn cancel_invitation(
             invitations::delete(tx, &inv.id)
         })
         .await?;
-    Ok(ok(serde_json::json!({"id": cancelled, "cancelled": true})))
+    Ok(ok(Cancelled {
+        id: cancelled,
+        cancelled: true,
+    }))
 }

@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::experiments::authorize;
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
 use super::{Json, Path, Reply, created, ok};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
@@ -68,6 +70,23 @@ impl<'de> Deserialize<'de> for LogValue {
     }
 }
 
+impl utoipa::PartialSchema for LogValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["NaN", "Infinity", "-Infinity"])),
+            )
+            .description(Some("a number, or \"NaN\" / \"Infinity\" / \"-Infinity\""))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LogValue {}
+
 impl Serialize for LogValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let v = self.0;
@@ -83,16 +102,20 @@ impl Serialize for LogValue {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LogIn {
+    /// The client's id for this log: a resend with the same id is skipped.
     msg_id: Option<String>,
     name: String,
     value: LogValue,
+    #[schema(minimum = 0)]
     step: Option<i64>,
+    /// `{"type": "metric" | "result", ...}`, at most 10 KB.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BatchIn {
     logs: Vec<LogIn>,
 }
@@ -161,7 +184,7 @@ fn validate(log: LogIn, at: &str) -> Result<NewLog> {
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Stored {
     inserted: usize,
     skipped: usize,
@@ -183,6 +206,7 @@ async fn store(
     Ok(created(Stored { inserted, skipped }))
 }
 
+#[utoipa::path(post, path = "/api/experiments/{id}/logs/batch", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = BatchIn, responses((status = 201, body = Envelope<Stored>), Errors))]
 async fn create_logs(
     State(state): State<AppState>,
     user: AuthUser,
@@ -205,6 +229,7 @@ async fn create_logs(
     store(state, user, id, logs).await
 }
 
+#[utoipa::path(post, path = "/api/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = LogIn, responses((status = 201, body = Envelope<Stored>), Errors))]
 async fn create_log(
     State(state): State<AppState>,
     user: AuthUser,
@@ -215,26 +240,27 @@ async fn create_log(
     store(state, user, id, vec![log]).await
 }
 
-#[derive(Serialize)]
-struct LogOut<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+struct LogOut {
     id: i64,
-    experiment_id: &'a str,
+    experiment_id: String,
     msg_id: String,
     name: String,
     value: LogValue,
     step: Option<i64>,
+    #[schema(value_type = Object)]
     metadata: Value,
     created_at: String,
 }
 
-fn log_out(experiment_id: &str, l: Log) -> LogOut<'_> {
+fn log_out(experiment_id: &str, l: Log) -> LogOut {
     let metadata = l
         .extra_metadata
         .and_then(|m| serde_json::from_str(&m).ok())
         .unwrap_or_else(|| serde_json::json!({"type": l.kind.name()}));
     LogOut {
         id: l.seq,
-        experiment_id,
+        experiment_id: experiment_id.to_string(),
         msg_id: l.msg_id.to_string(),
         name: l.name,
         value: LogValue(l.value),
@@ -262,6 +288,7 @@ async fn read_logs(
     Ok(ok(out).into_response())
 }
 
+#[utoipa::path(get, path = "/api/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
 async fn list_logs(
     State(state): State<AppState>,
     user: AuthUser,
@@ -270,6 +297,7 @@ async fn list_logs(
     read_logs(state, user, id, Selection::All).await
 }
 
+#[utoipa::path(get, path = "/api/experiments/{id}/metrics", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
 async fn list_metrics(
     State(state): State<AppState>,
     user: AuthUser,
@@ -278,6 +306,7 @@ async fn list_metrics(
     read_logs(state, user, id, Selection::Metrics).await
 }
 
+#[utoipa::path(get, path = "/api/experiments/{id}/results", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
 async fn list_results(
     State(state): State<AppState>,
     user: AuthUser,
@@ -288,6 +317,7 @@ async fn list_results(
 
 /// Streams `name,type,step,value,created_at` rows as they are read, so a 10M-point export
 /// never sits in memory; a client that goes away stops the reader.
+#[utoipa::path(get, path = "/api/experiments/{id}/logs/csv", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "name,type,step,value,created_at rows", content_type = "text/csv", body = String), Errors))]
 async fn export_csv(
     State(state): State<AppState>,
     user: AuthUser,

@@ -18,11 +18,13 @@ mod api_keys;
 mod experiments;
 mod invitations;
 mod logs;
+mod openapi;
 mod workspaces;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/health", axum::routing::get(health))
+        .route("/health", axum::routing::get(openapi::health))
+        .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .merge(accounts::routes())
         .merge(api_keys::routes())
         .merge(workspaces::routes())
@@ -31,10 +33,6 @@ pub fn router() -> Router<AppState> {
         .merge(logs::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-}
-
-async fn health() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
 async fn not_found() -> Error {

@@ -6,7 +6,9 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
-use super::experiments::ExperimentOut;
+use super::experiments::{Deleted, ExperimentOut};
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
 use super::{Json, Path, Reply, clean_name, created, ok, parse_id};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
@@ -35,7 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/workspace-roles", get(list_roles))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WorkspaceOut {
     id: String,
     name: String,
@@ -56,6 +58,7 @@ impl From<Workspace> for WorkspaceOut {
     }
 }
 
+#[utoipa::path(get, path = "/api/workspaces", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<WorkspaceOut>>), Errors))]
 async fn list_workspaces(
     State(state): State<AppState>,
     user: AuthUser,
@@ -67,12 +70,13 @@ async fn list_workspaces(
     Ok(ok(list.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewWorkspace {
     name: String,
     description: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/workspaces", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), request_body = NewWorkspace, responses((status = 201, body = Envelope<WorkspaceOut>), Errors))]
 async fn create_workspace(
     State(state): State<AppState>,
     user: AuthUser,
@@ -100,6 +104,7 @@ async fn create_workspace(
     Ok(created(ws.into()))
 }
 
+#[utoipa::path(get, path = "/api/workspaces/{id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<WorkspaceOut>), Errors))]
 async fn get_workspace(
     State(state): State<AppState>,
     user: AuthUser,
@@ -113,11 +118,12 @@ async fn get_workspace(
     Ok(ok(ws.ok_or_else(|| Error::not_found("workspace"))?.into()))
 }
 
+#[utoipa::path(delete, path = "/api/workspaces/{id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Deleted>), Errors))]
 async fn delete_workspace(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Reply<serde_json::Value>> {
+) -> Result<Reply<Deleted>> {
     let id = parse_id(&id, "workspace")?;
     let deleted = id.clone();
     state
@@ -127,14 +133,18 @@ async fn delete_workspace(
             workspaces::delete(tx, &id)
         })
         .await?;
-    Ok(ok(serde_json::json!({"id": deleted, "deleted": true})))
+    Ok(ok(Deleted {
+        id: deleted,
+        deleted: true,
+    }))
 }
 
+#[utoipa::path(post, path = "/api/workspaces/{id}/leave", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Left>), Errors))]
 async fn leave_workspace(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
-) -> Result<Reply<serde_json::Value>> {
+) -> Result<Reply<Left>> {
     let id = parse_id(&id, "workspace")?;
     let left = id.clone();
     state
@@ -145,10 +155,19 @@ async fn leave_workspace(
             workspaces::remove_member(tx, &id, &user.id)
         })
         .await?;
-    Ok(ok(serde_json::json!({"id": left, "left": true})))
+    Ok(ok(Left {
+        id: left,
+        left: true,
+    }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+struct Left {
+    id: String,
+    left: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct MemberOut {
     user_id: String,
     email: String,
@@ -157,6 +176,7 @@ struct MemberOut {
     joined_at: String,
 }
 
+#[utoipa::path(get, path = "/api/workspaces/{id}/members", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
 async fn list_members(
     State(state): State<AppState>,
     user: AuthUser,
@@ -183,6 +203,7 @@ fn member_out(m: workspaces::Member) -> MemberOut {
     }
 }
 
+#[utoipa::path(get, path = "/api/workspaces/{id}/experiments", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<ExperimentOut>>), Errors))]
 async fn list_workspace_experiments(
     State(state): State<AppState>,
     user: AuthUser,
@@ -204,7 +225,7 @@ async fn list_workspace_experiments(
         .collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RoleChange {
     role_id: i64,
@@ -215,6 +236,7 @@ pub fn parse_role(id: i64) -> Result<Role> {
         .ok_or_else(|| Error::bad_request("roleId must be 1 (OWNER), 2 (EDITOR) or 3 (VIEWER)"))
 }
 
+#[utoipa::path(put, path = "/api/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)), request_body = RoleChange, responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
 async fn change_member_role(
     State(state): State<AppState>,
     user: AuthUser,
@@ -241,6 +263,7 @@ async fn change_member_role(
     Ok(ok(members.into_iter().map(member_out).collect()))
 }
 
+#[utoipa::path(delete, path = "/api/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
 async fn remove_member(
     State(state): State<AppState>,
     user: AuthUser,
@@ -263,12 +286,13 @@ async fn remove_member(
     Ok(ok(members.into_iter().map(member_out).collect()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RoleOut {
     id: i64,
     name: &'static str,
 }
 
+#[utoipa::path(get, path = "/api/workspace-roles", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<RoleOut>>), Errors))]
 async fn list_roles(_user: AuthUser) -> Result<Reply<Vec<RoleOut>>> {
     Ok(ok([Role::Owner, Role::Editor, Role::Viewer]
         .into_iter()
