@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         api_key=args.api_key or settings.api_key,
         timeout=settings.timeout,
     )
-    print(f"uploaded {report.uploaded} points; {report.left} left on disk")
+    busy = f"; {report.busy} files in use, skipped" if report.busy else ""
+    print(f"uploaded {report.uploaded} points; {report.left} left on disk{busy}")
     return 1 if report.left or report.problems else 0
 
 

@@ -82,6 +82,8 @@ class _Job:
     kind: str  # "create" | "spool" | "fresh"
     body: bytes
     points: int
+    number: int
+    """Attempts are numbered, so flush() can tell the ones that started after it was called."""
     fresh: list[Numbered] | None = None
 
 
@@ -124,7 +126,8 @@ class Sender:
         name = f"{self.experiment_id}.{self._session}"
         self._spool = Spool(spool_dir(self._settings.cache_dir), name, self._header)
         self._failures = 0
-        self._failed_attempts = 0
+        self._attempts = 0
+        self._last_failed = 0
         self._stopped: str | None = None
         self._replay_turn = False
         self._running = False
@@ -175,16 +178,17 @@ class Sender:
 
     def flush(self, timeout: float) -> int:
         """Wait until every point is delivered (offline: written), or the timeout passes, or an
-        attempt made after this call fails. Returns the points not delivered yet."""
+        attempt that started after this call fails. Returns the points not delivered yet."""
         deadline = time.monotonic() + max(0.0, timeout)
-        self.start()
+        if not self._running and (self.queue or self._create is not None):
+            self.start()
         with self._lock:
-            failed_before = self._failed_attempts
+            first = self._attempts + 1
         self._wake.set()
         self._urgent.set()
         self._spill_wake.set()
         with self._lock:
-            while self._running and not self._settled() and self._failed_attempts == failed_before:
+            while self._running and not self._settled() and self._last_failed < first:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -245,55 +249,73 @@ class Sender:
         self.wake_at = self._threshold
 
     def _spill_loop(self) -> None:
-        while True:
+        while not self._closed:
             self._spill_wake.wait(self._settings.flush_interval)
             self._spill_wake.clear()
-            with self._lock:
-                if self._closed:
-                    return
-                if (
-                    self._offline
-                    or self._stopped is not None
-                    or self._failures
-                    or len(self.queue) > self._settings.max_pending
-                ):
-                    self._spill_locked()
-                self._changed.notify_all()
+            try:
+                with self._lock:
+                    if self._closed:
+                        return
+                    if (
+                        self._offline
+                        or self._stopped is not None
+                        or self._failures
+                        or len(self.queue) >= self._settings.max_pending
+                    ):
+                        self._spill_locked()
+                    self._changed.notify_all()
+            except Exception:  # a bug must not end the thread and strand the queue
+                logger.exception("tora: unexpected error while spooling; retrying")
 
     def _send_loop(self) -> None:
         while True:
-            with self._lock:
-                if self._closed or self._stopped is not None:
+            try:
+                if not self._send_once():
                     return
-                job = self._next_job()
-            if job is None:
-                self._wake.wait(self._settings.flush_interval)
-                self._wake.clear()
-                continue
-            if job.fresh is not None:
-                job.body = encode(job.fresh, self._session)
-            url = self._experiments_url if job.kind == "create" else self._logs_url
-            outcome, reason, retry_after = self._post(url, job.body)
-            delay = self._settle(job, outcome, reason, retry_after)
-            if delay:
-                self._spill_wake.set()
-                self._urgent.wait(delay)
+            except Exception:  # a bug must not end the thread and strand the queue
+                logger.exception("tora: unexpected error while sending; retrying")
+                self._urgent.wait(self._settings.retry_max)
                 self._urgent.clear()
 
+    def _send_once(self) -> bool:
+        """One job, or one idle wait; False once sending is over."""
+        with self._lock:
+            if self._closed or self._stopped is not None:
+                return False
+            job = self._next_job()
+        if job is None:
+            self._wake.wait(self._settings.flush_interval)
+            self._wake.clear()
+            return True
+        if job.fresh is not None:
+            job.body = encode(job.fresh, self._session)
+        url = self._experiments_url if job.kind == "create" else self._logs_url
+        outcome, reason, retry_after = self._post(url, job.body)
+        delay = self._settle(job, outcome, reason, retry_after)
+        if delay:
+            self._spill_wake.set()
+            self._urgent.wait(delay)
+            self._urgent.clear()
+        return True
+
     def _next_job(self) -> _Job | None:
+        number = self._attempts + 1
+        job = None
         if self._create is not None:
-            return _Job("create", _transport.encode(self._create), 0)
-        if self._spool.unsent and (self._failures or self._replay_turn or not self.queue):
+            job = _Job("create", _transport.encode(self._create), 0, number)
+        elif self._spool.unsent and (self._failures or self._replay_turn or not self.queue):
             line = self._spool.peek()
             if line is not None:
                 self._replay_turn = False
-                return _Job("spool", line[0], line[1])
-        if self.queue:
+                job = _Job("spool", line[0], line[1], number)
+        if job is None and self.queue:
             self._inflight = self._take(self._settings.batch_size)
             self._replay_turn = True
             self.wake_at = self._threshold
-            return _Job("fresh", b"", len(self._inflight), self._inflight)
-        return None
+            job = _Job("fresh", b"", len(self._inflight), number, self._inflight)
+        if job is not None:
+            self._attempts = number
+        return job
 
     def _post(self, url: str, body: bytes) -> tuple[str, str, float | None]:
         try:
@@ -324,7 +346,7 @@ class Sender:
                     self._spool.mark_sent()
                 self.delivered += job.points
             else:
-                self._failed_attempts += 1
+                self._last_failed = job.number
                 if mine and not self._closed:
                     self._spool.append(job.body, job.points)
                 if outcome == _STOP:

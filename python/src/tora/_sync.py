@@ -23,6 +23,8 @@ class Report:
     left: int = 0
     """Points still on disk after this run."""
     files_done: int = 0
+    busy: int = 0
+    """Files skipped because a running process still writes them."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -68,6 +70,7 @@ def _sync_file(
     try:
         if not try_lock(fd):
             say(f"{path.name}: in use by a running process, skipped")
+            report.busy += 1
             return
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read()

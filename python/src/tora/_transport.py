@@ -77,7 +77,7 @@ def request(
         status = answer.status
     except (socket.timeout, TimeoutError) as e:
         raise ToraTimeoutError(f"{method} {url} timed out after {timeout}s") from e
-    except (OSError, http.client.HTTPException) as e:
+    except (OSError, http.client.HTTPException, ValueError) as e:
         raise ToraNetworkError(f"{method} {url} failed: {e!r}") from e
     finally:
         conn.close()

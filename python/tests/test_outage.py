@@ -1,0 +1,253 @@
+"""The server goes away: logging goes on without an exception or a stall, and every point
+arrives exactly once, either when the server is back or through ``python -m tora sync``."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from conftest import ToraServer, run_python, sync
+
+import tora
+from tora import Tora
+
+
+class Timed:
+    """Logs loss/acc at the given steps and records how long each call took in the caller."""
+
+    def __init__(self, client: Tora) -> None:
+        self.client = client
+        self.durations: list[float] = []
+
+    def log(self, steps: Iterable[int]) -> None:
+        for step in steps:
+            started = time.perf_counter()
+            self.client.metric("loss", 1.0 / (step + 1), step)
+            self.client.metric("acc", step * 0.001, step)
+            self.durations.append(time.perf_counter() - started)
+
+    def assert_never_stalled(self) -> None:
+        assert max(self.durations) < 0.1, f"a metric() call took {max(self.durations):.3f}s"
+        assert sum(self.durations) < 3.0
+
+
+def spool_files(cache: Path) -> list[Path]:
+    return sorted((cache / "spool").glob("*.spool"))
+
+
+def assert_exactly_once(server: ToraServer, experiment_id: str, steps: int) -> None:
+    metrics = server.metrics(experiment_id)
+    for name in ("loss", "acc"):
+        stored = sorted(m["step"] for m in metrics if m["name"] == name)
+        assert stored == list(range(steps)), f"{name}: {len(stored)} stored for {steps} logged"
+    assert len({m["msg_id"] for m in metrics}) == len(metrics) == 2 * steps
+
+
+def test_server_killed_mid_run_then_back(
+    lone_server: ToraServer, sdk_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORA_MAX_PENDING", "500")
+    t = Tora.create_experiment("killed-mid-run", max_buffer_len=50)
+    run = Timed(t)
+    run.log(range(3000))
+    lone_server.kill()
+    run.log(range(3000, 8000))
+    assert t.flush(timeout=10) > 0, "the server is down: flush must report undelivered points"
+    assert spool_files(sdk_env), "during the outage points must go to the spool file"
+    run.log(range(8000, 9000))
+    lone_server.start()
+    run.log(range(9000, 10000))
+    assert t.shutdown(timeout=60) == 0
+    run.assert_never_stalled()
+    assert t._sender._last_failed > 0
+    assert_exactly_once(lone_server, t.experiment_id, 10000)
+    assert spool_files(sdk_env) == []
+
+
+def test_server_down_for_the_rest_of_the_run_then_sync(lone_server: ToraServer, sdk_env: Path) -> None:
+    t = Tora.create_experiment("down-then-sync")
+    run = Timed(t)
+    run.log(range(200))
+    assert t.flush() == 0
+    lone_server.kill()
+    run.log(range(200, 5000))
+    started = time.monotonic()
+    assert t.flush(timeout=20) == 2 * 4800
+    assert time.monotonic() - started < 5, "flush must give up once a fresh attempt failed"
+    busy = sync()
+    assert "in use by a running process" in busy.stdout, busy.stdout + busy.stderr
+    assert "uploaded 0 points; 0 left on disk; 1 files in use, skipped" in busy.stdout
+    assert t.shutdown(timeout=20) == 2 * 4800
+    run.assert_never_stalled()
+    assert len(spool_files(sdk_env)) == 1
+
+    lone_server.start()
+    assert len(lone_server.metrics(t.experiment_id)) == 2 * 200
+    first = sync()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"uploaded {2 * 4800} points; 0 left" in first.stdout
+    assert_exactly_once(lone_server, t.experiment_id, 5000)
+    assert spool_files(sdk_env) == []
+    second = sync()
+    assert second.returncode == 0
+    assert "nothing to upload" in second.stdout
+    assert_exactly_once(lone_server, t.experiment_id, 5000)
+
+
+def test_server_unreachable_from_the_start(
+    own_server: ToraServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """setup() does not fail when the server is down: the experiment is created by sync later, with its id."""
+    own_server.kill()
+    monkeypatch.setenv("TORA_BASE_URL", own_server.api)
+    monkeypatch.setenv("TORA_API_KEY", own_server.key)
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import tora
+            experiment_id = tora.setup("never-online", hyperparams={"lr": 0.5}, tags=["outage"])
+            for step in range(3000):
+                tora.tmetric("loss", 1.0 / (step + 1), step)
+                tora.tmetric("acc", step * 0.001, step)
+            tora.tresult("final", 0.5)
+            print(experiment_id, tora.shutdown(timeout=5))
+            """
+        )
+    )
+    done = run_python([str(script)])
+    assert done.returncode == 0, done.stderr
+    experiment_id, kept = done.stdout.split()[-2:]
+    assert int(kept) == 6001
+    assert done.elapsed < 20  # type: ignore[attr-defined]
+
+    own_server.start()
+    assert own_server.call("GET", f"/experiments/{experiment_id}")[0] == 404
+    uploaded = sync()
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    experiment = own_server.get(f"/experiments/{experiment_id}")
+    assert experiment["name"] == "never-online"
+    assert experiment["hyperparams"] == [{"key": "lr", "value": 0.5}]
+    assert experiment["tags"] == ["outage"]
+    assert_exactly_once(own_server, experiment_id, 3000)
+    assert [r["name"] for r in own_server.results(experiment_id)] == ["final"]
+
+
+def test_offline_run_uploads_once_with_sync(lone_server: ToraServer, sdk_env: Path, tmp_path: Path) -> None:
+    script = tmp_path / "offline.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, tora
+            os.environ["TORA_MODE"] = "offline"
+            experiment_id = tora.setup("offline-run", description="no server", hyperparams={"bs": 32})
+            for step in range(4000):
+                tora.tmetric("loss", 1.0 / (step + 1), step)
+                tora.tmetric("acc", step * 0.001, step)
+            tora.tmetric("acc", float("nan"), 4000)
+            tora.tresult("best", float("inf"))
+            print(experiment_id, tora.shutdown())
+            """
+        )
+    )
+    done = run_python([str(script)])
+    assert done.returncode == 0, done.stderr
+    experiment_id, kept = done.stdout.split()[-2:]
+    assert int(kept) == 8002
+    assert "offline" in done.stdout
+    assert lone_server.call("GET", f"/experiments/{experiment_id}")[0] == 404, "offline must not contact the server"
+    assert len(spool_files(sdk_env)) == 1
+
+    first = sync()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "uploaded 8002 points" in first.stdout
+    experiment = lone_server.get(f"/experiments/{experiment_id}")
+    assert experiment["name"] == "offline-run"
+    assert experiment["description"] == "no server"
+    metrics = lone_server.metrics(experiment_id)
+    assert len(metrics) == 8001
+    assert [m["value"] for m in metrics if m["step"] == 4000] == ["NaN"]
+    assert [(r["name"], r["value"]) for r in lone_server.results(experiment_id)] == [("best", "Infinity")]
+    again = sync()
+    assert "nothing to upload" in again.stdout
+    assert len(lone_server.metrics(experiment_id)) == 8001
+
+
+def test_offline_mode_as_an_argument(lone_server: ToraServer, sdk_env: Path) -> None:
+    experiment_id = tora.setup("offline-arg", mode="offline")
+    for step in range(10):
+        tora.tmetric("loss", float(step), step)
+    assert tora.flush() == 10
+    assert tora.shutdown() == 10
+    assert lone_server.call("GET", f"/experiments/{experiment_id}")[0] == 404
+    assert sync().returncode == 0
+    assert len(lone_server.metrics(experiment_id)) == 10
+
+
+def test_revoked_key_stops_sending_and_keeps_points(lone_server: ToraServer, sdk_env: Path) -> None:
+    t = Tora.create_experiment("revoked")
+    run = Timed(t)
+    run.log(range(100))
+    assert t.flush() == 0
+    status, _ = lone_server.call("DELETE", f"/api-keys/{lone_server.key_id}", auth="token")
+    assert status in (200, 204)
+    run.log(range(100, 1000))
+    assert t.flush(timeout=10) == 1800
+    assert t.shutdown(timeout=10) == 1800
+    run.assert_never_stalled()
+
+    refused = sync()
+    assert "401" in refused.stdout, "sync with the revoked key must say why it failed"
+    assert refused.returncode == 1
+    status, body = lone_server.call("POST", "/api-keys", {"name": "new"}, auth="token")
+    assert status == 201
+    uploaded = sync("--api-key", body["data"]["key"])
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    lone_server.key = body["data"]["key"]
+    assert_exactly_once(lone_server, t.experiment_id, 1000)
+
+
+def test_memory_stays_bounded_while_the_server_is_away(sdk_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens at TORA_BASE_URL: past TORA_MAX_PENDING, points go to disk, not to memory.
+
+    500 points per 2 ms training step is 250,000 points/s, far more than training logs.
+    """
+    monkeypatch.setenv("TORA_MAX_PENDING", "2000")
+    t = Tora.create_experiment("bounded", api_key="tora_sk_unused")
+    most = 0
+    for step in range(200):
+        time.sleep(0.002)  # the step's compute, which releases the GIL as numpy and torch do
+        for i in range(500):
+            t.metric("loss", 0.5, step * 500 + i)
+        most = max(most, t.buffer_size)
+    assert most < 5000, f"{most} points were held in memory"
+    assert t.shutdown(timeout=5) == 100_000
+    assert len(spool_files(sdk_env)) == 1
+
+
+def test_sync_resumes_after_the_last_sent_line_and_ignores_a_torn_one(server: ToraServer, sdk_env: Path) -> None:
+    """A spool file as a killed process leaves it: some lines sent, the last one half written."""
+    status, body = server.call("POST", "/experiments", {"name": "torn"})
+    assert status == 201
+    experiment_id = body["data"]["id"]
+    spool = sdk_env / "spool" / f"{experiment_id}.0123456789abcdef.spool"
+    spool.parent.mkdir(parents=True)
+    header = json.dumps({"tora_spool": 1, "experiment_id": experiment_id, "server_url": server.api, "create": None})
+
+    def line(first: int) -> str:
+        logs = [{"msg_id": f"t.{s}", "name": "m", "value": s, "step": s} for s in range(first, first + 10)]
+        return json.dumps({"logs": logs})
+
+    text = f"{header}\n{line(0)}\n{line(10)}\n{line(20)[:25]}"
+    spool.write_text(text)
+    spool.with_suffix(".sent").write_text(str(len(f"{header}\n{line(0)}\n")))
+    done = sync()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "incomplete last line" in done.stdout
+    assert sorted(m["step"] for m in server.metrics(experiment_id)) == list(range(10, 20))
+    assert not spool.exists()
+    assert not spool.with_suffix(".sent").exists()

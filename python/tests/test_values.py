@@ -1,0 +1,224 @@
+"""What metric(), result() and log_metrics() accept, and what they refuse at once (no server needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tora
+from tora import Tora, ToraMetricError, ToraValidationError
+from tora._sender import encode
+
+
+@pytest.fixture
+def client() -> Iterator[Tora]:
+    """An offline client: validation runs exactly as online, and nothing needs a server."""
+    t = Tora.create_experiment("values", mode="offline")
+    yield t
+    t.shutdown()
+
+
+class Scalar:
+    """Like a 0-d tensor: no __float__, only .item()."""
+
+    def __init__(self, v: float) -> None:
+        self.v = v
+
+    def item(self) -> float:
+        return self.v
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (3, 3),
+        (2.5, 2.5),
+        (True, 1),
+        (False, 0),
+        (np.float32(0.5), 0.5),
+        (np.float64(1.25), 1.25),
+        (np.int64(7), 7),
+        (np.array(4.5), 4.5),
+        (Decimal("1.5"), 1.5),
+        (Scalar(0.75), 0.75),
+        (-(2**63), -(2**63)),
+    ],
+)
+def test_numbers_are_accepted(client: Tora, raw: object, expected: float) -> None:
+    client.metric("m", raw, 1)  # type: ignore[arg-type]
+    name, value, step = client._sender.queue[-1]
+    assert (name, value, step) == ("m", expected, 1)
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize("raw", [float("nan"), float("inf"), float("-inf"), np.float32("nan"), np.float64("-inf")])
+def test_nan_and_infinities_are_accepted(client: Tora, raw: float) -> None:
+    client.metric("m", raw, 0)
+    client.result("r", raw)
+    assert len(client._sender.queue) == 2
+
+
+@pytest.mark.parametrize(
+    "raw", ["1.5", "abc", b"1", None, [1.0], (1.0,), {"v": 1}, np.array([1.0, 2.0]), complex(1, 2), object(), 2**64]
+)
+def test_non_numbers_raise_in_the_caller(client: Tora, raw: object) -> None:
+    with pytest.raises(ToraValidationError):
+        client.metric("m", raw, 0)  # type: ignore[arg-type]
+    with pytest.raises(ToraValidationError):
+        client.result("m", raw)  # type: ignore[arg-type]
+    with pytest.raises(ToraValidationError):
+        client.log_metrics({"m": raw}, step=0)  # type: ignore[dict-item]
+    assert len(client._sender.queue) == 0
+
+
+@pytest.mark.parametrize("raw", [-1, "3", None, 1.5, [1], float("nan")])
+def test_bad_steps_raise(client: Tora, raw: object) -> None:
+    with pytest.raises(ToraValidationError):
+        client.metric("m", 1.0, raw)  # type: ignore[arg-type]
+    assert len(client._sender.queue) == 0
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(np.int32(5), 5), (3.0, 3), (True, 1), (np.array(2), 2)])
+def test_integer_like_steps_are_accepted(client: Tora, raw: object, expected: int) -> None:
+    client.metric("m", 1.0, raw)  # type: ignore[arg-type]
+    assert client._sender.queue[-1][2] == expected
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "a b", "x" * 101, 'q"uote', "back\\slash", "é", 5, None])
+def test_bad_names_raise(client: Tora, raw: object) -> None:
+    with pytest.raises(ToraValidationError):
+        client.metric(raw, 1.0, 0)  # type: ignore[arg-type]
+    with pytest.raises(ToraValidationError):
+        client.result(raw, 1.0)  # type: ignore[arg-type]
+
+
+def test_names_are_stripped_like_0_0_12(client: Tora) -> None:
+    client.metric("  train/loss ", 1.0, 0)
+    client.metric("  train/loss ", 2.0, 1)
+    assert [p[0] for p in client._sender.queue] == ["train/loss", "train/loss"]
+
+
+def test_log_metrics_numbers_steps_per_name(client: Tora) -> None:
+    client.log_metrics({"a": 1, "b": 2})
+    client.log_metrics({"a": 3})
+    client.log_metrics({"a": 4, "b": 5})
+    client.log_metrics({"b": 6}, step=10)
+    client.log_metrics({"b": 7})
+    assert list(client._sender.queue) == [
+        ("a", 1, 0),
+        ("b", 2, 0),
+        ("a", 3, 1),
+        ("a", 4, 2),
+        ("b", 5, 1),
+        ("b", 6, 10),
+        ("b", 7, 11),
+    ]
+
+
+def test_log_metrics_logs_nothing_when_one_value_is_bad(client: Tora) -> None:
+    with pytest.raises(ToraValidationError):
+        client.log_metrics({"a": 1.0, "b": "oops", "c": 2.0})
+    assert len(client._sender.queue) == 0
+    with pytest.raises(ToraValidationError):
+        client.log_metrics([("a", 1.0)])  # type: ignore[arg-type]
+
+
+def test_encoding_sends_nan_and_infinities_as_strings() -> None:
+    body = encode(
+        [(0, "m", float("nan"), 1), (1, "m", float("inf"), 2), (2, "m", float("-inf"), 3), (3, "r", -0.0, None)], "s"
+    )
+    logs = json.loads(body)["logs"]
+    assert [log["value"] for log in logs[:3]] == ["NaN", "Infinity", "-Infinity"]
+    assert logs[3] == {"msg_id": "s.3", "name": "r", "value": -0.0, "metadata": {"type": "result"}}
+    assert logs[0] == {"msg_id": "s.0", "name": "m", "value": "NaN", "step": 1, "metadata": {"type": "metric"}}
+
+
+def test_encoding_keeps_floats_exact() -> None:
+    values = [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, 5e-324, 123456789012345678, -2.5]
+    body = encode([(i, "m", v, i) for i, v in enumerate(values)], "s")
+    assert [log["value"] for log in json.loads(body)["logs"]] == values
+    assert all(math.isfinite(v) for v in values)
+
+
+def test_closed_client_refuses_to_log(client: Tora) -> None:
+    client.shutdown()
+    assert client.is_closed
+    with pytest.raises(ToraMetricError):
+        client.metric("m", 1.0, 0)
+    with pytest.raises(ToraMetricError):
+        client.result("m", 1.0)
+    with pytest.raises(ToraMetricError):
+        client.flush()
+    assert client.shutdown() == 0
+
+
+def test_experiment_arguments_are_validated_before_any_request() -> None:
+    with pytest.raises(ToraValidationError):
+        Tora.create_experiment("")
+    with pytest.raises(ToraValidationError):
+        Tora.create_experiment("bad/name")
+    with pytest.raises(ToraValidationError):
+        Tora.create_experiment("ok", hyperparams={"lr": [1, 2]})  # type: ignore[dict-item]
+    with pytest.raises(ToraValidationError):
+        Tora.create_experiment("ok", tags="not-a-list")  # type: ignore[arg-type]
+    with pytest.raises(ToraValidationError):
+        Tora.create_experiment("ok", workspace_id="not a valid id!")
+    with pytest.raises(tora.ToraConfigurationError):
+        Tora.create_experiment("ok", mode="sometimes")
+
+
+def test_max_buffer_len_setter_validates(client: Tora) -> None:
+    client.max_buffer_len = 100
+    assert client.max_buffer_len == 100
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ToraValidationError):
+            client.max_buffer_len = bad  # type: ignore[assignment]
+
+
+def test_global_api_before_setup() -> None:
+    assert not tora.is_initialized()
+    assert tora.get_experiment_id() is None
+    assert tora.get_experiment_url() is None
+    with pytest.raises(tora.ToraError):
+        tora.tmetric("m", 1.0, 0)
+    with pytest.raises(tora.ToraError):
+        tora.tresult("m", 1.0)
+    assert tora.flush() == 0
+    assert tora.shutdown() == 0
+
+
+def test_public_names_match_0_0_12() -> None:
+    published = {
+        "Tora",
+        "ToraAPIError",
+        "ToraAuthenticationError",
+        "ToraConfigurationError",
+        "ToraError",
+        "ToraExperimentError",
+        "ToraMetricError",
+        "ToraNetworkError",
+        "ToraTimeoutError",
+        "ToraValidationError",
+        "ToraWorkspaceError",
+        "create_workspace",
+        "flush",
+        "get_experiment_id",
+        "get_experiment_url",
+        "is_initialized",
+        "setup",
+        "shutdown",
+        "tmetric",
+        "tresult",
+    }
+    assert set(tora.__all__) == published
+    assert issubclass(tora.ToraAPIError, tora.ToraNetworkError)
+    assert issubclass(tora.ToraTimeoutError, tora.ToraNetworkError)
+    for name in published - {"Tora", "create_workspace"} - {n for n in published if n[0].islower()}:
+        assert issubclass(getattr(tora, name), tora.ToraError)
+    assert (Path(tora.__file__).parent / "py.typed").exists()
