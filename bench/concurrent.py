@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
@@ -103,6 +104,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     per_writer = args.points // args.writers
+    load_start = os.getloadavg()  # other work on a small box skews the figures
 
     with ToraServer() as srv:
         user = new_user(srv.api)
@@ -166,6 +168,8 @@ def main() -> None:
         "stored": sum(stored),
         "writers_with_wrong_count": sum(n != per_writer for n in stored),
         "server_exit_code": code,
+        "loadavg_at_start": load_start,
+        "loadavg_at_end": os.getloadavg(),
     }
     lat = res["latency_ms"]
     print("| Measure | Value |\n|---|---|")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-# tests/helpers is not a package on sys.path; the helper module is shared with benches.
+# tests/helpers is not a package (the helper is shared with the benches), and this dir is
+# listed too so that `import script_0012` works under pytest's importlib import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 
 from toraserver import ToraServer, User, new_user

@@ -56,7 +56,7 @@ def run_script(
     assert proc.returncode == 0, report
     # 0.0.12 swallows failed batch POSTs and only logs them at ERROR level.
     assert "ERROR" not in proc.stderr, report
-    last = proc.stdout.strip().splitlines()[-1]
+    last = (proc.stdout.strip().splitlines() or [""])[-1]
     assert last.startswith("RESULT "), report
     return json.loads(last.removeprefix("RESULT "))
 
