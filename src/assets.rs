@@ -12,12 +12,23 @@ use rust_embed::RustEmbed;
 #[exclude = "package*.json"]
 struct Assets;
 
+/// uPlot, from the npm lockfile (build.rs runs `npm ci`), served under `/vendor/uplot/`.
+#[derive(RustEmbed)]
+#[folder = "assets/node_modules/uplot/dist/"]
+#[include = "uPlot.esm.js"]
+#[include = "uPlot.min.css"]
+struct Uplot;
+
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
-    let (path, file) = match Assets::get(path) {
+    let found = match path.strip_prefix("vendor/uplot/") {
+        Some(vendored) => Uplot::get(vendored),
+        None => Assets::get(path),
+    };
+    let (path, file) = match found {
         Some(f) if !path.is_empty() => (path, f),
         _ => match Assets::get("index.html") {
             Some(f) => ("index.html", f),

@@ -65,3 +65,6 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations() -> None:
         assert "passed" in run.stdout, report
         # Internal failures are logged as "error: ..." (never sent to clients).
         assert "error:" not in server.logs(), server.logs()[-3000:]
+        # Secrets never reach the log, whatever schemathesis sent.
+        for secret in (user.api_key, user.password, user.access_token):
+            assert secret not in server.logs()
