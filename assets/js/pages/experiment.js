@@ -1,0 +1,389 @@
+// /experiments/{id}: one run. Its description and tags (editable by EDITORs and OWNERs), its
+// hyperparameters and results, and a chart per metric from the server's downsampled series.
+// The URL keeps x (step|time), scale (log), smooth, filter and the zoom (from, to).
+
+import * as api from '../api.js';
+import { h, fill, toast, busy, empty, confirmDanger } from '../dom.js';
+import { count, dateTime, num, value, toNumber } from '../format.js';
+import { MetricChart, toColumns } from '../chart.js';
+import { follow } from '../live.js';
+
+const FIRST_BATCH = 2; // metrics in the first request, so the first chart shows early
+const BATCH = 3; // metrics per later request, several requests in flight
+const IN_FLIGHT = 4;
+
+export async function render(ctx) {
+  const id = ctx.params.id;
+  const [exp, summary, workspaces] = await Promise.all([
+    api.get(`/experiments/${id}`, null, { signal: ctx.signal }),
+    api.get(`/experiments/${id}/summary`, null, { signal: ctx.signal }),
+    api.get('/workspaces', null, { signal: ctx.signal }),
+  ]);
+  const ws = workspaces.find((w) => w.id === exp.workspace_id);
+  const role = ws ? ws.role : 'VIEWER';
+  const canEdit = role === 'OWNER' || role === 'EDITOR';
+  document.title = `${exp.name} · Tora`;
+
+  const q = ctx.query;
+  const view = {
+    time: q.get('x') === 'time',
+    log: q.get('scale') === 'log',
+    smoothing: clampSmoothing(Number(q.get('smooth') || 0)),
+    filter: q.get('filter') || '',
+    zoom: q.has('from') && q.has('to') ? [Number(q.get('from')), Number(q.get('to'))] : null,
+  };
+  const saveView = () => ctx.setQuery({
+    x: view.time ? 'time' : null, scale: view.log ? 'log' : null,
+    smooth: view.smoothing ? String(view.smoothing) : null, filter: view.filter || null,
+    from: view.zoom ? String(view.zoom[0]) : null, to: view.zoom ? String(view.zoom[1]) : null,
+  });
+
+  const metrics = new Map(); // name -> {card, chart, stats, readout, foot, info}
+  const results = new Map(summary.results.map((r) => [r.name, r.value]));
+  const liveBadge = h('span', { class: 'live', hidden: !recentlyUpdated(summary) }, 'live');
+  const resultsBox = h('div');
+  const grid = h('div', { class: 'charts', 'aria-label': 'Metrics' });
+  const emptyCharts = empty('No metrics yet', 'Charts appear here as soon as the run logs a point with a step.');
+  const chartsStatus = h('span', { class: 'muted small', role: 'status' });
+  const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
+
+  // ---------- header, metadata ----------
+  const csv = h('button', { onclick: (e) => busy(e.currentTarget, () => downloadCsv(exp)) }, 'Download CSV');
+  const del = role === 'OWNER' ? h('button', {
+    class: 'danger',
+    onclick: (e) => {
+      if (!confirmDanger(`Delete the experiment ${exp.name} with all its logs? This cannot be undone.`)) return;
+      busy(e.currentTarget, async () => {
+        await api.del(`/experiments/${id}`);
+        toast(`Deleted ${exp.name}`);
+        ctx.navigate(`/workspaces/${exp.workspace_id}`, { replace: true });
+      });
+    },
+  }, 'Delete') : null;
+
+  fill(ctx.root,
+    h('div', { class: 'page-head' },
+      h('div', { class: 'grow' },
+        h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces'), ' / ',
+          ws ? h('a', { href: `/workspaces/${ws.id}` }, ws.name) : 'workspace'),
+        h('div', { class: 'row' }, h('h1', {}, exp.name), liveBadge),
+        h('p', { class: 'muted small' }, `Created ${dateTime(exp.created_at)} · updated ${dateTime(exp.updated_at)} · `,
+          h('code', {}, exp.id), canEdit ? '' : ` · you are a ${role}`)),
+      h('div', { class: 'row' }, csv, del)),
+    h('div', { class: 'meta-grid' },
+      aboutPanel(exp, canEdit),
+      h('section', { class: 'panel', 'aria-labelledby': 'hp-h' }, h('h2', { id: 'hp-h' }, 'Hyperparameters'),
+        exp.hyperparams.length ? h('table', { class: 'kv' }, h('tbody', {}, exp.hyperparams.map((p) => h('tr', {}, h('th', {}, p.key), h('td', {}, value(p.value))))))
+          : h('p', { class: 'muted' }, 'None logged.')),
+      h('section', { class: 'panel', 'aria-labelledby': 'res-h' }, h('h2', { id: 'res-h' }, 'Results'), resultsBox)),
+    toolbar(),
+    grid,
+    summary.metrics.length ? null : emptyCharts);
+  drawResults();
+
+  function drawResults() {
+    fill(resultsBox, results.size
+      ? h('table', { class: 'kv' }, h('tbody', {}, [...results].map(([name, v]) => h('tr', {}, h('th', {}, name), h('td', {}, num(v))))))
+      : h('p', { class: 'muted' }, 'None logged.'));
+  }
+
+  // ---------- toolbar ----------
+  function toolbar() {
+    const seg = (label, options, current, onPick) => {
+      const buttons = options.map(([key, text]) => h('button', {
+        type: 'button', 'aria-pressed': String(key === current),
+        onclick: () => {
+          for (const b of buttons) b.setAttribute('aria-pressed', String(b === buttons[options.findIndex(([k]) => k === key)]));
+          onPick(key);
+        },
+      }, text));
+      return h('div', { class: 'control' }, h('span', {}, label), h('div', { class: 'seg', role: 'group', 'aria-label': label }, buttons));
+    };
+    const smoothValue = h('output', { class: 'mono' }, view.smoothing.toFixed(2));
+    const smooth = h('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(view.smoothing), 'aria-label': 'Smoothing (EMA weight)' });
+    smooth.addEventListener('input', () => {
+      view.smoothing = clampSmoothing(Number(smooth.value));
+      smoothValue.textContent = view.smoothing.toFixed(2);
+      for (const m of metrics.values()) if (m.chart) m.chart.set({ smoothing: view.smoothing });
+      saveView();
+    });
+    const filter = h('input', { type: 'search', value: view.filter, placeholder: 'Filter metrics', 'aria-label': 'Filter metrics by name' });
+    filter.addEventListener('input', () => {
+      view.filter = filter.value.trim();
+      applyFilter();
+      saveView();
+    });
+    return h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Chart options' },
+      seg('x', [['step', 'Step'], ['time', 'Time']], view.time ? 'time' : 'step', (k) => {
+        view.time = k === 'time';
+        view.zoom = null;
+        resetZoom.hidden = true;
+        saveView();
+        loadAll();
+      }),
+      seg('y', [['lin', 'Linear'], ['log', 'Log']], view.log ? 'log' : 'lin', (k) => {
+        view.log = k === 'log';
+        for (const m of metrics.values()) if (m.chart) m.chart.set({ log: view.log });
+        saveView();
+      }),
+      h('label', { class: 'control' }, 'Smoothing', smooth, smoothValue),
+      filter, resetZoom, chartsStatus);
+  }
+
+  function applyFilter() {
+    const needle = view.filter.toLowerCase();
+    for (const [name, m] of metrics) m.card.hidden = Boolean(needle) && !name.toLowerCase().includes(needle);
+  }
+
+  // ---------- charts ----------
+  function addCard(info) {
+    const stats = h('div', { class: 'chart-stats' });
+    const body = h('div', { class: 'chart-body' });
+    const readout = h('span', { class: 'readout' });
+    const warn = h('span', { class: 'warn' });
+    const card = h('section', { class: 'chart', 'aria-label': `Metric ${info.name}`, dataset: { metric: info.name, state: 'loading' } },
+      h('div', { class: 'chart-head' }, h('h3', {}, info.name), stats),
+      body,
+      h('div', { class: 'chart-foot' }, readout, warn));
+    const m = { card, body, stats, readout, warn, info, chart: null, total: info.count };
+    metrics.set(info.name, m);
+    grid.append(card);
+    emptyCharts.remove();
+    drawStats(m);
+    return m;
+  }
+
+  function drawStats(m) {
+    const i = m.info;
+    m.stats.textContent = `last ${num(i.last)} · min ${num(i.min)} · max ${num(i.max)} · ${count(i.count)} pts`;
+    m.warn.textContent = i.nonfinite ? `${count(i.nonfinite)} NaN/Inf ▲` : '';
+  }
+
+  function chartOptions(m) {
+    return {
+      time: view.time, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
+      syncKey: `exp-${id}`,
+      onZoom: (min, max) => setZoom([min, max]),
+      onReset: () => { if (view.zoom) setZoom(null); },
+      onCursor: (text) => { m.readout.textContent = text || ''; },
+    };
+  }
+
+  function show(m, series) {
+    const cols = toColumns(series);
+    m.requested = cols.x.length;
+    if (m.chart) m.chart.setColumns(cols, view.zoom);
+    else m.chart = new MetricChart(m.body, cols, chartOptions(m));
+    m.card.dataset.state = 'drawn';
+    m.card.dataset.points = String(series.total);
+  }
+
+  function points() {
+    const w = grid.clientWidth || 800;
+    const per = Math.min(w, window.innerWidth < 640 ? w : 700);
+    return Math.max(200, Math.min(2000, Math.round(per * 1.5)));
+  }
+
+  async function fetchSeries(names) {
+    const query = { names: names.join(','), points: points(), x: view.time ? 'time' : 'step' };
+    if (view.zoom) {
+      query.from = view.zoom[0];
+      query.to = view.zoom[1];
+    }
+    return (await api.get(`/experiments/${id}/series`, query, { signal: ctx.signal })).series;
+  }
+
+  let generation = 0;
+  /** Fetches every metric's series (first a small batch, then the rest a few requests at a time). */
+  async function loadAll() {
+    const mine = ++generation;
+    const names = [...metrics.keys()];
+    if (!names.length) return;
+    const started = performance.now();
+    chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
+    const batches = [names.slice(0, FIRST_BATCH)];
+    for (let i = FIRST_BATCH; i < names.length; i += BATCH) batches.push(names.slice(i, i + BATCH));
+    let first = true;
+    const run = async (batch) => {
+      const list = await fetchSeries(batch);
+      if (mine !== generation) return;
+      for (const s of list) {
+        const m = metrics.get(s.name);
+        if (m) show(m, s);
+      }
+      if (first && list.length) {
+        first = false;
+        performance.mark('tora:first-chart');
+      }
+    };
+    try {
+      await run(batches.shift());
+      const queue = batches.slice();
+      await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
+        while (queue.length) await run(queue.shift());
+      }));
+    } catch (err) {
+      if (err.name === 'AbortError') return;
+      chartsStatus.textContent = `Could not load the charts: ${err.message}`;
+      return;
+    }
+    if (mine !== generation) return;
+    performance.mark('tora:all-charts');
+    chartsStatus.textContent = `${names.length} chart${names.length === 1 ? '' : 's'} in ${Math.round(performance.now() - started)} ms`;
+  }
+
+  function setZoom(zoom) {
+    view.zoom = zoom;
+    resetZoom.hidden = !zoom;
+    saveView();
+    loadAll();
+  }
+
+  // ---------- live updates ----------
+  let pending = [];
+  let frame = 0;
+  let liveTimer = 0;
+  const refetch = new Set();
+  const onPoints = (list) => {
+    pending.push(...list);
+    if (!frame) frame = requestAnimationFrame(flush);
+  };
+  function flush() {
+    frame = 0;
+    const batch = pending;
+    pending = [];
+    const byMetric = new Map();
+    let resultsChanged = false;
+    for (const p of batch) {
+      const v = toNumber(p.value);
+      if (p.kind === 'result' || p.step === null || p.step === undefined) {
+        results.set(p.name, p.value);
+        resultsChanged = true;
+        continue;
+      }
+      if (!byMetric.has(p.name)) byMetric.set(p.name, []);
+      byMetric.get(p.name).push({ x: view.time ? Date.parse(p.created_at) : p.step, value: v });
+    }
+    if (resultsChanged) drawResults();
+    for (const [name, pts] of byMetric) {
+      let m = metrics.get(name);
+      if (!m) {
+        m = addCard({ name, count: 0, last: null, min: null, max: null, nonfinite: 0 });
+        applyFilter();
+        refetch.add(name);
+      }
+      const i = m.info;
+      for (const p of pts) {
+        i.count++;
+        if (Number.isFinite(p.value)) {
+          i.last = p.value;
+          i.min = i.min === null ? p.value : Math.min(i.min, p.value);
+          i.max = i.max === null ? p.value : Math.max(i.max, p.value);
+        } else {
+          i.nonfinite++;
+        }
+      }
+      drawStats(m);
+      if (m.chart) {
+        m.chart.append(pts);
+        m.card.dataset.points = String(i.count);
+        // Buckets of one pile up while a run streams: ask the server for fresh buckets now and then.
+        if (!view.zoom && m.chart.cols.x.length > Math.max(2 * m.requested, 200)) refetch.add(name);
+      }
+    }
+    if (batch.length) {
+      liveBadge.hidden = false;
+      clearTimeout(liveTimer);
+      liveTimer = setTimeout(() => { liveBadge.hidden = true; }, 60000);
+    }
+    if (refetch.size) {
+      const names = [...refetch];
+      refetch.clear();
+      fetchSeries(names).then((list) => {
+        for (const s of list) if (metrics.get(s.name)) show(metrics.get(s.name), s);
+      }).catch((err) => { if (err.name !== 'AbortError') toast(err.message, 'error'); });
+    }
+  }
+  const stop = follow(id, onPoints, (state) => { liveBadge.title = `stream ${state}`; });
+  ctx.onLeave(() => {
+    stop();
+    cancelAnimationFrame(frame);
+    clearTimeout(liveTimer);
+    for (const m of metrics.values()) if (m.chart) m.chart.destroy();
+  });
+
+  const ordered = summary.metrics.slice().sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
+  for (const info of ordered) addCard(info);
+  applyFilter();
+  await loadAll();
+}
+
+function clampSmoothing(v) {
+  return Number.isFinite(v) ? Math.min(0.99, Math.max(0, v)) : 0;
+}
+
+function recentlyUpdated(summary) {
+  const times = [...summary.metrics, ...summary.results].map((x) => Date.parse(x.updated_at)).filter(Number.isFinite);
+  return times.length > 0 && Date.now() - Math.max(...times) < 60000;
+}
+
+async function downloadCsv(exp) {
+  const data = await api.blob(`/experiments/${exp.id}/logs/csv`);
+  const url = URL.createObjectURL(data);
+  const a = h('a', { href: url, download: `${exp.name.replace(/[^\w.-]+/g, '_')}.csv`, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/** Description and tags; EDITORs and OWNERs get edit controls (the server checks again). */
+function aboutPanel(exp, canEdit) {
+  const box = h('section', { class: 'panel', 'aria-labelledby': 'about-h' });
+  let description = exp.description || '';
+  let tags = (exp.tags || []).slice();
+
+  const save = async (changes) => {
+    const updated = await api.put(`/experiments/${exp.id}`, changes);
+    description = updated.description || '';
+    tags = updated.tags || [];
+  };
+
+  function draw(editing = false) {
+    const head = h('div', { class: 'editable-head' }, h('h2', { id: 'about-h' }, 'Description'),
+      canEdit && !editing ? h('button', { class: 'small', onclick: () => draw(true), 'aria-label': 'Edit the description' }, 'Edit') : null);
+    let descriptionView;
+    if (editing) {
+      const area = h('textarea', { 'aria-label': 'Description', maxlength: '10000' });
+      area.value = description;
+      const saveButton = h('button', { class: 'primary small', onclick: (e) => busy(e.currentTarget, async () => {
+        await save({ description: area.value.trim() || null });
+        toast('Description saved');
+        draw(false);
+      }) }, 'Save');
+      descriptionView = h('div', { class: 'stack' }, area, h('div', { class: 'row' }, saveButton,
+        h('button', { class: 'small', onclick: () => draw(false) }, 'Cancel')));
+      setTimeout(() => area.focus());
+    } else {
+      descriptionView = description ? h('p', { class: 'description' }, description) : h('p', { class: 'muted' }, 'No description.');
+    }
+    const tagInput = h('input', { type: 'text', placeholder: 'new tag', 'aria-label': 'New tag', maxlength: '100', class: 'small' });
+    const addTag = h('form', { class: 'row small' }, tagInput, h('button', { type: 'submit', class: 'small' }, 'Add tag'));
+    addTag.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const t = tagInput.value.trim();
+      if (!t || tags.includes(t)) return;
+      busy(addTag.querySelector('button'), async () => { await save({ tags: [...tags, t] }); draw(false); box.querySelector('input[aria-label="New tag"]').focus(); });
+    });
+    const tagList = tags.map((t) => h('span', { class: 'tag' }, t, canEdit ? h('button', {
+      'aria-label': `Remove tag ${t}`, title: 'Remove tag',
+      onclick: (e) => busy(e.currentTarget, async () => { await save({ tags: tags.filter((x) => x !== t) }); draw(false); }),
+    }, '×') : null));
+    fill(box, head, descriptionView,
+      h('h2', { class: 'section' }, 'Tags'),
+      h('div', {}, tagList.length ? tagList : h('span', { class: 'muted' }, 'No tags.')),
+      canEdit ? h('div', { class: 'section' }, addTag) : null);
+  }
+  draw();
+  return box;
+}
