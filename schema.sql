@@ -103,14 +103,59 @@ CREATE TABLE experiments (
 CREATE INDEX experiments_workspace ON experiments(workspace_id, created_at);
 
 -- One row per (experiment, kind, name): the log table refers to it by number, so a metric's
--- name is stored once, not once per point. kind: 0 = metric, 1 = result.
+-- name is stored once, not once per point. kind: 0 = metric, 1 = result. The summary columns are
+-- kept current at ingest, so run tables never scan the log table.
 CREATE TABLE series (
     id            INTEGER PRIMARY KEY,
     experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
     kind          INTEGER NOT NULL CHECK (kind IN (0, 1)),
     name          TEXT NOT NULL,
+    count         INTEGER NOT NULL DEFAULT 0,
+    nonfinite     INTEGER NOT NULL DEFAULT 0,  -- points that were NaN or +-Inf
+    first_step    INTEGER,
+    last_step     INTEGER,
+    last_value    REAL,                        -- at the highest step (metrics) / latest (results); NULL = NaN
+    min_value     REAL,                        -- over finite values
+    max_value     REAL,
+    -- 1 while every point arrived at a step >= the previous one: only then do the blocks below
+    -- cover the series in order (a late, lower step falls back to reading raw points).
+    ordered       INTEGER NOT NULL DEFAULT 1,
+    updated_at    INTEGER,
     UNIQUE (experiment_id, kind, name)
 );
+
+-- Downsampling index: each metric series cut into blocks of 128 consecutive points, with the
+-- block's extent and aggregates. A chart of a 1M-point series reads ~8k block rows instead of
+-- 1M points; min/max per block mean a spike is never averaged away. The last block of a series
+-- is open (count < 128) and grows with each batch. min_seq/max_seq let a live stream that
+-- reconnects find the points it missed without scanning the whole series.
+CREATE TABLE series_blocks (
+    series_id  INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
+    block      INTEGER NOT NULL,
+    first_step INTEGER NOT NULL,
+    last_step  INTEGER NOT NULL,
+    first_t    INTEGER NOT NULL,
+    last_t     INTEGER NOT NULL,
+    min_value  REAL,
+    max_value  REAL,
+    last_value REAL,                           -- NULL when the block's last point is non-finite
+    last_finite REAL,                          -- the last finite value in the block
+    count      INTEGER NOT NULL,
+    nonfinite  INTEGER NOT NULL,
+    min_seq    INTEGER NOT NULL,
+    max_seq    INTEGER NOT NULL,
+    PRIMARY KEY (series_id, block)
+) WITHOUT ROWID;
+
+-- Hyperparameters again, one row each, so the experiment list can filter and sort on them in
+-- SQL (the JSON text in experiments keeps the client's order for display).
+CREATE TABLE experiment_hyperparams (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    key           TEXT NOT NULL,
+    value,                                     -- as sent: number, text, 0/1 for booleans, NULL
+    PRIMARY KEY (experiment_id, key)
+) WITHOUT ROWID;
+CREATE INDEX experiment_hyperparams_key ON experiment_hyperparams(key, value);
 
 -- Every logged point. Clustered on (series_id, step, msg_id): a series reads back in step order
 -- without a second index, and the same key de-duplicates retries, so a resent point is skipped

@@ -196,7 +196,9 @@ async fn store(
     id: String,
     logs: Vec<NewLog>,
 ) -> Result<Reply<Stored>> {
-    let Inserted { inserted, skipped } = state
+    let Inserted {
+        inserted, skipped, ..
+    } = state
         .db
         .write(move |tx| {
             let exp = authorize(tx, &id, &user.id, Role::Editor)?;

@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 
 use crate::error::{Error, Result};
 use crate::store::experiments::Experiment;
+use crate::store::series;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -89,12 +90,19 @@ pub struct NewLog {
 pub struct Inserted {
     pub inserted: usize,
     pub skipped: usize,
+    /// The id (seq) of the first stored log; the stored ones are numbered on from it.
+    pub first_seq: Option<i64>,
 }
 
 /// Stores `logs` in order. A log whose (name, kind, step, msg_id) is already stored is skipped
 /// by the primary key, so a client that resends a batch after a lost reply changes nothing.
 pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) -> Result<Inserted> {
-    let mut series = series_ids(conn, exp.rowid)?;
+    let known = series::list(conn, exp.rowid)?;
+    let mut ids: HashMap<(Kind, String), i64> = known
+        .iter()
+        .map(|s| ((s.kind, s.name.clone()), s.id))
+        .collect();
+    let mut tracker = series::Tracker::new(known);
     let mut next_seq: i64 = conn.query_row(
         "SELECT next_seq FROM experiments WHERE id = ?1",
         [exp.rowid],
@@ -114,14 +122,15 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     )?;
 
     let mut out = Inserted::default();
+    let mut stored = Vec::with_capacity(logs.len());
     for log in logs {
-        let key = (log.kind, log.name.clone());
-        let series_id = match series.get(&key) {
+        let series_id = match ids.get(&(log.kind, log.name.clone())) {
             Some(id) => *id,
             None => {
                 let id: i64 = new_series
                     .query_row(params![exp.rowid, log.kind as i64, log.name], |r| r.get(0))?;
-                series.insert(key, id);
+                ids.insert((log.kind, log.name.clone()), id);
+                tracker.add_series(id, log.kind, log.name.clone());
                 id
             }
         };
@@ -142,25 +151,20 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
         if let Some(extra) = &log.extra_metadata {
             metadata.execute(params![exp.rowid, next_seq, extra])?;
         }
+        tracker.add(conn, series_id, log.step, t, log.value, next_seq)?;
+        stored.push(next_seq);
         next_seq += 1;
         out.inserted += 1;
     }
     if out.inserted > 0 {
+        tracker.save(conn, now)?;
         conn.execute(
             "UPDATE experiments SET next_seq = ?2 WHERE id = ?1",
             params![exp.rowid, next_seq],
         )?;
     }
+    out.first_seq = stored.first().copied();
     Ok(out)
-}
-
-fn series_ids(conn: &Connection, experiment: i64) -> Result<HashMap<(Kind, String), i64>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, kind, name FROM series WHERE experiment_id = ?1")?;
-    let rows = stmt.query_map([experiment], |r| {
-        Ok(((Kind::from_i64(r.get(1)?), r.get(2)?), r.get(0)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// A stored log as clients see it.
@@ -301,7 +305,8 @@ mod tests {
             insert(&conn, &exp, &batch, 2_000).unwrap(),
             Inserted {
                 inserted: 2,
-                skipped: 0
+                skipped: 0,
+                first_seq: Some(1)
             }
         );
         let mut again = batch.clone();
@@ -310,7 +315,8 @@ mod tests {
             insert(&conn, &exp, &again, 3_000).unwrap(),
             Inserted {
                 inserted: 1,
-                skipped: 2
+                skipped: 2,
+                first_seq: Some(3)
             }
         );
 

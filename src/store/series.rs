@@ -1,0 +1,721 @@
+//! Per-series state kept at ingest: the summary columns of `series` and the 128-point blocks of
+//! `series_blocks`; and the reads built on them: summaries and downsampled chart data.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::Result;
+use crate::store::experiments::Experiment;
+use crate::store::logs::Kind;
+
+/// Points per block. Small enough that a zoomed-in chart reads few raw points at the edges,
+/// large enough that a 1M-point series is ~8k block rows.
+pub const BLOCK: i64 = 128;
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub id: i64,
+    pub kind: Kind,
+    pub name: String,
+    pub count: i64,
+    pub nonfinite: i64,
+    pub first_step: Option<i64>,
+    pub last_step: Option<i64>,
+    /// NaN when the last value was NaN (stored as NULL); None only while `count` is 0.
+    pub last_value: Option<f64>,
+    pub min_value: Option<f64>,
+    pub max_value: Option<f64>,
+    pub ordered: bool,
+    pub updated_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<Series> {
+    let count: i64 = r.get(3)?;
+    let last: Option<f64> = r.get(7)?;
+    Ok(Series {
+        id: r.get(0)?,
+        kind: if r.get::<_, i64>(1)? == 1 {
+            Kind::Result
+        } else {
+            Kind::Metric
+        },
+        name: r.get(2)?,
+        count,
+        nonfinite: r.get(4)?,
+        first_step: r.get(5)?,
+        last_step: r.get(6)?,
+        last_value: if count > 0 {
+            Some(last.unwrap_or(f64::NAN))
+        } else {
+            None
+        },
+        min_value: r.get(8)?,
+        max_value: r.get(9)?,
+        ordered: r.get(10)?,
+        updated_at: r.get(11)?,
+    })
+}
+
+/// Every series of an experiment, metrics first, by name.
+pub fn list(conn: &Connection, experiment: i64) -> Result<Vec<Series>> {
+    let sql = format!("SELECT {COLUMNS} FROM series WHERE experiment_id = ?1 ORDER BY kind, name");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([experiment], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The series of many experiments at once (for run tables), keyed by experiment row id.
+pub fn for_experiments(
+    conn: &Connection,
+    experiments: &[i64],
+) -> Result<HashMap<i64, Vec<Series>>> {
+    let mut out: HashMap<i64, Vec<Series>> = HashMap::new();
+    let sql = format!(
+        "SELECT {COLUMNS}, experiment_id FROM series WHERE experiment_id = ?1 ORDER BY kind, name"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    for &e in experiments {
+        let rows = stmt.query_map([e], |r| from_row(r))?;
+        out.insert(e, rows.collect::<rusqlite::Result<_>>()?);
+    }
+    Ok(out)
+}
+
+/// A block's aggregates; also used for partial blocks and raw points while bucketing.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    no: i64,
+    first_step: i64,
+    last_step: i64,
+    first_t: i64,
+    last_t: i64,
+    min: Option<f64>,
+    max: Option<f64>,
+    last: f64,
+    last_finite: Option<f64>,
+    count: i64,
+    nonfinite: i64,
+    min_seq: i64,
+    max_seq: i64,
+}
+
+impl Block {
+    fn point(no: i64, step: i64, t: i64, value: f64, seq: i64) -> Block {
+        let finite = value.is_finite().then_some(value);
+        Block {
+            no,
+            first_step: step,
+            last_step: step,
+            first_t: t,
+            last_t: t,
+            min: finite,
+            max: finite,
+            last: value,
+            last_finite: finite,
+            count: 1,
+            nonfinite: i64::from(finite.is_none()),
+            min_seq: seq,
+            max_seq: seq,
+        }
+    }
+
+    /// Appends `next`, which comes after everything in `self`.
+    fn absorb(&mut self, next: &Block) {
+        self.last_step = next.last_step;
+        self.last_t = next.last_t;
+        self.min = min_opt(self.min, next.min);
+        self.max = max_opt(self.max, next.max);
+        self.last = next.last;
+        self.last_finite = next.last_finite.or(self.last_finite);
+        self.count += next.count;
+        self.nonfinite += next.nonfinite;
+        self.min_seq = self.min_seq.min(next.min_seq);
+        self.max_seq = self.max_seq.max(next.max_seq);
+    }
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+const BLOCK_COLUMNS: &str = "block, first_step, last_step, first_t, last_t, min_value, max_value, last_value, \
+                             last_finite, count, nonfinite, min_seq, max_seq";
+
+fn block_from_row(r: &Row) -> rusqlite::Result<Block> {
+    Ok(Block {
+        no: r.get(0)?,
+        first_step: r.get(1)?,
+        last_step: r.get(2)?,
+        first_t: r.get(3)?,
+        last_t: r.get(4)?,
+        min: r.get(5)?,
+        max: r.get(6)?,
+        last: r.get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
+        last_finite: r.get(8)?,
+        count: r.get(9)?,
+        nonfinite: r.get(10)?,
+        min_seq: r.get(11)?,
+        max_seq: r.get(12)?,
+    })
+}
+
+/// Summary and block bookkeeping for one batch: fold points in as they are stored, then
+/// [`Tracker::save`] once per batch.
+pub struct Tracker {
+    state: HashMap<i64, Tracked>,
+}
+
+struct Tracked {
+    series: Series,
+    /// The block being filled, loaded on first use.
+    open: Option<Block>,
+    loaded: bool,
+    finished: Vec<Block>,
+    touched: bool,
+}
+
+impl Tracker {
+    pub fn new(series: Vec<Series>) -> Tracker {
+        Tracker {
+            state: series
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.id,
+                        Tracked {
+                            series: s,
+                            open: None,
+                            loaded: false,
+                            finished: Vec::new(),
+                            touched: false,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn add_series(&mut self, id: i64, kind: Kind, name: String) {
+        let series = Series {
+            id,
+            kind,
+            name,
+            count: 0,
+            nonfinite: 0,
+            first_step: None,
+            last_step: None,
+            last_value: None,
+            min_value: None,
+            max_value: None,
+            ordered: true,
+            updated_at: None,
+        };
+        self.state.insert(
+            id,
+            Tracked {
+                series,
+                open: None,
+                loaded: true,
+                finished: Vec::new(),
+                touched: false,
+            },
+        );
+    }
+
+    /// Folds one stored point into its series' summary and, for ordered metrics, its block.
+    pub fn add(
+        &mut self,
+        conn: &Connection,
+        series_id: i64,
+        step: Option<i64>,
+        t: i64,
+        value: f64,
+        seq: i64,
+    ) -> Result<()> {
+        let Some(tr) = self.state.get_mut(&series_id) else {
+            return Ok(());
+        };
+        tr.touched = true;
+        let s = &mut tr.series;
+        let finite = value.is_finite();
+        let in_order = match (step, s.last_step) {
+            (Some(step), Some(last)) => step >= last,
+            _ => true,
+        };
+        if s.kind == Kind::Metric && !in_order {
+            s.ordered = false;
+        }
+        if in_order || s.kind == Kind::Result {
+            s.last_value = Some(value);
+        }
+        if let Some(step) = step {
+            s.first_step = Some(s.first_step.map_or(step, |f| f.min(step)));
+            s.last_step = Some(s.last_step.map_or(step, |l| l.max(step)));
+        }
+        if finite {
+            s.min_value = min_opt(s.min_value, Some(value));
+            s.max_value = max_opt(s.max_value, Some(value));
+        } else {
+            s.nonfinite += 1;
+        }
+        let index = s.count;
+        s.count += 1;
+
+        if s.kind != Kind::Metric || !s.ordered {
+            return Ok(());
+        }
+        let Some(step) = step else { return Ok(()) };
+        if !tr.loaded {
+            tr.loaded = true;
+            if index % BLOCK != 0 {
+                let sql = format!(
+                    "SELECT {BLOCK_COLUMNS} FROM series_blocks WHERE series_id = ?1 AND block = ?2"
+                );
+                tr.open = conn
+                    .prepare_cached(&sql)?
+                    .query_row(params![series_id, index / BLOCK], block_from_row)
+                    .optional()?;
+            }
+        }
+        let point = Block::point(index / BLOCK, step, t, value, seq);
+        match &mut tr.open {
+            Some(open) if open.no == point.no => open.absorb(&point),
+            _ => {
+                if let Some(full) = tr.open.take() {
+                    tr.finished.push(full);
+                }
+                tr.open = Some(point);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the summaries and the blocks touched by this batch.
+    pub fn save(self, conn: &Connection, now: i64) -> Result<()> {
+        let mut update = conn.prepare_cached(
+            "UPDATE series SET count = ?2, nonfinite = ?3, first_step = ?4, last_step = ?5, last_value = ?6,
+                min_value = ?7, max_value = ?8, ordered = ?9, updated_at = ?10 WHERE id = ?1",
+        )?;
+        let mut block = conn.prepare_cached(
+            "INSERT OR REPLACE INTO series_blocks (series_id, block, first_step, last_step, first_t, last_t,
+                min_value, max_value, last_value, last_finite, count, nonfinite, min_seq, max_seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for (id, tr) in self.state {
+            if !tr.touched {
+                continue;
+            }
+            let s = &tr.series;
+            update.execute(params![
+                id,
+                s.count,
+                s.nonfinite,
+                s.first_step,
+                s.last_step,
+                s.last_value.filter(|v| !v.is_nan()),
+                s.min_value,
+                s.max_value,
+                s.ordered,
+                now
+            ])?;
+            if !s.ordered {
+                continue;
+            }
+            for b in tr.finished.iter().chain(tr.open.iter()) {
+                block.execute(params![
+                    id,
+                    b.no,
+                    b.first_step,
+                    b.last_step,
+                    b.first_t,
+                    b.last_t,
+                    b.min,
+                    b.max,
+                    (!b.last.is_nan()).then_some(b.last),
+                    b.last_finite,
+                    b.count,
+                    b.nonfinite,
+                    b.min_seq,
+                    b.max_seq
+                ])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a chart's x axis is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    Step,
+    /// Milliseconds since the unix epoch, when the point arrived.
+    Time,
+}
+
+/// A series cut into at most `points` buckets of consecutive points (columnar, for charts).
+#[derive(Debug, Clone, Default)]
+pub struct Bucketed {
+    pub total: i64,
+    /// One entry per point: the range held no more points than were asked for.
+    pub raw: bool,
+    pub x: Vec<i64>,
+    pub min: Vec<Option<f64>>,
+    pub max: Vec<Option<f64>>,
+    pub last: Vec<Option<f64>>,
+    pub count: Vec<i64>,
+    pub nonfinite: Vec<i64>,
+}
+
+/// Buckets the part of metric series `s` whose x lies in `from..=to`. Buckets are runs of
+/// consecutive points; each reports the x of its last point, min/max/last over its finite
+/// values, its point count and how many points were NaN/Inf, so no spike is ever averaged away.
+/// A large range is answered from the 128-point blocks; a small one, or a series whose steps
+/// arrived out of order, from the points themselves.
+pub fn downsample(
+    conn: &Connection,
+    exp: &Experiment,
+    s: &Series,
+    axis: Axis,
+    from: Option<i64>,
+    to: Option<i64>,
+    points: usize,
+) -> Result<Bucketed> {
+    let points = points.max(1);
+    // Time is stored relative to the experiment's creation; the API speaks absolute ms.
+    let shift = if axis == Axis::Time {
+        exp.created_at
+    } else {
+        0
+    };
+    let lo = from.map_or(i64::MIN, |f| f.saturating_sub(shift));
+    let hi = to.map_or(i64::MAX, |t| t.saturating_sub(shift));
+    if lo > hi {
+        return Ok(Bucketed::default());
+    }
+    let x_of = |b: &Block| {
+        if axis == Axis::Step {
+            b.last_step
+        } else {
+            b.last_t
+        }
+    };
+    let first_x = |b: &Block| {
+        if axis == Axis::Step {
+            b.first_step
+        } else {
+            b.first_t
+        }
+    };
+
+    let blocks = if s.ordered {
+        blocks_in(conn, s.id, axis, lo, hi)?
+    } else {
+        Vec::new()
+    };
+    let inside = blocks
+        .iter()
+        .filter(|b| first_x(b) >= lo && x_of(b) <= hi)
+        .count();
+    let units: Vec<Block> = if s.ordered && inside >= points {
+        let mut units = Vec::with_capacity(blocks.len());
+        for b in &blocks {
+            if first_x(b) >= lo && x_of(b) <= hi {
+                units.push(*b);
+            } else if let Some(part) = fold_points(
+                &raw_points(conn, s.id, b.first_step, b.last_step)?,
+                axis,
+                lo,
+                hi,
+            ) {
+                // An edge block reaching past the range: only its points inside count.
+                units.push(part);
+            }
+        }
+        units
+    } else {
+        let (step_lo, step_hi) = match axis {
+            Axis::Step => (lo, hi),
+            // Ordered series: the blocks say which steps the time range covers.
+            Axis::Time if s.ordered => match (blocks.first(), blocks.last()) {
+                (Some(a), Some(b)) => (a.first_step, b.last_step),
+                _ => return Ok(Bucketed::default()),
+            },
+            Axis::Time => (i64::MIN, i64::MAX),
+        };
+        let mut pts: Vec<Block> = raw_points(conn, s.id, step_lo, step_hi)?
+            .into_iter()
+            .filter(|p| {
+                let x = x_of(p);
+                x >= lo && x <= hi
+            })
+            .collect();
+        if axis == Axis::Time && !s.ordered {
+            pts.sort_by_key(|p| (p.last_t, p.min_seq));
+        }
+        pts
+    };
+
+    let total: i64 = units.iter().map(|u| u.count).sum();
+    let raw = total as usize <= points && units.iter().all(|u| u.count == 1);
+    let n = units.len().min(points);
+    let mut out = Bucketed {
+        total,
+        raw,
+        ..Bucketed::default()
+    };
+    for i in 0..n {
+        let group = &units[i * units.len() / n..(i + 1) * units.len() / n];
+        let mut b = group[0];
+        for next in &group[1..] {
+            b.absorb(next);
+        }
+        out.x.push(x_of(&b) + shift);
+        out.min.push(b.min);
+        out.max.push(b.max);
+        out.last.push(b.last_finite);
+        out.count.push(b.count);
+        out.nonfinite.push(b.nonfinite);
+    }
+    Ok(out)
+}
+
+fn blocks_in(conn: &Connection, series: i64, axis: Axis, lo: i64, hi: i64) -> Result<Vec<Block>> {
+    let range = match axis {
+        Axis::Step => "last_step >= ?2 AND first_step <= ?3",
+        Axis::Time => "last_t >= ?2 AND first_t <= ?3",
+    };
+    let sql = format!(
+        "SELECT {BLOCK_COLUMNS} FROM series_blocks WHERE series_id = ?1 AND {range} ORDER BY block"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![series, lo, hi], block_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The points of a series with steps in `lo..=hi`, each as a one-point block, in step order.
+fn raw_points(conn: &Connection, series: i64, lo: i64, hi: i64) -> Result<Vec<Block>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT step, t, value, seq FROM logs WHERE series_id = ?1 AND step >= ?2 AND step <= ?3 ORDER BY step",
+    )?;
+    let rows = stmt.query_map(params![series, lo, hi], |r| {
+        let value: Option<f64> = r.get(2)?;
+        Ok(Block::point(
+            0,
+            r.get(0)?,
+            r.get(1)?,
+            value.unwrap_or(f64::NAN),
+            r.get(3)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The points among `pts` whose x is in `lo..=hi`, folded into one unit.
+fn fold_points(pts: &[Block], axis: Axis, lo: i64, hi: i64) -> Option<Block> {
+    let mut inside = pts.iter().filter(|p| {
+        let x = if axis == Axis::Step {
+            p.last_step
+        } else {
+            p.last_t
+        };
+        x >= lo && x <= hi
+    });
+    let mut unit = *inside.next()?;
+    for p in inside {
+        unit.absorb(p);
+    }
+    Some(unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::logs::{self, MsgId, NewLog};
+    use crate::store::{experiments, users, workspaces};
+
+    fn experiment(conn: &Connection) -> Experiment {
+        let u = users::create(conn, "s@x.org", "h", 1).unwrap();
+        let ws = workspaces::personal(conn, &u.id, 1).unwrap();
+        let new = experiments::NewExperiment {
+            id: "00000000-0000-4000-8000-000000000002",
+            workspace_id: &ws,
+            created_by: &u.id,
+            name: "run",
+            description: None,
+            hyperparams: "[]",
+            tags: "[]",
+        };
+        experiments::create(conn, &new, 0).unwrap()
+    }
+
+    /// A noisy decaying curve with a few spikes and non-finite values, as training produces.
+    fn value(step: i64) -> f64 {
+        match step {
+            s if s % 9_973 == 0 => 1e6,      // spikes
+            s if s % 7_919 == 0 => f64::NAN, // diverged steps
+            s if s % 15_485 == 0 => f64::INFINITY,
+            s => 1.0 / (1.0 + s as f64) + ((s * 7_919) % 1_000) as f64 * 1e-6,
+        }
+    }
+
+    fn ingest(conn: &Connection, exp: &Experiment, steps: std::ops::Range<i64>, batch: usize) {
+        let all: Vec<i64> = steps.collect();
+        for (i, chunk) in all.chunks(batch).enumerate() {
+            let logs: Vec<NewLog> = chunk
+                .iter()
+                .map(|&s| NewLog {
+                    msg_id: MsgId::random(),
+                    name: "loss".into(),
+                    kind: Kind::Metric,
+                    step: Some(s),
+                    value: value(s),
+                    extra_metadata: None,
+                })
+                .collect();
+            logs::insert(conn, exp, &logs, 1_000 + i as i64).unwrap();
+        }
+    }
+
+    /// Checks every bucket against a scan of the points with x in (previous x, x].
+    fn check_against_scan(b: &Bucketed, steps: &[i64]) {
+        let mut prev = i64::MIN;
+        let mut total = 0;
+        for i in 0..b.x.len() {
+            let pts: Vec<f64> = steps
+                .iter()
+                .filter(|&&s| s > prev && s <= b.x[i])
+                .map(|&s| value(s))
+                .collect();
+            let finite: Vec<f64> = pts.iter().copied().filter(|v| v.is_finite()).collect();
+            assert_eq!(b.count[i], pts.len() as i64, "bucket {i} count");
+            assert_eq!(
+                b.nonfinite[i],
+                (pts.len() - finite.len()) as i64,
+                "bucket {i} non-finite"
+            );
+            assert_eq!(
+                b.min[i],
+                finite.iter().copied().reduce(f64::min),
+                "bucket {i} min"
+            );
+            assert_eq!(
+                b.max[i],
+                finite.iter().copied().reduce(f64::max),
+                "bucket {i} max"
+            );
+            assert_eq!(b.last[i], finite.last().copied(), "bucket {i} last");
+            prev = b.x[i];
+            total += pts.len() as i64;
+        }
+        assert_eq!(b.total, total);
+    }
+
+    #[test]
+    fn buckets_match_a_brute_force_scan_and_keep_every_spike() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        ingest(&conn, &exp, 0..200_000, 5_000);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        assert!(s.ordered);
+        assert_eq!(s.count, 200_000);
+        let steps: Vec<i64> = (0..200_000).collect();
+
+        // Whole range, from the blocks.
+        let b = downsample(&conn, &exp, &s, Axis::Step, None, None, 1000).unwrap();
+        assert_eq!(b.x.len(), 1000);
+        assert!(!b.raw);
+        check_against_scan(&b, &steps);
+        let spikes = b.max.iter().filter(|m| **m == Some(1e6)).count();
+        assert_eq!(
+            spikes,
+            (0..200_000).filter(|s| s % 9_973 == 0).count(),
+            "every spike survives"
+        );
+
+        // A zoom with edges inside blocks, still from blocks.
+        let b = downsample(&conn, &exp, &s, Axis::Step, Some(1_000), Some(150_333), 700).unwrap();
+        let zoomed: Vec<i64> = (1_000..=150_333).collect();
+        check_against_scan(&b, &zoomed);
+        assert_eq!(b.total, zoomed.len() as i64);
+
+        // A narrow zoom, from the raw points.
+        let b = downsample(
+            &conn,
+            &exp,
+            &s,
+            Axis::Step,
+            Some(15_000),
+            Some(40_000),
+            1000,
+        )
+        .unwrap();
+        check_against_scan(&b, &(15_000..=40_000).collect::<Vec<_>>());
+
+        // Fewer points than asked for: every point as it is.
+        let b = downsample(&conn, &exp, &s, Axis::Step, Some(7_910), Some(7_930), 1000).unwrap();
+        assert!(b.raw);
+        assert_eq!(b.x, (7_910..=7_930).collect::<Vec<_>>());
+        assert_eq!(b.nonfinite.iter().sum::<i64>(), 1, "step 7919 was NaN");
+    }
+
+    #[test]
+    fn time_axis_and_out_of_order_steps_fall_back_correctly() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        ingest(&conn, &exp, 1_000..3_000, 100);
+        ingest(&conn, &exp, 0..1_000, 100); // late, lower steps
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        assert!(!s.ordered);
+        let b = downsample(&conn, &exp, &s, Axis::Step, None, None, 100).unwrap();
+        check_against_scan(&b, &(0..3_000).collect::<Vec<_>>());
+        // By time: batch i of each ingest call arrived at 1000 + i ms, so 1000..=1004 holds
+        // five 100-point batches of each call.
+        let b = downsample(&conn, &exp, &s, Axis::Time, Some(1_000), Some(1_004), 100).unwrap();
+        assert_eq!(b.total, 1_000);
+        assert!(b.x.windows(2).all(|w| w[0] <= w[1]), "time buckets ascend");
+        assert_eq!(
+            s.min_value,
+            Some(
+                (0..3_000)
+                    .map(value)
+                    .filter(|v| v.is_finite())
+                    .fold(f64::MAX, f64::min)
+            )
+        );
+    }
+
+    #[test]
+    fn summaries_follow_ingest() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        ingest(&conn, &exp, 0..20_000, 3_333);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        assert_eq!(
+            (s.first_step, s.last_step, s.count),
+            (Some(0), Some(19_999), 20_000)
+        );
+        assert_eq!(s.last_value, Some(value(19_999)));
+        assert_eq!(s.max_value, Some(1e6));
+        assert_eq!(
+            s.nonfinite,
+            (0..20_000).filter(|&x| !value(x).is_finite()).count() as i64
+        );
+        let blocks: i64 = conn
+            .query_row("SELECT count(*) FROM series_blocks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(blocks, (20_000 + BLOCK - 1) / BLOCK);
+    }
+}
