@@ -79,7 +79,7 @@ export async function render(ctx) {
     const only = h('input', { type: 'checkbox', checked: view.diff });
     const body = h('tbody');
     const drawBody = () => fill(body, keys.filter((k) => !view.diff || differs(k)).map((k) => h('tr', { class: differs(k) ? 'differs' : '', dataset: { key: k } },
-      h('th', { scope: 'row' }, k, differs(k) ? h('span', { class: 'skip' }, ' (differs)') : null),
+      h('th', { scope: 'row' }, k, differs(k) ? h('span', { class: 'sr-only' }, ' (differs)') : null),
       runs.map((r) => h('td', { class: 'mono' }, value(get(r, k)))))));
     only.addEventListener('change', () => { view.diff = only.checked; save(); drawBody(); });
     drawBody();

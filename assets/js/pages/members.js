@@ -57,7 +57,7 @@ export async function render(ctx) {
         ? 'OWNERs manage members and delete; EDITORs create and edit experiments; VIEWERs read.'
         : `You are ${ws.role === 'EDITOR' ? 'an' : 'a'} ${ws.role} here; only OWNERs change members.`))),
     h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'E-mail'), h('th', {}, 'Role'), h('th', { class: 'hide-narrow' }, 'Joined'), h('th', {}, h('span', { class: 'skip' }, 'Actions')))),
+      h('thead', {}, h('tr', {}, h('th', {}, 'E-mail'), h('th', {}, 'Role'), h('th', { class: 'hide-narrow' }, 'Joined'), h('th', {}, h('span', { class: 'sr-only' }, 'Actions')))),
       h('tbody', {}, rows))),
     owner ? inviteForm(id, refresh) : null,
     owner ? pending(id, invitations, refresh) : null);

@@ -14,11 +14,9 @@ export async function render(ctx) {
   fill(ctx.root,
     h('div', { class: 'page-head' }, h('div', { class: 'grow' }, h('h1', {}, 'Settings'),
       me ? h('p', { class: 'muted small' }, `Signed in as ${me.email}`) : null),
-    h('button', { onclick: signOut }, 'Log out')),
+    h('button', { onclick: signOut, title: 'Forget the session in this browser; API keys keep working' }, 'Log out')),
     keysSection(keys, refresh),
-    h('div', { class: 'grid2 section' }, passwordSection(), h('section', { class: 'panel' }, h('h2', {}, 'Log out'),
-      h('p', { class: 'muted small' }, 'Forgets the session in this browser. API keys keep working until you revoke them.'),
-      h('button', { onclick: signOut }, 'Log out'))));
+    h('div', { class: 'grid2 section' }, passwordSection()));
 
   function signOut() {
     auth.clear();
@@ -56,6 +54,7 @@ function keysSection(keys, refresh) {
         h('p', { class: 'muted small' }, 'Use it as ', h('code', {}, 'export TORA_API_KEY=…'), ' for the SDK, or the ', h('code', {}, 'x-api-key'), ' header.')));
       list.prepend(row(key));
       emptyNote.remove();
+      tableBox.hidden = false;
     });
   });
 
@@ -71,12 +70,12 @@ function keysSection(keys, refresh) {
     }, 'Revoke')));
   const list = h('tbody', {}, keys.map(row));
   const emptyNote = keys.length ? h('span') : empty('No API keys', 'Create one for your training scripts.');
+  const tableBox = h('div', { class: 'table-wrap', hidden: !keys.length }, h('table', { 'aria-label': 'API keys' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Created'), h('th', {}, 'State'), h('th', {}, h('span', { class: 'sr-only' }, 'Actions')))), list));
   return h('section', { class: 'section', 'aria-labelledby': 'keys-h' },
     h('h2', { id: 'keys-h' }, 'API keys'),
     h('div', { class: 'panel stack' }, form, shown),
-    h('div', { class: 'section' }, keys.length ? null : emptyNote,
-      h('div', { class: 'table-wrap' }, h('table', { 'aria-label': 'API keys' },
-        h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Created'), h('th', {}, 'State'), h('th', {}, h('span', { class: 'skip' }, 'Actions')))), list))));
+    h('div', { class: 'section' }, emptyNote, tableBox));
 }
 
 function passwordSection() {
