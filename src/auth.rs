@@ -32,9 +32,16 @@ struct Claims {
     sub: String,
     iat: i64,
     exp: i64,
-    /// Always "access": nothing else is ever signed, but a future token type must not pass.
+    /// "access", or "stream" for a token that only opens one experiment's live stream.
     typ: String,
+    /// For stream tokens: the experiment they open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    experiment: Option<String>,
 }
+
+/// Stream tokens travel in a URL (EventSource cannot send headers): short-lived, read-only,
+/// one experiment.
+pub const STREAM_TOKEN_TTL_SECS: i64 = 60;
 
 pub struct Auth {
     encoding: EncodingKey,
@@ -76,10 +83,38 @@ impl Auth {
             iat: now,
             exp: now + ACCESS_TTL_SECS,
             typ: "access".into(),
+            experiment: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("jwt encode: {e}")))?;
         Ok((token, claims.exp))
+    }
+
+    /// Returns (token, expires_at in unix seconds).
+    pub fn issue_stream(&self, user_id: &str, experiment: &str) -> Result<(String, i64)> {
+        let now = crate::time::now_ms() / 1000;
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iat: now,
+            exp: now + STREAM_TOKEN_TTL_SECS,
+            typ: "stream".into(),
+            experiment: Some(experiment.to_string()),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("jwt encode: {e}")))?;
+        Ok((token, claims.exp))
+    }
+
+    /// The user a stream token was issued to, if it is valid for `experiment`.
+    pub fn verify_stream(&self, token: &str, experiment: &str) -> Result<String> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| Error::Unauthorized("invalid or expired stream token".into()))?;
+        if data.claims.typ != "stream" || data.claims.experiment.as_deref() != Some(experiment) {
+            return Err(Error::Unauthorized(
+                "this token does not open this stream".into(),
+            ));
+        }
+        Ok(data.claims.sub)
     }
 
     fn verify_access(&self, token: &str) -> Result<String> {
@@ -206,43 +241,52 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        if let Some(key) = parts.headers.get("x-api-key") {
-            let key = key
-                .to_str()
-                .map_err(|_| Error::Unauthorized("invalid API key".into()))?;
-            let hash = sha256(key.trim());
-            let found = state
-                .db
-                .read(move |c| crate::store::api_keys::owner_of(c, &hash))
-                .await?;
-            let (key_id, user_id) =
-                found.ok_or_else(|| Error::Unauthorized("invalid or revoked API key".into()))?;
-            state.auth.note_key_use(key_id);
-            return Ok(AuthUser { id: user_id });
-        }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Error::Unauthorized("sign in: send an x-api-key header or a Bearer token".into())
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                Error::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
-            })?;
-        let user_id = state.auth.verify_access(token.trim())?;
-        // A token outlives nothing: a deleted or disabled account stops working at once.
-        let lookup = user_id.clone();
-        let user = state.db.read(move |c| users::by_id(c, &lookup)).await?;
-        match user {
-            Some(u) if !u.disabled => Ok(AuthUser { id: user_id }),
-            _ => Err(Error::Unauthorized(
-                "this account is disabled or gone".into(),
-            )),
-        }
+        authenticate(state, &parts.headers).await
+    }
+}
+
+/// The caller named by an `x-api-key` header or an `Authorization: Bearer` access token.
+pub async fn authenticate(state: &AppState, headers: &axum::http::HeaderMap) -> Result<AuthUser> {
+    if let Some(key) = headers.get("x-api-key") {
+        let key = key
+            .to_str()
+            .map_err(|_| Error::Unauthorized("invalid API key".into()))?;
+        let hash = sha256(key.trim());
+        let found = state
+            .db
+            .read(move |c| crate::store::api_keys::owner_of(c, &hash))
+            .await?;
+        let (key_id, user_id) =
+            found.ok_or_else(|| Error::Unauthorized("invalid or revoked API key".into()))?;
+        state.auth.note_key_use(key_id);
+        return Ok(AuthUser { id: user_id });
+    }
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Error::Unauthorized("sign in: send an x-api-key header or a Bearer token".into())
+        })?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            Error::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+        })?;
+    let user_id = state.auth.verify_access(token.trim())?;
+    enabled(state, user_id).await
+}
+
+/// `user_id` as an [`AuthUser`] if that account exists and is enabled: a token outlives
+/// nothing, so a deleted or disabled account stops working at once.
+pub async fn enabled(state: &AppState, user_id: String) -> Result<AuthUser> {
+    let lookup = user_id.clone();
+    let user = state.db.read(move |c| users::by_id(c, &lookup)).await?;
+    match user {
+        Some(u) if !u.disabled => Ok(AuthUser { id: user_id }),
+        _ => Err(Error::Unauthorized(
+            "this account is disabled or gone".into(),
+        )),
     }
 }
 

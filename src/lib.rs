@@ -19,6 +19,8 @@ pub mod db;
 pub mod error;
 /// Rate limits for login, signup and refresh.
 pub mod limits;
+/// Live updates: per-experiment broadcast of committed batches.
+pub mod live;
 /// AppState, the router, and serving with a graceful shutdown.
 pub mod server;
 /// All SQL, one module per resource.

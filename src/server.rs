@@ -29,6 +29,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub config: Arc<ServeConfig>,
     pub limits: Arc<Limiter>,
+    pub live: Arc<crate::live::Hub>,
 }
 
 impl AppState {
@@ -144,6 +145,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         auth: auth.clone(),
         config: Arc::new(config),
         limits: Arc::new(Limiter::default()),
+        live: Arc::new(crate::live::Hub::default()),
     };
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
 

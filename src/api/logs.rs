@@ -18,7 +18,7 @@ use super::{Json, Path, Reply, created, ok};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::server::AppState;
-use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Selection};
+use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Recent, Selection};
 use crate::store::workspaces::Role;
 use crate::time::{now_ms, rfc3339};
 
@@ -196,15 +196,42 @@ async fn store(
     id: String,
     logs: Vec<NewLog>,
 ) -> Result<Reply<Stored>> {
-    let Inserted {
-        inserted, skipped, ..
-    } = state
+    let hub = state.live.clone();
+    let (
+        Inserted {
+            inserted, skipped, ..
+        },
+        live,
+    ) = state
         .db
         .write(move |tx| {
             let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-            logs::insert(tx, &exp, &logs, now_ms())
+            let now = now_ms();
+            let done = logs::insert(tx, &exp, &logs, now)?;
+            // Decided inside the write transaction: a stream that subscribes later fences on
+            // the writer and then finds this batch in the database instead (see api::stream).
+            let live = hub.watched(exp.rowid).then(|| {
+                let batch = done
+                    .stored
+                    .iter()
+                    .map(|&(i, seq)| Recent {
+                        seq,
+                        name: logs[i].name.clone(),
+                        kind: logs[i].kind,
+                        step: logs[i].step,
+                        value: logs[i].value,
+                        created_at: now,
+                    })
+                    .collect::<Vec<_>>();
+                (exp.rowid, batch)
+            });
+            Ok((done, live))
         })
         .await?;
+    // Published only after the commit, so a watcher never sees a point that could vanish.
+    if let Some((rowid, batch)) = live.filter(|(_, b)| !b.is_empty()) {
+        state.live.publish(rowid, batch);
+    }
     Ok(created(Stored { inserted, skipped }))
 }
 

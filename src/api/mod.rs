@@ -19,6 +19,8 @@ mod experiments;
 mod invitations;
 mod logs;
 mod openapi;
+mod series;
+mod stream;
 mod workspaces;
 
 pub fn router() -> Router<AppState> {
@@ -31,6 +33,8 @@ pub fn router() -> Router<AppState> {
         .merge(experiments::routes())
         .merge(invitations::routes())
         .merge(logs::routes())
+        .merge(series::routes())
+        .merge(stream::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
-use super::{accounts, api_keys, experiments, invitations, logs, workspaces};
+use super::{accounts, api_keys, experiments, invitations, logs, series, stream, workspaces};
 
 /// The success envelope.
 #[derive(Serialize, ToSchema)]
@@ -109,6 +109,11 @@ pub struct Health {
         logs::list_metrics,
         logs::list_results,
         logs::export_csv,
+        series::get_series,
+        series::compare_series,
+        series::get_summary,
+        stream::create_stream_token,
+        stream::stream,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Security),

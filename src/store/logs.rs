@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::store::experiments::Experiment;
@@ -86,12 +86,12 @@ pub struct NewLog {
     pub extra_metadata: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inserted {
     pub inserted: usize,
     pub skipped: usize,
-    /// The id (seq) of the first stored log; the stored ones are numbered on from it.
-    pub first_seq: Option<i64>,
+    /// (index in the batch, id given) of every stored log, in order.
+    pub stored: Vec<(usize, i64)>,
 }
 
 /// Stores `logs` in order. A log whose (name, kind, step, msg_id) is already stored is skipped
@@ -122,8 +122,7 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     )?;
 
     let mut out = Inserted::default();
-    let mut stored = Vec::with_capacity(logs.len());
-    for log in logs {
+    for (index, log) in logs.iter().enumerate() {
         let series_id = match ids.get(&(log.kind, log.name.clone())) {
             Some(id) => *id,
             None => {
@@ -152,7 +151,7 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
             metadata.execute(params![exp.rowid, next_seq, extra])?;
         }
         tracker.add(conn, series_id, log.step, t, log.value, next_seq)?;
-        stored.push(next_seq);
+        out.stored.push((index, next_seq));
         next_seq += 1;
         out.inserted += 1;
     }
@@ -163,7 +162,6 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
             params![exp.rowid, next_seq],
         )?;
     }
-    out.first_seq = stored.first().copied();
     Ok(out)
 }
 
@@ -224,6 +222,70 @@ pub fn list(conn: &Connection, exp: &Experiment, which: Selection) -> Result<Vec
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// A log as the live stream sends it.
+#[derive(Debug, Clone)]
+pub struct Recent {
+    pub seq: i64,
+    pub name: String,
+    pub kind: Kind,
+    pub step: Option<i64>,
+    pub value: f64,
+    pub created_at: i64,
+}
+
+/// Every log stored after `cursor` (an id), in id order: what a reconnecting stream missed.
+/// For series kept in order, the blocks' seq ranges skip everything older without reading it.
+pub fn since(conn: &Connection, exp: &Experiment, cursor: i64) -> Result<Vec<Recent>> {
+    let mut out = Vec::new();
+    let mut start = conn.prepare_cached(
+        "SELECT first_step FROM series_blocks WHERE series_id = ?1 AND max_seq > ?2 ORDER BY block LIMIT 1",
+    )?;
+    let mut points = conn.prepare_cached(
+        "SELECT step, value, t, seq FROM logs WHERE series_id = ?1 AND step >= ?2 AND seq > ?3",
+    )?;
+    for s in series::list(conn, exp.rowid)? {
+        if s.updated_at.is_none() {
+            continue;
+        }
+        let from = if s.kind == Kind::Metric && s.ordered {
+            match start
+                .query_row(params![s.id, cursor], |r| r.get::<_, i64>(0))
+                .optional()?
+            {
+                Some(step) => step,
+                None => continue,
+            }
+        } else {
+            i64::MIN
+        };
+        let rows = points.query_map(params![s.id, from, cursor], |r| {
+            let step: i64 = r.get(0)?;
+            Ok(Recent {
+                seq: r.get(3)?,
+                name: s.name.clone(),
+                kind: s.kind,
+                step: (step >= 0).then_some(step),
+                value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
+                created_at: exp.created_at + r.get::<_, i64>(2)?,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    out.sort_by_key(|r| r.seq);
+    Ok(out)
+}
+
+/// The id of the newest log (0 before the first).
+pub fn last_seq(conn: &Connection, exp: &Experiment) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT next_seq - 1 FROM experiments WHERE id = ?1",
+        [exp.rowid],
+        |r| r.get(0),
+    )?)
+}
+
 /// One CSV row of an export.
 pub struct CsvRow {
     pub name: String,
@@ -242,7 +304,7 @@ pub fn for_each_csv_row(
 ) -> Result<()> {
     let mut stmt = conn.prepare(
         "SELECT s.name, s.kind, l.step, l.value, l.t FROM series s JOIN logs l ON l.series_id = s.id
-         WHERE s.experiment_id = ?1 ORDER BY s.kind, s.name, l.step, l.seq",
+         WHERE s.experiment_id = ?1 ORDER BY s.kind, s.name, l.step",
     )?;
     let mut rows = stmt.query([exp.rowid])?;
     while let Some(r) = rows.next()? {
@@ -306,7 +368,7 @@ mod tests {
             Inserted {
                 inserted: 2,
                 skipped: 0,
-                first_seq: Some(1)
+                stored: vec![(0, 1), (1, 2)]
             }
         );
         let mut again = batch.clone();
@@ -316,7 +378,7 @@ mod tests {
             Inserted {
                 inserted: 1,
                 skipped: 2,
-                first_seq: Some(3)
+                stored: vec![(2, 3)]
             }
         );
 

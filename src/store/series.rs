@@ -78,7 +78,7 @@ pub fn for_experiments(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     for &e in experiments {
-        let rows = stmt.query_map([e], |r| from_row(r))?;
+        let rows = stmt.query_map([e], from_row)?;
         out.insert(e, rows.collect::<rusqlite::Result<_>>()?);
     }
     Ok(out)

@@ -1,0 +1,291 @@
+//! Chart data: downsampled series of one or many experiments, and per-experiment summaries,
+//! all answered from what ingest keeps (summaries, blocks) rather than by scanning points.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::experiments::authorize;
+use super::logs::LogValue;
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
+use super::{Path, Query, Reply, ok, parse_id};
+use crate::auth::AuthUser;
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::store::experiments::{self, Experiment};
+use crate::store::logs::Kind;
+use crate::store::series::{self, Axis, Series};
+use crate::store::workspaces::Role;
+use crate::time::rfc3339;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/experiments/{id}/series", get(get_series))
+        .route("/experiments/{id}/summary", get(get_summary))
+        .route("/series", get(compare_series))
+}
+
+const DEFAULT_POINTS: usize = 1000;
+const MAX_POINTS: usize = 10_000;
+const MAX_EXPERIMENTS: usize = 200;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SeriesQuery {
+    /// Comma-separated metric names; default every metric.
+    names: Option<String>,
+    /// The most buckets per series (default 1000, at most 10000).
+    points: Option<usize>,
+    /// Inclusive start of the x range.
+    from: Option<i64>,
+    /// Inclusive end of the x range.
+    to: Option<i64>,
+    /// `step` (default) or `time` (ms since the unix epoch).
+    x: Option<String>,
+    /// For /api/series: comma-separated experiment ids.
+    experiments: Option<String>,
+}
+
+struct Request {
+    names: Option<Vec<String>>,
+    points: usize,
+    from: Option<i64>,
+    to: Option<i64>,
+    axis: Axis,
+}
+
+impl SeriesQuery {
+    fn parse(&self) -> Result<Request> {
+        let axis = match self.x.as_deref().unwrap_or("step") {
+            "step" => Axis::Step,
+            "time" => Axis::Time,
+            other => {
+                return Err(Error::bad_request(format!(
+                    "x must be 'step' or 'time', not '{other}'"
+                )));
+            }
+        };
+        let points = self.points.unwrap_or(DEFAULT_POINTS);
+        if points == 0 || points > MAX_POINTS {
+            return Err(Error::bad_request(format!(
+                "points must be between 1 and {MAX_POINTS}"
+            )));
+        }
+        let names = self.names.as_deref().map(|n| {
+            n.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        Ok(Request {
+            names,
+            points,
+            from: self.from,
+            to: self.to,
+            axis,
+        })
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SeriesOut {
+    name: String,
+    /// Points of this series in the range.
+    total: i64,
+    /// One entry per point (the range held no more points than asked for).
+    raw: bool,
+    /// The x of each bucket's last point.
+    x: Vec<i64>,
+    min: Vec<Option<f64>>,
+    max: Vec<Option<f64>>,
+    /// The last finite value of each bucket.
+    last: Vec<Option<f64>>,
+    count: Vec<i64>,
+    /// How many of each bucket's points were NaN or +-Inf.
+    nonfinite: Vec<i64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct ExperimentSeries {
+    experiment_id: String,
+    /// "step" or "time"
+    x: &'static str,
+    series: Vec<SeriesOut>,
+}
+
+fn bucket_experiment(
+    conn: &rusqlite::Connection,
+    exp: &Experiment,
+    req: &Request,
+) -> Result<ExperimentSeries> {
+    let all = series::list(conn, exp.rowid)?;
+    let wanted = all
+        .iter()
+        .filter(|s| s.kind == Kind::Metric)
+        .filter(|s| match &req.names {
+            Some(names) => names.iter().any(|n| n == &s.name),
+            None => true,
+        });
+    let mut out = Vec::new();
+    for s in wanted {
+        let b = series::downsample(conn, exp, s, req.axis, req.from, req.to, req.points)?;
+        out.push(SeriesOut {
+            name: s.name.clone(),
+            total: b.total,
+            raw: b.raw,
+            x: b.x,
+            min: b.min,
+            max: b.max,
+            last: b.last,
+            count: b.count,
+            nonfinite: b.nonfinite,
+        });
+    }
+    Ok(ExperimentSeries {
+        experiment_id: exp.id.clone(),
+        x: if req.axis == Axis::Step {
+            "step"
+        } else {
+            "time"
+        },
+        series: out,
+    })
+}
+
+/// Downsampled metric series of one experiment: at most `points` buckets each.
+#[utoipa::path(get, path = "/api/experiments/{id}/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), SeriesQuery), responses((status = 200, body = Envelope<ExperimentSeries>), Errors))]
+async fn get_series(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Reply<ExperimentSeries>> {
+    let req = q.parse()?;
+    let out = state
+        .db
+        .read(move |c| {
+            let exp = authorize(c, &id, &user.id, Role::Viewer)?;
+            bucket_experiment(c, &exp, &req)
+        })
+        .await?;
+    Ok(ok(out))
+}
+
+/// The same for many experiments in one request (comparisons): those the caller may not see
+/// are left out.
+#[utoipa::path(get, path = "/api/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
+    params(SeriesQuery), responses((status = 200, body = Envelope<Vec<ExperimentSeries>>), Errors))]
+async fn compare_series(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Reply<Vec<ExperimentSeries>>> {
+    let req = q.parse()?;
+    let ids = q
+        .experiments
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|id| parse_id(id, "experiment"))
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() || ids.len() > MAX_EXPERIMENTS {
+        return Err(Error::bad_request(format!(
+            "experiments must list 1 to {MAX_EXPERIMENTS} ids"
+        )));
+    }
+    let out = state
+        .db
+        .read(move |c| {
+            let visible = experiments::visible_among(c, &user.id, &ids)?;
+            visible
+                .iter()
+                .map(|exp| bucket_experiment(c, exp, &req))
+                .collect()
+        })
+        .await?;
+    Ok(ok(out))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MetricSummary {
+    name: String,
+    count: i64,
+    first_step: Option<i64>,
+    last_step: Option<i64>,
+    /// The value at the highest step.
+    last: Option<LogValue>,
+    /// Over finite values.
+    min: Option<f64>,
+    max: Option<f64>,
+    nonfinite: i64,
+    updated_at: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ResultSummary {
+    name: String,
+    /// The latest value.
+    value: Option<LogValue>,
+    updated_at: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    experiment_id: String,
+    metrics: Vec<MetricSummary>,
+    results: Vec<ResultSummary>,
+}
+
+pub fn summarize(experiment_id: &str, all: Vec<Series>) -> Summary {
+    let mut summary = Summary {
+        experiment_id: experiment_id.to_string(),
+        metrics: Vec::new(),
+        results: Vec::new(),
+    };
+    for s in all {
+        let updated_at = s.updated_at.map(rfc3339);
+        match s.kind {
+            Kind::Metric => summary.metrics.push(MetricSummary {
+                name: s.name,
+                count: s.count,
+                first_step: s.first_step,
+                last_step: s.last_step,
+                last: s.last_value.map(LogValue),
+                min: s.min_value,
+                max: s.max_value,
+                nonfinite: s.nonfinite,
+                updated_at,
+            }),
+            Kind::Result => summary.results.push(ResultSummary {
+                name: s.name,
+                value: s.last_value.map(LogValue),
+                updated_at,
+            }),
+        }
+    }
+    summary
+}
+
+/// Every metric with count, first and last step, last value, min and max, and every result;
+/// kept current at ingest, so this never scans the points.
+#[utoipa::path(get, path = "/api/experiments/{id}/summary", tag = "charts", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Summary>), Errors))]
+async fn get_summary(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<Summary>> {
+    let out = state
+        .db
+        .read(move |c| {
+            let exp = authorize(c, &id, &user.id, Role::Viewer)?;
+            Ok(summarize(&exp.id, series::list(c, exp.rowid)?))
+        })
+        .await?;
+    Ok(ok(out))
+}

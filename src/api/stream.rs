@@ -1,0 +1,205 @@
+//! The live stream of an experiment's new points, as Server-Sent Events. Every event's id is a
+//! cursor (the id of its last point); reconnecting with `Last-Event-ID` replays exactly what was
+//! missed, then goes live.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use super::experiments::authorize;
+use super::logs::LogValue;
+#[allow(unused_imports)]
+use super::openapi::{Envelope, Errors};
+use super::{Path, Query, Reply, ok};
+use crate::auth::{self, AuthUser};
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::store::logs::{self, Recent};
+use crate::store::workspaces::Role;
+use crate::time::rfc3339;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/experiments/{id}/logs/stream-token",
+            post(create_stream_token),
+        )
+        .route("/experiments/{id}/stream", get(stream))
+}
+
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Points per event while replaying a long gap.
+const REPLAY_CHUNK: usize = 5_000;
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct StreamToken {
+    token: String,
+    /// Unix seconds; connect before then.
+    expires_at: i64,
+}
+
+/// A short-lived token that opens this experiment's stream, for EventSource (which cannot send
+/// headers).
+#[utoipa::path(post, path = "/api/experiments/{id}/logs/stream-token", tag = "live", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<StreamToken>), Errors))]
+async fn create_stream_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<StreamToken>> {
+    let user_id = user.id.clone();
+    let exp = state
+        .db
+        .read(move |c| authorize(c, &id, &user_id, Role::Viewer))
+        .await?;
+    let (token, expires_at) = state.auth.issue_stream(&user.id, &exp.id)?;
+    Ok(ok(StreamToken { token, expires_at }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StreamQuery {
+    /// From POST .../logs/stream-token; or authenticate with headers instead.
+    token: Option<String>,
+    /// Resume after this point id (same as the Last-Event-ID header).
+    cursor: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct LivePoint {
+    id: i64,
+    name: String,
+    kind: &'static str,
+    step: Option<i64>,
+    value: LogValue,
+    created_at: String,
+}
+
+fn event(points: &[Recent]) -> Option<Event> {
+    let last = points.last()?.seq;
+    let data: Vec<LivePoint> = points
+        .iter()
+        .map(|p| LivePoint {
+            id: p.seq,
+            name: p.name.clone(),
+            kind: p.kind.name(),
+            step: p.step,
+            value: LogValue(p.value),
+            created_at: rfc3339(p.created_at),
+        })
+        .collect();
+    Event::default()
+        .event("logs")
+        .id(last.to_string())
+        .json_data(data)
+        .ok()
+}
+
+/// Server-Sent Events: `event: logs` with `id: CURSOR` and a JSON array of points; `event:
+/// hello` with the current cursor when starting fresh; `: ping` comments as heartbeats.
+#[utoipa::path(get, path = "/api/experiments/{id}/stream", tag = "live", security(("api_key" = []), ("bearer" = []), ()),
+    params(("id" = uuid::Uuid, Path), StreamQuery),
+    responses((status = 200, description = "text/event-stream of `logs` events", content_type = "text/event-stream", body = String), Errors))]
+async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Response> {
+    let id = super::parse_id(&id, "experiment")?;
+    let user = match &q.token {
+        Some(token) => {
+            let user_id = state.auth.verify_stream(token, &id)?;
+            auth::enabled(&state, user_id).await?
+        }
+        None => auth::authenticate(&state, &headers).await?,
+    };
+    let exp = state
+        .db
+        .read(move |c| authorize(c, &id, &user.id, Role::Viewer))
+        .await?;
+    let cursor = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(raw) => Some(
+            raw.trim()
+                .parse::<i64>()
+                .map_err(|_| Error::bad_request("Last-Event-ID must be a point id"))?,
+        ),
+        None => q.cursor,
+    };
+
+    // Subscribe before looking at the database, then fence on the writer: every batch is then
+    // either in what we read below, or decided (in its write transaction) to be published to
+    // us. Duplicates from the overlap are dropped by id.
+    let mut rx = state.live.subscribe(exp.rowid);
+    state.db.write(|_| Ok(())).await?;
+    let (tx, events) = mpsc::channel::<Event>(16);
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        let mut last = match cursor {
+            Some(c) => {
+                let replay_exp = exp.clone();
+                let missed = match db.read(move |conn| logs::since(conn, &replay_exp, c)).await {
+                    Ok(m) => m,
+                    Err(_) => return,
+                };
+                for chunk in missed.chunks(REPLAY_CHUNK) {
+                    let Some(e) = event(chunk) else { return };
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                missed.last().map_or(c, |p| p.seq)
+            }
+            None => {
+                let now_exp = exp.clone();
+                let Ok(current) = db.read(move |conn| logs::last_seq(conn, &now_exp)).await else {
+                    return;
+                };
+                let Ok(hello) = Event::default()
+                    .event("hello")
+                    .json_data(serde_json::json!({"cursor": current}))
+                else {
+                    return;
+                };
+                if tx.send(hello).await.is_err() {
+                    return;
+                }
+                current
+            }
+        };
+        loop {
+            match rx.recv().await {
+                Ok(batch) => {
+                    let fresh: Vec<Recent> =
+                        batch.iter().filter(|p| p.seq > last).cloned().collect();
+                    if let Some(e) = event(&fresh) {
+                        last = fresh.last().map_or(last, |p| p.seq);
+                        if tx.send(e).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // Too slow to keep up: drop the stream; the client resumes from its cursor.
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        events
+            .recv()
+            .await
+            .map(|e| (Ok::<_, Infallible>(e), events))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("ping"))
+        .into_response())
+}
