@@ -63,7 +63,7 @@ function axes(c, time) {
     font: '11px system-ui, sans-serif',
   };
   return [
-    { ...common, space: 60, values: time ? undefined : (u, vals) => vals.map((v) => num(v)) },
+    { ...common, space: 60, size: time ? 40 : 28, values: time ? undefined : (u, vals) => vals.map((v) => num(v)) },
     { ...common, size: 52, values: (u, vals) => vals.map((v) => num(v)) },
   ];
 }
@@ -130,7 +130,7 @@ function padRange(min, max) {
 }
 
 function chartHeight() {
-  return window.innerWidth < 640 ? 180 : 210;
+  return window.innerWidth < 640 ? 170 : 190;
 }
 
 /** A series from the server as mutable columns (x in steps or epoch ms, as asked). */

@@ -48,9 +48,13 @@ export async function render(ctx) {
   const metricNames = [...metricRuns.keys()].filter((n) => metricRuns.get(n) > 1 || runs.length === 1)
     .sort((a, b) => (metricRuns.get(b) - metricRuns.get(a)) || a.localeCompare(b, undefined, { numeric: true }));
 
+  const swatch = (r) => {
+    const s = h('span', { class: 'swatch', 'aria-hidden': 'true' });
+    s.style.background = r.color;
+    return s;
+  };
   const legend = h('div', { class: 'legend', 'aria-label': 'Runs' }, runs.map((r) => h('span', {},
-    h('span', { class: 'swatch', dataset: { color: r.color } }), h('a', { href: `/experiments/${r.id}` }, r.label))));
-  for (const s of legend.querySelectorAll('.swatch')) s.style.background = s.dataset.color;
+    swatch(r), h('a', { href: `/experiments/${r.id}` }, r.label))));
   const chartsStatus = h('span', { class: 'muted small', role: 'status' });
   const grid = h('div', { class: 'charts', 'aria-label': 'Metrics' });
   const resetZoom = h('button', { class: 'small', hidden: true, onclick: () => setZoom(null) }, 'Reset zoom');
@@ -60,13 +64,13 @@ export async function render(ctx) {
       runs[0] ? h('div', { class: 'crumbs' }, h('a', { href: `/workspaces/${runs[0].workspace_id}` }, 'Back to the workspace')) : null,
       h('h1', {}, `Compare ${runs.length} runs`),
       missing ? h('p', { class: 'error small' }, `${missing} of the runs in the link are deleted or not visible to you.`) : null)),
-    legend,
     runs.length === 0 ? empty('None of these runs is visible to you', 'They may have been deleted, or you are not a member of their workspace.') : [
       hyperparamSection(),
       resultsSection(),
       parcoordsSection(),
       h('h2', { class: 'section' }, 'Metrics'),
       toolbar(),
+      h('div', { class: 'section' }, legend),
       metricNames.length ? grid : empty('No shared metrics', 'These runs have no metric name in common.'),
     ]);
 
@@ -91,7 +95,7 @@ export async function render(ctx) {
   }
 
   function runHead(first) {
-    return h('thead', {}, h('tr', {}, h('th', {}, first), runs.map((r) => h('th', { class: 'run', scope: 'col' }, r.label))));
+    return h('thead', {}, h('tr', {}, h('th', {}, first), runs.map((r) => h('th', { class: 'run', scope: 'col' }, swatch(r), ' ', r.label))));
   }
 
   function resultsSection() {

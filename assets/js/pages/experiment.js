@@ -304,9 +304,13 @@ export async function render(ctx) {
       }).catch((err) => { if (err.name !== 'AbortError') toast(err.message, 'error'); });
     }
   }
-  const stop = follow(id, onPoints, (state) => { liveBadge.title = `stream ${state}`; });
+  const stop = follow(id, onPoints, (state) => {
+    liveBadge.title = `stream ${state}`;
+    ctx.root.dataset.stream = state;
+  });
   ctx.onLeave(() => {
     stop();
+    delete ctx.root.dataset.stream;
     cancelAnimationFrame(frame);
     clearTimeout(liveTimer);
     for (const m of metrics.values()) if (m.chart) m.chart.destroy();
@@ -380,9 +384,9 @@ function aboutPanel(exp, canEdit) {
       onclick: (e) => busy(e.currentTarget, async () => { await save({ tags: tags.filter((x) => x !== t) }); draw(false); }),
     }, '×') : null));
     fill(box, head, descriptionView,
-      h('h2', { class: 'section' }, 'Tags'),
+      h('h2', { class: 'subhead' }, 'Tags'),
       h('div', {}, tagList.length ? tagList : h('span', { class: 'muted' }, 'No tags.')),
-      canEdit ? h('div', { class: 'section' }, addTag) : null);
+      canEdit ? h('div', { class: 'subhead' }, addTag) : null);
   }
   draw();
   return box;
