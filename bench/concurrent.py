@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from ingest import Conn
@@ -90,32 +91,17 @@ def percentile(xs: list[float], q: int) -> float:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--writers", type=int, default=32)
-    ap.add_argument(
-        "--points", type=int, default=200_000, help="total, split evenly across writers"
-    )
-    ap.add_argument("--batch", type=int, default=25)
-    ap.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "results" / "concurrent.json"
-    )
-    args = ap.parse_args()
-    per_writer = args.points // args.writers
-    load_start = os.getloadavg()  # other work on a small box skews the figures
-
+def run(
+    args: argparse.Namespace, per_writer: int
+) -> tuple[list[Writer], list[int], int | None, str]:
+    """Start a server, run the writers together, read every experiment back, stop it."""
     with ToraServer() as srv:
         user = new_user(srv.api)
         writers = []
         for i in range(args.writers):
+            body = {"name": f"writer-{i}"}
             exp = call_ok(
-                "POST",
-                f"{srv.api}/experiments",
-                {"name": f"writer-{i}"},
-                expect=201,
-                api_key=user.api_key,
+                "POST", f"{srv.api}/experiments", body, expect=201, api_key=user.api_key
             )
             writers.append(
                 Writer(exp["id"], make_bodies(per_writer, args.batch, seed=i))
@@ -142,23 +128,25 @@ def main() -> None:
             for w in writers
         ]
         code = srv.stop()
-        log = srv.logs()
+        return writers, stored, code, srv.logs()
 
+
+def summarize(args: argparse.Namespace, per_writer: int) -> dict[str, Any]:
+    load_start = os.getloadavg()  # other work on a small box skews the figures
+    writers, stored, code, log = run(args, per_writer)
     total = per_writer * args.writers
     wall = max(w.end for w in writers) - min(w.start for w in writers)
     latencies = [x for w in writers for x in w.latencies]
     errors = [e for w in writers for e in w.errors]
-    res = {
+    return {
         "writers": args.writers,
+        "per_writer": per_writer,
         "batch": args.batch,
         "points": total,
         "wall_s": wall,
         "points_per_s": total / wall,
         "requests": len(latencies),
-        "latency_ms": {
-            q: percentile(latencies, n) * 1000
-            for q, n in (("p50", 50), ("p95", 95), ("p99", 99))
-        },
+        "latency_ms": {f"p{q}": percentile(latencies, q) * 1000 for q in (50, 95, 99)},
         "latency_ms_max": max(latencies, default=0.0) * 1000,
         "http_errors": len(errors),
         "error_samples": errors[:10],
@@ -171,28 +159,62 @@ def main() -> None:
         "loadavg_at_start": load_start,
         "loadavg_at_end": os.getloadavg(),
     }
+
+
+def table(res: dict[str, Any]) -> str:
     lat = res["latency_ms"]
-    print("| Measure | Value |\n|---|---|")
-    print(
-        f"| {args.writers} writers x {per_writer:,} points, batches of {args.batch} | {res['points_per_s']:,.0f} pts/s"
-        f" ({wall:.2f} s, {res['requests']:,} requests) |"
+    rows = [
+        (
+            f"{res['writers']} writers x {res['per_writer']:,} points, batches of {res['batch']}",
+            f"{res['points_per_s']:,.0f} pts/s ({res['wall_s']:.2f} s, {res['requests']:,} requests)",
+        ),
+        (
+            "request latency p50 / p95 / p99 / max",
+            f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} / {res['latency_ms_max']:.1f} ms",
+        ),
+        ("HTTP errors (incl. retried)", f"{res['http_errors']}"),
+        (
+            "'database is locked' in responses / server log",
+            f"{res['locked_in_responses']} / {res['locked_in_server_log']}",
+        ),
+        (
+            "points stored / sent (writers with a wrong count)",
+            f"{res['stored']:,} / {res['points']:,} ({res['writers_with_wrong_count']})",
+        ),
+        (
+            "1-min load average at start / end",
+            f"{res['loadavg_at_start'][0]:.2f} / {res['loadavg_at_end'][0]:.2f}",
+        ),
+    ]
+    return "\n".join(
+        ["| Measure | Value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     )
-    print(
-        f"| request latency p50 / p95 / p99 / max | {lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f}"
-        f" / {res['latency_ms_max']:.1f} ms |"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print(f"| HTTP errors (incl. retried) | {res['http_errors']} |")
-    print(
-        f"| 'database is locked' in responses / server log | {res['locked_in_responses']} / {res['locked_in_server_log']} |"
+    ap.add_argument("--writers", type=int, default=32)
+    ap.add_argument(
+        "--points", type=int, default=200_000, help="total, split evenly across writers"
     )
-    print(
-        f"| points stored / sent (writers with a wrong count) | {res['stored']:,} / {total:,}"
-        f" ({res['writers_with_wrong_count']}) |"
+    ap.add_argument("--batch", type=int, default=25)
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "concurrent.json"
     )
+    args = ap.parse_args()
+
+    res = summarize(args, per_writer=args.points // args.writers)
+    print(table(res))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
-    if errors or res["stored"] != total or code != 0:
+    if (
+        res["http_errors"]
+        or res["stored"] != res["points"]
+        or res["server_exit_code"] != 0
+    ):
         sys.exit(1)
 
 

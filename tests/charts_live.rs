@@ -51,7 +51,7 @@ fn a_long_series_comes_back_in_at_most_the_buckets_asked_for() {
     assert_eq!(loss["total"], 60_002);
     assert_eq!(loss["raw"], false);
     let buckets = loss["x"].as_array().unwrap().len();
-    assert!(buckets <= 300 && buckets >= 250, "{buckets} buckets");
+    assert!((250..=300).contains(&buckets), "{buckets} buckets");
     let counts: i64 = loss["count"]
         .as_array()
         .unwrap()

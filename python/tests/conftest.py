@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -189,12 +188,9 @@ def run_python(
     args: list[str], *, cwd: Path | None = None, python: str = sys.executable, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run a Python script or module with the test's environment (TORA_* included)."""
-    started = time.monotonic()
-    done = subprocess.run(
+    return subprocess.run(
         [python, *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True, timeout=timeout, check=False
     )
-    done.elapsed = time.monotonic() - started  # type: ignore[attr-defined]
-    return done
 
 
 def sync(*extra: str) -> subprocess.CompletedProcess[str]:
