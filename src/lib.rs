@@ -21,6 +21,8 @@ pub mod error;
 pub mod limits;
 /// Live updates: per-experiment broadcast of committed batches.
 pub mod live;
+/// The experiment filter language and sort orders (pure parsing).
+pub mod query;
 /// AppState, the router, and serving with a graceful shutdown.
 pub mod server;
 /// All SQL, one module per resource.

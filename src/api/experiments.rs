@@ -7,15 +7,20 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use super::logs::LogValue;
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
 use super::{Json, Path, Query, Reply, clean_name, created, ok, parse_id};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
+use crate::query;
 use crate::server::AppState;
 use crate::store::experiments::{self, Changes, Experiment, NewExperiment};
+use crate::store::logs::Kind;
+use crate::store::series::{self, Series};
 use crate::store::workspaces::{self, Role, require_role};
 use crate::time::{now_ms, rfc3339};
+use std::collections::BTreeMap;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -50,6 +55,11 @@ pub struct ExperimentOut {
     updated_at: String,
     workspace_id: String,
     url: String,
+    /// A point arrived in the last minute.
+    live: bool,
+    /// With `summary=1` on lists: results and metric summaries, for run tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<RunSummary>,
 }
 
 impl ExperimentOut {
@@ -63,9 +73,171 @@ impl ExperimentOut {
             description: e.description,
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
+            live: e
+                .last_log_at
+                .is_some_and(|t| t > crate::time::now_ms() - LIVE_WINDOW_MS),
             workspace_id: e.workspace_id,
+            summary: None,
         }
     }
+}
+
+/// A run counts as live while points keep arriving within this window.
+const LIVE_WINDOW_MS: i64 = 60_000;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunSummary {
+    /// Latest value of each result: name → number, "NaN"/"Infinity"/"-Infinity", or null.
+    #[schema(value_type = Object)]
+    results: BTreeMap<String, Option<LogValue>>,
+    metrics: BTreeMap<String, MetricBrief>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MetricBrief {
+    last: Option<LogValue>,
+    min: Option<f64>,
+    max: Option<f64>,
+    count: i64,
+    last_step: Option<i64>,
+}
+
+fn run_summary(all: Vec<Series>) -> RunSummary {
+    let mut out = RunSummary {
+        results: BTreeMap::new(),
+        metrics: BTreeMap::new(),
+    };
+    for s in all {
+        match s.kind {
+            Kind::Result => {
+                out.results.insert(s.name, s.last_value.map(LogValue));
+            }
+            Kind::Metric => {
+                out.metrics.insert(
+                    s.name,
+                    MetricBrief {
+                        last: s.last_value.map(LogValue),
+                        min: s.min_value,
+                        max: s.max_value,
+                        count: s.count,
+                        last_step: s.last_step,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// One page of an experiment list: `data` plus where the next page starts (null on the last)
+/// and how many experiments match in all.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExperimentPage {
+    status: u16,
+    data: Vec<ExperimentOut>,
+    next_cursor: Option<String>,
+    total: i64,
+}
+
+impl axum::response::IntoResponse for ExperimentPage {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self).into_response()
+    }
+}
+
+const MAX_PAGE: usize = 500;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this workspace (GET /api/experiments); needed for the options below.
+    workspace: Option<String>,
+    /// Page size (at most 500); without it, every match.
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// created, updated, name, hp.KEY, result.NAME or metric.NAME; '-' first for descending.
+    /// Default -created.
+    sort: Option<String>,
+    /// A filter in the query language, e.g. `lr < 0.01 and tag:baseline and acc >= 0.9`.
+    q: Option<String>,
+    /// 1 to include each run's results and metric summaries.
+    summary: Option<String>,
+}
+
+impl ListQuery {
+    fn narrows(&self) -> bool {
+        self.limit.is_some() || self.cursor.is_some() || self.sort.is_some() || self.q.is_some()
+    }
+}
+
+/// A workspace's experiments, filtered, sorted and paged: what run tables show.
+pub async fn list_in_workspace(
+    state: &AppState,
+    user: AuthUser,
+    headers: &HeaderMap,
+    workspace: String,
+    q: ListQuery,
+) -> Result<ExperimentPage> {
+    let filter =
+        q.q.as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(query::parse)
+            .transpose()?;
+    let sort = query::parse_sort(q.sort.as_deref().unwrap_or("-created"))?;
+    if q.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
+        return Err(Error::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            experiments::Cursor::decode(c)
+                .ok_or_else(|| Error::bad_request("cursor is not one this server gave out"))
+        })
+        .transpose()?;
+    let with_summary = matches!(q.summary.as_deref(), Some("1" | "true"));
+    let (page, summaries) = state
+        .db
+        .read(move |c| {
+            require_role(c, &workspace, &user.id, Role::Viewer)?;
+            let page = experiments::page(
+                c,
+                &workspace,
+                filter.as_ref(),
+                &sort,
+                q.limit,
+                after.as_ref(),
+            )?;
+            let summaries = if with_summary {
+                let ids: Vec<i64> = page.experiments.iter().map(|e| e.rowid).collect();
+                Some(series::for_experiments(c, &ids)?)
+            } else {
+                None
+            };
+            Ok((page, summaries))
+        })
+        .await?;
+    let base = state.public_url(headers);
+    let mut summaries = summaries.unwrap_or_default();
+    let data = page
+        .experiments
+        .into_iter()
+        .map(|e| {
+            let summary = summaries.remove(&e.rowid).map(run_summary);
+            let mut out = ExperimentOut::new(e, &base);
+            out.summary = summary;
+            out
+        })
+        .collect();
+    Ok(ExperimentPage {
+        status: 200,
+        data,
+        next_cursor: page.next.map(|c| c.encode()),
+        total: page.total,
+    })
 }
 
 /// Finds an experiment and checks the caller's role in its workspace: the one access path for
@@ -85,35 +257,37 @@ pub fn authorize(
     Ok(exp)
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    workspace: Option<String>,
-}
-
-#[utoipa::path(get, path = "/api/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(ListQuery), responses((status = 200, body = Envelope<Vec<ExperimentOut>>), Errors))]
+#[utoipa::path(get, path = "/api/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(ListQuery), responses((status = 200, body = ExperimentPage), Errors))]
 async fn list_experiments(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Result<Reply<Vec<ExperimentOut>>> {
-    let workspace = q.workspace.map(|w| parse_id(&w, "workspace")).transpose()?;
+) -> Result<ExperimentPage> {
+    if let Some(ws) = &q.workspace {
+        let ws = parse_id(ws, "workspace")?;
+        return list_in_workspace(&state, user, &headers, ws, q).await;
+    }
+    if q.narrows() {
+        return Err(Error::bad_request(
+            "limit, cursor, sort and q need a workspace",
+        ));
+    }
     let list = state
         .db
-        .read(move |c| match workspace {
-            Some(ws) => {
-                require_role(c, &ws, &user.id, Role::Viewer)?;
-                experiments::in_workspace(c, &ws)
-            }
-            None => experiments::visible_to(c, &user.id),
-        })
+        .read(move |c| experiments::visible_to(c, &user.id))
         .await?;
     let base = state.public_url(&headers);
-    Ok(ok(list
+    let data: Vec<ExperimentOut> = list
         .into_iter()
         .map(|e| ExperimentOut::new(e, &base))
-        .collect()))
+        .collect();
+    Ok(ExperimentPage {
+        status: 200,
+        total: data.len() as i64,
+        data,
+        next_cursor: None,
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -6,14 +6,13 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
-use super::experiments::{Deleted, ExperimentOut};
+use super::experiments::{Deleted, ExperimentPage, ListQuery, list_in_workspace};
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
-use super::{Json, Path, Reply, clean_name, created, ok, parse_id};
+use super::{Json, Path, Query, Reply, clean_name, created, ok, parse_id};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::server::AppState;
-use crate::store::experiments;
 use crate::store::workspaces::{self, Role, Workspace, require_role};
 use crate::time::{now_ms, rfc3339};
 
@@ -203,26 +202,16 @@ fn member_out(m: workspaces::Member) -> MemberOut {
     }
 }
 
-#[utoipa::path(get, path = "/api/workspaces/{id}/experiments", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<ExperimentOut>>), Errors))]
+#[utoipa::path(get, path = "/api/workspaces/{id}/experiments", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ListQuery), responses((status = 200, body = ExperimentPage), Errors))]
 async fn list_workspace_experiments(
     State(state): State<AppState>,
     user: AuthUser,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Reply<Vec<ExperimentOut>>> {
+    Query(q): Query<ListQuery>,
+) -> Result<ExperimentPage> {
     let id = parse_id(&id, "workspace")?;
-    let list = state
-        .db
-        .read(move |c| {
-            require_role(c, &id, &user.id, Role::Viewer)?;
-            experiments::in_workspace(c, &id)
-        })
-        .await?;
-    let base = state.public_url(&headers);
-    Ok(ok(list
-        .into_iter()
-        .map(|e| ExperimentOut::new(e, &base))
-        .collect()))
+    list_in_workspace(&state, user, &headers, id, q).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

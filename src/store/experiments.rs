@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
+use crate::query::{Expr, Field, Op, Sort, SortKey, Value};
 
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -19,9 +20,12 @@ pub struct Experiment {
     pub tags: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When its last point arrived, if any.
+    pub last_log_at: Option<i64>,
 }
 
-const COLUMNS: &str = "e.id, e.uuid, e.workspace_id, e.created_by, e.name, e.description, e.hyperparams, e.tags, e.created_at, e.updated_at";
+const COLUMNS: &str = "e.id, e.uuid, e.workspace_id, e.created_by, e.name, e.description, e.hyperparams, e.tags, \
+                       e.created_at, e.updated_at, (SELECT max(updated_at) FROM series WHERE experiment_id = e.id)";
 
 fn from_row(r: &Row) -> rusqlite::Result<Experiment> {
     Ok(Experiment {
@@ -35,6 +39,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Experiment> {
         tags: r.get(7)?,
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
+        last_log_at: r.get(10)?,
     })
 }
 
@@ -64,7 +69,10 @@ pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experi
         ],
     )
     .map_err(|e| crate::error::conflict_on_unique(e, "an experiment with this id already exists"))?;
-    get(conn, new.id)?.ok_or_else(|| Error::Internal("experiment vanished after insert".into()))
+    let exp = get(conn, new.id)?
+        .ok_or_else(|| Error::Internal("experiment vanished after insert".into()))?;
+    set_hyperparams(conn, exp.rowid, new.hyperparams)?;
+    Ok(exp)
 }
 
 /// Any experiment by its public id, whoever may see it: callers check access next.
@@ -116,6 +124,35 @@ pub struct Changes<'a> {
     pub tags: Option<&'a str>,
 }
 
+/// Mirrors the hyperparameters' JSON into `experiment_hyperparams`, where queries can use them.
+fn set_hyperparams(conn: &Connection, rowid: i64, json: &str) -> Result<()> {
+    use rusqlite::types::Value as Sql;
+    conn.execute(
+        "DELETE FROM experiment_hyperparams WHERE experiment_id = ?1",
+        [rowid],
+    )?;
+    let items: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO experiment_hyperparams (experiment_id, key, value) VALUES (?1, ?2, ?3)",
+    )?;
+    for item in items {
+        let Some(key) = item.get("key").and_then(|k| k.as_str()) else {
+            continue;
+        };
+        let value = match item.get("value") {
+            Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(i) => Sql::Integer(i),
+                None => Sql::Real(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Some(serde_json::Value::String(s)) => Sql::Text(s.clone()),
+            Some(serde_json::Value::Bool(b)) => Sql::Integer(i64::from(*b)),
+            _ => Sql::Null,
+        };
+        insert.execute(params![rowid, key, value])?;
+    }
+    Ok(())
+}
+
 pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()> {
     conn.execute(
         "UPDATE experiments SET
@@ -135,6 +172,9 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
             now
         ],
     )?;
+    if let Some(hp) = c.hyperparams {
+        set_hyperparams(conn, rowid, hp)?;
+    }
     Ok(())
 }
 
@@ -142,4 +182,215 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
 pub fn delete(conn: &Connection, rowid: i64) -> Result<()> {
     conn.execute("DELETE FROM experiments WHERE id = ?1", [rowid])?;
     Ok(())
+}
+
+/// Where a page of an experiment list starts: the sort value and id of the last row before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub value: rusqlite::types::Value,
+    pub rowid: i64,
+}
+
+impl Cursor {
+    /// Opaque to clients: hex of a small JSON array.
+    pub fn encode(&self) -> String {
+        use rusqlite::types::Value as Sql;
+        let v = match &self.value {
+            Sql::Null => serde_json::Value::Null,
+            Sql::Integer(i) => serde_json::json!({"i": i}),
+            Sql::Real(f) => serde_json::json!({"f": f}),
+            Sql::Text(t) => serde_json::json!({"t": t}),
+            Sql::Blob(_) => serde_json::Value::Null,
+        };
+        serde_json::json!([v, self.rowid])
+            .to_string()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn decode(raw: &str) -> Option<Cursor> {
+        use rusqlite::types::Value as Sql;
+        let bytes: Option<Vec<u8>> = (0..raw.len())
+            .step_by(2)
+            .map(|i| {
+                raw.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        let json: serde_json::Value = serde_json::from_slice(&bytes?).ok()?;
+        let rowid = json.get(1)?.as_i64()?;
+        let v = json.get(0)?;
+        let value = if v.is_null() {
+            Sql::Null
+        } else if let Some(i) = v.get("i").and_then(|i| i.as_i64()) {
+            Sql::Integer(i)
+        } else if let Some(f) = v.get("f").and_then(|f| f.as_f64()) {
+            Sql::Real(f)
+        } else {
+            Sql::Text(v.get("t")?.as_str()?.to_string())
+        };
+        Some(Cursor { value, rowid })
+    }
+}
+
+pub struct Page {
+    pub experiments: Vec<Experiment>,
+    pub next: Option<Cursor>,
+    pub total: i64,
+}
+
+/// A workspace's experiments matching `filter`, ordered by `sort` (missing values last, then by
+/// id), `limit` at a time from `after`. Keyset pagination: a page starts after the previous
+/// page's last row, so experiments created meanwhile neither repeat nor push rows out of view.
+pub fn page(
+    conn: &Connection,
+    workspace_id: &str,
+    filter: Option<&Expr>,
+    sort: &Sort,
+    limit: Option<usize>,
+    after: Option<&Cursor>,
+) -> Result<Page> {
+    use rusqlite::types::Value as Sql;
+    let mut args: Vec<Sql> = vec![Sql::Text(workspace_id.to_string())];
+    let mut clause = String::from("e.workspace_id = ?1");
+    if let Some(f) = filter {
+        clause += " AND ";
+        clause += &compile(f, &mut args);
+    }
+    let total: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM experiments e WHERE {clause}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+
+    let key = match &sort.key {
+        SortKey::Created => "e.created_at".to_string(),
+        SortKey::Updated => "e.updated_at".to_string(),
+        SortKey::Name => "lower(e.name)".to_string(),
+        SortKey::Hyperparam(k) => {
+            args.push(Sql::Text(k.clone()));
+            format!(
+                "(SELECT value FROM experiment_hyperparams WHERE experiment_id = e.id AND key = ?{})",
+                args.len()
+            )
+        }
+        SortKey::Result(n) | SortKey::Metric(n) => {
+            let kind = i64::from(matches!(sort.key, SortKey::Result(_)));
+            args.push(Sql::Text(n.clone()));
+            format!(
+                "(SELECT last_value FROM series WHERE experiment_id = e.id AND kind = {kind} AND name = ?{})",
+                args.len()
+            )
+        }
+    };
+    let (cmp, dir) = if sort.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let mut page_clause = clause.clone();
+    if let Some(c) = after {
+        args.push(Sql::Integer(c.rowid));
+        let id = args.len();
+        if c.value == Sql::Null {
+            page_clause += &format!(" AND ({key}) IS NULL AND e.id {cmp} ?{id}");
+        } else {
+            args.push(c.value.clone());
+            let v = args.len();
+            page_clause += &format!(
+                " AND (({key}) IS NULL OR ({key}) {cmp} ?{v} OR (({key}) = ?{v} AND e.id {cmp} ?{id}))"
+            );
+        }
+    }
+    let limit_sql = limit
+        .map(|l| format!(" LIMIT {}", l + 1))
+        .unwrap_or_default();
+    let sql = format!(
+        "SELECT {COLUMNS}, ({key}) FROM experiments e WHERE {page_clause}
+         ORDER BY ({key}) IS NULL, ({key}) {dir}, e.id {dir}{limit_sql}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        Ok((from_row(r)?, r.get::<_, Sql>(11)?))
+    })?;
+    let mut rows: Vec<(Experiment, Sql)> = rows.collect::<rusqlite::Result<_>>()?;
+    let next = match limit {
+        Some(l) if rows.len() > l => {
+            rows.truncate(l);
+            rows.last().map(|(e, v)| Cursor {
+                value: v.clone(),
+                rowid: e.rowid,
+            })
+        }
+        _ => None,
+    };
+    Ok(Page {
+        experiments: rows.into_iter().map(|(e, _)| e).collect(),
+        next,
+        total,
+    })
+}
+
+/// Turns a parsed filter into a WHERE fragment, pushing its values onto `args`.
+fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>) -> String {
+    use rusqlite::types::Value as Sql;
+    let bind = |v: Sql, args: &mut Vec<Sql>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    match e {
+        Expr::And(a, b) => format!("({} AND {})", compile(a, args), compile(b, args)),
+        Expr::Or(a, b) => format!("({} OR {})", compile(a, args), compile(b, args)),
+        Expr::Not(a) => format!("(NOT {})", compile(a, args)),
+        Expr::Tag(t) => {
+            let p = bind(Sql::Text(t.clone()), args);
+            format!(
+                "EXISTS (SELECT 1 FROM json_each(e.tags) WHERE json_each.value = {p} COLLATE NOCASE)"
+            )
+        }
+        Expr::NameContains(w) => {
+            let p = bind(Sql::Text(w.to_lowercase()), args);
+            format!("instr(lower(e.name), {p}) > 0")
+        }
+        Expr::Compare { field, op, value } => {
+            let v = match value {
+                Value::Number(n) => Sql::Real(*n),
+                Value::Text(t) => Sql::Text(t.clone()),
+            };
+            let test = |column: &str, args: &mut Vec<Sql>| -> String {
+                let p = bind(v.clone(), args);
+                match op {
+                    Op::Contains => format!("instr(lower(CAST({column} AS TEXT)), lower({p})) > 0"),
+                    Op::Lt => format!("{column} < {p}"),
+                    Op::Le => format!("{column} <= {p}"),
+                    Op::Gt => format!("{column} > {p}"),
+                    Op::Ge => format!("{column} >= {p}"),
+                    Op::Eq => format!("{column} = {p}"),
+                    Op::Ne => format!("{column} != {p}"),
+                }
+            };
+            let hp = |k: &str, args: &mut Vec<Sql>| {
+                let key = bind(Sql::Text(k.to_string()), args);
+                format!(
+                    "EXISTS (SELECT 1 FROM experiment_hyperparams h WHERE h.experiment_id = e.id AND h.key = {key} AND {})",
+                    test("h.value", args)
+                )
+            };
+            let series = |kind: i64, n: &str, args: &mut Vec<Sql>| {
+                let name = bind(Sql::Text(n.to_string()), args);
+                format!(
+                    "EXISTS (SELECT 1 FROM series s WHERE s.experiment_id = e.id AND s.kind = {kind} AND s.name = {name} AND {})",
+                    test("s.last_value", args)
+                )
+            };
+            match field {
+                Field::Name => test("e.name", args),
+                Field::Hyperparam(k) => hp(k, args),
+                Field::Result(n) => series(1, n, args),
+                Field::Metric(n) => series(0, n, args),
+                Field::Any(k) => format!("({} OR {})", hp(k, args), series(1, k, args)),
+            }
+        }
+    }
 }
