@@ -195,8 +195,9 @@ export async function render(ctx) {
   }
 
   function points() {
-    const w = Math.min(grid.clientWidth || 800, 700);
-    return Math.max(200, Math.min(1500, w));
+    const card = grid.querySelector('.chart-body');
+    const w = card ? card.clientWidth : Math.min(grid.clientWidth || 600, 600);
+    return Math.max(100, Math.min(700, Math.round(w - 60)));
   }
 
   let generation = 0;

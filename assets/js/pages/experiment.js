@@ -178,10 +178,11 @@ export async function render(ctx) {
     m.card.dataset.points = String(series.total);
   }
 
+  /** One bucket per CSS pixel of a chart's width: finer buys nothing the band does not show. */
   function points() {
-    const w = grid.clientWidth || 800;
-    const per = Math.min(w, window.innerWidth < 640 ? w : 700);
-    return Math.max(200, Math.min(2000, Math.round(per * 1.5)));
+    const card = grid.querySelector('.chart-body');
+    const w = card ? card.clientWidth : Math.min(grid.clientWidth || 600, 600);
+    return Math.max(100, Math.min(700, Math.round(w - 60)));
   }
 
   async function fetchSeries(names) {

@@ -1,0 +1,102 @@
+// How fast the charts appear with real volumes: one run with 20 metrics × 100,000 points, and a
+// comparison of 20 runs with 20 metrics each. The figures are printed, not asserted (the goal:
+// first chart under 1 s, all under 2 s, measured from navigation start in headless Chromium).
+
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./harness.js');
+
+const METRICS = 20;
+const BIG = 100000; // points per metric of the big run
+const SMALL = 5000; // points per metric of the 19 other runs in the comparison
+const RUNS = 20;
+const LOADS = 3;
+
+let server;
+let browser;
+
+before(async () => {
+  server = await h.startServer();
+  browser = await h.launch();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+});
+
+/** Logs METRICS metrics of `points` steps each, in batches of 50,000 points. */
+async function ingest(api, experimentId, points, seed) {
+  const total = METRICS * points;
+  const batch = 50000;
+  for (let start = 0; start < total; start += batch) {
+    const logs = [];
+    for (let i = start; i < Math.min(total, start + batch); i++) {
+      const m = Math.floor(i / points);
+      const step = i % points;
+      const value = (m + 1) * Math.exp(-step / (points / 4)) * (1 + 0.1 * Math.sin(step / 7 + seed)) + 0.01 * ((step * 7919 + seed) % 101);
+      logs.push({ msg_id: `${m}-${step}`, name: `metric_${String(m).padStart(2, '0')}`, value, step });
+    }
+    await api.call('POST', `/experiments/${experimentId}/logs/batch`, { logs });
+  }
+}
+
+/** Loads `url` in a fresh page LOADS times; returns [{first, all}] in ms since navigation start. */
+async function measure(context, url, expectCharts) {
+  const runs = [];
+  for (let i = 0; i < LOADS; i++) {
+    const page = await h.newPage(context);
+    await page.goto(url);
+    await page.waitForFunction(() => performance.getEntriesByName('tora:all-charts').length > 0, null, { timeout: 60000 });
+    const t = await page.evaluate(() => ({
+      first: performance.getEntriesByName('tora:first-chart')[0].startTime,
+      all: performance.getEntriesByName('tora:all-charts')[0].startTime,
+    }));
+    assert.equal(await page.locator('.chart[data-state="drawn"]').count(), expectCharts);
+    assert.deepEqual(page.errors, []);
+    runs.push(t);
+    if (i === LOADS - 1) await h.screenshot(page, `speed-${url.includes('/compare') ? 'compare' : 'experiment'}`);
+    await page.close();
+  }
+  return runs;
+}
+
+function report(label, runs) {
+  const fmt = (xs) => xs.map((x) => `${Math.round(x)}`).join(' / ');
+  console.log(`${label}: first chart ${fmt(runs.map((r) => r.first))} ms, all charts ${fmt(runs.map((r) => r.all))} ms (${LOADS} loads: cold, then warm)`);
+}
+
+test('charts of 20 metrics × 100k points and of a 20-run comparison appear quickly', async () => {
+  const api = await h.account(server.url, 'speed@lab.org', 'speed-password');
+  const ws = await api.call('POST', '/workspaces', { name: 'speed' });
+  const t0 = Date.now();
+  const ids = [];
+  for (let r = 0; r < RUNS; r++) {
+    const exp = await api.call('POST', '/experiments', {
+      name: `run-${String(r).padStart(2, '0')}`, workspaceId: ws.id,
+      hyperparams: [{ key: 'lr', value: 10 ** -(1 + (r % 4)) }, { key: 'width', value: 64 * (1 + (r % 3)) }, { key: 'seed', value: r }],
+    });
+    await api.call('POST', `/experiments/${exp.id}/logs/batch`, { logs: [{ msg_id: 'acc', name: 'accuracy', value: 0.8 + r / 200 }] });
+    await ingest(api, exp.id, r === 0 ? BIG : SMALL, r);
+    ids.push(exp.id);
+  }
+  const points = METRICS * (BIG + (RUNS - 1) * SMALL);
+  console.log(`ingest: ${points.toLocaleString('en-US')} points through the batch API in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const login = await h.newPage(context);
+  await login.goto(`${server.url}/login`);
+  await login.getByLabel('E-mail').fill('speed@lab.org');
+  await login.getByLabel('Password', { exact: true }).fill('speed-password');
+  await login.getByRole('button', { name: 'Sign in' }).click();
+  await login.waitForURL('**/workspaces');
+  await login.close();
+
+  report(`experiment with ${METRICS} metrics × ${BIG.toLocaleString('en-US')} points`,
+    await measure(context, `${server.url}/experiments/${ids[0]}`, METRICS));
+  report(`compare ${RUNS} runs × ${METRICS} metrics (one run ${BIG.toLocaleString('en-US')} points a metric, the others ${SMALL.toLocaleString('en-US')})`,
+    await measure(context, `${server.url}/compare?ids=${ids.join(',')}`, METRICS));
+  await context.close();
+});
