@@ -70,8 +70,8 @@ export function draw(canvas, runs, keys, targetName) {
     ctx.stroke();
     ctx.fillStyle = fg;
     ctx.textAlign = i === 0 ? 'left' : i === axes.length - 1 ? 'right' : 'center';
-    const label = a.key.length > 18 ? `${a.key.slice(0, 17)}…` : a.key;
     ctx.font = `${a.target ? '600 ' : ''}11px system-ui, sans-serif`;
+    const label = fit(ctx, a.key, Math.max(24, step - 8));
     ctx.fillText(label, i === 0 ? x - 8 : i === axes.length - 1 ? x + 8 : x, top - 18);
     ctx.font = '10px system-ui, sans-serif';
     ctx.fillStyle = muted;
@@ -102,4 +102,12 @@ function axis(key, values, target = false) {
   const at = (v) => (cats.length > 1 ? cats.indexOf(v) / (cats.length - 1) : 0.5);
   const pos = (v) => (v === null || v === undefined ? null : at(typeof v === 'string' ? v : JSON.stringify(v)));
   return { key, pos, ticks: cats.slice(0, 12).map((c) => [at(c), c.length > 14 ? `${c.slice(0, 13)}…` : c]), target };
+}
+
+/** `text` shortened with an ellipsis until it is at most `width` pixels wide. */
+function fit(ctx, text, width) {
+  if (ctx.measureText(text).width <= width) return text;
+  let n = text.length;
+  while (n > 1 && ctx.measureText(`${text.slice(0, n)}…`).width > width) n--;
+  return `${text.slice(0, n)}…`;
 }

@@ -148,6 +148,31 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     await h.screenshot(page, 'experiment');
   });
 
+  await t.test('chart options: log scale, smoothing, time axis and zoom live in the URL', async () => {
+    await page.getByRole('button', { name: 'Log' }).click();
+    await page.getByLabel('Smoothing (EMA weight)').fill('0.8');
+    await page.waitForURL(/scale=log.*smooth=0.8|smooth=0.8.*scale=log/);
+    await h.screenshot(page, 'experiment-log-smoothed');
+    await page.getByRole('button', { name: 'Time' }).click();
+    await page.waitForURL(/x=time/);
+    await page.locator('.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+    await page.getByRole('button', { name: 'Step' }).click();
+    await page.getByRole('button', { name: 'Linear' }).click();
+    await page.getByLabel('Smoothing (EMA weight)').fill('0');
+
+    const plot = await page.locator('.chart[data-metric="loss"] .u-over').boundingBox();
+    const zoomed = page.waitForRequest((r) => /\/series\?.*from=/.test(r.url()));
+    await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(plot.x + plot.width * 0.6, plot.y + plot.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await zoomed;
+    await page.waitForURL(/from=\d.*to=\d/);
+    await page.getByRole('button', { name: 'Reset zoom' }).click();
+    await page.waitForURL((u) => !u.search.includes('from='));
+    await page.locator('.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+  });
+
   await t.test('a point logged through the API appears without a reload', async () => {
     await page.evaluate(() => { window.sameDocument = true; });
     await page.locator('main[data-stream="live"]').waitFor();

@@ -189,7 +189,7 @@ export async function render(ctx) {
   }
 
   function setZoom(zoom) {
-    view.zoom = zoom;
+    view.zoom = zoom && [Math.floor(zoom[0]), Math.ceil(zoom[1])]; // whole steps or milliseconds
     resetZoom.hidden = !zoom;
     loadAll();
   }

@@ -93,16 +93,15 @@ function passwordSection() {
     if (next.value !== again.value) { message.textContent = 'The two new passwords differ.'; return; }
     busy(submit, async () => {
       try {
-        const reply = await api.put('/me/password', { current_password: current.value, new_password: next.value });
-        if (reply && reply.access_token) auth.save(reply); // a server that ends other sessions may hand this one a new token
+        await api.put('/me/password', { current_password: current.value, new_password: next.value });
+        // The server ends every session of the account (refresh tokens): sign this one in afresh.
+        await api.login(auth.user().email, next.value);
       } catch (err) {
-        message.textContent = err.status === 404 && err.code === 'NOT_FOUND' && /endpoint/.test(err.message)
-          ? 'This server cannot change passwords from the dashboard yet; an administrator can run `tora user passwd EMAIL`.'
-          : err.message;
+        message.textContent = err.message;
         return;
       }
       form.reset();
-      toast('Password changed');
+      toast('Password changed; other sessions are signed out');
     });
   });
   return h('section', { class: 'panel', 'aria-labelledby': 'pw-h' }, h('h2', { id: 'pw-h' }, 'Change password'), form);
