@@ -267,3 +267,57 @@ fn api_keys_are_shown_once_and_revoked_at_once() {
         .get("/api/experiments", &Auth::Key(key))
         .expect_error(401);
 }
+
+#[test]
+fn the_sign_in_page_learns_whether_this_is_a_first_run() {
+    let server = TestServer::start();
+    let r = server.get("/api/setup", &Auth::None);
+    assert_eq!(r.data(), json!({"has_accounts": false, "signup": "open"}));
+    let user = server.user("first@lab.org");
+    assert_eq!(
+        server.get("/api/setup", &Auth::None).data()["has_accounts"],
+        true
+    );
+    assert_eq!(
+        server.get("/api/me", &user.bearer()).data()["email"],
+        "first@lab.org"
+    );
+}
+
+#[test]
+fn a_user_changes_their_password_and_other_sessions_end() {
+    let server = TestServer::start();
+    let user = server.user("pw@lab.org");
+    let body = json!({"current_password": "wrong password", "new_password": "brand new password"});
+    server
+        .call("PUT", "/api/me/password", &user.bearer(), Some(&body))
+        .expect_error(403);
+    let short = json!({"current_password": "correct horse battery", "new_password": "short"});
+    server
+        .call("PUT", "/api/me/password", &user.bearer(), Some(&short))
+        .expect_error(400);
+    let body =
+        json!({"current_password": "correct horse battery", "new_password": "brand new password"});
+    let r = server.call("PUT", "/api/me/password", &user.bearer(), Some(&body));
+    assert_eq!(r.status, 200, "{}", r.text);
+    server
+        .post(
+            "/api/refresh",
+            &Auth::None,
+            json!({"refresh_token": user.refresh}),
+        )
+        .expect_error(401);
+    server
+        .post(
+            "/api/login",
+            &Auth::None,
+            json!({"email": "pw@lab.org", "password": "correct horse battery"}),
+        )
+        .expect_error(401);
+    let r = server.post(
+        "/api/login",
+        &Auth::None,
+        json!({"email": "pw@lab.org", "password": "brand new password"}),
+    );
+    assert_eq!(r.status, 200);
+}

@@ -24,6 +24,9 @@ pub fn routes() -> Router<AppState> {
         .route("/signup/confirm", get(confirm))
         .route("/login", post(login))
         .route("/refresh", post(refresh))
+        .route("/setup", get(setup))
+        .route("/me", get(me))
+        .route("/me/password", axum::routing::put(change_password))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -284,4 +287,85 @@ async fn new_session(
             email: email.to_string(),
         },
     })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Setup {
+    /// False on a fresh server: the dashboard shows how to create the first account.
+    has_accounts: bool,
+    /// "open" or "closed"
+    signup: &'static str,
+}
+
+/// What the sign-in page needs to know before anyone signs in.
+#[utoipa::path(get, path = "/api/setup", tag = "accounts", responses((status = 200, body = Envelope<Setup>), Errors))]
+async fn setup(State(state): State<AppState>) -> Result<Reply<Setup>> {
+    let users = state.db.read(users::count).await?;
+    Ok(ok(Setup {
+        has_accounts: users > 0,
+        signup: if state.config.signup == Signup::Open {
+            "open"
+        } else {
+            "closed"
+        },
+    }))
+}
+
+/// The signed-in account.
+#[utoipa::path(get, path = "/api/me", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<UserOut>), Errors))]
+async fn me(State(state): State<AppState>, user: crate::auth::AuthUser) -> Result<Reply<UserOut>> {
+    let found = state.db.read(move |c| users::by_id(c, &user.id)).await?;
+    let u = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;
+    Ok(ok(UserOut {
+        id: u.id,
+        email: u.email,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's password and signs out every other session (refresh tokens).
+#[utoipa::path(put, path = "/api/me/password", tag = "accounts", security(("api_key" = []), ("bearer" = [])),
+    request_body = PasswordChange, responses((status = 200, body = Envelope<UserOut>), Errors))]
+async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    user: crate::auth::AuthUser,
+    Json(body): Json<PasswordChange>,
+) -> Result<Reply<UserOut>> {
+    check_password(&body.new_password)?;
+    // Same limits as login: this endpoint also checks a password.
+    state
+        .limits
+        .check(format!("login:{}", client.ip()), limits::LOGIN_PER_ADDRESS)?;
+    state
+        .limits
+        .check(format!("passwd:{}", user.id), limits::LOGIN_PER_ACCOUNT)?;
+    let id = user.id.clone();
+    let found = state.db.read(move |c| users::by_id(c, &id)).await?;
+    let u = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;
+    if !state
+        .auth
+        .verify_password(Some(u.password_hash.clone()), body.current_password)
+        .await?
+    {
+        return Err(Error::Forbidden("the current password is wrong".into()));
+    }
+    let hash = state.auth.hash_password(body.new_password).await?;
+    let id = u.id.clone();
+    state
+        .db
+        .write(move |tx| {
+            users::set_password(tx, &id, &hash)?;
+            tokens::revoke_user(tx, &id)
+        })
+        .await?;
+    Ok(ok(UserOut {
+        id: u.id,
+        email: u.email,
+    }))
 }

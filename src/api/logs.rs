@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::experiments::authorize;
 #[allow(unused_imports)]
@@ -112,7 +113,7 @@ struct LogIn {
     step: Option<i64>,
     /// `{"type": "metric" | "result", ...}`, at most 10 KB.
     #[schema(value_type = Option<Object>)]
-    metadata: Option<Value>,
+    metadata: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -122,57 +123,32 @@ struct BatchIn {
 
 /// Checks one incoming log and decides its kind: `metadata.type` if given, else a log with a
 /// step is a metric and one without is a result. `at` names the log in error messages.
-fn validate(log: LogIn, at: &str) -> Result<NewLog> {
-    let name = super::clean_name(&log.name, &format!("{at}: the name"), MAX_NAME)?;
-    if let Some(step) = log.step
-        && step < 0
-    {
-        return Err(Error::bad_request(format!(
-            "{at}: step must be a non-negative integer"
-        )));
+/// Checks one incoming log and decides its kind: `metadata.type` if given, else a log with a
+/// step is a metric and one without is a result. Errors are messages without the log's
+/// position, which the caller adds; nothing is formatted unless something is wrong, as this runs
+/// for every point of every batch.
+fn validate(log: LogIn) -> std::result::Result<NewLog, String> {
+    let name = super::clean_name(&log.name, "the name", MAX_NAME).map_err(|e| e.to_string())?;
+    if log.step.is_some_and(|s| s < 0) {
+        return Err("step must be a non-negative integer".into());
     }
     let msg_id = match log.msg_id {
         Some(id) if id.len() > MAX_MSG_ID => {
-            return Err(Error::bad_request(format!(
-                "{at}: msg_id is longer than {MAX_MSG_ID} characters"
-            )));
+            return Err(format!("msg_id is longer than {MAX_MSG_ID} characters"));
         }
         Some(id) if !id.is_empty() => MsgId::parse(&id),
         _ => MsgId::random(),
     };
-    let (kind, extra_metadata) = match log.metadata {
-        None | Some(Value::Null) => (None, None),
-        Some(Value::Object(map)) => {
-            let kind = match map.get("type") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(t)) if t == "metric" => Some(Kind::Metric),
-                Some(Value::String(t)) if t == "result" => Some(Kind::Result),
-                Some(_) => {
-                    return Err(Error::bad_request(format!(
-                        "{at}: metadata.type must be \"metric\" or \"result\""
-                    )));
-                }
-            };
-            let extra = map.keys().any(|k| k != "type");
-            let text = extra.then(|| Value::Object(map).to_string());
-            if text.as_ref().is_some_and(|t| t.len() > MAX_METADATA) {
-                return Err(Error::bad_request(format!("{at}: metadata is over 10 KB")));
-            }
-            (kind, text)
-        }
-        Some(_) => {
-            return Err(Error::bad_request(format!(
-                "{at}: metadata must be an object"
-            )));
-        }
+    let (kind, extra_metadata) = match log.metadata.as_deref().map(RawValue::get) {
+        None | Some("null") => (None, None),
+        Some(raw) => match plain_type(raw) {
+            Some(kind) => (Some(kind), None),
+            None => metadata(raw)?,
+        },
     };
-    let kind = kind.unwrap_or(if log.step.is_some() {
-        Kind::Metric
-    } else {
-        Kind::Result
-    });
+    let kind = kind.unwrap_or(if log.step.is_some() { Kind::Metric } else { Kind::Result });
     if kind == Kind::Metric && log.step.is_none() {
-        return Err(Error::bad_request(format!("{at}: a metric needs a step")));
+        return Err("a metric needs a step".into());
     }
     Ok(NewLog {
         msg_id,
@@ -182,6 +158,40 @@ fn validate(log: LogIn, at: &str) -> Result<NewLog> {
         value: log.value.0,
         extra_metadata,
     })
+}
+
+/// The common case, `{"type": "metric"}` or `{"type": "result"}`, recognised without parsing.
+fn plain_type(raw: &str) -> Option<Kind> {
+    if raw.len() > 24 {
+        return None;
+    }
+    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    match compact.as_str() {
+        r#"{"type":"metric"}"# => Some(Kind::Metric),
+        r#"{"type":"result"}"# => Some(Kind::Result),
+        _ => None,
+    }
+}
+
+/// Any other metadata: its kind, and the whole object to keep if it says more than the type.
+fn metadata(raw: &str) -> std::result::Result<(Option<Kind>, Option<String>), String> {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw) else {
+        return Err("metadata must be an object".into());
+    };
+    let kind = match map.get("type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if t == "metric" => Some(Kind::Metric),
+        Some(Value::String(t)) if t == "result" => Some(Kind::Result),
+        Some(_) => return Err("metadata.type must be \"metric\" or \"result\"".into()),
+    };
+    if !map.keys().any(|k| k != "type") {
+        return Ok((kind, None));
+    }
+    let text = Value::Object(map).to_string();
+    if text.len() > MAX_METADATA {
+        return Err("metadata is over 10 KB".into());
+    }
+    Ok((kind, Some(text)))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -253,7 +263,7 @@ async fn create_logs(
         .logs
         .into_iter()
         .enumerate()
-        .map(|(i, log)| validate(log, &format!("logs[{i}]")))
+        .map(|(i, log)| validate(log).map_err(|m| Error::bad_request(format!("logs[{i}]: {m}"))))
         .collect::<Result<Vec<_>>>()?;
     store(state, user, id, logs).await
 }
@@ -265,7 +275,7 @@ async fn create_log(
     Path(id): Path<String>,
     Json(body): Json<LogIn>,
 ) -> Result<Reply<Stored>> {
-    let log = validate(body, "log")?;
+    let log = validate(body).map_err(|m| Error::bad_request(format!("log: {m}")))?;
     store(state, user, id, vec![log]).await
 }
 

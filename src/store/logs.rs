@@ -98,10 +98,11 @@ pub struct Inserted {
 /// by the primary key, so a client that resends a batch after a lost reply changes nothing.
 pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) -> Result<Inserted> {
     let known = series::list(conn, exp.rowid)?;
-    let mut ids: HashMap<(Kind, String), i64> = known
-        .iter()
-        .map(|s| ((s.kind, s.name.clone()), s.id))
-        .collect();
+    // One name map per kind, so looking a name up borrows it instead of cloning it.
+    let mut ids: [HashMap<String, i64>; 2] = [HashMap::new(), HashMap::new()];
+    for s in &known {
+        ids[s.kind as usize].insert(s.name.clone(), s.id);
+    }
     let mut tracker = series::Tracker::new(known);
     let mut next_seq: i64 = conn.query_row(
         "SELECT next_seq FROM experiments WHERE id = ?1",
@@ -123,12 +124,12 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
 
     let mut out = Inserted::default();
     for (index, log) in logs.iter().enumerate() {
-        let series_id = match ids.get(&(log.kind, log.name.clone())) {
+        let series_id = match ids[log.kind as usize].get(log.name.as_str()) {
             Some(id) => *id,
             None => {
                 let id: i64 = new_series
                     .query_row(params![exp.rowid, log.kind as i64, log.name], |r| r.get(0))?;
-                ids.insert((log.kind, log.name.clone()), id);
+                ids[log.kind as usize].insert(log.name.clone(), id);
                 tracker.add_series(id, log.kind, log.name.clone());
                 id
             }
