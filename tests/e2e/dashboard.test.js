@@ -269,6 +269,22 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     allowed.splice(allowed.indexOf(refused), 1);
   });
 
+  await t.test('change the password, log out, sign in with the new one', async () => {
+    const { viewer } = state;
+    await viewer.getByRole('link', { name: 'Settings' }).click();
+    await viewer.getByLabel('Current password').fill(VIEWER.password);
+    await viewer.getByLabel('New password (at least 8 characters)').fill('bo-password-2');
+    await viewer.getByLabel('New password again').fill('bo-password-2');
+    await viewer.getByRole('button', { name: 'Change password' }).click();
+    await viewer.getByText('Password changed').waitFor();
+    VIEWER.password = 'bo-password-2';
+    await viewer.getByRole('button', { name: 'Log out' }).click();
+    await viewer.waitForURL('**/login');
+    await signIn(viewer, VIEWER);
+    await viewer.waitForURL('**/workspaces');
+    await viewer.getByRole('heading', { name: 'Workspaces', level: 1 }).waitFor();
+  });
+
   await t.test('the pages work at 375 px (phone) and in the dark theme', async () => {
     const phone = await browser.newContext({
       viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
