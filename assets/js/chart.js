@@ -2,7 +2,7 @@
 // same metric of several runs overlaid. Colours come from the CSS variables of the theme.
 
 import uPlot from '/vendor/uplot/uPlot.esm.js';
-import { num } from './format.js';
+import { num, tick } from './format.js';
 
 const LIGHT = ['#2463d8', '#d9480f', '#2b8a3e', '#ae3ec9', '#e8590c', '#1098ad', '#c2255c', '#5f3dc4',
   '#74b816', '#495057', '#f59f00', '#0b7285', '#a61e4d', '#364fc7', '#087f5b', '#862e9c', '#d6336c',
@@ -63,8 +63,8 @@ function axes(c, time) {
     font: '11px system-ui, sans-serif',
   };
   return [
-    { ...common, space: 60, size: time ? 40 : 28, values: time ? undefined : (u, vals) => vals.map((v) => num(v)) },
-    { ...common, size: 52, values: (u, vals) => vals.map((v) => num(v)) },
+    { ...common, space: 60, size: time ? 40 : 28, values: time ? undefined : (u, vals) => vals.map(tick) },
+    { ...common, size: 52, values: (u, vals) => vals.map(tick) },
   ];
 }
 
@@ -106,6 +106,7 @@ function makePlot(el, opts) {
     },
   }, opts.data, el);
   u.over.addEventListener('dblclick', () => { if (opts.onReset) opts.onReset(); });
+  keyboardZoom(el, u, opts);
   let lastWidth = width;
   const resize = new ResizeObserver(() => {
     const w = Math.max(200, el.clientWidth);
@@ -117,6 +118,31 @@ function makePlot(el, opts) {
   resize.observe(el);
   u.stopResize = () => resize.disconnect();
   return u;
+}
+
+/** Keyboard users zoom too: + and - around the middle, arrows pan, 0 or Escape resets. */
+function keyboardZoom(el, u, opts) {
+  el.tabIndex = 0;
+  el.setAttribute('aria-keyshortcuts', '+ - ArrowLeft ArrowRight 0');
+  el.title = 'Drag to zoom, double-click to reset; keys: + - ← → 0';
+  el.onkeydown = (e) => { // a property, so a rebuilt chart replaces the handler
+    const { min, max } = u.scales.x;
+    if (min === null || max === null || !opts.onZoom) return;
+    const span = max - min;
+    const moves = {
+      '+': [min + span / 4, max - span / 4], '=': [min + span / 4, max - span / 4],
+      '-': [min - span / 2, max + span / 2],
+      ArrowLeft: [min - span / 4, max - span / 4], ArrowRight: [min + span / 4, max + span / 4],
+    };
+    if (e.key === '0' || e.key === 'Escape') {
+      if (opts.onReset) opts.onReset();
+    } else if (moves[e.key]) {
+      opts.onZoom(...moves[e.key]);
+    } else {
+      return;
+    }
+    e.preventDefault();
+  };
 }
 
 function padRange(min, max) {

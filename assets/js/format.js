@@ -12,6 +12,15 @@ export function num(v) {
   return String(Number(v.toPrecision(5)));
 }
 
+/** An axis tick: 20k, 1.5M, 0.001, 1e-6. */
+export function tick(v) {
+  const a = Math.abs(v);
+  if (a >= 1e9) return `${Number((v / 1e9).toPrecision(3))}G`;
+  if (a >= 1e6) return `${Number((v / 1e6).toPrecision(3))}M`;
+  if (a >= 1e4) return `${Number((v / 1e3).toPrecision(3))}k`;
+  return num(v);
+}
+
 /** An integer with thousands separators. */
 export function count(n) {
   return n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US');

@@ -100,3 +100,58 @@ test('charts of 20 metrics × 100k points and of a 20-run comparison appear quic
     await measure(context, `${server.url}/compare?ids=${ids.join(',')}`, METRICS));
   await context.close();
 });
+
+test('a workspace of 10,000 experiments pages, sorts and filters quickly', async () => {
+  const api = await h.account(server.url, 'table@lab.org', 'table-password');
+  const ws = await api.call('POST', '/workspaces', { name: 'ten-thousand' });
+  const t0 = Date.now();
+  const total = 10000;
+  let next = 0;
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (next < total) {
+      const i = next++;
+      await api.call('POST', '/experiments', {
+        name: `sweep-${String(i).padStart(5, '0')}`, workspaceId: ws.id, tags: i % 10 === 0 ? ['baseline'] : [],
+        hyperparams: [{ key: 'lr', value: 10 ** -(1 + (i % 5)) }, { key: 'depth', value: 8 + (i % 7) * 4 }],
+      });
+    }
+  }));
+  console.log(`create: ${total.toLocaleString('en-US')} experiments in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await h.newPage(context);
+  await page.goto(`${server.url}/login`);
+  await page.getByLabel('E-mail').fill('table@lab.org');
+  await page.getByLabel('Password', { exact: true }).fill('table-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/workspaces');
+
+  const rows = page.locator('table[aria-label="Experiments"] tbody tr');
+  await page.goto(`${server.url}/workspaces/${ws.id}`);
+  await page.waitForFunction(() => performance.getEntriesByName('tora:table').length > 0);
+  const first = await page.evaluate(() => performance.getEntriesByName('tora:table')[0].startTime);
+  assert.equal(await rows.count(), 100);
+  await page.getByText('1–100 of 10,000').waitFor();
+
+  const timed = async (action, done) => {
+    const start = Date.now();
+    await action();
+    await done();
+    return Date.now() - start;
+  };
+  const nextPage = await timed(() => page.getByRole('button', { name: 'Next →' }).click(), () => page.getByText('101–200 of 10,000').waitFor());
+  const sorted = await timed(() => page.getByRole('button', { name: 'Sort by lr' }).click(),
+    () => page.waitForFunction(() => document.querySelector('table[aria-label="Experiments"] tbody tr td:nth-child(5)').textContent === '1e-5'));
+  assert.match(page.url(), /sort=hp.lr/);
+  await page.getByText('1–100 of 10,000').waitFor();
+  let matches = 0;
+  for (let i = 0; i < total; i++) if (i % 10 === 0 && 8 + (i % 7) * 4 >= 20) matches++;
+  const filtered = await timed(async () => {
+    await page.getByLabel('Filter experiments').fill('tag:baseline and depth >= 20');
+    await page.getByLabel('Filter experiments').press('Enter');
+  }, () => page.getByText(`1–100 of ${matches}`).waitFor());
+  await h.screenshot(page, 'speed-table');
+  assert.deepEqual(page.errors, []);
+  console.log(`table of ${total.toLocaleString('en-US')}: first page ${Math.round(first)} ms after navigation, next page ${nextPage} ms, sort by a hyperparameter ${sorted} ms, filter ${filtered} ms`);
+  await context.close();
+});

@@ -178,7 +178,7 @@ export async function render(ctx) {
 
   const charts = new Map();
   for (const name of metricNames) {
-    const body = h('div', { class: 'chart-body' });
+    const body = h('div', { class: 'chart-body', role: 'group', 'aria-label': `Chart of ${name}; + and - zoom, arrows pan, 0 resets` });
     const readout = h('span', { class: 'readout' });
     const n = metricRuns.get(name);
     const card = h('section', { class: 'chart', 'aria-label': `Metric ${name}`, dataset: { metric: name, state: 'loading' } },

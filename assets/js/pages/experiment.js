@@ -138,7 +138,7 @@ export async function render(ctx) {
   // ---------- charts ----------
   function addCard(info) {
     const stats = h('div', { class: 'chart-stats' });
-    const body = h('div', { class: 'chart-body' });
+    const body = h('div', { class: 'chart-body', role: 'group', 'aria-label': `Chart of ${info.name}; + and - zoom, arrows pan, 0 resets` });
     const readout = h('span', { class: 'readout' });
     const warn = h('span', { class: 'warn' });
     const card = h('section', { class: 'chart', 'aria-label': `Metric ${info.name}`, dataset: { metric: info.name, state: 'loading' } },

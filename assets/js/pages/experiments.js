@@ -98,6 +98,7 @@ export async function render(ctx) {
       return;
     }
     fill(tableBox, h('div', { class: 'table-wrap' }, table(chosen)));
+    performance.mark('tora:table');
     fill(pager,
       h('div', { class: 'row small' },
         h('button', { disabled: state.previous.length === 0, onclick: () => { state.cursor = state.previous.pop() || null; load(); } }, '← Previous'),
