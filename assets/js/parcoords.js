@@ -1,7 +1,9 @@
 // A parallel-coordinates plot on a canvas: one vertical axis per hyperparameter and a last axis
 // for the chosen result; one line per run, coloured by that result (low = blue, high = red).
 
-import { num } from './format.js';
+import { tick } from './format.js';
+
+const num = (v) => tick(Number(v.toPrecision(3)));
 
 /**
  * draw(canvas, runs, axes, target): runs [{label, values: {key: v}, result: number|null}],

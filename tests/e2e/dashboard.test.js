@@ -250,6 +250,23 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     assert.equal(refused.status, 403);
   });
 
+  await t.test('an expired access token is renewed without asking', async () => {
+    const { viewer } = state;
+    const refused = /status of 401 .*\/api\/(experiments|workspaces)/; // the stale token, refused once
+    allowed.push(refused);
+    const stale = await viewer.evaluate(() => {
+      const s = JSON.parse(localStorage.getItem('tora.session'));
+      localStorage.setItem('tora.session', JSON.stringify({ ...s, access_token: 'stale' }));
+      return s.refresh_token;
+    });
+    await viewer.goto(`${server.url}/experiments/${state.runs['run-b'].id}`);
+    await viewer.locator('.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+    const renewed = await viewer.evaluate(() => JSON.parse(localStorage.getItem('tora.session')));
+    assert.notEqual(renewed.access_token, 'stale');
+    assert.notEqual(renewed.refresh_token, stale, 'the refresh token rotates');
+    allowed.splice(allowed.indexOf(refused), 1);
+  });
+
   await t.test('an expired session goes to the login page and back', async () => {
     const { viewer } = state;
     const refused = /status of 401 .*\/api\/(experiments|workspaces|refresh)/; // the refused token and refresh, on purpose
