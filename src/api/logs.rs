@@ -146,7 +146,11 @@ fn validate(log: LogIn) -> std::result::Result<NewLog, String> {
             None => metadata(raw)?,
         },
     };
-    let kind = kind.unwrap_or(if log.step.is_some() { Kind::Metric } else { Kind::Result });
+    let kind = kind.unwrap_or(if log.step.is_some() {
+        Kind::Metric
+    } else {
+        Kind::Result
+    });
     if kind == Kind::Metric && log.step.is_none() {
         return Err("a metric needs a step".into());
     }
