@@ -11,6 +11,9 @@ const DARK = ['#6ea6ff', '#ff8a50', '#51cf66', '#da77f2', '#ffa94d', '#3bc9db', 
   '#a9e34b', '#ced4da', '#ffd43b', '#66d9e8', '#faa2c1', '#91a7ff', '#63e6be', '#e599f7', '#ff8787',
   '#c0eb75', '#74c0fc', '#ffc078'];
 
+/** Steps are whole numbers: ticks at 1, 2, 5, 10, 20, 50, ... */
+const STEP_INCREMENTS = Array.from({ length: 12 }, (_, k) => [1, 2, 5].map((m) => m * 10 ** k)).flat();
+
 const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
 
 /** The i-th run colour of the current theme. */
@@ -63,7 +66,7 @@ function axes(c, time) {
     font: '11px system-ui, sans-serif',
   };
   return [
-    { ...common, space: 60, size: time ? 40 : 28, values: time ? undefined : (u, vals) => vals.map(tick) },
+    time ? { ...common, space: 60, size: 40 } : { ...common, space: 60, size: 28, incrs: STEP_INCREMENTS, values: (u, vals) => vals.map(tick) },
     { ...common, size: 52, values: (u, vals) => vals.map(tick) },
   ];
 }

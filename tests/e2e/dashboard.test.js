@@ -181,6 +181,13 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     await state.api.call('POST', `/experiments/${state.runs['run-a'].id}/logs`, { msg_id: 'spike', name: 'loss', value: 3.5, step: 500 });
     await page.waitForFunction((n) => Number(document.querySelector('.chart[data-metric="loss"]').dataset.points) === n, before + 1);
     await card.getByText('last 3.5').waitFor();
+    await state.api.call('POST', `/experiments/${state.runs['run-a'].id}/logs/batch`, { logs: [
+      { msg_id: 'lr-0', name: 'learning_rate', value: 0.01, step: 0 },
+      { msg_id: 'lr-1', name: 'learning_rate', value: 0.005, step: 1 },
+      { msg_id: 'best', name: 'best_loss', value: 0.0123 },
+    ] });
+    await page.locator('.chart[data-metric="learning_rate"][data-state="drawn"]').waitFor();
+    await page.locator('section[aria-labelledby="res-h"]').getByText('best_loss').waitFor();
     assert.equal(await page.evaluate(() => window.sameDocument), true, 'the page was reloaded');
     await h.screenshot(page, 'experiment-live-point');
   });
@@ -203,7 +210,7 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     assert.equal(download.suggestedFilename(), 'run-a.csv');
     const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
     assert.equal(csv[0], 'name,type,step,value,created_at');
-    assert.equal(csv.length - 1, 500 + 1 + 500 + 1 + 1); // loss, its NaN, accuracy, the result, the live point
+    assert.equal(csv.length - 1, 500 + 1 + 500 + 1 + 1 + 3); // loss, its NaN, accuracy, the result, the live points
     assert.ok(csv.some((line) => line.startsWith('loss,metric,250,NaN')), 'the NaN is in the CSV');
   });
 
