@@ -70,6 +70,16 @@ export function field(label, input) {
   return h('div', { class: 'field' }, h('label', { for: id }, label), input);
 }
 
+/** A row of toggle buttons (aria-pressed), one of `options` [[key, text]] chosen. */
+export function segmented(label, options, current, onPick) {
+  const buttons = options.map(([key, text]) => h('button', { type: 'button', 'aria-pressed': String(key === current) }, text));
+  buttons.forEach((button, i) => button.addEventListener('click', () => {
+    for (const b of buttons) b.setAttribute('aria-pressed', String(b === button));
+    onPick(options[i][0]);
+  }));
+  return h('div', { class: 'control' }, h('span', {}, label), h('div', { class: 'seg', role: 'group', 'aria-label': label }, buttons));
+}
+
 /** Asks before a destructive action (window.confirm is keyboard and screen-reader friendly). */
 export function confirmDanger(message) {
   return window.confirm(message);

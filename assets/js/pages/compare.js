@@ -3,7 +3,7 @@
 // hyperparameters to a chosen result. The URL also keeps x, scale, smooth, target and diff.
 
 import * as api from '../api.js';
-import { h, fill, empty, errorBox } from '../dom.js';
+import { h, fill, empty, errorBox, segmented } from '../dom.js';
 import { num, value, toNumber, shortId } from '../format.js';
 import { OverlayChart, runColor, toColumns } from '../chart.js';
 import { draw as drawParcoords } from '../parcoords.js';
@@ -149,14 +149,6 @@ export async function render(ctx) {
 
   // ---------- overlaid metrics ----------
   function toolbar() {
-    const seg = (label, options, current, onPick) => {
-      const buttons = options.map(([key, text]) => h('button', { type: 'button', 'aria-pressed': String(key === current) }, text));
-      buttons.forEach((b, i) => b.addEventListener('click', () => {
-        for (const o of buttons) o.setAttribute('aria-pressed', String(o === b));
-        onPick(options[i][0]);
-      }));
-      return h('div', { class: 'control' }, h('span', {}, label), h('div', { class: 'seg', role: 'group', 'aria-label': label }, buttons));
-    };
     const out = h('output', { class: 'mono' }, view.smoothing.toFixed(2));
     const smooth = h('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(view.smoothing), 'aria-label': 'Smoothing (EMA weight)' });
     smooth.addEventListener('input', () => {
@@ -166,8 +158,8 @@ export async function render(ctx) {
       save();
     });
     return h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Chart options' },
-      seg('x', [['step', 'Step'], ['time', 'Time']], view.time ? 'time' : 'step', (k) => { view.time = k === 'time'; view.zoom = null; resetZoom.hidden = true; save(); loadAll(); }),
-      seg('y', [['lin', 'Linear'], ['log', 'Log']], view.log ? 'log' : 'lin', (k) => {
+      segmented('x', [['step', 'Step'], ['time', 'Time']], view.time ? 'time' : 'step', (k) => { view.time = k === 'time'; view.zoom = null; resetZoom.hidden = true; save(); loadAll(); }),
+      segmented('y', [['lin', 'Linear'], ['log', 'Log']], view.log ? 'log' : 'lin', (k) => {
         view.log = k === 'log';
         for (const c of charts.values()) if (c.chart) c.chart.set({ log: view.log });
         save();
@@ -219,8 +211,12 @@ export async function render(ctx) {
         const s = perRun.series.find((x) => x.name === name);
         if (run && s && s.x.length) lines.push({ label: run.label, color: run.color, cols: toColumns(s) });
       }
-      if (c.chart) c.chart.setRuns(lines, view.zoom);
+      if (lines.length === 0) {
+        if (c.chart) { c.chart.destroy(); c.chart = null; }
+        fill(c.body, h('p', { class: 'muted small' }, 'No points in this range.'));
+      } else if (c.chart) c.chart.setRuns(lines, view.zoom);
       else {
+        fill(c.body);
         c.chart = new OverlayChart(c.body, lines, {
           time: view.time, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
           onZoom: (min, max) => setZoom([min, max]),

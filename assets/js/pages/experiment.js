@@ -3,7 +3,7 @@
 // The URL keeps x (step|time), scale (log), smooth, filter and the zoom (from, to).
 
 import * as api from '../api.js';
-import { h, fill, toast, busy, empty, confirmDanger } from '../dom.js';
+import { h, fill, toast, busy, empty, confirmDanger, segmented } from '../dom.js';
 import { count, dateTime, num, value, toNumber } from '../format.js';
 import { MetricChart, toColumns } from '../chart.js';
 import { follow } from '../live.js';
@@ -89,16 +89,6 @@ export async function render(ctx) {
 
   // ---------- toolbar ----------
   function toolbar() {
-    const seg = (label, options, current, onPick) => {
-      const buttons = options.map(([key, text]) => h('button', {
-        type: 'button', 'aria-pressed': String(key === current),
-        onclick: () => {
-          for (const b of buttons) b.setAttribute('aria-pressed', String(b === buttons[options.findIndex(([k]) => k === key)]));
-          onPick(key);
-        },
-      }, text));
-      return h('div', { class: 'control' }, h('span', {}, label), h('div', { class: 'seg', role: 'group', 'aria-label': label }, buttons));
-    };
     const smoothValue = h('output', { class: 'mono' }, view.smoothing.toFixed(2));
     const smooth = h('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(view.smoothing), 'aria-label': 'Smoothing (EMA weight)' });
     smooth.addEventListener('input', () => {
@@ -114,14 +104,14 @@ export async function render(ctx) {
       saveView();
     });
     return h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Chart options' },
-      seg('x', [['step', 'Step'], ['time', 'Time']], view.time ? 'time' : 'step', (k) => {
+      segmented('x', [['step', 'Step'], ['time', 'Time']], view.time ? 'time' : 'step', (k) => {
         view.time = k === 'time';
         view.zoom = null;
         resetZoom.hidden = true;
         saveView();
         loadAll();
       }),
-      seg('y', [['lin', 'Linear'], ['log', 'Log']], view.log ? 'log' : 'lin', (k) => {
+      segmented('y', [['lin', 'Linear'], ['log', 'Log']], view.log ? 'log' : 'lin', (k) => {
         view.log = k === 'log';
         for (const m of metrics.values()) if (m.chart) m.chart.set({ log: view.log });
         saveView();
