@@ -255,6 +255,16 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     const asViewer = await h.account(server.url, VIEWER.email, VIEWER.password);
     const refused = await asViewer.raw('PUT', `/experiments/${state.runs['run-a'].id}`, { description: 'mine now' });
     assert.equal(refused.status, 403);
+
+    // Promoted to EDITOR, the same page offers editing (but still no Delete, which is OWNER's).
+    await page.reload();
+    await page.getByLabel(`Role of ${VIEWER.email}`).selectOption('2');
+    await page.getByText(`${VIEWER.email} is now EDITOR`).waitFor();
+    await viewer.reload();
+    await viewer.getByRole('button', { name: 'Edit the description' }).waitFor();
+    assert.equal(await viewer.getByRole('button', { name: 'Delete' }).count(), 0);
+    await page.getByLabel(`Role of ${VIEWER.email}`).selectOption('3');
+    await page.getByText(`${VIEWER.email} is now VIEWER`).waitFor();
   });
 
   await t.test('an expired access token is renewed without asking', async () => {
