@@ -4,6 +4,7 @@
 #   2. the published SDK tora==0.0.12 against the binary (compatibility)
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
+#   5. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
 # Python tools live in venvs under target/, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,6 +48,21 @@ target/venv/bin/pytest -q tests/openapi
 if [ -d python/tests ]; then
   step "python SDK: pytest against tora serve"
   (cd python && ../target/venv/bin/pytest -q tests)
+fi
+
+if [ -d tests/e2e ]; then
+  step "dashboard: end to end in headless Chromium"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "test.sh: the browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+      exit 1
+    fi
+  fi
+  npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
+  node --test tests/e2e/*.test.js
 fi
 
 step "all suites passed"

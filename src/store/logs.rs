@@ -336,21 +336,9 @@ pub fn for_each_csv_row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{experiments, users, workspaces};
 
     fn experiment(conn: &Connection) -> Experiment {
-        let u = users::create(conn, "l@x.org", "h", 1).unwrap();
-        let ws = workspaces::personal(conn, &u.id, 1).unwrap();
-        let new = experiments::NewExperiment {
-            id: "00000000-0000-4000-8000-000000000001",
-            workspace_id: &ws,
-            created_by: &u.id,
-            name: "run",
-            description: None,
-            hyperparams: "[]",
-            tags: "[]",
-        };
-        experiments::create(conn, &new, 1_000).unwrap()
+        crate::store::test_experiment(conn)
     }
 
     fn metric(msg: &str, name: &str, step: i64, value: f64) -> NewLog {

@@ -14,3 +14,20 @@ pub mod workspaces;
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// A user, their personal workspace and one experiment created at t = 0, for store tests.
+#[cfg(test)]
+pub fn test_experiment(conn: &rusqlite::Connection) -> experiments::Experiment {
+    let u = users::create(conn, "test@example.org", "h", 0).unwrap();
+    let ws = workspaces::personal(conn, &u.id, 0).unwrap();
+    let new = experiments::NewExperiment {
+        id: "00000000-0000-4000-8000-000000000001",
+        workspace_id: &ws,
+        created_by: &u.id,
+        name: "run",
+        description: None,
+        hyperparams: "[]",
+        tags: "[]",
+    };
+    experiments::create(conn, &new, 0).unwrap()
+}

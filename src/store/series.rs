@@ -544,21 +544,9 @@ fn fold_points(pts: &[Block], axis: Axis, lo: i64, hi: i64) -> Option<Block> {
 mod tests {
     use super::*;
     use crate::store::logs::{self, MsgId, NewLog};
-    use crate::store::{experiments, users, workspaces};
 
     fn experiment(conn: &Connection) -> Experiment {
-        let u = users::create(conn, "s@x.org", "h", 1).unwrap();
-        let ws = workspaces::personal(conn, &u.id, 1).unwrap();
-        let new = experiments::NewExperiment {
-            id: "00000000-0000-4000-8000-000000000002",
-            workspace_id: &ws,
-            created_by: &u.id,
-            name: "run",
-            description: None,
-            hyperparams: "[]",
-            tags: "[]",
-        };
-        experiments::create(conn, &new, 0).unwrap()
+        crate::store::test_experiment(conn)
     }
 
     /// A noisy decaying curve with a few spikes and non-finite values, as training produces.
