@@ -228,6 +228,7 @@ export async function render(ctx) {
       if (first) { first = false; performance.mark('tora:first-chart'); }
     };
     try {
+      await one(queue.shift()); // alone, so the first chart does not share the server with the rest
       await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
         while (queue.length) await one(queue.shift());
       }));
@@ -242,5 +243,5 @@ export async function render(ctx) {
   }
 
   ctx.onLeave(() => { for (const c of charts.values()) if (c.chart) c.chart.destroy(); });
-  if (runs.length) await loadAll();
+  if (runs.length && metricNames.length) await loadAll();
 }
