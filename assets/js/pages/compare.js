@@ -9,7 +9,7 @@ import { OverlayChart, runColor, toColumns } from '../chart.js';
 import { draw as drawParcoords } from '../parcoords.js';
 
 const MAX_RUNS = 200;
-const IN_FLIGHT = 4;
+const IN_FLIGHT = 2;
 
 export async function render(ctx) {
   const ids = (ctx.query.get('ids') || '').split(',').map((s) => s.trim()).filter(Boolean).slice(0, MAX_RUNS);
@@ -189,7 +189,8 @@ export async function render(ctx) {
   function points() {
     const card = grid.querySelector('.chart-body');
     const w = card ? card.clientWidth : Math.min(grid.clientWidth || 600, 600);
-    return Math.max(100, Math.min(700, Math.round(w - 60)));
+    // Many overlaid lines hide detail anyway: fewer buckets each keeps the payload small.
+    return Math.max(100, Math.min(runs.length > 8 ? 300 : 700, Math.round(w - 60)));
   }
 
   let generation = 0;

@@ -38,7 +38,7 @@ export async function render(ctx) {
     from: view.zoom ? String(view.zoom[0]) : null, to: view.zoom ? String(view.zoom[1]) : null,
   });
 
-  const metrics = new Map(); // name -> {card, chart, stats, readout, foot, info}
+  const metrics = new Map(); // name -> {card, body, stats, readout, warn, info (summary), chart, requested}
   const results = new Map(summary.results.map((r) => [r.name, r.value]));
   const liveBadge = h('span', { class: 'live', hidden: !recentlyUpdated(summary) }, 'live');
   const resultsBox = h('div');
@@ -135,7 +135,7 @@ export async function render(ctx) {
       h('div', { class: 'chart-head' }, h('h3', {}, info.name), stats),
       body,
       h('div', { class: 'chart-foot' }, readout, warn));
-    const m = { card, body, stats, readout, warn, info, chart: null, total: info.count };
+    const m = { card, body, stats, readout, warn, info, chart: null, requested: 0 };
     metrics.set(info.name, m);
     grid.append(card);
     emptyCharts.remove();

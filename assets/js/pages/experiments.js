@@ -19,6 +19,7 @@ export async function render(ctx) {
     sort: ctx.query.get('sort') || '-created',
     cols: ctx.query.get('cols') ? ctx.query.get('cols').split(',').filter(Boolean) : null,
     cursor: ctx.query.get('cursor') || null,
+    counted: false, // whether previous.length * PAGE is the offset of this page
     previous: [], // cursors of the pages before this one, for "Previous"
     selected: new Set(),
     rows: [],
@@ -87,7 +88,9 @@ export async function render(ctx) {
     const chosen = state.cols || defaultColumns(available);
     drawColumnsMenu(available, chosen);
     const start = state.previous.length * PAGE;
-    summary.textContent = state.total === 0 ? '' : `${start + 1}–${start + state.rows.length} of ${state.total.toLocaleString('en-US')}`;
+    const of = state.total.toLocaleString('en-US');
+    if (!state.cursor) state.counted = true; // a shared link past page 1 does not know its offset
+    summary.textContent = state.total === 0 ? '' : state.counted ? `${start + 1}–${start + state.rows.length} of ${of}` : `${state.rows.length} of ${of}`;
     if (state.rows.length === 0) {
       fill(tableBox, state.q
         ? empty('No experiment matches this filter', 'Change the filter or clear it.')
@@ -101,7 +104,8 @@ export async function render(ctx) {
     performance.mark('tora:table');
     fill(pager,
       h('div', { class: 'row small' },
-        h('button', { disabled: state.previous.length === 0, onclick: () => { state.cursor = state.previous.pop() || null; load(); } }, '← Previous'),
+        // A shared link may start past page 1 with no history: "Previous" then goes to the first page.
+        h('button', { disabled: !state.cursor, onclick: () => { state.cursor = state.previous.pop() || null; load(); } }, '← Previous'),
         h('button', { disabled: !state.next, onclick: () => { state.previous.push(state.cursor); state.cursor = state.next; load(); } }, 'Next →')),
       h('span', { class: 'muted small' }, state.selected.size ? `${state.selected.size} selected` : 'Select runs to compare them'));
     updateCompare();
