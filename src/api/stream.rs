@@ -188,7 +188,13 @@ async fn stream(
             }
         };
         loop {
-            match rx.recv().await {
+            // Wait for a batch, or for the client to go away (the response body, which holds
+            // the receiving end, is dropped): an idle stream must not outlive its connection.
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match received {
                 Ok(batch) => {
                     let fresh: Vec<Recent> =
                         batch.iter().filter(|p| p.seq > last).cloned().collect();
