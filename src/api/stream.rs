@@ -74,6 +74,17 @@ struct StreamQuery {
     cursor: Option<i64>,
 }
 
+/// One Server-Sent Event as it travels: `event: logs`, `id: 17`, `data: [...]` (JSON text:
+/// an array of points for `logs`, `{"cursor": N}` for `hello`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the wire format only
+struct SseEvent {
+    event: Option<String>,
+    id: Option<String>,
+    data: String,
+    retry: Option<u64>,
+}
+
 #[derive(Serialize)]
 struct LivePoint {
     id: i64,
@@ -108,7 +119,7 @@ fn event(points: &[Recent]) -> Option<Event> {
 /// hello` with the current cursor when starting fresh; `: ping` comments as heartbeats.
 #[utoipa::path(get, path = "/api/experiments/{id}/stream", tag = "live", security(("api_key" = []), ("bearer" = []), ()),
     params(("id" = uuid::Uuid, Path), StreamQuery),
-    responses((status = 200, description = "text/event-stream of `logs` events", content_type = "text/event-stream", body = String), Errors))]
+    responses((status = 200, description = "text/event-stream of `hello` and `logs` events", content_type = "text/event-stream", body = SseEvent), Errors))]
 async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -177,7 +188,13 @@ async fn stream(
             }
         };
         loop {
-            match rx.recv().await {
+            // Wait for a batch, or for the client to go away (the response body, which holds
+            // the receiving end, is dropped): an idle stream must not outlive its connection.
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match received {
                 Ok(batch) => {
                     let fresh: Vec<Recent> =
                         batch.iter().filter(|p| p.seq > last).cloned().collect();
