@@ -21,6 +21,9 @@ async function startServer() {
   const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0', '--db', path.join(dir, 'tora.db')], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Never outlive the test process, even when it is interrupted before its after() hooks run.
+  const orphan = () => child.kill('SIGKILL');
+  process.once('exit', orphan);
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
   const lines = readline.createInterface({ input: child.stdout });
@@ -42,6 +45,7 @@ async function startServer() {
         child.kill('SIGTERM');
         await exited;
       }
+      process.removeListener('exit', orphan);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
