@@ -23,7 +23,10 @@ async function startServer() {
   });
   // Never outlive the test process, even when it is interrupted before its after() hooks run.
   const orphan = () => child.kill('SIGKILL');
+  const onSignal = (signal) => { orphan(); process.kill(process.pid, signal); }; // then die as asked
   process.once('exit', orphan);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
   const lines = readline.createInterface({ input: child.stdout });
@@ -46,6 +49,8 @@ async function startServer() {
         await exited;
       }
       process.removeListener('exit', orphan);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
