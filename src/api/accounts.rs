@@ -328,7 +328,8 @@ struct PasswordChange {
     new_password: String,
 }
 
-/// Changes the caller's password and signs out every other session (refresh tokens).
+/// Changes the caller's password and ends every session's refresh token, this one's too:
+/// the client signs in again with the new password (its access token lives on for minutes).
 #[utoipa::path(put, path = "/api/me/password", tag = "accounts", security(("api_key" = []), ("bearer" = [])),
     request_body = PasswordChange, responses((status = 200, body = Envelope<UserOut>), Errors))]
 async fn change_password(
