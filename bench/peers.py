@@ -37,6 +37,7 @@ bench_trackio.py):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import importlib.util
 import json
@@ -64,7 +65,7 @@ REPO = HERE.parent
 # bench/ off sys.path and load ingest.py by file.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(REPO / "tests" / "helpers"))
-from toraserver import ToraServer, new_user, tora_bin  # noqa: E402
+from toraserver import ToraServer, new_user, tora_bin
 
 _spec = importlib.util.spec_from_file_location("bench_ingest", HERE / "ingest.py")
 _ingest = importlib.util.module_from_spec(_spec)
@@ -127,31 +128,29 @@ def stop_tree(pid: int, grace: float = 20.0) -> list[int]:
     procs = tree(pid)
     if not procs:
         return []
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         procs[0].terminate()
-    except psutil.NoSuchProcess:
-        pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, still = psutil.wait_procs(alive, timeout=5)
     for p in still:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     return [p.pid for p in alive]
 
 
-def wait_http(url: str, proc: subprocess.Popen, ok: int = 200, timeout: float = 120) -> float:
+def wait_http(
+    url: str, proc: subprocess.Popen, ok: int = 200, timeout: float = 120
+) -> float:
     """perf_counter when url first answers with a status < ok + 1 (200) or < 500 (ok=499)."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode}) before {url} answered")
+            raise RuntimeError(
+                f"server exited ({proc.returncode}) before {url} answered"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status <= ok:
@@ -168,7 +167,11 @@ def wait_http(url: str, proc: subprocess.Popen, ok: int = 200, timeout: float = 
 def settle(pid: int, quiet_s: float = 5.0, limit_s: float = 60.0) -> int:
     """Wait until the server's process tree stops growing (MLflow starts its job consumers
     seconds after /health answers), at most limit_s; returns the process count."""
-    n, since, deadline = len(tree(pid)), time.perf_counter(), time.perf_counter() + limit_s
+    n, since, deadline = (
+        len(tree(pid)),
+        time.perf_counter(),
+        time.perf_counter() + limit_s,
+    )
     while time.perf_counter() < deadline and time.perf_counter() - since < quiet_s:
         time.sleep(0.5)
         m = len(tree(pid))
@@ -190,7 +193,10 @@ def pct(xs: list[float], q: int) -> float:
 
 
 def concurrent_writers(
-    port: int, jobs: list[tuple[str, list[bytes]]], headers: dict[str, str], deadline_s: float
+    port: int,
+    jobs: list[tuple[str, list[bytes]]],
+    headers: dict[str, str],
+    deadline_s: float,
 ) -> dict[str, Any]:
     """One thread and keep-alive connection per (path, bodies), started together on a barrier;
     every body is POSTed once, unless deadline_s has passed: then the writer stops early.
@@ -232,9 +238,16 @@ def concurrent_writers(
         t.join()
     wall = max(e for _, e in spans) - min(s for s, _ in spans)
     flat = [x for xs in lat for x in xs]
-    return {"writers": len(jobs), "requests": len(flat), "ok_requests": sum(ok), "wall_s": wall, "errors": len(errors),
-            "error_samples": errors[:3], "latency_ms": {f"p{q}": pct(flat, q) * 1000 for q in (50, 95, 99)},
-            "latency_ms_max": max(flat) * 1000}  # fmt: skip
+    return {
+        "writers": len(jobs),
+        "requests": len(flat),
+        "ok_requests": sum(ok),
+        "wall_s": wall,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "latency_ms": {f"p{q}": pct(flat, q) * 1000 for q in (50, 95, 99)},
+        "latency_ms_max": max(flat) * 1000,
+    }
 
 
 def chart_points(n: int) -> list[tuple[int, float]]:
@@ -253,7 +266,9 @@ rng = random.Random({seed})
 vals = [[rng.random() for _ in range(N_METRICS)] for _ in range(N_STEPS)]
 """
 
-SDK_CLIENT = VALUES + r"""
+SDK_CLIENT = (
+    VALUES
+    + r"""
 import json, sys, time
 from tora import Tora
 t = Tora.create_experiment("peer-100k-sdk", max_buffer_len=1000)
@@ -266,6 +281,7 @@ left = t.shutdown()
 t2 = time.perf_counter()
 print(json.dumps({{"id": t.experiment_id, "log_s": t1 - t0, "shutdown_s": t2 - t1, "left": left}}))
 """
+)
 
 
 def tora_read(conn: Conn, exp: str, vals: list[list[float]]) -> tuple[float, int]:
@@ -288,7 +304,9 @@ def tora_read(conn: Conn, exp: str, vals: list[list[float]]) -> tuple[float, int
 def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {"binary": str(tora_bin()), "loadavg_before": os.getloadavg()}
     starts = []
-    for _ in range(args.starts - 1):  # start-up only; the last start is the measured server
+    for _ in range(
+        args.starts - 1
+    ):  # start-up only; the last start is the measured server
         srv = ToraServer()
         t0 = time.perf_counter()
         with srv:
@@ -326,11 +344,17 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             for i in range(0, N_POINTS, 1000):
                 body = json.dumps({"logs": points[i : i + 1000]}).encode()
-                status, raw = conn.request("POST", f"/api/experiments/{exp}/logs/batch", body)
+                status, raw = conn.request(
+                    "POST", f"/api/experiments/{exp}/logs/batch", body
+                )
                 if status != 201 or json.loads(raw)["data"]["inserted"] != 1000:
                     raise RuntimeError(f"logs/batch -> {status}: {raw[:200]!r}")
             wall = time.perf_counter() - t0
-            run = {"wall_s": wall, "pts_per_s": N_POINTS / wall, "server_cpu_s": cpu(srv.pid) - cpu0}
+            run = {
+                "wall_s": wall,
+                "pts_per_s": N_POINTS / wall,
+                "server_cpu_s": cpu(srv.pid) - cpu0,
+            }
             reads = [tora_read(conn, exp, vals) for _ in range(4)]
             run["read_first_s"] = reads[0][0]
             run["read_median3_s"] = med([r[0] for r in reads[1:]])
@@ -352,7 +376,12 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
             code = SDK_CLIENT.format(seed=rep)
             cpu0 = cpu(srv.pid)
             out = subprocess.run(
-                [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+                [sys.executable, "-c", code],
+                check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             if out.returncode != 0:
                 raise RuntimeError(f"SDK client failed: {out.stderr[-1500:]}")
@@ -362,8 +391,13 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError(f"SDK left {d['left']} points undelivered")
             read_s, _ = tora_read(conn, d["id"], values(seed=rep))
             sdk_runs.append(
-                d | {"wall_s": wall, "pts_per_s": N_POINTS / wall, "server_cpu_s": cpu(srv.pid) - cpu0,
-                     "read_first_s": read_s}
+                d
+                | {
+                    "wall_s": wall,
+                    "pts_per_s": N_POINTS / wall,
+                    "server_cpu_s": cpu(srv.pid) - cpu0,
+                    "read_first_s": read_s,
+                }
             )
             stored += N_POINTS
         res["sdk"] = sdk_runs
@@ -372,20 +406,33 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
         exp = new_experiment(srv.api, user, "chart")
         pts = chart_points(args.chart_points)
         for i in range(0, len(pts), 10_000):
-            logs = [{"name": "m", "value": v, "step": st} for st, v in pts[i : i + 10_000]]
-            status, raw = conn.request("POST", f"/api/experiments/{exp}/logs/batch", json.dumps({"logs": logs}).encode())
+            logs = [
+                {"name": "m", "value": v, "step": st} for st, v in pts[i : i + 10_000]
+            ]
+            status, raw = conn.request(
+                "POST",
+                f"/api/experiments/{exp}/logs/batch",
+                json.dumps({"logs": logs}).encode(),
+            )
             if status != 201:
                 raise RuntimeError(f"logs/batch -> {status}: {raw[:200]!r}")
         stored += len(pts)
         times = []
         for _ in range(6):
             t0 = time.perf_counter()
-            status, raw = conn.request("GET", f"/api/experiments/{exp}/series?names=m&points=1000")
+            status, raw = conn.request(
+                "GET", f"/api/experiments/{exp}/series?names=m&points=1000"
+            )
             (series,) = json.loads(raw)["data"]["series"]
             times.append(time.perf_counter() - t0)
             if status != 200 or series["total"] != len(pts) or len(series["x"]) > 1000:
                 raise RuntimeError(f"series -> {status}: {raw[:200]!r}")
-        res["chart"] = {"points": len(pts), "first_s": times[0], "median5_s": med(times[1:]), "returned": len(series["x"])}
+        res["chart"] = {
+            "points": len(pts),
+            "first_s": times[0],
+            "median5_s": med(times[1:]),
+            "returned": len(series["x"]),
+        }
         res["after_mem"] = memory(srv.pid)
         conn.close()
         res["exit_code"] = srv.stop()
@@ -399,20 +446,38 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- MLflow
 
 
-def mlflow_server(root: Path, port: int, extra_env: dict[str, str]) -> tuple[subprocess.Popen, float, float]:
+def mlflow_server(
+    root: Path, port: int, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen, float, float]:
     root.mkdir(parents=True, exist_ok=True)
     cmd = [
-        str(Path(sys.executable).parent / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--default-artifact-root", str(root / "artifacts"),
-        "--host", HOST, "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(root / "artifacts"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     log = open(root / "server.log", "w")  # noqa: SIM115 (the server holds it)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ | extra_env, cwd=root)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ | extra_env, cwd=root
+    )
     base = f"http://{HOST}:{port}"
     t_health = wait_http(base + "/health", proc) - t0
-    t_api = wait_http(base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default", proc) - t0
+    t_api = (
+        wait_http(
+            base + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default",
+            proc,
+        )
+        - t0
+    )
     return proc, t_health, t_api
 
 
@@ -426,11 +491,17 @@ def bench_mlflow(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     res: dict[str, Any] = {"loadavg_before": os.getloadavg()}
     if args.mlflow_nojobs:
         port = free_port()
-        proc, t_health, t_api = mlflow_server(root / "nojobs", port, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        proc, t_health, t_api = mlflow_server(
+            root / "nojobs", port, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        )
         try:
             settle(proc.pid)
             time.sleep(args.idle_wait)
-            res["nojobs"] = {"startup_s": t_health, "startup_api_s": t_api, "idle_mem": memory(proc.pid)}
+            res["nojobs"] = {
+                "startup_s": t_health,
+                "startup_api_s": t_api,
+                "idle_mem": memory(proc.pid),
+            }
         finally:
             stop_tree(proc.pid)
 
@@ -450,13 +521,21 @@ def bench_mlflow(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             vals = values(seed=rep)
             run_id = client.create_run(exp_id, run_name=f"ingest-{rep}").info.run_id
             ts = int(time.time() * 1000)
-            metrics = [Metric(f"m{k}", vals[s][k], ts + s, s) for s in range(N_STEPS) for k in range(N_METRICS)]
+            metrics = [
+                Metric(f"m{k}", vals[s][k], ts + s, s)
+                for s in range(N_STEPS)
+                for k in range(N_METRICS)
+            ]
             cpu0 = cpu(proc.pid)
             t0 = time.perf_counter()
             for i in range(0, N_POINTS, 1000):
                 client.log_batch(run_id, metrics=metrics[i : i + 1000])
             wall = time.perf_counter() - t0
-            run = {"wall_s": wall, "pts_per_s": N_POINTS / wall, "server_cpu_s": cpu(proc.pid) - cpu0}
+            run = {
+                "wall_s": wall,
+                "pts_per_s": N_POINTS / wall,
+                "server_cpu_s": cpu(proc.pid) - cpu0,
+            }
             client.set_terminated(run_id)
             reads = []
             for _ in range(4):
@@ -481,8 +560,10 @@ def bench_mlflow(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             client.log_batch(run_id, metrics=pts[i : i + 1000])
         load_s = time.perf_counter() - t0
         stored += len(pts)
-        url = (f"http://{HOST}:{port}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-               f"?run_ids={run_id}&metric_key=m&max_results=1000")  # fmt: skip
+        url = (
+            f"http://{HOST}:{port}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+            f"?run_ids={run_id}&metric_key=m&max_results=1000"
+        )
         times = []
         for _ in range(6):
             t0 = time.perf_counter()
@@ -491,8 +572,13 @@ def bench_mlflow(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         if not 0 < len(got) <= 1000:
             raise RuntimeError(f"bulk-interval returned {len(got)} points")
-        res["chart"] = {"points": len(pts), "load_s": load_s, "first_s": times[0], "median5_s": med(times[1:]),
-                        "returned": len(got)}  # fmt: skip
+        res["chart"] = {
+            "points": len(pts),
+            "load_s": load_s,
+            "first_s": times[0],
+            "median5_s": med(times[1:]),
+            "returned": len(got),
+        }
 
         # 32 writers x 25-point batches over the REST API, as bench/concurrent.py does for Tora.
         jobs = []
@@ -500,12 +586,21 @@ def bench_mlflow(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             rid = client.create_run(exp_id, run_name=f"conc-{w}").info.run_id
             bodies = []
             for b in range(args.writer_batches):
-                metrics = [{"key": f"m{i % 5}", "value": w + i * 1e-3, "timestamp": ts, "step": (b * 25 + i) // 5}
-                           for i in range(25)]  # fmt: skip
+                metrics = [
+                    {
+                        "key": f"m{i % 5}",
+                        "value": w + i * 1e-3,
+                        "timestamp": ts,
+                        "step": (b * 25 + i) // 5,
+                    }
+                    for i in range(25)
+                ]
                 bodies.append(json.dumps({"run_id": rid, "metrics": metrics}).encode())
             jobs.append(("/api/2.0/mlflow/runs/log-batch", bodies))
         cpu0 = cpu(proc.pid)
-        conc = concurrent_writers(port, jobs, {"Content-Type": "application/json"}, args.writer_deadline)
+        conc = concurrent_writers(
+            port, jobs, {"Content-Type": "application/json"}, args.writer_deadline
+        )
         conc["server_cpu_s"] = cpu(proc.pid) - cpu0
         conc["points_sent"] = args.writers * args.writer_batches * 25
         conc["points"] = conc["ok_requests"] * 25  # accepted
@@ -529,7 +624,9 @@ import trackio
 trackio.show(host={host!r}, server_port={port}, open_browser=False, block_thread=True)
 """
 
-TRACKIO_CLIENT = VALUES + r"""
+TRACKIO_CLIENT = (
+    VALUES
+    + r"""
 import json, sys, time
 import trackio
 t0 = time.perf_counter()
@@ -543,6 +640,7 @@ trackio.finish()
 t3 = time.perf_counter()
 print(json.dumps({{"init_s": t1 - t0, "log_s": t2 - t1, "finish_s": t3 - t2}}))
 """
+)
 
 
 TRACKIO_CHART = r"""
@@ -567,12 +665,17 @@ def trackio_env(data: Path) -> dict[str, str]:
 
 
 def trackio_read(
-    port: int, run: str, metric: str = f"m{READ_METRIC}", kwargs: dict[str, Any] | None = None
+    port: int,
+    run: str,
+    metric: str = f"m{READ_METRIC}",
+    kwargs: dict[str, Any] | None = None,
 ) -> tuple[float, list[dict[str, Any]]]:
     project = "chart" if run == "chart" else "remote"
     body = json.dumps({"args": [project, run, metric], "kwargs": kwargs or {}}).encode()
     req = urllib.request.Request(
-        f"http://{HOST}:{port}/api/get_metric_values", data=body, headers={"Content-Type": "application/json"}
+        f"http://{HOST}:{port}/api/get_metric_values",
+        data=body,
+        headers={"Content-Type": "application/json"},
     )
     t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=120) as r:
@@ -593,8 +696,10 @@ def bench_trackio(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-c", TRACKIO_SERVER.format(host=HOST, port=port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         try:
             starts.append(wait_http(f"http://{HOST}:{port}/", proc, ok=499) - t0)
             if i < args.starts - 1:
@@ -612,13 +717,21 @@ def bench_trackio(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 cpu0 = cpu(proc.pid)
                 out = subprocess.run(
                     [sys.executable, "-c", code],
-                    env=trackio_env(root / f"client{rep}"), capture_output=True, text=True, timeout=600,
-                )  # fmt: skip
+                    check=False,
+                    env=trackio_env(root / f"client{rep}"),
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
                 if out.returncode != 0:
                     raise RuntimeError(f"trackio client failed: {out.stderr[-1500:]}")
                 d = json.loads(out.stdout.strip().splitlines()[-1])
                 wall = d["log_s"] + d["finish_s"]
-                run = d | {"wall_s": wall, "pts_per_s": N_POINTS / wall, "server_cpu_s": cpu(proc.pid) - cpu0}
+                run = d | {
+                    "wall_s": wall,
+                    "pts_per_s": N_POINTS / wall,
+                    "server_cpu_s": cpu(proc.pid) - cpu0,
+                }
                 vals = values(seed=rep)
                 reads = [trackio_read(port, name) for _ in range(4)]
                 got = sorted((r["step"], r["value"]) for r in reads[0][1])
@@ -630,11 +743,17 @@ def bench_trackio(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             res["runs"] = runs
 
             # The chart query: get_metric_values with max_points (even subsampling, as its UI).
-            code = TRACKIO_CHART.format(url=f"http://{HOST}:{port}?write_token={token}", n=args.chart_points)
+            code = TRACKIO_CHART.format(
+                url=f"http://{HOST}:{port}?write_token={token}", n=args.chart_points
+            )
             out = subprocess.run(
                 [sys.executable, "-c", code],
-                env=trackio_env(root / "client-chart"), capture_output=True, text=True, timeout=600,
-            )  # fmt: skip
+                check=False,
+                env=trackio_env(root / "client-chart"),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if out.returncode != 0:
                 raise RuntimeError(f"trackio chart client failed: {out.stderr[-1500:]}")
             times = []
@@ -642,9 +761,15 @@ def bench_trackio(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 dt, got = trackio_read(port, "chart", "m", {"max_points": 1000})
                 times.append(dt)
             if not 0 < len(got) <= 1000:
-                raise RuntimeError(f"trackio get_metric_values(max_points=1000) returned {len(got)} points")
-            res["chart"] = {"points": args.chart_points, "first_s": times[0], "median5_s": med(times[1:]),
-                            "returned": len(got)}  # fmt: skip
+                raise RuntimeError(
+                    f"trackio get_metric_values(max_points=1000) returned {len(got)} points"
+                )
+            res["chart"] = {
+                "points": args.chart_points,
+                "first_s": times[0],
+                "median5_s": med(times[1:]),
+                "returned": len(got),
+            }
             res["after_mem"] = memory(proc.pid)
         finally:
             res.setdefault("leftover_pids", []).extend(stop_tree(proc.pid))
@@ -681,7 +806,9 @@ def summary(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "startup_api_s": m["startup_api_s"],
             "idle_rss_mib": m["idle_mem"]["rss_mib"],
             "idle_procs": m["idle_mem"]["procs"],
-            "idle_rss_nojobs_mib": m.get("nojobs", {}).get("idle_mem", {}).get("rss_mib"),
+            "idle_rss_nojobs_mib": m.get("nojobs", {})
+            .get("idle_mem", {})
+            .get("rss_mib"),
             "ingest_pts_per_s": med([r["pts_per_s"] for r in m["runs"]]),
             "read_10k_s": med([r["read_first_s"] for r in m["runs"]]),
             "chart_s": m["chart"]["median5_s"],
@@ -722,43 +849,119 @@ def table(res: dict[str, Any]) -> str:
         return ""
 
     rows = [
-        ("start-up to health (s)", cell(t, "startup_s", "{:.3f}"), cell(m, "startup_s", "{:.2f}"), cell(k, "startup_s", "{:.2f}")),
-        ("idle RSS, whole process tree (MiB)", cell(t, "idle_rss_mib", "{:.0f}"),
-         cell(m, "idle_rss_mib", "{:.0f}") + (f" ({m['idle_procs']} procs; {m['idle_rss_nojobs_mib']:.0f} without the job runner)" if m.get("idle_rss_nojobs_mib") else ""),
-         cell(k, "idle_rss_mib", "{:.0f}")),
-        ("100k points ingest (pts/s)", cell(t, "ingest_pts_per_s", "{:,.0f}") + f" (SDK {cell(t, 'ingest_sdk_pts_per_s', '{:,.0f}')})",
-         cell(m, "ingest_pts_per_s", "{:,.0f}") + ratio("ingest_pts_per_s", m),
-         cell(k, "ingest_pts_per_s", "{:,.0f}") + ratio("ingest_pts_per_s", k)),
-        ("read back one 10k-point metric over HTTP (ms)", ms(t, "{:.1f}"), ms(m, "{:.0f}"), ms(k, "{:.0f}")),
-        (f"chart query, one {(t or m or k).get('chart_points', 0):,}-point metric to <= 1,000 points (ms)",
-         f"{t['chart_s'] * 1000:.1f}" if t else "n/a", f"{m['chart_s'] * 1000:.0f}" if m else "n/a",
-         f"{k['chart_s'] * 1000:.0f}" if k else "n/a"),
-        ("bytes per point on disk", cell(t, "bytes_per_point", "{:.1f}"), cell(m, "bytes_per_point", "{:.0f}"), cell(k, "bytes_per_point", "{:.0f}")),
-    ]  # fmt: skip
+        (
+            "start-up to health (s)",
+            cell(t, "startup_s", "{:.3f}"),
+            cell(m, "startup_s", "{:.2f}"),
+            cell(k, "startup_s", "{:.2f}"),
+        ),
+        (
+            "idle RSS, whole process tree (MiB)",
+            cell(t, "idle_rss_mib", "{:.0f}"),
+            cell(m, "idle_rss_mib", "{:.0f}")
+            + (
+                f" ({m['idle_procs']} procs; {m['idle_rss_nojobs_mib']:.0f} without the job runner)"
+                if m.get("idle_rss_nojobs_mib")
+                else ""
+            ),
+            cell(k, "idle_rss_mib", "{:.0f}"),
+        ),
+        (
+            "100k points ingest (pts/s)",
+            cell(t, "ingest_pts_per_s", "{:,.0f}")
+            + f" (SDK {cell(t, 'ingest_sdk_pts_per_s', '{:,.0f}')})",
+            cell(m, "ingest_pts_per_s", "{:,.0f}") + ratio("ingest_pts_per_s", m),
+            cell(k, "ingest_pts_per_s", "{:,.0f}") + ratio("ingest_pts_per_s", k),
+        ),
+        (
+            "read back one 10k-point metric over HTTP (ms)",
+            ms(t, "{:.1f}"),
+            ms(m, "{:.0f}"),
+            ms(k, "{:.0f}"),
+        ),
+        (
+            f"chart query, one {(t or m or k).get('chart_points', 0):,}-point metric to <= 1,000 points (ms)",
+            f"{t['chart_s'] * 1000:.1f}" if t else "n/a",
+            f"{m['chart_s'] * 1000:.0f}" if m else "n/a",
+            f"{k['chart_s'] * 1000:.0f}" if k else "n/a",
+        ),
+        (
+            "bytes per point on disk",
+            cell(t, "bytes_per_point", "{:.1f}"),
+            cell(m, "bytes_per_point", "{:.0f}"),
+            cell(k, "bytes_per_point", "{:.0f}"),
+        ),
+    ]
     return "\n".join(
-        ["| Measure | Tora | MLflow 3.17.2 | trackio 0.43.0 |", "|---|---|---|---|", *("| " + " | ".join(r) + " |" for r in rows)]
+        [
+            "| Measure | Tora | MLflow 3.17.2 | trackio 0.43.0 |",
+            "|---|---|---|---|",
+            *("| " + " | ".join(r) + " |" for r in rows),
+        ]
     )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=3, help="100k ingests for Tora and trackio")
-    ap.add_argument("--mlflow-repeats", type=int, default=2, help="100k ingests for MLflow (~12 s each)")
-    ap.add_argument("--starts", type=int, default=3, help="fresh starts of Tora and trackio (MLflow: 1)")
-    ap.add_argument("--idle-wait", type=float, default=10.0, help="seconds after start before idle memory")
-    ap.add_argument("--mlflow-nojobs", action=argparse.BooleanOptionalAction, default=True,
-                    help="also start MLflow with MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false for its idle memory")  # fmt: skip
-    ap.add_argument("--chart-points", type=int, default=100_000, help="points of the metric the chart query reads")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="100k ingests for Tora and trackio"
+    )
+    ap.add_argument(
+        "--mlflow-repeats",
+        type=int,
+        default=2,
+        help="100k ingests for MLflow (~12 s each)",
+    )
+    ap.add_argument(
+        "--starts",
+        type=int,
+        default=3,
+        help="fresh starts of Tora and trackio (MLflow: 1)",
+    )
+    ap.add_argument(
+        "--idle-wait",
+        type=float,
+        default=10.0,
+        help="seconds after start before idle memory",
+    )
+    ap.add_argument(
+        "--mlflow-nojobs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also start MLflow with MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false for its idle memory",
+    )
+    ap.add_argument(
+        "--chart-points",
+        type=int,
+        default=100_000,
+        help="points of the metric the chart query reads",
+    )
     ap.add_argument("--writers", type=int, default=32, help="concurrent MLflow writers")
-    ap.add_argument("--writer-batches", type=int, default=5, help="25-point batches per MLflow writer")
-    ap.add_argument("--writer-deadline", type=float, default=90.0, help="seconds after which MLflow writers stop")
+    ap.add_argument(
+        "--writer-batches",
+        type=int,
+        default=5,
+        help="25-point batches per MLflow writer",
+    )
+    ap.add_argument(
+        "--writer-deadline",
+        type=float,
+        default=90.0,
+        help="seconds after which MLflow writers stop",
+    )
     ap.add_argument("--only", choices=["tora", "mlflow", "trackio"], action="append")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "peers.json")
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "peers.json"
+    )
     args = ap.parse_args()
     from importlib.metadata import version
 
     res: dict[str, Any] = {
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "args": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+        },
         "versions": {p: version(p) for p in ("mlflow", "trackio", "psutil")},
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
@@ -768,7 +971,11 @@ def main() -> None:
     which = args.only or ["tora", "mlflow", "trackio"]
     scratch = Path(tempfile.mkdtemp(prefix="tora-peers-"))
     try:
-        for name, fn in (("tora", bench_tora), ("mlflow", bench_mlflow), ("trackio", bench_trackio)):
+        for name, fn in (
+            ("tora", bench_tora),
+            ("mlflow", bench_mlflow),
+            ("trackio", bench_trackio),
+        ):
             if name not in which:
                 continue
             print(f"{name} ...", file=sys.stderr, flush=True)

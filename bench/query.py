@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
-from ingest import Conn, cpu_seconds, environment, new_experiment, proc_status  # noqa: E402
-from toraserver import REPO, ToraServer, User, call_ok, new_user  # noqa: E402
+from ingest import Conn, cpu_seconds, environment, new_experiment, proc_status
+from toraserver import REPO, ToraServer, User, call_ok, new_user
 
 BATCH = 50_000  # points per request while loading data; the limit is 100,000
 
@@ -125,7 +125,9 @@ def server_state(srv: ToraServer) -> dict[str, Any]:
     }
 
 
-def load(conn: Conn, exp_ids: list[str], bodies: list[bytes], srv: ToraServer) -> dict[str, Any]:
+def load(
+    conn: Conn, exp_ids: list[str], bodies: list[bytes], srv: ToraServer
+) -> dict[str, Any]:
     """Send every body to every experiment on one connection; the bodies are built already."""
     cpu0 = cpu_seconds(srv.pid)
     t0 = time.perf_counter()
@@ -142,7 +144,9 @@ def load(conn: Conn, exp_ids: list[str], bodies: list[bytes], srv: ToraServer) -
 
 def check_series(series: dict[str, Any], total: int, points: int) -> None:
     if series["total"] != total:
-        raise RuntimeError(f"{series['name']}: total {series['total']}, expected {total}")
+        raise RuntimeError(
+            f"{series['name']}: total {series['total']}, expected {total}"
+        )
     n = len(series["x"])
     if not 0 < n <= points or sum(series["count"]) != total:
         raise RuntimeError(
@@ -155,7 +159,9 @@ def check_series(series: dict[str, Any], total: int, points: int) -> None:
         raise RuntimeError(f"{series['name']}: x not ascending")
 
 
-def phase_downsample(srv: ToraServer, user: User, conn: Conn, n: int, reps: int) -> dict[str, Any]:
+def phase_downsample(
+    srv: ToraServer, user: User, conn: Conn, n: int, reps: int
+) -> dict[str, Any]:
     """(a) one experiment, one metric `m` of n points; full range and a ~10% zoom."""
     exp = new_experiment(srv.api, user, "downsample-1m")
     t0 = time.perf_counter()
@@ -176,14 +182,17 @@ def phase_downsample(srv: ToraServer, user: User, conn: Conn, n: int, reps: int)
         (s,) = env["data"]["series"]
         check_series(s, hi - lo + 1, 1000)
         if s["x"][0] < lo or s["x"][-1] != hi:
-            raise RuntimeError(f"zoom: x from {s['x'][0]} to {s['x'][-1]}, asked {lo}..{hi}")
+            raise RuntimeError(
+                f"zoom: x from {s['x'][0]} to {s['x'][-1]}, asked {lo}..{hi}"
+            )
 
     base = f"/api/experiments/{exp}/series?names=m&points=1000"
     return {
         "points": n,
         "ingest": ingest,
         "full": timed(conn, base, reps, full),
-        "zoom": timed(conn, f"{base}&from={lo}&to={hi}", reps, zoom) | {"range": [lo, hi]},
+        "zoom": timed(conn, f"{base}&from={lo}&to={hi}", reps, zoom)
+        | {"range": [lo, hi]},
         "server": server_state(srv),
     }
 
@@ -202,7 +211,9 @@ def phase_compare(
     def check(env: dict[str, Any]) -> None:
         got = [e["experiment_id"] for e in env["data"]]
         if got != exps:
-            raise RuntimeError(f"compare: {len(got)} experiments back, in order: {got == exps}")
+            raise RuntimeError(
+                f"compare: {len(got)} experiments back, in order: {got == exps}"
+            )
         for e in env["data"]:
             (s,) = e["series"]
             check_series(s, n, 1000)
@@ -250,16 +261,23 @@ def create_runs(
                     ],
                     "tags": ["baseline"] if sp["baseline"] else ["sweep"],
                 }
-                status, raw = conn.request("POST", "/api/experiments", json.dumps(body).encode())
+                status, raw = conn.request(
+                    "POST", "/api/experiments", json.dumps(body).encode()
+                )
                 if status != 201:
-                    raise RuntimeError(f"POST /api/experiments -> {status}: {raw[:300]!r}")
+                    raise RuntimeError(
+                        f"POST /api/experiments -> {status}: {raw[:300]!r}"
+                    )
                 ids[i] = json.loads(raw)["data"]["id"]
-                logs = [{"name": "acc", "value": sp["acc"], "metadata": {"type": "result"}}]
+                logs = [
+                    {"name": "acc", "value": sp["acc"], "metadata": {"type": "result"}}
+                ]
                 logs += [
-                    {"name": "loss", "value": 1.0 / (s + 1), "step": s} for s in range(10)
+                    {"name": "loss", "value": 1.0 / (s + 1), "step": s}
+                    for s in range(10)
                 ]
                 post_batch(conn, ids[i], json.dumps({"logs": logs}).encode())
-        except Exception as err:  # reported by the caller: a half-built workspace is no bench
+        except Exception as err:  # noqa: BLE001 -- reported by the caller: a half-built workspace is no bench
             errors.append(f"{type(err).__name__}: {err}")
         finally:
             conn.close()
@@ -275,13 +293,17 @@ def create_runs(
     return [i for i in ids if i], time.perf_counter() - t0
 
 
-def phase_lists(srv: ToraServer, n_exps: int, reps: int, threads: int) -> dict[str, Any]:
+def phase_lists(
+    srv: ToraServer, n_exps: int, reps: int, threads: int
+) -> dict[str, Any]:
     """(c) n_exps experiments in one workspace (a second user's personal one), four list queries."""
     user = new_user(srv.api)
     rng = random.Random(3)
     specs = [experiment_spec(i, rng) for i in range(n_exps)]
     ids, create_s = create_runs(srv, user, specs, threads)
-    ws = call_ok("GET", f"{srv.api}/experiments/{ids[0]}", api_key=user.api_key)["workspace_id"]
+    ws = call_ok("GET", f"{srv.api}/experiments/{ids[0]}", api_key=user.api_key)[
+        "workspace_id"
+    ]
     conn = Conn(srv.url, user.api_key)
     base = f"/api/workspaces/{ws}/experiments"
 
@@ -296,7 +318,9 @@ def phase_lists(srv: ToraServer, n_exps: int, reps: int, threads: int) -> dict[s
         def check(env: dict[str, Any]) -> None:
             got = [e["name"] for e in env["data"]]
             if env["total"] != total or len(got) != min(50, total):
-                raise RuntimeError(f"page: total {env['total']} ({total} expected), {len(got)} rows")
+                raise RuntimeError(
+                    f"page: total {env['total']} ({total} expected), {len(got)} rows"
+                )
             if names is not None and got != names:
                 raise RuntimeError(f"page: rows {got[:3]}..., expected {names[:3]}...")
 
@@ -305,7 +329,10 @@ def phase_lists(srv: ToraServer, n_exps: int, reps: int, threads: int) -> dict[s
     def with_summary(env: dict[str, Any]) -> None:
         page(n_exps, None)(env)
         s = env["data"][0].get("summary") or {}
-        if "acc" not in s.get("results", {}) or s.get("metrics", {}).get("loss", {}).get("count") != 10:
+        if (
+            "acc" not in s.get("results", {})
+            or s.get("metrics", {}).get("loss", {}).get("count") != 10
+        ):
             raise RuntimeError(f"summary=1: {s}")
 
     env, *_ = get_json(conn, f"{base}?sort=hp.lr&limit=50")  # the cursor of page 2
@@ -346,7 +373,9 @@ def phase_latency(
 ) -> dict[str, Any]:
     """(d) one writer's request latency while `others` threads write as fast as they can."""
     exps = [new_experiment(srv.api, user, f"load-{i}") for i in range(others + 1)]
-    max_bg = 20 * requests  # per background thread: bounded even if the measured one stalls
+    max_bg = (
+        20 * requests
+    )  # per background thread: bounded even if the measured one stalls
 
     def bodies(n: int, seed: int) -> list[bytes]:
         out = []
@@ -451,7 +480,9 @@ def phase_sqlite(n1: int, n_exps: int, n_each: int) -> dict[str, Any]:
         con.commit()
         build_s = time.perf_counter() - t0
 
-        def bucketed(where: str, args: tuple, width: int, reps: int, group: str = "") -> dict[str, Any]:
+        def bucketed(
+            where: str, args: tuple, width: int, reps: int, group: str = ""
+        ) -> dict[str, Any]:
             sql = (
                 f"SELECT {group} max(step), min(value), max(value), count(*) FROM logs WHERE {where}"
                 f" GROUP BY {group} step / {width} ORDER BY {group} 1"
@@ -461,19 +492,32 @@ def phase_sqlite(n1: int, n_exps: int, n_each: int) -> dict[str, Any]:
                 t = time.perf_counter()
                 rows = len(con.execute(sql, args).fetchall())
                 times.append(time.perf_counter() - t)
-            return {"cold_ms": times[0] * 1000, "median_ms": statistics.median(times[1:]) * 1000, "rows": rows}
+            return {
+                "cold_ms": times[0] * 1000,
+                "median_ms": statistics.median(times[1:]) * 1000,
+                "rows": rows,
+            }
 
         lo, hi = int(n1 * 0.45), int(n1 * 0.55) - 1
         ids = ",".join(str(e) for e in range(1, n_exps + 1))
         out = {
             "sqlite_version": sqlite3.sqlite_version,
             "build_s": build_s,
-            "full": bucketed("experiment_id = 0 AND name = 'm'", (), -(-n1 // 1000), 10),
+            "full": bucketed(
+                "experiment_id = 0 AND name = 'm'", (), -(-n1 // 1000), 10
+            ),
             "zoom": bucketed(
-                "experiment_id = 0 AND name = 'm' AND step BETWEEN ? AND ?", (lo, hi), -(-(hi - lo + 1) // 1000), 10
+                "experiment_id = 0 AND name = 'm' AND step BETWEEN ? AND ?",
+                (lo, hi),
+                -(-(hi - lo + 1) // 1000),
+                10,
             ),
             "compare": bucketed(
-                f"experiment_id IN ({ids}) AND name = 'loss'", (), -(-n_each // 1000), 5, group="experiment_id,"
+                f"experiment_id IN ({ids}) AND name = 'loss'",
+                (),
+                -(-n_each // 1000),
+                5,
+                group="experiment_id,",
             ),
         }
         con.close()
@@ -515,17 +559,29 @@ def table(res: dict[str, Any]) -> str:
         return f"{r['median_ms']:.1f} ms median (cold {r['cold_ms']:.1f} ms; {r['rows']:,} rows)"
 
     rows += [
-        (f"(a) load {a['points']:,} points of one metric, batches of {BATCH:,}", ingest(a["ingest"])),
+        (
+            f"(a) load {a['points']:,} points of one metric, batches of {BATCH:,}",
+            ingest(a["ingest"]),
+        ),
         ("(a) series, full range to 1,000 buckets", q(a["full"])),
-        (f"(a) series, zoom on steps {a['zoom']['range'][0]:,}..{a['zoom']['range'][1]:,}", q(a["zoom"])),
-        ("(a) floor: Python sqlite3 GROUP BY on a clustered table, full range", floor("full")),
+        (
+            f"(a) series, zoom on steps {a['zoom']['range'][0]:,}..{a['zoom']['range'][1]:,}",
+            q(a["zoom"]),
+        ),
+        (
+            "(a) floor: Python sqlite3 GROUP BY on a clustered table, full range",
+            floor("full"),
+        ),
         ("(a) floor: the same, zoom", floor("zoom")),
         ("(a) server after", state(a["server"])),
         (
             f"(b) load {b['experiments']} experiments x {b['points_each']:,} points, batches of {BATCH:,}",
             ingest(b["ingest"]),
         ),
-        (f"(b) GET /api/series, {b['experiments']} experiments x 1,000 buckets", q(b["compare"])),
+        (
+            f"(b) GET /api/series, {b['experiments']} experiments x 1,000 buckets",
+            q(b["compare"]),
+        ),
         ("(b) floor: Python sqlite3 GROUP BY experiment, bucket", floor("compare")),
         ("(b) server after", state(b["server"])),
         (
@@ -533,14 +589,21 @@ def table(res: dict[str, Any]) -> str:
             f"{c['create_per_s']:,.0f} experiments/s ({c['create_s']:.1f} s)",
         ),
         ("(c) list: limit=50", q(c["default_page"])),
-        (f"(c) list: q=`{c['query']}`, sort=-result.acc, limit=50 ({c['query_matches']} matches)", q(c["filter_sort"])),
-        ("(c) list: sort=hp.lr, limit=50, second page (cursor)", q(c["sort_hp_second_page"])),
+        (
+            f"(c) list: q=`{c['query']}`, sort=-result.acc, limit=50 ({c['query_matches']} matches)",
+            q(c["filter_sort"]),
+        ),
+        (
+            "(c) list: sort=hp.lr, limit=50, second page (cursor)",
+            q(c["sort_hp_second_page"]),
+        ),
         ("(c) list: summary=1, limit=50", q(c["summary_page"])),
         ("(c) server after", state(c["server"])),
         (
             f"(d) {d['batch']}-point batch latency p50 / p95 / p99 / max, {d['background_threads']} other writers",
-            f"{d['latency_ms']['p50']:.1f} / {d['latency_ms']['p95']:.1f} / {d['latency_ms']['p99']:.1f}"
-            f" / {d['latency_ms_max']:.1f} ms ({d['requests']} requests; all writers {d['all_points_per_s']:,.0f} pts/s)",
+            (f"{d['latency_ms']['p50']:.1f} / {d['latency_ms']['p95']:.1f} / {d['latency_ms']['p99']:.1f}"
+            f" / {d['latency_ms_max']:.1f} ms ({d['requests']} requests;"
+            f" all writers {d['all_points_per_s']:,.0f} pts/s)"),
         ),
         ("(d) server after", state(d["server"])),
         (
@@ -548,36 +611,68 @@ def table(res: dict[str, Any]) -> str:
             f"{env['loadavg_at_start'][0]:.2f} / {env['loadavg_at_end'][0]:.2f} ({env['cpus']} CPUs)",
         ),
     ]
-    return "\n".join(["| Measure | Value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
+    return "\n".join(
+        ["| Measure | Value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", type=float, default=1.0, help="shrink every size, e.g. 0.01 for a quick check")
-    ap.add_argument("--threads", type=int, default=4, help="client threads creating the experiments of (c)")
-    ap.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time the bucketing as plain SQL in Python's sqlite3 (the floor)")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "query.json")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="shrink every size, e.g. 0.01 for a quick check",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=4,
+        help="client threads creating the experiments of (c)",
+    )
+    ap.add_argument(
+        "--sqlite",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the bucketing as plain SQL in Python's sqlite3 (the floor)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "query.json"
+    )
     args = ap.parse_args()
 
     def n(x: int, floor: int) -> int:
         return max(floor, int(x * args.scale))
 
-    res: dict[str, Any] = {"env": environment(), "args": {"scale": args.scale, "threads": args.threads}}
-    print(f"binary: {res['env']['binary']} ({res['env']['tora_version']})", file=sys.stderr)
+    res: dict[str, Any] = {
+        "env": environment(),
+        "args": {"scale": args.scale, "threads": args.threads},
+    }
+    print(
+        f"binary: {res['env']['binary']} ({res['env']['tora_version']})",
+        file=sys.stderr,
+    )
     with ToraServer() as srv:
         user = new_user(srv.api)
         conn = Conn(srv.url, user.api_key)
         res["idle"] = server_state(srv)
         print("(a) 1M-point downsample ...", file=sys.stderr)
-        res["downsample"] = phase_downsample(srv, user, conn, n(1_000_000, 5000), reps=10)
+        res["downsample"] = phase_downsample(
+            srv, user, conn, n(1_000_000, 5000), reps=10
+        )
         print("(b) 100-run compare ...", file=sys.stderr)
-        res["compare"] = phase_compare(srv, user, conn, n(100, 5), n(100_000, 2000), reps=5)
+        res["compare"] = phase_compare(
+            srv, user, conn, n(100, 5), n(100_000, 2000), reps=5
+        )
         conn.close()
         print("(c) 10k-experiment lists ...", file=sys.stderr)
         res["lists"] = phase_lists(srv, n(10_000, 200), reps=10, threads=args.threads)
         print("(d) latency under load ...", file=sys.stderr)
-        res["latency"] = phase_latency(srv, user, others=8, requests=n(1000, 100), batch=25)
+        res["latency"] = phase_latency(
+            srv, user, others=8, requests=n(1000, 100), batch=25
+        )
         res["server_exit_code"] = srv.stop()
     if args.sqlite:
         print("floor: sqlite3 ...", file=sys.stderr)

@@ -36,33 +36,69 @@ def verdict(ok: bool) -> str:
 
 
 def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
-    ing, con, qry, stm, prs = (load(d, n) for n in ("ingest", "concurrent", "query", "stream", "peers"))
+    ing, con, qry, stm, prs = (
+        load(d, n) for n in ("ingest", "concurrent", "query", "stream", "peers")
+    )
     s = (prs or {}).get("summary", {})
     t, m, k = s.get("tora"), s.get("mlflow"), s.get("trackio")
     na = "not run"
     out: list[tuple[str, ...]] = []
     notes: list[str] = []
 
-    def add(measure: str, tora: str, mlflow: str, trackio: str, floor: str, target: str, src: str, r: Any) -> None:
-        out.append((measure, tora, mlflow, trackio, floor, target, f"{src} ({load_of(r)})" if r else src))
+    def add(
+        measure: str,
+        tora: str,
+        mlflow: str,
+        trackio: str,
+        floor: str,
+        target: str,
+        src: str,
+        r: Any,
+    ) -> None:
+        out.append(
+            (
+                measure,
+                tora,
+                mlflow,
+                trackio,
+                floor,
+                target,
+                f"{src} ({load_of(r)})" if r else src,
+            )
+        )
 
     # --- the peers' own figures, all from peers.py (same run, same method)
     add(
         "server start-up, `Popen` to health answering",
         f"{t['startup_s'] * 1000:.0f} ms" if t else na,
-        f"{m['startup_s']:.1f} s (first API call {m['startup_api_s']:.1f} s)" if m else na,
+        f"{m['startup_s']:.1f} s (first API call {m['startup_api_s']:.1f} s)"
+        if m
+        else na,
         f"{k['startup_s']:.2f} s" if k else na,
-        "", "", "peers.py", prs,
-    )  # fmt: skip
+        "",
+        "",
+        "peers.py",
+        prs,
+    )
     add(
         "idle RSS, whole server process tree",
         f"{t['idle_rss_mib']:.0f} MiB" if t else na,
-        (f"{m['idle_rss_mib']:.0f} MiB, {m['idle_procs']} processes"
-         + (f" ({m['idle_rss_nojobs_mib']:.0f} MiB without its job runner)" if m.get("idle_rss_nojobs_mib") else ""))
-        if m else na,
+        (
+            f"{m['idle_rss_mib']:.0f} MiB, {m['idle_procs']} processes"
+            + (
+                f" ({m['idle_rss_nojobs_mib']:.0f} MiB without its job runner)"
+                if m.get("idle_rss_nojobs_mib")
+                else ""
+            )
+        )
+        if m
+        else na,
         f"{k['idle_rss_mib']:.0f} MiB" if k else na,
-        "", "", "peers.py", prs,
-    )  # fmt: skip
+        "",
+        "",
+        "peers.py",
+        prs,
+    )
     if t:
         r_m = t["ingest_pts_per_s"] / m["ingest_pts_per_s"] if m else None
         r_k = t["ingest_pts_per_s"] / k["ingest_pts_per_s"] if k else None
@@ -72,10 +108,17 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         add(
             "100k points (10 metrics x 10k steps) from a Python client, 1,000-point batches",
             f"{t['ingest_pts_per_s']:,.0f} pts/s (http.client; SDK {t['ingest_sdk_pts_per_s']:,.0f})",
-            f"{m['ingest_pts_per_s']:,.0f} pts/s (log_batch; Tora {r_m:.0f}x)" if m else na,
-            f"{k['ingest_pts_per_s']:,.0f} pts/s (self-hosted server; Tora {r_k:.1f}x)" if k else na,
-            "", target, "peers.py", prs,
-        )  # fmt: skip
+            f"{m['ingest_pts_per_s']:,.0f} pts/s (log_batch; Tora {r_m:.0f}x)"
+            if m
+            else na,
+            f"{k['ingest_pts_per_s']:,.0f} pts/s (self-hosted server; Tora {r_k:.1f}x)"
+            if k
+            else na,
+            "",
+            target,
+            "peers.py",
+            prs,
+        )
 
     # --- ingest.py: single client, bigger batches; the sqlite3 floor
     if ing:
@@ -83,13 +126,32 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         sq = {c["unique_msg_id"]: c for c in ing["sqlite"]}
         floor = (
             f"{sq[True]['points_per_s']:,.0f} rows/s with a unique msg_id index"
-            f" ({sq[False]['points_per_s']:,.0f} without)" if sq else ""
+            f" ({sq[False]['points_per_s']:,.0f} without)"
+            if sq
+            else ""
         )
         if b5:
-            add(f"single client, {b5['points']:,} points in 5,000-point batches", f"{b5['points_per_s']:,.0f} pts/s",
-                "n/a (log_batch takes at most 1,000)", "", floor, "", "ingest.py", ing)  # fmt: skip
+            add(
+                f"single client, {b5['points']:,} points in 5,000-point batches",
+                f"{b5['points_per_s']:,.0f} pts/s",
+                "n/a (log_batch takes at most 1,000)",
+                "",
+                floor,
+                "",
+                "ingest.py",
+                ing,
+            )
     else:
-        add("single client, 1M points in 5,000-point batches", na, "", "", na, "", "ingest.py", None)
+        add(
+            "single client, 1M points in 5,000-point batches",
+            na,
+            "",
+            "",
+            na,
+            "",
+            "ingest.py",
+            None,
+        )
 
     # --- concurrency and latency
     mc = (prs or {}).get("mlflow", {}).get("concurrent")
@@ -98,24 +160,43 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         add(
             f"{con['writers']} concurrent writers, 25-point batches",
             f"{con['points_per_s']:,.0f} pts/s ({con['points']:,} points, {con['http_errors']} errors)",
-            (f"{mc['pts_per_s']:,.0f} pts/s ({mc['points']:,} of {mc['points_sent']:,} points accepted,"
-             f" {mc['errors']} errors)") if mc else na,
-            "", "", "", "concurrent.py, peers.py", con,
-        )  # fmt: skip
+            (
+                f"{mc['pts_per_s']:,.0f} pts/s ({mc['points']:,} of {mc['points_sent']:,} points accepted,"
+                f" {mc['errors']} errors)"
+            )
+            if mc
+            else na,
+            "",
+            "",
+            "",
+            "concurrent.py, peers.py",
+            con,
+        )
         add(
             f"request latency p50 / p99 with {con['writers']} writers",
             f"{lat['p50']:.1f} / {lat['p99']:.1f} ms",
-            f"{mc['latency_ms']['p50']:,.0f} / {mc['latency_ms']['p99']:,.0f} ms" if mc else na,
-            "", "", "", "concurrent.py, peers.py", con,
-        )  # fmt: skip
+            f"{mc['latency_ms']['p50']:,.0f} / {mc['latency_ms']['p99']:,.0f} ms"
+            if mc
+            else na,
+            "",
+            "",
+            "",
+            "concurrent.py, peers.py",
+            con,
+        )
     if qry:
         d_ = qry["latency"]
         add(
             f"one writer's 25-point batch p50 / p99 while {d_['background_threads']} others write",
             f"{d_['latency_ms']['p50']:.1f} / {d_['latency_ms']['p99']:.1f} ms"
             f" (all writers {d_['all_points_per_s']:,.0f} pts/s)",
-            "", "", "", "", "query.py (d)", qry,
-        )  # fmt: skip
+            "",
+            "",
+            "",
+            "",
+            "query.py (d)",
+            qry,
+        )
 
     # --- reads
     if t:
@@ -126,39 +207,69 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             "read back one 10k-point metric over HTTP, incl. JSON parse",
             f"{t['read_10k_s'] * 1000:.0f} ms (GET /series, raw points{extra})",
             f"{m['read_10k_s'] * 1000:.0f} ms (get_metric_history)" if m else na,
-            f"{k['read_10k_s'] * 1000:.0f} ms (POST /api/get_metric_values)" if k else na,
-            "", "", "peers.py", prs,
-        )  # fmt: skip
+            f"{k['read_10k_s'] * 1000:.0f} ms (POST /api/get_metric_values)"
+            if k
+            else na,
+            "",
+            "",
+            "peers.py",
+            prs,
+        )
         add(
             f"chart query: one {t['chart_points']:,}-point metric to ≤ 1,000 points",
             f"{t['chart_s'] * 1000:.1f} ms (GET /series)",
-            f"{m['chart_s'] * 1000:.0f} ms (get-history-bulk-interval, sampled)" if m else na,
-            f"{k['chart_s'] * 1000:.0f} ms (get_metric_values max_points, subsampled)" if k and "chart_s" in k else na,
-            "", "", "peers.py", prs,
-        )  # fmt: skip
+            f"{m['chart_s'] * 1000:.0f} ms (get-history-bulk-interval, sampled)"
+            if m
+            else na,
+            f"{k['chart_s'] * 1000:.0f} ms (get_metric_values max_points, subsampled)"
+            if k and "chart_s" in k
+            else na,
+            "",
+            "",
+            "peers.py",
+            prs,
+        )
     if qry:
         a, b, c = qry["downsample"], qry["compare"], qry["lists"]
         f = qry.get("sqlite")
 
         def fl(key: str) -> str:
-            return f"{f[key]['median_ms']:.0f} ms (GROUP BY, no pre-aggregation)" if f else ""
+            return (
+                f"{f[key]['median_ms']:.0f} ms (GROUP BY, no pre-aggregation)"
+                if f
+                else ""
+            )
 
         add(
             f"{a['points']:,}-point series to 1,000 buckets",
             f"{a['full']['median_http_ms']:.1f} ms (cold {a['full']['cold_http_ms']:.1f})",
-            "", "", fl("full"), f"< 20 ms: {verdict(a['full']['median_http_ms'] < 20)}", "query.py (a)", qry,
-        )  # fmt: skip
+            "",
+            "",
+            fl("full"),
+            f"< 20 ms: {verdict(a['full']['median_http_ms'] < 20)}",
+            "query.py (a)",
+            qry,
+        )
         add(
             "…zoomed to 10% of it",
             f"{a['zoom']['median_http_ms']:.1f} ms (cold {a['zoom']['cold_http_ms']:.1f})",
-            "", "", fl("zoom"), "", "query.py (a)", qry,
-        )  # fmt: skip
+            "",
+            "",
+            fl("zoom"),
+            "",
+            "query.py (a)",
+            qry,
+        )
         add(
             f"compare {b['experiments']} runs x {b['points_each']:,} points, 1,000 buckets each",
             f"{b['compare']['median_http_ms']:.1f} ms (cold {b['compare']['cold_http_ms']:.1f})",
-            "", "", fl("compare"),
-            f"< 200 ms: {verdict(b['compare']['median_http_ms'] < 200)}", "query.py (b)", qry,
-        )  # fmt: skip
+            "",
+            "",
+            fl("compare"),
+            f"< 200 ms: {verdict(b['compare']['median_http_ms'] < 200)}",
+            "query.py (b)",
+            qry,
+        )
         names = {
             "default_page": "limit=50",
             "filter_sort": "q + sort=-result.acc",
@@ -169,22 +280,37 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         add(
             f"list {c['experiments']:,} experiments: " + ", ".join(names.values()),
             " / ".join(f"{c[key]['median_http_ms']:.0f}" for key in names) + " ms",
-            "", "", "", f"< 50 ms: {verdict(worst < 50)}", "query.py (c)", qry,
-        )  # fmt: skip
+            "",
+            "",
+            "",
+            f"< 50 ms: {verdict(worst < 50)}",
+            "query.py (c)",
+            qry,
+        )
     if stm:
         o, w = stm["open"], stm["watched"]
         add(
             f"{o['streams']} open SSE streams on one run, {w['batches']} batches of {w['batch']}",
-            f"{o['kib_per_stream']:.0f} KiB RSS per stream; last stream has the batch {w['fanout_last_ms_median']:.0f} ms"
-            f" (p99 {w['fanout_last_ms_p99']:.0f}) after POST returns; {w['extra_server_us_per_delivery']:.0f} µs server CPU"
-            f" per event delivered; {w['streams_exactly_once']}/{o['streams']} streams exactly-once",
-            "", "", "", "costs little", "stream.py", stm,
-        )  # fmt: skip
+            f"{o['kib_per_stream']:.0f} KiB RSS per stream; all open in {o['all_open_s'] * 1000:.0f} ms;"
+            f" last stream has the batch {w['fanout_last_ms_median']:.0f} ms (p99 {w['fanout_last_ms_p99']:.0f})"
+            f" after POST returns; {w['extra_server_us_per_delivery']:.0f} µs server CPU per event delivered;"
+            f" {w['streams_exactly_once']}/{o['streams']} streams exactly-once",
+            "",
+            "",
+            "",
+            "costs little",
+            "stream.py",
+            stm,
+        )
     if t:
         extra = ""
         if ing:
             b5 = next((b for b in ing["batches"] if b["batch"] == 5000), None)
-            extra = f"; {b5['bytes_per_point']:.0f} for 1M points of ingest.py" if b5 else ""
+            extra = (
+                f"; {b5['bytes_per_point']:.0f} for {b5['points']:,} points of ingest.py"
+                if b5
+                else ""
+            )
         floor = ""
         if ing:
             sq = {c["unique_msg_id"]: c for c in ing["sqlite"]}
@@ -194,24 +320,40 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             f"{t['bytes_per_point']:.0f}{extra}",
             f"{m['bytes_per_point']:.0f}" if m else na,
             f"{k['bytes_per_point']:.0f} (one row per step)" if k else na,
-            floor, "", "peers.py, ingest.py", prs,
-        )  # fmt: skip
+            floor,
+            "",
+            "peers.py, ingest.py",
+            prs,
+        )
 
     env = next((r["env"] for r in (ing, qry, stm, con) if r and "env" in r), None)
     if env:
-        notes.append(f"Tora: `{env['binary']}` ({env['tora_version']}); {env['cpus']} CPUs; {env['platform']}; "
-                     f"Python {env['python']}, its sqlite3 {env['sqlite_python']}.")  # fmt: skip
+        notes.append(
+            f"Tora: `{env['binary']}` ({env['tora_version']}); {env['cpus']} CPUs; {env['platform']}; "
+            f"Python {env['python']}, its sqlite3 {env['sqlite_python']}."
+        )
     if prs:
         v = prs["versions"]
-        notes.append(f"Peers: mlflow {v['mlflow']} (`mlflow server`, SQLite, 1 worker, defaults), trackio {v['trackio']}"
-                     f" (`trackio.show` self-hosted server with a write token); run {prs['date']}.")  # fmt: skip
+        notes.append(
+            f"Peers: mlflow {v['mlflow']} (`mlflow server`, SQLite, 1 worker, defaults),"
+            f" trackio {v['trackio']} (`trackio.show` self-hosted server with a write token);"
+            f" run {prs['date']}."
+        )
     return out, notes
 
 
 def main() -> None:
     d = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
     out, notes = rows(d)
-    header = ("Measure", "Tora", "MLflow", "trackio", "Python sqlite3 (floor)", "Target", "Source (1-min load)")
+    header = (
+        "Measure",
+        "Tora",
+        "MLflow",
+        "trackio",
+        "Python sqlite3 (floor)",
+        "Target",
+        "Source (1-min load)",
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in out]
     text = "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
