@@ -20,6 +20,8 @@ use crate::limits::Limiter;
 pub const BODY_LIMIT: usize = 32 << 20;
 /// How long in-flight requests may run after SIGINT/SIGTERM before the server stops anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Pending connections the kernel may queue (the kernel caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: u32 = 1024;
 /// How often API-key last-use times gathered in memory are saved.
 const KEY_USE_SAVE_EVERY: Duration = Duration::from_secs(60);
 
@@ -125,8 +127,7 @@ fn host_allowed(host: &str, public_url: Option<&str>) -> bool {
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let db = Db::open(&config.db.path)?;
     let auth = Auth::load(&db).await?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
+    let listener = listen(config.bind)
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.bind)))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this exact first line to find the port.
@@ -172,6 +173,20 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .map_err(|e| Error::Internal(e.to_string()))??;
     println!("stopped cleanly");
     Ok(())
+}
+
+/// Binds with a deep accept queue: after a restart every open dashboard's EventSource
+/// reconnects at once, and with the usual 128 the kernel drops SYNs (a 1 s client stall each).
+/// SO_REUSEADDR as tokio's own `bind` sets it, so a restart can take the same port at once.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn save_key_uses_periodically(state: AppState) {
