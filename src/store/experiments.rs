@@ -81,15 +81,6 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Experiment>> {
     Ok(conn.query_row(&sql, [id], from_row).optional()?)
 }
 
-pub fn in_workspace(conn: &Connection, workspace_id: &str) -> Result<Vec<Experiment>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM experiments e WHERE e.workspace_id = ?1 ORDER BY e.created_at DESC, e.id DESC"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([workspace_id], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// Every experiment in every workspace `user_id` belongs to.
 pub fn visible_to(conn: &Connection, user_id: &str) -> Result<Vec<Experiment>> {
     let sql = format!(

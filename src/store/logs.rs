@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::experiments::Experiment;
 use crate::store::series;
 
@@ -324,10 +324,6 @@ pub fn for_each_csv_row(
             step: (step >= 0).then_some(step),
             value: r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
             created_at: exp.created_at + r.get::<_, i64>(4)?,
-        })
-        .map_err(|e| match e {
-            Error::Internal(m) => Error::Internal(format!("csv export: {m}")),
-            other => other,
         })?;
     }
     Ok(())
