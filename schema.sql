@@ -1,6 +1,6 @@
--- Tora schema, version 1: applied once to a fresh database, then PRAGMA user_version = 1.
--- Later changes go to migrations/NNNN_what.sql and are applied in order; this file never changes
--- after it ships. Times are unix milliseconds. Public ids are UUID text; the log table uses
+-- Tora schema, version 2: the whole current layout, applied once to a fresh database, then
+-- PRAGMA user_version = 2. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree. Times are unix milliseconds. Public ids are UUID text; the log table uses
 -- numeric ids only, because it is the one table that grows to 100 million rows.
 
 -- Server-wide settings that must survive a copy of the file, such as the token-signing secret.
@@ -169,6 +169,14 @@ CREATE TABLE logs (
     value     REAL,              -- NULL is NaN: SQLite stores a NaN double as NULL
     t         INTEGER NOT NULL,  -- ms after the experiment's created_at (4 bytes for 24 days)
     PRIMARY KEY (series_id, step, msg_id)
+) WITHOUT ROWID;
+
+-- Idempotency keys of columnar batches (POST /api/experiments/{id}/points): a batch whose id is
+-- here was stored whole, in the transaction that added the id, so a resend is skipped whole.
+CREATE TABLE batches (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    batch_id      TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, batch_id)
 ) WITHOUT ROWID;
 
 -- The rare log metadata beyond {"type": ...}, kept out of the hot table.

@@ -11,10 +11,12 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
-/// The schema version this binary writes. `schema.sql` is version 1; each file in
-/// `migrations/` adds one.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
+pub const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = include_str!("../schema.sql");
+
+/// What brings a file of an older version up to the next one, in order.
+const MIGRATIONS: &[(i64, &str)] = &[(2, include_str!("../migrations/0002_batches.sql"))];
 
 /// Set on every connection, in this order: the busy timeout first, so the statements after it
 /// already wait for a lock instead of failing; foreign keys are per connection in SQLite and off
@@ -147,7 +149,8 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Applies `schema.sql` to a fresh database and refuses a file from a newer Tora.
+/// Applies `schema.sql` to a fresh database, upgrades a file from an older Tora one version per
+/// transaction, and refuses a file from a newer Tora.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -159,6 +162,14 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         write_tx(conn, |tx| {
             tx.execute_batch(SCHEMA)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            Ok(())
+        })?;
+        return Ok(());
+    }
+    for &(to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+        write_tx(conn, |tx| {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", to)?;
             Ok(())
         })?;
     }

@@ -70,7 +70,7 @@ impl Error {
         }
     }
 
-    fn message(&self) -> &str {
+    pub fn message(&self) -> &str {
         match self {
             Error::BadRequest(m)
             | Error::Unauthorized(m)

@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/experiments/{id}/logs", get(list_logs).post(create_log))
         .route("/experiments/{id}/logs/batch", post(create_logs))
+        .route("/experiments/{id}/points", post(create_points))
         .route("/experiments/{id}/logs/csv", get(export_csv))
         .route("/experiments/{id}/metrics", get(list_metrics))
         .route("/experiments/{id}/results", get(list_results))
@@ -128,7 +129,8 @@ struct BatchIn {
 /// position, which the caller adds; nothing is formatted unless something is wrong, as this runs
 /// for every point of every batch.
 fn validate(log: LogIn) -> std::result::Result<NewLog, String> {
-    let name = super::clean_name(&log.name, "the name", MAX_NAME).map_err(|e| e.to_string())?;
+    let name =
+        super::clean_name(&log.name, "the name", MAX_NAME).map_err(|e| e.message().to_string())?;
     if log.step.is_some_and(|s| s < 0) {
         return Err("step must be a non-negative integer".into());
     }
@@ -136,8 +138,8 @@ fn validate(log: LogIn) -> std::result::Result<NewLog, String> {
         Some(id) if id.len() > MAX_MSG_ID => {
             return Err(format!("msg_id is longer than {MAX_MSG_ID} characters"));
         }
-        Some(id) if !id.is_empty() => MsgId::parse(&id),
-        _ => MsgId::random(),
+        Some(id) if !id.is_empty() => Some(MsgId::parse(&id)),
+        _ => None,
     };
     let (kind, extra_metadata) = match log.metadata.as_deref().map(RawValue::get) {
         None | Some("null") => (None, None),
@@ -208,6 +210,7 @@ async fn store(
     state: AppState,
     user: AuthUser,
     id: String,
+    batch_id: Option<String>,
     logs: Vec<NewLog>,
 ) -> Result<Reply<Stored>> {
     let hub = state.live.clone();
@@ -221,6 +224,16 @@ async fn store(
         .write(move |tx| {
             let exp = authorize(tx, &id, &user.id, Role::Editor)?;
             let now = now_ms();
+            // A batch id seen before means a resend: the whole batch is already stored.
+            if let Some(batch) = &batch_id
+                && !logs::claim_batch(tx, &exp, batch)?
+            {
+                let skipped = Inserted {
+                    skipped: logs.len(),
+                    ..Inserted::default()
+                };
+                return Ok((skipped, None));
+            }
             let done = logs::insert(tx, &exp, &logs, now)?;
             // Decided inside the write transaction: a stream that subscribes later fences on
             // the writer and then finds this batch in the database instead (see api::stream).
@@ -269,7 +282,7 @@ async fn create_logs(
         .enumerate()
         .map(|(i, log)| validate(log).map_err(|m| Error::bad_request(format!("logs[{i}]: {m}"))))
         .collect::<Result<Vec<_>>>()?;
-    store(state, user, id, logs).await
+    store(state, user, id, None, logs).await
 }
 
 #[utoipa::path(post, path = "/api/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = LogIn, responses((status = 201, body = Envelope<Stored>), Errors))]
@@ -280,14 +293,110 @@ async fn create_log(
     Json(body): Json<LogIn>,
 ) -> Result<Reply<Stored>> {
     let log = validate(body).map_err(|m| Error::bad_request(format!("log: {m}")))?;
-    store(state, user, id, vec![log]).await
+    store(state, user, id, None, vec![log]).await
+}
+
+/// One metric's points as two columns: `steps[i]` goes with `values[i]`.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct ColumnIn {
+    name: String,
+    #[schema(value_type = Vec<u64>)]
+    steps: Vec<i64>,
+    values: Vec<LogValue>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct ResultIn {
+    name: String,
+    value: LogValue,
+}
+
+/// The columnar batch: names once per metric instead of once per point, and one id for the whole
+/// batch instead of a msg_id per point, so a client builds and the server reads a fraction of
+/// the JSON that `logs/batch` needs for the same points.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct PointsIn {
+    /// The batch's idempotency key: a batch with an id already stored for this experiment is
+    /// skipped whole, so a resend after a lost reply never duplicates it.
+    batch_id: Option<String>,
+    #[serde(default)]
+    metrics: Vec<ColumnIn>,
+    #[serde(default)]
+    results: Vec<ResultIn>,
+}
+
+/// Checks a columnar batch and flattens it into logs, metrics first, in body order.
+fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
+    let batch_id = match body.batch_id {
+        Some(id) if id.is_empty() || id.len() > MAX_MSG_ID => {
+            return Err(Error::bad_request(format!(
+                "batch_id must be 1 to {MAX_MSG_ID} characters"
+            )));
+        }
+        id => id,
+    };
+    let total = body.metrics.iter().map(|m| m.steps.len()).sum::<usize>() + body.results.len();
+    if total > MAX_BATCH {
+        return Err(Error::bad_request(format!(
+            "{total} points in one batch; the limit is {MAX_BATCH}"
+        )));
+    }
+    let mut logs = Vec::with_capacity(total);
+    for (i, m) in body.metrics.into_iter().enumerate() {
+        let at = |what: String| Error::bad_request(format!("metrics[{i}]: {what}"));
+        let name = super::clean_name(&m.name, "the name", MAX_NAME)
+            .map_err(|e| at(e.message().to_string()))?;
+        if m.steps.len() != m.values.len() {
+            return Err(at(format!(
+                "{} steps but {} values; each step needs its value",
+                m.steps.len(),
+                m.values.len()
+            )));
+        }
+        if let Some(j) = m.steps.iter().position(|&s| s < 0) {
+            return Err(at(format!("steps[{j}] must be a non-negative integer")));
+        }
+        logs.extend(m.steps.iter().zip(&m.values).map(|(&step, value)| NewLog {
+            msg_id: None,
+            name: name.clone(),
+            kind: Kind::Metric,
+            step: Some(step),
+            value: value.0,
+            extra_metadata: None,
+        }));
+    }
+    for (i, r) in body.results.into_iter().enumerate() {
+        let name = super::clean_name(&r.name, "the name", MAX_NAME)
+            .map_err(|e| Error::bad_request(format!("results[{i}]: {}", e.message())))?;
+        logs.push(NewLog {
+            msg_id: None,
+            name,
+            kind: Kind::Result,
+            step: None,
+            value: r.value.0,
+            extra_metadata: None,
+        });
+    }
+    Ok((batch_id, logs))
+}
+
+#[utoipa::path(post, path = "/api/experiments/{id}/points", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = PointsIn, responses((status = 201, body = Envelope<Stored>), Errors))]
+async fn create_points(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<PointsIn>,
+) -> Result<Reply<Stored>> {
+    let (batch_id, logs) = points(body)?;
+    store(state, user, id, batch_id, logs).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct LogOut {
     id: i64,
     experiment_id: String,
-    msg_id: String,
+    /// The client's id for the log; null for points sent without one (such as `/points`).
+    msg_id: Option<String>,
     name: String,
     value: LogValue,
     step: Option<i64>,
@@ -304,7 +413,7 @@ fn log_out(experiment_id: &str, l: Log) -> LogOut {
     LogOut {
         id: l.seq,
         experiment_id: experiment_id.to_string(),
-        msg_id: l.msg_id.to_string(),
+        msg_id: l.msg_id.map(|m| m.to_string()),
         name: l.name,
         value: LogValue(l.value),
         step: l.step,

@@ -47,11 +47,13 @@ impl MsgId {
         MsgId::Uuid(*uuid::Uuid::new_v4().as_bytes())
     }
 
-    fn read(v: ValueRef) -> MsgId {
+    fn read(v: ValueRef) -> Option<MsgId> {
         match v {
-            ValueRef::Blob(b) if b.len() == 16 => MsgId::Uuid(b.try_into().unwrap_or([0; 16])),
-            ValueRef::Text(t) => MsgId::Text(String::from_utf8_lossy(t).into_owned()),
-            _ => MsgId::Text(String::new()),
+            ValueRef::Blob(b) if b.len() == 16 => {
+                Some(MsgId::Uuid(b.try_into().unwrap_or([0; 16])))
+            }
+            ValueRef::Text(t) => Some(MsgId::Text(String::from_utf8_lossy(t).into_owned())),
+            _ => None,
         }
     }
 }
@@ -77,7 +79,8 @@ impl rusqlite::ToSql for MsgId {
 /// One validated log, ready to store.
 #[derive(Debug, Clone)]
 pub struct NewLog {
-    pub msg_id: MsgId,
+    /// None: the client gave no id, so the point is never taken for a resend.
+    pub msg_id: Option<MsgId>,
     pub name: String,
     pub kind: Kind,
     pub step: Option<i64>,
@@ -147,7 +150,7 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
         let changed = insert.execute(params![
             series_id,
             log.step.unwrap_or(-1),
-            log.msg_id,
+            log.msg_id.clone().unwrap_or_else(MsgId::random),
             next_seq,
             value,
             t
@@ -174,11 +177,22 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     Ok(out)
 }
 
+/// Records that `batch_id` is being stored in `exp`; false if it was stored before (a resend).
+/// Called in the batch's own transaction, so the id is kept exactly when its points are.
+pub fn claim_batch(conn: &Connection, exp: &Experiment, batch_id: &str) -> Result<bool> {
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO batches (experiment_id, batch_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![exp.rowid, batch_id])?;
+    Ok(added == 1)
+}
+
 /// A stored log as clients see it.
 #[derive(Debug, Clone)]
 pub struct Log {
     pub seq: i64,
-    pub msg_id: MsgId,
+    pub msg_id: Option<MsgId>,
     pub name: String,
     pub kind: Kind,
     pub step: Option<i64>,
@@ -339,7 +353,7 @@ mod tests {
 
     fn metric(msg: &str, name: &str, step: i64, value: f64) -> NewLog {
         NewLog {
-            msg_id: MsgId::parse(msg),
+            msg_id: Some(MsgId::parse(msg)),
             name: name.into(),
             kind: Kind::Metric,
             step: Some(step),
@@ -379,10 +393,10 @@ mod tests {
         let seqs: Vec<i64> = logs.iter().map(|l| l.seq).collect();
         assert_eq!(seqs, vec![1, 2, 3]);
         assert_eq!(
-            logs[0].msg_id.to_string(),
+            logs[0].msg_id.as_ref().unwrap().to_string(),
             "6f1c1f0e-8b3a-4c59-9d1e-1a2b3c4d5e6f"
         );
-        assert_eq!(logs[1].msg_id.to_string(), "client-7");
+        assert_eq!(logs[1].msg_id.as_ref().unwrap().to_string(), "client-7");
         assert_eq!(logs[2].created_at, 3_000);
     }
 
@@ -446,7 +460,7 @@ mod tests {
         let exp = experiment(&conn);
         let mut batch = vec![metric("m2", "acc", 5, 0.9), metric("m1", "acc", 1, 0.1)];
         batch.push(NewLog {
-            msg_id: MsgId::parse("r"),
+            msg_id: Some(MsgId::parse("r")),
             name: "acc".into(),
             kind: Kind::Result,
             step: None,

@@ -545,7 +545,7 @@ fn fold_points(pts: &[Block], axis: Axis, lo: i64, hi: i64) -> Option<Block> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::logs::{self, MsgId, NewLog};
+    use crate::store::logs::{self, NewLog};
 
     fn experiment(conn: &Connection) -> Experiment {
         crate::store::test_experiment(conn)
@@ -567,7 +567,7 @@ mod tests {
             let logs: Vec<NewLog> = chunk
                 .iter()
                 .map(|&s| NewLog {
-                    msg_id: MsgId::random(),
+                    msg_id: None,
                     name: "loss".into(),
                     kind: Kind::Metric,
                     step: Some(s),

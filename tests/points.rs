@@ -1,0 +1,207 @@
+//! The columnar batch format, `POST /api/experiments/{id}/points`: what Tora's own SDK sends.
+//! Same stored points as `logs/batch`, a fraction of the JSON, and one idempotency key a batch.
+
+mod common;
+
+use common::{TestServer, User};
+use serde_json::{Value, json};
+
+fn setup() -> (TestServer, User, String) {
+    let server = TestServer::start();
+    let user = server.user("columns@lab.org");
+    let exp = server.experiment(&user, "run", None);
+    (server, user, exp)
+}
+
+fn send(server: &TestServer, user: &User, exp: &str, body: Value) -> common::Response {
+    server.post(
+        &format!("/api/experiments/{exp}/points"),
+        &user.auth(),
+        body,
+    )
+}
+
+fn read(server: &TestServer, user: &User, exp: &str, what: &str) -> Vec<Value> {
+    let r = server.get(&format!("/api/experiments/{exp}/{what}"), &user.auth());
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.data().as_array().unwrap().clone()
+}
+
+#[test]
+fn a_training_loop_sends_columns_and_reads_back_points() {
+    let (server, user, exp) = setup();
+    let r = send(
+        &server,
+        &user,
+        &exp,
+        json!({
+            "batch_id": "session-1.0",
+            "metrics": [
+                {"name": "loss", "steps": [0, 1, 2], "values": [0.9, "NaN", 0.5]},
+                {"name": "lr", "steps": [0, 1, 2], "values": [0.1, 0.1, "-Infinity"]}
+            ],
+            "results": [{"name": "test_acc", "value": 0.93}]
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.data(), json!({"inserted": 7, "skipped": 0}));
+
+    let metrics = read(&server, &user, &exp, "metrics");
+    let got: Vec<(String, i64, Value)> = metrics
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["step"].as_i64().unwrap(),
+                p["value"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("loss".into(), 0, json!(0.9)),
+            ("lr".into(), 0, json!(0.1)),
+            ("loss".into(), 1, json!("NaN")),
+            ("lr".into(), 1, json!(0.1)),
+            ("loss".into(), 2, json!(0.5)),
+            ("lr".into(), 2, json!("-Infinity")),
+        ]
+    );
+    // (msg_id: null for these points comes with the packed storage.)
+    assert!(
+        metrics
+            .iter()
+            .all(|p| p["metadata"] == json!({"type": "metric"}))
+    );
+    let results = read(&server, &user, &exp, "results");
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        (results[0]["name"].as_str(), results[0]["value"].as_f64()),
+        (Some("test_acc"), Some(0.93))
+    );
+
+    // The summary is kept the same way as for logs/batch.
+    let summary = server
+        .get(&format!("/api/experiments/{exp}/summary"), &user.auth())
+        .data();
+    let loss = summary["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "loss")
+        .unwrap()
+        .clone();
+    assert_eq!(loss["count"], 3);
+    assert_eq!(loss["nonfinite"], 1);
+    assert_eq!(loss["last_step"], 2);
+}
+
+#[test]
+fn a_resent_batch_id_stores_nothing_twice() {
+    let (server, user, exp) = setup();
+    let body = json!({
+        "batch_id": "s.100",
+        "metrics": [{"name": "loss", "steps": [0, 1], "values": [1.0, 0.5]}]
+    });
+    assert_eq!(
+        send(&server, &user, &exp, body.clone()).data()["inserted"],
+        2
+    );
+    // The reply was lost; the client sends the same batch again, and then the next one.
+    let again = send(&server, &user, &exp, body);
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.data(), json!({"inserted": 0, "skipped": 2}));
+    let next = json!({
+        "batch_id": "s.102",
+        "metrics": [{"name": "loss", "steps": [2], "values": [0.25]}]
+    });
+    assert_eq!(send(&server, &user, &exp, next).data()["inserted"], 1);
+    let steps: Vec<i64> = read(&server, &user, &exp, "metrics")
+        .iter()
+        .map(|p| p["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![0, 1, 2]);
+
+    // Batch ids belong to one experiment: another run may use the same id.
+    let other = server.experiment(&user, "other run", None);
+    let body =
+        json!({"batch_id": "s.100", "metrics": [{"name": "loss", "steps": [0], "values": [3]}]});
+    assert_eq!(send(&server, &user, &other, body).data()["inserted"], 1);
+
+    // Without a batch id nothing is taken for a resend: the same points twice are two points.
+    let plain = json!({"metrics": [{"name": "acc", "steps": [7], "values": [0.5]}]});
+    send(&server, &user, &exp, plain.clone());
+    send(&server, &user, &exp, plain);
+    let acc = read(&server, &user, &exp, "metrics")
+        .into_iter()
+        .filter(|p| p["name"] == "acc")
+        .count();
+    assert_eq!(acc, 2);
+}
+
+#[test]
+fn a_bad_column_rejects_the_whole_batch_and_names_the_spot() {
+    let (server, user, exp) = setup();
+    let good = json!({"name": "ok", "steps": [0], "values": [1]});
+    let cases = [
+        (
+            json!({"metrics": [good, {"name": "loss", "steps": [0, 1], "values": [1]}]}),
+            "metrics[1]: 2 steps but 1 values",
+        ),
+        (
+            json!({"metrics": [good, {"name": "loss", "steps": [0, -3], "values": [1, 2]}]}),
+            "metrics[1]: steps[1] must be a non-negative integer",
+        ),
+        (
+            json!({"metrics": [{"name": "  ", "steps": [], "values": []}]}),
+            "metrics[0]: the name must not be empty",
+        ),
+        (
+            json!({"metrics": [good], "results": [{"name": "", "value": 1}]}),
+            "results[0]: the name must not be empty",
+        ),
+        (
+            json!({"batch_id": "", "metrics": [good]}),
+            "batch_id must be 1 to 255",
+        ),
+        (
+            json!({"metrics": [{"name": "x", "steps": [0], "values": ["nope"]}]}),
+            "invalid value: string \"nope\", expected a number, or one of the strings",
+        ),
+        (
+            json!({"metrics": [{"name": "x", "steps": [0.5], "values": [1]}]}),
+            "invalid type: floating point `0.5`",
+        ),
+    ];
+    for (body, want) in cases {
+        let r = send(&server, &user, &exp, body.clone());
+        let err = r.expect_error(400);
+        assert!(err.contains(want), "{body} -> {err:?}, wanted {want:?}");
+    }
+    assert!(
+        read(&server, &user, &exp, "metrics").is_empty(),
+        "nothing stored"
+    );
+
+    // Over the per-request limit.
+    let n = 100_001;
+    let big = json!({"metrics": [{"name": "x", "steps": vec![1; n], "values": vec![0.5; n]}]});
+    let err = send(&server, &user, &exp, big).expect_error(400);
+    assert!(err.contains("100001 points in one batch"), "{err}");
+}
+
+#[test]
+fn only_editors_may_send_points() {
+    let (server, owner, exp) = setup();
+    let body = json!({"metrics": [{"name": "loss", "steps": [0], "values": [1]}]});
+    let stranger = server.user("stranger@lab.org");
+    send(&server, &stranger, &exp, body.clone()).expect_error(404);
+    let r = server.post(
+        &format!("/api/experiments/{exp}/points"),
+        &common::Auth::None,
+        body.clone(),
+    );
+    r.expect_error(401);
+    assert!(read(&server, &owner, &exp, "metrics").is_empty());
+}
