@@ -15,8 +15,16 @@ use crate::error::{Error, Result};
 pub const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = include_str!("../schema.sql");
 
+/// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
+/// cannot do.
+type Migration = (i64, &'static str, fn(&Connection) -> Result<()>);
+
 /// What brings a file of an older version up to the next one, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(2, include_str!("../migrations/0002_batches.sql"))];
+const MIGRATIONS: &[Migration] = &[(
+    2,
+    include_str!("../migrations/0002_packed_points.sql"),
+    crate::store::logs::pack_v1_logs,
+)];
 
 /// Set on every connection, in this order: the busy timeout first, so the statements after it
 /// already wait for a lock instead of failing; foreign keys are per connection in SQLite and off
@@ -166,9 +174,11 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         })?;
         return Ok(());
     }
-    for &(to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+    for &(to, sql, step) in MIGRATIONS.iter().filter(|(to, ..)| *to > version) {
+        eprintln!("upgrading the database to schema version {to}");
         write_tx(conn, |tx| {
             tx.execute_batch(sql)?;
+            step(tx)?;
             tx.pragma_update(None, "user_version", to)?;
             Ok(())
         })?;
@@ -238,4 +248,149 @@ pub fn memory() -> Connection {
     conn.execute_batch(CONNECTION_PRAGMAS).expect("pragmas");
     migrate(&mut conn).expect("schema applies");
     conn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::logs::{self, Selection};
+    use crate::store::{experiments, series, users, workspaces};
+
+    /// A file written by the previous Tora (schema 1: one `logs` row per point) opens with every
+    /// point, id, msg_id and value intact, and takes new points after them.
+    #[test]
+    fn a_version_1_file_is_upgraded_with_every_point_intact() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
+        conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let u = users::create(&conn, "old@lab.org", "h", 0).unwrap();
+        let ws = workspaces::personal(&conn, &u.id, 0).unwrap();
+        let new = experiments::NewExperiment {
+            id: "00000000-0000-4000-8000-000000000002",
+            workspace_id: &ws,
+            created_by: &u.id,
+            name: "old run",
+            description: None,
+            hyperparams: "[]",
+            tags: "[]",
+        };
+        let exp = experiments::create(&conn, &new, 0).unwrap();
+        // What version 1 wrote: "loss" in step order with UUID msg_ids and a NaN (NULL), "acc"
+        // with a late lower step and text msg_ids, one result with metadata.
+        conn.execute_batch(&format!(
+            "INSERT INTO series (id, experiment_id, kind, name, count, last_step, ordered, updated_at)
+               VALUES (1, {e}, 0, 'loss', 300, 299, 1, 5), (2, {e}, 0, 'acc', 3, 9, 0, 5),
+                      (3, {e}, 1, 'best', 1, NULL, 1, 5);
+             INSERT INTO log_metadata VALUES ({e}, 304, '{{\"type\":\"result\",\"epoch\":3}}');
+             UPDATE experiments SET next_seq = 305 WHERE id = {e};",
+            e = exp.rowid
+        ))
+        .unwrap();
+        let mut insert = conn
+            .prepare("INSERT INTO logs (series_id, step, msg_id, seq, value, t) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .unwrap();
+        for i in 0..300i64 {
+            let uuid = uuid::Uuid::from_u128(0xabc0_0000 + i as u128);
+            let value = (i != 7).then_some(i as f64 / 2.0);
+            insert
+                .execute(rusqlite::params![
+                    1,
+                    i,
+                    uuid.as_bytes().as_slice(),
+                    i + 1,
+                    value,
+                    i
+                ])
+                .unwrap();
+        }
+        for (step, seq) in [(9, 301), (2, 302), (5, 303)] {
+            insert
+                .execute(rusqlite::params![
+                    2,
+                    step,
+                    format!("acc-{step}"),
+                    seq,
+                    0.5,
+                    400
+                ])
+                .unwrap();
+        }
+        insert
+            .execute(rusqlite::params![3, -1, "best", 304, 0.9, 401])
+            .unwrap();
+        drop(insert);
+
+        migrate(&mut conn).unwrap();
+
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let old_table: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'logs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_table, 0, "the old table is gone");
+
+        let all = logs::list(&conn, &exp, Selection::All).unwrap();
+        assert_eq!(all.len(), 304);
+        assert_eq!(
+            all.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            (1..=304).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            all[0].msg_id.as_ref().unwrap().to_string(),
+            uuid::Uuid::from_u128(0xabc0_0000).to_string()
+        );
+        assert!(all[7].value.is_nan());
+        assert_eq!(all[299].value, 149.5);
+        assert_eq!(all[299].created_at, 299);
+        let acc: Vec<Option<i64>> = logs::list(&conn, &exp, Selection::Metrics)
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.name == "acc")
+            .map(|l| l.step)
+            .collect();
+        assert_eq!(
+            acc,
+            vec![Some(2), Some(5), Some(9)],
+            "by step, though stored 9, 2, 5"
+        );
+        let best = &all[303];
+        assert_eq!((best.name.as_str(), best.step), ("best", None));
+        assert_eq!(
+            best.extra_metadata.as_deref(),
+            Some("{\"type\":\"result\",\"epoch\":3}")
+        );
+
+        // The blocks were rebuilt: a chart reads them, a stream resumes from a cursor.
+        let loss = series::list(&conn, exp.rowid).unwrap().remove(1);
+        assert_eq!(loss.name, "loss");
+        let b = series::downsample(&conn, &exp, &loss, series::Axis::Step, None, None, 2).unwrap();
+        assert_eq!(b.count, vec![128, 172]);
+        assert_eq!(logs::since(&conn, &exp, 300).unwrap().len(), 4);
+
+        // A resend of an old point is still recognised; a new point goes after the old ones.
+        let resend = logs::NewLog {
+            msg_id: Some(logs::MsgId::parse("acc-2")),
+            name: "acc".into(),
+            kind: logs::Kind::Metric,
+            step: Some(2),
+            value: 0.5,
+            extra_metadata: None,
+        };
+        let mut fresh = resend.clone();
+        fresh.msg_id = Some(logs::MsgId::parse("acc-10"));
+        fresh.step = Some(10);
+        let done = logs::insert(&conn, &exp, &[resend, fresh], 500).unwrap();
+        assert_eq!(
+            (done.inserted, done.skipped, done.stored),
+            (1, 1, vec![(1, 305)])
+        );
+    }
 }

@@ -166,7 +166,10 @@ impl World {
             "SELECT id, workspace_id, email, role_id FROM invitations ORDER BY id",
             "SELECT uuid, workspace_id, name, coalesce(description, ''), hyperparams, tags, next_seq FROM experiments ORDER BY uuid",
             "SELECT id, experiment_id, kind, name FROM series ORDER BY id",
-            "SELECT series_id, step, hex(msg_id), seq, coalesce(value, 'nan') FROM logs ORDER BY 1, 2, 3",
+            "SELECT id, count, last_step, coalesce(last_value, 'nan') FROM series ORDER BY id",
+            "SELECT series_id, block, count, max_seq FROM series_blocks ORDER BY 1, 2",
+            "SELECT id, hex(data) FROM chunks ORDER BY id",
+            "SELECT experiment_id, batch_id FROM batches ORDER BY 1, 2",
             "SELECT id, disabled FROM users ORDER BY id",
         ] {
             let mut stmt = conn.prepare(sql).unwrap();
@@ -275,6 +278,16 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Editor,
         },
         Endpoint {
+            method: "POST",
+            path: |f, _| format!("/api/experiments/{}/points", f.exp),
+            body: |_, _| {
+                Some(
+                    json!({"batch_id": "b", "metrics": [{"name": "x", "steps": [9], "values": [1]}]}),
+                )
+            },
+            needs: Needs::Editor,
+        },
+        Endpoint {
             method: "DELETE",
             path: |f, _| format!("/api/experiments/{}", f.exp),
             body: none,
@@ -378,7 +391,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 20 * 8);
+    assert_eq!(checked, 21 * 8);
 }
 
 #[test]

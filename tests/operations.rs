@@ -227,8 +227,18 @@ fn backup_during_writes_is_consistent_and_never_overwrites() {
         .unwrap();
     assert_eq!(check, "ok");
     let in_copy: i64 = conn
-        .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
+        .query_row("SELECT coalesce(sum(count), 0) FROM series", [], |r| {
+            r.get(0)
+        })
         .unwrap();
+    let in_blocks: i64 = conn
+        .query_row(
+            "SELECT coalesce(sum(count), 0) FROM series_blocks",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(in_copy, in_blocks, "summaries and blocks agree in the copy");
     assert!(
         in_copy > 0 && in_copy % 200 == 0,
         "a torn copy has {in_copy} logs"

@@ -68,7 +68,7 @@ fn a_training_loop_sends_columns_and_reads_back_points() {
             ("lr".into(), 2, json!("-Infinity")),
         ]
     );
-    // (msg_id: null for these points comes with the packed storage.)
+    assert!(metrics.iter().all(|p| p["msg_id"].is_null()));
     assert!(
         metrics
             .iter()

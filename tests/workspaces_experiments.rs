@@ -350,7 +350,13 @@ fn deleting_a_workspace_deletes_its_experiments_and_logs() {
     let r = server.post(
         &format!("/api/experiments/{exp}/logs/batch"),
         &user.auth(),
-        json!({"logs": [{"name": "loss", "value": 1, "step": 1}, {"name": "acc", "value": 0.5}]}),
+        json!({"logs": [{"name": "loss", "value": 1, "step": 1}, {"name": "acc", "value": 0.5, "metadata": {"type": "result", "split": "test"}}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = server.post(
+        &format!("/api/experiments/{exp}/points"),
+        &user.auth(),
+        json!({"batch_id": "b1", "metrics": [{"name": "loss", "steps": [2, 3], "values": [0.5, 0.25]}]}),
     );
     assert_eq!(r.status, 201, "{}", r.text);
 
@@ -369,7 +375,14 @@ fn deleting_a_workspace_deletes_its_experiments_and_logs() {
         .expect_error(404);
 
     let conn = rusqlite::Connection::open(&server.db).unwrap();
-    for table in ["experiments", "series", "logs", "log_metadata"] {
+    for table in [
+        "experiments",
+        "series",
+        "series_blocks",
+        "chunks",
+        "log_metadata",
+        "batches",
+    ] {
         let n: i64 = conn
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap();

@@ -1,12 +1,13 @@
-//! Logged points: metrics (with a step) and results. See `schema.sql` for the layout and why.
+//! Logged points: metrics (with a step) and results, stored through the series they belong to
+//! (`series.rs` keeps the blocks, `packed.rs` the bytes). See `schema.sql` for the layout and why.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::error::Result;
 use crate::store::experiments::Experiment;
+use crate::store::packed::Point;
 use crate::store::series;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,14 +23,10 @@ impl Kind {
             Kind::Result => "result",
         }
     }
-
-    fn from_i64(v: i64) -> Kind {
-        if v == 1 { Kind::Result } else { Kind::Metric }
-    }
 }
 
 /// A client's id for one log, the key of exactly-once delivery. UUIDs are stored as 16 bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MsgId {
     Uuid([u8; 16]),
     Text(String),
@@ -47,7 +44,9 @@ impl MsgId {
         MsgId::Uuid(*uuid::Uuid::new_v4().as_bytes())
     }
 
-    fn read(v: ValueRef) -> Option<MsgId> {
+    /// A msg_id as the version-1 `logs` table stored it (read by the migration).
+    pub fn read(v: rusqlite::types::ValueRef) -> Option<MsgId> {
+        use rusqlite::types::ValueRef;
         match v {
             ValueRef::Blob(b) if b.len() == 16 => {
                 Some(MsgId::Uuid(b.try_into().unwrap_or([0; 16])))
@@ -64,15 +63,6 @@ impl std::fmt::Display for MsgId {
             MsgId::Uuid(b) => write!(f, "{}", uuid::Uuid::from_bytes(*b)),
             MsgId::Text(t) => f.write_str(t),
         }
-    }
-}
-
-impl rusqlite::ToSql for MsgId {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(match self {
-            MsgId::Uuid(b) => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            MsgId::Text(t) => rusqlite::types::ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
-        })
     }
 }
 
@@ -97,8 +87,8 @@ pub struct Inserted {
     pub stored: Vec<(usize, i64)>,
 }
 
-/// Stores `logs` in order. A log whose (name, kind, step, msg_id) is already stored is skipped
-/// by the primary key, so a client that resends a batch after a lost reply changes nothing.
+/// Stores `logs` in order. A log with a msg_id whose (name, kind, step, msg_id) is already
+/// stored is skipped, so a client that resends a batch after a lost reply changes nothing.
 pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) -> Result<Inserted> {
     let known = series::list(conn, exp.rowid)?;
     // One name map per kind, so looking a name up borrows it instead of cloning it.
@@ -106,6 +96,7 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     for s in &known {
         ids[s.kind as usize].insert(s.name.clone(), s.id);
     }
+    let stored: HashMap<i64, series::Series> = known.iter().map(|s| (s.id, s.clone())).collect();
     let mut tracker = series::Tracker::new(known);
     let mut next_seq: i64 = conn.query_row(
         "SELECT next_seq FROM experiments WHERE id = ?1",
@@ -117,17 +108,14 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     let mut new_series = conn.prepare_cached(
         "INSERT INTO series (experiment_id, kind, name) VALUES (?1, ?2, ?3) RETURNING id",
     )?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO logs (series_id, step, msg_id, seq, value, t) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT DO NOTHING",
-    )?;
     let mut metadata = conn.prepare_cached(
         "INSERT INTO log_metadata (experiment_id, seq, metadata) VALUES (?1, ?2, ?3)",
     )?;
 
-    // Resolve every log's series first (creating new ones), so the loop below only inserts.
-    // (A multi-row INSERT was tried and measured slower: it needs a statement journal.)
+    // Resolve every log's series first (creating new ones), so the loop below only stores.
     let mut series_of = Vec::with_capacity(logs.len());
+    // Per stored series, the step range of this batch's logs that carry a msg_id.
+    let mut id_range: HashMap<i64, (i64, i64)> = HashMap::new();
     for log in logs {
         let id = match ids[log.kind as usize].get(log.name.as_str()) {
             Some(id) => *id,
@@ -139,30 +127,50 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
                 id
             }
         };
+        if log.msg_id.is_some() && stored.contains_key(&id) {
+            let step = log.step.unwrap_or(-1);
+            let r = id_range.entry(id).or_insert((step, step));
+            *r = (r.0.min(step), r.1.max(step));
+        }
         series_of.push(id);
+    }
+
+    // The ids a resent log would match: stored points with a msg_id in those step ranges (none
+    // at all for the usual batch, whose steps are all past what is stored), then this batch's
+    // own as they are stored.
+    let mut seen: HashSet<(i64, i64, MsgId)> = HashSet::new();
+    for (id, (lo, hi)) in id_range {
+        let s = &stored[&id];
+        let past_the_end = s.kind == Kind::Metric && s.last_step.is_none_or(|last| lo > last);
+        if s.count == 0 || past_the_end {
+            continue;
+        }
+        for (step, msg_id) in series::stored_ids(conn, s, lo, hi)? {
+            seen.insert((id, step, msg_id));
+        }
     }
 
     let mut out = Inserted::default();
     for (index, log) in logs.iter().enumerate() {
         let series_id = series_of[index];
-        // NaN binds as NULL (SQLite's own rule), which is how the schema spells NaN.
-        let value = (!log.value.is_nan()).then_some(log.value);
-        let changed = insert.execute(params![
-            series_id,
-            log.step.unwrap_or(-1),
-            log.msg_id.clone().unwrap_or_else(MsgId::random),
-            next_seq,
-            value,
-            t
-        ])?;
-        if changed == 0 {
+        let step = log.step.unwrap_or(-1);
+        if let Some(msg_id) = &log.msg_id
+            && !seen.insert((series_id, step, msg_id.clone()))
+        {
             out.skipped += 1;
             continue;
         }
         if let Some(extra) = &log.extra_metadata {
             metadata.execute(params![exp.rowid, next_seq, extra])?;
         }
-        tracker.add(conn, series_id, log.step, t, log.value, next_seq)?;
+        let point = Point {
+            step,
+            seq: next_seq,
+            t,
+            value: log.value,
+            msg_id: log.msg_id.clone(),
+        };
+        tracker.add(conn, series_id, log.step, point)?;
         out.stored.push((index, next_seq));
         next_seq += 1;
         out.inserted += 1;
@@ -186,6 +194,37 @@ pub fn claim_batch(conn: &Connection, exp: &Experiment, batch_id: &str) -> Resul
         )?
         .execute(params![exp.rowid, batch_id])?;
     Ok(added == 1)
+}
+
+/// Schema 1 to 2: moves every point of the one-row-per-point `logs` table into packed blocks,
+/// series by series in arrival order (so block numbers and summaries stay as they were), then
+/// drops the table.
+pub fn pack_v1_logs(conn: &Connection) -> Result<()> {
+    let series: Vec<i64> = conn
+        .prepare("SELECT id FROM series ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rows = conn.prepare(
+        "SELECT step, seq, t, value, msg_id FROM logs WHERE series_id = ?1 ORDER BY seq",
+    )?;
+    for id in series {
+        let points: Vec<Point> = rows
+            .query_map([id], |r| {
+                Ok(Point {
+                    step: r.get(0)?,
+                    seq: r.get(1)?,
+                    t: r.get(2)?,
+                    // Version 1 stored NaN as NULL.
+                    value: r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
+                    msg_id: MsgId::read(r.get_ref(4)?),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        series::rebuild_blocks(conn, id, &points)?;
+    }
+    drop(rows);
+    conn.execute_batch("DROP TABLE logs")?;
+    Ok(())
 }
 
 /// A stored log as clients see it.
@@ -213,36 +252,44 @@ pub enum Selection {
 }
 
 pub fn list(conn: &Connection, exp: &Experiment, which: Selection) -> Result<Vec<Log>> {
-    let kind_filter = match which {
-        Selection::All => "",
-        Selection::Metrics => "AND s.kind = 0",
-        Selection::Results => "AND s.kind = 1",
-    };
-    let order = match which {
-        Selection::Metrics => "l.step, s.name, l.seq",
-        _ => "l.seq",
-    };
-    let sql = format!(
-        "SELECT l.seq, l.msg_id, s.name, s.kind, l.step, l.value, l.t, md.metadata
-         FROM series s JOIN logs l ON l.series_id = s.id
-         LEFT JOIN log_metadata md ON md.experiment_id = s.experiment_id AND md.seq = l.seq
-         WHERE s.experiment_id = ?1 {kind_filter} ORDER BY {order}"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([exp.rowid], |r| {
-        let step: i64 = r.get(4)?;
-        Ok(Log {
-            seq: r.get(0)?,
-            msg_id: MsgId::read(r.get_ref(1)?),
-            name: r.get(2)?,
-            kind: Kind::from_i64(r.get(3)?),
-            step: (step >= 0).then_some(step),
-            value: r.get::<_, Option<f64>>(5)?.unwrap_or(f64::NAN),
-            created_at: exp.created_at + r.get::<_, i64>(6)?,
-            extra_metadata: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut extra: HashMap<i64, String> = HashMap::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, metadata FROM log_metadata WHERE experiment_id = ?1")?;
+    let rows = stmt.query_map([exp.rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    for row in rows {
+        let (seq, metadata) = row?;
+        extra.insert(seq, metadata);
+    }
+    let mut out = Vec::new();
+    for s in series::list(conn, exp.rowid)? {
+        let wanted = match which {
+            Selection::All => true,
+            Selection::Metrics => s.kind == Kind::Metric,
+            Selection::Results => s.kind == Kind::Result,
+        };
+        if !wanted || s.count == 0 {
+            continue;
+        }
+        for p in series::points(conn, &s, i64::MIN, i64::MAX, true)? {
+            out.push(Log {
+                seq: p.seq,
+                msg_id: p.msg_id,
+                name: s.name.clone(),
+                kind: s.kind,
+                step: (p.step >= 0).then_some(p.step),
+                value: p.value,
+                extra_metadata: extra.remove(&p.seq),
+                created_at: exp.created_at + p.t,
+            });
+        }
+    }
+    match which {
+        Selection::Metrics => {
+            out.sort_by(|a, b| (a.step, &a.name, a.seq).cmp(&(b.step, &b.name, b.seq)))
+        }
+        _ => out.sort_by_key(|l| l.seq),
+    }
+    Ok(out)
 }
 
 /// A log as the live stream sends it.
@@ -257,44 +304,24 @@ pub struct Recent {
 }
 
 /// Every log stored after `cursor` (an id), in id order: what a reconnecting stream missed.
-/// For series kept in order, the blocks' seq ranges skip everything older without reading it.
 pub fn since(conn: &Connection, exp: &Experiment, cursor: i64) -> Result<Vec<Recent>> {
     let mut out = Vec::new();
-    let mut start = conn.prepare_cached(
-        "SELECT first_step FROM series_blocks WHERE series_id = ?1 AND max_seq > ?2 ORDER BY block LIMIT 1",
-    )?;
-    let mut points = conn.prepare_cached(
-        "SELECT step, value, t, seq FROM logs WHERE series_id = ?1 AND step >= ?2 AND seq > ?3",
-    )?;
     for s in series::list(conn, exp.rowid)? {
-        if s.updated_at.is_none() {
+        if s.count == 0 {
             continue;
         }
-        let from = if s.kind == Kind::Metric && s.ordered {
-            match start
-                .query_row(params![s.id, cursor], |r| r.get::<_, i64>(0))
-                .optional()?
-            {
-                Some(step) => step,
-                None => continue,
-            }
-        } else {
-            i64::MIN
-        };
-        let rows = points.query_map(params![s.id, from, cursor], |r| {
-            let step: i64 = r.get(0)?;
-            Ok(Recent {
-                seq: r.get(3)?,
-                name: s.name.clone(),
-                kind: s.kind,
-                step: (step >= 0).then_some(step),
-                value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
-                created_at: exp.created_at + r.get::<_, i64>(2)?,
-            })
-        })?;
-        for row in rows {
-            out.push(row?);
-        }
+        out.extend(
+            series::points_after(conn, &s, cursor)?
+                .into_iter()
+                .map(|p| Recent {
+                    seq: p.seq,
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    step: (p.step >= 0).then_some(p.step),
+                    value: p.value,
+                    created_at: exp.created_at + p.t,
+                }),
+        );
     }
     out.sort_by_key(|r| r.seq);
     Ok(out)
@@ -318,27 +345,23 @@ pub struct CsvRow {
     pub created_at: i64,
 }
 
-/// Feeds every log of `exp` to `each`, grouped by kind and name, in step order, without
-/// holding them all in memory. `each` returning an error stops the walk.
+/// Feeds every log of `exp` to `each`, grouped by kind and name, in step order, holding one
+/// series in memory at a time. `each` returning an error stops the walk.
 pub fn for_each_csv_row(
     conn: &Connection,
     exp: &Experiment,
     mut each: impl FnMut(CsvRow) -> Result<()>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT s.name, s.kind, l.step, l.value, l.t FROM series s JOIN logs l ON l.series_id = s.id
-         WHERE s.experiment_id = ?1 ORDER BY s.kind, s.name, l.step",
-    )?;
-    let mut rows = stmt.query([exp.rowid])?;
-    while let Some(r) = rows.next()? {
-        let step: i64 = r.get(2)?;
-        each(CsvRow {
-            name: r.get(0)?,
-            kind: Kind::from_i64(r.get(1)?),
-            step: (step >= 0).then_some(step),
-            value: r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
-            created_at: exp.created_at + r.get::<_, i64>(4)?,
-        })?;
+    for s in series::list(conn, exp.rowid)? {
+        for p in series::points(conn, &s, i64::MIN, i64::MAX, false)? {
+            each(CsvRow {
+                name: s.name.clone(),
+                kind: s.kind,
+                step: (p.step >= 0).then_some(p.step),
+                value: p.value,
+                created_at: exp.created_at + p.t,
+            })?;
+        }
     }
     Ok(())
 }

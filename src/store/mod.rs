@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod experiments;
 pub mod invitations;
 pub mod logs;
+pub mod packed;
 pub mod series;
 pub mod settings;
 pub mod tokens;

@@ -1,13 +1,15 @@
-//! Per-series state kept at ingest: the summary columns of `series` and the 128-point blocks of
-//! `series_blocks`; and the reads built on them: summaries and downsampled chart data.
+//! Per-series state kept at ingest: the summary columns of `series`, the 128-point blocks of
+//! `series_blocks` and their packed points in `chunks`; and the reads built on them: summaries,
+//! downsampled chart data, and the points themselves.
 
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::experiments::Experiment;
-use crate::store::logs::Kind;
+use crate::store::logs::{Kind, MsgId};
+use crate::store::packed::{self, Point};
 
 /// Points per block. Small enough that a zoomed-in chart reads few raw points at the edges,
 /// large enough that a 1M-point series is ~8k block rows.
@@ -122,10 +124,13 @@ impl Block {
         }
     }
 
-    /// Appends `next`, which comes after everything in `self`.
+    /// Appends `next`, which arrived after everything in `self`. Steps and times keep their
+    /// extent (least first, greatest last), which for a series in step order is the same thing.
     fn absorb(&mut self, next: &Block) {
-        self.last_step = next.last_step;
-        self.last_t = next.last_t;
+        self.first_step = self.first_step.min(next.first_step);
+        self.last_step = self.last_step.max(next.last_step);
+        self.first_t = self.first_t.min(next.first_t);
+        self.last_t = self.last_t.max(next.last_t);
         self.min = min_opt(self.min, next.min);
         self.max = max_opt(self.max, next.max);
         self.last = next.last;
@@ -172,6 +177,71 @@ fn block_from_row(r: &Row) -> rusqlite::Result<Block> {
     })
 }
 
+/// The rowid of a block's points in `chunks`: series_id * 2^32 + block.
+fn chunk_id(series: i64, block: i64) -> i64 {
+    (series << 32) | block
+}
+
+/// The points of one block, as stored.
+fn chunk(conn: &Connection, series: i64, block: i64, msg_ids: bool) -> Result<Vec<Point>> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM chunks WHERE id = ?1")?
+        .query_row([chunk_id(series, block)], |r| r.get(0))
+        .optional()?;
+    let data = data.ok_or_else(|| {
+        Error::Internal(format!("block {block} of series {series} has no points"))
+    })?;
+    packed::decode(&data, msg_ids)
+}
+
+/// Writes (or rewrites) one block: its aggregates and its packed points.
+fn write_block(conn: &Connection, series: i64, b: &Block, points: &[Point]) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO series_blocks (series_id, block, first_step, last_step, first_t, last_t,
+            min_value, max_value, last_value, last_finite, count, nonfinite, min_seq, max_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        series,
+        b.no,
+        b.first_step,
+        b.last_step,
+        b.first_t,
+        b.last_t,
+        b.min,
+        b.max,
+        (!b.last.is_nan()).then_some(b.last),
+        b.last_finite,
+        b.count,
+        b.nonfinite,
+        b.min_seq,
+        b.max_seq
+    ])?;
+    conn.prepare_cached("INSERT OR REPLACE INTO chunks (id, data) VALUES (?1, ?2)")?
+        .execute(params![chunk_id(series, b.no), packed::encode(points)])?;
+    Ok(())
+}
+
+/// Replaces every block of a series with blocks cut from `points`, which are in arrival order
+/// (the schema migration that packs the old one-row-per-point table uses this).
+pub fn rebuild_blocks(conn: &Connection, series: i64, points: &[Point]) -> Result<()> {
+    conn.execute("DELETE FROM series_blocks WHERE series_id = ?1", [series])?;
+    for (no, part) in points.chunks(BLOCK as usize).enumerate() {
+        let mut b = Block::point(
+            no as i64,
+            part[0].step,
+            part[0].t,
+            part[0].value,
+            part[0].seq,
+        );
+        for p in &part[1..] {
+            b.absorb(&Block::point(no as i64, p.step, p.t, p.value, p.seq));
+        }
+        write_block(conn, series, &b, part)?;
+    }
+    Ok(())
+}
+
 /// Summary and block bookkeeping for one batch: fold points in as they are stored, then
 /// [`Tracker::save`] once per batch.
 pub struct Tracker {
@@ -180,10 +250,10 @@ pub struct Tracker {
 
 struct Tracked {
     series: Series,
-    /// The block being filled, loaded on first use.
-    open: Option<Block>,
+    /// The block being filled and its points, loaded on first use.
+    open: Option<(Block, Vec<Point>)>,
     loaded: bool,
-    finished: Vec<Block>,
+    finished: Vec<(Block, Vec<Point>)>,
     touched: bool,
 }
 
@@ -235,21 +305,28 @@ impl Tracker {
         );
     }
 
-    /// Folds one stored point into its series' summary and, for ordered metrics, its block.
+    /// The series as this batch has left it so far.
+    pub fn series(&self, id: i64) -> Option<&Series> {
+        self.state.get(&id).map(|t| &t.series)
+    }
+
+    /// Stores one point: folds it into its series' summary and appends it to the series' open
+    /// block (a new block every 128 points).
     pub fn add(
         &mut self,
         conn: &Connection,
         series_id: i64,
         step: Option<i64>,
-        t: i64,
-        value: f64,
-        seq: i64,
+        point: Point,
     ) -> Result<()> {
         let Some(tr) = self.state.get_mut(&series_id) else {
-            return Ok(());
+            return Err(Error::Internal(format!(
+                "series {series_id} is not tracked"
+            )));
         };
         tr.touched = true;
         let s = &mut tr.series;
+        let value = point.value;
         let finite = value.is_finite();
         let in_order = match (step, s.last_step) {
             (Some(step), Some(last)) => step >= last,
@@ -273,31 +350,40 @@ impl Tracker {
         }
         let index = s.count;
         s.count += 1;
-
-        if s.kind != Kind::Metric || !s.ordered {
-            return Ok(());
+        let no = index / BLOCK;
+        if no >= 1 << 32 {
+            return Err(Error::bad_request(format!(
+                "series {:?} is full ({index} points)",
+                s.name
+            )));
         }
-        let Some(step) = step else { return Ok(()) };
+
         if !tr.loaded {
             tr.loaded = true;
             if index % BLOCK != 0 {
                 let sql = format!(
                     "SELECT {BLOCK_COLUMNS} FROM series_blocks WHERE series_id = ?1 AND block = ?2"
                 );
-                tr.open = conn
+                let block = conn
                     .prepare_cached(&sql)?
-                    .query_row(params![series_id, index / BLOCK], block_from_row)
+                    .query_row(params![series_id, no], block_from_row)
                     .optional()?;
+                if let Some(block) = block {
+                    tr.open = Some((block, chunk(conn, series_id, no, true)?));
+                }
             }
         }
-        let point = Block::point(index / BLOCK, step, t, value, seq);
+        let b = Block::point(no, point.step, point.t, value, point.seq);
         match &mut tr.open {
-            Some(open) if open.no == point.no => open.absorb(&point),
+            Some((open, points)) if open.no == no => {
+                open.absorb(&b);
+                points.push(point);
+            }
             _ => {
                 if let Some(full) = tr.open.take() {
                     tr.finished.push(full);
                 }
-                tr.open = Some(point);
+                tr.open = Some((b, vec![point]));
             }
         }
         Ok(())
@@ -308,11 +394,6 @@ impl Tracker {
         let mut update = conn.prepare_cached(
             "UPDATE series SET count = ?2, nonfinite = ?3, first_step = ?4, last_step = ?5, last_value = ?6,
                 min_value = ?7, max_value = ?8, ordered = ?9, updated_at = ?10 WHERE id = ?1",
-        )?;
-        let mut block = conn.prepare_cached(
-            "INSERT OR REPLACE INTO series_blocks (series_id, block, first_step, last_step, first_t, last_t,
-                min_value, max_value, last_value, last_finite, count, nonfinite, min_seq, max_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         for (id, tr) in self.state {
             if !tr.touched {
@@ -331,30 +412,79 @@ impl Tracker {
                 s.ordered,
                 now
             ])?;
-            if !s.ordered {
-                continue;
-            }
-            for b in tr.finished.iter().chain(tr.open.iter()) {
-                block.execute(params![
-                    id,
-                    b.no,
-                    b.first_step,
-                    b.last_step,
-                    b.first_t,
-                    b.last_t,
-                    b.min,
-                    b.max,
-                    (!b.last.is_nan()).then_some(b.last),
-                    b.last_finite,
-                    b.count,
-                    b.nonfinite,
-                    b.min_seq,
-                    b.max_seq
-                ])?;
+            for (b, points) in tr.finished.iter().chain(tr.open.iter()) {
+                write_block(conn, id, b, points)?;
             }
         }
         Ok(())
     }
+}
+
+/// The numbers of the blocks of `s` that may hold points with steps in `lo..=hi`, in order.
+fn blocks_with_steps(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT block FROM series_blocks WHERE series_id = ?1 AND last_step >= ?2 AND first_step <= ?3
+         ORDER BY block",
+    )?;
+    let rows = stmt.query_map(params![s.id, lo, hi], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The points of `s` with steps in `lo..=hi`, in step order (arrival order within a step).
+pub fn points(
+    conn: &Connection,
+    s: &Series,
+    lo: i64,
+    hi: i64,
+    msg_ids: bool,
+) -> Result<Vec<Point>> {
+    let mut out = Vec::new();
+    for block in blocks_with_steps(conn, s, lo, hi)? {
+        out.extend(
+            chunk(conn, s.id, block, msg_ids)?
+                .into_iter()
+                .filter(|p| p.step >= lo && p.step <= hi),
+        );
+    }
+    // Blocks are in arrival order, which is step order only while the series stays ordered.
+    if !s.ordered {
+        out.sort_by_key(|p| (p.step, p.seq));
+    }
+    Ok(out)
+}
+
+/// The (step, msg_id) of every stored point of `s` with a step in `lo..=hi` that came with a
+/// msg_id: what a batch is checked against for resent points.
+pub fn stored_ids(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<Vec<(i64, MsgId)>> {
+    Ok(points(conn, s, lo, hi, true)?
+        .into_iter()
+        .filter_map(|p| p.msg_id.map(|m| (p.step, m)))
+        .collect())
+}
+
+/// The points of `s` stored after `cursor` (a seq), in arrival order. Blocks are in arrival
+/// order too, so the walk goes back from the newest block and stops at the first that is older.
+pub fn points_after(conn: &Connection, s: &Series, cursor: i64) -> Result<Vec<Point>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT block, max_seq FROM series_blocks WHERE series_id = ?1 ORDER BY block DESC",
+    )?;
+    let mut blocks = Vec::new();
+    let mut rows = stmt.query([s.id])?;
+    while let Some(r) = rows.next()? {
+        if r.get::<_, i64>(1)? <= cursor {
+            break;
+        }
+        blocks.push(r.get::<_, i64>(0)?);
+    }
+    let mut out = Vec::new();
+    for block in blocks.into_iter().rev() {
+        out.extend(
+            chunk(conn, s.id, block, false)?
+                .into_iter()
+                .filter(|p| p.seq > cursor),
+        );
+    }
+    Ok(out)
 }
 
 /// What a chart's x axis is.
@@ -436,12 +566,7 @@ pub fn downsample(
         for b in &blocks {
             if first_x(b) >= lo && x_of(b) <= hi {
                 units.push(*b);
-            } else if let Some(part) = fold_points(
-                &raw_points(conn, s.id, b.first_step, b.last_step)?,
-                axis,
-                lo,
-                hi,
-            ) {
+            } else if let Some(part) = fold_points(&block_points(conn, s, b.no)?, axis, lo, hi) {
                 // An edge block reaching past the range: only its points inside count.
                 units.push(part);
             }
@@ -457,7 +582,7 @@ pub fn downsample(
             },
             Axis::Time => (i64::MIN, i64::MAX),
         };
-        let mut pts: Vec<Block> = raw_points(conn, s.id, step_lo, step_hi)?
+        let mut pts: Vec<Block> = raw_points(conn, s, step_lo, step_hi)?
             .into_iter()
             .filter(|p| {
                 let x = x_of(p);
@@ -508,21 +633,19 @@ fn blocks_in(conn: &Connection, series: i64, axis: Axis, lo: i64, hi: i64) -> Re
 }
 
 /// The points of a series with steps in `lo..=hi`, each as a one-point block, in step order.
-fn raw_points(conn: &Connection, series: i64, lo: i64, hi: i64) -> Result<Vec<Block>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT step, t, value, seq FROM logs WHERE series_id = ?1 AND step >= ?2 AND step <= ?3 ORDER BY step",
-    )?;
-    let rows = stmt.query_map(params![series, lo, hi], |r| {
-        let value: Option<f64> = r.get(2)?;
-        Ok(Block::point(
-            0,
-            r.get(0)?,
-            r.get(1)?,
-            value.unwrap_or(f64::NAN),
-            r.get(3)?,
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+fn raw_points(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<Vec<Block>> {
+    Ok(points(conn, s, lo, hi, false)?
+        .into_iter()
+        .map(|p| Block::point(0, p.step, p.t, p.value, p.seq))
+        .collect())
+}
+
+/// The points of one block, each as a one-point block, in arrival (= step, here) order.
+fn block_points(conn: &Connection, s: &Series, no: i64) -> Result<Vec<Block>> {
+    Ok(chunk(conn, s.id, no, false)?
+        .into_iter()
+        .map(|p| Block::point(no, p.step, p.t, p.value, p.seq))
+        .collect())
 }
 
 /// The points among `pts` whose x is in `lo..=hi`, folded into one unit.
