@@ -40,6 +40,8 @@ const CONNECTION_PRAGMAS: &str = "
 
 type Manager = SqliteConnectionManager;
 
+const STATEMENT_CACHE: usize = 128;
+
 #[derive(Clone)]
 pub struct Db {
     /// Many readers: WAL lets them run beside the writer.
@@ -140,7 +142,12 @@ fn manager(path: &Path, read_only: bool) -> Manager {
     };
     SqliteConnectionManager::file(path)
         .with_flags(flags)
-        .with_init(|c| c.execute_batch(CONNECTION_PRAGMAS))
+        .with_init(|c| {
+            // Every store statement is cached (parsing one cost more than running it); room
+            // for all of them, so a busy endpoint never evicts another's.
+            c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            c.execute_batch(CONNECTION_PRAGMAS)
+        })
 }
 
 /// Opens one read-write connection with the standard PRAGMAs (used by the CLI and by tests).

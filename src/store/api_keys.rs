@@ -21,10 +21,7 @@ pub fn create(
     now: i64,
 ) -> Result<ApiKey> {
     let id = super::new_id();
-    conn.execute(
-        "INSERT INTO api_keys (id, user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, user_id, name, hash, now],
-    )?;
+    conn.prepare_cached("INSERT INTO api_keys (id, user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![id, user_id, name, hash, now])?;
     Ok(ApiKey {
         id,
         name: name.to_string(),
@@ -35,7 +32,7 @@ pub fn create(
 }
 
 pub fn list(conn: &Connection, user_id: &str) -> Result<Vec<ApiKey>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, name, created_at, last_used, revoked FROM api_keys
          WHERE user_id = ?1 ORDER BY created_at, id",
     )?;
@@ -53,22 +50,20 @@ pub fn list(conn: &Connection, user_id: &str) -> Result<Vec<ApiKey>> {
 
 /// Revokes a key of this user; false when the user has no such key.
 pub fn revoke(conn: &Connection, user_id: &str, id: &str) -> Result<bool> {
-    let n = conn.execute(
-        "UPDATE api_keys SET revoked = 1 WHERE id = ?1 AND user_id = ?2",
-        params![id, user_id],
-    )?;
+    let n = conn
+        .prepare_cached("UPDATE api_keys SET revoked = 1 WHERE id = ?1 AND user_id = ?2")?
+        .execute(params![id, user_id])?;
     Ok(n == 1)
 }
 
 /// The (key id, user id) of a live key whose user is enabled.
 pub fn owner_of(conn: &Connection, hash: &[u8]) -> Result<Option<(String, String)>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT k.id, k.user_id FROM api_keys k JOIN users u ON u.id = k.user_id
              WHERE k.key_hash = ?1 AND k.revoked = 0 AND u.disabled = 0",
-            [hash],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 

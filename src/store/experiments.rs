@@ -54,10 +54,8 @@ pub struct NewExperiment<'a> {
 }
 
 pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experiment> {
-    conn.execute(
-        "INSERT INTO experiments (uuid, workspace_id, created_by, name, description, hyperparams, tags, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        params![
+    conn.prepare_cached("INSERT INTO experiments (uuid, workspace_id, created_by, name, description, hyperparams, tags, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)")?.execute(params![
             new.id,
             new.workspace_id,
             new.created_by,
@@ -66,8 +64,7 @@ pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experi
             new.hyperparams,
             new.tags,
             now
-        ],
-    )
+        ])
     .map_err(|e| crate::error::conflict_on_unique(e, "an experiment with this id already exists"))?;
     let exp = get(conn, new.id)?
         .ok_or_else(|| Error::Internal("experiment vanished after insert".into()))?;
@@ -78,7 +75,10 @@ pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experi
 /// Any experiment by its public id, whoever may see it: callers check access next.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Experiment>> {
     let sql = format!("SELECT {COLUMNS} FROM experiments e WHERE e.uuid = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// Every experiment in every workspace `user_id` belongs to.
@@ -87,7 +87,7 @@ pub fn visible_to(conn: &Connection, user_id: &str) -> Result<Vec<Experiment>> {
         "SELECT {COLUMNS} FROM experiments e JOIN workspace_members m ON m.workspace_id = e.workspace_id
          WHERE m.user_id = ?1 ORDER BY e.created_at DESC, e.id DESC"
     );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([user_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -98,7 +98,7 @@ pub fn visible_among(conn: &Connection, user_id: &str, ids: &[String]) -> Result
         "SELECT {COLUMNS} FROM experiments e JOIN workspace_members m ON m.workspace_id = e.workspace_id
          WHERE e.uuid = ?1 AND m.user_id = ?2"
     );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(e) = stmt.query_row([id, user_id], from_row).optional()? {
@@ -118,10 +118,8 @@ pub struct Changes<'a> {
 /// Mirrors the hyperparameters' JSON into `experiment_hyperparams`, where queries can use them.
 fn set_hyperparams(conn: &Connection, rowid: i64, json: &str) -> Result<()> {
     use rusqlite::types::Value as Sql;
-    conn.execute(
-        "DELETE FROM experiment_hyperparams WHERE experiment_id = ?1",
-        [rowid],
-    )?;
+    conn.prepare_cached("DELETE FROM experiment_hyperparams WHERE experiment_id = ?1")?
+        .execute([rowid])?;
     let items: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
     let mut insert = conn.prepare_cached(
         "INSERT OR REPLACE INTO experiment_hyperparams (experiment_id, key, value) VALUES (?1, ?2, ?3)",
@@ -145,7 +143,7 @@ fn set_hyperparams(conn: &Connection, rowid: i64, json: &str) -> Result<()> {
 }
 
 pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE experiments SET
             name = coalesce(?2, name),
             description = CASE WHEN ?3 THEN ?4 ELSE description END,
@@ -153,16 +151,16 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
             tags = coalesce(?6, tags),
             updated_at = ?7
          WHERE id = ?1",
-        params![
-            rowid,
-            c.name,
-            c.description.is_some(),
-            c.description.flatten(),
-            c.hyperparams,
-            c.tags,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        rowid,
+        c.name,
+        c.description.is_some(),
+        c.description.flatten(),
+        c.hyperparams,
+        c.tags,
+        now
+    ])?;
     if let Some(hp) = c.hyperparams {
         set_hyperparams(conn, rowid, hp)?;
     }
@@ -171,7 +169,8 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
 
 /// Deletes an experiment; foreign keys cascade to its series, logs and metadata.
 pub fn delete(conn: &Connection, rowid: i64) -> Result<()> {
-    conn.execute("DELETE FROM experiments WHERE id = ?1", [rowid])?;
+    conn.prepare_cached("DELETE FROM experiments WHERE id = ?1")?
+        .execute([rowid])?;
     Ok(())
 }
 
@@ -249,11 +248,11 @@ pub fn page(
         clause += " AND ";
         clause += &compile(f, &mut args);
     }
-    let total: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM experiments e WHERE {clause}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
+    let total: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM experiments e WHERE {clause}"
+        ))?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
 
     let key = match &sort.key {
         SortKey::Created => "e.created_at".to_string(),
@@ -318,7 +317,7 @@ pub fn page(
         "SELECT {COLUMNS}, ({key}) FROM experiments e WHERE {page_clause}
          ORDER BY {nulls_last}({key}) {dir}, e.id {dir}{limit_sql}"
     );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
         Ok((from_row(r)?, r.get::<_, Sql>(11)?))
     })?;

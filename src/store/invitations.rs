@@ -44,35 +44,35 @@ pub fn create(
     by: &str,
     now: i64,
 ) -> Result<Invitation> {
-    let member: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM workspace_members m JOIN users u ON u.id = m.user_id
+    let member: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM workspace_members m JOIN users u ON u.id = m.user_id
                         WHERE m.workspace_id = ?1 AND u.email = ?2)",
-        [workspace_id, email],
-        |r| r.get(0),
-    )?;
+        )?
+        .query_row([workspace_id, email], |r| r.get(0))?;
     if member {
         return Err(Error::Conflict(format!(
             "{email} is already a member of this workspace"
         )));
     }
     let id = super::new_id();
-    conn.execute(
-        "INSERT INTO invitations (id, workspace_id, email, role_id, invited_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id, workspace_id, email, role as i64, by, now],
-    )
+    conn.prepare_cached("INSERT INTO invitations (id, workspace_id, email, role_id, invited_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![id, workspace_id, email, role as i64, by, now])
     .map_err(|e| conflict_on_unique(e, &format!("{email} already has a pending invitation to this workspace")))?;
     get(conn, &id)?.ok_or_else(|| Error::Internal("invitation vanished after insert".into()))
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Invitation>> {
     let sql = format!("{SELECT} WHERE i.id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// Pending invitations addressed to `email`.
 pub fn for_email(conn: &Connection, email: &str) -> Result<Vec<Invitation>> {
     let sql = format!("{SELECT} WHERE i.email = ?1 ORDER BY i.created_at, i.id");
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([email], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -80,13 +80,14 @@ pub fn for_email(conn: &Connection, email: &str) -> Result<Vec<Invitation>> {
 /// Pending invitations of a workspace.
 pub fn for_workspace(conn: &Connection, workspace_id: &str) -> Result<Vec<Invitation>> {
     let sql = format!("{SELECT} WHERE i.workspace_id = ?1 ORDER BY i.created_at, i.id");
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([workspace_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn delete(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM invitations WHERE id = ?1", [id])?;
+    conn.prepare_cached("DELETE FROM invitations WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 

@@ -98,11 +98,9 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     }
     let stored: HashMap<i64, series::Series> = known.iter().map(|s| (s.id, s.clone())).collect();
     let mut tracker = series::Tracker::new(known);
-    let mut next_seq: i64 = conn.query_row(
-        "SELECT next_seq FROM experiments WHERE id = ?1",
-        [exp.rowid],
-        |r| r.get(0),
-    )?;
+    let mut next_seq: i64 = conn
+        .prepare_cached("SELECT next_seq FROM experiments WHERE id = ?1")?
+        .query_row([exp.rowid], |r| r.get(0))?;
     let t = now - exp.created_at;
 
     let mut new_series = conn.prepare_cached(
@@ -177,10 +175,8 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     }
     if out.inserted > 0 {
         tracker.save(conn, now)?;
-        conn.execute(
-            "UPDATE experiments SET next_seq = ?2 WHERE id = ?1",
-            params![exp.rowid, next_seq],
-        )?;
+        conn.prepare_cached("UPDATE experiments SET next_seq = ?2 WHERE id = ?1")?
+            .execute(params![exp.rowid, next_seq])?;
     }
     Ok(out)
 }
@@ -204,7 +200,7 @@ pub fn pack_v1_logs(conn: &Connection) -> Result<()> {
         .prepare("SELECT id FROM series ORDER BY id")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut rows = conn.prepare(
+    let mut rows = conn.prepare_cached(
         "SELECT step, seq, t, value, msg_id FROM logs WHERE series_id = ?1 ORDER BY seq",
     )?;
     for id in series {
@@ -329,11 +325,9 @@ pub fn since(conn: &Connection, exp: &Experiment, cursor: i64) -> Result<Vec<Rec
 
 /// The id of the newest log (0 before the first).
 pub fn last_seq(conn: &Connection, exp: &Experiment) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT next_seq - 1 FROM experiments WHERE id = ?1",
-        [exp.rowid],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT next_seq - 1 FROM experiments WHERE id = ?1")?
+        .query_row([exp.rowid], |r| r.get(0))?)
 }
 
 /// One CSV row of an export.

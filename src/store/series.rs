@@ -225,7 +225,8 @@ fn write_block(conn: &Connection, series: i64, b: &Block, points: &[Point]) -> R
 /// Replaces every block of a series with blocks cut from `points`, which are in arrival order
 /// (the schema migration that packs the old one-row-per-point table uses this).
 pub fn rebuild_blocks(conn: &Connection, series: i64, points: &[Point]) -> Result<()> {
-    conn.execute("DELETE FROM series_blocks WHERE series_id = ?1", [series])?;
+    conn.prepare_cached("DELETE FROM series_blocks WHERE series_id = ?1")?
+        .execute([series])?;
     for (no, part) in points.chunks(BLOCK as usize).enumerate() {
         let mut b = Block::point(
             no as i64,

@@ -28,10 +28,10 @@ fn from_row(r: &Row) -> rusqlite::Result<User> {
 /// Inserts a user; an e-mail already taken (compared case-insensitively) is a 409.
 pub fn create(conn: &Connection, email: &str, password_hash: &str, now: i64) -> Result<User> {
     let id = super::new_id();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![id, email, password_hash, now],
-    )
+    )?
+    .execute(params![id, email, password_hash, now])
     .map_err(|e| conflict_on_unique(e, "an account with this email already exists"))?;
     Ok(User {
         id,
@@ -44,46 +44,50 @@ pub fn create(conn: &Connection, email: &str, password_hash: &str, now: i64) -> 
 
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
-    Ok(conn.query_row(&sql, [email], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([email], from_row)
+        .optional()?)
 }
 
 pub fn by_id(conn: &Connection, id: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 pub fn count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM users")?
+        .query_row([], |r| r.get(0))?)
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, email");
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-        params![id, password_hash],
-    )?;
+    conn.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
+        .execute(params![id, password_hash])?;
     Ok(())
 }
 
 pub fn set_disabled(conn: &Connection, id: &str, disabled: bool) -> Result<()> {
-    conn.execute(
-        "UPDATE users SET disabled = ?2 WHERE id = ?1",
-        params![id, disabled],
-    )?;
+    conn.prepare_cached("UPDATE users SET disabled = ?2 WHERE id = ?1")?
+        .execute(params![id, disabled])?;
     Ok(())
 }
 
 pub fn confirm_email(conn: &Connection, id: &str, now: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE users SET email_confirmed_at = coalesce(email_confirmed_at, ?2) WHERE id = ?1",
-        params![id, now],
-    )?;
+    )?
+    .execute(params![id, now])?;
     Ok(())
 }
 

@@ -60,11 +60,10 @@ pub fn require_role(
 
 pub fn role_of(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<Option<Role>> {
     let id: Option<i64> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT role_id FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
-            [workspace_id, user_id],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([workspace_id, user_id], |r| r.get(0))
         .optional()?;
     Ok(id.and_then(Role::from_id))
 }
@@ -101,10 +100,7 @@ pub fn create(
     now: i64,
 ) -> Result<Workspace> {
     let id = super::new_id();
-    conn.execute(
-        "INSERT INTO workspaces (id, name, description, personal_of, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, name, description, personal.then_some(owner), now],
-    )?;
+    conn.prepare_cached("INSERT INTO workspaces (id, name, description, personal_of, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![id, name, description, personal.then_some(owner), now])?;
     add_member(conn, &id, owner, Role::Owner, now)?;
     Ok(Workspace {
         id,
@@ -122,21 +118,15 @@ pub fn add_member(
     role: Role,
     now: i64,
 ) -> Result<()> {
-    conn.execute(
-        "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![workspace_id, user_id, role as i64, now],
-    )?;
+    conn.prepare_cached("INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES (?1, ?2, ?3, ?4)")?.execute(params![workspace_id, user_id, role as i64, now])?;
     Ok(())
 }
 
 /// The workspace experiments go to when the client names none, created on first need.
 pub fn personal(conn: &Connection, user_id: &str, now: i64) -> Result<String> {
     let existing: Option<String> = conn
-        .query_row(
-            "SELECT id FROM workspaces WHERE personal_of = ?1",
-            [user_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM workspaces WHERE personal_of = ?1")?
+        .query_row([user_id], |r| r.get(0))
         .optional()?;
     match existing {
         Some(id) => Ok(id),
@@ -146,7 +136,7 @@ pub fn personal(conn: &Connection, user_id: &str, now: i64) -> Result<String> {
 
 pub fn list_for(conn: &Connection, user_id: &str) -> Result<Vec<Workspace>> {
     let sql = format!("{SELECT} WHERE m.user_id = ?1 ORDER BY w.created_at, w.id");
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([user_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -154,36 +144,38 @@ pub fn list_for(conn: &Connection, user_id: &str) -> Result<Vec<Workspace>> {
 /// The workspace as its member `user_id` sees it (None for a non-member or a missing one).
 pub fn get_for(conn: &Connection, id: &str, user_id: &str) -> Result<Option<Workspace>> {
     let sql = format!("{SELECT} WHERE w.id = ?1 AND m.user_id = ?2");
-    Ok(conn.query_row(&sql, [id, user_id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id, user_id], from_row)
+        .optional()?)
 }
 
 /// Deletes a workspace; the foreign keys cascade to members, experiments and their logs.
 pub fn delete(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
+    conn.prepare_cached("DELETE FROM workspaces WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 pub fn owner_count(conn: &Connection, workspace_id: &str) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM workspace_members WHERE workspace_id = ?1 AND role_id = ?2",
-        params![workspace_id, Role::Owner as i64],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM workspace_members WHERE workspace_id = ?1 AND role_id = ?2",
+        )?
+        .query_row(params![workspace_id, Role::Owner as i64], |r| r.get(0))?)
 }
 
 pub fn remove_member(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<()> {
-    conn.execute(
-        "DELETE FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
-        [workspace_id, user_id],
-    )?;
+    conn.prepare_cached("DELETE FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2")?
+        .execute([workspace_id, user_id])?;
     Ok(())
 }
 
 pub fn set_role(conn: &Connection, workspace_id: &str, user_id: &str, role: Role) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE workspace_members SET role_id = ?3 WHERE workspace_id = ?1 AND user_id = ?2",
-        params![workspace_id, user_id, role as i64],
-    )?;
+    )?
+    .execute(params![workspace_id, user_id, role as i64])?;
     Ok(())
 }
 
@@ -212,7 +204,7 @@ pub struct Member {
 }
 
 pub fn members(conn: &Connection, workspace_id: &str) -> Result<Vec<Member>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT u.id, u.email, m.role_id, m.created_at FROM workspace_members m
          JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ?1 ORDER BY m.created_at, u.email",
     )?;
