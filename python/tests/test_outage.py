@@ -11,24 +11,17 @@ import socket
 import textwrap
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
 import pytest
-from conftest import ToraServer, run_python, sync
+from conftest import ToraServer, assert_exactly_once, log, run_python, spool_files, sync
 
 import tora
 from tora import Tora
 
 SAFETY = 60
 """Seconds before a wait gives up, so a bug fails the test instead of hanging it; never reached."""
-
-
-def log(client: Tora, steps: Iterable[int]) -> None:
-    for step in steps:
-        client.metric("loss", 1.0 / (step + 1), step)
-        client.metric("acc", step * 0.001, step)
 
 
 class DeadHost:
@@ -78,18 +71,6 @@ class DeadHost:
         self.listener.close()
         if self._held is not None:
             self._held.close()
-
-
-def spool_files(cache: Path) -> list[Path]:
-    return sorted((cache / "spool").glob("*.spool"))
-
-
-def assert_exactly_once(server: ToraServer, experiment_id: str, steps: int) -> None:
-    metrics = server.metrics(experiment_id)
-    for name in ("loss", "acc"):
-        stored = sorted(m["step"] for m in metrics if m["name"] == name)
-        assert stored == list(range(steps)), f"{name}: {len(stored)} stored for {steps} logged"
-    assert len({m["msg_id"] for m in metrics}) == len(metrics) == 2 * steps
 
 
 def test_server_killed_mid_run_then_back(
@@ -276,25 +257,54 @@ def test_memory_stays_bounded_while_the_server_is_away(sdk_env: Path, monkeypatc
     assert len(spool_files(sdk_env)) == 1
 
 
-def test_sync_resumes_after_the_last_sent_line_and_ignores_a_torn_one(server: ToraServer, sdk_env: Path) -> None:
-    """A spool file as a killed process leaves it: some lines sent, the last one half written."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_sync_resumes_after_the_last_sent_line_and_ignores_a_torn_one(
+    server: ToraServer, sdk_env: Path, version: int
+) -> None:
+    """A spool file as a killed process leaves it: some lines sent, the last one half written.
+
+    Format 2 is this SDK's (batches for /points); format 1 the previous version's (logs with msg_ids)."""
     status, body = server.call("POST", "/experiments", {"name": "torn"})
     assert status == 201
     experiment_id = body["data"]["id"]
     spool = sdk_env / "spool" / f"{experiment_id}.0123456789abcdef.spool"
     spool.parent.mkdir(parents=True)
-    header = json.dumps({"tora_spool": 1, "experiment_id": experiment_id, "server_url": server.api, "create": None})
+    header = json.dumps(
+        {"tora_spool": version, "experiment_id": experiment_id, "server_url": server.api, "create": None}
+    )
 
     def line(first: int) -> str:
-        logs = [{"msg_id": f"t.{s}", "name": "m", "value": s, "step": s} for s in range(first, first + 10)]
-        return json.dumps({"logs": logs})
+        steps = list(range(first, first + 10))
+        if version == 1:
+            return json.dumps({"logs": [{"msg_id": f"t.{s}", "name": "m", "value": s, "step": s} for s in steps]})
+        return json.dumps({"batch_id": f"t.{first}", "metrics": [{"name": "m", "steps": steps, "values": steps}]})
 
     text = f"{header}\n{line(0)}\n{line(10)}\n{line(20)[:25]}"
     spool.write_text(text)
     spool.with_suffix(".sent").write_text(str(len(f"{header}\n{line(0)}\n")))
     done = sync()
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "uploaded 10 points; 0 left" in done.stdout
     assert "incomplete last line" in done.stdout
     assert sorted(m["step"] for m in server.metrics(experiment_id)) == list(range(10, 20))
     assert not spool.exists()
     assert not spool.with_suffix(".sent").exists()
+
+
+def test_sync_keeps_a_file_whose_line_it_cannot_read(server: ToraServer, sdk_env: Path) -> None:
+    """A complete line that is not a batch (a disk error, an edit by hand) is not taken for a torn
+    one: sync uploads the lines before it and keeps the file, rather than delete what follows."""
+    status, body = server.call("POST", "/experiments", {"name": "damaged"})
+    assert status == 201
+    experiment_id = body["data"]["id"]
+    spool = sdk_env / "spool" / f"{experiment_id}.0123456789abcdef.spool"
+    spool.parent.mkdir(parents=True)
+    header = json.dumps({"tora_spool": 2, "experiment_id": experiment_id, "server_url": server.api, "create": None})
+    good = json.dumps({"batch_id": "d.0", "metrics": [{"name": "m", "steps": [0, 1], "values": [0.5, 0.25]}]})
+    later = json.dumps({"batch_id": "d.2", "metrics": [{"name": "m", "steps": [2], "values": [0.125]}]})
+    spool.write_text(f"{header}\n{good}\n{good[:20]}#?\n{later}\n")
+    done = sync()
+    assert done.returncode == 1
+    assert "not a batch; the file is kept" in done.stdout
+    assert sorted(m["step"] for m in server.metrics(experiment_id)) == [0, 1]
+    assert spool.exists()

@@ -130,20 +130,37 @@ def test_log_metrics_logs_nothing_when_one_value_is_bad(client: Tora) -> None:
 
 
 def test_encoding_sends_nan_and_infinities_as_strings() -> None:
-    body = encode(
-        [(0, "m", float("nan"), 1), (1, "m", float("inf"), 2), (2, "m", float("-inf"), 3), (3, "r", -0.0, None)], "s"
+    nan, inf = float("nan"), float("inf")
+    body = json.loads(
+        encode([("m", nan, 1), ("m", inf, 2), ("m", -inf, 3), ("r", -0.0, None), ("q", nan, None)], "s.0")
     )
-    logs = json.loads(body)["logs"]
-    assert [log["value"] for log in logs[:3]] == ["NaN", "Infinity", "-Infinity"]
-    assert logs[3] == {"msg_id": "s.3", "name": "r", "value": -0.0, "metadata": {"type": "result"}}
-    assert logs[0] == {"msg_id": "s.0", "name": "m", "value": "NaN", "step": 1, "metadata": {"type": "metric"}}
+    assert body["metrics"] == [{"name": "m", "steps": [1, 2, 3], "values": ["NaN", "Infinity", "-Infinity"]}]
+    assert body["results"] == [{"name": "r", "value": -0.0}, {"name": "q", "value": "NaN"}]
 
 
 def test_encoding_keeps_floats_exact() -> None:
-    values = [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, 5e-324, 123456789012345678, -2.5]
-    body = encode([(i, "m", v, i) for i, v in enumerate(values)], "s")
-    assert [log["value"] for log in json.loads(body)["logs"]] == values
+    values = [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, 5e-324, 123456789012345678, -2.5, -(2**63)]
+    body = json.loads(encode([("m", v, i) for i, v in enumerate(values)], "s.0"))
+    assert body["metrics"][0]["values"] == values
+    assert [type(v) for v in body["metrics"][0]["values"]] == [type(v) for v in values]
     assert all(math.isfinite(v) for v in values)
+
+
+def test_a_batch_is_one_column_per_name_in_order_of_first_appearance() -> None:
+    """What log_metrics({"loss": ..., "acc": ...}) per step looks like on the wire."""
+    logged = [("loss", 0.9, 0), ("acc", 0.1, 0), ("loss", 0.8, 1), ("best", 0.5, None), ("acc", 0.2, 1), ("lr", 3, 7)]
+    body = encode(logged, "0123456789abcdef.42")
+    assert json.loads(body) == {
+        "batch_id": "0123456789abcdef.42",
+        "metrics": [
+            {"name": "loss", "steps": [0, 1], "values": [0.9, 0.8]},
+            {"name": "acc", "steps": [0, 1], "values": [0.1, 0.2]},
+            {"name": "lr", "steps": [7], "values": [3]},
+        ],
+        "results": [{"name": "best", "value": 0.5}],
+    }
+    assert encode(logged, "0123456789abcdef.42") == body, "a batch encoded again must be the same bytes"
+    assert b" " not in body
 
 
 def test_closed_client_refuses_to_log(client: Tora) -> None:

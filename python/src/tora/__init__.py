@@ -1,5 +1,7 @@
 """Tora: log metrics from a training run to a self-hosted Tora server, without ever slowing it.
 
+One experiment per process::
+
     import tora
     tora.setup("mnist", hyperparams={"lr": 0.1})
     for step in range(100):

@@ -3,30 +3,36 @@
 The caller appends ``(name, value, step)`` tuples to ``Sender.queue`` (a deque: appends need no
 lock) and calls ``poke()`` when the queue reaches ``wake_at``. Two daemon threads do the rest:
 
-* the *sender* takes up to ``batch_size`` points, gives each a msg_id, encodes them and POSTs
-  them. It sends when poked, when ``flush_interval`` has passed, or straight away while points
-  keep arriving. A batch that fails for want of an answer (network error, timeout, 5xx, 408,
-  429) is appended to the spool file, byte for byte, and retried from there after a backoff
-  (exponential, with jitter). The server skips msg_ids it already has, so a retry of a batch
-  that was in fact stored stores nothing twice. While the spool has lines, the sender
-  alternates between spooled and fresh batches. Any other answer (401, 403, 404, 400, ...) stops
-  sending for good: every point then goes to the spool, for ``python -m tora sync``.
+* the *sender* takes up to ``batch_size`` points and freezes them into a *batch*: one body for
+  POST /experiments/{id}/points, with a ``batch_id`` (``<session>.<seq of its first point>``),
+  encoded once. It sends when poked, when ``flush_interval`` has passed, or straight away while
+  points keep arriving. A batch that fails for want of an answer (network error, timeout, 5xx,
+  408, 429) is appended to the spool file, byte for byte, and retried from there after a backoff
+  (exponential, with jitter). Every retry sends the same bytes, and the server stores a batch_id
+  once, so a batch that was in fact stored before its answer was lost is not stored twice. While
+  the spool has lines, the sender alternates between spooled and fresh batches. Any other answer
+  (401, 403, 404, 400, ...) stops sending for good: every point then goes to the spool, for
+  ``python -m tora sync``.
 * the *spiller* bounds memory: every ``flush_interval``, or when poked past ``max_pending``, it
-  moves queued points to the spool if the queue is too long, the server is failing, sending has
-  stopped, or the client is offline (then it is the only thread).
+  freezes queued points into batches and moves them to the spool if the queue is too long, the
+  server is failing, sending has stopped, or the client is offline (then it is the only thread).
+
+Points are never regrouped once frozen: regrouping after a failure would give points that the
+server already has a new batch_id, and store them twice.
 
 ``flush`` waits on a condition that both threads notify. After ``os.fork`` the child starts with
-an empty queue, a new msg_id session, a spool file of its own and no threads; its first point
+an empty queue, a new batch_id session, a spool file of its own and no threads; its first point
 starts its own threads. A child never touches the parent's sender or spool.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import logging
-import math
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -46,35 +52,48 @@ logger = logging.getLogger("tora")
 Value = Union[int, float]
 Point = tuple[str, Value, Optional[int]]
 """name, value, step; a point without a step is a result."""
-Numbered = tuple[int, str, Value, Optional[int]]
-"""A point with its sequence number, which makes its msg_id ``<session>.<seq>``."""
 
+MAX_BATCH = 100_000
+"""The most points the server takes in one request."""
 _NEVER = sys.maxsize
 _OK, _RETRY, _STOP = "ok", "retry", "stop"
 
+_JSON = json.JSONEncoder(separators=(",", ":"))
+_NON_FINITE = re.compile(r"-?Infinity|NaN")
 
-def encode(points: list[Numbered], session: str) -> bytes:
-    """The body of POST /logs/batch. Names are validated to ``[A-Za-z0-9_./-]``, so they need no escaping."""
-    parts = []
-    for seq, name, value, step in points:
-        if type(value) is int:
-            number = str(value)
-        elif math.isfinite(value):
-            number = repr(float(value))
-        elif math.isnan(value):
-            number = '"NaN"'
-        else:
-            number = '"Infinity"' if value > 0 else '"-Infinity"'
+
+def _quoted(match: re.Match[str]) -> str:
+    return f'"{match.group()}"'
+
+
+def _numbers(values: list[Value]) -> str:
+    """A JSON array of numbers, NaN and +-Infinity as the strings the server takes for them."""
+    text = _JSON.encode(values)
+    if "N" in text or "I" in text:  # the text of a finite int or float has neither letter
+        text = _NON_FINITE.sub(_quoted, text)
+    return text
+
+
+def encode(points: list[Point], batch_id: str) -> bytes:
+    """The body of POST /experiments/{id}/points: metric points as one column of steps and one of
+    values per name, names in order of first appearance, each name's points in logged order; then
+    the results. A pure function, so a batch encoded twice gives the same bytes."""
+    columns: dict[str, tuple[list[int], list[Value]]] = {}
+    results: list[str] = []
+    for name, value, step in points:
         if step is None:
-            parts.append(
-                f'{{"msg_id":"{session}.{seq}","name":"{name}","value":{number},"metadata":{{"type":"result"}}}}'
-            )
-        else:
-            parts.append(
-                f'{{"msg_id":"{session}.{seq}","name":"{name}","value":{number},"step":{step},'
-                f'"metadata":{{"type":"metric"}}}}'
-            )
-    return ('{"logs":[' + ",".join(parts) + "]}").encode()
+            results.append(f'{{"name":{_JSON.encode(name)},"value":{_numbers([value])[1:-1]}}}')
+            continue
+        column = columns.get(name)
+        if column is None:
+            column = columns[name] = ([], [])
+        column[0].append(step)
+        column[1].append(value)
+    metrics = ",".join(
+        f'{{"name":{_JSON.encode(name)},"steps":{_JSON.encode(steps)},"values":{_numbers(values)}}}'
+        for name, (steps, values) in columns.items()
+    )
+    return f'{{"batch_id":{_JSON.encode(batch_id)},"metrics":[{metrics}],"results":[{",".join(results)}]}}'.encode()
 
 
 @dataclass
@@ -84,7 +103,6 @@ class _Job:
     points: int
     number: int
     """Attempts are numbered, so flush() can tell the ones that started after it was called."""
-    fresh: list[Numbered] | None = None
 
 
 class Sender:
@@ -106,7 +124,7 @@ class Sender:
         self._offline = settings.mode == "offline"
         self._threshold = settings.batch_size if self._offline else max(1, threshold)
         self._api_key = api_key
-        self._logs_url = f"{server_url}/experiments/{experiment_id}/logs/batch"
+        self._points_url = f"{server_url}/experiments/{experiment_id}/points"
         self._experiments_url = f"{server_url}/experiments"
         self._create = None if self._offline else create
         self._header = {"experiment_id": experiment_id, "server_url": server_url, "create": create}
@@ -122,7 +140,8 @@ class Sender:
         self._spill_wake = threading.Event()
         self._session = uuid.uuid4().hex[:16]
         self._seq = 0
-        self._inflight: list[Numbered] = []
+        self._inflight: _Job | None = None
+        """The fresh batch being sent, not in the spool file yet."""
         name = f"{self.experiment_id}.{self._session}"
         self._spool = Spool(spool_dir(self._settings.cache_dir), name, self._header)
         self._failures = 0
@@ -149,7 +168,7 @@ class Sender:
 
     @property
     def in_memory(self) -> int:
-        return len(self.queue) + len(self._inflight)
+        return len(self.queue) + self._inflight_points
 
     def start(self) -> None:
         with self._lock:
@@ -193,7 +212,7 @@ class Sender:
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-            return len(self.queue) + len(self._inflight) + self._spool.unsent
+            return len(self.queue) + self._inflight_points + self._spool.unsent
 
     def close(self, timeout: float) -> int:
         """flush(timeout), then keep whatever is left in the spool file. Returns the points kept."""
@@ -202,9 +221,9 @@ class Sender:
         self.flush(timeout)
         with self._lock:
             self._spill_locked()
-            if self._inflight:
-                self._spool.append(encode(self._inflight, self._session), len(self._inflight))
-                self._inflight = []
+            if self._inflight is not None:
+                self._spool.append(self._inflight.body, self._inflight.points)
+                self._inflight = None
             self._closed = True
             left = self._spool.close()
             self._changed.notify_all()
@@ -229,23 +248,25 @@ class Sender:
     def _settled(self) -> bool:
         if self._offline or self._stopped is not None:
             return not self.queue
-        return not self.queue and not self._inflight and not self._spool.unsent and self._create is None
+        return not self.queue and self._inflight is None and not self._spool.unsent and self._create is None
 
-    def _take(self, limit: int) -> list[Numbered]:
+    @property
+    def _inflight_points(self) -> int:
+        inflight = self._inflight
+        return 0 if inflight is None else inflight.points
+
+    def _batch(self) -> tuple[bytes, int]:
+        """Freeze up to batch_size queued points into a batch: its body, and its number of points."""
         queue = self.queue
-        seq = self._seq
-        taken: list[Numbered] = []
-        for _ in range(min(limit, len(queue))):
-            name, value, step = queue.popleft()
-            taken.append((seq, name, value, step))
-            seq += 1
-        self._seq = seq
-        return taken
+        take = queue.popleft
+        points = [take() for _ in range(min(self._settings.batch_size, MAX_BATCH, len(queue)))]
+        batch_id = f"{self._session}.{self._seq}"
+        self._seq += len(points)
+        return encode(points, batch_id), len(points)
 
     def _spill_locked(self) -> None:
         while self.queue:
-            points = self._take(self._settings.batch_size)
-            self._spool.append(encode(points, self._session), len(points))
+            self._spool.append(*self._batch())
         self.wake_at = self._threshold
 
     def _spill_loop(self) -> None:
@@ -287,9 +308,7 @@ class Sender:
             self._wake.wait(self._settings.flush_interval)
             self._wake.clear()
             return True
-        if job.fresh is not None:
-            job.body = encode(job.fresh, self._session)
-        url = self._experiments_url if job.kind == "create" else self._logs_url
+        url = self._experiments_url if job.kind == "create" else self._points_url
         outcome, reason, retry_after = self._post(url, job.body)
         delay = self._settle(job, outcome, reason, retry_after)
         if delay:
@@ -309,10 +328,10 @@ class Sender:
                 self._replay_turn = False
                 job = _Job("spool", line[0], line[1], number)
         if job is None and self.queue:
-            self._inflight = self._take(self._settings.batch_size)
+            body, points = self._batch()
+            job = self._inflight = _Job("fresh", body, points, number)
             self._replay_turn = True
             self.wake_at = self._threshold
-            job = _Job("fresh", b"", len(self._inflight), number, self._inflight)
         if job is not None:
             self._attempts = number
         return job
@@ -333,9 +352,9 @@ class Sender:
         """Record what happened to a job; returns how long to back off (0: go on)."""
         delay = 0.0
         with self._lock:
-            mine = job.fresh is not None and job.fresh is self._inflight
+            mine = job is self._inflight
             if mine:
-                self._inflight = []
+                self._inflight = None
             if outcome == _OK:
                 if self._failures:
                     logger.warning("tora: the server answers again; sending the points kept meanwhile")

@@ -2,12 +2,17 @@
 
 One file per sender (one process, one experiment), ``<cache>/spool/<experiment>.<session>.spool``:
 
-    line 1    {"tora_spool": 1, "experiment_id": ..., "server_url": ..., "create": {...} | null}
-    line 2..  {"logs": [...]}    the exact body of one POST /experiments/{id}/logs/batch
+    line 1    {"tora_spool": 2, "experiment_id": ..., "server_url": ..., "create": {...} | null}
+    line 2..  {"batch_id": ..., "metrics": [...], "results": [...]}
+              one frozen batch: the exact body of one POST /experiments/{id}/points
 
-Every log carries its msg_id, so sending a line twice stores it once. Beside the file,
-``<name>.sent`` holds the byte offset up to which lines were delivered; sending resumes there.
-A writer holds an exclusive flock on its file, so ``python -m tora sync`` leaves live files alone.
+A line is written once and never rewritten; sending it again sends the same batch_id, which the
+server stores once. Files of format 1 (tora 0.1.0 before /points) hold ``{"logs": [...]}`` lines,
+bodies of POST /experiments/{id}/logs/batch whose logs carry msg_ids; ``python -m tora sync``
+still sends those where they belong. Beside the file, ``<name>.sent`` holds the byte offset up
+to which lines were delivered; sending resumes there. A process killed mid-write leaves a torn
+last line (no newline), which is skipped. A writer holds an exclusive flock on its file, so
+``python -m tora sync`` leaves live files alone.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ logger = logging.getLogger("tora")
 
 SUFFIX = ".spool"
 SENT_SUFFIX = ".sent"
-FORMAT = 1
+FORMAT = 2
+"""The format this version writes; see ENDPOINTS for the ones it reads."""
+ENDPOINTS = {1: "logs/batch", 2: "points"}
+"""Where the lines of each format go: ``<server>/experiments/<id>/<endpoint>``."""
 
 
 def spool_dir(cache_dir: Path) -> Path:
@@ -92,7 +100,10 @@ class Spool:
                 if self._fd is None:
                     self._open()
                 assert self._fd is not None
-                os.write(self._fd, body + b"\n")
+                line = body + b"\n"
+                if os.write(self._fd, line) != len(line):  # a full disk: undo the torn line
+                    os.ftruncate(self._fd, self._end)
+                    raise OSError("short write")
             except OSError as e:
                 self._disk_failed = True
                 logger.error("tora: cannot write the spool file %s (%s); keeping points in memory", self.path, e)

@@ -1,4 +1,9 @@
-"""``python -m tora sync``: upload spool files left by offline runs and by outages."""
+"""``python -m tora sync``: upload spool files left by offline runs and by outages.
+
+Each line is sent as it was written, so a line sent twice (a sync that was stopped before it
+recorded its progress, an answer lost on the way) is stored once: the server keeps a batch_id
+once (format 2) and a msg_id once (format 1).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from . import _transport
 from ._exceptions import ToraNetworkError
-from ._spool import SENT_SUFFIX, SUFFIX, read_sent, remove, spool_dir, try_lock, write_sent
+from ._spool import ENDPOINTS, SENT_SUFFIX, SUFFIX, read_sent, remove, spool_dir, try_lock, write_sent
 
 _ATTEMPTS = 3
+_TORN, _DAMAGED = "torn", "damaged"
 
 
 @dataclass
@@ -75,20 +81,26 @@ def _sync_file(
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read()
         end_of_header = data.find(b"\n")
-        header = json.loads(data[:end_of_header]) if end_of_header > 0 else None
-        if not isinstance(header, dict) or header.get("tora_spool") != 1:
-            report.problems.append(f"{path.name}: not a tora spool file, left alone")
+        try:
+            header = json.loads(data[:end_of_header]) if end_of_header > 0 else None
+        except ValueError:
+            header = None
+        version = header.get("tora_spool") if isinstance(header, dict) else None
+        if version not in ENDPOINTS:
+            report.problems.append(f"{path.name}: not a tora spool file this version can read, left alone")
             say(report.problems[-1])
             return
+        assert isinstance(header, dict)
         experiment_id = header["experiment_id"]
         url = (server_url or header.get("server_url") or "").rstrip("/")
-        lines, torn = _unsent_lines(data, max(read_sent(path), end_of_header + 1))
+        batches = f"{url}/experiments/{experiment_id}/{ENDPOINTS[version]}"
+        lines, stop = _unsent_lines(data, max(read_sent(path), end_of_header + 1), version)
         pending = sum(points for _, _, points in lines)
         try:
             if header.get("create"):
                 _post(f"{url}/experiments", _transport.encode(header["create"]), api_key, timeout)
             for start, end, points in lines:
-                _post(f"{url}/experiments/{experiment_id}/logs/batch", data[start:end], api_key, timeout)
+                _post(batches, data[start:end], api_key, timeout)
                 write_sent(path, end + 1)
                 report.uploaded += points
                 pending -= points
@@ -97,7 +109,11 @@ def _sync_file(
             report.problems.append(f"{path.name}: experiment {experiment_id}: {e}; {pending} points kept")
             say(report.problems[-1])
             return
-        if torn:
+        if stop == _DAMAGED:
+            report.problems.append(f"{path.name}: a line after the uploaded ones is not a batch; the file is kept")
+            say(report.problems[-1])
+            return
+        if stop == _TORN:
             say(f"{path.name}: ignored an incomplete last line (the writing process stopped mid-write)")
         remove(path)
         report.files_done += 1
@@ -106,21 +122,29 @@ def _sync_file(
         os.close(fd)
 
 
-def _unsent_lines(data: bytes, start: int) -> tuple[list[tuple[int, int, int]], bool]:
-    """(start, end, points) of each complete line from `start`; and whether a torn last line was seen."""
+def _unsent_lines(data: bytes, start: int, version: int) -> tuple[list[tuple[int, int, int]], str]:
+    """(start, end, points) of each line from `start` up to the end of the file, or up to a line that
+    is not a batch; and what stopped the walk: "" (the end), _TORN (a last line without its newline,
+    as a process killed mid-write leaves it) or _DAMAGED (a complete line that is not a batch)."""
     lines: list[tuple[int, int, int]] = []
     while start < len(data):
         end = data.find(b"\n", start)
         if end < 0:
-            return lines, True
+            return lines, _TORN
         if end > start:
             try:
-                points = len(json.loads(data[start:end])["logs"])
-            except (ValueError, KeyError, TypeError):
-                return lines, True
+                points = _points(json.loads(data[start:end]), version)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return lines, _DAMAGED
             lines.append((start, end, points))
         start = end + 1
-    return lines, False
+    return lines, ""
+
+
+def _points(body: Any, version: int) -> int:
+    if version == 1:
+        return len(body["logs"])
+    return sum(len(metric["steps"]) for metric in body.get("metrics", ())) + len(body.get("results", ()))
 
 
 def _post(url: str, body: bytes, api_key: str | None, timeout: float) -> None:
