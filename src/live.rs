@@ -12,7 +12,15 @@ use crate::store::logs::Recent;
 
 const CAPACITY: usize = 256;
 
-pub type Batch = Arc<Vec<Recent>>;
+/// A committed batch as every watcher receives it: the points, and the JSON of a `logs` event
+/// carrying all of them, built once however many streams are open (a stream that has already
+/// seen some of the points, after replaying from the database, builds its own from `points`).
+pub struct Published {
+    pub points: Vec<Recent>,
+    pub json: String,
+}
+
+pub type Batch = Arc<Published>;
 
 #[derive(Default)]
 pub struct Hub {
@@ -37,7 +45,7 @@ impl Hub {
             .is_some_and(|tx| tx.receiver_count() > 0)
     }
 
-    pub fn publish(&self, rowid: i64, batch: Vec<Recent>) {
+    pub fn publish(&self, rowid: i64, batch: Published) {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = channels.get(&rowid) {
             // Err means every watcher left: forget the channel.

@@ -257,7 +257,7 @@ async fn store(
         .await?;
     // Published only after the commit, so a watcher never sees a point that could vanish.
     if let Some((rowid, batch)) = live.filter(|(_, b)| !b.is_empty()) {
-        state.live.publish(rowid, batch);
+        state.live.publish(rowid, super::stream::publishable(batch));
     }
     Ok(created(Stored { inserted, skipped }))
 }

@@ -22,6 +22,7 @@ use super::openapi::{Envelope, Errors};
 use super::{Path, Query, Reply, ok};
 use crate::auth::{self, AuthUser};
 use crate::error::{Error, Result};
+use crate::live::Published;
 use crate::server::AppState;
 use crate::store::logs::{self, Recent};
 use crate::store::workspaces::Role;
@@ -95,8 +96,8 @@ struct LivePoint {
     created_at: String,
 }
 
-fn event(points: &[Recent]) -> Option<Event> {
-    let last = points.last()?.seq;
+/// The `data` of a `logs` event: the points as a JSON array.
+fn points_json(points: &[Recent]) -> String {
     let data: Vec<LivePoint> = points
         .iter()
         .map(|p| LivePoint {
@@ -108,11 +109,24 @@ fn event(points: &[Recent]) -> Option<Event> {
             created_at: rfc3339(p.created_at),
         })
         .collect();
-    Event::default()
-        .event("logs")
-        .id(last.to_string())
-        .json_data(data)
-        .ok()
+    // Serializing plain structs and strings cannot fail.
+    serde_json::to_string(&data).unwrap_or_default()
+}
+
+fn event(points: &[Recent], json: &str) -> Option<Event> {
+    let last = points.last()?.seq;
+    Some(
+        Event::default()
+            .event("logs")
+            .id(last.to_string())
+            .data(json),
+    )
+}
+
+/// A committed batch ready for every stream of its experiment, serialized once here.
+pub fn publishable(points: Vec<Recent>) -> Published {
+    let json = points_json(&points);
+    Published { points, json }
 }
 
 /// Server-Sent Events: `event: logs` with `id: CURSOR` and a JSON array of points; `event:
@@ -163,7 +177,9 @@ async fn stream(
                     Err(_) => return,
                 };
                 for chunk in missed.chunks(REPLAY_CHUNK) {
-                    let Some(e) = event(chunk) else { return };
+                    let Some(e) = event(chunk, &points_json(chunk)) else {
+                        return;
+                    };
                     if tx.send(e).await.is_err() {
                         return;
                     }
@@ -196,10 +212,18 @@ async fn stream(
             };
             match received {
                 Ok(batch) => {
-                    let fresh: Vec<Recent> =
-                        batch.iter().filter(|p| p.seq > last).cloned().collect();
-                    if let Some(e) = event(&fresh) {
-                        last = fresh.last().map_or(last, |p| p.seq);
+                    let points = &batch.points;
+                    let e = if points.first().is_some_and(|p| p.seq > last) {
+                        // The usual case: all of it is new, and already serialized.
+                        event(points, &batch.json)
+                    } else {
+                        // Overlaps what the replay sent: only the unseen points.
+                        let fresh: Vec<Recent> =
+                            points.iter().filter(|p| p.seq > last).cloned().collect();
+                        event(&fresh, &points_json(&fresh))
+                    };
+                    if let Some(e) = e {
+                        last = points.last().map_or(last, |p| p.seq.max(last));
                         if tx.send(e).await.is_err() {
                             return;
                         }
