@@ -5,6 +5,9 @@ started local server (TORA_BIN, default <repo>/target/debug/tora):
 
     TORA_COMPAT_PYTHON=/path/to/venv-with-0.0.12/bin/python python python/bench/bench_sdk.py
 
+``--ours-src DIR`` measures the tora package in DIR instead of the installed one (say, the
+python/src of an older checkout), for before/after figures against the same server.
+
 Each SDK runs in its own interpreter (``--worker``), with default settings
 (``Tora.create_experiment(name)``, max_buffer_len=25). Also measured, for this SDK only: the
 same against a null server that answers at once without storing, which shows how much the
@@ -106,7 +109,12 @@ class NullServer(BaseHTTPRequestHandler):
             sent = json.loads(body)
             data: dict[str, Any] = {"id": sent.get("id") or str(uuid.uuid4()), "url": "http://null/experiments/x"}
         else:
-            data = {"inserted": body.count(b'"msg_id"'), "skipped": 0}
+            sent = json.loads(body)
+            if "logs" in sent:  # /logs/batch: the SDK before /points
+                inserted = len(sent["logs"])
+            else:
+                inserted = sum(len(m["steps"]) for m in sent.get("metrics", ())) + len(sent.get("results", ()))
+            data = {"inserted": inserted, "skipped": 0}
         out = json.dumps({"status": 201, "data": data}).encode()
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
@@ -118,8 +126,12 @@ class NullServer(BaseHTTPRequestHandler):
         pass
 
 
-def run_worker(python: str, api: str, key: str, calls: int, points: int, cache: Path) -> dict[str, Any]:
+def run_worker(
+    python: str, api: str, key: str, calls: int, points: int, cache: Path, src: str | None = None
+) -> dict[str, Any]:
     env = {**os.environ, "TORA_BASE_URL": api, "TORA_API_KEY": key, "TORA_CACHE_DIR": str(cache)}
+    if src:
+        env["PYTHONPATH"] = src
     args = [python, __file__, "--worker", "--calls", str(calls), "--points", str(points)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False, cwd="/")
     if done.returncode != 0:
@@ -135,6 +147,10 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=500_000, help="points for the throughput figure")
     parser.add_argument("--compat-points", type=int, default=50_000, help="points for 0.0.12's throughput")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--ours-src",
+        help="import our tora from this directory (e.g. an older checkout's python/src, for before/after figures)",
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.calls, args.points)))
@@ -149,7 +165,7 @@ def main() -> None:
         workdir = Path(tmp)
         proc, api, key = start_server(workdir)
         try:
-            figures["ours"] = run_worker(our_python, api, key, args.calls, args.points, workdir / "c1")
+            figures["ours"] = run_worker(our_python, api, key, args.calls, args.points, workdir / "c1", args.ours_src)
             figures["0.0.12"] = run_worker(compat, api, key, args.calls // 4, args.compat_points, workdir / "c2")
         finally:
             proc.terminate()
@@ -157,7 +173,9 @@ def main() -> None:
         null = ThreadingHTTPServer(("127.0.0.1", 0), NullServer)
         threading.Thread(target=null.serve_forever, daemon=True).start()
         null_api = f"http://127.0.0.1:{null.server_address[1]}/api"
-        figures["ours, null server"] = run_worker(our_python, null_api, "k", args.calls, args.points, workdir / "c3")
+        figures["ours, null server"] = run_worker(
+            our_python, null_api, "k", args.calls, args.points, workdir / "c3", args.ours_src
+        )
         null.shutdown()
 
     if args.json:

@@ -27,7 +27,7 @@ class Settings:
     flush_interval: float
     """TORA_FLUSH_INTERVAL: seconds the sender waits before sending a batch that is not full (default 1)."""
     batch_size: int
-    """TORA_BATCH_SIZE: most points in one request (default 10,000)."""
+    """TORA_BATCH_SIZE: most points in one request (default 10,000; the server takes 100,000 at most)."""
     max_pending: int
     """TORA_MAX_PENDING: points held in memory before new ones go to the spool file (default 100,000)."""
     timeout: float
