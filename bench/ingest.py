@@ -4,15 +4,18 @@
     cargo build --release && TORA_BIN=target/release/tora python3 bench/ingest.py
 
 Stdlib only. Every server runs on 127.0.0.1 with its own temp database and is stopped by PID.
-Sections (see bench/README.md): (a) 1M points via logs/batch, batches of 1,000 and 5,000;
-(b) bytes per point on disk; (c) the same rows through Python's sqlite3; (d) the peers'
-100k-point workload; (e) start-up, idle RSS, binary size; (f) read-back of a 10k-point metric.
+Sections (see bench/README.md): (a) 1M points in both formats, rows (POST logs/batch, what the
+published tora==0.0.12 SDK sends) and columns (POST points, Tora's own SDK), batches of 1,000
+and 5,000, end to end and with pre-encoded bodies; (b) bytes per point on disk; (c) the same
+rows through Python's sqlite3; (d) the peers' 100k-point workload in both formats; (e) start-up,
+idle RSS, binary size; (f) read-back of a 10k-point metric.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import platform
@@ -33,7 +36,17 @@ from toraserver import REPO, ToraServer, User, call, call_ok, new_user, tora_bin
 
 N_METRICS = 10
 PEER_STEPS = 10_000  # /work/shared/bench/peers/common.py: 10 metrics x 10,000 steps
+# The peers' workload in the columnar format: 100 steps x 10 metrics = 1,000 points per request,
+# what Tora's SDK sends when its 1,000-point buffer fills from log_metrics({10 names}, step).
+PEER_STEPS_PER_BATCH = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+FORMATS = ("rows", "columns")
+# rows: a dict per point with a msg_id, what the published tora==0.0.12 SDK sends;
+# columns: {name, steps, values} per metric and one batch_id per request (Tora's own SDK).
+PATHS = {
+    "rows": "/api/experiments/{}/logs/batch",
+    "columns": "/api/experiments/{}/points",
+}
 
 
 class Conn:
@@ -75,22 +88,62 @@ def new_experiment(api: str, user: User, name: str) -> str:
     )["id"]
 
 
-def synthetic_batches(
+def post(conn: Conn, path: str, body: bytes, n: int) -> None:
+    """POST one batch of n points; raise unless the server says it stored all n."""
+    status, raw = conn.request("POST", path, body)
+    # A benchmark that counts rejected points as ingested would be worse than none.
+    if status != 201:
+        raise RuntimeError(f"POST {path} -> {status}: {raw[:300]!r}")
+    data = json.loads(raw)["data"]
+    if (data["inserted"], data["skipped"]) != (n, 0):
+        raise RuntimeError(f"POST {path} inserted {data} of {n}")
+
+
+def synthetic_values(
     n_points: int, size: int, seed: int = 1
-) -> Iterator[list[dict[str, Any]]]:
-    """10 metric names, steps increasing, uuid4 msg_ids: what a training loop sends."""
+) -> Iterator[tuple[int, list[float]]]:
+    """(first point index, values) per batch; point i is metric m{i % 10} at step i // 10."""
     rng = random.Random(seed)
     for start in range(0, n_points, size):
-        yield [
+        yield start, [rng.random() for _ in range(min(size, n_points - start))]
+
+
+def rows_payload(start: int, values: list[float]) -> dict[str, Any]:
+    """logs/batch: a dict per point with a uuid4 msg_id, as the 0.0.12 SDK builds it."""
+    return {
+        "logs": [
             {
                 "msg_id": str(uuid.uuid4()),
                 "name": f"m{i % N_METRICS}",
-                "value": rng.random(),
+                "value": v,
                 "step": i // N_METRICS,
                 "metadata": {"type": "metric"},
             }
-            for i in range(start, min(start + size, n_points))
+            for i, v in enumerate(values, start)
         ]
+    }
+
+
+def columns_payload(start: int, values: list[float], batch_id: str) -> dict[str, Any]:
+    """points: one {name, steps, values} per metric and one batch_id for the request.
+
+    start and len(values) are multiples of N_METRICS, so metric k holds values[k::10].
+    """
+    first, n_steps = start // N_METRICS, len(values) // N_METRICS
+    steps = list(range(first, first + n_steps))
+    return {
+        "batch_id": batch_id,
+        "metrics": [
+            {"name": f"m{k}", "steps": steps, "values": values[k::N_METRICS]}
+            for k in range(N_METRICS)
+        ],
+    }
+
+
+def payload(fmt: str, start: int, values: list[float], batch_id: str) -> dict[str, Any]:
+    if fmt == "rows":
+        return rows_payload(start, values)
+    return columns_payload(start, values, batch_id)
 
 
 def peer_values(seed: int = 0) -> list[list[float]]:
@@ -99,40 +152,123 @@ def peer_values(seed: int = 0) -> list[list[float]]:
     return [[rng.random() for _ in range(N_METRICS)] for _ in range(PEER_STEPS)]
 
 
-def send(conn: Conn, exp_id: str, logs: list[dict[str, Any]]) -> tuple[float, float]:
-    """POST one batch; returns (seconds in json.dumps, seconds in the HTTP round trip)."""
+def peer_payloads(
+    fmt: str, vals: list[list[float]]
+) -> list[tuple[dict[str, Any], int]]:
+    """The peers' 100k points as 1,000-point request payloads (and their point counts).
+
+    Built before the clock, as the peers built their Metric objects; json.dumps is timed.
+    rows: 1,000 dicts with msg_ids, step-major; columns: 100 steps x 10 metrics.
+    """
+    if fmt == "rows":
+        points = [
+            {
+                "msg_id": str(uuid.uuid4()),
+                "name": f"m{k}",
+                "value": vals[s][k],
+                "step": s,
+                "metadata": {"type": "metric"},
+            }
+            for s in range(PEER_STEPS)
+            for k in range(N_METRICS)
+        ]
+        return [
+            ({"logs": points[i : i + 1000]}, 1000) for i in range(0, len(points), 1000)
+        ]
+    token = uuid.uuid4().hex[:12]
+    out = []
+    for b, s0 in enumerate(range(0, PEER_STEPS, PEER_STEPS_PER_BATCH)):
+        steps = list(range(s0, s0 + PEER_STEPS_PER_BATCH))
+        metrics = [
+            {"name": f"m{k}", "steps": steps, "values": [vals[s][k] for s in steps]}
+            for k in range(N_METRICS)
+        ]
+        out.append(
+            (
+                {"batch_id": f"{token}.{b:04d}", "metrics": metrics},
+                len(steps) * N_METRICS,
+            )
+        )
+    return out
+
+
+def send_payloads(
+    conn: Conn, exp_id: str, fmt: str, payloads: list[tuple[dict[str, Any], int]]
+) -> float:
+    """json.dumps and POST each payload in order; returns the wall seconds of the whole."""
+    path = PATHS[fmt].format(exp_id)
     t0 = time.perf_counter()
-    body = json.dumps({"logs": logs}).encode()
-    t1 = time.perf_counter()
-    status, raw = conn.request("POST", f"/api/experiments/{exp_id}/logs/batch", body)
-    t2 = time.perf_counter()
-    # A benchmark that counts rejected points as ingested would be worse than none.
-    if status != 201:
-        raise RuntimeError(f"logs/batch -> {status}: {raw[:300]!r}")
-    data = json.loads(raw)["data"]
-    if (data["inserted"], data["skipped"]) != (len(logs), 0):
-        raise RuntimeError(f"logs/batch inserted {data} of {len(logs)}")
-    return t1 - t0, t2 - t1
+    for body, n in payloads:
+        post(conn, path, json.dumps(body).encode(), n)
+    return time.perf_counter() - t0
 
 
-def bench_batches(n_points: int, batch: int) -> dict[str, Any]:
-    """(a) and (b): n_points in batches of `batch` on a fresh server, then bytes per point."""
+def bench_batches(n_points: int, batch: int, fmt: str) -> dict[str, Any]:
+    """(a) and (b): one format and batch size, end to end and with pre-encoded bodies."""
+    e2e = ingest_run(n_points, batch, fmt, pre_encoded=False)
+    pre = ingest_run(n_points, batch, fmt, pre_encoded=True)
+    return e2e | {
+        "points_per_http_s": pre["points_per_s"],
+        "pre_encoded": pre,
+    }
+
+
+def ingest_run(
+    n_points: int, batch: int, fmt: str, pre_encoded: bool
+) -> dict[str, Any]:
+    """n_points in batches of `batch` on a fresh server, then bytes per point after SIGTERM.
+
+    End to end, the clock covers making the values, building the payload (dicts with uuid4
+    msg_ids, or column lists), json.dumps and the HTTP round trip. Pre-encoded, every body is
+    built before the clock, which then holds only the round trips: the server's rate.
+    """
+    token = uuid.uuid4().hex[:12]
+    bodies: list[tuple[bytes, int]] = []
+    encode_s = 0.0
+    if pre_encoded:
+        t0 = time.perf_counter()
+        bodies = [
+            (
+                json.dumps(payload(fmt, start, vals, f"{token}.{i:06d}")).encode(),
+                len(vals),
+            )
+            for i, (start, vals) in enumerate(synthetic_values(n_points, batch))
+        ]
+        encode_s = time.perf_counter() - t0
     with ToraServer() as srv:
         user = new_user(srv.api)
-        exp_id = new_experiment(srv.api, user, f"ingest-{batch}")
+        exp_id = new_experiment(srv.api, user, f"ingest-{fmt}-{batch}")
+        path = PATHS[fmt].format(exp_id)
         conn = Conn(srv.url, user.api_key)
         cpu0 = cpu_seconds(srv.pid)
         gen_s = dumps_s = http_s = 0.0
+        body_bytes = 0
         t_start = time.perf_counter()
-        batches = synthetic_batches(n_points, batch)
-        while True:
-            t0 = time.perf_counter()
-            logs = next(batches, None)
-            gen_s += time.perf_counter() - t0
-            if logs is None:
-                break
-            d, h = send(conn, exp_id, logs)
-            dumps_s, http_s = dumps_s + d, http_s + h
+        if pre_encoded:
+            for body, n in bodies:
+                post(conn, path, body, n)
+            http_s = time.perf_counter() - t_start
+            body_bytes = sum(len(b) for b, _ in bodies)
+        else:
+            values = synthetic_values(n_points, batch)
+            for i in itertools.count():
+                t0 = time.perf_counter()
+                item = next(values, None)
+                if item is None:
+                    break
+                start, vals = item
+                obj = payload(fmt, start, vals, f"{token}.{i:06d}")
+                t1 = time.perf_counter()
+                body = json.dumps(obj).encode()
+                t2 = time.perf_counter()
+                post(conn, path, body, len(vals))
+                t3 = time.perf_counter()
+                gen_s, dumps_s, http_s = (
+                    gen_s + t1 - t0,
+                    dumps_s + t2 - t1,
+                    http_s + t3 - t2,
+                )
+                body_bytes += len(body)
         wall = time.perf_counter() - t_start
         server_cpu = cpu_seconds(srv.pid) - cpu0
         peak_rss = proc_status(srv.pid, "VmHWM")
@@ -140,17 +276,23 @@ def bench_batches(n_points: int, batch: int) -> dict[str, Any]:
         # SIGTERM lets the server checkpoint the WAL, so the main file holds everything.
         code = srv.stop()
         sizes = {p.name: p.stat().st_size for p in srv.dir.glob("tora.db*")}
+    del bodies
     on_disk = sum(sizes.values())
     return {
+        "format": fmt,
+        "endpoint": PATHS[fmt].format("{id}"),
         "batch": batch,
         "points": n_points,
+        "pre_encoded_bodies": pre_encoded,
+        "encode_s": encode_s,
         "wall_s": wall,
         "points_per_s": n_points / wall,
         "client_gen_s": gen_s,
         "client_dumps_s": dumps_s,
         "http_s": http_s,
-        "points_per_http_s": n_points / http_s,
+        "body_bytes_per_point": body_bytes / n_points,
         "server_cpu_s": server_cpu,
+        "server_cpu_us_per_point": server_cpu / n_points * 1e6,
         "server_peak_rss_mib": peak_rss / 1024,
         "exit_code": code,
         "files": sizes,
@@ -158,8 +300,20 @@ def bench_batches(n_points: int, batch: int) -> dict[str, Any]:
     }
 
 
-def bench_sqlite(n_points: int, batch: int, unique_msg_id: bool) -> dict[str, Any]:
-    """(c) Python's sqlite3 inserting the same rows: the floor a SQLite-backed server sits on."""
+SQLITE_VARIANTS = {
+    "plain": "(experiment_id, name, step, value): the columns format's rows",
+    "msg_id": "+ a msg_id column: the rows format's rows",
+    "unique_msg_id": "+ a unique (experiment_id, msg_id) index: exactly-once per point",
+}
+
+
+def bench_sqlite(n_points: int, batch: int, variant: str) -> dict[str, Any]:
+    """(c) Python's sqlite3 inserting the same rows: the floor a SQLite-backed server sits on.
+
+    The clock covers making the values and the row tuples (uuid4 msg_ids where there is a
+    msg_id column) as well as executemany + commit, as (a)'s end-to-end clock does.
+    """
+    with_msg_id = variant != "plain"
     with tempfile.TemporaryDirectory(prefix="tora-bench-sqlite-") as tmp:
         path = Path(tmp) / "baseline.db"
         con = sqlite3.connect(path)
@@ -168,35 +322,50 @@ def bench_sqlite(n_points: int, batch: int, unique_msg_id: bool) -> dict[str, An
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute(
             "CREATE TABLE logs (experiment_id TEXT NOT NULL, name TEXT NOT NULL,"
-            " step INTEGER, value REAL, msg_id TEXT NOT NULL)"
+            " step INTEGER, value REAL"
+            + (", msg_id TEXT NOT NULL)" if with_msg_id else ")")
         )
         con.execute("CREATE INDEX logs_series ON logs (experiment_id, name, step)")
-        if (
-            unique_msg_id
-        ):  # what exactly-once retries cost: the server must dedupe msg_ids
+        if variant == "unique_msg_id":
+            # What exactly-once retries of single points cost: the server must dedupe msg_ids.
             con.execute("CREATE UNIQUE INDEX logs_msg ON logs (experiment_id, msg_id)")
+        insert = "INSERT INTO logs VALUES (?, ?, ?, ?" + (
+            ", ?)" if with_msg_id else ")"
+        )
         exp_id = str(uuid.uuid4())
+        names = [f"m{k}" for k in range(N_METRICS)]
         gen_s = insert_s = 0.0
         t_start = time.perf_counter()
-        batches = synthetic_batches(n_points, batch)
+        values = synthetic_values(n_points, batch)
         while True:
             t0 = time.perf_counter()
-            logs = next(batches, None)
-            if logs is None:
+            item = next(values, None)
+            if item is None:
                 break
-            rows = [
-                (exp_id, p["name"], p["step"], p["value"], p["msg_id"]) for p in logs
-            ]
+            start, vals = item
+            if with_msg_id:
+                rows: list[tuple[Any, ...]] = [
+                    (exp_id, names[i % N_METRICS], i // N_METRICS, v, str(uuid.uuid4()))
+                    for i, v in enumerate(vals, start)
+                ]
+            else:
+                rows = [
+                    (exp_id, names[i % N_METRICS], i // N_METRICS, v)
+                    for i, v in enumerate(vals, start)
+                ]
             t1 = time.perf_counter()
-            con.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?)", rows)
+            con.executemany(insert, rows)
             con.commit()
             gen_s, insert_s = gen_s + t1 - t0, insert_s + time.perf_counter() - t1
         wall = time.perf_counter() - t_start
         con.close()  # the last connection's close checkpoints and removes the WAL
         on_disk = sum(p.stat().st_size for p in Path(tmp).glob("baseline.db*"))
     return {
+        "variant": variant,
+        "label": SQLITE_VARIANTS[variant],
+        "msg_id": with_msg_id,
+        "unique_msg_id": variant == "unique_msg_id",
         "batch": batch,
-        "unique_msg_id": unique_msg_id,
         "points": n_points,
         "wall_s": wall,
         "points_per_s": n_points / wall,
@@ -209,12 +378,24 @@ def bench_sqlite(n_points: int, batch: int, unique_msg_id: bool) -> dict[str, An
 
 
 def bench_peer_workload(repeats: int, reads: int) -> dict[str, Any]:
-    """(d) the peers' 100k points in 1,000-point batches, and (f) reading a 10k-point metric back."""
+    """(d) the peers' 100k points in 1,000-point batches in both formats, and (f) read-back."""
     vals = peer_values(seed=0)
     with ToraServer() as srv:
         user = new_user(srv.api)
         conn = Conn(srv.url, user.api_key)
-        runs = [ingest_peer_points(srv, user, conn, vals, i) for i in range(repeats)]
+        out: dict[str, Any] = {}
+        for fmt in FORMATS:
+            runs = [
+                ingest_peer_points(srv, user, conn, vals, fmt, i)
+                for i in range(repeats)
+            ]
+            wall = statistics.median(r["wall_s"] for r in runs)
+            out[fmt] = {
+                "runs": runs,
+                "wall_s": wall,
+                "points_per_s": N_METRICS * PEER_STEPS / wall,
+                "endpoint": PATHS[fmt].format("{id}"),
+            }
 
         # (f) an experiment holding one metric of 10k points: /metrics has no name filter.
         exp_id = new_experiment(srv.api, user, "read-10k")
@@ -223,7 +404,12 @@ def bench_peer_workload(repeats: int, reads: int) -> dict[str, Any]:
             for s in range(PEER_STEPS)
         ]
         for i in range(0, PEER_STEPS, 1000):
-            send(conn, exp_id, points[i : i + 1000])
+            post(
+                conn,
+                PATHS["rows"].format(exp_id),
+                json.dumps({"logs": points[i : i + 1000]}).encode(),
+                1000,
+            )
         read_s, http_s = [], []
         for _ in range(reads):
             t0 = time.perf_counter()
@@ -235,11 +421,8 @@ def bench_peer_workload(repeats: int, reads: int) -> dict[str, Any]:
         )
         conn.close()
         srv.stop()
-    walls = [r["wall_s"] for r in runs]
-    return {
-        "ingest_runs": runs,
-        "ingest_wall_s": statistics.median(walls),
-        "ingest_points_per_s": N_METRICS * PEER_STEPS / statistics.median(walls),
+    return out | {
+        "columns_steps_per_batch": PEER_STEPS_PER_BATCH,
         "read_10k_first_s": read_s[0],
         "read_10k_median_s": statistics.median(read_s),
         "read_10k_all_s": read_s,
@@ -250,26 +433,17 @@ def bench_peer_workload(repeats: int, reads: int) -> dict[str, Any]:
 
 
 def ingest_peer_points(
-    srv: ToraServer, user: User, conn: Conn, vals: list[list[float]], rep: int
+    srv: ToraServer,
+    user: User,
+    conn: Conn,
+    vals: list[list[float]],
+    fmt: str,
+    rep: int,
 ) -> dict[str, Any]:
-    exp_id = new_experiment(srv.api, user, f"peer-100k-{rep}")
-    # Built before the clock, as the peers built their Metric objects; json.dumps is timed.
-    points = [
-        {
-            "msg_id": str(uuid.uuid4()),
-            "name": f"m{k}",
-            "value": vals[s][k],
-            "step": s,
-            "metadata": {"type": "metric"},
-        }
-        for s in range(PEER_STEPS)
-        for k in range(N_METRICS)
-    ]
+    exp_id = new_experiment(srv.api, user, f"peer-100k-{fmt}-{rep}")
+    payloads = peer_payloads(fmt, vals)
     cpu0 = cpu_seconds(srv.pid)
-    t0 = time.perf_counter()
-    for i in range(0, len(points), 1000):
-        send(conn, exp_id, points[i : i + 1000])
-    wall = time.perf_counter() - t0
+    wall = send_payloads(conn, exp_id, fmt, payloads)
     server_cpu = cpu_seconds(srv.pid) - cpu0
     # Every peer checked its data landed; so do we, for all 100k values.
     t1 = time.perf_counter()
@@ -285,6 +459,7 @@ def ingest_peer_points(
     )
     return {
         "wall_s": wall,
+        "points_per_s": N_METRICS * PEER_STEPS / wall,
         "server_cpu_s": server_cpu,
         "read_100k_s": read_all_s,
         "read_100k_http_s": http_s,
@@ -377,36 +552,42 @@ def table(res: dict[str, Any]) -> str:
         ("Machine (1-min load average at start / end)", f"{env['cpus']} CPUs ({load})"),
     ]
     for a in res["batches"]:
-        rows.append(
-            (f"(a) {a['points']:,} points, batches of {a['batch']:,}", ingest_cell(a))
+        what = f"{a['format']} ({a['endpoint']}), {a['points']:,} points, batches of {a['batch']:,}"
+        rows.append((f"(a) {what}", ingest_cell(a)))
+        rows.append((f"(b) bytes/point on disk after SIGTERM: {what}", bytes_cell(a)))
+    for c in res["sqlite"]:
+        cell = (
+            f"{c['points_per_s']:,.0f} rows/s wall ({c['points_per_insert_s']:,.0f} counting"
+            f" executemany+commit only); {c['bytes_per_point']:.1f} bytes/row"
+        )
+        label = (
+            f"(c) Python sqlite3, {c['points']:,} rows in commits of {c['batch']:,},"
+            f" indexed WAL table {c['label']}"
+        )
+        rows.append((label, cell))
+    p, s = res["peer"], res["startup"]
+    for fmt in FORMATS:
+        f = p[fmt]
+        runs = ", ".join(f"{r['wall_s']:.3f}" for r in f["runs"])
+        shape = (
+            f"{p['columns_steps_per_batch']} steps x {N_METRICS} metrics"
+            if fmt == "columns"
+            else "1,000 dicts"
         )
         rows.append(
             (
-                f"(b) bytes/point on disk after SIGTERM (batch {a['batch']:,})",
-                bytes_cell(a),
+                f"(d) peers' 100k points, 1,000-point batches, {fmt} ({shape})",
+                f"{f['points_per_s']:,.0f} pts/s, {f['wall_s']:.3f} s median (runs: {runs} s)",
             )
         )
-    for c in res["sqlite"]:
-        label = "indexed WAL table" + (
-            " + unique (experiment_id, msg_id)" if c["unique_msg_id"] else ""
-        )
-        cell = (
-            f"{c['points_per_s']:,.0f} rows/s wall ({c['points_per_insert_s']:,.0f} counting executemany+commit"
-            f" only); {c['bytes_per_point']:.1f} bytes/row"
-        )
-        rows.append((f"(c) Python sqlite3, {c['points']:,} rows, {label}", cell))
-    p, s = res["peer"], res["startup"]
-    runs = ", ".join(f"{r['wall_s']:.3f}" for r in p["ingest_runs"])
-    read_100k = statistics.median(r["read_100k_s"] for r in p["ingest_runs"])
-    read_100k_http = statistics.median(r["read_100k_http_s"] for r in p["ingest_runs"])
+    rows_runs = p["rows"]["runs"]
+    read_100k = statistics.median(r["read_100k_s"] for r in rows_runs)
+    read_100k_http = statistics.median(r["read_100k_http_s"] for r in rows_runs)
+    all_runs = [r for fmt in FORMATS for r in p[fmt]["runs"]]
     differing = p["read_10k_values_differing"] + sum(
-        r["values_differing"] for r in p["ingest_runs"]
+        r["values_differing"] for r in all_runs
     )
     rows += [
-        (
-            "(d) peers' 100k points in 1,000-point batches",
-            f"{p['ingest_points_per_s']:,.0f} pts/s, {p['ingest_wall_s']:.3f} s median (runs: {runs} s)",
-        ),
         (
             "(e) start-up to 200 on /api/health, median of 5",
             f"{s['startup_s_median'] * 1000:.1f} ms",
@@ -420,14 +601,12 @@ def table(res: dict[str, Any]) -> str:
             ),
         ),
         (
-            "(f) read back the 100k-point experiment of (d)",
-            read_cell(
-                read_100k, read_100k_http, p["ingest_runs"][0]["read_100k_bytes"]
-            ),
+            "(f) read back a 100k-point experiment of (d), rows",
+            read_cell(read_100k, read_100k_http, rows_runs[0]["read_100k_bytes"]),
         ),
         (
             "(d)+(f) values read back != values sent (exact float compare)",
-            f"{differing:,} of {N_METRICS * PEER_STEPS * len(p['ingest_runs']) + PEER_STEPS:,}",
+            f"{differing:,} of {N_METRICS * PEER_STEPS * len(all_runs) + PEER_STEPS:,}",
         ),
     ]
     return "\n".join(
@@ -436,11 +615,16 @@ def table(res: dict[str, Any]) -> str:
 
 
 def ingest_cell(a: dict[str, Any]) -> str:
+    pre = a["pre_encoded"]
     client_s = a["client_gen_s"] + a["client_dumps_s"]
     return (
-        f"{a['points_per_s']:,.0f} pts/s ({a['wall_s']:.2f} s wall; {a['points_per_http_s']:,.0f} pts/s"
-        f" counting HTTP round trips only; client build {client_s:.2f} s; server CPU {a['server_cpu_s']:.2f} s;"
-        f" server peak RSS {a['server_peak_rss_mib']:.0f} MiB)"
+        f"{a['points_per_s']:,.0f} pts/s end to end ({a['wall_s']:.2f} s; client build"
+        f" {a['client_gen_s']:.2f} s + json.dumps {a['client_dumps_s']:.2f} s = {client_s:.2f} s);"
+        f" {pre['points_per_s']:,.0f} pts/s HTTP only, bodies pre-encoded ({pre['wall_s']:.2f} s);"
+        f" server CPU {pre['server_cpu_us_per_point']:.2f} µs/point pre-encoded"
+        f" ({a['server_cpu_us_per_point']:.2f} end to end); server peak RSS"
+        f" {max(a['server_peak_rss_mib'], pre['server_peak_rss_mib']):.0f} MiB;"
+        f" {a['body_bytes_per_point']:.0f} request bytes/point"
     )
 
 
@@ -461,7 +645,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "--points", type=int, default=1_000_000, help="points for (a), (b) and (c)"
+        "--points",
+        type=int,
+        default=1_000_000,
+        help="points for (a), (b) and (c); a multiple of 5,000",
     )
     ap.add_argument(
         "--repeats", type=int, default=3, help="repeats of the 100k peer workload (d)"
@@ -470,6 +657,8 @@ def main() -> None:
         "--out", type=Path, default=REPO / "bench" / "results" / "ingest.json"
     )
     args = ap.parse_args()
+    if args.points <= 0 or args.points % 5000:
+        ap.error("--points must be a positive multiple of 5,000")
 
     res: dict[str, Any] = {
         "env": environment(),
@@ -480,15 +669,15 @@ def main() -> None:
         file=sys.stderr,
     )
     res["batches"] = []
-    for batch in (1000, 5000):
-        print(
-            f"(a) {args.points:,} points in batches of {batch:,} ...", file=sys.stderr
-        )
-        res["batches"].append(bench_batches(args.points, batch))
-    print("(c) sqlite3 baseline ...", file=sys.stderr)
-    res["sqlite"] = [
-        bench_sqlite(args.points, 5000, unique) for unique in (False, True)
-    ]
+    for fmt in FORMATS:
+        for batch in (1000, 5000):
+            print(
+                f"(a) {args.points:,} points, {fmt}, batches of {batch:,} ...",
+                file=sys.stderr,
+            )
+            res["batches"].append(bench_batches(args.points, batch, fmt))
+    print("(c) sqlite3 floor ...", file=sys.stderr)
+    res["sqlite"] = [bench_sqlite(args.points, 5000, v) for v in SQLITE_VARIANTS]
     print("(d)+(f) peer workload ...", file=sys.stderr)
     res["peer"] = bench_peer_workload(args.repeats, reads=5)
     print("(e) start-up ...", file=sys.stderr)

@@ -13,15 +13,19 @@ bench_trackio.py):
 * ingest: one run, 10 metrics x 10,000 steps = 100,000 points, values from
   `random.Random(repeat)`; MLflow: 100 x `MlflowClient.log_batch` of 1,000 `Metric`s; trackio:
   the self-hosted server (`trackio.show` + write token), 10,000 x `trackio.log({10 keys})` +
-  `finish()` from a client process; Tora: 100 x POST logs/batch of 1,000 points on one
-  keep-alive connection (points built before the clock, `json.dumps` inside it, as MLflow's
-  `Metric`s are built before), and the same through Tora's Python SDK (`log_metrics`,
-  1,000-point batches, time includes `shutdown()`), in a client process like trackio's.
+  `finish()` from a client process; Tora over `http.client` on one keep-alive connection, in
+  both of its formats: 100 x POST logs/batch of 1,000 point dicts with msg_ids (what the
+  published tora==0.0.12 SDK sends) and 100 x POST points of 100 steps x 10 metrics as columns
+  with one batch_id (what Tora's SDK sends when its 1,000-point buffer fills); points built
+  before the clock, `json.dumps` inside it, as MLflow's `Metric`s are built before. And the
+  same through Tora's Python SDK (`log_metrics`, 1,000-point batches, time includes
+  `shutdown()`), in a client process like trackio's. The ratios to MLflow and trackio use the
+  fastest of the three Tora paths, named beside them.
 * chart query: one metric of `--chart-points` points to at most 1,000 points: Tora
   `GET .../series?points=1000` (min/max/last buckets), MLflow's
   `get-history-bulk-interval?max_results=1000` (what its UI charts with; sampled steps), trackio's
   `POST /api/get_metric_values` with `max_points=1000` (even subsampling).
-* 32 writers (MLflow; Tora's figure is bench/concurrent.py's): a thread and connection each,
+* 32 writers (MLflow; Tora's figure is bench/writers.py's): a thread and connection each,
   its own run, 25-point batches over the REST API (`runs/log-batch`), started on a barrier,
   stopped after `--writer-deadline` seconds; accepted points/s, latency, errors.
 * read-back: one metric's 10,000 points over each server's HTTP API, first call, then the
@@ -39,7 +43,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import random
@@ -61,16 +64,9 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# bench/concurrent.py would shadow the stdlib package that mlflow and trackio import: keep
-# bench/ off sys.path and load ingest.py by file.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(REPO / "tests" / "helpers"))
+from ingest import FORMATS, Conn, new_experiment, peer_payloads, send_payloads
 from toraserver import ToraServer, new_user, tora_bin
-
-_spec = importlib.util.spec_from_file_location("bench_ingest", HERE / "ingest.py")
-_ingest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_ingest)
-Conn, new_experiment = _ingest.Conn, _ingest.new_experiment
 
 HOST = "127.0.0.1"
 N_METRICS, N_STEPS = 10, 10_000
@@ -325,43 +321,27 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
         conn = Conn(srv.url, user.api_key)
         stored = 0
 
-        http_runs = []
-        for rep in range(args.repeats):
-            vals = values(seed=rep)
-            exp = new_experiment(srv.api, user, f"peer-100k-{rep}")
-            points = [
-                {
-                    "msg_id": str(uuid.uuid4()),
-                    "name": f"m{k}",
-                    "value": vals[s][k],
-                    "step": s,
-                    "metadata": {"type": "metric"},
+        # http.client, both formats: points built before the clock, json.dumps inside it.
+        for fmt in FORMATS:
+            runs = []
+            for rep in range(args.repeats):
+                vals = values(seed=rep)
+                exp = new_experiment(srv.api, user, f"peer-100k-{fmt}-{rep}")
+                payloads = peer_payloads(fmt, vals)
+                cpu0 = cpu(srv.pid)
+                wall = send_payloads(conn, exp, fmt, payloads)
+                run = {
+                    "wall_s": wall,
+                    "pts_per_s": N_POINTS / wall,
+                    "server_cpu_s": cpu(srv.pid) - cpu0,
                 }
-                for s in range(N_STEPS)
-                for k in range(N_METRICS)
-            ]
-            cpu0 = cpu(srv.pid)
-            t0 = time.perf_counter()
-            for i in range(0, N_POINTS, 1000):
-                body = json.dumps({"logs": points[i : i + 1000]}).encode()
-                status, raw = conn.request(
-                    "POST", f"/api/experiments/{exp}/logs/batch", body
-                )
-                if status != 201 or json.loads(raw)["data"]["inserted"] != 1000:
-                    raise RuntimeError(f"logs/batch -> {status}: {raw[:200]!r}")
-            wall = time.perf_counter() - t0
-            run = {
-                "wall_s": wall,
-                "pts_per_s": N_POINTS / wall,
-                "server_cpu_s": cpu(srv.pid) - cpu0,
-            }
-            reads = [tora_read(conn, exp, vals) for _ in range(4)]
-            run["read_first_s"] = reads[0][0]
-            run["read_median3_s"] = med([r[0] for r in reads[1:]])
-            run["read_bytes"] = reads[0][1]
-            http_runs.append(run)
-            stored += N_POINTS
-        res["http"] = http_runs
+                reads = [tora_read(conn, exp, vals) for _ in range(4)]
+                run["read_first_s"] = reads[0][0]
+                run["read_median3_s"] = med([r[0] for r in reads[1:]])
+                run["read_bytes"] = reads[0][1]
+                runs.append(run)
+                stored += N_POINTS
+            res["http" if fmt == "rows" else "http_columns"] = runs
 
         sdk_runs = []
         env = dict(
@@ -580,7 +560,7 @@ def bench_mlflow(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "returned": len(got),
         }
 
-        # 32 writers x 25-point batches over the REST API, as bench/concurrent.py does for Tora.
+        # 32 writers x 25-point batches over the REST API, as bench/writers.py does for Tora.
         jobs = []
         for w in range(args.writers):
             rid = client.create_run(exp_id, run_name=f"conc-{w}").info.run_id
@@ -790,11 +770,24 @@ def summary(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
     t, m, k = res.get("tora"), res.get("mlflow"), res.get("trackio")
     out: dict[str, dict[str, Any]] = {}
     if t:
+        paths = {
+            "http.client, rows (logs/batch)": med([r["pts_per_s"] for r in t["http"]]),
+            "http.client, columns (points)": med(
+                [r["pts_per_s"] for r in t["http_columns"]]
+            ),
+            "Tora SDK": med([r["pts_per_s"] for r in t["sdk"]]),
+        }
+        best = max(paths, key=paths.__getitem__)
         out["tora"] = {
             "startup_s": med(t["startup_s"]),
             "idle_rss_mib": t["idle_mem"]["rss_mib"],
-            "ingest_pts_per_s": med([r["pts_per_s"] for r in t["http"]]),
-            "ingest_sdk_pts_per_s": med([r["pts_per_s"] for r in t["sdk"]]),
+            # The ratios to the peers use the fastest Tora client path, named here.
+            "ingest_pts_per_s": paths[best],
+            "ingest_path": best,
+            "ingest_paths_pts_per_s": paths,
+            "ingest_rows_pts_per_s": paths["http.client, rows (logs/batch)"],
+            "ingest_columns_pts_per_s": paths["http.client, columns (points)"],
+            "ingest_sdk_pts_per_s": paths["Tora SDK"],
             "chart_s": t["chart"]["median5_s"],
             "chart_points": t["chart"]["points"],
             "read_10k_s": med([r["read_first_s"] for r in t["http"]]),
@@ -868,8 +861,15 @@ def table(res: dict[str, Any]) -> str:
         ),
         (
             "100k points ingest (pts/s)",
-            cell(t, "ingest_pts_per_s", "{:,.0f}")
-            + f" (SDK {cell(t, 'ingest_sdk_pts_per_s', '{:,.0f}')})",
+            (
+                f"{t['ingest_pts_per_s']:,.0f} ({t['ingest_path']}; "
+                + ", ".join(
+                    f"{k} {v:,.0f}" for k, v in t["ingest_paths_pts_per_s"].items()
+                )
+                + ")"
+            )
+            if t
+            else "n/a",
             cell(m, "ingest_pts_per_s", "{:,.0f}") + ratio("ingest_pts_per_s", m),
             cell(k, "ingest_pts_per_s", "{:,.0f}") + ratio("ingest_pts_per_s", k),
         ),

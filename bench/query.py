@@ -601,9 +601,11 @@ def table(res: dict[str, Any]) -> str:
         ("(c) server after", state(c["server"])),
         (
             f"(d) {d['batch']}-point batch latency p50 / p95 / p99 / max, {d['background_threads']} other writers",
-            (f"{d['latency_ms']['p50']:.1f} / {d['latency_ms']['p95']:.1f} / {d['latency_ms']['p99']:.1f}"
-            f" / {d['latency_ms_max']:.1f} ms ({d['requests']} requests;"
-            f" all writers {d['all_points_per_s']:,.0f} pts/s)"),
+            (
+                f"{d['latency_ms']['p50']:.1f} / {d['latency_ms']['p95']:.1f} / {d['latency_ms']['p99']:.1f}"
+                f" / {d['latency_ms_max']:.1f} ms ({d['requests']} requests;"
+                f" all writers {d['all_points_per_s']:,.0f} pts/s)"
+            ),
         ),
         ("(d) server after", state(d["server"])),
         (

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark, one after another (never two at once: the machine has 2 cores), then one table.
 #
-#   bash bench/run_all.sh            # ~15 min; writes bench/results/*.json and bench/results/summary.md
-#   bash bench/run_all.sh --quick    # small sizes, ~3 min: checks that everything runs
+#   bash bench/run_all.sh            # ~20 min; writes bench/results/*.json and bench/results/summary.md
+#   bash bench/run_all.sh --quick    # small sizes, ~4 min: checks that everything runs
 #
 # TORA_BIN (default target/release/tora) is the server under test. The peers (MLflow, trackio)
 # go into a venv outside the repository, PEERS_VENV (default /tmp/tora-peers-venv), made on the
@@ -26,13 +26,15 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 if [ $quick = 1 ]; then
     ingest_args=(--points 100000 --repeats 1)
-    concurrent_args=(--points 20000)
+    writers_args=(--points 20000)
+    growth_args=(--points 1000000 --per-experiment 100000 --slice 100000)
     query_args=(--scale 0.02)
     stream_args=(--streams 50 --batches 20)
     peers_args=(--repeats 1 --mlflow-repeats 1 --starts 2 --idle-wait 3 --no-mlflow-nojobs --chart-points 10000)
 else
     ingest_args=()
-    concurrent_args=()
+    writers_args=()
+    growth_args=()
     query_args=()
     stream_args=()
     peers_args=(--repeats 3 --mlflow-repeats 2)
@@ -57,7 +59,8 @@ run() {  # run NAME CMD...: output to the terminal and to $LOGS/NAME.log
 
 echo "tora: $TORA_BIN ($("$TORA_BIN" --version)); $(nproc) CPUs; $(date '+%F %T')"
 run ingest "$PY" bench/ingest.py "${ingest_args[@]}" --out $RESULTS/ingest.json
-run concurrent "$PY" bench/concurrent.py "${concurrent_args[@]}" --out $RESULTS/concurrent.json
+run writers "$PY" bench/writers.py "${writers_args[@]}" --out $RESULTS/writers.json
+run growth "$PY" bench/growth.py "${growth_args[@]}" --out $RESULTS/growth.json
 run query "$PY" bench/query.py "${query_args[@]}" --out $RESULTS/query.json
 run stream "$PY" bench/stream.py "${stream_args[@]}" --out $RESULTS/stream.json
 run peers "$PEERS_VENV/bin/python" bench/peers.py "${peers_args[@]}" --out $RESULTS/peers.json

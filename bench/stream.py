@@ -353,32 +353,42 @@ def table(res: dict[str, Any]) -> str:
         ("Binary", f"{env['binary']} ({env['tora_version']})"),
         (
             f"open {o['streams']} streams on one experiment",
-            (f"all open with `hello` in {o['all_open_s'] * 1000:.0f} ms:"
-            f" connect() {o['connect_ms_total']:.0f} ms in all,"
-            f" slowest {o['connect_ms_max']:.0f} ms ({o['connects_over_500ms']} over 500 ms); then every `hello`"
-            f" within {o['hello_ms_after_connects_max']:.0f} ms"),
+            (
+                f"all open with `hello` in {o['all_open_s'] * 1000:.0f} ms:"
+                f" connect() {o['connect_ms_total']:.0f} ms in all,"
+                f" slowest {o['connect_ms_max']:.0f} ms ({o['connects_over_500ms']} over 500 ms); then every `hello`"
+                f" within {o['hello_ms_after_connects_max']:.0f} ms"
+            ),
         ),
         (
             "server RSS before / after opening them",
-            (f"{o['rss_before_mib']:.1f} / {o['rss_after_mib']:.1f} MiB"
-            f" ({o['kib_per_stream']:.1f} KiB per stream);"
-            f" threads {o['server_threads_before_after'][0]} / {o['server_threads_before_after'][1]}"),
+            (
+                f"{o['rss_before_mib']:.1f} / {o['rss_after_mib']:.1f} MiB"
+                f" ({o['kib_per_stream']:.1f} KiB per stream);"
+                f" threads {o['server_threads_before_after'][0]} / {o['server_threads_before_after'][1]}"
+            ),
         ),
         (
             f"{w['batches']} batches of {w['batch']}: POST returned -> last of {o['streams']} streams has the batch",
-            (f"median {w['fanout_last_ms_median']:.1f} ms, p99 {w['fanout_last_ms_p99']:.1f} ms, max"
-            f" {w['fanout_last_ms_max']:.1f} ms (first stream: median {w['fanout_first_ms_median']:.1f} ms)"),
+            (
+                f"median {w['fanout_last_ms_median']:.1f} ms, p99 {w['fanout_last_ms_p99']:.1f} ms, max"
+                f" {w['fanout_last_ms_max']:.1f} ms (first stream: median {w['fanout_first_ms_median']:.1f} ms)"
+            ),
         ),
         (
             "POST latency median / p99, unwatched vs watched",
-            (f"{u['post_ms_median']:.1f} / {u['post_ms_p99']:.1f} ms"
-            f" vs {w['post_ms_median']:.1f} / {w['post_ms_p99']:.1f} ms"),
+            (
+                f"{u['post_ms_median']:.1f} / {u['post_ms_p99']:.1f} ms"
+                f" vs {w['post_ms_median']:.1f} / {w['post_ms_p99']:.1f} ms"
+            ),
         ),
         (
             "server CPU for the 100 batches, unwatched vs watched",
-            (f"{u['server_cpu_s']:.2f} s vs {w['server_cpu_s']:.2f} s"
-            f" ({w['server_cpu_pct_of_one_core']:.0f}% of one core"
-            f" over {w['wall_s']:.1f} s; {w['extra_server_us_per_delivery']:.0f} µs per event delivered)"),
+            (
+                f"{u['server_cpu_s']:.2f} s vs {w['server_cpu_s']:.2f} s"
+                f" ({w['server_cpu_pct_of_one_core']:.0f}% of one core"
+                f" over {w['wall_s']:.1f} s; {w['extra_server_us_per_delivery']:.0f} µs per event delivered)"
+            ),
         ),
         (
             "every stream got every point exactly once (ids consecutive, values equal)",

@@ -36,8 +36,8 @@ def verdict(ok: bool) -> str:
 
 
 def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
-    ing, con, qry, stm, prs = (
-        load(d, n) for n in ("ingest", "concurrent", "query", "stream", "peers")
+    ing, con, grw, qry, stm, prs = (
+        load(d, n) for n in ("ingest", "writers", "growth", "query", "stream", "peers")
     )
     s = (prs or {}).get("summary", {})
     t, m, k = s.get("tora"), s.get("mlflow"), s.get("trackio")
@@ -102,13 +102,19 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
     if t:
         r_m = t["ingest_pts_per_s"] / m["ingest_pts_per_s"] if m else None
         r_k = t["ingest_pts_per_s"] / k["ingest_pts_per_s"] if k else None
-        target = "≥ 4x trackio, ≥ 50x MLflow"
+        target = "≥ 4x trackio, ≥ 50x MLflow (fastest Tora client path)"
         if r_m and r_k:
             target += f": {verdict(r_k >= 4)} / {verdict(r_m >= 50)}"
+        paths = t.get("ingest_paths_pts_per_s") or {
+            "http.client, rows (logs/batch)": t["ingest_pts_per_s"],
+            "Tora SDK": t["ingest_sdk_pts_per_s"],
+        }
+        best = t.get("ingest_path", "http.client, rows (logs/batch)")
+        others = "; ".join(f"{p} {v:,.0f}" for p, v in paths.items() if p != best)
         add(
             "100k points (10 metrics x 10k steps) from a Python client, 1,000-point batches",
-            f"{t['ingest_pts_per_s']:,.0f} pts/s (http.client; SDK {t['ingest_sdk_pts_per_s']:,.0f})",
-            f"{m['ingest_pts_per_s']:,.0f} pts/s (log_batch; Tora {r_m:.0f}x)"
+            f"{t['ingest_pts_per_s']:,.0f} pts/s ({best}; {others})",
+            f"{m['ingest_pts_per_s']:,.0f} pts/s (log_batch; Tora {r_m:.1f}x)"
             if m
             else na,
             f"{k['ingest_pts_per_s']:,.0f} pts/s (self-hosted server; Tora {r_k:.1f}x)"
@@ -119,25 +125,69 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             "peers.py",
             prs,
         )
+    else:
+        add(
+            "100k points (10 metrics x 10k steps) from a Python client, 1,000-point batches",
+            na,
+            na,
+            na,
+            "",
+            "≥ 4x trackio, ≥ 50x MLflow",
+            "peers.py",
+            None,
+        )
 
     # --- ingest.py: single client, bigger batches; the sqlite3 floor
     if ing:
-        b5 = next((b for b in ing["batches"] if b["batch"] == 5000), None)
-        sq = {c["unique_msg_id"]: c for c in ing["sqlite"]}
-        floor = (
-            f"{sq[True]['points_per_s']:,.0f} rows/s with a unique msg_id index"
-            f" ({sq[False]['points_per_s']:,.0f} without)"
-            if sq
-            else ""
+        by = {(b.get("format", "rows"), b["batch"]): b for b in ing["batches"]}
+        sq = {
+            c.get("variant", "unique_msg_id" if c["unique_msg_id"] else "msg_id"): c
+            for c in ing["sqlite"]
+        }
+        plain = sq.get("plain")
+        floor = ", ".join(
+            f"{sq[v]['points_per_s']:,.0f} rows/s {what}"
+            for v, what in (
+                ("plain", "(experiment_id, name, step, value)"),
+                ("msg_id", "with a msg_id column"),
+                ("unique_msg_id", "with a unique msg_id index"),
+            )
+            if v in sq
         )
-        if b5:
+        for batch in (5000, 1000):
+            col, row = by.get(("columns", batch)), by.get(("rows", batch))
+            best = col or row
+            if not best:
+                continue
+            cells = []
+            for what, b in (("columns", col), ("rows, the 0.0.12 SDK's format", row)):
+                if b:
+                    pre = b.get("pre_encoded", {})
+                    cells.append(
+                        f"{what}: {b['points_per_s']:,.0f} pts/s end to end"
+                        + (
+                            f" ({pre['points_per_s']:,.0f} HTTP only, pre-encoded;"
+                            f" server CPU {pre['server_cpu_us_per_point']:.2f} µs/point)"
+                            if pre
+                            else ""
+                        )
+                    )
+            target = ""
+            if batch == 5000:
+                target = "≥ sqlite3 floor and ≥ 500k pts/s"
+                if col and plain:
+                    ok = (
+                        col["points_per_s"] >= plain["points_per_s"]
+                        and col["points_per_s"] >= 500_000
+                    )
+                    target += f" (columns, end to end): {verdict(ok)}"
             add(
-                f"single client, {b5['points']:,} points in 5,000-point batches",
-                f"{b5['points_per_s']:,.0f} pts/s",
-                "n/a (log_batch takes at most 1,000)",
+                f"single client, {best['points']:,} points in {batch:,}-point batches",
+                "; ".join(cells),
+                "n/a (log_batch takes at most 1,000)" if batch > 1000 else "",
                 "",
-                floor,
-                "",
+                floor if batch == 5000 else "",
+                target,
                 "ingest.py",
                 ing,
             )
@@ -148,8 +198,46 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             "",
             "",
             na,
-            "",
+            "≥ sqlite3 floor and ≥ 500k pts/s",
             "ingest.py",
+            None,
+        )
+    if grw:
+        f = grw["falloff"]
+        charts = [
+            grw[key]
+            for key in ("chart_first_at_start", "chart_last_at_end")
+            if key in grw
+        ]
+        chart = " → ".join(
+            f"{c['median_http_ms']:.1f} ms at {c['db_points'] / 1e6:g}M" for c in charts
+        )
+        add(
+            f"one database growing to {grw['points'] / 1e6:g}M points"
+            f" ({grw['experiments']} runs x {grw['metrics']} metrics x {grw['steps']:,} steps,"
+            f" {grw['batch']:,}-point column batches)",
+            f"{grw['points_per_s']:,.0f} pts/s; first → last quarter"
+            f" {f['first_quarter_points_per_s']:,.0f} → {f['last_quarter_points_per_s']:,.0f} pts/s"
+            f" (x{f['ratio']:.2f}, slowest {grw['slice'] / 1e6:g}M slice"
+            f" {f['slowest_slice_points_per_s']:,.0f}); {grw['bytes_per_point']:.0f} bytes/point;"
+            f" chart query on a run's {grw['metrics'] * grw['steps'] / 1e6:g}M points to"
+            f" 1,000 buckets per metric: {chart}",
+            "",
+            "",
+            "",
+            f"no fall-off (last quarter ≥ {f['threshold']:.0%} of first): {verdict(f['no_falloff'])}",
+            "growth.py",
+            grw,
+        )
+    else:
+        add(
+            "one database growing to 20M points",
+            na,
+            "",
+            "",
+            "",
+            "no fall-off",
+            "growth.py",
             None,
         )
 
@@ -169,7 +257,7 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             "",
             "",
             "",
-            "concurrent.py, peers.py",
+            "writers.py, peers.py",
             con,
         )
         add(
@@ -181,7 +269,7 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             "",
             "",
             "",
-            "concurrent.py, peers.py",
+            "writers.py, peers.py",
             con,
         )
     if qry:
@@ -304,17 +392,35 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         )
     if t:
         extra = ""
-        if ing:
-            b5 = next((b for b in ing["batches"] if b["batch"] == 5000), None)
-            extra = (
-                f"; {b5['bytes_per_point']:.0f} for {b5['points']:,} points of ingest.py"
-                if b5
-                else ""
-            )
         floor = ""
         if ing:
-            sq = {c["unique_msg_id"]: c for c in ing["sqlite"]}
-            floor = f"{sq[True]['bytes_per_point']:.0f} (with msg_id index; {sq[False]['bytes_per_point']:.0f} without)"
+            b5 = next(
+                (
+                    b
+                    for fmt in ("columns", "rows")
+                    for b in ing["batches"]
+                    if b["batch"] == 5000 and b.get("format", "rows") == fmt
+                ),
+                None,
+            )
+            if b5:
+                extra = (
+                    f"; {b5['bytes_per_point']:.0f} for {b5['points']:,} points of"
+                    f" ingest.py ({b5.get('format', 'rows')})"
+                )
+            sq = {
+                c.get("variant", "unique_msg_id" if c["unique_msg_id"] else "msg_id"): c
+                for c in ing["sqlite"]
+            }
+            floor = ", ".join(
+                f"{sq[v]['bytes_per_point']:.0f} {what}"
+                for v, what in (
+                    ("plain", "(experiment_id, name, step, value)"),
+                    ("msg_id", "with msg_id"),
+                    ("unique_msg_id", "with a unique msg_id index"),
+                )
+                if v in sq
+            )
         add(
             "bytes per point on disk",
             f"{t['bytes_per_point']:.0f}{extra}",
@@ -326,7 +432,7 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             prs,
         )
 
-    env = next((r["env"] for r in (ing, qry, stm, con) if r and "env" in r), None)
+    env = next((r["env"] for r in (ing, grw, qry, stm) if r and "env" in r), None)
     if env:
         notes.append(
             f"Tora: `{env['binary']}` ({env['tora_version']}); {env['cpus']} CPUs; {env['platform']}; "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Many concurrent writers against one `tora serve`: throughput, errors, "database is locked".
 
-    TORA_BIN=target/release/tora python3 bench/concurrent.py
+    TORA_BIN=target/release/tora python3 bench/writers.py
 
 32 threads (default), each with its own experiment and keep-alive connection, send 25-point
 batches (what the 0.0.12 SDK sends by default) until ~200k points are in. The bodies are built
@@ -201,7 +201,7 @@ def main() -> None:
     )
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument(
-        "--out", type=Path, default=REPO / "bench" / "results" / "concurrent.json"
+        "--out", type=Path, default=REPO / "bench" / "results" / "writers.json"
     )
     args = ap.parse_args()
 
