@@ -205,3 +205,69 @@ fn only_editors_may_send_points() {
     r.expect_error(401);
     assert!(read(&server, &owner, &exp, "metrics").is_empty());
 }
+
+#[test]
+fn values_can_travel_as_packed_doubles_with_every_bit_kept() {
+    use base64::Engine;
+    let (server, user, exp) = setup();
+    let values = [0.1, -0.0, f64::NAN, f64::INFINITY, f64::MIN_POSITIVE, 1e308];
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let r = send(
+        &server,
+        &user,
+        &exp,
+        json!({"metrics": [{"name": "loss", "steps": [0, 1, 2, 3, 4, 5], "values_f64": b64}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let got: Vec<Value> = read(&server, &user, &exp, "metrics")
+        .iter()
+        .map(|p| p["value"].clone())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            json!(0.1),
+            json!(0.0),
+            json!("NaN"),
+            json!("Infinity"),
+            json!(f64::MIN_POSITIVE),
+            json!(1e308)
+        ]
+    );
+    // -0.0 keeps its sign bit in storage: the CSV export prints it.
+    let csv = server.get(&format!("/api/experiments/{exp}/logs/csv"), &user.auth());
+    assert!(csv.text.contains("loss,metric,1,-0"), "{}", csv.text);
+
+    let cases = [
+        (
+            json!({"name": "x", "steps": [0], "values": [1], "values_f64": "AAAAAAAA8D8="}),
+            "metrics[0]: give values or values_f64, not both",
+        ),
+        (
+            json!({"name": "x", "steps": [0]}),
+            "metrics[0]: values (or values_f64) is required",
+        ),
+        (
+            json!({"name": "x", "steps": [0], "values_f64": "not base64!"}),
+            "metrics[0]: values_f64 is not base64",
+        ),
+        (
+            json!({"name": "x", "steps": [0], "values_f64": "AAAA"}),
+            "metrics[0]: values_f64 holds 3 bytes, not a whole number of 8-byte doubles",
+        ),
+        (
+            json!({"name": "x", "steps": [0, 1], "values_f64": "AAAAAAAA8D8="}),
+            "metrics[0]: 2 steps but 1 values",
+        ),
+    ];
+    for (column, want) in cases {
+        let err = send(&server, &user, &exp, json!({"metrics": [column]})).expect_error(400);
+        assert!(err.contains(want), "{err:?}, wanted {want:?}");
+    }
+    assert_eq!(
+        read(&server, &user, &exp, "metrics").len(),
+        6,
+        "nothing more stored"
+    );
+}

@@ -296,13 +296,45 @@ async fn create_log(
     store(state, user, id, None, vec![log]).await
 }
 
-/// One metric's points as two columns: `steps[i]` goes with `values[i]`.
+/// One metric's points as two columns: `steps[i]` goes with value `i`. The values come as
+/// `values` (JSON) or as `values_f64`, exactly one of the two.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct ColumnIn {
     name: String,
     #[schema(value_type = Vec<u64>)]
     steps: Vec<i64>,
-    values: Vec<LogValue>,
+    /// Numbers, or "NaN" / "Infinity" / "-Infinity".
+    values: Option<Vec<LogValue>>,
+    /// The values as little-endian IEEE-754 doubles, base64 (standard alphabet, padded): exact
+    /// bits, and a fraction of the client's cost of decimal text (Python:
+    /// `base64.b64encode(array("d", values).tobytes())`, byte-swapped on big-endian machines).
+    values_f64: Option<String>,
+}
+
+impl ColumnIn {
+    fn values(&self) -> std::result::Result<Vec<f64>, String> {
+        use base64::Engine;
+        match (&self.values, &self.values_f64) {
+            (Some(v), None) => Ok(v.iter().map(|v| v.0).collect()),
+            (None, Some(b64)) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| format!("values_f64 is not base64: {e}"))?;
+                if bytes.len() % 8 != 0 {
+                    return Err(format!(
+                        "values_f64 holds {} bytes, not a whole number of 8-byte doubles",
+                        bytes.len()
+                    ));
+                }
+                Ok(bytes
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()))
+                    .collect())
+            }
+            (Some(_), Some(_)) => Err("give values or values_f64, not both".into()),
+            (None, None) => Err("values (or values_f64) is required".into()),
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -346,22 +378,23 @@ fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
         let at = |what: String| Error::bad_request(format!("metrics[{i}]: {what}"));
         let name = super::clean_name(&m.name, "the name", MAX_NAME)
             .map_err(|e| at(e.message().to_string()))?;
-        if m.steps.len() != m.values.len() {
+        let values = m.values().map_err(at)?;
+        if m.steps.len() != values.len() {
             return Err(at(format!(
                 "{} steps but {} values; each step needs its value",
                 m.steps.len(),
-                m.values.len()
+                values.len()
             )));
         }
         if let Some(j) = m.steps.iter().position(|&s| s < 0) {
             return Err(at(format!("steps[{j}] must be a non-negative integer")));
         }
-        logs.extend(m.steps.iter().zip(&m.values).map(|(&step, value)| NewLog {
+        logs.extend(m.steps.iter().zip(values).map(|(&step, value)| NewLog {
             msg_id: None,
             name: name.clone(),
             kind: Kind::Metric,
             step: Some(step),
-            value: value.0,
+            value,
             extra_metadata: None,
         }));
     }
