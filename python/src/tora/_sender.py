@@ -96,10 +96,11 @@ def encode(points: list[Point], batch_id: str) -> bytes:
     return f'{{"batch_id":{_JSON.encode(batch_id)},"metrics":[{metrics}],"results":[{",".join(results)}]}}'.encode()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Job:
     kind: str  # "create" | "spool" | "fresh"
     body: bytes
+    """Sent as is on every attempt: a batch never changes once formed."""
     points: int
     number: int
     """Attempts are numbered, so flush() can tell the ones that started after it was called."""
