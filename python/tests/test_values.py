@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
-import math
+import struct
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -129,36 +131,47 @@ def test_log_metrics_logs_nothing_when_one_value_is_bad(client: Tora) -> None:
         client.log_metrics([("a", 1.0)])  # type: ignore[arg-type]
 
 
-def test_encoding_sends_nan_and_infinities_as_strings() -> None:
-    nan, inf = float("nan"), float("inf")
-    body = json.loads(
-        encode([("m", nan, 1), ("m", inf, 2), ("m", -inf, 3), ("r", -0.0, None), ("q", nan, None)], "s.0")
-    )
-    assert body["metrics"] == [{"name": "m", "steps": [1, 2, 3], "values": ["NaN", "Infinity", "-Infinity"]}]
-    assert body["results"] == [{"name": "r", "value": -0.0}, {"name": "q", "value": "NaN"}]
+def doubles(column: dict[str, Any]) -> list[float]:
+    """The values of a metric column as the server reads them: base64 of little-endian doubles."""
+    raw = base64.b64decode(column["values_f64"], validate=True)
+    return list(struct.unpack(f"<{len(raw) // 8}d", raw))
 
 
-def test_encoding_keeps_floats_exact() -> None:
-    values = [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, 5e-324, 123456789012345678, -2.5, -(2**63)]
+def test_metric_values_travel_as_exact_doubles() -> None:
+    values = [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, 5e-324, -0.0, -2.5, float("nan"), float("inf"), -(2**63), 3]
     body = json.loads(encode([("m", v, i) for i, v in enumerate(values)], "s.0"))
-    assert body["metrics"][0]["values"] == values
-    assert [type(v) for v in body["metrics"][0]["values"]] == [type(v) for v in values]
-    assert all(math.isfinite(v) for v in values)
+    [column] = body["metrics"]
+    assert column["steps"] == list(range(len(values)))
+    assert [repr(v) for v in doubles(column)] == [repr(float(v)) for v in values], "every bit, -0.0 and NaN too"
+
+
+def test_results_send_nan_and_infinities_as_strings() -> None:
+    nan, inf = float("nan"), float("inf")
+    values = {"r": -0.0, "q": nan, "i": inf, "j": -inf, "k": 7, "x": 0.1}
+    body = json.loads(encode([(name, value, None) for name, value in values.items()], "s.0"))
+    assert body["metrics"] == []
+    assert body["results"] == [
+        {"name": "r", "value": -0.0},
+        {"name": "q", "value": "NaN"},
+        {"name": "i", "value": "Infinity"},
+        {"name": "j", "value": "-Infinity"},
+        {"name": "k", "value": 7},
+        {"name": "x", "value": 0.1},
+    ]
 
 
 def test_a_batch_is_one_column_per_name_in_order_of_first_appearance() -> None:
     """What log_metrics({"loss": ..., "acc": ...}) per step looks like on the wire."""
     logged = [("loss", 0.9, 0), ("acc", 0.1, 0), ("loss", 0.8, 1), ("best", 0.5, None), ("acc", 0.2, 1), ("lr", 3, 7)]
     body = encode(logged, "0123456789abcdef.42")
-    assert json.loads(body) == {
-        "batch_id": "0123456789abcdef.42",
-        "metrics": [
-            {"name": "loss", "steps": [0, 1], "values": [0.9, 0.8]},
-            {"name": "acc", "steps": [0, 1], "values": [0.1, 0.2]},
-            {"name": "lr", "steps": [7], "values": [3]},
-        ],
-        "results": [{"name": "best", "value": 0.5}],
-    }
+    sent = json.loads(body)
+    assert sent["batch_id"] == "0123456789abcdef.42"
+    assert [(c["name"], c["steps"], doubles(c)) for c in sent["metrics"]] == [
+        ("loss", [0, 1], [0.9, 0.8]),
+        ("acc", [0, 1], [0.1, 0.2]),
+        ("lr", [7], [3.0]),
+    ]
+    assert sent["results"] == [{"name": "best", "value": 0.5}]
     assert encode(logged, "0123456789abcdef.42") == body, "a batch encoded again must be the same bytes"
     assert b" " not in body
 

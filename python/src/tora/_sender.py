@@ -28,16 +28,17 @@ starts its own threads. A child never touches the parent's sender or spool.
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import logging
 import os
 import random
-import re
 import sys
 import threading
 import time
 import uuid
 import weakref
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -59,30 +60,34 @@ _NEVER = sys.maxsize
 _OK, _RETRY, _STOP = "ok", "retry", "stop"
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
-_NON_FINITE = re.compile(r"-?Infinity|NaN")
+_NON_FINITE = frozenset(("NaN", "Infinity", "-Infinity"))
+_SWAP = sys.byteorder == "big"
 
 
-def _quoted(match: re.Match[str]) -> str:
-    return f'"{match.group()}"'
+def _f64(values: list[Value]) -> str:
+    """Values as base64 of little-endian IEEE-754 doubles: every bit kept (NaN, +-Infinity, -0.0),
+    at a fraction of the cost of decimal text. Ints become doubles, as the server stores them."""
+    doubles = array("d", values)
+    if _SWAP:
+        doubles.byteswap()
+    return base64.b64encode(doubles.tobytes()).decode("ascii")
 
 
-def _numbers(values: list[Value]) -> str:
-    """A JSON array of numbers, NaN and +-Infinity as the strings the server takes for them."""
-    text = _JSON.encode(values)
-    if "N" in text or "I" in text:  # the text of a finite int or float has neither letter
-        text = _NON_FINITE.sub(_quoted, text)
-    return text
+def _number(value: Value) -> str:
+    """One value as JSON: a number, or the string "NaN", "Infinity" or "-Infinity"."""
+    text = _JSON.encode(value)
+    return f'"{text}"' if text in _NON_FINITE else text
 
 
 def encode(points: list[Point], batch_id: str) -> bytes:
     """The body of POST /experiments/{id}/points: metric points as one column of steps and one of
-    values per name, names in order of first appearance, each name's points in logged order; then
-    the results. A pure function, so a batch encoded twice gives the same bytes."""
+    values per name (``values_f64``), names in order of first appearance, each name's points in
+    logged order; then the results. A pure function, so a batch encoded twice gives the same bytes."""
     columns: dict[str, tuple[list[int], list[Value]]] = {}
     results: list[str] = []
     for name, value, step in points:
         if step is None:
-            results.append(f'{{"name":{_JSON.encode(name)},"value":{_numbers([value])[1:-1]}}}')
+            results.append(f'{{"name":{_JSON.encode(name)},"value":{_number(value)}}}')
             continue
         column = columns.get(name)
         if column is None:
@@ -90,7 +95,7 @@ def encode(points: list[Point], batch_id: str) -> bytes:
         column[0].append(step)
         column[1].append(value)
     metrics = ",".join(
-        f'{{"name":{_JSON.encode(name)},"steps":{_JSON.encode(steps)},"values":{_numbers(values)}}}'
+        f'{{"name":{_JSON.encode(name)},"steps":{_JSON.encode(steps)},"values_f64":"{_f64(values)}"}}'
         for name, (steps, values) in columns.items()
     )
     return f'{{"batch_id":{_JSON.encode(batch_id)},"metrics":[{metrics}],"results":[{",".join(results)}]}}'.encode()
