@@ -9,9 +9,11 @@ One client on one keep-alive connection fills experiments one after another (def
 1,000,000 points: 10 metrics x 100,000 steps) through POST /api/experiments/{id}/points in
 5,000-point batches (500 steps x 10 metrics, one batch_id each), and records every slice of
 1,000,000 points: points/s, server CPU per point, database size and server RSS. The bodies are
-joined from pre-encoded pieces (steps per batch position; 1,009 fragments of 500 random floats,
-so no series repeats a run of values), which costs microseconds per request: the clock measures
-the server. The chart query (every metric of an experiment to at most 1,000 buckets) runs on the
+in the "packed" format of ingest.py: each metric's values as `values_f64` (base64 little-endian
+doubles, what Tora's SDK is to send); `--format columns` sends them as JSON numbers instead.
+They are joined from pre-encoded pieces (steps per batch position; 1,009 fragments of 500
+random floats, so no series repeats a run of values), which costs microseconds per request:
+the clock measures the server. The chart query (every metric of an experiment to at most 1,000 buckets) runs on the
 first experiment once it is full (database at 1M points) and on the last and the first at the
 end (database full); then SIGTERM and bytes per point on disk.
 """
@@ -31,12 +33,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from ingest import (
+    LABELS,
     N_METRICS,
     PATHS,
     Conn,
     cpu_seconds,
     environment,
     new_experiment,
+    pack_f64,
     post,
     proc_status,
 )
@@ -52,9 +56,15 @@ CHART_RUNS = 10
 
 
 class Bodies:
-    """Request bodies for batch b of an experiment, joined from pre-encoded pieces."""
+    """Request bodies for batch b of an experiment, joined from pre-encoded pieces.
 
-    def __init__(self, batch: int, batches_per_exp: int, seed: int = 1) -> None:
+    fmt "packed": each metric's values as "values_f64" (base64 doubles); "columns": as JSON
+    numbers under "values".
+    """
+
+    def __init__(
+        self, batch: int, batches_per_exp: int, fmt: str, seed: int = 1
+    ) -> None:
         self.steps_per_batch = batch // N_METRICS
         n = self.steps_per_batch
         self.steps = [
@@ -62,9 +72,13 @@ class Bodies:
             for b in range(batches_per_exp)
         ]
         rng = random.Random(seed)
-        self.values = [
-            json.dumps([rng.random() for _ in range(n)]) for _ in range(POOL)
-        ]
+        frags = [[rng.random() for _ in range(n)] for _ in range(POOL)]
+        if fmt == "packed":
+            self.key = "values_f64"
+            self.values = [f'"{pack_f64(v)}"' for v in frags]
+        else:
+            self.key = "values"
+            self.values = [json.dumps(v) for v in frags]
         self.token = uuid.uuid4().hex[:12]
 
     def body(self, seq: int, b: int) -> bytes:
@@ -73,7 +87,7 @@ class Bodies:
         steps = self.steps[b]
         metrics = ",".join(
             f'{{"name":"m{k}","steps":{steps},'
-            f'"values":{self.values[(seq * N_METRICS + k) % POOL]}}}'
+            f'"{self.key}":{self.values[(seq * N_METRICS + k) % POOL]}}}'
             for k in range(N_METRICS)
         )
         return f'{{"batch_id":"{self.token}.{seq:07d}","metrics":[{metrics}]}}'.encode()
@@ -102,8 +116,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_exps = args.points // args.per_experiment
     batches_per_exp = args.per_experiment // args.batch
     steps = args.per_experiment // N_METRICS
-    bodies = Bodies(args.batch, batches_per_exp)
+    bodies = Bodies(args.batch, batches_per_exp, args.format)
     res: dict[str, Any] = {
+        "format": args.format,
+        "format_label": LABELS[args.format],
         "experiments": n_exps,
         "metrics": N_METRICS,
         "steps": steps,
@@ -124,7 +140,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for seq in range(n_exps * batches_per_exp):
             e, b = divmod(seq, batches_per_exp)
             post(
-                conn, PATHS["columns"].format(exps[e]), bodies.body(seq, b), args.batch
+                conn,
+                PATHS[args.format].format(exps[e]),
+                bodies.body(seq, b),
+                args.batch,
             )
             done += args.batch
             if done % args.slice:
@@ -188,7 +207,7 @@ def table(res: dict[str, Any]) -> str:
     workload = (
         f"{res['experiments']} experiments x {res['metrics']} metrics x {res['steps']:,} steps"
         f" = {res['points']:,} points, filled one experiment after another, POST points in"
-        f" {res['batch']:,}-point batches"
+        f" {res['batch']:,}-point batches, {res['format_label']}"
     )
     rows = [
         ("Binary", f"{env['binary']} ({env['tora_version']})"),
@@ -259,6 +278,12 @@ def main() -> None:
         help=f"points per experiment ({N_METRICS} metrics x steps)",
     )
     ap.add_argument("--batch", type=int, default=5000, help="points per request")
+    ap.add_argument(
+        "--format",
+        choices=["packed", "columns"],
+        default="packed",
+        help="values as base64 doubles (values_f64) or as JSON numbers",
+    )
     ap.add_argument(
         "--slice", type=int, default=1_000_000, help="points per reported slice"
     )

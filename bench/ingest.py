@@ -4,16 +4,20 @@
     cargo build --release && TORA_BIN=target/release/tora python3 bench/ingest.py
 
 Stdlib only. Every server runs on 127.0.0.1 with its own temp database and is stopped by PID.
-Sections (see bench/README.md): (a) 1M points in both formats, rows (POST logs/batch, what the
-published tora==0.0.12 SDK sends) and columns (POST points, Tora's own SDK), batches of 1,000
-and 5,000, end to end and with pre-encoded bodies; (b) bytes per point on disk; (c) the same
-rows through Python's sqlite3; (d) the peers' 100k-point workload in both formats; (e) start-up,
-idle RSS, binary size; (f) read-back of a 10k-point metric.
+Sections (see bench/README.md): (a) 1M points in each of three formats, rows (POST logs/batch,
+what the published tora==0.0.12 SDK sends), columns (POST points with the values as JSON numbers)
+and packed (POST points with the values as base64 little-endian doubles, `values_f64`, the
+format Tora's own SDK is to send), batches of 1,000 and 5,000, end to end and with pre-encoded bodies;
+(b) bytes per point on disk; (c) the same rows through Python's sqlite3; (d) the peers'
+100k-point workload in each format; (e) start-up, idle RSS, binary size; (f) read-back of a
+10k-point metric.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
+import base64
 import http.client
 import itertools
 import json
@@ -40,12 +44,20 @@ PEER_STEPS = 10_000  # /work/shared/bench/peers/common.py: 10 metrics x 10,000 s
 # what Tora's SDK sends when its 1,000-point buffer fills from log_metrics({10 names}, step).
 PEER_STEPS_PER_BATCH = 100
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-FORMATS = ("rows", "columns")
+FORMATS = ("rows", "columns", "packed")
 # rows: a dict per point with a msg_id, what the published tora==0.0.12 SDK sends;
-# columns: {name, steps, values} per metric and one batch_id per request (Tora's own SDK).
+# columns: {name, steps, values} per metric and one batch_id per request;
+# packed: the same columns with values_f64 (base64 little-endian doubles) instead of values, for
+# Tora's own SDK: Python's float repr in json.dumps costs ~1 µs a value, packing ~10 ns.
 PATHS = {
     "rows": "/api/experiments/{}/logs/batch",
     "columns": "/api/experiments/{}/points",
+    "packed": "/api/experiments/{}/points",
+}
+LABELS = {
+    "rows": "rows, a dict per point (logs/batch)",
+    "columns": "columns, values as JSON numbers (points)",
+    "packed": "columns, values as base64 doubles (points, values_f64)",
 }
 
 
@@ -141,9 +153,35 @@ def columns_payload(start: int, values: list[float], batch_id: str) -> dict[str,
 
 
 def payload(fmt: str, start: int, values: list[float], batch_id: str) -> dict[str, Any]:
+    """The request as Python objects, floats still floats; encode() turns it into the body."""
     if fmt == "rows":
         return rows_payload(start, values)
     return columns_payload(start, values, batch_id)
+
+
+def pack_f64(values: list[float]) -> str:
+    """values_f64: little-endian IEEE-754 doubles, base64 (standard alphabet, padded)."""
+    a = array.array("d", values)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return base64.b64encode(a.tobytes()).decode("ascii")
+
+
+def encode(fmt: str, obj: dict[str, Any]) -> bytes:
+    """The request body: json.dumps, after packing each metric's values for "packed"."""
+    if fmt == "packed":
+        obj = {
+            "batch_id": obj["batch_id"],
+            "metrics": [
+                {
+                    "name": m["name"],
+                    "steps": m["steps"],
+                    "values_f64": pack_f64(m["values"]),
+                }
+                for m in obj["metrics"]
+            ],
+        }
+    return json.dumps(obj).encode()
 
 
 def peer_values(seed: int = 0) -> list[list[float]]:
@@ -157,8 +195,9 @@ def peer_payloads(
 ) -> list[tuple[dict[str, Any], int]]:
     """The peers' 100k points as 1,000-point request payloads (and their point counts).
 
-    Built before the clock, as the peers built their Metric objects; json.dumps is timed.
-    rows: 1,000 dicts with msg_ids, step-major; columns: 100 steps x 10 metrics.
+    Built before the clock, as the peers built their Metric objects, with the values as floats;
+    encode() (json.dumps, and for "packed" the base64 packing) is timed. rows: 1,000 dicts with
+    msg_ids, step-major; columns and packed: 100 steps x 10 metrics.
     """
     if fmt == "rows":
         points = [
@@ -195,11 +234,11 @@ def peer_payloads(
 def send_payloads(
     conn: Conn, exp_id: str, fmt: str, payloads: list[tuple[dict[str, Any], int]]
 ) -> float:
-    """json.dumps and POST each payload in order; returns the wall seconds of the whole."""
+    """encode() and POST each payload in order; returns the wall seconds of the whole."""
     path = PATHS[fmt].format(exp_id)
     t0 = time.perf_counter()
     for body, n in payloads:
-        post(conn, path, json.dumps(body).encode(), n)
+        post(conn, path, encode(fmt, body), n)
     return time.perf_counter() - t0
 
 
@@ -219,8 +258,9 @@ def ingest_run(
     """n_points in batches of `batch` on a fresh server, then bytes per point after SIGTERM.
 
     End to end, the clock covers making the values, building the payload (dicts with uuid4
-    msg_ids, or column lists), json.dumps and the HTTP round trip. Pre-encoded, every body is
-    built before the clock, which then holds only the round trips: the server's rate.
+    msg_ids, or column lists), encoding it (json.dumps; for "packed" the base64 packing of each
+    metric's values first) and the HTTP round trip. Pre-encoded, every body is built before
+    the clock, which then holds only the round trips: the server's rate.
     """
     token = uuid.uuid4().hex[:12]
     bodies: list[tuple[bytes, int]] = []
@@ -228,10 +268,7 @@ def ingest_run(
     if pre_encoded:
         t0 = time.perf_counter()
         bodies = [
-            (
-                json.dumps(payload(fmt, start, vals, f"{token}.{i:06d}")).encode(),
-                len(vals),
-            )
+            (encode(fmt, payload(fmt, start, vals, f"{token}.{i:06d}")), len(vals))
             for i, (start, vals) in enumerate(synthetic_values(n_points, batch))
         ]
         encode_s = time.perf_counter() - t0
@@ -241,7 +278,7 @@ def ingest_run(
         path = PATHS[fmt].format(exp_id)
         conn = Conn(srv.url, user.api_key)
         cpu0 = cpu_seconds(srv.pid)
-        gen_s = dumps_s = http_s = 0.0
+        gen_s = encode_s_e2e = http_s = 0.0
         body_bytes = 0
         t_start = time.perf_counter()
         if pre_encoded:
@@ -259,13 +296,13 @@ def ingest_run(
                 start, vals = item
                 obj = payload(fmt, start, vals, f"{token}.{i:06d}")
                 t1 = time.perf_counter()
-                body = json.dumps(obj).encode()
+                body = encode(fmt, obj)
                 t2 = time.perf_counter()
                 post(conn, path, body, len(vals))
                 t3 = time.perf_counter()
-                gen_s, dumps_s, http_s = (
+                gen_s, encode_s_e2e, http_s = (
                     gen_s + t1 - t0,
-                    dumps_s + t2 - t1,
+                    encode_s_e2e + t2 - t1,
                     http_s + t3 - t2,
                 )
                 body_bytes += len(body)
@@ -280,6 +317,7 @@ def ingest_run(
     on_disk = sum(sizes.values())
     return {
         "format": fmt,
+        "label": LABELS[fmt],
         "endpoint": PATHS[fmt].format("{id}"),
         "batch": batch,
         "points": n_points,
@@ -288,7 +326,8 @@ def ingest_run(
         "wall_s": wall,
         "points_per_s": n_points / wall,
         "client_gen_s": gen_s,
-        "client_dumps_s": dumps_s,
+        # json.dumps, and for "packed" the base64 packing before it
+        "client_encode_s": encode_s_e2e,
         "http_s": http_s,
         "body_bytes_per_point": body_bytes / n_points,
         "server_cpu_s": server_cpu,
@@ -378,7 +417,7 @@ def bench_sqlite(n_points: int, batch: int, variant: str) -> dict[str, Any]:
 
 
 def bench_peer_workload(repeats: int, reads: int) -> dict[str, Any]:
-    """(d) the peers' 100k points in 1,000-point batches in both formats, and (f) read-back."""
+    """(d) the peers' 100k points in 1,000-point batches in each format, and (f) read-back."""
     vals = peer_values(seed=0)
     with ToraServer() as srv:
         user = new_user(srv.api)
@@ -395,6 +434,7 @@ def bench_peer_workload(repeats: int, reads: int) -> dict[str, Any]:
                 "wall_s": wall,
                 "points_per_s": N_METRICS * PEER_STEPS / wall,
                 "endpoint": PATHS[fmt].format("{id}"),
+                "label": LABELS[fmt],
             }
 
         # (f) an experiment holding one metric of 10k points: /metrics has no name filter.
@@ -552,7 +592,9 @@ def table(res: dict[str, Any]) -> str:
         ("Machine (1-min load average at start / end)", f"{env['cpus']} CPUs ({load})"),
     ]
     for a in res["batches"]:
-        what = f"{a['format']} ({a['endpoint']}), {a['points']:,} points, batches of {a['batch']:,}"
+        what = (
+            f"{LABELS[a['format']]}, {a['points']:,} points, batches of {a['batch']:,}"
+        )
         rows.append((f"(a) {what}", ingest_cell(a)))
         rows.append((f"(b) bytes/point on disk after SIGTERM: {what}", bytes_cell(a)))
     for c in res["sqlite"]:
@@ -570,13 +612,13 @@ def table(res: dict[str, Any]) -> str:
         f = p[fmt]
         runs = ", ".join(f"{r['wall_s']:.3f}" for r in f["runs"])
         shape = (
-            f"{p['columns_steps_per_batch']} steps x {N_METRICS} metrics"
-            if fmt == "columns"
-            else "1,000 dicts"
+            "1,000 dicts"
+            if fmt == "rows"
+            else f"{p['columns_steps_per_batch']} steps x {N_METRICS} metrics"
         )
         rows.append(
             (
-                f"(d) peers' 100k points, 1,000-point batches, {fmt} ({shape})",
+                f"(d) peers' 100k points, 1,000-point batches, {LABELS[fmt]} ({shape})",
                 f"{f['points_per_s']:,.0f} pts/s, {f['wall_s']:.3f} s median (runs: {runs} s)",
             )
         )
@@ -616,10 +658,11 @@ def table(res: dict[str, Any]) -> str:
 
 def ingest_cell(a: dict[str, Any]) -> str:
     pre = a["pre_encoded"]
-    client_s = a["client_gen_s"] + a["client_dumps_s"]
+    client_s = a["client_gen_s"] + a["client_encode_s"]
+    enc = "base64 + json.dumps" if a["format"] == "packed" else "json.dumps"
     return (
         f"{a['points_per_s']:,.0f} pts/s end to end ({a['wall_s']:.2f} s; client build"
-        f" {a['client_gen_s']:.2f} s + json.dumps {a['client_dumps_s']:.2f} s = {client_s:.2f} s);"
+        f" {a['client_gen_s']:.2f} s + {enc} {a['client_encode_s']:.2f} s = {client_s:.2f} s);"
         f" {pre['points_per_s']:,.0f} pts/s HTTP only, bodies pre-encoded ({pre['wall_s']:.2f} s);"
         f" server CPU {pre['server_cpu_us_per_point']:.2f} µs/point pre-encoded"
         f" ({a['server_cpu_us_per_point']:.2f} end to end); server peak RSS"

@@ -14,13 +14,15 @@ bench_trackio.py):
   `random.Random(repeat)`; MLflow: 100 x `MlflowClient.log_batch` of 1,000 `Metric`s; trackio:
   the self-hosted server (`trackio.show` + write token), 10,000 x `trackio.log({10 keys})` +
   `finish()` from a client process; Tora over `http.client` on one keep-alive connection, in
-  both of its formats: 100 x POST logs/batch of 1,000 point dicts with msg_ids (what the
-  published tora==0.0.12 SDK sends) and 100 x POST points of 100 steps x 10 metrics as columns
-  with one batch_id (what Tora's SDK sends when its 1,000-point buffer fills); points built
-  before the clock, `json.dumps` inside it, as MLflow's `Metric`s are built before. And the
-  same through Tora's Python SDK (`log_metrics`, 1,000-point batches, time includes
-  `shutdown()`), in a client process like trackio's. The ratios to MLflow and trackio use the
-  fastest of the three Tora paths, named beside them.
+  each of its formats: 100 x POST logs/batch of 1,000 point dicts with msg_ids (what the
+  published tora==0.0.12 SDK sends), 100 x POST points of 100 steps x 10 metrics as columns
+  with one batch_id (what Tora's SDK sends when its 1,000-point buffer fills), values as JSON
+  numbers, and the same columns with `values_f64` (the values as base64 little-endian doubles,
+  the format Tora's SDK is to send); points built before the clock as floats, encoding
+  (`json.dumps`, and the base64 packing for values_f64) inside it, as MLflow's `Metric`s are
+  built before. And the same through Tora's Python SDK (`log_metrics`, 1,000-point batches,
+  time includes `shutdown()`), in a client process like trackio's. The ratios to MLflow and
+  trackio use the fastest of the four Tora paths, named beside them.
 * chart query: one metric of `--chart-points` points to at most 1,000 points: Tora
   `GET .../series?points=1000` (min/max/last buckets), MLflow's
   `get-history-bulk-interval?max_results=1000` (what its UI charts with; sampled steps), trackio's
@@ -72,6 +74,15 @@ HOST = "127.0.0.1"
 N_METRICS, N_STEPS = 10, 10_000
 N_POINTS = N_METRICS * N_STEPS
 READ_METRIC = 3  # m3, as the peers' scripts read
+# Where bench_tora keeps the http.client runs of each ingest.py format, and their names in
+# the table (the ratios to the peers name the fastest Tora path).
+HTTP_RUNS = {"rows": "http", "columns": "http_columns", "packed": "http_packed"}
+HTTP_PATHS = {
+    "rows": "http.client, rows (logs/batch)",
+    "columns": "http.client, columns (points, values as JSON numbers)",
+    "packed": "http.client, columns (points, values_f64 base64 doubles)",
+}
+SDK_PATH = "Tora SDK"
 
 
 def values(seed: int = 0) -> list[list[float]]:
@@ -321,7 +332,7 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
         conn = Conn(srv.url, user.api_key)
         stored = 0
 
-        # http.client, both formats: points built before the clock, json.dumps inside it.
+        # http.client, every format: points built before the clock, encoding inside it.
         for fmt in FORMATS:
             runs = []
             for rep in range(args.repeats):
@@ -341,7 +352,7 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
                 run["read_bytes"] = reads[0][1]
                 runs.append(run)
                 stored += N_POINTS
-            res["http" if fmt == "rows" else "http_columns"] = runs
+            res[HTTP_RUNS[fmt]] = runs
 
         sdk_runs = []
         env = dict(
@@ -770,13 +781,13 @@ def summary(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
     t, m, k = res.get("tora"), res.get("mlflow"), res.get("trackio")
     out: dict[str, dict[str, Any]] = {}
     if t:
-        paths = {
-            "http.client, rows (logs/batch)": med([r["pts_per_s"] for r in t["http"]]),
-            "http.client, columns (points)": med(
-                [r["pts_per_s"] for r in t["http_columns"]]
-            ),
-            "Tora SDK": med([r["pts_per_s"] for r in t["sdk"]]),
+        by_fmt = {
+            fmt: med([r["pts_per_s"] for r in t[HTTP_RUNS[fmt]]])
+            for fmt in FORMATS
+            if t.get(HTTP_RUNS[fmt])
         }
+        paths = {HTTP_PATHS[fmt]: v for fmt, v in by_fmt.items()}
+        paths[SDK_PATH] = med([r["pts_per_s"] for r in t["sdk"]])
         best = max(paths, key=paths.__getitem__)
         out["tora"] = {
             "startup_s": med(t["startup_s"]),
@@ -785,9 +796,8 @@ def summary(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "ingest_pts_per_s": paths[best],
             "ingest_path": best,
             "ingest_paths_pts_per_s": paths,
-            "ingest_rows_pts_per_s": paths["http.client, rows (logs/batch)"],
-            "ingest_columns_pts_per_s": paths["http.client, columns (points)"],
-            "ingest_sdk_pts_per_s": paths["Tora SDK"],
+            **{f"ingest_{fmt}_pts_per_s": v for fmt, v in by_fmt.items()},
+            "ingest_sdk_pts_per_s": paths[SDK_PATH],
             "chart_s": t["chart"]["median5_s"],
             "chart_points": t["chart"]["points"],
             "read_10k_s": med([r["read_first_s"] for r in t["http"]]),
@@ -864,7 +874,9 @@ def table(res: dict[str, Any]) -> str:
             (
                 f"{t['ingest_pts_per_s']:,.0f} ({t['ingest_path']}; "
                 + ", ".join(
-                    f"{k} {v:,.0f}" for k, v in t["ingest_paths_pts_per_s"].items()
+                    f"{k} {v:,.0f}"
+                    for k, v in t["ingest_paths_pts_per_s"].items()
+                    if k != t["ingest_path"]
                 )
                 + ")"
             )

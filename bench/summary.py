@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# ingest.py's formats, fastest first when figures tie.
+FORMATS = {
+    "packed": "columns, values as base64 doubles (values_f64)",
+    "columns": "columns, values as JSON numbers",
+    "rows": "rows, the 0.0.12 SDK's format",
+}
 
 
 def load(d: Path, name: str) -> dict[str, Any] | None:
@@ -155,32 +161,37 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             if v in sq
         )
         for batch in (5000, 1000):
-            col, row = by.get(("columns", batch)), by.get(("rows", batch))
-            best = col or row
-            if not best:
+            present = {f: by[(f, batch)] for f in FORMATS if (f, batch) in by}
+            if not present:
                 continue
+            # The target is checked on the fastest format end to end, named in the row; every
+            # format's figures stay in the cell, the fastest first.
+            order = sorted(present, key=lambda f: -present[f]["points_per_s"])
+            best = present[order[0]]
             cells = []
-            for what, b in (("columns", col), ("rows, the 0.0.12 SDK's format", row)):
-                if b:
-                    pre = b.get("pre_encoded", {})
-                    cells.append(
-                        f"{what}: {b['points_per_s']:,.0f} pts/s end to end"
-                        + (
-                            f" ({pre['points_per_s']:,.0f} HTTP only, pre-encoded;"
-                            f" server CPU {pre['server_cpu_us_per_point']:.2f} µs/point)"
-                            if pre
-                            else ""
-                        )
+            for f in order:
+                b, pre = present[f], present[f].get("pre_encoded", {})
+                cells.append(
+                    f"{FORMATS[f]}: {b['points_per_s']:,.0f} pts/s end to end"
+                    + (
+                        f" ({pre['points_per_s']:,.0f} HTTP only, pre-encoded;"
+                        f" server CPU {pre['server_cpu_us_per_point']:.2f} µs/point)"
+                        if pre
+                        else ""
                     )
+                )
             target = ""
             if batch == 5000:
                 target = "≥ sqlite3 floor and ≥ 500k pts/s"
-                if col and plain:
+                if plain:
                     ok = (
-                        col["points_per_s"] >= plain["points_per_s"]
-                        and col["points_per_s"] >= 500_000
+                        best["points_per_s"] >= plain["points_per_s"]
+                        and best["points_per_s"] >= 500_000
                     )
-                    target += f" (columns, end to end): {verdict(ok)}"
+                    target += (
+                        f" (fastest format end to end: {FORMATS[order[0]]},"
+                        f" {best['points_per_s']:,.0f} pts/s): {verdict(ok)}"
+                    )
             add(
                 f"single client, {best['points']:,} points in {batch:,}-point batches",
                 "; ".join(cells),
@@ -215,7 +226,7 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
         add(
             f"one database growing to {grw['points'] / 1e6:g}M points"
             f" ({grw['experiments']} runs x {grw['metrics']} metrics x {grw['steps']:,} steps,"
-            f" {grw['batch']:,}-point column batches)",
+            f" {grw['batch']:,}-point batches, {FORMATS[grw.get('format', 'columns')]})",
             f"{grw['points_per_s']:,.0f} pts/s; first → last quarter"
             f" {f['first_quarter_points_per_s']:,.0f} → {f['last_quarter_points_per_s']:,.0f} pts/s"
             f" (x{f['ratio']:.2f}, slowest {grw['slice'] / 1e6:g}M slice"
@@ -397,7 +408,7 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             b5 = next(
                 (
                     b
-                    for fmt in ("columns", "rows")
+                    for fmt in FORMATS
                     for b in ing["batches"]
                     if b["batch"] == 5000 and b.get("format", "rows") == fmt
                 ),
