@@ -34,17 +34,20 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
-def worker(calls: int, points: int) -> dict[str, Any]:
+def worker(calls: int, points: int, varied: bool) -> dict[str, Any]:
     """Runs inside the interpreter under test; TORA_BASE_URL and TORA_API_KEY are set."""
     import tora
     from tora import Tora
+
+    values = [1.0 / (i + 1) if varied else 0.5 for i in range(1000)]
 
     t = Tora.create_experiment("bench-call-cost")
     durations = []
     clock = time.perf_counter_ns
     for step in range(calls):
+        value = values[step % 1000]
         started = clock()
-        t.metric("loss", 0.5, step)
+        t.metric("loss", value, step)
         durations.append(clock() - started)
     t.shutdown()
     durations.sort()
@@ -52,7 +55,7 @@ def worker(calls: int, points: int) -> dict[str, Any]:
     t = Tora.create_experiment("bench-throughput")
     started_s = time.perf_counter()
     for step in range(points):
-        t.metric("loss", 0.5, step)
+        t.metric("loss", values[step % 1000], step)
     logged_s = time.perf_counter()
     left = t.shutdown()
     done_s = time.perf_counter()
@@ -127,12 +130,12 @@ class NullServer(BaseHTTPRequestHandler):
 
 
 def run_worker(
-    python: str, api: str, key: str, calls: int, points: int, cache: Path, src: str | None = None
+    python: str, api: str, key: str, calls: int, points: int, cache: Path, src: str | None, varied: bool
 ) -> dict[str, Any]:
     env = {**os.environ, "TORA_BASE_URL": api, "TORA_API_KEY": key, "TORA_CACHE_DIR": str(cache)}
     if src:
         env["PYTHONPATH"] = src
-    args = [python, __file__, "--worker", "--calls", str(calls), "--points", str(points)]
+    args = [python, __file__, "--worker", "--calls", str(calls), "--points", str(points)] + ["--varied"] * varied
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False, cwd="/")
     if done.returncode != 0:
         sys.exit(f"worker {python} failed:\n{done.stderr}")
@@ -148,12 +151,17 @@ def main() -> None:
     parser.add_argument("--compat-points", type=int, default=50_000, help="points for 0.0.12's throughput")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
+        "--varied",
+        action="store_true",
+        help="log 1/(step+1) (a different value each step) instead of 0.5; the text of such floats costs more to write",
+    )
+    parser.add_argument(
         "--ours-src",
         help="import our tora from this directory (e.g. an older checkout's python/src, for before/after figures)",
     )
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.calls, args.points)))
+        print(json.dumps(worker(args.calls, args.points, args.varied)))
         return
 
     compat = os.environ.get("TORA_COMPAT_PYTHON")
@@ -165,8 +173,12 @@ def main() -> None:
         workdir = Path(tmp)
         proc, api, key = start_server(workdir)
         try:
-            figures["ours"] = run_worker(our_python, api, key, args.calls, args.points, workdir / "c1", args.ours_src)
-            figures["0.0.12"] = run_worker(compat, api, key, args.calls // 4, args.compat_points, workdir / "c2")
+            figures["ours"] = run_worker(
+                our_python, api, key, args.calls, args.points, workdir / "c1", args.ours_src, args.varied
+            )
+            figures["0.0.12"] = run_worker(
+                compat, api, key, args.calls // 4, args.compat_points, workdir / "c2", None, args.varied
+            )
         finally:
             proc.terminate()
             proc.wait()
@@ -174,7 +186,7 @@ def main() -> None:
         threading.Thread(target=null.serve_forever, daemon=True).start()
         null_api = f"http://127.0.0.1:{null.server_address[1]}/api"
         figures["ours, null server"] = run_worker(
-            our_python, null_api, "k", args.calls, args.points, workdir / "c3", args.ours_src
+            our_python, null_api, "k", args.calls, args.points, workdir / "c3", args.ours_src, args.varied
         )
         null.shutdown()
 
