@@ -123,6 +123,13 @@ fn a_resent_batch_id_stores_nothing_twice() {
         .collect();
     assert_eq!(steps, vec![0, 1, 2]);
 
+    // An empty batch stores nothing and leaves its id free for the real one.
+    let empty = send(&server, &user, &exp, json!({"batch_id": "s.103"}));
+    assert_eq!(empty.data(), json!({"inserted": 0, "skipped": 0}));
+    let real =
+        json!({"batch_id": "s.103", "metrics": [{"name": "loss", "steps": [3], "values": [0.1]}]});
+    assert_eq!(send(&server, &user, &exp, real).data()["inserted"], 1);
+
     // Batch ids belong to one experiment: another run may use the same id.
     let other = server.experiment(&user, "other run", None);
     let body =

@@ -224,8 +224,9 @@ async fn store(
         .write(move |tx| {
             let exp = authorize(tx, &id, &user.id, Role::Editor)?;
             let now = now_ms();
-            // A batch id seen before means a resend: the whole batch is already stored.
-            if let Some(batch) = &batch_id
+            // A batch id seen before means a resend: the whole batch is already stored. An
+            // empty batch stores nothing, so it does not use its id up either.
+            if let Some(batch) = batch_id.as_deref().filter(|_| !logs.is_empty())
                 && !logs::claim_batch(tx, &exp, batch)?
             {
                 let skipped = Inserted {
