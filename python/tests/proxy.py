@@ -120,9 +120,15 @@ class Proxy:
                 client.sendall(answer)
 
     def _forward(self, request: bytes) -> bytes:
+        # One request per connection here: ask the server to close after answering, so the
+        # answer ends where the stream does, and the client (whose sender keeps connections
+        # alive) sees "connection: close" and opens a new one for its next request.
+        head, _, body = request.partition(b"\r\n\r\n")
+        lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+        request = b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body
         with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
             upstream.sendall(request)
             answer = b""
-            while chunk := upstream.recv(65536):  # the SDK asks for Connection: close
+            while chunk := upstream.recv(65536):
                 answer += chunk
             return answer

@@ -372,17 +372,32 @@ class Tora:
         if not isinstance(metrics, Mapping):
             raise ToraValidationError(f"metrics must be a mapping of name to value, got {type(metrics).__name__}")
         fixed = None if step is None else _validation.step(step)
-        checked = [(self._check_name(name), _validation.value(value)) for name, value in metrics.items()]
+        # Names seen before skip validation (the cache metric() uses): a training loop logs the
+        # same few names every step, and checking each again was most of this call's cost.
+        known = self._names
+        checked = []
+        for name, value in metrics.items():
+            ok = known.get(name) if type(name) is str else None
+            checked.append(
+                (
+                    ok if ok is not None else self._check_name(name),
+                    value if type(value) is float else _validation.value(value),
+                )
+            )
         counters = self._auto_steps
-        sender = self._sender
-        for name, value in checked:
-            if fixed is None:
+        queue = self._sender.queue
+        if fixed is None:
+            for name, value in checked:
                 at = counters.get(name, 0)
                 counters[name] = at + 1
-            else:
-                at = fixed
-                counters[name] = max(counters.get(name, 0), fixed + 1)
-            sender.queue.append((name, value, at))
+                queue.append((name, value, at))
+        else:
+            following = fixed + 1
+            for name, value in checked:
+                if counters.get(name, 0) < following:
+                    counters[name] = following
+                queue.append((name, value, fixed))
+        sender = self._sender
         if len(sender.queue) >= sender.wake_at:
             sender.poke()
 

@@ -145,6 +145,8 @@ class Sender:
         self._urgent = threading.Event()
         self._spill_wake = threading.Event()
         self._session = uuid.uuid4().hex[:16]
+        # The sender thread's keep-alive connection (only that thread uses it).
+        self._http = _transport.Session()
         self._seq = 0
         self._inflight: _Job | None = None
         """The fresh batch being sent, not in the spool file yet."""
@@ -247,6 +249,7 @@ class Sender:
 
     def after_fork_in_child(self) -> None:
         self._spool.forget_after_fork()
+        self._http.forget()
         self.queue.clear()
         self._fresh_state()
         self.wake_at = 0
@@ -298,6 +301,7 @@ class Sender:
         while True:
             try:
                 if not self._send_once():
+                    self._http.close()
                     return
             except Exception:  # a bug must not end the thread and strand the queue
                 logger.exception("tora: unexpected error while sending; retrying")
@@ -344,7 +348,7 @@ class Sender:
 
     def _post(self, url: str, body: bytes) -> tuple[str, str, float | None]:
         try:
-            answer = _transport.request("POST", url, body=body, api_key=self._api_key, timeout=self._settings.timeout)
+            answer = self._http.request("POST", url, body=body, api_key=self._api_key, timeout=self._settings.timeout)
         except ToraNetworkError as e:
             return _RETRY, str(e), None
         if answer.status in (200, 201):

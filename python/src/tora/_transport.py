@@ -1,7 +1,10 @@
-"""The one function that talks HTTP.
+"""The one place that talks HTTP.
 
-Every request of the SDK, from the background sender, from set-up calls and from
-``python -m tora sync``, goes through :func:`request`. It never retries; callers decide.
+Set-up calls and ``python -m tora sync`` go through :func:`request` (a connection per request);
+the background sender holds a :class:`Session`, one keep-alive connection for its whole run,
+so a batch does not pay a TCP (or TLS) handshake. Neither retries on its own, except that a
+session resends once on a fresh connection when its reused one turns out to be closed (the
+sender's requests are idempotent: batch ids and client experiment ids). Callers decide the rest.
 """
 
 from __future__ import annotations
@@ -49,10 +52,76 @@ def request(
     api_key: str | None = None,
     timeout: float,
 ) -> Response:
-    """Send one request and return the answer, whatever its status.
+    """Send one request on a connection of its own and return the answer, whatever its status.
 
     Raises ToraTimeoutError or ToraNetworkError when no answer arrives.
     """
+    conn, path = _open(url, timeout)
+    try:
+        return _exchange(conn, method, url, path, body, api_key, keep_alive=False)
+    finally:
+        conn.close()
+
+
+class Session:
+    """One keep-alive connection, used by one thread for a series of idempotent requests."""
+
+    def __init__(self) -> None:
+        self._conn: http.client.HTTPConnection | None = None
+        self._target: tuple[str, float] | None = None
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        api_key: str | None = None,
+        timeout: float,
+    ) -> Response:
+        """Like :func:`request`, on the session's connection (opened on first use)."""
+        parts = urlsplit(url)
+        target = (f"{parts.scheme}://{parts.netloc}", timeout)
+        reused = self._conn is not None and self._target == target
+        if not reused:
+            self.close()
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn, _ = _open(url, timeout)
+                self._target = target
+            path = _path(parts)
+            try:
+                return _exchange(self._conn, method, url, path, body, api_key, keep_alive=True)
+            except ToraNetworkError:
+                self.close()
+                # A reused connection the server had already closed fails before the request
+                # reaches it: that one failure gets a fresh connection. Anything else is real.
+                if not (reused and attempt == 1):
+                    raise
+                reused = False
+            except ToraTimeoutError:
+                self.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def forget(self) -> None:
+        """Drop the connection without closing it: after fork, the parent still uses it."""
+        self._conn = None
+
+
+def _path(parts: Any) -> str:
+    path: str = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return path
+
+
+def _open(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ToraNetworkError(f"Invalid URL: {url}")
@@ -61,10 +130,22 @@ def request(
         conn = http.client.HTTPSConnection(parts.netloc, timeout=timeout)
     else:
         conn = http.client.HTTPConnection(parts.netloc, timeout=timeout)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Connection": "close"}
+    return conn, _path(parts)
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    url: str,
+    path: str,
+    body: bytes | None,
+    api_key: str | None,
+    *,
+    keep_alive: bool,
+) -> Response:
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if not keep_alive:
+        headers["Connection"] = "close"
     if body is not None:
         headers["Content-Type"] = "application/json"
     if api_key:
@@ -75,12 +156,12 @@ def request(
         raw = answer.read()
         retry_after = _seconds(answer.getheader("Retry-After"))
         status = answer.status
+        if answer.will_close:
+            conn.close()
     except (socket.timeout, TimeoutError) as e:
-        raise ToraTimeoutError(f"{method} {url} timed out after {timeout}s") from e
+        raise ToraTimeoutError(f"{method} {url} timed out after {conn.timeout}s") from e
     except (OSError, http.client.HTTPException, ValueError) as e:
         raise ToraNetworkError(f"{method} {url} failed: {e!r}") from e
-    finally:
-        conn.close()
     text = raw.decode("utf-8", errors="replace")
     try:
         parsed: Any = json.loads(text) if text else None
