@@ -35,8 +35,10 @@ export TORA_COMPAT_PYTHON="$root/target/venv-0012/bin/python"
 
 step "python: lint"
 target/venv/bin/ruff check tests bench
+target/venv/bin/ruff format --check tests bench
 if [ -d python ]; then
   target/venv/bin/ruff check python
+  target/venv/bin/ruff format --check python
   target/venv/bin/mypy --strict python/src
 fi
 

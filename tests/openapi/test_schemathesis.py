@@ -34,7 +34,9 @@ def test_openapi_describes_every_endpoint_family() -> None:
 
 def test_schemathesis_finds_no_server_errors_and_no_schema_violations() -> None:
     st = Path(sys.executable).parent / "st"
-    assert st.exists(), f"schemathesis is not installed next to {sys.executable} (test.sh installs it)"
+    assert st.exists(), (
+        f"schemathesis is not installed next to {sys.executable} (test.sh installs it)"
+    )
     with ToraServer() as server:
         user = new_user(server.api)
         run = subprocess.run(
