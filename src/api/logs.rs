@@ -1,6 +1,8 @@
 //! Logs: metric points and results of one experiment. Writes are exactly-once per msg_id; reads
 //! come as JSON or as a streamed CSV export.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -123,8 +125,6 @@ struct BatchIn {
 }
 
 /// Checks one incoming log and decides its kind: `metadata.type` if given, else a log with a
-/// step is a metric and one without is a result. `at` names the log in error messages.
-/// Checks one incoming log and decides its kind: `metadata.type` if given, else a log with a
 /// step is a metric and one without is a result. Errors are messages without the log's
 /// position, which the caller adds; nothing is formatted unless something is wrong, as this runs
 /// for every point of every batch.
@@ -158,7 +158,7 @@ fn validate(log: LogIn) -> std::result::Result<NewLog, String> {
     }
     Ok(NewLog {
         msg_id,
-        name,
+        name: name.into(),
         kind,
         step: log.step,
         value: log.value.0,
@@ -377,8 +377,9 @@ fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
     let mut logs = Vec::with_capacity(total);
     for (i, m) in body.metrics.into_iter().enumerate() {
         let at = |what: String| Error::bad_request(format!("metrics[{i}]: {what}"));
-        let name = super::clean_name(&m.name, "the name", MAX_NAME)
-            .map_err(|e| at(e.message().to_string()))?;
+        let name: Arc<str> = super::clean_name(&m.name, "the name", MAX_NAME)
+            .map_err(|e| at(e.message().to_string()))?
+            .into();
         let values = m.values().map_err(at)?;
         if m.steps.len() != values.len() {
             return Err(at(format!(
@@ -404,7 +405,7 @@ fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
             .map_err(|e| Error::bad_request(format!("results[{i}]: {}", e.message())))?;
         logs.push(NewLog {
             msg_id: None,
-            name,
+            name: name.into(),
             kind: Kind::Result,
             step: None,
             value: r.value.0,
@@ -542,7 +543,7 @@ async fn export_csv(
                 // Debug formatting: shortest round-trip digits, and NaN / inf / -inf.
                 let value = format!("{:?}", row.value);
                 out.write_record([
-                    row.name.as_str(),
+                    row.name,
                     row.kind.name(),
                     &step,
                     &value,

@@ -87,9 +87,9 @@ struct SseEvent {
 }
 
 #[derive(Serialize)]
-struct LivePoint {
+struct LivePoint<'a> {
     id: i64,
-    name: String,
+    name: &'a str,
     kind: &'static str,
     step: Option<i64>,
     value: LogValue,
@@ -102,7 +102,7 @@ fn points_json(points: &[Recent]) -> String {
         .iter()
         .map(|p| LivePoint {
             id: p.seq,
-            name: p.name.clone(),
+            name: &p.name,
             kind: p.kind.name(),
             step: p.step,
             value: LogValue(p.value),

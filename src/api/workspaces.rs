@@ -239,9 +239,7 @@ async fn change_member_role(
         .db
         .write(move |tx| {
             require_role(tx, &id, &user.id, Role::Owner)?;
-            if workspaces::role_of(tx, &id, &member)?.is_none() {
-                return Err(Error::not_found("member"));
-            }
+            workspaces::member_role(tx, &id, &member)?;
             if role != Role::Owner {
                 workspaces::keep_an_owner(tx, &id, &member, "demote")?;
             }
@@ -264,9 +262,7 @@ async fn remove_member(
         .db
         .write(move |tx| {
             require_role(tx, &id, &user.id, Role::Owner)?;
-            if workspaces::role_of(tx, &id, &member)?.is_none() {
-                return Err(Error::not_found("member"));
-            }
+            workspaces::member_role(tx, &id, &member)?;
             workspaces::keep_an_owner(tx, &id, &member, "remove")?;
             workspaces::remove_member(tx, &id, &member)?;
             workspaces::members(tx, &id)

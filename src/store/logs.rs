@@ -2,6 +2,7 @@
 //! (`series.rs` keeps the blocks, `packed.rs` the bytes). See `schema.sql` for the layout and why.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 
@@ -71,7 +72,8 @@ impl std::fmt::Display for MsgId {
 pub struct NewLog {
     /// None: the client gave no id, so the point is never taken for a resend.
     pub msg_id: Option<MsgId>,
-    pub name: String,
+    /// Shared by every point of a columnar batch's metric, so a point costs no name copy.
+    pub name: Arc<str>,
     pub kind: Kind,
     pub step: Option<i64>,
     pub value: f64,
@@ -96,7 +98,6 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     for s in &known {
         ids[s.kind as usize].insert(s.name.clone(), s.id);
     }
-    let stored: HashMap<i64, series::Series> = known.iter().map(|s| (s.id, s.clone())).collect();
     let mut tracker = series::Tracker::new(known);
     let mut next_seq: i64 = conn
         .prepare_cached("SELECT next_seq FROM experiments WHERE id = ?1")?
@@ -112,20 +113,22 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
 
     // Resolve every log's series first (creating new ones), so the loop below only stores.
     let mut series_of = Vec::with_capacity(logs.len());
-    // Per stored series, the step range of this batch's logs that carry a msg_id.
+    // Per series, the step range of this batch's logs that carry a msg_id.
     let mut id_range: HashMap<i64, (i64, i64)> = HashMap::new();
     for log in logs {
-        let id = match ids[log.kind as usize].get(log.name.as_str()) {
+        let id = match ids[log.kind as usize].get(&*log.name) {
             Some(id) => *id,
             None => {
                 let id: i64 = new_series
-                    .query_row(params![exp.rowid, log.kind as i64, log.name], |r| r.get(0))?;
-                ids[log.kind as usize].insert(log.name.clone(), id);
-                tracker.add_series(id, log.kind, log.name.clone());
+                    .query_row(params![exp.rowid, log.kind as i64, &*log.name], |r| {
+                        r.get(0)
+                    })?;
+                ids[log.kind as usize].insert(log.name.to_string(), id);
+                tracker.add_series(id, log.kind, log.name.to_string());
                 id
             }
         };
-        if log.msg_id.is_some() && stored.contains_key(&id) {
+        if log.msg_id.is_some() {
             let step = log.step.unwrap_or(-1);
             let r = id_range.entry(id).or_insert((step, step));
             *r = (r.0.min(step), r.1.max(step));
@@ -138,7 +141,10 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     // own as they are stored.
     let mut seen: HashSet<(i64, i64, MsgId)> = HashSet::new();
     for (id, (lo, hi)) in id_range {
-        let s = &stored[&id];
+        // Nothing is added to the tracker yet, so it still holds the series as stored.
+        let Some(s) = tracker.series(id) else {
+            continue;
+        };
         let past_the_end = s.kind == Kind::Metric && s.last_step.is_none_or(|last| lo > last);
         if s.count == 0 || past_the_end {
             continue;
@@ -168,7 +174,7 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
             value: log.value,
             msg_id: log.msg_id.clone(),
         };
-        tracker.add(conn, series_id, log.step, point)?;
+        tracker.add(conn, series_id, point)?;
         out.stored.push((index, next_seq));
         next_seq += 1;
         out.inserted += 1;
@@ -292,7 +298,7 @@ pub fn list(conn: &Connection, exp: &Experiment, which: Selection) -> Result<Vec
 #[derive(Debug, Clone)]
 pub struct Recent {
     pub seq: i64,
-    pub name: String,
+    pub name: Arc<str>,
     pub kind: Kind,
     pub step: Option<i64>,
     pub value: f64,
@@ -306,12 +312,13 @@ pub fn since(conn: &Connection, exp: &Experiment, cursor: i64) -> Result<Vec<Rec
         if s.count == 0 {
             continue;
         }
+        let name: Arc<str> = s.name.as_str().into();
         out.extend(
             series::points_after(conn, &s, cursor)?
                 .into_iter()
                 .map(|p| Recent {
                     seq: p.seq,
-                    name: s.name.clone(),
+                    name: name.clone(),
                     kind: s.kind,
                     step: (p.step >= 0).then_some(p.step),
                     value: p.value,
@@ -331,8 +338,8 @@ pub fn last_seq(conn: &Connection, exp: &Experiment) -> Result<i64> {
 }
 
 /// One CSV row of an export.
-pub struct CsvRow {
-    pub name: String,
+pub struct CsvRow<'a> {
+    pub name: &'a str,
     pub kind: Kind,
     pub step: Option<i64>,
     pub value: f64,
@@ -344,12 +351,12 @@ pub struct CsvRow {
 pub fn for_each_csv_row(
     conn: &Connection,
     exp: &Experiment,
-    mut each: impl FnMut(CsvRow) -> Result<()>,
+    mut each: impl FnMut(CsvRow<'_>) -> Result<()>,
 ) -> Result<()> {
     for s in series::list(conn, exp.rowid)? {
         for p in series::points(conn, &s, i64::MIN, i64::MAX, false)? {
             each(CsvRow {
-                name: s.name.clone(),
+                name: &s.name,
                 kind: s.kind,
                 step: (p.step >= 0).then_some(p.step),
                 value: p.value,

@@ -124,6 +124,11 @@ impl Block {
         }
     }
 
+    /// A stored point as a one-point block.
+    fn of(no: i64, p: &Point) -> Block {
+        Block::point(no, p.step, p.t, p.value, p.seq)
+    }
+
     /// Appends `next`, which arrived after everything in `self`. Steps and times keep their
     /// extent (least first, greatest last), which for a series in step order is the same thing.
     fn absorb(&mut self, next: &Block) {
@@ -228,15 +233,10 @@ pub fn rebuild_blocks(conn: &Connection, series: i64, points: &[Point]) -> Resul
     conn.prepare_cached("DELETE FROM series_blocks WHERE series_id = ?1")?
         .execute([series])?;
     for (no, part) in points.chunks(BLOCK as usize).enumerate() {
-        let mut b = Block::point(
-            no as i64,
-            part[0].step,
-            part[0].t,
-            part[0].value,
-            part[0].seq,
-        );
+        let no = no as i64;
+        let mut b = Block::of(no, &part[0]);
         for p in &part[1..] {
-            b.absorb(&Block::point(no as i64, p.step, p.t, p.value, p.seq));
+            b.absorb(&Block::of(no, p));
         }
         write_block(conn, series, &b, part)?;
     }
@@ -258,23 +258,25 @@ struct Tracked {
     touched: bool,
 }
 
+impl Tracked {
+    /// `loaded`: nothing to load (a series created by this batch has no open block yet).
+    fn new(series: Series, loaded: bool) -> Tracked {
+        Tracked {
+            series,
+            open: None,
+            loaded,
+            finished: Vec::new(),
+            touched: false,
+        }
+    }
+}
+
 impl Tracker {
     pub fn new(series: Vec<Series>) -> Tracker {
         Tracker {
             state: series
                 .into_iter()
-                .map(|s| {
-                    (
-                        s.id,
-                        Tracked {
-                            series: s,
-                            open: None,
-                            loaded: false,
-                            finished: Vec::new(),
-                            touched: false,
-                        },
-                    )
-                })
+                .map(|s| (s.id, Tracked::new(s, false)))
                 .collect(),
         }
     }
@@ -294,16 +296,7 @@ impl Tracker {
             ordered: true,
             updated_at: None,
         };
-        self.state.insert(
-            id,
-            Tracked {
-                series,
-                open: None,
-                loaded: true,
-                finished: Vec::new(),
-                touched: false,
-            },
-        );
+        self.state.insert(id, Tracked::new(series, true));
     }
 
     /// The series as this batch has left it so far.
@@ -313,13 +306,9 @@ impl Tracker {
 
     /// Stores one point: folds it into its series' summary and appends it to the series' open
     /// block (a new block every 128 points).
-    pub fn add(
-        &mut self,
-        conn: &Connection,
-        series_id: i64,
-        step: Option<i64>,
-        point: Point,
-    ) -> Result<()> {
+    pub fn add(&mut self, conn: &Connection, series_id: i64, point: Point) -> Result<()> {
+        // -1 is how a log without a step is stored (steps sent are never negative).
+        let step = (point.step >= 0).then_some(point.step);
         let Some(tr) = self.state.get_mut(&series_id) else {
             return Err(Error::Internal(format!(
                 "series {series_id} is not tracked"
@@ -374,7 +363,7 @@ impl Tracker {
                 }
             }
         }
-        let b = Block::point(no, point.step, point.t, value, point.seq);
+        let b = Block::of(no, &point);
         match &mut tr.open {
             Some((open, points)) if open.no == no => {
                 open.absorb(&b);
@@ -637,7 +626,7 @@ fn blocks_in(conn: &Connection, series: i64, axis: Axis, lo: i64, hi: i64) -> Re
 fn raw_points(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<Vec<Block>> {
     Ok(points(conn, s, lo, hi, false)?
         .into_iter()
-        .map(|p| Block::point(0, p.step, p.t, p.value, p.seq))
+        .map(|p| Block::of(0, &p))
         .collect())
 }
 
@@ -645,7 +634,7 @@ fn raw_points(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<Vec<Blo
 fn block_points(conn: &Connection, s: &Series, no: i64) -> Result<Vec<Block>> {
     Ok(chunk(conn, s.id, no, false)?
         .into_iter()
-        .map(|p| Block::point(no, p.step, p.t, p.value, p.seq))
+        .map(|p| Block::of(no, &p))
         .collect())
 }
 

@@ -68,6 +68,11 @@ pub fn role_of(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<O
     Ok(id.and_then(Role::from_id))
 }
 
+/// The role of `user_id`, who must be a member of the workspace (404 "member not found" if not).
+pub fn member_role(conn: &Connection, workspace_id: &str, user_id: &str) -> Result<Role> {
+    role_of(conn, workspace_id, user_id)?.ok_or_else(|| Error::not_found("member"))
+}
+
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub id: String,
