@@ -3,7 +3,7 @@
 //! so a handler never blocks a runtime thread on SQLite.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -42,6 +42,18 @@ type Manager = SqliteConnectionManager;
 
 const STATEMENT_CACHE: usize = 128;
 
+/// The longest one [`Db::read`] may run. A request shaped to make SQLite work hard (a filter
+/// over thousands of runs, a huge range) is interrupted here, the client gets a 503 that says
+/// so, and the connection goes back to the pool.
+pub const QUERY_BUDGET: Duration = Duration::from_secs(5);
+/// SQLite calls the budget check every this many virtual-machine steps (a few microseconds).
+const BUDGET_CHECK_EVERY: i32 = 1000;
+/// Read connections. Long responses never hold one while waiting on a client, so a few serve
+/// many.
+const READERS: u32 = 8;
+/// How long a request waits for a free reader before it gets a 503.
+const READER_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Db {
     /// Many readers: WAL lets them run beside the writer.
@@ -63,8 +75,8 @@ impl Db {
             .connection_timeout(Duration::from_secs(60))
             .build(manager(path, false))?;
         let readers = Pool::builder()
-            .max_size(8)
-            .connection_timeout(Duration::from_secs(30))
+            .max_size(READERS)
+            .connection_timeout(READER_WAIT)
             .build(manager(path, true))?;
         Ok(Db {
             readers,
@@ -77,7 +89,7 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` on a read-only connection.
+    /// Runs `f` on a read-only connection, within [`QUERY_BUDGET`].
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -86,7 +98,11 @@ impl Db {
         let pool = self.readers.clone();
         blocking(move || {
             let conn = pool.get()?;
-            f(&conn)
+            let deadline = Instant::now() + QUERY_BUDGET;
+            conn.progress_handler(BUDGET_CHECK_EVERY, Some(move || Instant::now() > deadline))?;
+            let out = f(&conn);
+            conn.progress_handler(0, None::<fn() -> bool>)?;
+            out
         })
         .await
     }
@@ -103,6 +119,25 @@ impl Db {
         blocking(move || {
             let mut conn = pool.get()?;
             write_tx(&mut conn, f)
+        })
+        .await
+    }
+
+    /// Like [`Db::write`], then runs `after` with the result once the transaction has
+    /// committed, while this call still holds the one writer: what `after` does (publishing a
+    /// batch to live streams) happens in commit order.
+    pub async fn write_then<T, F, A>(&self, f: F, after: A) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
+        let pool = self.writer.clone();
+        blocking(move || {
+            let mut conn = pool.get()?;
+            let out = write_tx(&mut conn, f)?;
+            after(&out);
+            Ok(out)
         })
         .await
     }

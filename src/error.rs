@@ -25,6 +25,14 @@ pub enum Error {
     },
     /// The Host header names a host this server does not answer for (DNS rebinding).
     MisdirectedRequest(String),
+    /// The client took too long to send its request (a slow body).
+    RequestTimeout(String),
+    /// The server is at a limit it chose (connections, bytes in flight, database readers, a
+    /// query's time budget); come back after `retry_after` seconds.
+    Unavailable {
+        message: String,
+        retry_after: u64,
+    },
     /// A bug or an environment failure: logged in full, sent to the client as a bare 500.
     Internal(String),
 }
@@ -50,6 +58,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
+            Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,6 +76,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Error::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             Error::MisdirectedRequest(_) => "MISDIRECTED_REQUEST",
+            Error::RequestTimeout(_) => "REQUEST_TIMEOUT",
+            Error::Unavailable { .. } => "SERVICE_UNAVAILABLE",
             Error::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -79,7 +91,9 @@ impl Error {
             | Error::Conflict(m)
             | Error::PayloadTooLarge(m)
             | Error::UnsupportedMediaType(m)
-            | Error::MisdirectedRequest(m) => m,
+            | Error::MisdirectedRequest(m)
+            | Error::RequestTimeout(m)
+            | Error::Unavailable { message: m, .. } => m,
             Error::TooManyRequests { .. } => {
                 "too many attempts; wait and try again (see Retry-After)"
             }
@@ -113,7 +127,8 @@ impl IntoResponse for Error {
             "message": self.message(),
         });
         let mut response = (status, Json(body)).into_response();
-        if let Error::TooManyRequests { retry_after } = self {
+        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } = self
+        {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, retry_after.into());
@@ -124,13 +139,28 @@ impl IntoResponse for Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
+        // Only a read past its time budget is interrupted (see db::Db::read).
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            return Error::Unavailable {
+                message: format!(
+                    "the query ran past its {} s budget and was stopped; ask for less (fewer runs, a simpler filter, a narrower range)",
+                    crate::db::QUERY_BUDGET.as_secs()
+                ),
+                retry_after: 1,
+            };
+        }
         Error::Internal(format!("sqlite: {e}"))
     }
 }
 
 impl From<r2d2::Error> for Error {
+    /// r2d2's only error is a timeout waiting for a free connection: every reader is busy.
     fn from(e: r2d2::Error) -> Self {
-        Error::Internal(format!("connection pool: {e}"))
+        eprintln!("warning: database connection pool: {e}");
+        Error::Unavailable {
+            message: "the server is busy (every database connection is in use); try again".into(),
+            retry_after: 1,
+        }
     }
 }
 

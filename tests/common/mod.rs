@@ -120,6 +120,43 @@ impl TestServer {
         .unwrap();
     }
 
+    /// The server's resident memory in KiB (VmRSS from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status: is the server still running?");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// Whether the server process is still running (it has not crashed or aborted).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A normal client's request, timed: asserts the server answers `GET /api/health` with 200
+    /// within `within`, and returns how long it took. The yardstick of every attack test.
+    pub fn assert_serves_within(&mut self, within: std::time::Duration) -> std::time::Duration {
+        assert!(self.alive(), "the server process died");
+        let start = std::time::Instant::now();
+        let mut stream = TcpStream::connect(&self.client.addr).expect("connect");
+        stream.set_read_timeout(Some(within)).unwrap();
+        let head = format!("GET /api/health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client.addr);
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let took = start.elapsed();
+        assert!(
+            raw.starts_with(b"HTTP/1.1 200") || raw.starts_with(b"HTTP/1.0 200"),
+            "a normal client was not served within {within:?} (after {took:?}): {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        assert!(took <= within, "a normal client waited {took:?} (bound {within:?})");
+        took
+    }
+
     pub fn sigterm(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
