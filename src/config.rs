@@ -28,6 +28,12 @@ pub struct ServeConfig {
     /// Whether anyone who can reach the server may create an account.
     #[arg(long, env = "TORA_SIGNUP", value_enum, default_value_t = Signup::Open)]
     pub signup: Signup,
+
+    /// The most connections open at once. At the limit a new connection takes the place of the
+    /// one idle the longest; if every connection is busy it gets a 503. Lowered to fit the
+    /// open-file limit if that is smaller.
+    #[arg(long, env = "TORA_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Args)]

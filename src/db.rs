@@ -298,6 +298,41 @@ mod tests {
     use crate::store::logs::{self, Selection};
     use crate::store::{experiments, series, users, workspaces};
 
+    /// A read that would run for hours is stopped at its budget with a 503 that says why, and
+    /// every pooled connection (the stopped one too) serves the next reads normally.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_past_its_budget_is_stopped_and_its_connection_reused() {
+        let dir = std::env::temp_dir().join(format!("tora-budget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(&dir.join("tora.db")).unwrap();
+        let started = Instant::now();
+        let endless = db
+            .read(|c| {
+                Ok(c.query_row(
+                    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await;
+        let took = started.elapsed();
+        match endless {
+            Err(e @ Error::Unavailable { .. }) => assert!(e.message().contains("budget"), "{e}"),
+            other => panic!("expected the budget's 503, got {other:?}"),
+        }
+        assert!(took >= QUERY_BUDGET && took < QUERY_BUDGET * 3, "{took:?}");
+        for _ in 0..READERS * 2 {
+            let n = db
+                .read(
+                    |c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))?),
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 0);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A file written by the previous Tora (schema 1: one `logs` row per point) opens with every
     /// point, id, msg_id and value intact, and takes new points after them.
     #[test]

@@ -127,7 +127,8 @@ impl IntoResponse for Error {
             "message": self.message(),
         });
         let mut response = (status, Json(body)).into_response();
-        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } = self
+        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } =
+            self
         {
             response
                 .headers_mut()
@@ -148,6 +149,23 @@ impl From<rusqlite::Error> for Error {
                 ),
                 retry_after: 1,
             };
+        }
+        // SQLite refuses statements past its own limits (expression depth, variables, string
+        // size); only a request can make one that big, so it is the request that is at fault.
+        let too_big = match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::TooBig) => true,
+            Some(rusqlite::ErrorCode::Unknown) => {
+                let msg = e.to_string();
+                ["too large", "too many", "stack overflow"]
+                    .iter()
+                    .any(|m| msg.contains(m))
+            }
+            _ => false,
+        };
+        if too_big {
+            return Error::BadRequest(format!(
+                "the request is too large for the database to run ({e}); ask for less"
+            ));
         }
         Error::Internal(format!("sqlite: {e}"))
     }

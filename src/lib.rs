@@ -13,6 +13,8 @@ pub mod auth;
 pub mod cli;
 /// Every `serve` setting: flag, TORA_* variable, default.
 pub mod config;
+/// Open connections: the cap, which idle one makes room, the open-file limit.
+pub mod connections;
 /// Pools, PRAGMAs, migrations, backup: the only doors to a connection.
 pub mod db;
 /// The one error type, and the only place that picks an HTTP status.

@@ -17,17 +17,36 @@
 //! ```
 //! Keywords are case-insensitive; WORD is letters, digits and `_ - . /`; STRING is in double
 //! quotes with `\"` for a quote. Parsing is pure: `store::experiments` turns the tree into SQL.
+//!
+//! A query is client input that shapes a tree, and every walk over it (parse, compile, drop)
+//! recurses, and Rust aborts the process on stack overflow. So a query is bounded three ways
+//! before it becomes a tree: [`MAX_CHARS`] long, [`MAX_DEPTH`] levels of `(` and `not`, and
+//! [`MAX_CONDITIONS`] conditions; chains of `and`/`or` are flat lists, not nested pairs, so they
+//! add no depth.
 
 use crate::error::{Error, Result};
 
+/// The longest query, in characters.
+pub const MAX_CHARS: usize = 2_000;
+/// How deep parentheses and `not` may nest.
+pub const MAX_DEPTH: usize = 32;
+/// The most conditions (comparisons, tags, words) in one query.
+pub const MAX_CONDITIONS: usize = 100;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Two or more terms, all true.
+    And(Vec<Expr>),
+    /// Two or more terms, any true.
+    Or(Vec<Expr>),
     Not(Box<Expr>),
     Tag(String),
     NameContains(String),
-    Compare { field: Field, op: Op, value: Value },
+    Compare {
+        field: Field,
+        op: Op,
+        value: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,13 +88,21 @@ enum Tok {
     Colon,
 }
 
-/// Parses a query; errors name the column (1-based) where it went wrong.
+/// Parses a query; errors name the column (1-based) where it went wrong, or the limit it broke.
 pub fn parse(input: &str) -> Result<Expr> {
+    let len = input.chars().count();
+    if len > MAX_CHARS {
+        return Err(Error::bad_request(format!(
+            "q is {len} characters long; the limit is {MAX_CHARS}"
+        )));
+    }
     let tokens = lex(input)?;
     let mut p = Parser {
         tokens,
         at: 0,
-        len: input.chars().count(),
+        len,
+        depth: 0,
+        conditions: 0,
     };
     let expr = p.or()?;
     match p.peek() {
@@ -189,6 +216,9 @@ struct Parser {
     tokens: Vec<(Tok, usize)>,
     at: usize,
     len: usize,
+    /// Open parentheses and `not`s around the current position.
+    depth: usize,
+    conditions: usize,
 }
 
 impl Parser {
@@ -209,27 +239,55 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.keyword("or") {
             self.at += 1;
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(match terms.len() {
+            1 => terms.remove(0),
+            _ => Expr::Or(terms),
+        })
     }
 
     fn and(&mut self) -> Result<Expr> {
-        let mut left = self.unary()?;
+        let mut terms = vec![self.unary()?];
         while self.keyword("and") {
             self.at += 1;
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+            terms.push(self.unary()?);
         }
-        Ok(left)
+        Ok(match terms.len() {
+            1 => terms.remove(0),
+            _ => Expr::And(terms),
+        })
+    }
+
+    /// Enters one level of `(` or `not`, refusing past [`MAX_DEPTH`] before recursing.
+    fn deeper(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!(
+                "parentheses and 'not' nest deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Expr> {
         if self.keyword("not") {
+            self.deeper()?;
             self.at += 1;
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
+        }
+        if self.peek() != Some(&Tok::Open) {
+            self.conditions += 1;
+            if self.conditions > MAX_CONDITIONS {
+                return Err(self.error(&format!(
+                    "more than {MAX_CONDITIONS} conditions in one query"
+                )));
+            }
         }
         self.primary()
     }
@@ -237,12 +295,14 @@ impl Parser {
     fn primary(&mut self) -> Result<Expr> {
         match self.peek().cloned() {
             Some(Tok::Open) => {
+                self.deeper()?;
                 self.at += 1;
                 let inner = self.or()?;
                 if self.peek() != Some(&Tok::Close) {
                     return Err(self.error("expected ')'"));
                 }
                 self.at += 1;
+                self.depth -= 1;
                 Ok(inner)
             }
             Some(Tok::Word(w))
@@ -381,48 +441,38 @@ mod tests {
         let e = parse("lr < 0.01 and tag:baseline and acc >= 0.9").unwrap();
         assert_eq!(
             e,
-            Expr::And(
-                Box::new(Expr::And(
-                    Box::new(cmp(Field::Any("lr".into()), Op::Lt, Value::Number(0.01))),
-                    Box::new(Expr::Tag("baseline".into()))
-                )),
-                Box::new(cmp(Field::Any("acc".into()), Op::Ge, Value::Number(0.9)))
-            )
+            Expr::And(vec![
+                cmp(Field::Any("lr".into()), Op::Lt, Value::Number(0.01)),
+                Expr::Tag("baseline".into()),
+                cmp(Field::Any("acc".into()), Op::Ge, Value::Number(0.9)),
+            ])
         );
     }
 
     #[test]
     fn precedence_parentheses_not_and_prefixes() {
         let e = parse("not (hp.opt = adam or result.f1 != 1e-3) and resnet").unwrap();
-        let inner = Expr::Or(
-            Box::new(cmp(
+        let inner = Expr::Or(vec![
+            cmp(
                 Field::Hyperparam("opt".into()),
                 Op::Eq,
                 Value::Text("adam".into()),
-            )),
-            Box::new(cmp(Field::Result("f1".into()), Op::Ne, Value::Number(1e-3))),
-        );
+            ),
+            cmp(Field::Result("f1".into()), Op::Ne, Value::Number(1e-3)),
+        ]);
         assert_eq!(
             e,
-            Expr::And(
-                Box::new(Expr::Not(Box::new(inner))),
-                Box::new(Expr::NameContains("resnet".into()))
-            )
+            Expr::And(vec![
+                Expr::Not(Box::new(inner)),
+                Expr::NameContains("resnet".into())
+            ])
         );
         assert_eq!(
             parse(r#"name ~ "res \"net\"" OR metric.loss <= -2"#).unwrap(),
-            Expr::Or(
-                Box::new(cmp(
-                    Field::Name,
-                    Op::Contains,
-                    Value::Text("res \"net\"".into())
-                )),
-                Box::new(cmp(
-                    Field::Metric("loss".into()),
-                    Op::Le,
-                    Value::Number(-2.0)
-                ))
-            )
+            Expr::Or(vec![
+                cmp(Field::Name, Op::Contains, Value::Text("res \"net\"".into())),
+                cmp(Field::Metric("loss".into()), Op::Le, Value::Number(-2.0))
+            ])
         );
         assert_eq!(
             parse("augment = true").unwrap(),
@@ -450,6 +500,54 @@ mod tests {
                 msg.contains(what) && msg.contains(&format!("column {col}")),
                 "{q}: {msg}"
             );
+        }
+    }
+
+    /// The tree's depth, counted without recursion (the thing the limits protect).
+    fn depth(e: &Expr) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(e, 1)];
+        while let Some((e, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            match e {
+                Expr::And(terms) | Expr::Or(terms) => {
+                    stack.extend(terms.iter().map(|t| (t, d + 1)))
+                }
+                Expr::Not(inner) => stack.push((inner, d + 1)),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn queries_at_the_limits_parse_and_past_them_are_refused_by_name() {
+        let nested = |n: usize| format!("{}a{}", "(".repeat(n), ")".repeat(n));
+        let nots = |n: usize| format!("{}a", "not ".repeat(n));
+        let flat = |n: usize| vec!["a"; n].join(" or ");
+        assert!(parse(&nested(MAX_DEPTH)).is_ok());
+        assert!(parse(&nots(MAX_DEPTH)).is_ok());
+        let wide = parse(&flat(MAX_CONDITIONS)).unwrap();
+        assert_eq!(depth(&wide), 2, "a chain of 'or' is one flat list");
+        let mixed = (0..MAX_CONDITIONS / 2)
+            .map(|i| format!("a{i} and b{i}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        assert_eq!(depth(&parse(&mixed).unwrap()), 3);
+
+        for (q, says) in [
+            (nested(MAX_DEPTH + 1), "nest deeper than 32"),
+            (nested(500), "nest deeper than 32"),
+            (nested(2_400), "is 4801 characters long"),
+            (nots(MAX_DEPTH + 1), "nest deeper than 32"),
+            (nots(5_000), "is 20001 characters long"),
+            (flat(MAX_CONDITIONS + 1), "more than 100 conditions"),
+            (flat(1_100), "is 5496 characters long"),
+            (format!("{} a", "x".repeat(MAX_CHARS)), "the limit is 2000"),
+        ] {
+            let msg = parse(&q).unwrap_err().to_string();
+            assert!(msg.starts_with("BAD_REQUEST: q"), "{msg}");
+            assert!(msg.contains(says), "{}...: {msg}", &q[..20]);
         }
     }
 

@@ -12,6 +12,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Auth;
 use crate::config::ServeConfig;
+use crate::connections::{BusyBody, Connections};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::limits::Limiter;
@@ -20,6 +21,13 @@ use crate::limits::Limiter;
 pub const BODY_LIMIT: usize = 32 << 20;
 /// How long in-flight requests may run after SIGINT/SIGTERM before the server stops anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's line and headers, counted from when the
+/// connection opens or its previous response ends: so also how long a keep-alive connection
+/// may sit idle. Past it the connection is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes of request line and headers (hyper's read buffer, so also what one
+/// connection holds while a client trickles them). Room for a 12,000-term filter in a URL.
+pub const MAX_HEAD: usize = 128 << 10;
 /// Pending connections the kernel may queue (the kernel caps it at net.core.somaxconn).
 const LISTEN_BACKLOG: u32 = 1024;
 /// How often API-key last-use times gathered in memory are saved.
@@ -140,6 +148,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         );
     }
     println!("database: {}", config.db.path.display());
+    let connections = Arc::new(Connections::new(connection_cap(config.max_connections)));
 
     let state = AppState {
         db: db.clone(),
@@ -150,29 +159,133 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     };
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        println!("shutting down: finishing requests in flight");
-        let _ = stop_tx.send(true);
-    });
-    let grace = async move {
-        let _ = stop_rx.wait_for(|stopped| *stopped).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        result = server => result.map_err(|e| Error::Internal(format!("server: {e}")))?,
-        _ = grace => eprintln!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway"),
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router(state.clone());
+    let accepting = tokio::spawn(accept(listener, app, connections.clone(), stop_rx));
+    shutdown_signal().await;
+    println!("shutting down: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    let _ = accepting.await;
+    // MERGE: state.live.shut_down();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.all_closed())
+        .await
+        .is_err()
+    {
+        eprintln!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     saver.abort();
     save_key_uses(&state).await;
-    // Fold the WAL into the main file, so the .db file alone is the complete state.
-    tokio::task::spawn_blocking(move || db.checkpoint())
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
-    println!("stopped cleanly");
+    // Fold the WAL into the main file, so the .db file alone is the complete state. If that
+    // fails the data is still safe in the -wal file, but the .db file alone is not a backup.
+    match tokio::task::spawn_blocking(move || db.checkpoint()).await {
+        Ok(Ok(())) => println!("stopped cleanly"),
+        Ok(Err(e)) => {
+            return Err(Error::Internal(format!(
+                "final checkpoint failed ({e}); the latest changes are in the -wal file beside the database, which must be kept with it"
+            )));
+        }
+        Err(e) => return Err(Error::Internal(format!("final checkpoint: {e}"))),
+    }
     Ok(())
+}
+
+/// The connection cap in force: `--max-connections`, lowered to what the open-file limit
+/// allows once it has been raised as far as it goes.
+fn connection_cap(wanted: u32) -> usize {
+    let (soft, hard) = crate::connections::raise_open_files();
+    let wanted = wanted as usize;
+    let Some(soft) = soft else {
+        return wanted;
+    };
+    let room = soft.saturating_sub(crate::connections::RESERVED_FILES) as usize;
+    if room < wanted {
+        let hard = hard.map_or("unlimited".to_string(), |h| h.to_string());
+        println!(
+            "open files: soft limit {soft}, hard limit {hard}: at most {room} connections instead of {wanted} (raise the hard limit, e.g. `ulimit -Hn`, LimitNOFILE=)"
+        );
+        return room.max(1);
+    }
+    wanted
+}
+
+/// Accepts connections until `stop`, each served on its own task with the timeouts and the
+/// connection cap in force.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    connections: Arc<Connections>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors or memory: say so, and give closing connections a
+                // moment instead of spinning on the same error.
+                eprintln!("warning: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(slot) = connections.admit() else {
+            // A fresh socket's send buffer is empty, so this never waits.
+            let _ = stream.try_write(crate::connections::FULL_RESPONSE);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            app.clone(),
+            connections.clone(),
+            slot,
+            stop.clone(),
+        ));
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    app: Router,
+    connections: Arc<Connections>,
+    slot: Arc<crate::connections::Slot>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let tracker = connections.clone();
+    let this = slot.clone();
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let busy = tracker.begin(&this);
+        let app = app.clone();
+        async move {
+            use tower::ServiceExt;
+            let response = app.oneshot(request.map(axum::body::Body::new)).await?;
+            Ok::<_, std::convert::Infallible>(response.map(|body| BusyBody::wrap(body, busy)))
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        // Dropping the connection closes the socket.
+        _ = slot.evicted.notified() => {}
+        _ = async { drop(stop.wait_for(|stopped| *stopped).await) } => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+    connections.release(&slot);
 }
 
 /// Binds with a deep accept queue: after a restart every open dashboard's EventSource

@@ -179,11 +179,6 @@ pub async fn list_in_workspace(
     workspace: String,
     q: ListQuery,
 ) -> Result<ExperimentPage> {
-    let filter =
-        q.q.as_deref()
-            .filter(|f| !f.trim().is_empty())
-            .map(query::parse)
-            .transpose()?;
     let sort = query::parse_sort(q.sort.as_deref().unwrap_or("-created"))?;
     if q.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) {
         return Err(Error::bad_request(format!(
@@ -203,6 +198,13 @@ pub async fn list_in_workspace(
         .db
         .read(move |c| {
             require_role(c, &workspace, &user.id, Role::Viewer)?;
+            // Parsed only once the caller may read the workspace: an outsider learns nothing
+            // from the filter's error messages and costs no parsing.
+            let filter =
+                q.q.as_deref()
+                    .filter(|f| !f.trim().is_empty())
+                    .map(query::parse)
+                    .transpose()?;
             let page = experiments::page(
                 c,
                 &workspace,

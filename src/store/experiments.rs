@@ -347,8 +347,16 @@ fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>) -> String {
         format!("?{}", args.len())
     };
     match e {
-        Expr::And(a, b) => format!("({} AND {})", compile(a, args), compile(b, args)),
-        Expr::Or(a, b) => format!("({} OR {})", compile(a, args), compile(b, args)),
+        // Recursion is bounded: `query::parse` caps nesting at query::MAX_DEPTH.
+        Expr::And(terms) | Expr::Or(terms) => {
+            let joiner = if matches!(e, Expr::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            let parts: Vec<String> = terms.iter().map(|t| compile(t, args)).collect();
+            format!("({})", parts.join(joiner))
+        }
         Expr::Not(a) => format!("(NOT {})", compile(a, args)),
         Expr::Tag(t) => {
             let p = bind(Sql::Text(t.clone()), args);

@@ -143,7 +143,10 @@ impl TestServer {
         let start = std::time::Instant::now();
         let mut stream = TcpStream::connect(&self.client.addr).expect("connect");
         stream.set_read_timeout(Some(within)).unwrap();
-        let head = format!("GET /api/health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client.addr);
+        let head = format!(
+            "GET /api/health HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.client.addr
+        );
         stream.write_all(head.as_bytes()).unwrap();
         let mut raw = Vec::new();
         let _ = stream.read_to_end(&mut raw);
@@ -153,7 +156,10 @@ impl TestServer {
             "a normal client was not served within {within:?} (after {took:?}): {:?}",
             String::from_utf8_lossy(&raw)
         );
-        assert!(took <= within, "a normal client waited {took:?} (bound {within:?})");
+        assert!(
+            took <= within,
+            "a normal client waited {took:?} (bound {within:?})"
+        );
         took
     }
 

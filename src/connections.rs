@@ -1,0 +1,231 @@
+//! Who is connected: the cap on open connections, which connection makes room for a newcomer,
+//! and the open-file limit those connections need. HTTP itself is hyper's (see `server.rs`).
+//!
+//! A connection is *busy* while a request on it has not finished its response (a live stream
+//! stays busy for as long as it runs) and *idle* otherwise: not yet sent a request, trickling
+//! its headers, or between requests of a keep-alive. At the cap, a newcomer takes the place of
+//! the connection idle the longest, so sockets that open and send nothing can never lock
+//! everyone else out; only when every connection is busy does the newcomer get a 503.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use http_body::Frame;
+use tokio::sync::{Notify, watch};
+
+/// Descriptors kept back from the connection cap for the database files, the WAL and the
+/// blocking threads' work.
+pub const RESERVED_FILES: u64 = 64;
+
+/// The answer to a connection that finds every place taken by a busy one.
+pub const FULL_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 117\r\n\r\n\
+{\"status\":503,\"error\":\"SERVICE_UNAVAILABLE\",\"message\":\"the server is at its connection limit; try again in a moment\"}";
+
+pub struct Connections {
+    max: usize,
+    started: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// The number of open connections, watched by shutdown to know when all are gone.
+    count: watch::Sender<usize>,
+}
+
+/// One open connection's place.
+pub struct Slot {
+    id: u64,
+    /// Requests on this connection whose responses have not finished.
+    busy: AtomicUsize,
+    /// Milliseconds since the server started at which the connection last became idle.
+    idle_since: AtomicU64,
+    /// Told when the connection must close to make room for a newcomer.
+    pub evicted: Notify,
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Connections {
+        Connections {
+            max: max.max(1),
+            started: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            count: watch::channel(0).0,
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A place for a new connection: a free one, or the place of the connection idle the
+    /// longest (which is told to close). None when every connection is busy.
+    pub fn admit(&self) -> Option<Arc<Slot>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= self.max {
+            // A linear scan, only at the cap: a few microseconds for thousands of connections.
+            let oldest = open
+                .values()
+                .filter(|s| s.busy.load(Ordering::Acquire) == 0)
+                .min_by_key(|s| s.idle_since.load(Ordering::Relaxed))?
+                .id;
+            if let Some(slot) = open.remove(&oldest) {
+                slot.evicted.notify_one();
+            }
+        }
+        let slot = Arc::new(Slot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(self.now_ms()),
+            evicted: Notify::new(),
+        });
+        open.insert(slot.id, slot.clone());
+        self.count.send_replace(open.len());
+        Some(slot)
+    }
+
+    /// Gives the place back when the connection has closed.
+    pub fn release(&self, slot: &Slot) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.remove(&slot.id);
+        self.count.send_replace(open.len());
+    }
+
+    /// Marks a request as started on `slot`; the guard, carried by the response body, marks it
+    /// finished when the body is done or dropped.
+    pub fn begin(self: &Arc<Self>, slot: &Arc<Slot>) -> Busy {
+        slot.busy.fetch_add(1, Ordering::AcqRel);
+        Busy {
+            connections: self.clone(),
+            slot: slot.clone(),
+        }
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn all_closed(&self) {
+        let mut count = self.count.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+}
+
+pub struct Busy {
+    connections: Arc<Connections>,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.slot
+            .idle_since
+            .store(self.connections.now_ms(), Ordering::Relaxed);
+        self.slot.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its connection marked busy until it is finished or dropped.
+pub struct BusyBody {
+    inner: Body,
+    _busy: Busy,
+}
+
+impl BusyBody {
+    pub fn wrap(inner: Body, busy: Busy) -> Body {
+        Body::new(BusyBody { inner, _busy: busy })
+    }
+}
+
+impl http_body::Body for BusyBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit (the usual soft 1,024 is what a
+/// thousand idle sockets used to exhaust), and returns (soft, hard) as they are afterwards.
+pub fn raise_open_files() -> (Option<u64>, Option<u64>) {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let now = getrlimit(Resource::Nofile);
+        if now.current != now.maximum {
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: now.maximum,
+                    maximum: now.maximum,
+                },
+            );
+        }
+        let after = getrlimit(Resource::Nofile);
+        (after.current, after.maximum)
+    }
+    #[cfg(not(unix))]
+    {
+        (None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_cap_the_longest_idle_makes_room_and_busy_ones_never_do() {
+        let c = Arc::new(Connections::new(2));
+        let a = c.admit().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let b = c.admit().unwrap();
+        // Both idle: the newcomer takes the place of `a`, idle the longest.
+        let third = c.admit().unwrap();
+        assert_eq!(*c.count.borrow(), 2);
+        assert!(!c.open.lock().unwrap().contains_key(&a.id));
+        // `b` and `third` busy: no room for anyone.
+        let _b = c.begin(&b);
+        let busy_third = c.begin(&third);
+        assert!(c.admit().is_none());
+        // A finished response makes its connection idle, so evictable, again.
+        drop(busy_third);
+        let fourth = c.admit().unwrap();
+        assert!(!c.open.lock().unwrap().contains_key(&third.id));
+        c.release(&fourth);
+        c.release(&b);
+        assert_eq!(*c.count.borrow(), 0);
+    }
+
+    #[test]
+    fn the_open_file_limit_ends_at_the_hard_limit() {
+        let (soft, hard) = raise_open_files();
+        assert_eq!(soft, hard);
+    }
+
+    #[test]
+    fn the_full_response_is_well_formed() {
+        let text = std::str::from_utf8(FULL_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["status"], 503);
+    }
+}
