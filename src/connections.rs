@@ -6,6 +6,10 @@
 //! its headers, or between requests of a keep-alive. At the cap, a newcomer takes the place of
 //! the connection idle the longest, so sockets that open and send nothing can never lock
 //! everyone else out; only when every connection is busy does the newcomer get a 503.
+//!
+//! A busy connection whose client has stopped reading (the response body has a chunk ready and
+//! hyper has not asked for the next one for [`WRITE_STALL`]) is closed, so a client that
+//! never reads cannot keep a place, or what its response holds, for good.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -17,6 +21,10 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use http_body::Frame;
 use tokio::sync::{Notify, watch};
+
+/// How long a response may wait for its client to take the next bytes before the connection
+/// is closed.
+pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Descriptors kept back from the connection cap for the database files, the WAL and the
 /// blocking threads' work.
@@ -43,6 +51,9 @@ pub struct Slot {
     busy: AtomicUsize,
     /// Milliseconds since the server started at which the connection last became idle.
     idle_since: AtomicU64,
+    /// When the response body last handed hyper a chunk that hyper has not yet followed with a
+    /// request for the next one (ms since start, plus one); 0 while nothing waits on the client.
+    waiting_since: AtomicU64,
     /// Told when the connection must close to make room for a newcomer.
     pub evicted: Notify,
 }
@@ -85,6 +96,7 @@ impl Connections {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(self.now_ms()),
+            waiting_since: AtomicU64::new(0),
             evicted: Notify::new(),
         });
         open.insert(slot.id, slot.clone());
@@ -109,6 +121,13 @@ impl Connections {
         }
     }
 
+    /// Whether `slot`'s client has left a response chunk untaken for longer than
+    /// [`WRITE_STALL`].
+    pub fn stalled(&self, slot: &Slot) -> bool {
+        let since = slot.waiting_since.load(Ordering::Relaxed);
+        since != 0 && self.now_ms().saturating_sub(since - 1) > WRITE_STALL.as_millis() as u64
+    }
+
     /// Resolves once no connection is open.
     pub async fn all_closed(&self) {
         let mut count = self.count.subscribe();
@@ -123,6 +142,8 @@ pub struct Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        // A body hyper never asked to finish (it knew the length) leaves no wait behind.
+        self.slot.waiting_since.store(0, Ordering::Relaxed);
         self.slot
             .idle_since
             .store(self.connections.now_ms(), Ordering::Relaxed);
@@ -150,7 +171,18 @@ impl http_body::Body for BusyBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // Hyper asks for the next chunk once it has room for it: a chunk handed over starts
+        // the wait on the client, the next ask ends it.
+        let waiting = match &polled {
+            Poll::Ready(Some(Ok(_))) => self._busy.connections.now_ms() + 1,
+            _ => 0,
+        };
+        self._busy
+            .slot
+            .waiting_since
+            .store(waiting, Ordering::Relaxed);
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

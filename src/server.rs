@@ -276,10 +276,20 @@ async fn serve_connection(
         .max_buf_size(MAX_HEAD)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(connection);
+    let stalled = async {
+        let mut tick = tokio::time::interval(crate::connections::WRITE_STALL / 6);
+        loop {
+            tick.tick().await;
+            if connections.stalled(&slot) {
+                return;
+            }
+        }
+    };
     tokio::select! {
         _ = connection.as_mut() => {}
         // Dropping the connection closes the socket.
         _ = slot.evicted.notified() => {}
+        _ = stalled => {}
         _ = async { drop(stop.wait_for(|stopped| *stopped).await) } => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;

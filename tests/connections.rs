@@ -297,3 +297,69 @@ fn sigterm_with_idle_keep_alive_connections_open_stops_at_once() {
         start.elapsed()
     );
 }
+
+/// `connections::WRITE_STALL`, as the README documents it.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_client_that_stops_reading_a_download_loses_its_connection() {
+    use base64::Engine;
+    let mut server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let exp = server.experiment(&alice, "big", None);
+    // 400,000 points: a CSV of ~20 MB, far more than socket buffers hold.
+    for batch in 0..4 {
+        let steps: Vec<i64> = (batch * 100_000..(batch + 1) * 100_000).collect();
+        let bytes: Vec<u8> = steps
+            .iter()
+            .flat_map(|&s| (1.0 / (s as f64 + 1.0)).to_le_bytes())
+            .collect();
+        let r = server.post(
+            &format!("/api/experiments/{exp}/points"),
+            &alice.auth(),
+            serde_json::json!({"metrics": [{
+                "name": "loss",
+                "steps": steps,
+                "values_f64": base64::engine::general_purpose::STANDARD.encode(bytes),
+            }]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+
+    let mut socket = connect(&server);
+    let head = format!(
+        "GET /api/experiments/{exp}/logs/csv HTTP/1.1\r\nHost: {}\r\nx-api-key: {}\r\n\r\n",
+        server.client.addr, alice.key
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    let mut first = [0u8; 12];
+    socket.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // Stop reading; the server is served normally meanwhile, and cuts the download off.
+    let start = Instant::now();
+    server.assert_serves_within(PROMPTLY);
+    // The stall starts once the socket buffers are full, and is checked every few seconds.
+    std::thread::sleep(WRITE_STALL + Duration::from_secs(12));
+    server.assert_serves_within(PROMPTLY);
+    // Drain what the kernel buffered: the stream must end well short of the whole file.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "the stalled download was still open after {:?}: {e}",
+                start.elapsed()
+            ),
+        }
+    }
+    assert!(
+        total < 15_000_000,
+        "{total} bytes: the download ran to the end instead of being cut off"
+    );
+}
