@@ -5,7 +5,9 @@
 //! stays busy for as long as it runs) and *idle* otherwise: not yet sent a request, trickling
 //! its headers, or between requests of a keep-alive. At the cap, a newcomer takes the place of
 //! the connection idle the longest, so sockets that open and send nothing can never lock
-//! everyone else out; only when every connection is busy does the newcomer get a 503.
+//! everyone else out. A request still sending its body counts as idle for this: a client that
+//! trickles bodies cannot hold places either. Only when every connection is busy does the
+//! newcomer get a 503.
 //!
 //! A busy connection whose client has stopped reading (the response body has a chunk ready and
 //! hyper has not asked for the next one for [`WRITE_STALL`]) is closed, so a client that
@@ -49,6 +51,8 @@ pub struct Slot {
     id: u64,
     /// Requests on this connection whose responses have not finished.
     busy: AtomicUsize,
+    /// Of those, the ones whose request bodies have not finished arriving.
+    receiving: AtomicUsize,
     /// Milliseconds since the server started at which the connection last became idle.
     idle_since: AtomicU64,
     /// When the response body last handed hyper a chunk that hyper has not yet followed with a
@@ -85,7 +89,9 @@ impl Connections {
             // A linear scan, only at the cap: a few microseconds for thousands of connections.
             let oldest = open
                 .values()
-                .filter(|s| s.busy.load(Ordering::Acquire) == 0)
+                .filter(|s| {
+                    s.busy.load(Ordering::Acquire) == 0 || s.receiving.load(Ordering::Acquire) > 0
+                })
                 .min_by_key(|s| s.idle_since.load(Ordering::Relaxed))?
                 .id;
             if let Some(slot) = open.remove(&oldest) {
@@ -95,6 +101,7 @@ impl Connections {
         let slot = Arc::new(Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             busy: AtomicUsize::new(0),
+            receiving: AtomicUsize::new(0),
             idle_since: AtomicU64::new(self.now_ms()),
             waiting_since: AtomicU64::new(0),
             evicted: Notify::new(),
@@ -148,6 +155,64 @@ impl Drop for Busy {
             .idle_since
             .store(self.connections.now_ms(), Ordering::Relaxed);
         self.slot.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request body that marks its connection as still receiving until the body has ended.
+pub struct ReceivingBody {
+    inner: Body,
+    slot: Option<Arc<Slot>>,
+}
+
+impl ReceivingBody {
+    /// `inner` as a body that counts as arriving on `slot` until it ends (or is dropped).
+    pub fn wrap(inner: Body, slot: &Arc<Slot>) -> Body {
+        if http_body::Body::is_end_stream(&inner) {
+            return inner;
+        }
+        slot.receiving.fetch_add(1, Ordering::AcqRel);
+        Body::new(ReceivingBody {
+            inner,
+            slot: Some(slot.clone()),
+        })
+    }
+
+    fn done(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.receiving.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for ReceivingBody {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+impl http_body::Body for ReceivingBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
+            || self.inner.is_end_stream()
+        {
+            self.done();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -241,7 +306,16 @@ mod tests {
         drop(busy_third);
         let fourth = c.admit().unwrap();
         assert!(!c.open.lock().unwrap().contains_key(&third.id));
-        c.release(&fourth);
+        // A request still sending its body can be replaced; once the body is in, it cannot.
+        let _sending = c.begin(&fourth);
+        let never_ends = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        let body = ReceivingBody::wrap(Body::from_stream(never_ends), &fourth);
+        assert_eq!(fourth.receiving.load(Ordering::Acquire), 1);
+        let fifth = c.admit().unwrap();
+        assert!(!c.open.lock().unwrap().contains_key(&fourth.id));
+        drop(body);
+        assert_eq!(fourth.receiving.load(Ordering::Acquire), 0);
+        c.release(&fifth);
         c.release(&b);
         assert_eq!(*c.count.borrow(), 0);
     }

@@ -12,7 +12,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Auth;
 use crate::config::ServeConfig;
-use crate::connections::{BusyBody, Connections};
+use crate::connections::{BusyBody, Connections, ReceivingBody};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::limits::Limiter;
@@ -264,9 +264,12 @@ async fn serve_connection(
             .insert(axum::extract::ConnectInfo(peer));
         let busy = tracker.begin(&this);
         let app = app.clone();
+        let slot = this.clone();
         async move {
             use tower::ServiceExt;
-            let response = app.oneshot(request.map(axum::body::Body::new)).await?;
+            let request =
+                request.map(|body| ReceivingBody::wrap(axum::body::Body::new(body), &slot));
+            let response = app.oneshot(request).await?;
             Ok::<_, std::convert::Infallible>(response.map(|body| BusyBody::wrap(body, busy)))
         }
     });

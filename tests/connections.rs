@@ -363,3 +363,26 @@ fn a_client_that_stops_reading_a_download_loses_its_connection() {
         "{total} bytes: the download ran to the end instead of being cut off"
     );
 }
+
+#[test]
+fn clients_trickling_request_bodies_cannot_hold_every_place() {
+    let mut server = TestServer::start_with(&["--max-connections", "4"]);
+    let alice = server.user("alice@lab.org");
+    let exp = server.experiment(&alice, "uploads", None);
+    let _trickling: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = connect(&server);
+            let head = format!(
+                "POST /api/experiments/{exp}/points HTTP/1.1\r\nHost: {}\r\nx-api-key: {}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"metrics\": [",
+                server.client.addr, alice.key
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..3 {
+        server.assert_serves_within(PROMPTLY);
+    }
+    let r = server.get(&format!("/api/experiments/{exp}"), &alice.auth());
+    assert_eq!(r.status, 200, "{}", r.text);
+}
