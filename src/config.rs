@@ -32,7 +32,7 @@ pub struct ServeConfig {
     /// The most connections open at once. At the limit a new connection takes the place of the
     /// one idle the longest; if every connection is busy it gets a 503. Lowered to fit the
     /// open-file limit if that is smaller.
-    #[arg(long, env = "TORA_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "TORA_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 }
 

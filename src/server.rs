@@ -25,9 +25,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// connection opens or its previous response ends: so also how long a keep-alive connection
 /// may sit idle. Past it the connection is closed.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most bytes of request line and headers (hyper's read buffer, so also what one
-/// connection holds while a client trickles them). Room for a 12,000-term filter in a URL.
-pub const MAX_HEAD: usize = 128 << 10;
+/// The most bytes of request line and headers: hyper's read and write buffers, so what one
+/// connection holds in each direction. Room for hyper's own 64 KiB limit on the URL.
+pub const MAX_HEAD: usize = 64 << 10;
 /// Pending connections the kernel may queue (the kernel caps it at net.core.somaxconn).
 const LISTEN_BACKLOG: u32 = 1024;
 /// How often API-key last-use times gathered in memory are saved.
