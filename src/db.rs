@@ -186,7 +186,10 @@ fn manager(path: &Path, read_only: bool) -> Manager {
 }
 
 /// Opens one read-write connection with the standard PRAGMAs (used by the CLI and by tests).
+/// A new database file is created owner-only, whatever the umask: it holds the token-signing
+/// secret. SQLite gives its `-wal` and `-shm` files the database file's mode.
 pub fn open_connection(path: &Path) -> Result<Connection> {
+    create_private(path)?;
     let conn = Connection::open(path)?;
     conn.execute_batch(CONNECTION_PRAGMAS)?;
     // WAL is a property of the file: set once, it stays for every later connection.
@@ -238,8 +241,9 @@ pub fn backup(src: &Path, dest: &Path) -> Result<u64> {
             src.display()
         )));
     }
-    // create_new makes the refusal to overwrite atomic, not a check-then-act race.
-    std::fs::OpenOptions::new()
+    // create_new makes the refusal to overwrite atomic, not a check-then-act race; the copy
+    // holds the signing secret, so it is owner-only like the database.
+    private_options()
         .write(true)
         .create_new(true)
         .open(dest)
@@ -282,6 +286,53 @@ pub fn backup(src: &Path, dest: &Path) -> Result<u64> {
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// File options that create owner-only (0600) files on Unix, whatever the umask.
+fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// Creates `path` as an empty owner-only file if nothing is there yet.
+fn create_private(path: &Path) -> Result<()> {
+    match private_options().write(true).create_new(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Internal(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The database's files (itself, `-wal`, `-shm`) that other users may read, with their modes:
+/// each is a copy of the signing secret for anyone with a shell on the machine.
+pub fn readable_by_others(path: &Path) -> Vec<(PathBuf, u32)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            if let Ok(meta) = std::fs::metadata(&file) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    out.push((file, mode));
+                }
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,12 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         );
     }
     println!("database: {}", config.db.path.display());
+    for (file, mode) in crate::db::readable_by_others(&config.db.path) {
+        println!(
+            "warning: {} is readable by other users (mode {mode:o}); it holds the token-signing secret: chmod 600 it",
+            file.display()
+        );
+    }
     let connections = Arc::new(Connections::new(connection_cap(config.max_connections)));
 
     let state = AppState {

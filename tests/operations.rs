@@ -263,3 +263,83 @@ fn backup_during_writes_is_consistent_and_never_overwrites() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     assert_eq!(std::fs::metadata(&dest).unwrap().len(), before);
 }
+
+/// The database holds the token-signing secret: whatever the umask, the server and the CLI
+/// create it, its WAL and shared-memory files, and backups readable by the owner only.
+#[test]
+fn the_database_its_wal_and_backups_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let db = dir.join("tora.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000 && exec {BIN} serve --bind 127.0.0.1:0 --db {}",
+            db.display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let addr = first.trim().strip_prefix("listening on http://").unwrap();
+    let client = common::Client {
+        addr: addr.to_string(),
+    };
+    client.user("alice@lab.org");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = dir.join(&format!("tora.db{suffix}"));
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    let backup = dir.join("copy.db");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000 && exec {BIN} backup {} --db {}",
+            backup.display(),
+            db.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&backup), 0o600);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A file someone made readable gets a warning naming it at start-up.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let expected = format!(
+        "warning: {} is readable by other users (mode 644)",
+        db.display()
+    );
+    let mut said = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        let found = line.starts_with(&expected);
+        said.push(line);
+        if found {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(said.iter().any(|l| l.starts_with(&expected)), "{said:?}");
+}
