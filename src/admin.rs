@@ -45,12 +45,13 @@ fn password_from_stdin() -> Result<(String, bool)> {
 }
 
 fn user_by_email(conn: &rusqlite::Connection, email: &str) -> Result<users::User> {
-    users::by_email(conn, email.trim())?
+    let normal = crate::validate::normalize_email(email).unwrap_or_else(|_| email.trim().into());
+    users::by_email(conn, &normal)?
         .ok_or_else(|| Error::not_found(&format!("user {}", email.trim())))
 }
 
 pub fn user_add(path: &Path, email: &str) -> Result<()> {
-    let email = crate::api::normalize_email(email)?;
+    let email = crate::validate::normalize_email(email)?;
     let (password, generated) = password_from_stdin()?;
     let hash = auth::hash_password(&password)?;
     let mut conn = open(path)?;

@@ -31,3 +31,5 @@ pub mod server;
 pub mod store;
 /// Unix milliseconds and RFC 3339.
 pub mod time;
+/// Input rules the API and the CLI share: e-mail addresses.
+pub mod validate;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Auth, TestServer};
+use common::{Auth, BIN, TestServer};
 use serde_json::json;
 
 #[test]
@@ -13,8 +13,9 @@ fn a_researcher_signs_up_logs_in_and_refreshes() {
         &Auth::None,
         json!({"email": "  Ada@Lab.org ", "password": "longenough"}),
     );
+    // Stored in its one canonical form: trimmed, NFKC, lower case.
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.data()["email"], "Ada@Lab.org");
+    assert_eq!(r.data()["email"], "ada@lab.org");
 
     // E-mails compare case-insensitively: the same address in other case is taken.
     server
@@ -33,7 +34,7 @@ fn a_researcher_signs_up_logs_in_and_refreshes() {
     assert_eq!(r.status, 200, "{}", r.text);
     let s = r.data();
     assert_eq!(s["token_type"], "bearer");
-    assert_eq!(s["user"]["email"], "Ada@Lab.org");
+    assert_eq!(s["user"]["email"], "ada@lab.org");
     assert!(s["expires_in"].as_i64().unwrap() > 0);
     assert!(s["expires_at"].as_i64().unwrap() > 1_700_000_000);
     let access = s["access_token"].as_str().unwrap().to_string();
@@ -320,4 +321,51 @@ fn a_user_changes_their_password_and_other_sessions_end() {
         json!({"email": "pw@lab.org", "password": "brand new password"}),
     );
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn look_alike_addresses_cannot_make_a_second_account() {
+    let server = TestServer::start();
+    server.user("alice@lab.org");
+    let signup = |email: &str| {
+        server.post(
+            "/api/signup",
+            &Auth::None,
+            json!({"email": email, "password": "correct horse battery"}),
+        )
+    };
+    // The same address written differently is the same account: taken.
+    for same in [
+        "ALICE@lab.org",
+        "ａｌｉｃｅ@ｌａｂ.ｏｒｇ",
+        "alice@lab.org.",
+    ] {
+        signup(same).expect_error(409);
+    }
+    // Addresses that only look the same are refused, saying why.
+    for (fake, says) in [
+        ("alice\u{200B}@lab.org", "invisible character"),
+        ("\u{430}lice@lab.org", "mixes Cyrillic and Latin"),
+        ("alice@lab.org\u{2060}", "invisible character"),
+    ] {
+        assert!(signup(fake).expect_error(400).contains(says), "{fake:?}");
+    }
+    // The admin CLI applies the same rules.
+    let out = std::process::Command::new(BIN)
+        .args(["user", "add", "\u{430}lice@lab.org", "--db"])
+        .arg(&server.db)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mixes Cyrillic and Latin"));
+    // Alice signs in with any way of writing her address.
+    for same in ["Alice@Lab.org", "ａｌｉｃｅ@lab.org", "alice@lab.org."] {
+        let r = server.post(
+            "/api/login",
+            &Auth::None,
+            json!({"email": same, "password": "correct horse battery"}),
+        );
+        assert_eq!(r.status, 200, "{same}: {}", r.text);
+    }
 }

@@ -224,7 +224,7 @@ fn the_admin_cli_manages_users_and_keys_beside_a_running_server() {
         Some("a good password\n"),
     );
     assert!(ok, "{err}");
-    assert!(out.contains("created user Lab@Lead.org"), "{out}");
+    assert!(out.contains("created user lab@lead.org"), "{out}");
     assert!(
         !out.contains("a good password"),
         "a password from stdin is never echoed"
@@ -282,7 +282,7 @@ fn the_admin_cli_manages_users_and_keys_beside_a_running_server() {
 
     let (ok, out, _) = tora(&["user", "list", "--db", &db], None);
     assert!(
-        ok && out.contains("Lab@Lead.org") && out.contains("active"),
+        ok && out.contains("lab@lead.org") && out.contains("active"),
         "{out}"
     );
 

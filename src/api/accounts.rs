@@ -60,20 +60,6 @@ struct Session {
     user: UserOut,
 }
 
-pub fn normalize_email(raw: &str) -> Result<String> {
-    let email = raw.trim().to_string();
-    let valid = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-        })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid {
-        Ok(email)
-    } else {
-        Err(Error::bad_request("a valid email address is required"))
-    }
-}
-
 fn check_password(password: &str) -> Result<()> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(Error::bad_request(format!(
@@ -103,7 +89,7 @@ async fn signup(
         format!("signup:{}", client.ip()),
         limits::SIGNUP_PER_ADDRESS,
     )?;
-    let email = normalize_email(&body.email)?;
+    let email = crate::validate::normalize_email(&body.email)?;
     check_password(&body.password)?;
     let hash = state.auth.hash_password(body.password).await?;
     let token = auth::random_token("", 40);
@@ -169,7 +155,10 @@ async fn login(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     Json(body): Json<Credentials>,
 ) -> Result<Reply<Session>> {
-    let email = body.email.trim().to_string();
+    // The signup rules make the stored form; an address they refuse can match no account, and
+    // still costs a hash below, so the answer does not say which addresses exist.
+    let email = crate::validate::normalize_email(&body.email)
+        .unwrap_or_else(|_| body.email.trim().to_string());
     // Checked before the password hash is computed: refusing is cheap, guessing stays slow.
     state
         .limits

@@ -78,7 +78,7 @@ async fn invite(
     Json(body): Json<NewInvitation>,
 ) -> Result<Reply<InvitationOut>> {
     let workspace = parse_id(&body.workspace_id, "workspace")?;
-    let email = super::accounts::normalize_email(&body.email)?;
+    let email = crate::validate::normalize_email(&body.email)?;
     let role = parse_role(body.role_id)?;
     let inv = state
         .db

@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::server::AppState;
 
 mod accounts;
-pub use accounts::normalize_email;
 mod api_keys;
 mod experiments;
 mod invitations;
