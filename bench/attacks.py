@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
-from ingest import environment, pack_f64, proc_status
+from ingest import cpu_seconds, environment, pack_f64, proc_status
 from toraserver import REPO, ToraServer, call_ok, new_user
 
 NORMAL_SRC = "127.0.0.2"  # the normal client's address: its own rate-limit buckets
@@ -745,11 +745,28 @@ def attack_failed_logins(url: str, ctx: dict[str, Any], z: Sizes) -> dict[str, A
         t.start()
     for t in threads:
         t.join()
+    # The hashes of clients that hung up may still be running: the attack lasts until they end.
+    busy = busy_for(ctx["pid"])
     return {
         "statuses": dict(statuses),
+        "server_busy_after_s": busy,
         "summary": f"{z.logins} wrong-password logins from {z.login_clients} clients:"
-        f" {fmt_counter(statuses)}",
+        f" {fmt_counter(statuses)}; server busy {busy:.1f} s after the last was sent",
     }
+
+
+def busy_for(pid: int, limit_s: float = 30.0) -> float:
+    """Seconds until the server uses under 10% of a core over half a second."""
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < limit_s:
+            cpu0 = cpu_seconds(pid)
+            time.sleep(0.5)
+            if cpu_seconds(pid) - cpu0 < 0.05:
+                break
+    except OSError:
+        pass
+    return time.monotonic() - t0
 
 
 ATTACKS: list[
@@ -913,12 +930,16 @@ def run_one(
         client = NormalClient(srv.url, ctx)
         sampler.start()
         client.start()
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), cpu_seconds(srv.pid)
         try:
-            row["details"] = fn(srv.url, ctx, z)
+            row["details"] = fn(srv.url, ctx | {"pid": srv.pid}, z)
         except Exception as err:  # noqa: BLE001 -- an attack that breaks is reported, not fatal
             row["details"] = {"summary": f"attack script error: {err!r}"}
         row["attack_s"] = time.monotonic() - t0
+        try:
+            row["server_cpu_s"] = cpu_seconds(srv.pid) - cpu0
+        except OSError:
+            row["server_cpu_s"] = None
         client.halt.set()
         client.join(timeout=30)
         row["client"] = client.report()
