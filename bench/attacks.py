@@ -65,8 +65,9 @@ class Sizes:
         self.filter_flat = 12_000
         self.filter_terms = 1_100
         self.filter_window_s = 1.5 if q else 3.0
-        self.hold_s = 4.0 if q else 15.0
-        self.slow_hold_s = 5.0 if q else 20.0
+        self.settle_s = 0.5 if q else 1.0  # after start, before RSS 'before'
+        self.hold_s = 3.0 if q else 15.0
+        self.slow_hold_s = 4.0 if q else 20.0
         self.after_s = 1.5 if q else 3.0
         self.idle_sockets = 500 if q else 3_000
         self.slowloris = 200 if q else 1_000
@@ -923,7 +924,7 @@ def run_one(
     try:
         srv.start()
         row["server_nofile_limit"] = nofile_of(srv.pid)
-        time.sleep(1.0)
+        time.sleep(z.settle_s)
         row["rss_before_mib"] = (rss_kib(srv.pid) or 0) / 1024
         row["fds_before"] = fd_count(srv.pid)
         sampler = Sampler(srv, cap_kib)
