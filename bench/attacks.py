@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hostile clients against `tora serve`: does the server stay up, small, and answer others?
 
-    TORA_BIN=target/release/tora python3 bench/attacks.py            # ~6 min
+    TORA_BIN=target/release/tora python3 bench/attacks.py            # ~5 min
     TORA_BIN=target/release/tora python3 bench/attacks.py --quick    # < 2 min, small sizes
     python3 bench/attacks.py --only slowloris,unread-csv
 
@@ -47,9 +47,8 @@ from toraserver import REPO, ToraServer, call_ok, new_user
 NORMAL_SRC = "127.0.0.2"  # the normal client's address: its own rate-limit buckets
 CLIENT_TIMEOUT_S = 10.0
 SAMPLE_S = 0.025
-LOGIN_EVERY_S = (
-    4.0  # the account bucket refills one login every 6 s after a burst of 10
-)
+# The account's login bucket holds 10 and refills one every 6 s: every 4 s stays under it.
+LOGIN_EVERY_S = 4.0
 SMALL_RCVBUF = 4096
 N_METRICS = 10
 BATCH = 50_000  # points per POST /points when filling a run
@@ -140,10 +139,10 @@ def one_request(
     source: str | None = NORMAL_SRC,
 ) -> tuple[int, bytes]:
     """A request on a fresh connection, CLIENT_TIMEOUT_S per socket operation."""
-    host, port = url.removeprefix("http://").split(":")
+    host, port = host_port(url)
     conn = http.client.HTTPConnection(
         host,
-        int(port),
+        port,
         timeout=CLIENT_TIMEOUT_S,
         source_address=(source, 0) if source else None,
     )
@@ -264,14 +263,12 @@ def open_sockets(
     """n non-blocking connects; returns the connected sockets and how many never connected."""
     addr = host_port(url)
     sel = selectors.DefaultSelector()
-    pending: list[socket.socket] = []
     for _ in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.setblocking(False)
         s.connect_ex(addr)
-        pending.append(s)
         sel.register(s, selectors.EVENT_WRITE)
     done: list[socket.socket] = []
     failed = 0
@@ -312,12 +309,12 @@ def send_some(s: socket.socket, data: bytes) -> int:
 def hold(
     socks: list[socket.socket],
     seconds: float,
-    tick: Callable[[list[socket.socket]], None] | None = None,
+    tick: Callable[[socket.socket], None] | None = None,
 ) -> dict[str, Any]:
     """Keep the sockets open for `seconds`, reading whatever the server sends.
 
     Records the status line of the first response on each socket and when the server closed
-    it (EOF or reset); `tick` runs once a second on the sockets still open (to trickle bytes).
+    it (EOF or reset); `tick` runs once a second on each socket still open (to trickle bytes).
     """
     sel = selectors.DefaultSelector()
     for s in socks:
@@ -333,7 +330,7 @@ def hold(
         if tick and time.monotonic() >= next_tick:
             for s in list(open_socks):
                 try:
-                    tick([s])
+                    tick(s)
                 except OSError:
                     sel.unregister(s)
                     open_socks.discard(s)
@@ -442,16 +439,13 @@ def attack_slowloris(url: str, ctx: dict[str, Any], z: Sizes) -> dict[str, Any]:
     pos: dict[socket.socket, int] = {}
     sent = 0
 
-    def tick(socks: list[socket.socket]) -> None:
+    def tick(s: socket.socket) -> None:
         nonlocal sent
-        for s in socks:
-            i = pos.get(s, 0)
-            byte = (
-                head[i : i + 1] or b"a"
-            )  # then header bytes forever, never a blank line
-            if send_some(s, byte):
-                pos[s] = i + 1
-                sent += 1
+        i = pos.get(s, 0)
+        # The request line and Host, then one header's value forever: never a blank line.
+        if send_some(s, head[i : i + 1] or b"a"):
+            pos[s] = i + 1
+            sent += 1
 
     socks, failed = open_sockets(url, z.slowloris)
     try:
@@ -480,19 +474,18 @@ def attack_slow_bodies(url: str, ctx: dict[str, Any], z: Sizes) -> dict[str, Any
     ] = {}  # bytes due but not yet taken by the kernel
     sent = 0
 
-    def tick(socks: list[socket.socket]) -> None:
+    def tick(s: socket.socket) -> None:
         nonlocal sent
-        for s in socks:
-            first = s not in pending
-            data = prefix if first else filler
-            if is_chunked[s]:
-                data = b"%x\r\n%s\r\n" % (len(data), data)
-            if first:
-                data = (chunked if is_chunked[s] else sized) + data
-            data = pending.get(s, b"") + data
-            n = send_some(s, data)
-            sent += n
-            pending[s] = data[n:]
+        first = s not in pending
+        data = prefix if first else filler
+        if is_chunked[s]:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if first:
+            data = (chunked if is_chunked[s] else sized) + data
+        data = pending.get(s, b"") + data
+        n = send_some(s, data)
+        sent += n
+        pending[s] = data[n:]
 
     socks, failed = open_sockets(url, z.slow_bodies + z.slow_chunked)
     for i, s in enumerate(socks):
