@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark, one after another (never two at once: the machine has 2 cores), then one table.
 #
-#   bash bench/run_all.sh            # ~20 min; writes bench/results/*.json and bench/results/summary.md
-#   bash bench/run_all.sh --quick    # small sizes, ~4 min: checks that everything runs
+#   bash bench/run_all.sh            # ~25 min; writes bench/results/*.json and bench/results/summary.md
+#   bash bench/run_all.sh --quick    # small sizes, ~6 min: checks that everything runs
 #
 # TORA_BIN (default target/release/tora) is the server under test. The peers (MLflow, trackio)
 # go into a venv outside the repository, PEERS_VENV (default /tmp/tora-peers-venv), made on the
@@ -30,6 +30,7 @@ if [ $quick = 1 ]; then
     growth_args=(--points 1000000 --per-experiment 100000 --slice 100000)
     query_args=(--scale 0.02)
     stream_args=(--streams 50 --batches 20)
+    attacks_args=(--quick)
     peers_args=(--repeats 1 --mlflow-repeats 1 --starts 2 --idle-wait 3 --no-mlflow-nojobs --chart-points 10000)
 else
     ingest_args=()
@@ -37,6 +38,7 @@ else
     growth_args=()
     query_args=()
     stream_args=()
+    attacks_args=()
     peers_args=(--repeats 3 --mlflow-repeats 2)
 fi
 
@@ -63,6 +65,7 @@ run writers "$PY" bench/writers.py "${writers_args[@]}" --out $RESULTS/writers.j
 run growth "$PY" bench/growth.py "${growth_args[@]}" --out $RESULTS/growth.json
 run query "$PY" bench/query.py "${query_args[@]}" --out $RESULTS/query.json
 run stream "$PY" bench/stream.py "${stream_args[@]}" --out $RESULTS/stream.json
+run attacks "$PY" bench/attacks.py "${attacks_args[@]}" --out $RESULTS/attacks.json
 run peers "$PEERS_VENV/bin/python" bench/peers.py "${peers_args[@]}" --out $RESULTS/peers.json
 
 echo "== summary"
