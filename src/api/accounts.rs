@@ -13,7 +13,7 @@ use super::{Json, Query, Reply, created, ok};
 use crate::auth::{self, MIN_PASSWORD_LEN, REFRESH_TTL_SECS};
 use crate::config::Signup;
 use crate::error::{Error, Result};
-use crate::limits;
+use crate::limits::{self, Action, Key};
 use crate::server::AppState;
 use crate::store::{tokens, users, workspaces};
 use crate::time::now_ms;
@@ -86,7 +86,7 @@ async fn signup(
         ));
     }
     state.limits.check(
-        format!("signup:{}", client.ip()),
+        Key::address(Action::Signup, client.ip()),
         limits::SIGNUP_PER_ADDRESS,
     )?;
     let email = crate::validate::normalize_email(&body.email)?;
@@ -160,13 +160,18 @@ async fn login(
     let email = crate::validate::normalize_email(&body.email)
         .unwrap_or_else(|_| body.email.trim().to_string());
     // Checked before the password hash is computed: refusing is cheap, guessing stays slow.
-    state
-        .limits
-        .check(format!("login:{}", client.ip()), limits::LOGIN_PER_ADDRESS)?;
-    state.limits.check(
-        format!("login:{}", email.to_lowercase()),
-        limits::LOGIN_PER_ACCOUNT,
-    )?;
+    let ip = client.ip();
+    state.limits.check_all(&[
+        (Key::address(Action::Login, ip), limits::LOGIN_PER_ADDRESS),
+        (
+            Key::account_address(Action::Login, &email, ip),
+            limits::LOGIN_PER_ACCOUNT_ADDRESS,
+        ),
+        (
+            Key::account(Action::Login, &email),
+            limits::LOGIN_PER_ACCOUNT,
+        ),
+    ])?;
     let user = state.db.read(move |c| users::by_email(c, &email)).await?;
     let valid = state
         .auth
@@ -181,12 +186,14 @@ async fn login(
         _ => return Err(Error::Unauthorized("invalid email or password".into())),
     };
     let family = crate::store::new_id();
-    let session = new_session(&state, &user.id, &user.email, family).await?;
-    // A first login gives the user somewhere to put experiments straight away.
-    let user_id = user.id.clone();
-    state
+    let auth = state.auth.clone();
+    let session = state
         .db
-        .write(move |tx| workspaces::personal(tx, &user_id, now_ms()).map(drop))
+        .write(move |tx| {
+            // A first login gives the user somewhere to put experiments straight away.
+            workspaces::personal(tx, &user.id, now_ms())?;
+            new_session(tx, &auth, &user, &family)
+        })
         .await?;
     Ok(ok(session))
 }
@@ -203,11 +210,14 @@ async fn refresh(
     Json(body): Json<RefreshBody>,
 ) -> Result<Reply<Session>> {
     state.limits.check(
-        format!("refresh:{}", client.ip()),
+        Key::address(Action::Refresh, client.ip()),
         limits::REFRESH_PER_ADDRESS,
     )?;
     let hash = auth::sha256(body.refresh_token.trim());
     let limiter = state.limits.clone();
+    let auth = state.auth.clone();
+    // Spending the old token and issuing the new one are one transaction: a refresh either
+    // happens whole or not at all, so a client that gets an error still holds a live token.
     let outcome = state
         .db
         .write(move |tx| {
@@ -215,9 +225,9 @@ async fn refresh(
             let Some(token) = tokens::refresh_by_hash(tx, &hash)? else {
                 return Ok(Err("invalid refresh token"));
             };
-            // Per account, and before the token is spent, so a refused client keeps its token.
+            // Charged once, before the token is spent: a refused client keeps its token.
             limiter.check(
-                format!("refresh:{}", token.user_id),
+                Key::account(Action::Refresh, &token.user_id),
                 limits::REFRESH_PER_ACCOUNT,
             )?;
             if token.used_at.is_some() || !tokens::mark_refresh_used(tx, &hash, now)? {
@@ -229,42 +239,34 @@ async fn refresh(
                 return Ok(Err("the refresh token has expired; sign in again"));
             }
             match users::by_id(tx, &token.user_id)? {
-                Some(u) if !u.disabled => Ok(Ok((u, token.family))),
+                Some(u) if !u.disabled => Ok(Ok(new_session(tx, &auth, &u, &token.family)?)),
                 _ => Ok(Err("this account is disabled or gone")),
             }
         })
         .await?;
-    let (user, family) = outcome.map_err(|m| Error::Unauthorized(m.into()))?;
-    state
-        .limits
-        .check(format!("refresh:{}", user.id), limits::REFRESH_PER_ACCOUNT)?;
-    Ok(ok(new_session(&state, &user.id, &user.email, family).await?))
+    let session = outcome.map_err(|m| Error::Unauthorized(m.into()))?;
+    Ok(ok(session))
 }
 
-async fn new_session(
-    state: &AppState,
-    user_id: &str,
-    email: &str,
-    family: String,
+/// Issues an access token and a refresh token in login `family`, inside the caller's write
+/// transaction.
+fn new_session(
+    tx: &rusqlite::Transaction,
+    auth: &auth::Auth,
+    user: &users::User,
+    family: &str,
 ) -> Result<Session> {
-    let (access_token, expires_at) = state.auth.issue_access(user_id)?;
+    let (access_token, expires_at) = auth.issue_access(&user.id)?;
     let refresh_token = auth::new_refresh_token();
-    let hash = auth::sha256(&refresh_token);
-    let owner = user_id.to_string();
-    state
-        .db
-        .write(move |tx| {
-            let now = now_ms();
-            tokens::insert_refresh(
-                tx,
-                &hash,
-                &owner,
-                &family,
-                now + REFRESH_TTL_SECS * 1000,
-                now,
-            )
-        })
-        .await?;
+    let now = now_ms();
+    tokens::insert_refresh(
+        tx,
+        &auth::sha256(&refresh_token),
+        &user.id,
+        family,
+        now + REFRESH_TTL_SECS * 1000,
+        now,
+    )?;
     Ok(Session {
         access_token,
         token_type: "bearer",
@@ -272,8 +274,8 @@ async fn new_session(
         expires_at,
         refresh_token,
         user: UserOut {
-            id: user_id.to_string(),
-            email: email.to_string(),
+            id: user.id.clone(),
+            email: user.email.clone(),
         },
     })
 }
@@ -328,13 +330,18 @@ async fn change_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<Reply<UserOut>> {
     check_password(&body.new_password)?;
-    // Same limits as login: this endpoint also checks a password.
-    state
-        .limits
-        .check(format!("login:{}", client.ip()), limits::LOGIN_PER_ADDRESS)?;
-    state
-        .limits
-        .check(format!("passwd:{}", user.id), limits::LOGIN_PER_ACCOUNT)?;
+    // Login's limits: this endpoint also checks a password.
+    let ip = client.ip();
+    state.limits.check_all(&[
+        (
+            Key::address(Action::Password, ip),
+            limits::LOGIN_PER_ADDRESS,
+        ),
+        (
+            Key::account(Action::Password, &user.id),
+            limits::LOGIN_PER_ACCOUNT_ADDRESS,
+        ),
+    ])?;
     let id = user.id.clone();
     let found = state.db.read(move |c| users::by_id(c, &id)).await?;
     let u = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;

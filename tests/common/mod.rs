@@ -202,6 +202,46 @@ impl Client {
         self.call("POST", path, auth, Some(&body))
     }
 
+    /// Like [`Client::call`], from the loopback address `source` (such as 127.0.0.2): another
+    /// machine, as far as per-address rate limits can tell.
+    pub fn call_from(
+        &self,
+        source: &str,
+        method: &str,
+        path: &str,
+        auth: &Auth,
+        body: Option<&Value>,
+    ) -> Response {
+        use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+        let source: std::net::IpAddr = source.parse().unwrap();
+        let server: std::net::SocketAddr = self.addr.parse().unwrap();
+        let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        bind(&fd, &std::net::SocketAddr::new(source, 0)).unwrap();
+        connect(&fd, &server).unwrap();
+        let mut stream = TcpStream::from(fd);
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {}\r\n", self.addr);
+        match auth {
+            Auth::None => {}
+            Auth::Key(k) => head += &format!("x-api-key: {k}\r\n"),
+            Auth::Bearer(t) => head += &format!("Authorization: Bearer {t}\r\n"),
+        }
+        if let Some(body) = &bytes {
+            head += &format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+        }
+        head += "\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        if let Some(body) = &bytes {
+            stream.write_all(body).unwrap();
+        }
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        Response::parse(&raw)
+    }
+
     pub fn raw(
         &self,
         method: &str,
