@@ -4,10 +4,16 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use common::{TestServer, User};
 use serde_json::{Value, json};
+
+/// `tora::server::BODY_LIMIT` and `tora::api::BODY_BUDGET`, as a client sees them.
+const BODY_LIMIT: usize = 32 << 20;
+const BODY_BUDGET: usize = 256 << 20;
 
 /// How long a normal client may wait for `/api/health` while an attack runs or just ran.
 const SERVED_WITHIN: Duration = Duration::from_secs(2);
@@ -101,4 +107,211 @@ fn a_request_over_the_bucket_cap_is_refused_with_what_to_ask_instead() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(server.alive());
     server.assert_serves_within(SERVED_WITHIN);
+}
+
+/// Opens a connection and sends a login request's head (`Connection: close`, so the answer ends
+/// at EOF) with `length` as its Content-Length, or chunked without one, and `first` body bytes.
+fn send_head(server: &TestServer, length: Option<usize>, first: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(&server.addr).expect("connect");
+    let framing = match length {
+        Some(n) => format!("Content-Length: {n}"),
+        None => "Transfer-Encoding: chunked".to_string(),
+    };
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nConnection: close\r\n{framing}\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(first).unwrap();
+    stream
+}
+
+/// The status line, headers (lowercase names) and body of a whole answer read to EOF, or None
+/// if nothing arrived within `wait`.
+fn answer(stream: &mut TcpStream, wait: Duration) -> Option<(u16, String, Value)> {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if raw.is_empty() {
+                    return None;
+                }
+                break;
+            }
+            Err(e) if raw.is_empty() => panic!("read: {e}"),
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP head");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    Some((status, head.to_ascii_lowercase(), json))
+}
+
+#[test]
+fn a_gigabyte_content_length_is_refused_before_the_body_is_read() {
+    let mut server = TestServer::start();
+    let idle = server.rss_kib();
+    let started = Instant::now();
+    let mut stream = send_head(&server, Some(1 << 30), b"");
+    let (status, _, body) =
+        answer(&mut stream, Duration::from_secs(5)).expect("an answer without sending the body");
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["status"], 413);
+    assert!(
+        body["message"].as_str().unwrap().contains("32 MiB"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let grown = server.rss_kib().saturating_sub(idle);
+    assert!(grown < 4 << 10, "RSS grew by {grown} KiB");
+
+    // A chunked body of ordinary size is read (and this login simply fails).
+    let json = br#"{"email": "nobody@lab.org", "password": "wrong password"}"#;
+    let mut first = format!("{:x}\r\n", json.len()).into_bytes();
+    first.extend_from_slice(json);
+    first.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut stream = send_head(&server, None, &first);
+    let (status, _, body) = answer(&mut stream, Duration::from_secs(10)).expect("an answer");
+    assert_eq!(status, 401, "{body}");
+
+    assert!(server.alive());
+    server.assert_serves_within(SERVED_WITHIN);
+}
+
+#[test]
+fn bodies_past_the_shared_budget_get_503_and_memory_stays_bounded() {
+    let mut server = TestServer::start();
+    let idle = server.rss_kib();
+    let fit = BODY_BUDGET / BODY_LIMIT;
+    let mut open: Vec<TcpStream> = (0..fit + 12)
+        .map(|_| send_head(&server, Some(BODY_LIMIT), b" "))
+        .collect();
+
+    // Each body is as large as allowed and has barely started: the budget holds `fit` of them,
+    // the others are refused at once with a Retry-After.
+    let mut refused = 0;
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut waiting: Vec<TcpStream> = Vec::new();
+    while refused < 12 && Instant::now() < until {
+        waiting.clear();
+        for mut stream in open.drain(..) {
+            match answer(&mut stream, Duration::from_millis(20)) {
+                Some((status, head, body)) => {
+                    assert_eq!(status, 503, "{body}");
+                    assert!(head.contains("retry-after: "), "{head}");
+                    assert!(
+                        body["message"].as_str().unwrap().contains("256 MiB"),
+                        "{body}"
+                    );
+                    refused += 1;
+                }
+                None => waiting.push(stream),
+            }
+        }
+        open.append(&mut waiting);
+    }
+    assert_eq!(refused, 12, "the bodies past the budget are refused");
+    assert_eq!(
+        open.len(),
+        fit,
+        "the bodies within the budget are being read"
+    );
+
+    // A chunked body is charged as it arrives: with the budget spent, its first chunk is refused.
+    let mut chunked = send_head(&server, None, b"10\r\n{\"email\": \"a\",  \r\n");
+    let (status, head, body) = answer(&mut chunked, Duration::from_secs(5)).expect("an answer");
+    assert_eq!(status, 503, "{body}");
+    assert!(head.contains("retry-after: "), "{head}");
+    server.assert_serves_within(SERVED_WITHIN);
+
+    // Now the admitted bodies arrive in full, all at once, while memory is watched.
+    let pid = server.child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_of(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let senders: Vec<_> = open
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                let spaces = vec![b' '; 1 << 20];
+                let mut left = BODY_LIMIT - 1 - 2;
+                while left > 0 {
+                    let n = left.min(spaces.len());
+                    stream.write_all(&spaces[..n]).unwrap();
+                    left -= n;
+                }
+                stream.write_all(b"{}").unwrap();
+                answer(&mut stream, Duration::from_secs(60)).expect("an answer")
+            })
+        })
+        .collect();
+    for sender in senders {
+        let (status, _, body) = sender.join().unwrap();
+        // Read whole and parsed: `{}` is not a login.
+        assert_eq!(status, 400, "{body}");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap().saturating_sub(idle);
+    eprintln!("{fit} concurrent 32 MiB bodies: idle {idle} KiB, peak growth {peak} KiB");
+    let bound = (BODY_BUDGET + (64 << 20)) >> 10;
+    assert!(
+        peak < bound as u64,
+        "RSS grew by {peak} KiB (bound {bound})"
+    );
+
+    // The budget was given back.
+    let mut again = send_head(&server, Some(2), b"{}");
+    let (status, _, body) = answer(&mut again, Duration::from_secs(5)).expect("an answer");
+    assert_eq!(status, 400, "{body}");
+    assert!(server.alive());
+    server.assert_serves_within(SERVED_WITHIN);
+}
+
+#[test]
+fn a_body_that_stops_half_way_gets_408_after_the_deadline() {
+    let mut server = TestServer::start();
+    let started = Instant::now();
+    let mut stream = send_head(&server, Some(1000), &[b' '; 500]);
+    server.assert_serves_within(SERVED_WITHIN);
+    let (status, _, body) =
+        answer(&mut stream, Duration::from_secs(90)).expect("an answer after the deadline");
+    let took = started.elapsed();
+    assert_eq!(status, 408, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("60 s"), "{body}");
+    assert!(
+        took >= Duration::from_secs(59) && took < Duration::from_secs(75),
+        "answered after {took:?}"
+    );
+    assert!(server.alive());
+    server.assert_serves_within(SERVED_WITHIN);
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
