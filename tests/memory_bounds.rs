@@ -315,3 +315,95 @@ fn rss_of(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[test]
+fn failed_logins_whose_clients_vanish_mid_hash_give_their_memory_back() {
+    let mut server = TestServer::start();
+    let user = server.user("known@lab.org");
+    let idle = server.rss_kib();
+
+    // 300 wrong logins for unknown e-mails (each still costs a full hash), 15 per source
+    // address (under the per-address limit), each client resetting its connection mid-hash.
+    let pid = server.child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_of(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    runtime.block_on(async move {
+        let mut flood = tokio::task::JoinSet::new();
+        for i in 0..300u16 {
+            flood.spawn(async move {
+                // Spread over a second or so, so that hashes start and are abandoned throughout.
+                tokio::time::sleep(Duration::from_millis(4 * u64::from(i))).await;
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(std::net::SocketAddr::from(([127, 0, 0, 2 + (i / 15) as u8], 0)))
+                    .unwrap();
+                let stream = socket.connect(addr).await.unwrap();
+                let body = format!(r#"{{"email": "nobody{i}@lab.org", "password": "wrong"}}"#);
+                let request = format!(
+                    "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut left = request.as_bytes();
+                while !left.is_empty() {
+                    stream.writable().await.unwrap();
+                    match stream.try_write(left) {
+                        Ok(n) => left = &left[n..],
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                stream.set_zero_linger().unwrap();
+            });
+        }
+        while let Some(joined) = flood.join_next().await {
+            joined.unwrap();
+        }
+    });
+    server.assert_serves_within(SERVED_WITHIN);
+
+    // The hashes already started finish; then the hashers give their memory back.
+    let margin = 12 << 10;
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut after = server.rss_kib();
+    while after > idle + margin && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        after = server.rss_kib();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    eprintln!("300 vanishing failed logins: idle {idle} KiB, peak {peak} KiB, after {after} KiB");
+    assert!(
+        after <= idle + margin,
+        "RSS {after} KiB did not come back to within {margin} KiB of idle ({idle} KiB)"
+    );
+    // Two hashes at a time, ~19 MiB each, whatever the clients do.
+    assert!(
+        peak <= idle + (96 << 10),
+        "RSS peaked at {peak} KiB (idle {idle} KiB)"
+    );
+
+    assert!(server.alive());
+    let r = server.post(
+        "/api/login",
+        &common::Auth::None,
+        json!({"email": user.email, "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    server.assert_serves_within(SERVED_WITHIN);
+}
