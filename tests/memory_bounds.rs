@@ -109,6 +109,28 @@ fn a_request_over_the_bucket_cap_is_refused_with_what_to_ask_instead() {
     server.assert_serves_within(SERVED_WITHIN);
 }
 
+#[test]
+fn a_request_at_the_bucket_cap_costs_a_bounded_amount_of_memory() {
+    let mut server = TestServer::start();
+    let user = server.user("atcap@lab.org");
+    let exp = server.experiment(&user, "many metrics", None);
+    store_metrics(&server, &user, &exp, 250, 2_000);
+    let idle = server.rss_kib();
+    // 250 series × 1000 points: exactly the cap.
+    let r = server.get(&format!("/api/experiments/{exp}/series"), &user.auth());
+    assert_eq!(r.status, 200, "{}", &r.text[..r.text.len().min(300)]);
+    let series = r.data()["series"].as_array().unwrap().len();
+    assert_eq!(series, 250);
+    let grown = server.rss_kib().saturating_sub(idle);
+    eprintln!(
+        "at the cap: {} bytes of JSON, RSS grew {grown} KiB",
+        r.text.len()
+    );
+    assert!(grown < 96 << 10, "RSS grew by {grown} KiB");
+    assert!(server.alive());
+    server.assert_serves_within(SERVED_WITHIN);
+}
+
 /// Opens a connection and sends a login request's head (`Connection: close`, so the answer ends
 /// at EOF) with `length` as its Content-Length, or chunked without one, and `first` body bytes.
 fn send_head(server: &TestServer, length: Option<usize>, first: &[u8]) -> TcpStream {

@@ -32,10 +32,11 @@ pub fn routes() -> Router<AppState> {
 const DEFAULT_POINTS: usize = 1000;
 const MAX_POINTS: usize = 10_000;
 const MAX_EXPERIMENTS: usize = 200;
-/// The most buckets one request may ask for: series answered × `points`. A bucket is ~80 bytes
-/// of JSON and about as much while it is built, so this keeps one reply near 20 MiB. The compare
-/// page asks 300 a run (60,000 for 200 runs), 200 runs at the default 1000 are 200,000; a run
-/// with thousands of metrics has to name the ones it wants, or ask for fewer points.
+/// The most buckets one request may ask for: series answered × `points`. A reply at the cap is
+/// ~15 MB of JSON and ~26 MiB of memory while built (tests/memory_bounds.rs), so even eight at
+/// once (every database reader) stay near 200 MiB. The compare page asks 300 a run (60,000 for
+/// 200 runs) and 200 runs at the default 1000 are 200,000; a run with thousands of metrics has
+/// to name the ones it wants, or ask for fewer points.
 pub const MAX_BUCKETS: usize = 250_000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
