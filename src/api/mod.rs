@@ -142,11 +142,15 @@ async fn read_body(req: Request, budget: &std::sync::Arc<ByteBudget>) -> Result<
     let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
     let mut charge = budget.charge();
     let mut body = Vec::new();
+    let reserve = |body: &mut Vec<u8>, more: usize| {
+        body.try_reserve_exact(more)
+            .map_err(|e| Error::Internal(format!("request body buffer: {e}")))
+    };
     if let Some(n) = declared {
         if !charge.grow_to(n) {
             return Err(busy());
         }
-        body.reserve_exact(n);
+        reserve(&mut body, n)?;
     }
     let mut chunks = req.into_body().into_data_stream();
     loop {
@@ -173,7 +177,8 @@ async fn read_body(req: Request, budget: &std::sync::Arc<ByteBudget>) -> Result<
             if !charge.grow_to(capacity) {
                 return Err(busy());
             }
-            body.reserve_exact(capacity - body.len());
+            let more = capacity - body.len();
+            reserve(&mut body, more)?;
         }
         body.extend_from_slice(&chunk);
     }
