@@ -167,8 +167,9 @@ impl Auth {
 /// Password hashes computed at once. Each holds ~19 MiB and a core for tens of ms; two keep a
 /// login flood from starving the 2-core box of CPU or memory.
 const HASHERS: usize = 2;
-/// Hash requests that may wait for a hasher (about half a second of work); past it a 503.
-const HASH_QUEUE: usize = 16;
+/// Hash requests that may wait for a hasher: a class signing in at once fits, and the last
+/// waits well under a second (~20 ms a hash, two at a time); past it a 503.
+const HASH_QUEUE: usize = 64;
 /// The blocks of one hash are allocated as one piece of at least this many bytes, past glibc's
 /// largest mmap threshold (32 MiB): such a piece is mapped afresh and unmapped when freed,
 /// instead of staying in the heap of whichever thread freed it. Pages never touched (all but

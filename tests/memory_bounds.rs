@@ -257,19 +257,7 @@ fn bodies_past_the_shared_budget_get_503_and_memory_stays_bounded() {
     server.assert_serves_within(SERVED_WITHIN);
 
     // Now the admitted bodies arrive in full, all at once, while memory is watched.
-    let pid = server.child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(rss_of(pid));
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        })
-    };
+    let peak = PeakRss::watch(&server);
     let senders: Vec<_> = open
         .into_iter()
         .map(|mut stream| {
@@ -291,8 +279,7 @@ fn bodies_past_the_shared_budget_get_503_and_memory_stays_bounded() {
         // Read whole and parsed: `{}` is not a login.
         assert_eq!(status, 400, "{body}");
     }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap().saturating_sub(idle);
+    let peak = peak.stop().saturating_sub(idle);
     eprintln!("{fit} concurrent 32 MiB bodies: idle {idle} KiB, peak growth {peak} KiB");
     let bound = (BODY_BUDGET + (64 << 20)) >> 10;
     assert!(
@@ -338,27 +325,39 @@ fn rss_of(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn failed_logins_whose_clients_vanish_mid_hash_give_their_memory_back() {
-    let mut server = TestServer::start();
-    let user = server.user("known@lab.org");
-    let idle = server.rss_kib();
+/// Samples a process's RSS every 10 ms until stopped; `stop` returns the highest seen (KiB).
+struct PeakRss {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
 
-    // 300 wrong logins for unknown e-mails (each still costs a full hash), 15 per source
-    // address (under the per-address limit), each client resetting its connection mid-hash.
-    let pid = server.child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let done = done.clone();
-        std::thread::spawn(move || {
+impl PeakRss {
+    fn watch(server: &TestServer) -> PeakRss {
+        let pid = server.child.id();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let sampler = std::thread::spawn(move || {
             let mut peak = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 peak = peak.max(rss_of(pid));
                 std::thread::sleep(Duration::from_millis(10));
             }
             peak
-        })
-    };
+        });
+        PeakRss { done, sampler }
+    }
+
+    fn stop(self) -> u64 {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap()
+    }
+}
+
+/// `count` wrong logins for unknown e-mails (each still costs a full hash, the timing-equalizing
+/// dummy), spread over about a second, 15 per source address 127.0.0.2, .3, ... (under the
+/// per-address limit). A vanishing client resets its connection 20 ms after sending, mid-hash;
+/// otherwise each answer's status line and headers come back.
+fn flood_logins(server: &TestServer, count: u16, vanish: bool) -> Vec<Option<String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -366,18 +365,18 @@ fn failed_logins_whose_clients_vanish_mid_hash_give_their_memory_back() {
     let addr: std::net::SocketAddr = server.addr.parse().unwrap();
     runtime.block_on(async move {
         let mut flood = tokio::task::JoinSet::new();
-        for i in 0..300u16 {
+        for i in 0..count {
             flood.spawn(async move {
-                // Spread over a second or so, so that hashes start and are abandoned throughout.
                 tokio::time::sleep(Duration::from_millis(4 * u64::from(i))).await;
                 let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                let source = [127, 0, 0, 2 + (i / 15) as u8];
                 socket
-                    .bind(std::net::SocketAddr::from(([127, 0, 0, 2 + (i / 15) as u8], 0)))
+                    .bind(std::net::SocketAddr::from((source, 0)))
                     .unwrap();
                 let stream = socket.connect(addr).await.unwrap();
                 let body = format!(r#"{{"email": "nobody{i}@lab.org", "password": "wrong"}}"#);
                 let request = format!(
-                    "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    "POST /api/login HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 let mut left = request.as_bytes();
@@ -389,34 +388,69 @@ fn failed_logins_whose_clients_vanish_mid_hash_give_their_memory_back() {
                         Err(e) => panic!("write: {e}"),
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                stream.set_zero_linger().unwrap();
+                if vanish {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    stream.set_zero_linger().unwrap();
+                    return None;
+                }
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    stream.readable().await.unwrap();
+                    match stream.try_read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+                Some(String::from_utf8_lossy(&raw).to_ascii_lowercase())
             });
         }
+        let mut answers = Vec::new();
         while let Some(joined) = flood.join_next().await {
-            joined.unwrap();
+            answers.push(joined.unwrap());
         }
-    });
-    server.assert_serves_within(SERVED_WITHIN);
+        answers
+    })
+}
 
-    // The hashes already started finish; then the hashers give their memory back.
-    let margin = 12 << 10;
+/// Waits (up to 30 s) for the server's RSS to come back within `margin` KiB of `idle`, and
+/// returns the last reading.
+fn settled_rss(server: &TestServer, idle: u64, margin: u64) -> u64 {
     let until = Instant::now() + Duration::from_secs(30);
-    let mut after = server.rss_kib();
-    while after > idle + margin && Instant::now() < until {
+    let mut rss = server.rss_kib();
+    while rss > idle + margin && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
-        after = server.rss_kib();
+        rss = server.rss_kib();
     }
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap();
+    rss
+}
+
+/// RSS may stay this far above idle after a login flood (KiB).
+const AFTER_FLOOD_MARGIN: u64 = 12 << 10;
+/// Two hashes at a time, ~19 MiB each, plus the connections: RSS stays this far under idle + it.
+const FLOOD_PEAK_MARGIN: u64 = 96 << 10;
+
+#[test]
+fn failed_logins_whose_clients_vanish_mid_hash_give_their_memory_back() {
+    let mut server = TestServer::start();
+    let user = server.user("known@lab.org");
+    let idle = server.rss_kib();
+
+    let peak = PeakRss::watch(&server);
+    flood_logins(&server, 300, true);
+    server.assert_serves_within(SERVED_WITHIN);
+    // The hashes already started finish; then the hashers give their memory back.
+    let after = settled_rss(&server, idle, AFTER_FLOOD_MARGIN);
+    let peak = peak.stop();
     eprintln!("300 vanishing failed logins: idle {idle} KiB, peak {peak} KiB, after {after} KiB");
     assert!(
-        after <= idle + margin,
-        "RSS {after} KiB did not come back to within {margin} KiB of idle ({idle} KiB)"
+        after <= idle + AFTER_FLOOD_MARGIN,
+        "RSS {after} KiB did not come back to within {AFTER_FLOOD_MARGIN} KiB of idle ({idle} KiB)"
     );
-    // Two hashes at a time, ~19 MiB each, whatever the clients do.
     assert!(
-        peak <= idle + (96 << 10),
+        peak <= idle + FLOOD_PEAK_MARGIN,
         "RSS peaked at {peak} KiB (idle {idle} KiB)"
     );
 
@@ -427,5 +461,51 @@ fn failed_logins_whose_clients_vanish_mid_hash_give_their_memory_back() {
         json!({"email": user.email, "password": "correct horse battery"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    server.assert_serves_within(SERVED_WITHIN);
+}
+
+#[test]
+fn a_login_flood_past_the_hash_queue_gets_503_with_retry_after() {
+    let mut server = TestServer::start();
+    let user = server.user("known@lab.org");
+    let idle = server.rss_kib();
+
+    // 300 logins in about a second: ~20 ms a hash, two at a time, 64 waiting at most.
+    let peak = PeakRss::watch(&server);
+    let answers = flood_logins(&server, 300, false);
+    let mut busy = 0;
+    for answer in answers.iter().flatten() {
+        if answer.starts_with("http/1.1 503") || answer.starts_with("http/1.0 503") {
+            assert!(answer.contains("retry-after: 1"), "{answer}");
+            assert!(
+                answer.contains(r#""error":"service_unavailable""#),
+                "{answer}"
+            );
+            busy += 1;
+        } else {
+            assert!(answer.contains(" 401 "), "{answer}");
+        }
+    }
+    assert_eq!(answers.len(), 300);
+    assert!(busy > 0, "a queue of 64 should have overflowed");
+    assert!(busy < 300, "some logins were checked");
+    let after = settled_rss(&server, idle, AFTER_FLOOD_MARGIN);
+    let peak = peak.stop();
+    eprintln!(
+        "300 waiting failed logins ({busy} refused): idle {idle} KiB, peak {peak} KiB, after {after} KiB"
+    );
+    assert!(
+        after <= idle + AFTER_FLOOD_MARGIN,
+        "RSS {after} KiB, idle {idle} KiB"
+    );
+    assert!(peak <= idle + FLOOD_PEAK_MARGIN, "RSS peaked at {peak} KiB");
+
+    let r = server.post(
+        "/api/login",
+        &common::Auth::None,
+        json!({"email": user.email, "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(server.alive());
     server.assert_serves_within(SERVED_WITHIN);
 }
