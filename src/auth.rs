@@ -1,17 +1,17 @@
 //! Who is calling: password hashing (argon2id), access tokens (HS256 JWTs), refresh tokens and
 //! API keys (random, stored as SHA-256), and the [`AuthUser`] extractor that handlers take.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Argon2, Block, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -47,9 +47,7 @@ pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    /// Argon2 takes ~19 MiB and tens of ms per hash; two at a time keeps a login flood from
-    /// starving the 2-core box.
-    hashing: Semaphore,
+    hasher: Hasher,
     /// API key id → last use (ms). Saved to the database every minute and at shutdown, so
     /// authenticating a request never writes.
     key_uses: Mutex<HashMap<String, i64>>,
@@ -70,7 +68,7 @@ impl Auth {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             validation,
-            hashing: Semaphore::new(2),
+            hasher: Hasher::start()?,
             key_uses: Mutex::new(HashMap::new()),
         }))
     }
@@ -127,34 +125,20 @@ impl Auth {
     }
 
     pub async fn hash_password(&self, password: String) -> Result<String> {
-        let _slot = self
-            .hashing
-            .acquire()
+        self.hasher
+            .run(move |memory| hash_with(memory, password.as_bytes()))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     /// Checks `password` against `hash`; with no hash (unknown e-mail) it still spends the same
     /// time on a dummy hash, so response time does not tell which e-mails have accounts.
     pub async fn verify_password(&self, hash: Option<String>, password: String) -> Result<bool> {
-        let _slot = self
-            .hashing
-            .acquire()
+        self.hasher
+            .run(move |memory| match hash {
+                Some(stored) => verify_with(memory, &stored, password.as_bytes()),
+                None => hash_with(memory, password.as_bytes()).map(|_| false),
+            })
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || {
-            let stored = hash.unwrap_or_else(|| dummy_hash().to_string());
-            let parsed = PasswordHash::new(&stored)
-                .map_err(|e| Error::Internal(format!("stored hash: {e}")))?;
-            Ok(Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok())
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     fn note_key_use(&self, key_id: String) {
@@ -180,18 +164,171 @@ impl Auth {
     }
 }
 
-pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>())
-        .map_err(|e| Error::Internal(format!("salt: {e}")))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("argon2: {e}")))
+/// Password hashes computed at once. Each holds ~19 MiB and a core for tens of ms; two keep a
+/// login flood from starving the 2-core box of CPU or memory.
+const HASHERS: usize = 2;
+/// Hash requests that may wait for a hasher: a class signing in at once fits, and the last
+/// waits well under a second (~20 ms a hash, two at a time); past it a 503.
+const HASH_QUEUE: usize = 64;
+/// The blocks of one hash are allocated as one piece of at least this many bytes, past glibc's
+/// largest mmap threshold (32 MiB): such a piece is mapped afresh and unmapped when freed,
+/// instead of staying in the heap of whichever thread freed it. Pages never touched (all but
+/// the ~19 MiB a hash uses) cost address space only.
+const MAPPED_BYTES: usize = 33 << 20;
+
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// The threads that compute password hashes, fed by a bounded queue. The bound on concurrent
+/// hashes lives in the threads themselves, so it holds when a request is cancelled (its client
+/// gone) half-way: the hash in progress finishes on its thread, and a queued job whose
+/// requester has gone is skipped.
+struct Hasher {
+    queue: Arc<Queue>,
 }
 
-fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default())
+#[derive(Default)]
+struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+impl Hasher {
+    fn start() -> Result<Hasher> {
+        let queue = Arc::new(Queue::default());
+        for n in 0..HASHERS {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("tora-argon2-{n}"))
+                .spawn(move || hash_jobs(&queue))?;
+        }
+        Ok(Hasher { queue })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            if reply.is_closed() {
+                return;
+            }
+            let _ = reply.send(work(memory));
+        });
+        {
+            let mut jobs = self
+                .queue
+                .jobs
+                .lock()
+                .map_err(|_| Error::Internal("password hash queue poisoned".into()))?;
+            if jobs.len() >= HASH_QUEUE {
+                return Err(Error::Unavailable {
+                    message: "the server is busy checking passwords; try again shortly".into(),
+                    retry_after: 1,
+                });
+            }
+            jobs.push_back(job);
+        }
+        self.queue.ready.notify_one();
+        answer
+            .await
+            .map_err(|_| Error::Internal("a password hasher dropped a job".into()))?
+    }
+}
+
+/// One hashing thread: runs jobs while there are any, reusing its blocks from one to the next,
+/// and gives the blocks back to the OS whenever the queue runs dry.
+fn hash_jobs(queue: &Queue) {
+    let mut memory = Vec::new();
+    let Ok(mut jobs) = queue.jobs.lock() else {
+        return;
+    };
+    loop {
+        if let Some(job) = jobs.pop_front() {
+            drop(jobs);
+            job(&mut memory);
+            let Ok(again) = queue.jobs.lock() else { return };
+            jobs = again;
+        } else {
+            memory = Vec::new();
+            let Ok(woken) = queue.ready.wait(jobs) else {
+                return;
+            };
+            jobs = woken;
+        }
+    }
+}
+
+/// `count` blocks from `memory`, allocating them (mapped, see [`MAPPED_BYTES`]) if it has fewer.
+fn blocks(memory: &mut Vec<Block>, count: usize) -> Result<&mut [Block]> {
+    if memory.len() < count {
+        *memory = Vec::new();
+        let capacity = count.max(MAPPED_BYTES / Block::SIZE);
+        memory
+            .try_reserve_exact(capacity)
+            .map_err(|e| Error::Internal(format!("argon2 memory: {e}")))?;
+        memory.resize(count, Block::default());
+    }
+    Ok(&mut memory[..count])
+}
+
+fn argon2_error(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("argon2: {e}"))
+}
+
+/// A new PHC string for `password` (argon2id, the crate's default parameters, a random salt),
+/// exactly as `Argon2::default().hash_password` writes it, computed in `memory`.
+fn hash_with(memory: &mut Vec<Block>, password: &[u8]) -> Result<String> {
+    let salt_bytes = random_bytes::<16>();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(argon2_error)?;
+    let argon2 = Argon2::default();
+    let params = argon2.params().clone();
+    let blocks = blocks(memory, params.block_count())?;
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let hash = Output::init_with(len, |out| {
+        Ok(argon2.hash_password_into_with_memory(password, &salt_bytes, out, &mut *blocks)?)
+    })
+    .map_err(argon2_error)?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(argon2_error)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(hash),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `stored` (whatever argon2 parameters it names),
+/// computed in `memory` and compared in constant time.
+fn verify_with(memory: &mut Vec<Block>, stored: &str, password: &[u8]) -> Result<bool> {
+    let stored_error =
+        |e: argon2::password_hash::Error| Error::Internal(format!("stored hash: {e}"));
+    let parsed = PasswordHash::new(stored).map_err(stored_error)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(Error::Internal("stored hash has no salt or no hash".into()));
+    };
+    let algorithm = argon2::Algorithm::try_from(parsed.algorithm).map_err(stored_error)?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).map_err(argon2_error)?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&parsed).map_err(stored_error)?;
+    let mut salt_buf = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_buf).map_err(stored_error)?;
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let blocks = blocks(memory, params.block_count())?;
+    let computed = Output::init_with(expected.len(), |out| {
+        Ok(argon2.hash_password_into_with_memory(password, salt_bytes, out, &mut *blocks)?)
+    })
+    .map_err(argon2_error)?;
+    // `Output`'s == compares in constant time.
+    Ok(computed == expected)
+}
+
+/// A new password hash, for the admin commands (one hash, then the process ends).
+pub fn hash_password(password: &str) -> Result<String> {
+    hash_with(&mut Vec::new(), password.as_bytes())
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
@@ -310,9 +447,18 @@ mod tests {
 
     #[test]
     fn password_hashes_verify_only_the_right_password() {
-        let h = hash_password("correct horse").unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        let parsed = PasswordHash::new(&h).unwrap();
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let mut memory = Vec::new();
+        let ours = hash_password("correct horse").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        assert!(verify_with(&mut memory, &ours, b"correct horse").unwrap());
+        assert!(!verify_with(&mut memory, &ours, b"wrong horse").unwrap());
+        // Hashes in existing databases were written by the crate's own API, and the other way
+        // round: both formats are one.
+        let parsed = PasswordHash::new(&ours).unwrap();
         assert!(
             Argon2::default()
                 .verify_password(b"correct horse", &parsed)
@@ -323,5 +469,22 @@ mod tests {
                 .verify_password(b"wrong horse", &parsed)
                 .is_err()
         );
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(theirs.len(), ours.len());
+        assert!(verify_with(&mut memory, &theirs, b"correct horse").unwrap());
+        assert!(!verify_with(&mut memory, &theirs, b"correct horsf").unwrap());
+        // Other parameters (a smaller m) verify too, in the same memory.
+        let small = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let small = small.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(verify_with(&mut memory, &small, b"pw").unwrap());
+        assert!(verify_with(&mut memory, "not a hash", b"pw").is_err());
     }
 }

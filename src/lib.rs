@@ -9,6 +9,8 @@ pub mod api;
 pub mod assets;
 /// Who is calling: passwords, tokens, API keys, the `AuthUser` extractor.
 pub mod auth;
+/// A byte budget shared by concurrent requests (the request bodies being read).
+pub mod budget;
 /// The command line: `serve`, `backup`.
 pub mod cli;
 /// Every `serve` setting: flag, TORA_* variable, default.

@@ -40,6 +40,8 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     pub limits: Arc<Limiter>,
     pub live: Arc<crate::live::Hub>,
+    /// Bytes of request bodies being read now, over all requests (see `api::read_body`).
+    pub bodies: Arc<crate::budget::ByteBudget>,
 }
 
 impl AppState {
@@ -162,6 +164,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         config: Arc::new(config),
         limits: Arc::new(Limiter::default()),
         live: Arc::new(crate::live::Hub::default()),
+        bodies: crate::budget::ByteBudget::new(crate::api::BODY_BUDGET),
     };
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
 

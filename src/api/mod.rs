@@ -1,16 +1,19 @@
 //! The HTTP API under `/api`: one module per resource, each with its routes at the top. This
 //! module holds what they share: the JSON envelope and extractors whose rejections are JSON.
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::budget::ByteBudget;
 use crate::error::{Error, Result};
-use crate::server::AppState;
+use crate::server::{AppState, BODY_LIMIT};
 
 mod accounts;
 mod api_keys;
@@ -77,30 +80,106 @@ impl<T: Serialize> IntoResponse for Reply<T> {
     }
 }
 
+/// The most bytes of request bodies being read at once, over all requests: eight bodies at the
+/// 32 MiB limit. A body that would pass it is refused with a 503 (come back in a moment) rather
+/// than letting many concurrent uploads grow the process without bound.
+pub const BODY_BUDGET: usize = 256 << 20;
+/// A body must have arrived whole this long after its request's head: a client that stops
+/// sending half-way gets a 408 and gives its share of [`BODY_BUDGET`] back. A 32 MiB body needs
+/// only ~0.6 MB/s to make it.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(60);
+/// Retry-After for a body refused because the budget is spent.
+const BODY_RETRY_AFTER: u64 = 2;
+
 /// A JSON body. Unlike axum's `Json`, every rejection is a JSON error, and a bare `NaN` or
 /// `Infinity` token (what Python's json module writes) gets a message saying what to send.
+/// This is the only place a request body is read (see [`read_body`] for its bounds).
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self> {
         if !is_json(req.headers()) {
             return Err(Error::UnsupportedMediaType(
                 "send the body as JSON with 'Content-Type: application/json'".into(),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge(format!(
-                    "the body is over the {} MiB limit",
-                    crate::server::BODY_LIMIT >> 20
-                ))
-            } else {
-                Error::bad_request(format!("could not read the body: {}", e.body_text()))
-            }
-        })?;
+        let bytes = read_body(req, &state.bodies).await?;
         parse_json(&bytes).map(Json)
+    }
+}
+
+/// Reads a whole body: at most [`BODY_LIMIT`] bytes (a larger Content-Length is refused before
+/// a byte is read), charged to `budget` while it is read (a declared length up front, a chunked
+/// body as it grows), and within [`BODY_DEADLINE`].
+async fn read_body(req: Request, budget: &std::sync::Arc<ByteBudget>) -> Result<Vec<u8>> {
+    let too_large = || {
+        Error::PayloadTooLarge(format!(
+            "the body is over the {} MiB limit; send smaller batches",
+            BODY_LIMIT >> 20
+        ))
+    };
+    let busy = || Error::Unavailable {
+        message: format!(
+            "the server is already reading {} MiB of request bodies; try again shortly",
+            budget.limit() >> 20
+        ),
+        retry_after: BODY_RETRY_AFTER,
+    };
+    // hyper has already refused a Content-Length that is not a number.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = match declared {
+        Some(n) if n > BODY_LIMIT as u64 => return Err(too_large()),
+        Some(n) => Some(n as usize),
+        None => None,
+    };
+    let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
+    let mut charge = budget.charge();
+    let mut body = Vec::new();
+    let reserve = |body: &mut Vec<u8>, more: usize| {
+        body.try_reserve_exact(more)
+            .map_err(|e| Error::Internal(format!("request body buffer: {e}")))
+    };
+    if let Some(n) = declared {
+        if !charge.grow_to(n) {
+            return Err(busy());
+        }
+        reserve(&mut body, n)?;
+    }
+    let mut chunks = req.into_body().into_data_stream();
+    loop {
+        let next = tokio::time::timeout_at(deadline, chunks.next())
+            .await
+            .map_err(|_| {
+                Error::RequestTimeout(format!(
+                    "the body did not arrive within {} s; send it faster or in smaller batches",
+                    BODY_DEADLINE.as_secs()
+                ))
+            })?;
+        let Some(chunk) = next else {
+            return Ok(body);
+        };
+        let chunk =
+            chunk.map_err(|e| Error::bad_request(format!("could not read the body: {e}")))?;
+        let needed = body.len() + chunk.len();
+        if needed > BODY_LIMIT {
+            return Err(too_large());
+        }
+        if needed > body.capacity() {
+            // Grown here rather than by Vec, so the charge covers the capacity actually held.
+            let capacity = needed.max(body.capacity() * 2).min(BODY_LIMIT);
+            if !charge.grow_to(capacity) {
+                return Err(busy());
+            }
+            let more = capacity - body.len();
+            reserve(&mut body, more)?;
+        }
+        body.extend_from_slice(&chunk);
     }
 }
 

@@ -1,6 +1,8 @@
 //! Chart data: downsampled series of one or many experiments, and per-experiment summaries,
 //! all answered from what ingest keeps (summaries, blocks) rather than by scanning points.
 
+use std::collections::HashSet;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
@@ -30,6 +32,12 @@ pub fn routes() -> Router<AppState> {
 const DEFAULT_POINTS: usize = 1000;
 const MAX_POINTS: usize = 10_000;
 const MAX_EXPERIMENTS: usize = 200;
+/// The most buckets one request may ask for: series answered × `points`. A reply at the cap is
+/// ~15 MB of JSON and ~26 MiB of memory while built (tests/memory_bounds.rs), so even eight at
+/// once (every database reader) stay near 200 MiB. The compare page asks 300 a run (60,000 for
+/// 200 runs) and 200 runs at the default 1000 are 200,000; a run with thousands of metrics has
+/// to name the ones it wants, or ask for fewer points.
+pub const MAX_BUCKETS: usize = 250_000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -49,7 +57,8 @@ struct SeriesQuery {
 }
 
 struct Request {
-    names: Option<Vec<String>>,
+    /// A set: a name listed twice is answered once.
+    names: Option<HashSet<String>>,
     points: usize,
     from: Option<i64>,
     to: Option<i64>,
@@ -115,20 +124,59 @@ struct ExperimentSeries {
     series: Vec<SeriesOut>,
 }
 
+/// The metric series of `exp` that `req` asks for.
+fn wanted(conn: &rusqlite::Connection, exp: &Experiment, req: &Request) -> Result<Vec<Series>> {
+    let mut all = series::list(conn, exp.rowid)?;
+    all.retain(|s| {
+        s.kind == Kind::Metric
+            && req
+                .names
+                .as_ref()
+                .is_none_or(|names| names.contains(&s.name))
+    });
+    Ok(all)
+}
+
+/// Plans the answer for `runs` (series by run) and refuses it, before any point is read, once
+/// the series found so far times `points` pass [`MAX_BUCKETS`].
+fn plan(
+    conn: &rusqlite::Connection,
+    runs: Vec<Experiment>,
+    req: &Request,
+) -> Result<Vec<(Experiment, Vec<Series>)>> {
+    let mut answered = 0;
+    let mut out = Vec::with_capacity(runs.len());
+    for exp in runs {
+        let wanted = wanted(conn, &exp, req)?;
+        answered += wanted.len();
+        within_cap(answered, req.points)?;
+        out.push((exp, wanted));
+    }
+    Ok(out)
+}
+
+fn within_cap(series: usize, points: usize) -> Result<()> {
+    if series.saturating_mul(points) <= MAX_BUCKETS {
+        return Ok(());
+    }
+    let fit = MAX_BUCKETS / series;
+    let instead = if fit == 0 {
+        "name fewer metrics in names=".to_string()
+    } else {
+        format!("name fewer metrics in names=, ask for fewer runs, or ask for points={fit} or less")
+    };
+    Err(Error::bad_request(format!(
+        "this asks for at least {series} series × {points} points, over the {MAX_BUCKETS} buckets one request may have; {instead}"
+    )))
+}
+
 fn bucket_experiment(
     conn: &rusqlite::Connection,
     exp: &Experiment,
+    wanted: &[Series],
     req: &Request,
 ) -> Result<ExperimentSeries> {
-    let all = series::list(conn, exp.rowid)?;
-    let wanted = all
-        .iter()
-        .filter(|s| s.kind == Kind::Metric)
-        .filter(|s| match &req.names {
-            Some(names) => names.iter().any(|n| n == &s.name),
-            None => true,
-        });
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(wanted.len());
     for s in wanted {
         let b = series::downsample(conn, exp, s, req.axis, req.from, req.to, req.points)?;
         out.push(SeriesOut {
@@ -168,7 +216,9 @@ async fn get_series(
         .db
         .read(move |c| {
             let exp = authorize(c, &id, &user.id, Role::Viewer)?;
-            bucket_experiment(c, &exp, &req)
+            let wanted = wanted(c, &exp, &req)?;
+            within_cap(wanted.len(), req.points)?;
+            bucket_experiment(c, &exp, &wanted, &req)
         })
         .await?;
     Ok(ok(out))
@@ -184,15 +234,19 @@ async fn compare_series(
     Query(q): Query<SeriesQuery>,
 ) -> Result<Reply<Vec<ExperimentSeries>>> {
     let req = q.parse()?;
-    let ids = q
-        .experiments
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|id| parse_id(id, "experiment"))
-        .collect::<Result<Vec<_>>>()?;
+    let mut seen = HashSet::new();
+    let mut ids = Vec::new();
+    for raw in q.experiments.as_deref().unwrap_or("").split(',') {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        // A run listed twice is answered once: the reply's size follows the runs, not the ids.
+        let id = parse_id(raw, "experiment")?;
+        if seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    }
     if ids.is_empty() || ids.len() > MAX_EXPERIMENTS {
         return Err(Error::bad_request(format!(
             "experiments must list 1 to {MAX_EXPERIMENTS} ids"
@@ -202,9 +256,9 @@ async fn compare_series(
         .db
         .read(move |c| {
             let visible = experiments::visible_among(c, &user.id, &ids)?;
-            visible
+            plan(c, visible, &req)?
                 .iter()
-                .map(|exp| bucket_experiment(c, exp, &req))
+                .map(|(exp, wanted)| bucket_experiment(c, exp, wanted, &req))
                 .collect()
         })
         .await?;
