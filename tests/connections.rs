@@ -96,10 +96,17 @@ fn thousands_of_silent_sockets_do_not_lock_anyone_out_and_are_closed() {
     let took = closed_by_server(last, HEADER_TIMEOUT + Duration::from_secs(5))
         .expect("a socket that never sent a request stayed open past the header timeout");
     assert!(took <= HEADER_TIMEOUT + Duration::from_secs(5));
-    let still_open = silent.iter().filter(|s| !is_closed(s)).count();
-    assert!(
-        still_open < 10,
-        "{still_open} silent sockets still open after the header timeout"
+    // A few may have waited in the kernel's accept queue (it overflows when 4,500 connect at
+    // once) and so started their timeout later; none outlives two timeouts.
+    let deadline = Instant::now() + HEADER_TIMEOUT;
+    let mut still_open = silent.len();
+    while still_open > 0 && Instant::now() < deadline {
+        still_open = silent.iter().filter(|s| !is_closed(s)).count();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        still_open, 0,
+        "silent sockets still open after twice the header timeout"
     );
     server.assert_serves_within(PROMPTLY);
 }
