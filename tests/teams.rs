@@ -344,7 +344,8 @@ fn login_is_rate_limited_per_account_with_retry_after() {
         .unwrap();
     assert!(retry >= 1);
     r.expect_error(429);
-    // Even the right password waits now: the limit is on the account, not on wrong guesses.
+    // Even the right password waits now, from this address: the limit is on tries at the
+    // account from here, not on wrong guesses (tests/rate_limits.rs: other addresses).
     server
         .post(
             "/api/login",
@@ -515,4 +516,108 @@ fn cross_origin_calls_need_an_allowed_origin() {
         "{allowed}"
     );
     assert!(!preflight(&open, "http://evil.example").contains("access-control-allow-origin"));
+}
+
+#[test]
+fn a_personal_workspace_always_keeps_its_owner() {
+    let server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let mallory = server.user("mallory@lab.org");
+    // Alice's run without a workspace lands in her Personal workspace...
+    let run = server.experiment(&alice, "first", None);
+    let ws = server
+        .get(&format!("/api/experiments/{run}"), &alice.auth())
+        .data()["workspace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // ...which she shares with Mallory as a co-OWNER.
+    server.add_member(&ws, &mallory, OWNER);
+
+    let me = format!("/api/workspaces/{ws}/members/{}", alice.id);
+    let r = server.call("DELETE", &me, &mallory.auth(), None);
+    assert!(r.expect_error(400).contains("Personal workspace"));
+    let r = server.call(
+        "PUT",
+        &me,
+        &mallory.auth(),
+        Some(&json!({"roleId": VIEWER})),
+    );
+    assert!(r.expect_error(400).contains("Personal workspace"));
+    let r = server.call(
+        "DELETE",
+        &format!("/api/workspaces/{ws}"),
+        &mallory.auth(),
+        None,
+    );
+    r.expect_error(403);
+    let r = server.post(
+        &format!("/api/workspaces/{ws}/leave"),
+        &alice.auth(),
+        json!({}),
+    );
+    r.expect_error(400);
+
+    // Alice is still OWNER there, and her next run without a workspace lands there too.
+    let members = server
+        .get(&format!("/api/workspaces/{ws}/members"), &alice.auth())
+        .data();
+    let alice_row = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == alice.id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(alice_row["role"], "OWNER", "{alice_row}");
+    let second = server.experiment(&alice, "second", None);
+    let r = server.get(&format!("/api/experiments/{second}"), &alice.auth());
+    assert_eq!(r.data()["workspace_id"], ws.as_str());
+    // Mallory may leave it, and Alice may delete it.
+    let r = server.post(
+        &format!("/api/workspaces/{ws}/leave"),
+        &mallory.auth(),
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = server.call(
+        "DELETE",
+        &format!("/api/workspaces/{ws}"),
+        &alice.auth(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn a_personal_workspace_taken_from_its_owner_before_the_rule_is_mended() {
+    let server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let run = server.experiment(&alice, "first", None);
+    let ws = server
+        .get(&format!("/api/experiments/{run}"), &alice.auth())
+        .data()["workspace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // What an older Tora allowed: a co-owner removed her from it.
+    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    conn.execute(
+        "DELETE FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
+        [&ws, &alice.id],
+    )
+    .unwrap();
+    drop(conn);
+    // Her next run without a workspace still lands where she is OWNER: there, mended.
+    let next = server.experiment(&alice, "next", None);
+    let r = server.get(&format!("/api/experiments/{next}"), &alice.auth());
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["workspace_id"], ws.as_str());
+    let r = server.call(
+        "DELETE",
+        &format!("/api/experiments/{next}"),
+        &alice.auth(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
 }

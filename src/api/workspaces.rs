@@ -129,6 +129,12 @@ async fn delete_workspace(
         .db
         .write(move |tx| {
             require_role(tx, &id, &user.id, Role::Owner)?;
+            // A Personal workspace holds its owner's runs: only they may delete it.
+            if workspaces::personal_owner(tx, &id)?.is_some_and(|owner| owner != user.id) {
+                return Err(Error::Forbidden(
+                    "this is another member's Personal workspace; only they may delete it".into(),
+                ));
+            }
             workspaces::delete(tx, &id)
         })
         .await?;

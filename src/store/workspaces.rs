@@ -127,16 +127,23 @@ pub fn add_member(
     Ok(())
 }
 
-/// The workspace experiments go to when the client names none, created on first need.
+/// The workspace experiments go to when the client names none, created on first need. Its
+/// owner is always its OWNER: a file from before that rule, where a co-owner removed or
+/// demoted them, is mended here.
 pub fn personal(conn: &Connection, user_id: &str, now: i64) -> Result<String> {
     let existing: Option<String> = conn
         .prepare_cached("SELECT id FROM workspaces WHERE personal_of = ?1")?
         .query_row([user_id], |r| r.get(0))
         .optional()?;
-    match existing {
-        Some(id) => Ok(id),
-        None => Ok(create(conn, user_id, "Personal", None, true, now)?.id),
+    let Some(id) = existing else {
+        return Ok(create(conn, user_id, "Personal", None, true, now)?.id);
+    };
+    match role_of(conn, &id, user_id)? {
+        Some(Role::Owner) => {}
+        Some(_) => set_role(conn, &id, user_id, Role::Owner)?,
+        None => add_member(conn, &id, user_id, Role::Owner, now)?,
     }
+    Ok(id)
 }
 
 pub fn list_for(conn: &Connection, user_id: &str) -> Result<Vec<Workspace>> {
@@ -184,13 +191,29 @@ pub fn set_role(conn: &Connection, workspace_id: &str, user_id: &str, role: Role
     Ok(())
 }
 
-/// Refuses a change that would leave the workspace without an OWNER.
+/// The user whose Personal workspace this is, if it is one.
+pub fn personal_owner(conn: &Connection, workspace_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT personal_of FROM workspaces WHERE id = ?1")?
+        .query_row([workspace_id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+/// Refuses a change that would leave the workspace without an OWNER, or take a Personal
+/// workspace from its owner (runs created without a workspace land there, so its owner must
+/// always be able to write and manage them).
 pub fn keep_an_owner(
     conn: &Connection,
     workspace_id: &str,
     user_id: &str,
     what: &str,
 ) -> Result<()> {
+    if personal_owner(conn, workspace_id)?.as_deref() == Some(user_id) {
+        return Err(Error::bad_request(format!(
+            "cannot {what}: this is the member's Personal workspace, which always keeps its owner as OWNER"
+        )));
+    }
     if role_of(conn, workspace_id, user_id)? == Some(Role::Owner)
         && owner_count(conn, workspace_id)? <= 1
     {
