@@ -369,3 +369,46 @@ fn look_alike_addresses_cannot_make_a_second_account() {
         assert_eq!(r.status, 200, "{same}: {}", r.text);
     }
 }
+
+#[test]
+fn logging_out_ends_that_login_and_signing_out_everywhere_ends_all() {
+    let server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let login = || {
+        let r = server.post(
+            "/api/login",
+            &Auth::None,
+            json!({"email": "alice@lab.org", "password": "correct horse battery"}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        // Token answers are never stored by a browser or proxy.
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        r.data()["refresh_token"].as_str().unwrap().to_string()
+    };
+    let refresh =
+        |token: &str| server.post("/api/refresh", &Auth::None, json!({"refresh_token": token}));
+    let laptop = login();
+    let phone = login();
+    let r = server.post("/api/logout", &Auth::None, json!({"refresh_token": laptop}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    refresh(&laptop).expect_error(401);
+    // The other login lives on; an unknown token gets the same answer as a real one.
+    let r = refresh(&phone);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let phone = r.data()["refresh_token"].as_str().unwrap().to_string();
+    let r = server.post(
+        "/api/logout",
+        &Auth::None,
+        json!({"refresh_token": "tora_rt_nope"}),
+    );
+    assert_eq!(r.status, 200);
+
+    let r = server.call("DELETE", "/api/me/sessions", &alice.bearer(), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    refresh(&phone).expect_error(401);
+    refresh(&alice.refresh).expect_error(401);
+    // Nobody else can end Alice's sessions without being her.
+    server
+        .call("DELETE", "/api/me/sessions", &Auth::None, None)
+        .expect_error(401);
+}

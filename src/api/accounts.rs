@@ -24,6 +24,8 @@ pub fn routes() -> Router<AppState> {
         .route("/signup/confirm", get(confirm))
         .route("/login", post(login))
         .route("/refresh", post(refresh))
+        .route("/logout", post(logout))
+        .route("/me/sessions", axum::routing::delete(end_sessions))
         .route("/setup", get(setup))
         .route("/me", get(me))
         .route("/me/password", axum::routing::put(change_password))
@@ -246,6 +248,44 @@ async fn refresh(
         .await?;
     let session = outcome.map_err(|m| Error::Unauthorized(m.into()))?;
     Ok(ok(session))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SignedOut {
+    signed_out: bool,
+}
+
+/// Ends the login a refresh token belongs to (every token rotated from it too). The access
+/// token lives on until it expires (15 minutes at most): clients drop it themselves. Answers
+/// the same for an unknown or spent token, so it tells nothing about tokens.
+#[utoipa::path(post, path = "/api/logout", tag = "accounts", request_body = RefreshBody, responses((status = 200, body = Envelope<SignedOut>), Errors))]
+async fn logout(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshBody>,
+) -> Result<Reply<SignedOut>> {
+    let hash = auth::sha256(body.refresh_token.trim());
+    state
+        .db
+        .write(move |tx| match tokens::refresh_by_hash(tx, &hash)? {
+            Some(token) => tokens::revoke_family(tx, &token.family),
+            None => Ok(()),
+        })
+        .await?;
+    Ok(ok(SignedOut { signed_out: true }))
+}
+
+/// Signs the caller out everywhere: every refresh token of the account ends (API keys stay;
+/// revoke those one by one).
+#[utoipa::path(delete, path = "/api/me/sessions", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<SignedOut>), Errors))]
+async fn end_sessions(
+    State(state): State<AppState>,
+    user: crate::auth::AuthUser,
+) -> Result<Reply<SignedOut>> {
+    state
+        .db
+        .write(move |tx| tokens::revoke_user(tx, &user.id))
+        .await?;
+    Ok(ok(SignedOut { signed_out: true }))
 }
 
 /// Issues an access token and a refresh token in login `family`, inside the caller's write

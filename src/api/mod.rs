@@ -39,6 +39,17 @@ pub fn router() -> Router<AppState> {
         .merge(stream::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// API answers carry tokens, keys and private runs: no browser or proxy may keep a copy.
+/// (A live stream's own `no-cache` stays.)
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn not_found() -> Error {

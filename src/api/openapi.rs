@@ -79,6 +79,8 @@ pub struct Health {
         accounts::confirm,
         accounts::login,
         accounts::refresh,
+        accounts::logout,
+        accounts::end_sessions,
         accounts::setup,
         accounts::me,
         accounts::change_password,
