@@ -127,8 +127,7 @@ impl IntoResponse for Error {
             "message": self.message(),
         });
         let mut response = (status, Json(body)).into_response();
-        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } =
-            self
+        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } = self
         {
             response
                 .headers_mut()
