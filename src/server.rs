@@ -152,9 +152,11 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let hub = state.live.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         println!("shutting down: finishing requests in flight");
+        hub.shut_down();
         let _ = stop_tx.send(true);
     });
     let grace = async move {

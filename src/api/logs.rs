@@ -435,33 +435,70 @@ async fn create_points(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct LogOut {
+struct LogOut<'a> {
     id: i64,
-    experiment_id: String,
+    experiment_id: &'a str,
     /// The client's id for the log; null for points sent without one (such as `/points`).
     msg_id: Option<String>,
     name: String,
     value: LogValue,
     step: Option<i64>,
     #[schema(value_type = Object)]
-    metadata: Value,
+    metadata: Metadata,
     created_at: String,
 }
 
-fn log_out(experiment_id: &str, l: Log) -> LogOut {
-    let metadata = l
-        .extra_metadata
-        .and_then(|m| serde_json::from_str(&m).ok())
-        .unwrap_or_else(|| serde_json::json!({"type": l.kind.name()}));
+/// A log's metadata: `{"type": ..}` for nearly every log, written without building a map.
+enum Metadata {
+    Type(Kind),
+    Extra(Value),
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Metadata::Type(kind) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("type", kind.name())?;
+                map.end()
+            }
+            Metadata::Extra(v) => v.serialize(s),
+        }
+    }
+}
+
+/// `created_at` as RFC 3339, formatted once for a run of logs that share it (a batch does).
+#[derive(Default)]
+pub(super) struct Times(Option<(i64, String)>);
+
+impl Times {
+    pub(super) fn format(&mut self, t: i64) -> String {
+        match &self.0 {
+            Some((at, text)) if *at == t => text.clone(),
+            _ => {
+                let text = rfc3339(t);
+                self.0 = Some((t, text.clone()));
+                text
+            }
+        }
+    }
+}
+
+fn log_out<'a>(experiment_id: &'a str, l: Log, times: &mut Times) -> LogOut<'a> {
+    let metadata = match l.extra_metadata.and_then(|m| serde_json::from_str(&m).ok()) {
+        Some(extra) => Metadata::Extra(extra),
+        None => Metadata::Type(l.kind),
+    };
     LogOut {
         id: l.seq,
-        experiment_id: experiment_id.to_string(),
+        experiment_id,
         msg_id: l.msg_id.map(|m| m.to_string()),
         name: l.name,
         value: LogValue(l.value),
         step: l.step,
         metadata,
-        created_at: rfc3339(l.created_at),
+        created_at: times.format(l.created_at),
     }
 }
 
@@ -483,6 +520,7 @@ async fn read_logs(
         .await?;
     let exp_id = exp.id.clone();
     let mut first = true;
+    let mut times = Times::default();
     let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
         for l in page {
             if !first {
@@ -490,7 +528,7 @@ async fn read_logs(
             }
             first = false;
             // Serializing plain structs and strings into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &log_out(&exp_id, l));
+            let _ = serde_json::to_writer(&mut *out, &log_out(&exp_id, l, &mut times));
         }
     };
     const HEAD: &str = r#"{"status":200,"data":["#;
@@ -632,7 +670,8 @@ async fn export_csv(
             }
         })
         .collect();
-    let render = |page: Vec<Log>, out: &mut Vec<u8>| {
+    let mut times = Times::default();
+    let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
         let mut csv = csv::Writer::from_writer(out);
         for row in page {
             let step = row.step.map(|s| s.to_string()).unwrap_or_default();
@@ -644,7 +683,7 @@ async fn export_csv(
                 row.kind.name(),
                 &step,
                 &value,
-                &rfc3339(row.created_at),
+                &times.format(row.created_at),
             ]);
         }
         let _ = csv.flush();

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::experiments::authorize;
-use super::logs::LogValue;
+use super::logs::{LogValue, Times};
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
 use super::{Path, Query, Reply, ok};
@@ -26,7 +26,6 @@ use crate::live::{self, Published};
 use crate::server::AppState;
 use crate::store::logs::{self, ById, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
-use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -98,6 +97,7 @@ struct LivePoint<'a> {
 
 /// The `data` of a `logs` event: the points as a JSON array.
 fn points_json(points: &[Recent]) -> String {
+    let mut times = Times::default();
     let data: Vec<LivePoint> = points
         .iter()
         .map(|p| LivePoint {
@@ -106,7 +106,7 @@ fn points_json(points: &[Recent]) -> String {
             kind: p.kind.name(),
             step: p.step,
             value: LogValue(p.value),
-            created_at: rfc3339(p.created_at),
+            created_at: times.format(p.created_at),
         })
         .collect();
     // Serializing plain structs and strings cannot fail.
