@@ -127,11 +127,11 @@ impl Hub {
             ready: Notify::new(),
         });
         if !inner.shut {
-            inner
-                .watchers
-                .entry(rowid)
-                .or_default()
-                .push(watcher.clone());
+            let list = inner.watchers.entry(rowid).or_default();
+            // Streams that ended since the last batch leave here too, so a run nobody writes to
+            // does not collect the streams that came and went.
+            list.retain(|w| w.queue().open);
+            list.push(watcher.clone());
         }
         Receiver { watcher }
     }
@@ -230,6 +230,15 @@ mod tests {
         assert!(fast.is_open() && hub.watched(1));
         drop(fast);
         assert!(!hub.watched(1), "a dropped receiver leaves");
+        for _ in 0..1000 {
+            drop(hub.subscribe(2));
+        }
+        let _open = hub.subscribe(2);
+        assert_eq!(
+            hub.inner().watchers[&2].len(),
+            1,
+            "streams that came and went are gone"
+        );
     }
 
     #[tokio::test]
