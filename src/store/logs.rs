@@ -479,6 +479,7 @@ impl ByStep {
         out: &mut Vec<Log>,
     ) -> Result<()> {
         let (end, after) = (self.end, self.after.clone());
+        let start = out.len();
         let mut full = false;
         for s in series {
             if let Some((a_step, a_name, _)) = &after
@@ -514,7 +515,7 @@ impl ByStep {
                 break;
             }
         }
-        if let Some(last) = out.last() {
+        if let Some(last) = out[start..].last() {
             self.after = Some((step, last.name.clone(), last.seq));
         }
         if !full {
