@@ -180,6 +180,11 @@ impl Hub {
         }
     }
 
+    /// Whether [`Hub::shut_down`] was called.
+    pub fn is_shut(&self) -> bool {
+        self.inner().shut
+    }
+
     /// Ends every open stream now (their responses finish, so a graceful shutdown need not wait
     /// for them) and every stream opened from now on at once.
     pub fn shut_down(&self) {
@@ -259,7 +264,7 @@ mod tests {
         hub.shut_down();
         assert!(waiting.await.unwrap(), "the waiting stream ends");
         let late = hub.subscribe(1);
-        assert!(!late.is_open());
+        assert!(!late.is_open() && hub.is_shut());
         assert!(late.recv().await.is_none());
         assert!(!hub.watched(1));
     }

@@ -264,6 +264,19 @@ fn ids_in(data: &str) -> Vec<i64> {
         .collect()
 }
 
+/// Asserts that `ids` are exactly `from..=to` (naming the first difference, not printing a
+/// million numbers).
+fn assert_ids(ids: &[i64], from: i64, to: i64, what: &str) {
+    if let Some(i) = (0..ids.len()).find(|&i| ids[i] != from + i as i64) {
+        panic!(
+            "{what}: id {} at position {i}, expected {}",
+            ids[i],
+            from + i as i64
+        );
+    }
+    assert_eq!(ids.len() as i64, to - from + 1, "{what}: {} ids", ids.len());
+}
+
 fn stream_token(server: &TestServer, user: &User, exp: &str) -> String {
     let r = server.post(
         &format!("/api/experiments/{exp}/logs/stream-token"),
@@ -446,10 +459,7 @@ fn a_stalled_stream_is_dropped_and_a_replay_from_zero_is_complete_and_bounded() 
     );
     let got = dropped.ids(usize::MAX);
     assert!(got.len() < 700_000, "the stream was dropped, not kept");
-    assert_eq!(
-        got,
-        (100_001..100_001 + got.len() as i64).collect::<Vec<_>>()
-    );
+    assert_ids(&got, 100_001, 100_000 + got.len() as i64, "before the drop");
     let resume_at = got.last().copied().unwrap_or(100_000);
 
     // It reconnects with its cursor and gets exactly the rest from the database (the normal
@@ -459,7 +469,7 @@ fn a_stalled_stream_is_dropped_and_a_replay_from_zero_is_complete_and_bounded() 
     let path = format!("/api/experiments/{exp}/stream?token={token}");
     let mut again = Sse::open(&server, &path, &Auth::None, Some(resume_at));
     let rest = again.ids((total - resume_at) as usize);
-    assert_eq!(rest, (resume_at + 1..=total).collect::<Vec<_>>());
+    assert_ids(&rest, resume_at + 1, total, "after reconnecting");
     drop(again);
 
     // A replay of the whole run from cursor 0 that its client does not read holds a page or
@@ -479,7 +489,27 @@ fn a_stalled_stream_is_dropped_and_a_replay_from_zero_is_complete_and_bounded() 
     );
     let mut replay = Sse::from(stalled);
     let all = replay.ids(total as usize + 1);
-    assert_eq!(all, (1..=total + 1).collect::<Vec<_>>());
+    assert_ids(&all, 1, total + 1, "the replay from 0");
+}
+
+#[test]
+fn a_replay_that_falls_behind_the_live_queue_catches_up_instead_of_ending() {
+    let server = TestServer::start();
+    let user = server.user("catchup@lab.org");
+    let exp = server.experiment(&user, "catch up", None);
+    ingest(&server, &user, &exp, &["loss"], 0..100_000, 100_000);
+    let token = stream_token(&server, &user, &exp);
+    let path = format!("/api/experiments/{exp}/stream?token={token}");
+    // Replaying from 0, not read yet, while batches far beyond the live queue's bound arrive.
+    let replaying = never_read(&server, &path, &Auth::None, Some(0));
+    wait_until_idle(&server);
+    ingest(&server, &user, &exp, &["loss"], 100_000..400_000, 100_000);
+    let mut sse = Sse::from(replaying);
+    let ids = sse.ids(400_000);
+    assert_ids(&ids, 1, 400_000, "all, once, in order");
+    // And it is live: the next batch comes as it is stored.
+    ingest(&server, &user, &exp, &["loss"], 400_000..400_010, 10);
+    assert_ids(&sse.ids(10), 400_001, 400_010, "live after catching up");
 }
 
 #[test]
@@ -536,11 +566,8 @@ fn concurrent_writers_reach_a_stream_in_id_order_with_no_gap() {
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(
-        seen.iter().map(|p| p.0).collect::<Vec<_>>(),
-        (1..=total as i64).collect::<Vec<_>>(),
-        "every id once, in order"
-    );
+    let ids: Vec<i64> = seen.iter().map(|p| p.0).collect();
+    assert_ids(&ids, 1, total as i64, "every id once, in order");
     let stored = server.get(&format!("/api/experiments/{exp}/logs"), &user.auth());
     let stored: Vec<(i64, String, i64)> = stored
         .data()

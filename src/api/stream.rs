@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,8 +23,9 @@ use super::{Path, Query, Reply, ok};
 use crate::auth::{self, AuthUser};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::live::{self, Published};
+use crate::live::{self, Hub, Published};
 use crate::server::AppState;
+use crate::store::experiments::Experiment;
 use crate::store::logs::{self, ById, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
 
@@ -133,6 +135,8 @@ pub fn publishable(points: Vec<Recent>) -> Published {
 /// gap at once), then live batches.
 struct Feed {
     db: Db,
+    hub: Arc<Hub>,
+    exp: Experiment,
     rx: live::Receiver,
     replay: Option<ById>,
     pending: VecDeque<Event>,
@@ -141,15 +145,15 @@ struct Feed {
 }
 
 impl Feed {
-    /// The next event, or None when the stream ends: the hub dropped it (too far behind, or
-    /// shutdown) or a replay page failed; the client resumes from its cursor.
+    /// The next event, or None when the stream ends: the hub dropped it (too far behind while
+    /// live, or shutdown) or a replay page failed; the client resumes from its cursor.
     async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return Some(e);
             }
             if let Some(mut walk) = self.replay.take() {
-                if !self.rx.is_open() {
+                if self.hub.is_shut() {
                     return None;
                 }
                 let (walk, page) = self
@@ -161,6 +165,12 @@ impl Feed {
                     .await
                     .ok()?;
                 let Some(page) = page.ok()? else {
+                    if !self.rx.is_open() {
+                        // The live queue overflowed during a long replay (heavy ingest, or a
+                        // slow client): what it dropped is in the database, so replay again
+                        // from here instead of ending a stream that is making progress.
+                        self.catch_up().await?;
+                    }
                     continue;
                 };
                 self.last = walk.cursor().max(self.last);
@@ -190,6 +200,26 @@ impl Feed {
                 return Some(e);
             }
         }
+    }
+
+    /// Subscribes again, fences on the writer as the first subscription did, and replays from
+    /// the last id sent to what is stored now. None when the server is shutting down.
+    async fn catch_up(&mut self) -> Option<()> {
+        self.rx = self.hub.subscribe(self.exp.rowid);
+        if !self.rx.is_open() {
+            return None;
+        }
+        self.db.write(|_| Ok(())).await.ok()?;
+        let exp = self.exp.clone();
+        let end = self.db.read(move |c| logs::last_seq(c, &exp)).await.ok()?;
+        self.replay = Some(ById::new(
+            self.exp.clone(),
+            Selection::All,
+            self.last,
+            end,
+            false,
+        ));
+        Some(())
     }
 }
 
@@ -232,27 +262,28 @@ async fn stream(
     state.db.write(|_| Ok(())).await?;
     let now_exp = exp.clone();
     let current = state.db.read(move |c| logs::last_seq(c, &now_exp)).await?;
-    let feed = match cursor {
-        Some(c) => Feed {
-            db: state.db.clone(),
-            rx,
-            replay: Some(ById::new(exp, Selection::All, c, current, false)),
-            pending: VecDeque::new(),
-            last: c,
-        },
+    let (replay, pending, last) = match cursor {
+        Some(c) => (
+            Some(ById::new(exp.clone(), Selection::All, c, current, false)),
+            VecDeque::new(),
+            c,
+        ),
         None => {
             let hello = Event::default()
                 .event("hello")
                 .json_data(serde_json::json!({"cursor": current}))
                 .map_err(|e| Error::Internal(format!("hello event: {e}")))?;
-            Feed {
-                db: state.db.clone(),
-                rx,
-                replay: None,
-                pending: VecDeque::from([hello]),
-                last: current,
-            }
+            (None, VecDeque::from([hello]), current)
         }
+    };
+    let feed = Feed {
+        db: state.db.clone(),
+        hub: state.live.clone(),
+        exp,
+        rx,
+        replay,
+        pending,
+        last,
     };
     // The body pulls events itself: nothing is queued for a client beyond its live queue (which
     // the hub bounds) and the event being written, and when the response goes away the feed
