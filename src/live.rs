@@ -84,7 +84,7 @@ impl Receiver {
             {
                 let mut q = self.watcher.queue();
                 if let Some(b) = q.batches.pop_front() {
-                    q.bytes -= b.bytes();
+                    q.bytes = q.bytes.saturating_sub(b.bytes());
                     return Some(b);
                 }
                 if !q.open {

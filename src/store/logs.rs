@@ -353,7 +353,7 @@ impl Pages for ById {
             let series = wanted(c, &self.exp, Which::Logs(self.which))?;
             let mut out: Vec<Log> = Vec::new();
             for _ in 0..WINDOWS {
-                let room = PAGE - out.len();
+                let room = PAGE.saturating_sub(out.len());
                 if room < PAGE / 2 || self.after >= self.end {
                     break;
                 }
@@ -612,7 +612,7 @@ impl Pages for ByStep {
             }
             let mut out = Vec::new();
             for _ in 0..WINDOWS {
-                let room = PAGE - out.len();
+                let room = PAGE.saturating_sub(out.len());
                 if room < PAGE / 2 || self.done {
                     break;
                 }
