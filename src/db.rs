@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use r2d2::{Pool, PooledConnection};
+use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
@@ -140,12 +140,6 @@ impl Db {
             Ok(out)
         })
         .await
-    }
-
-    /// A read connection for work that streams for a long time (CSV export), used on a
-    /// blocking thread by the caller.
-    pub fn reader(&self) -> Result<PooledConnection<Manager>> {
-        Ok(self.readers.get()?)
     }
 
     /// Copies the WAL into the main file and truncates it, so the `.db` file alone is complete.

@@ -173,9 +173,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let accepting = tokio::spawn(accept(listener, app, connections.clone(), stop_rx));
     shutdown_signal().await;
     println!("shutting down: finishing requests in flight");
+    // Live streams never finish on their own: end them, so shutdown waits only for real work.
+    state.live.shut_down();
     let _ = stop_tx.send(true);
     let _ = accepting.await;
-    // MERGE: state.live.shut_down();
     if tokio::time::timeout(SHUTDOWN_GRACE, connections.all_closed())
         .await
         .is_err()

@@ -17,11 +17,12 @@ use serde_json::value::RawValue;
 use super::experiments::authorize;
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
-use super::{Json, Path, Reply, created, ok};
+use super::{Json, Path, Reply, created};
 use crate::auth::AuthUser;
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::server::AppState;
-use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Recent, Selection};
+use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
 use crate::time::{now_ms, rfc3339};
 
@@ -214,52 +215,59 @@ async fn store(
     logs: Vec<NewLog>,
 ) -> Result<Reply<Stored>> {
     let hub = state.live.clone();
+    let publisher = state.live.clone();
     let (
         Inserted {
             inserted, skipped, ..
         },
-        live,
+        _,
     ) = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-            let now = now_ms();
-            // A batch id seen before means a resend: the whole batch is already stored. An
-            // empty batch stores nothing, so it does not use its id up either.
-            if let Some(batch) = batch_id.as_deref().filter(|_| !logs.is_empty())
-                && !logs::claim_batch(tx, &exp, batch)?
-            {
-                let skipped = Inserted {
-                    skipped: logs.len(),
-                    ..Inserted::default()
-                };
-                return Ok((skipped, None));
-            }
-            let done = logs::insert(tx, &exp, &logs, now)?;
-            // Decided inside the write transaction: a stream that subscribes later fences on
-            // the writer and then finds this batch in the database instead (see api::stream).
-            let live = hub.watched(exp.rowid).then(|| {
-                let batch = done
-                    .stored
-                    .iter()
-                    .map(|&(i, seq)| Recent {
-                        seq,
-                        name: logs[i].name.clone(),
-                        kind: logs[i].kind,
-                        step: logs[i].step,
-                        value: logs[i].value,
-                        created_at: now,
-                    })
-                    .collect::<Vec<_>>();
-                (exp.rowid, batch)
-            });
-            Ok((done, live))
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+                let now = now_ms();
+                // A batch id seen before means a resend: the whole batch is already stored. An
+                // empty batch stores nothing, so it does not use its id up either.
+                if let Some(batch) = batch_id.as_deref().filter(|_| !logs.is_empty())
+                    && !logs::claim_batch(tx, &exp, batch)?
+                {
+                    let skipped = Inserted {
+                        skipped: logs.len(),
+                        ..Inserted::default()
+                    };
+                    return Ok((skipped, None));
+                }
+                let done = logs::insert(tx, &exp, &logs, now)?;
+                // Decided inside the write transaction: a stream that subscribes later fences
+                // on the writer and then finds this batch in the database instead (see
+                // api::stream).
+                let live = hub.watched(exp.rowid).then(|| {
+                    let batch = done
+                        .stored
+                        .iter()
+                        .map(|&(i, seq)| Recent {
+                            seq,
+                            name: logs[i].name.clone(),
+                            kind: logs[i].kind,
+                            step: logs[i].step,
+                            value: logs[i].value,
+                            created_at: now,
+                        })
+                        .collect::<Vec<_>>();
+                    (exp.rowid, batch)
+                });
+                Ok((done, live))
+            },
+            // After the commit (a watcher never sees a point that could vanish) and before the
+            // writer is free: batches reach streams in commit order, which is id order.
+            move |(_, live)| {
+                if let Some((rowid, batch)) = live.as_ref().filter(|(_, b)| !b.is_empty()) {
+                    publisher.publish(*rowid, super::stream::publishable(batch.clone()));
+                }
+            },
+        )
         .await?;
-    // Published only after the commit, so a watcher never sees a point that could vanish.
-    if let Some((rowid, batch)) = live.filter(|(_, b)| !b.is_empty()) {
-        state.live.publish(rowid, super::stream::publishable(batch));
-    }
     Ok(created(Stored { inserted, skipped }))
 }
 
@@ -427,52 +435,184 @@ async fn create_points(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct LogOut {
+struct LogOut<'a> {
     id: i64,
-    experiment_id: String,
+    experiment_id: &'a str,
     /// The client's id for the log; null for points sent without one (such as `/points`).
     msg_id: Option<String>,
     name: String,
     value: LogValue,
     step: Option<i64>,
     #[schema(value_type = Object)]
-    metadata: Value,
+    metadata: Metadata,
     created_at: String,
 }
 
-fn log_out(experiment_id: &str, l: Log) -> LogOut {
-    let metadata = l
-        .extra_metadata
-        .and_then(|m| serde_json::from_str(&m).ok())
-        .unwrap_or_else(|| serde_json::json!({"type": l.kind.name()}));
+/// A log's metadata: `{"type": ..}` for nearly every log, written without building a map.
+enum Metadata {
+    Type(Kind),
+    Extra(Value),
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Metadata::Type(kind) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("type", kind.name())?;
+                map.end()
+            }
+            Metadata::Extra(v) => v.serialize(s),
+        }
+    }
+}
+
+/// `created_at` as RFC 3339, formatted once for a run of logs that share it (a batch does).
+#[derive(Default)]
+pub(super) struct Times(Option<(i64, String)>);
+
+impl Times {
+    pub(super) fn format(&mut self, t: i64) -> String {
+        match &self.0 {
+            Some((at, text)) if *at == t => text.clone(),
+            _ => {
+                let text = rfc3339(t);
+                self.0 = Some((t, text.clone()));
+                text
+            }
+        }
+    }
+}
+
+fn log_out<'a>(experiment_id: &'a str, l: Log, times: &mut Times) -> LogOut<'a> {
+    let metadata = match l.extra_metadata.and_then(|m| serde_json::from_str(&m).ok()) {
+        Some(extra) => Metadata::Extra(extra),
+        None => Metadata::Type(l.kind),
+    };
     LogOut {
         id: l.seq,
-        experiment_id: experiment_id.to_string(),
+        experiment_id,
         msg_id: l.msg_id.map(|m| m.to_string()),
         name: l.name,
         value: LogValue(l.value),
         step: l.step,
         metadata,
-        created_at: rfc3339(l.created_at),
+        created_at: times.format(l.created_at),
     }
 }
 
+/// `/logs`, `/metrics`, `/results`: the usual `{"status": 200, "data": [...]}`, streamed a
+/// page at a time (see [`paged`]), so a run of any size costs a page or two of memory.
 async fn read_logs(
     state: AppState,
     user: AuthUser,
     id: String,
     which: Selection,
 ) -> Result<Response> {
-    let (exp_id, logs) = state
+    let (exp, end) = state
         .db
         .read(move |c| {
             let exp = authorize(c, &id, &user.id, Role::Viewer)?;
-            let logs = logs::list(c, &exp, which)?;
-            Ok((exp.id, logs))
+            let end = logs::last_seq(c, &exp)?;
+            Ok((exp, end))
         })
         .await?;
-    let out: Vec<LogOut> = logs.into_iter().map(|l| log_out(&exp_id, l)).collect();
-    Ok(ok(out).into_response())
+    let exp_id = exp.id.clone();
+    let mut first = true;
+    let mut times = Times::default();
+    let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
+        for l in page {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // Serializing plain structs and strings into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &log_out(&exp_id, l, &mut times));
+        }
+    };
+    const HEAD: &str = r#"{"status":200,"data":["#;
+    const TAIL: &str = "]}";
+    let body = match which {
+        Selection::Metrics => paged(
+            state.db.clone(),
+            logs::ByStep::metrics(exp, end, true),
+            HEAD,
+            TAIL,
+            render,
+        ),
+        _ => paged(
+            state.db.clone(),
+            logs::ById::new(exp, which, 0, end, true),
+            HEAD,
+            TAIL,
+            render,
+        ),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A response body read from the database a page at a time: `head`, each page as `render`
+/// writes it, `tail`. Each page is one short [`Db::read`] (one read transaction, within the
+/// query budget); the next is read only when the server has written the last to the socket,
+/// that is, when the client is taking it. A client that stalls holds no connection and no
+/// transaction, only the page it has not taken; a client that leaves drops the body, which
+/// ends the walk. A failure after the head cuts the response short (the status is sent).
+fn paged<P: Pages>(
+    db: Db,
+    pages: P,
+    head: &'static str,
+    tail: &'static str,
+    render: impl FnMut(Vec<P::Item>, &mut Vec<u8>) + Send + 'static,
+) -> Body {
+    struct State<P, R> {
+        db: Db,
+        pages: Option<P>,
+        render: R,
+        head: Option<&'static str>,
+        tail: Option<&'static str>,
+    }
+    let start = State {
+        db,
+        pages: Some(pages),
+        render,
+        head: Some(head),
+        tail: Some(tail),
+    };
+    let stream = futures_util::stream::unfold(start, |mut st| async move {
+        if let Some(head) = st.head.take() {
+            return Some((Ok(Bytes::from_static(head.as_bytes())), st));
+        }
+        while let Some(mut pages) = st.pages.take() {
+            let read = st
+                .db
+                .read(move |c| {
+                    let page = pages.next_page(c);
+                    Ok((pages, page))
+                })
+                .await;
+            match read {
+                Ok((pages, Ok(Some(items)))) => {
+                    st.pages = Some(pages);
+                    if items.is_empty() {
+                        continue;
+                    }
+                    let mut out = Vec::new();
+                    (st.render)(items, &mut out);
+                    return Some((Ok(Bytes::from(out)), st));
+                }
+                Ok((_, Ok(None))) => {}
+                Ok((_, Err(e))) | Err(e) => {
+                    eprintln!("error: a paged response stopped: {e}");
+                    st.tail = None;
+                    return Some((Err(std::io::Error::other(e.to_string())), st));
+                }
+            }
+        }
+        let tail = st.tail.take()?;
+        Some((Ok(Bytes::from_static(tail.as_bytes())), st))
+    });
+    Body::from_stream(stream)
 }
 
 #[utoipa::path(get, path = "/api/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
@@ -502,19 +642,24 @@ async fn list_results(
     read_logs(state, user, id, Selection::Results).await
 }
 
-/// Streams `name,type,step,value,created_at` rows as they are read, so a 10M-point export
-/// never sits in memory; a client that goes away stops the reader.
+/// Streams `name,type,step,value,created_at` rows, series after series (by kind, then name),
+/// each in step order, a page at a time (see [`paged`]).
 #[utoipa::path(get, path = "/api/experiments/{id}/logs/csv", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "name,type,step,value,created_at rows", content_type = "text/csv", body = String), Errors))]
 async fn export_csv(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let exp = state
+    let walk = state
         .db
-        .read(move |c| authorize(c, &id, &user.id, Role::Viewer))
+        .read(move |c| {
+            let exp = authorize(c, &id, &user.id, Role::Viewer)?;
+            let end = logs::last_seq(c, &exp)?;
+            logs::BySeries::new(c, exp, end)
+        })
         .await?;
-    let filename: String = exp
+    let filename: String = walk
+        .experiment()
         .name
         .chars()
         .map(|c| {
@@ -525,43 +670,31 @@ async fn export_csv(
             }
         })
         .collect();
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-    let db = state.db.clone();
-    tokio::task::spawn_blocking(move || {
-        let sender = tx.clone();
-        let result = (|| -> Result<()> {
-            let conn = db.reader()?;
-            let mut out = csv::Writer::from_writer(ChunkSender {
-                buf: Vec::new(),
-                tx: sender,
-            });
-            let write_err = |e: csv::Error| Error::Internal(format!("csv: {e}"));
-            out.write_record(["name", "type", "step", "value", "created_at"])
-                .map_err(write_err)?;
-            logs::for_each_csv_row(&conn, &exp, |row| {
-                let step = row.step.map(|s| s.to_string()).unwrap_or_default();
-                // Debug formatting: shortest round-trip digits, and NaN / inf / -inf.
-                let value = format!("{:?}", row.value);
-                out.write_record([
-                    row.name,
-                    row.kind.name(),
-                    &step,
-                    &value,
-                    &rfc3339(row.created_at),
-                ])
-                .map_err(write_err)
-            })?;
-            out.flush()?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            // Headers are gone already; cutting the stream is the only way left to say "failed".
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+    let mut times = Times::default();
+    let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
+        let mut csv = csv::Writer::from_writer(out);
+        for row in page {
+            let step = row.step.map(|s| s.to_string()).unwrap_or_default();
+            // Debug formatting: shortest round-trip digits, and NaN / inf / -inf.
+            let value = format!("{:?}", row.value);
+            // Writing to a Vec cannot fail.
+            let _ = csv.write_record([
+                row.name.as_str(),
+                row.kind.name(),
+                &step,
+                &value,
+                &times.format(row.created_at),
+            ]);
         }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+        let _ = csv.flush();
+    };
+    let body = paged(
+        state.db.clone(),
+        walk,
+        "name,type,step,value,created_at\n",
+        "",
+        render,
+    );
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -570,34 +703,7 @@ async fn export_csv(
                 format!("attachment; filename=\"{filename}.csv\""),
             ),
         ],
-        Body::from_stream(stream),
+        body,
     )
         .into_response())
-}
-
-/// Collects CSV bytes and hands them to the response stream in 64 KiB chunks. A send fails when
-/// the client has gone away, which ends the export.
-struct ChunkSender {
-    buf: Vec<u8>,
-    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
-}
-
-impl std::io::Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 1 << 16 {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
-    }
 }

@@ -2,7 +2,9 @@
 //! cursor (the id of its last point); reconnecting with `Last-Event-ID` replays exactly what was
 //! missed, then goes live.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,21 +14,20 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
 
 use super::experiments::authorize;
-use super::logs::LogValue;
+use super::logs::{LogValue, Times};
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
 use super::{Path, Query, Reply, ok};
 use crate::auth::{self, AuthUser};
+use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::live::Published;
+use crate::live::{self, Hub, Published};
 use crate::server::AppState;
-use crate::store::logs::{self, Recent};
+use crate::store::experiments::Experiment;
+use crate::store::logs::{self, ById, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
-use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -98,6 +99,7 @@ struct LivePoint<'a> {
 
 /// The `data` of a `logs` event: the points as a JSON array.
 fn points_json(points: &[Recent]) -> String {
+    let mut times = Times::default();
     let data: Vec<LivePoint> = points
         .iter()
         .map(|p| LivePoint {
@@ -106,7 +108,7 @@ fn points_json(points: &[Recent]) -> String {
             kind: p.kind.name(),
             step: p.step,
             value: LogValue(p.value),
-            created_at: rfc3339(p.created_at),
+            created_at: times.format(p.created_at),
         })
         .collect();
     // Serializing plain structs and strings cannot fail.
@@ -127,6 +129,98 @@ fn event(points: &[Recent], json: &str) -> Option<Event> {
 pub fn publishable(points: Vec<Recent>) -> Published {
     let json = points_json(&points);
     Published { points, json }
+}
+
+/// What one open stream sends: the replay from the database a page at a time (never the whole
+/// gap at once), then live batches.
+struct Feed {
+    db: Db,
+    hub: Arc<Hub>,
+    exp: Experiment,
+    rx: live::Receiver,
+    replay: Option<ById>,
+    pending: VecDeque<Event>,
+    /// The id of the last point sent.
+    last: i64,
+}
+
+impl Feed {
+    /// The next event, or None when the stream ends: the hub dropped it (too far behind while
+    /// live, or shutdown) or a replay page failed; the client resumes from its cursor.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            if let Some(mut walk) = self.replay.take() {
+                if self.hub.is_shut() {
+                    return None;
+                }
+                let (walk, page) = self
+                    .db
+                    .read(move |c| {
+                        let page = walk.next_page(c);
+                        Ok((walk, page))
+                    })
+                    .await
+                    .ok()?;
+                let Some(page) = page.ok()? else {
+                    if !self.rx.is_open() {
+                        // The live queue overflowed during a long replay (heavy ingest, or a
+                        // slow client): what it dropped is in the database, so replay again
+                        // from here instead of ending a stream that is making progress.
+                        self.catch_up().await?;
+                    }
+                    continue;
+                };
+                self.last = walk.cursor().max(self.last);
+                self.replay = Some(walk);
+                let points: Vec<Recent> = page.into_iter().map(Recent::from).collect();
+                for chunk in points.chunks(REPLAY_CHUNK) {
+                    self.pending.extend(event(chunk, &points_json(chunk)));
+                }
+                continue;
+            }
+            let batch = self.rx.recv().await?;
+            let points = &batch.points;
+            let e = if points.first().is_some_and(|p| p.seq > self.last) {
+                // The usual case: all of it is new, and already serialized.
+                event(points, &batch.json)
+            } else {
+                // Overlaps what the replay sent: only the unseen points.
+                let fresh: Vec<Recent> = points
+                    .iter()
+                    .filter(|p| p.seq > self.last)
+                    .cloned()
+                    .collect();
+                event(&fresh, &points_json(&fresh))
+            };
+            self.last = points.last().map_or(self.last, |p| p.seq.max(self.last));
+            if let Some(e) = e {
+                return Some(e);
+            }
+        }
+    }
+
+    /// Subscribes again, fences on the writer as the first subscription did, and replays from
+    /// the last id sent to what is stored now. None when the server is shutting down.
+    async fn catch_up(&mut self) -> Option<()> {
+        self.rx = self.hub.subscribe(self.exp.rowid);
+        if !self.rx.is_open() {
+            return None;
+        }
+        self.db.write(|_| Ok(())).await.ok()?;
+        let exp = self.exp.clone();
+        let end = self.db.read(move |c| logs::last_seq(c, &exp)).await.ok()?;
+        self.replay = Some(ById::new(
+            self.exp.clone(),
+            Selection::All,
+            self.last,
+            end,
+            false,
+        ));
+        Some(())
+    }
 }
 
 /// Server-Sent Events: `event: logs` with `id: CURSOR` and a JSON array of points; `event:
@@ -164,81 +258,39 @@ async fn stream(
     // Subscribe before looking at the database, then fence on the writer: every batch is then
     // either in what we read below, or decided (in its write transaction) to be published to
     // us. Duplicates from the overlap are dropped by id.
-    let mut rx = state.live.subscribe(exp.rowid);
+    let rx = state.live.subscribe(exp.rowid);
     state.db.write(|_| Ok(())).await?;
-    let (tx, events) = mpsc::channel::<Event>(16);
-    let db = state.db.clone();
-    tokio::spawn(async move {
-        let mut last = match cursor {
-            Some(c) => {
-                let replay_exp = exp.clone();
-                let missed = match db.read(move |conn| logs::since(conn, &replay_exp, c)).await {
-                    Ok(m) => m,
-                    Err(_) => return,
-                };
-                for chunk in missed.chunks(REPLAY_CHUNK) {
-                    let Some(e) = event(chunk, &points_json(chunk)) else {
-                        return;
-                    };
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
-                }
-                missed.last().map_or(c, |p| p.seq)
-            }
-            None => {
-                let now_exp = exp.clone();
-                let Ok(current) = db.read(move |conn| logs::last_seq(conn, &now_exp)).await else {
-                    return;
-                };
-                let Ok(hello) = Event::default()
-                    .event("hello")
-                    .json_data(serde_json::json!({"cursor": current}))
-                else {
-                    return;
-                };
-                if tx.send(hello).await.is_err() {
-                    return;
-                }
-                current
-            }
-        };
-        loop {
-            // Wait for a batch, or for the client to go away (the response body, which holds
-            // the receiving end, is dropped): an idle stream must not outlive its connection.
-            let received = tokio::select! {
-                r = rx.recv() => r,
-                _ = tx.closed() => return,
-            };
-            match received {
-                Ok(batch) => {
-                    let points = &batch.points;
-                    let e = if points.first().is_some_and(|p| p.seq > last) {
-                        // The usual case: all of it is new, and already serialized.
-                        event(points, &batch.json)
-                    } else {
-                        // Overlaps what the replay sent: only the unseen points.
-                        let fresh: Vec<Recent> =
-                            points.iter().filter(|p| p.seq > last).cloned().collect();
-                        event(&fresh, &points_json(&fresh))
-                    };
-                    if let Some(e) = e {
-                        last = points.last().map_or(last, |p| p.seq.max(last));
-                        if tx.send(e).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                // Too slow to keep up: drop the stream; the client resumes from its cursor.
-                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
-            }
+    let now_exp = exp.clone();
+    let current = state.db.read(move |c| logs::last_seq(c, &now_exp)).await?;
+    let (replay, pending, last) = match cursor {
+        Some(c) => (
+            Some(ById::new(exp.clone(), Selection::All, c, current, false)),
+            VecDeque::new(),
+            c,
+        ),
+        None => {
+            let hello = Event::default()
+                .event("hello")
+                .json_data(serde_json::json!({"cursor": current}))
+                .map_err(|e| Error::Internal(format!("hello event: {e}")))?;
+            (None, VecDeque::from([hello]), current)
         }
-    });
-    let stream = futures_util::stream::unfold(events, |mut events| async move {
-        events
-            .recv()
-            .await
-            .map(|e| (Ok::<_, Infallible>(e), events))
+    };
+    let feed = Feed {
+        db: state.db.clone(),
+        hub: state.live.clone(),
+        exp,
+        rx,
+        replay,
+        pending,
+        last,
+    };
+    // The body pulls events itself: nothing is queued for a client beyond its live queue (which
+    // the hub bounds) and the event being written, and when the response goes away the feed
+    // and its subscription go with it.
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let e = feed.next().await?;
+        Some((Ok::<_, Infallible>(e), feed))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("ping"))

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::error::Result;
 use crate::store::experiments::Experiment;
@@ -253,6 +253,472 @@ pub enum Selection {
     Results,
 }
 
+/// The most points one page of a long read holds in its result. A read that answers a slow
+/// client (JSON lists, CSV, a stream's replay) takes one page per short read transaction and
+/// reads the next only when the client has taken the last, so memory per request is a page or
+/// two whatever the run's size, and no connection waits on a client.
+pub const PAGE: usize = 8_192;
+
+/// Windows one page may try before it hands back what it has (a short page is not the end).
+const WINDOWS: usize = 32;
+
+/// A read that runs in pages, each within one read transaction on `conn`; None once done.
+pub trait Pages: Send + 'static {
+    type Item: Send + 'static;
+    fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Self::Item>>>;
+}
+
+/// Runs `f` inside one read transaction, so a page sees one consistent state of the file even
+/// while ingest commits beside it (the binary searches below rely on the blocks not moving).
+fn snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The series a read walks: those of one kind, or all, or one; empty ones left out.
+fn wanted(conn: &Connection, exp: &Experiment, which: Which) -> Result<Vec<series::Series>> {
+    let mut all = series::list(conn, exp.rowid)?;
+    all.retain(|s| {
+        s.count > 0
+            && match which {
+                Which::Logs(Selection::All) => true,
+                Which::Logs(Selection::Metrics) => s.kind == Kind::Metric,
+                Which::Logs(Selection::Results) => s.kind == Kind::Result,
+                Which::Series(id) => s.id == id,
+            }
+    });
+    Ok(all)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Logs(Selection),
+    Series(i64),
+}
+
+fn log_of(exp: &Experiment, s: &series::Series, p: Point) -> Log {
+    Log {
+        seq: p.seq,
+        msg_id: p.msg_id,
+        name: s.name.clone(),
+        kind: s.kind,
+        step: (p.step >= 0).then_some(p.step),
+        value: p.value,
+        extra_metadata: None,
+        created_at: exp.created_at + p.t,
+    }
+}
+
+/// Logs in id order, a page at a time. The cursor is the id of the last log handed out; ids
+/// are dense per experiment, so a page is the window of the next [`PAGE`] ids (jumping over
+/// stretches that belong to series not walked), and holds at most [`PAGE`] logs. Logs stored
+/// after `end` are left out, so the whole walk is one consistent snapshot: nothing is ever
+/// deleted below it.
+pub struct ById {
+    exp: Experiment,
+    which: Selection,
+    /// With msg_ids and metadata (the JSON lists); without, for a live stream's replay.
+    full: bool,
+    after: i64,
+    end: i64,
+}
+
+impl ById {
+    pub fn new(exp: Experiment, which: Selection, after: i64, end: i64, full: bool) -> ById {
+        ById {
+            exp,
+            which,
+            full,
+            after,
+            end,
+        }
+    }
+
+    /// The id of the last log handed out (or the starting cursor).
+    pub fn cursor(&self) -> i64 {
+        self.after
+    }
+}
+
+impl Pages for ById {
+    type Item = Log;
+
+    fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
+        if self.after >= self.end {
+            return Ok(None);
+        }
+        snapshot(conn, |c| {
+            let series = wanted(c, &self.exp, Which::Logs(self.which))?;
+            let mut out: Vec<Log> = Vec::new();
+            for _ in 0..WINDOWS {
+                let room = PAGE.saturating_sub(out.len());
+                if room < PAGE / 2 || self.after >= self.end {
+                    break;
+                }
+                let mut lo: Option<i64> = None;
+                for s in &series {
+                    if let Some(n) = series::next_seq_after(c, s, self.after)? {
+                        lo = Some(lo.map_or(n, |l| l.min(n)));
+                    }
+                }
+                let Some(lo) = lo.filter(|&l| l <= self.end) else {
+                    self.after = self.end;
+                    break;
+                };
+                let hi = self.end.min(lo.saturating_add(room as i64 - 1));
+                let start = out.len();
+                for s in &series {
+                    series::points_by_seq(c, s, lo, hi, self.full, |p| {
+                        out.push(log_of(&self.exp, s, p))
+                    })?;
+                }
+                out[start..].sort_unstable_by_key(|l| l.seq);
+                if self.full {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT seq, metadata FROM log_metadata
+                         WHERE experiment_id = ?1 AND seq BETWEEN ?2 AND ?3",
+                    )?;
+                    let mut rows = stmt.query(params![self.exp.rowid, lo, hi])?;
+                    while let Some(r) = rows.next()? {
+                        let seq: i64 = r.get(0)?;
+                        if let Ok(i) = out[start..].binary_search_by_key(&seq, |l| l.seq) {
+                            out[start + i].extra_metadata = Some(r.get(1)?);
+                        }
+                    }
+                }
+                self.after = hi;
+            }
+            Ok((!out.is_empty() || self.after < self.end).then_some(out))
+        })
+    }
+}
+
+/// Where a step-order walk stands: the (step, name, id) of the last log handed out.
+pub type StepCursor = (i64, String, i64);
+
+/// Logs in (step, name, id) order, a page at a time: every metric (`GET /metrics`), or the
+/// points of one series (a CSV export walks its series one after the other).
+///
+/// A page reads windows of steps. The window's points are found through the block extents
+/// (binary search while a series is in step order; a scan of its block rows, decoding only the
+/// blocks that meet the window, when steps arrived out of order), and the smallest [`PAGE`] by
+/// (step, name, id) above the cursor are kept: candidates are cut back to that whenever they
+/// reach twice the room left, so a page never holds more than 3 x [`PAGE`] + one block of
+/// points, however the blocks overlap. The window width adapts (it halves to what fitted when a
+/// window overflowed, doubles when it was sparse); a window of one step needs no sorting,
+/// since a step's points come in block order, which is id order, so a step with a million
+/// points streams in pages like any other. Logs stored after `end` are left out.
+pub struct ByStep {
+    exp: Experiment,
+    which: Which,
+    full: bool,
+    end: i64,
+    after: Option<StepCursor>,
+    /// Every log at a lower step has been handed out.
+    from: i64,
+    /// Steps per window; 0 until the first page estimates it.
+    span: i64,
+    done: bool,
+}
+
+impl ByStep {
+    /// Every metric of `exp`, by step.
+    pub fn metrics(exp: Experiment, end: i64, full: bool) -> ByStep {
+        Self::new(exp, Which::Logs(Selection::Metrics), end, full)
+    }
+
+    /// The points of one series, by step.
+    pub fn series(exp: Experiment, series: i64, end: i64) -> ByStep {
+        Self::new(exp, Which::Series(series), end, false)
+    }
+
+    fn new(exp: Experiment, which: Which, end: i64, full: bool) -> ByStep {
+        ByStep {
+            exp,
+            which,
+            full,
+            end,
+            after: None,
+            from: i64::MIN,
+            span: 0,
+            done: false,
+        }
+    }
+
+    /// Resumes after `cursor` (a log handed out before).
+    pub fn resume(mut self, cursor: StepCursor) -> ByStep {
+        self.from = cursor.0;
+        self.after = Some(cursor);
+        self
+    }
+
+    pub fn cursor(&self) -> Option<&StepCursor> {
+        self.after.as_ref()
+    }
+
+    /// Steps per window such that a window holds about a page, if points were spread evenly.
+    fn estimate(series: &[series::Series]) -> i64 {
+        let per_step: f64 = series
+            .iter()
+            .map(|s| {
+                let width = s.last_step.unwrap_or(-1) - s.first_step.unwrap_or(-1);
+                s.count as f64 / (width.max(0) as f64 + 1.0)
+            })
+            .sum();
+        (PAGE as f64 / per_step.max(1e-9)).clamp(1.0, 1e15) as i64
+    }
+
+    /// One window of exactly one step: series in name order, each in block (= id) order.
+    fn one_step(
+        &mut self,
+        c: &Connection,
+        series: &[series::Series],
+        step: i64,
+        out: &mut Vec<Log>,
+    ) -> Result<()> {
+        let (end, after) = (self.end, self.after.clone());
+        let start = out.len();
+        let mut full = false;
+        for s in series {
+            if let Some((a_step, a_name, _)) = &after
+                && *a_step == step
+                && s.name.as_str() < a_name.as_str()
+            {
+                continue;
+            }
+            let a_seq = match &after {
+                Some((a_step, a_name, a_seq)) if *a_step == step && *a_name == s.name => *a_seq,
+                _ => i64::MIN,
+            };
+            series::points_in_steps(
+                c,
+                s,
+                step,
+                step,
+                self.full,
+                |e| e.min_seq > end || e.max_seq <= a_seq,
+                |p| {
+                    if p.seq > end || p.seq <= a_seq {
+                        return true;
+                    }
+                    if out.len() >= PAGE {
+                        full = true;
+                        return false;
+                    }
+                    out.push(log_of(&self.exp, s, p));
+                    true
+                },
+            )?;
+            if full {
+                break;
+            }
+        }
+        if let Some(last) = out[start..].last() {
+            self.after = Some((step, last.name.clone(), last.seq));
+        }
+        if !full {
+            // The step is done; try wider windows again.
+            match step.checked_add(1) {
+                Some(next) => self.from = next,
+                None => self.done = true,
+            }
+            self.span = 2;
+        }
+        Ok(())
+    }
+
+    /// One window of several steps: the smallest `room` points above the cursor, sorted.
+    fn window(
+        &mut self,
+        c: &Connection,
+        series: &[series::Series],
+        lo: i64,
+        room: usize,
+        out: &mut Vec<Log>,
+    ) -> Result<()> {
+        let hi = lo.saturating_add(self.span - 1);
+        let (end, after) = (self.end, self.after.clone());
+        // (step, index of the series in name order, seq): sorts as (step, name, id).
+        let mut found: Vec<((i64, usize, i64), Point)> = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            series::points_in_steps(
+                c,
+                s,
+                lo,
+                hi,
+                self.full,
+                |e| e.min_seq > end,
+                |p| {
+                    let newer = p.seq <= end
+                        && after.as_ref().is_none_or(|(a_step, a_name, a_seq)| {
+                            (p.step, s.name.as_str(), p.seq) > (*a_step, a_name.as_str(), *a_seq)
+                        });
+                    if newer {
+                        found.push(((p.step, i, p.seq), p));
+                        if found.len() >= 2 * room {
+                            found.sort_unstable_by_key(|(k, _)| *k);
+                            found.truncate(room + 1);
+                        }
+                    }
+                    true
+                },
+            )?;
+        }
+        found.sort_unstable_by_key(|(k, _)| *k);
+        let overflow = found.len() > room;
+        found.truncate(room);
+        let fetched = found.len();
+        let last_step = found.last().map(|((step, ..), _)| *step);
+        for ((_, i, _), p) in found {
+            out.push(log_of(&self.exp, &series[i], p));
+        }
+        if let (Some(last), Some(step)) = (out.last(), last_step) {
+            self.after = Some((step, last.name.clone(), last.seq));
+        }
+        match (overflow, last_step) {
+            (true, Some(step)) => {
+                // What fitted is the next window's width; one step means a crowded step.
+                self.from = step;
+                self.span = (step - lo).saturating_add(1).max(1);
+            }
+            _ => {
+                match hi.checked_add(1) {
+                    Some(next) => self.from = next,
+                    None => self.done = true,
+                }
+                if fetched < room / 2 {
+                    self.span = self.span.saturating_mul(2);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Pages for ByStep {
+    type Item = Log;
+
+    fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
+        if self.done {
+            return Ok(None);
+        }
+        snapshot(conn, |c| {
+            let series = wanted(c, &self.exp, self.which)?;
+            let top = series.iter().map(|s| s.last_step.unwrap_or(-1)).max();
+            if self.span == 0 {
+                self.span = Self::estimate(&series);
+            }
+            let mut out = Vec::new();
+            for _ in 0..WINDOWS {
+                let room = PAGE.saturating_sub(out.len());
+                if room < PAGE / 2 || self.done {
+                    break;
+                }
+                if top.is_none_or(|top| self.from > top) {
+                    self.done = true;
+                    break;
+                }
+                let mut lo: Option<i64> = None;
+                for s in &series {
+                    if let Some(n) = series::next_step_from(c, s, self.from)? {
+                        lo = Some(lo.map_or(n, |l| l.min(n)));
+                    }
+                }
+                let Some(lo) = lo else {
+                    self.done = true;
+                    break;
+                };
+                self.from = lo;
+                if self.span == 1 {
+                    self.one_step(c, &series, lo, &mut out)?;
+                } else {
+                    self.window(c, &series, lo, room, &mut out)?;
+                }
+            }
+            if self.full {
+                attach_metadata(c, &self.exp, &mut out)?;
+            }
+            Ok((!out.is_empty() || !self.done).then_some(out))
+        })
+    }
+}
+
+/// Every log of an experiment for a CSV export: series after series (metrics, then results,
+/// each kind by name), each in step order through [`ByStep`]. Holds the series' ids, and one
+/// series' page at a time.
+pub struct BySeries {
+    exp: Experiment,
+    end: i64,
+    series: std::vec::IntoIter<i64>,
+    walk: Option<ByStep>,
+}
+
+impl BySeries {
+    pub fn new(conn: &Connection, exp: Experiment, end: i64) -> Result<BySeries> {
+        let ids: Vec<i64> = series::list(conn, exp.rowid)?
+            .into_iter()
+            .filter(|s| s.count > 0)
+            .map(|s| s.id)
+            .collect();
+        Ok(BySeries {
+            exp,
+            end,
+            series: ids.into_iter(),
+            walk: None,
+        })
+    }
+
+    pub fn experiment(&self) -> &Experiment {
+        &self.exp
+    }
+}
+
+impl Pages for BySeries {
+    type Item = Log;
+
+    fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
+        loop {
+            let walk = match &mut self.walk {
+                Some(walk) => walk,
+                None => match self.series.next() {
+                    Some(id) => self
+                        .walk
+                        .insert(ByStep::series(self.exp.clone(), id, self.end)),
+                    None => return Ok(None),
+                },
+            };
+            match walk.next_page(conn)? {
+                Some(page) => return Ok(Some(page)),
+                None => self.walk = None,
+            }
+        }
+    }
+}
+
+/// Fills in the rare metadata beyond `{"type": ..}` of logs in any order.
+fn attach_metadata(conn: &Connection, exp: &Experiment, logs: &mut [Log]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT metadata FROM log_metadata WHERE experiment_id = ?1 AND seq = ?2",
+    )?;
+    // Most runs have none at all: one look at the table settles it.
+    let any: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM log_metadata WHERE experiment_id = ?1)")?
+        .query_row([exp.rowid], |r| r.get(0))?;
+    if !any {
+        return Ok(());
+    }
+    for l in logs {
+        l.extra_metadata = stmt
+            .query_row(params![exp.rowid, l.seq], |r| r.get(0))
+            .optional()?;
+    }
+    Ok(())
+}
+
+/// Every log of `exp` at once: the plain reading the paged walks are tested against.
+#[cfg(test)]
 pub fn list(conn: &Connection, exp: &Experiment, which: Selection) -> Result<Vec<Log>> {
     let mut extra: HashMap<i64, String> = HashMap::new();
     let mut stmt =
@@ -263,26 +729,11 @@ pub fn list(conn: &Connection, exp: &Experiment, which: Selection) -> Result<Vec
         extra.insert(seq, metadata);
     }
     let mut out = Vec::new();
-    for s in series::list(conn, exp.rowid)? {
-        let wanted = match which {
-            Selection::All => true,
-            Selection::Metrics => s.kind == Kind::Metric,
-            Selection::Results => s.kind == Kind::Result,
-        };
-        if !wanted || s.count == 0 {
-            continue;
-        }
+    for s in wanted(conn, exp, Which::Logs(which))? {
         for p in series::points(conn, &s, i64::MIN, i64::MAX, true)? {
-            out.push(Log {
-                seq: p.seq,
-                msg_id: p.msg_id,
-                name: s.name.clone(),
-                kind: s.kind,
-                step: (p.step >= 0).then_some(p.step),
-                value: p.value,
-                extra_metadata: extra.remove(&p.seq),
-                created_at: exp.created_at + p.t,
-            });
+            let mut log = log_of(exp, &s, p);
+            log.extra_metadata = extra.remove(&log.seq);
+            out.push(log);
         }
     }
     match which {
@@ -305,28 +756,29 @@ pub struct Recent {
     pub created_at: i64,
 }
 
-/// Every log stored after `cursor` (an id), in id order: what a reconnecting stream missed.
-pub fn since(conn: &Connection, exp: &Experiment, cursor: i64) -> Result<Vec<Recent>> {
-    let mut out = Vec::new();
-    for s in series::list(conn, exp.rowid)? {
-        if s.count == 0 {
-            continue;
+impl From<Log> for Recent {
+    fn from(l: Log) -> Recent {
+        Recent {
+            seq: l.seq,
+            name: l.name.into(),
+            kind: l.kind,
+            step: l.step,
+            value: l.value,
+            created_at: l.created_at,
         }
-        let name: Arc<str> = s.name.as_str().into();
-        out.extend(
-            series::points_after(conn, &s, cursor)?
-                .into_iter()
-                .map(|p| Recent {
-                    seq: p.seq,
-                    name: name.clone(),
-                    kind: s.kind,
-                    step: (p.step >= 0).then_some(p.step),
-                    value: p.value,
-                    created_at: exp.created_at + p.t,
-                }),
-        );
     }
-    out.sort_by_key(|r| r.seq);
+}
+
+/// Every log stored after `cursor` (an id), in id order, all at once (tests only; a stream
+/// replays through [`ById`]).
+#[cfg(test)]
+pub fn since(conn: &Connection, exp: &Experiment, cursor: i64) -> Result<Vec<Recent>> {
+    let end = last_seq(conn, exp)?;
+    let mut walk = ById::new(exp.clone(), Selection::All, cursor, end, false);
+    let mut out = Vec::new();
+    while let Some(page) = walk.next_page(conn)? {
+        out.extend(page.into_iter().map(Recent::from));
+    }
     Ok(out)
 }
 
@@ -335,36 +787,6 @@ pub fn last_seq(conn: &Connection, exp: &Experiment) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT next_seq - 1 FROM experiments WHERE id = ?1")?
         .query_row([exp.rowid], |r| r.get(0))?)
-}
-
-/// One CSV row of an export.
-pub struct CsvRow<'a> {
-    pub name: &'a str,
-    pub kind: Kind,
-    pub step: Option<i64>,
-    pub value: f64,
-    pub created_at: i64,
-}
-
-/// Feeds every log of `exp` to `each`, grouped by kind and name, in step order, holding one
-/// series in memory at a time. `each` returning an error stops the walk.
-pub fn for_each_csv_row(
-    conn: &Connection,
-    exp: &Experiment,
-    mut each: impl FnMut(CsvRow<'_>) -> Result<()>,
-) -> Result<()> {
-    for s in series::list(conn, exp.rowid)? {
-        for p in series::points(conn, &s, i64::MIN, i64::MAX, false)? {
-            each(CsvRow {
-                name: &s.name,
-                kind: s.kind,
-                step: (p.step >= 0).then_some(p.step),
-                value: p.value,
-                created_at: exp.created_at + p.t,
-            })?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -505,5 +927,214 @@ mod tests {
             results[0].extra_metadata.as_deref(),
             Some(r#"{"type":"result","split":"test"}"#)
         );
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::*;
+
+    type Row = (
+        i64,
+        String,
+        Kind,
+        Option<i64>,
+        u64,
+        Option<String>,
+        Option<String>,
+    );
+
+    fn rows(logs: &[Log]) -> Vec<Row> {
+        logs.iter()
+            .map(|l| {
+                (
+                    l.seq,
+                    l.name.clone(),
+                    l.kind,
+                    l.step,
+                    l.value.to_bits(),
+                    l.msg_id.as_ref().map(|m| m.to_string()),
+                    l.extra_metadata.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every page of a walk, checking each against the bound.
+    fn drain(conn: &Connection, mut walk: impl Pages<Item = Log>) -> Vec<Log> {
+        let mut out = Vec::new();
+        while let Some(page) = walk.next_page(conn).unwrap() {
+            assert!(page.len() <= PAGE, "a page of {} points", page.len());
+            out.extend(page);
+        }
+        out
+    }
+
+    /// A small xorshift, so the out-of-order data is the same on every run.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, n: i64) -> i64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as i64
+        }
+    }
+
+    fn point(name: &str, step: i64, value: f64, msg: Option<String>) -> NewLog {
+        NewLog {
+            msg_id: msg.map(|m| MsgId::parse(&m)),
+            name: name.into(),
+            kind: Kind::Metric,
+            step: Some(step),
+            value,
+            extra_metadata: None,
+        }
+    }
+
+    /// Ordered, resumed (overlapping step ranges), random-order, crowded-step and many small
+    /// series, plus results with metadata, written interleaved so ids mix across series.
+    fn a_messy_run(conn: &Connection) -> Experiment {
+        let exp = crate::store::test_experiment(conn);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut batches: Vec<Vec<NewLog>> = Vec::new();
+        for part in 0..4 {
+            let mut b = Vec::new();
+            b.extend((part * 5_000..(part + 1) * 5_000).map(|s| point("loss", s, s as f64, None)));
+            // A run resumed from a checkpoint: 0..3000, then 2000..5000 again.
+            let resumed = [0..1_500, 1_500..3_000, 2_000..3_500, 3_500..5_000];
+            b.extend(
+                resumed[part as usize]
+                    .clone()
+                    .map(|s| point("acc", s, 1.0 / (s + 1) as f64, None)),
+            );
+            b.extend((0..800).map(|i| {
+                let msg = (i % 3 == 0).then(|| format!("noise-{part}-{i}"));
+                point("noise", rng.next(1_000), f64::NAN, msg)
+            }));
+            // One step with far more points than a page, across two series.
+            b.extend((0..3 * PAGE as i64).map(|i| {
+                let name = if i % 2 == 0 { "crowd" } else { "crowd2" };
+                point(name, 7, i as f64, None)
+            }));
+            for m in 0..40 {
+                let name = format!("m{m:02}");
+                b.extend((part * 50..(part + 1) * 50).map(|s| point(&name, s, -0.0, None)));
+            }
+            b.push(NewLog {
+                msg_id: Some(MsgId::random()),
+                name: "best".into(),
+                kind: Kind::Result,
+                step: None,
+                value: part as f64,
+                extra_metadata: (part % 2 == 0)
+                    .then(|| format!(r#"{{"type":"result","p":{part}}}"#)),
+            });
+            batches.push(b);
+        }
+        // Shuffle each batch a little, so arrival order differs from step order within series.
+        for (i, b) in batches.iter_mut().enumerate() {
+            let n = b.len();
+            for k in 0..n / 10 {
+                let j = rng.next(n as i64) as usize;
+                b.swap(k * 10, j);
+            }
+            insert(conn, &exp, b, 1_000 + i as i64).unwrap();
+        }
+        let s = series::list(conn, exp.rowid).unwrap();
+        assert!(s.iter().any(|s| s.name == "loss" && !s.ordered));
+        exp
+    }
+
+    #[test]
+    fn paged_walks_match_reading_everything_at_once() {
+        let conn = crate::db::memory();
+        let exp = a_messy_run(&conn);
+        let end = last_seq(&conn, &exp).unwrap();
+        assert!(end > 10 * PAGE as i64);
+
+        for which in [Selection::All, Selection::Results] {
+            let paged = drain(&conn, ById::new(exp.clone(), which, 0, end, true));
+            assert_eq!(
+                rows(&paged),
+                rows(&list(&conn, &exp, which).unwrap()),
+                "{which:?}"
+            );
+        }
+        let by_step = drain(&conn, ByStep::metrics(exp.clone(), end, true));
+        let all = list(&conn, &exp, Selection::Metrics).unwrap();
+        assert_eq!(by_step.len(), all.len());
+        assert_eq!(rows(&by_step), rows(&all));
+
+        // Resumed from a cursor in the middle of the crowded step, and elsewhere.
+        for at in [10, all.len() / 3, all.len() / 2 + 17, all.len() - 1] {
+            let l = &all[at];
+            let cursor = (l.step.unwrap(), l.name.clone(), l.seq);
+            let rest = drain(
+                &conn,
+                ByStep::metrics(exp.clone(), end, true).resume(cursor),
+            );
+            assert_eq!(rows(&rest), rows(&all[at + 1..]), "resumed after {at}");
+        }
+        for cursor in [0, 1, 12_345, end - 3, end] {
+            let expected: Vec<Log> = list(&conn, &exp, Selection::All)
+                .unwrap()
+                .into_iter()
+                .filter(|l| l.seq > cursor)
+                .collect();
+            let got: Vec<i64> = since(&conn, &exp, cursor)
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect();
+            assert_eq!(got, expected.iter().map(|l| l.seq).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn the_csv_walk_gives_each_series_in_step_order() {
+        let conn = crate::db::memory();
+        let exp = a_messy_run(&conn);
+        let end = last_seq(&conn, &exp).unwrap();
+        let mut expected = Vec::new();
+        for s in series::list(&conn, exp.rowid).unwrap() {
+            for p in series::points(&conn, &s, i64::MIN, i64::MAX, false).unwrap() {
+                expected.push(log_of(&exp, &s, p));
+            }
+        }
+        let walk = BySeries::new(&conn, exp.clone(), end).unwrap();
+        assert_eq!(rows(&drain(&conn, walk)), rows(&expected));
+    }
+
+    #[test]
+    fn a_walk_leaves_out_what_was_stored_after_it_began() {
+        let conn = crate::db::memory();
+        let exp = crate::store::test_experiment(&conn);
+        let first: Vec<NewLog> = (0..2 * PAGE as i64)
+            .map(|s| point("loss", s, 1.0, None))
+            .collect();
+        insert(&conn, &exp, &first, 1).unwrap();
+        let end = last_seq(&conn, &exp).unwrap();
+        let mut by_id = ById::new(exp.clone(), Selection::All, 0, end, false);
+        let mut by_step = ByStep::metrics(exp.clone(), end, false);
+        let mut got = (by_id.next_page(&conn).unwrap().unwrap(), Vec::new());
+        got.1 = by_step.next_page(&conn).unwrap().unwrap();
+        // Lower steps and higher ones arrive while the walks are half-way.
+        let late: Vec<NewLog> = (0..100)
+            .chain(50_000..50_100)
+            .map(|s| point("loss", s, 2.0, None))
+            .collect();
+        insert(&conn, &exp, &late, 2).unwrap();
+        while let Some(p) = by_id.next_page(&conn).unwrap() {
+            got.0.extend(p);
+        }
+        while let Some(p) = by_step.next_page(&conn).unwrap() {
+            got.1.extend(p);
+        }
+        for walk in [got.0, got.1] {
+            assert_eq!(walk.len(), 2 * PAGE);
+            assert!(walk.iter().all(|l| l.value == 1.0));
+            assert!(walk.windows(2).all(|w| w[0].step < w[1].step));
+        }
     }
 }

@@ -452,29 +452,169 @@ pub fn stored_ids(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<Vec
         .collect())
 }
 
-/// The points of `s` stored after `cursor` (a seq), in arrival order. Blocks are in arrival
-/// order too, so the walk goes back from the newest block and stops at the first that is older.
-pub fn points_after(conn: &Connection, s: &Series, cursor: i64) -> Result<Vec<Point>> {
+/// The part of a block's row that tells a paged read whether to decode it.
+#[derive(Debug, Clone, Copy)]
+pub struct Extent {
+    pub no: i64,
+    pub first_step: i64,
+    pub last_step: i64,
+    pub min_seq: i64,
+    pub max_seq: i64,
+}
+
+fn extent_from_row(r: &Row) -> rusqlite::Result<Extent> {
+    Ok(Extent {
+        no: r.get(0)?,
+        first_step: r.get(1)?,
+        last_step: r.get(2)?,
+        min_seq: r.get(3)?,
+        max_seq: r.get(4)?,
+    })
+}
+
+fn extent(conn: &Connection, series: i64, no: i64) -> Result<Option<Extent>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT block, first_step, last_step, min_seq, max_seq FROM series_blocks
+             WHERE series_id = ?1 AND block = ?2",
+        )?
+        .query_row(params![series, no], extent_from_row)
+        .optional()?)
+}
+
+/// Whether the blocks of `s` are in step order, so a binary search over them by step is sound.
+/// Results never clear `ordered`, so only metrics can be trusted here.
+fn step_sorted(s: &Series) -> bool {
+    s.ordered && s.kind == Kind::Metric
+}
+
+/// The first block of `s` for which `past` holds, given that once it holds for a block it holds
+/// for every later one; by binary search over the block numbers (dense from 0), so a page of a
+/// long series costs a dozen row lookups, not a scan of its block rows.
+fn first_block(
+    conn: &Connection,
+    s: &Series,
+    past: impl Fn(&Extent) -> bool,
+) -> Result<Option<Extent>> {
+    let (mut lo, mut hi) = (0, (s.count + BLOCK - 1) / BLOCK);
+    let mut found = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match extent(conn, s.id, mid)? {
+            Some(e) if past(&e) => {
+                found = Some(e);
+                hi = mid;
+            }
+            Some(_) => lo = mid + 1,
+            // The summary counts more points than there are blocks: read what is there.
+            None => hi = mid,
+        }
+    }
+    Ok(found)
+}
+
+/// The blocks of `s` from number `from` on, in order, until `each` says stop.
+fn blocks_from(
+    conn: &Connection,
+    s: &Series,
+    from: i64,
+    mut each: impl FnMut(&Extent) -> Result<bool>,
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "SELECT block, max_seq FROM series_blocks WHERE series_id = ?1 ORDER BY block DESC",
+        "SELECT block, first_step, last_step, min_seq, max_seq FROM series_blocks
+         WHERE series_id = ?1 AND block >= ?2 ORDER BY block",
     )?;
-    let mut blocks = Vec::new();
-    let mut rows = stmt.query([s.id])?;
+    let mut rows = stmt.query(params![s.id, from])?;
     while let Some(r) = rows.next()? {
-        if r.get::<_, i64>(1)? <= cursor {
+        if !each(&extent_from_row(r)?)? {
             break;
         }
-        blocks.push(r.get::<_, i64>(0)?);
     }
-    let mut out = Vec::new();
-    for block in blocks.into_iter().rev() {
-        out.extend(
-            chunk(conn, s.id, block, false)?
-                .into_iter()
-                .filter(|p| p.seq > cursor),
-        );
+    Ok(())
+}
+
+/// A lower bound on the smallest seq above `after` in `s` (None: there is none), so an id-order
+/// walk can jump over a gap left by other series.
+pub fn next_seq_after(conn: &Connection, s: &Series, after: i64) -> Result<Option<i64>> {
+    Ok(first_block(conn, s, |e| e.max_seq > after)?.map(|e| e.min_seq.max(after + 1)))
+}
+
+/// Calls `each` with every point of `s` whose seq is in `lo..=hi`, in seq order. Decodes only
+/// the blocks that hold such points (seqs grow with block numbers in every series).
+pub fn points_by_seq(
+    conn: &Connection,
+    s: &Series,
+    lo: i64,
+    hi: i64,
+    msg_ids: bool,
+    mut each: impl FnMut(Point),
+) -> Result<()> {
+    let Some(first) = first_block(conn, s, |e| e.max_seq >= lo)? else {
+        return Ok(());
+    };
+    blocks_from(conn, s, first.no, |e| {
+        if e.min_seq > hi {
+            return Ok(false);
+        }
+        for p in chunk(conn, s.id, e.no, msg_ids)? {
+            if p.seq >= lo && p.seq <= hi {
+                each(p);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// A lower bound on the smallest step at or above `lo` among the points of `s` (None: no
+/// point has one), so a step-order walk can jump over a gap.
+pub fn next_step_from(conn: &Connection, s: &Series, lo: i64) -> Result<Option<i64>> {
+    if step_sorted(s) {
+        return Ok(first_block(conn, s, |e| e.last_step >= lo)?.map(|e| e.first_step.max(lo)));
     }
-    Ok(out)
+    let least: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(first_step) FROM series_blocks WHERE series_id = ?1 AND last_step >= ?2",
+        )?
+        .query_row(params![s.id, lo], |r| r.get(0))?;
+    Ok(least.map(|f| f.max(lo)))
+}
+
+/// Calls `each` with every point of `s` whose step is in `lo..=hi`, block by block in arrival
+/// order (so the points of any one step come in seq order), until `each` says stop. Decodes
+/// only the blocks whose step extent meets the range: found by binary search while the series
+/// is in step order, by a scan of its block rows (no points decoded) when it is not.
+pub fn points_in_steps(
+    conn: &Connection,
+    s: &Series,
+    lo: i64,
+    hi: i64,
+    msg_ids: bool,
+    skip: impl Fn(&Extent) -> bool,
+    mut each: impl FnMut(Point) -> bool,
+) -> Result<()> {
+    let sorted = step_sorted(s);
+    let from = if sorted {
+        match first_block(conn, s, |e| e.last_step >= lo)? {
+            Some(e) => e.no,
+            None => return Ok(()),
+        }
+    } else {
+        0
+    };
+    blocks_from(conn, s, from, |e| {
+        if sorted && e.first_step > hi {
+            return Ok(false);
+        }
+        if e.last_step < lo || e.first_step > hi || skip(e) {
+            return Ok(true);
+        }
+        for p in chunk(conn, s.id, e.no, msg_ids)? {
+            if p.step >= lo && p.step <= hi && !each(p) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
 }
 
 /// What a chart's x axis is.
