@@ -51,6 +51,10 @@ const BUDGET_CHECK_EVERY: i32 = 1000;
 /// Read connections. Long responses never hold one while waiting on a client, so a few serve
 /// many.
 const READERS: u32 = 8;
+/// Read connections for paged downloads and stream replays only. However many downloads run
+/// (at most `server::MAX_DOWNLOADS`, each reading a page at a time), they wait for each other
+/// here and never for the readers that every other request uses.
+const DOWNLOAD_READERS: u32 = 2;
 /// How long a request waits for a free reader before it gets a 503.
 const READER_WAIT: Duration = Duration::from_secs(5);
 
@@ -58,6 +62,8 @@ const READER_WAIT: Duration = Duration::from_secs(5);
 pub struct Db {
     /// Many readers: WAL lets them run beside the writer.
     readers: Pool<Manager>,
+    /// A few more, for the pages of long downloads.
+    downloads: Pool<Manager>,
     /// Exactly one writer, so writes queue here instead of fighting over SQLite's lock.
     writer: Pool<Manager>,
     path: PathBuf,
@@ -78,8 +84,13 @@ impl Db {
             .max_size(READERS)
             .connection_timeout(READER_WAIT)
             .build(manager(path, true))?;
+        let downloads = Pool::builder()
+            .max_size(DOWNLOAD_READERS)
+            .connection_timeout(READER_WAIT)
+            .build(manager(path, true))?;
         Ok(Db {
             readers,
+            downloads,
             writer,
             path: path.to_path_buf(),
         })
@@ -95,16 +106,16 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let pool = self.readers.clone();
-        blocking(move || {
-            let conn = pool.get()?;
-            let deadline = Instant::now() + QUERY_BUDGET;
-            conn.progress_handler(BUDGET_CHECK_EVERY, Some(move || Instant::now() > deadline))?;
-            let out = f(&conn);
-            conn.progress_handler(0, None::<fn() -> bool>)?;
-            out
-        })
-        .await
+        read_on(self.readers.clone(), f).await
+    }
+
+    /// Like [`Db::read`], on the connections kept for the pages of long downloads.
+    pub async fn read_page<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        read_on(self.downloads.clone(), f).await
     }
 
     /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the single writer connection and
@@ -148,6 +159,23 @@ impl Db {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Runs `f` on a connection from `pool`, within [`QUERY_BUDGET`].
+async fn read_on<T, F>(pool: Pool<Manager>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    blocking(move || {
+        let conn = pool.get()?;
+        let deadline = Instant::now() + QUERY_BUDGET;
+        conn.progress_handler(BUDGET_CHECK_EVERY, Some(move || Instant::now() > deadline))?;
+        let out = f(&conn);
+        conn.progress_handler(0, None::<fn() -> bool>)?;
+        out
+    })
+    .await
 }
 
 pub fn write_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {

@@ -3,8 +3,12 @@
 //! [`MAX_PENDING`] bytes of batches its stream has not sent yet; a stream whose client reads
 //! slower than its run is written is dropped (its response ends, it reconnects with its cursor
 //! and catches up from the database), so a slow or stalled client never grows server memory.
+//! All queues together hold at most [`MAX_PENDING_TOTAL`] bytes of batches (a batch queued for
+//! many streams counts once); past it, every stream that is behind is dropped the same way, so
+//! many slow streams on many runs cannot add up either.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -15,6 +19,9 @@ use crate::store::logs::Recent;
 /// hold. A queue always takes one batch, however large (a batch is at most 100,000 points), so
 /// a stream holds at most this plus one batch.
 pub const MAX_PENDING: usize = 8 << 20;
+/// The most bytes of batches all queues together hold, beyond the batch each caught-up stream
+/// is about to send.
+pub const MAX_PENDING_TOTAL: usize = 64 << 20;
 
 /// A committed batch as every watcher receives it: the points, and the JSON of a `logs` event
 /// carrying all of them, built once however many streams are open (a stream that has already
@@ -22,9 +29,19 @@ pub const MAX_PENDING: usize = 8 << 20;
 pub struct Published {
     pub points: Vec<Recent>,
     pub json: String,
+    /// The queues holding this batch now: it counts toward the hub's total while any does.
+    holders: AtomicUsize,
 }
 
 impl Published {
+    pub fn new(points: Vec<Recent>, json: String) -> Published {
+        Published {
+            points,
+            json,
+            holders: AtomicUsize::new(0),
+        }
+    }
+
     /// What holding the batch costs a queue: the JSON and the points (the names are shared).
     fn bytes(&self) -> usize {
         self.json.len() + self.points.len() * std::mem::size_of::<Recent>()
@@ -43,6 +60,8 @@ struct Queue {
 struct Watcher {
     queue: Mutex<Queue>,
     ready: Notify,
+    /// The hub's total of bytes held by all queues.
+    total: Arc<AtomicUsize>,
 }
 
 impl Watcher {
@@ -50,12 +69,27 @@ impl Watcher {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn hold(&self, batch: &Batch) {
+        if batch.holders.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.total.fetch_add(batch.bytes(), Ordering::AcqRel);
+        }
+    }
+
+    fn release(&self, batch: &Batch) {
+        if batch.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.total.fetch_sub(batch.bytes(), Ordering::AcqRel);
+        }
+    }
+
     fn close(&self) {
         let mut q = self.queue();
         q.open = false;
-        q.batches.clear();
+        let dropped: Vec<Batch> = q.batches.drain(..).collect();
         q.bytes = 0;
         drop(q);
+        for b in &dropped {
+            self.release(b);
+        }
         self.ready.notify_one();
     }
 }
@@ -63,6 +97,8 @@ impl Watcher {
 #[derive(Default)]
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Bytes of batches held by all queues together (each batch once).
+    total: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -85,6 +121,8 @@ impl Receiver {
                 let mut q = self.watcher.queue();
                 if let Some(b) = q.batches.pop_front() {
                     q.bytes = q.bytes.saturating_sub(b.bytes());
+                    drop(q);
+                    self.watcher.release(&b);
                     return Some(b);
                 }
                 if !q.open {
@@ -125,6 +163,7 @@ impl Hub {
                 open: !inner.shut,
             }),
             ready: Notify::new(),
+            total: self.total.clone(),
         });
         if !inner.shut {
             let list = inner.watchers.entry(rowid).or_default();
@@ -150,11 +189,13 @@ impl Hub {
         true
     }
 
-    /// Queues `batch` for every stream of `rowid`, dropping each stream it would put past
-    /// [`MAX_PENDING`].
+    /// Queues `batch` for every stream of `rowid`, dropping each stream that is behind if the
+    /// batch would put it past [`MAX_PENDING`] or all queues past [`MAX_PENDING_TOTAL`]. A
+    /// stream that has sent everything always takes the batch.
     pub fn publish(&self, rowid: i64, batch: Published) {
         let batch = Arc::new(batch);
         let bytes = batch.bytes();
+        let crowded = self.total.load(Ordering::Acquire) + bytes > MAX_PENDING_TOTAL;
         let mut inner = self.inner();
         let Some(list) = inner.watchers.get_mut(&rowid) else {
             return;
@@ -164,11 +205,13 @@ impl Hub {
             if !q.open {
                 return false;
             }
-            if !q.batches.is_empty() && q.bytes + bytes > MAX_PENDING {
+            if !q.batches.is_empty() && (crowded || q.bytes + bytes > MAX_PENDING) {
                 drop(q);
                 w.close();
                 return false;
             }
+            // Counted before it can be taken, so a quick receiver never releases it first.
+            w.hold(&batch);
             q.batches.push_back(batch.clone());
             q.bytes += bytes;
             drop(q);
@@ -212,10 +255,34 @@ mod tests {
             value: 0.0,
             created_at: 0,
         };
-        Published {
-            points: vec![p; points],
-            json: "x".repeat(json),
+        Published::new(vec![p; points], "x".repeat(json))
+    }
+
+    #[tokio::test]
+    async fn streams_behind_on_many_runs_cannot_add_up_past_the_total() {
+        let hub = Hub::default();
+        // Stalled streams on 40 runs, each fed 4 MiB: under the per-stream bound, but 160 MiB
+        // in all. Once the total is reached, streams that are behind are dropped.
+        let stalled: Vec<Receiver> = (0..40).map(|run| hub.subscribe(run)).collect();
+        for run in 0..40 {
+            for _ in 0..4 {
+                hub.publish(run, batch(0, 1 << 20));
+            }
         }
+        let held = hub.total.load(Ordering::Acquire);
+        assert!(held <= MAX_PENDING_TOTAL, "{held} bytes held");
+        let open = stalled.iter().filter(|r| r.is_open()).count();
+        assert!(open < 40 && open > 0, "{open} streams open");
+        // A batch shared by many queues counts once, and leaves the total once taken by all.
+        let hub = Hub::default();
+        let viewers: Vec<Receiver> = (0..100).map(|_| hub.subscribe(7)).collect();
+        hub.publish(7, batch(0, 1 << 20));
+        assert_eq!(hub.total.load(Ordering::Acquire), 1 << 20);
+        for v in &viewers {
+            assert!(v.recv().await.is_some());
+        }
+        assert_eq!(hub.total.load(Ordering::Acquire), 0);
+        drop(stalled);
     }
 
     #[tokio::test]

@@ -21,6 +21,10 @@ use crate::limits::Limiter;
 pub const BODY_LIMIT: usize = 32 << 20;
 /// How long in-flight requests may run after SIGINT/SIGTERM before the server stops anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Paged downloads (`/logs`, `/metrics`, `/results`, CSV) in progress at once. Each holds the
+/// page it is sending (about 1.5 MB of JSON for 8,192 logs) for as long as its client takes to
+/// read it, so this bounds what slow downloaders hold together; past it a 503.
+pub const MAX_DOWNLOADS: usize = 64;
 /// How long a client has to send a request's line and headers, counted from when the
 /// connection opens or its previous response ends: so also how long a keep-alive connection
 /// may sit idle. Past it the connection is closed.
@@ -42,6 +46,9 @@ pub struct AppState {
     pub live: Arc<crate::live::Hub>,
     /// Bytes of request bodies being read now, over all requests (see `api::read_body`).
     pub bodies: Arc<crate::budget::ByteBudget>,
+    /// Places for paged downloads (logs, metrics, results, CSV) in progress; see
+    /// [`MAX_DOWNLOADS`].
+    pub downloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -165,6 +172,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         limits: Arc::new(Limiter::default()),
         live: Arc::new(crate::live::Hub::default()),
         bodies: crate::budget::ByteBudget::new(crate::api::BODY_BUDGET),
+        downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
     };
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
 

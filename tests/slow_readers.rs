@@ -609,3 +609,58 @@ fn shutdown_ends_open_streams_at_once() {
         assert!(s.next().is_none(), "the stream ended");
     }
 }
+
+/// `server::MAX_DOWNLOADS`, as the README documents it.
+const MAX_DOWNLOADS: usize = 64;
+
+#[test]
+fn past_the_download_limit_a_newcomer_gets_503_until_a_place_frees() {
+    let mut server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let exp = server.experiment(&alice, "big", None);
+    // 300,000 points: each download is ~50 MB, far past what socket buffers hold.
+    ingest(
+        &server,
+        &alice,
+        &exp,
+        &["loss", "acc", "lr"],
+        0..100_000,
+        50_000,
+    );
+    let stalled: Vec<TcpStream> = (0..MAX_DOWNLOADS)
+        .map(|i| {
+            let path = if i % 2 == 0 { "logs" } else { "logs/csv" };
+            never_read(
+                &server,
+                &format!("/api/experiments/{exp}/{path}"),
+                &alice.auth(),
+                None,
+            )
+        })
+        .collect();
+    // Every download has started, and holds its place, once the server has answered each.
+    let mut stalled = stalled;
+    for s in &mut stalled {
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.0 200");
+    }
+    // (A run's results are a small download: it would take a place for a moment.)
+    let refused = server.get(&format!("/api/experiments/{exp}/results"), &alice.auth());
+    assert!(refused.expect_error(503).contains("64 downloads"));
+    assert!(refused.header("retry-after").is_some());
+    // Once the downloads have filled their clients' buffers, everything else is served.
+    wait_until_idle(&server);
+    a_normal_client_is_served(&mut server, &alice, &exp);
+    // A stalled download that goes away gives its place back.
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = server.get(&format!("/api/experiments/{exp}/results"), &alice.auth());
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "places were not given back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

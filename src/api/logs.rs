@@ -13,6 +13,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::experiments::authorize;
 #[allow(unused_imports)]
@@ -21,7 +22,7 @@ use super::{Json, Path, Reply, created};
 use crate::auth::AuthUser;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::server::AppState;
+use crate::server::{AppState, MAX_DOWNLOADS};
 use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
 use crate::time::{now_ms, rfc3339};
@@ -518,6 +519,7 @@ async fn read_logs(
             Ok((exp, end))
         })
         .await?;
+    let place = download_place(&state)?;
     let exp_id = exp.id.clone();
     let mut first = true;
     let mut times = Times::default();
@@ -536,6 +538,7 @@ async fn read_logs(
     let body = match which {
         Selection::Metrics => paged(
             state.db.clone(),
+            place,
             logs::ByStep::metrics(exp, end, true),
             HEAD,
             TAIL,
@@ -543,6 +546,7 @@ async fn read_logs(
         ),
         _ => paged(
             state.db.clone(),
+            place,
             logs::ById::new(exp, which, 0, end, true),
             HEAD,
             TAIL,
@@ -550,6 +554,21 @@ async fn read_logs(
         ),
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A place among the [`MAX_DOWNLOADS`] paged downloads, or a 503: taken after the caller was
+/// authorized, so an outsider still gets a 404.
+fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
+    state
+        .downloads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Error::Unavailable {
+            message: format!(
+                "{MAX_DOWNLOADS} downloads are in progress, the most at once; try again shortly"
+            ),
+            retry_after: 2,
+        })
 }
 
 /// A response body read from the database a page at a time: `head`, each page as `render`
@@ -560,6 +579,7 @@ async fn read_logs(
 /// ends the walk. A failure after the head cuts the response short (the status is sent).
 fn paged<P: Pages>(
     db: Db,
+    place: OwnedSemaphorePermit,
     pages: P,
     head: &'static str,
     tail: &'static str,
@@ -567,6 +587,8 @@ fn paged<P: Pages>(
 ) -> Body {
     struct State<P, R> {
         db: Db,
+        /// Held until the body is done or dropped.
+        _place: OwnedSemaphorePermit,
         pages: Option<P>,
         render: R,
         head: Option<&'static str>,
@@ -574,6 +596,7 @@ fn paged<P: Pages>(
     }
     let start = State {
         db,
+        _place: place,
         pages: Some(pages),
         render,
         head: Some(head),
@@ -586,7 +609,7 @@ fn paged<P: Pages>(
         while let Some(mut pages) = st.pages.take() {
             let read = st
                 .db
-                .read(move |c| {
+                .read_page(move |c| {
                     let page = pages.next_page(c);
                     Ok((pages, page))
                 })
@@ -658,6 +681,7 @@ async fn export_csv(
             logs::BySeries::new(c, exp, end)
         })
         .await?;
+    let place = download_place(&state)?;
     let filename: String = walk
         .experiment()
         .name
@@ -690,6 +714,7 @@ async fn export_csv(
     };
     let body = paged(
         state.db.clone(),
+        place,
         walk,
         "name,type,step,value,created_at\n",
         "",

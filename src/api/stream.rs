@@ -128,7 +128,7 @@ fn event(points: &[Recent], json: &str) -> Option<Event> {
 /// A committed batch ready for every stream of its experiment, serialized once here.
 pub fn publishable(points: Vec<Recent>) -> Published {
     let json = points_json(&points);
-    Published { points, json }
+    Published::new(points, json)
 }
 
 /// What one open stream sends: the replay from the database a page at a time (never the whole
@@ -158,7 +158,7 @@ impl Feed {
                 }
                 let (walk, page) = self
                     .db
-                    .read(move |c| {
+                    .read_page(move |c| {
                         let page = walk.next_page(c);
                         Ok((walk, page))
                     })
