@@ -1054,12 +1054,59 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several runs of an attack: the median of every number (max: the worst),
+    up only if every run stayed up, and the worst run's server state and failures."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def merge(values: list[Any], key: str = "") -> Any:
+        present = [v for v in values if v is not None]
+        if not present:
+            return None
+        first = present[0]
+        if isinstance(first, bool):
+            return all(present)
+        if isinstance(first, (int, float)):
+            if key in ("max_ms", "failed") or key.startswith("fds_peak"):
+                return max(present)
+            return statistics.median(present)
+        if isinstance(first, dict):
+            keys = {k for v in present if isinstance(v, dict) for k in v}
+            return {k: merge([v.get(k) for v in present], k) for k in keys}
+        return first
+
+    worst = next((r for r in runs if not r.get("stayed_up")), runs[0])
+    row = merge(runs)
+    row["server"] = worst["server"]
+    row["stayed_up"] = all(r.get("stayed_up") for r in runs)
+    row["details"] = worst.get("details", {})
+    for kind, c in (row.get("client") or {}).items():
+        if isinstance(c, dict) and "failures" in c:
+            c["failed"] = sum(
+                ((r.get("client") or {}).get(kind) or {}).get("failed", 0) for r in runs
+            )
+            c["failures"] = {}
+            for r in runs:
+                got = ((r.get("client") or {}).get(kind) or {}).get("failures") or {}
+                for why, n in got.items():
+                    c["failures"][why] = c["failures"].get(why, 0) + n
+    row["runs"] = runs
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="small sizes, < 2 min")
     ap.add_argument("--only", default="", help="NAME[,NAME]: run only these attacks")
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="run each attack N times (a fresh server each) and report medians",
+    )
     ap.add_argument(
         "--rss-cap-mib",
         type=int,
@@ -1091,19 +1138,27 @@ def main() -> None:
         for name, variant, fn in ATTACKS:
             if only and name not in only:
                 continue
-            print(f"{name} {variant} ...", file=sys.stderr, flush=True)
-            row = run_one(name, variant, fn, template, ctx, z, args.rss_cap_mib << 10)
-            print(
-                f"  {row['server']}; {row.get('details', {}).get('summary', '')}",
-                file=sys.stderr,
-            )
-            rows.append(row)
+            runs = []
+            for n in range(args.runs):
+                print(
+                    f"{name} {variant} (run {n + 1}) ...", file=sys.stderr, flush=True
+                )
+                row = run_one(
+                    name, variant, fn, template, ctx, z, args.rss_cap_mib << 10
+                )
+                print(
+                    f"  {row['server']}; {row.get('details', {}).get('summary', '')}",
+                    file=sys.stderr,
+                )
+                runs.append(row)
+            rows.append(merge_runs(runs))
     finally:
         shutil.rmtree(template, ignore_errors=True)
     res = {
         "env": env | {"loadavg_at_end": os.getloadavg(), "nofile_limit": [soft, hard]},
         "args": {
             "quick": args.quick,
+            "runs": args.runs,
             "only": sorted(only),
             "rss_cap_mib": args.rss_cap_mib,
         },
