@@ -33,9 +33,13 @@ pub const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 pub const RESERVED_FILES: u64 = 64;
 
 /// The answer to a connection that finds every place taken by a busy one.
-pub const FULL_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 117\r\n\r\n\
-{\"status\":503,\"error\":\"SERVICE_UNAVAILABLE\",\"message\":\"the server is at its connection limit; try again in a moment\"}";
+pub fn full_response() -> Vec<u8> {
+    crate::error::Error::Unavailable {
+        message: "the server is at its connection limit; try again in a moment".into(),
+        retry_after: 1,
+    }
+    .raw_response()
+}
 
 pub struct Connections {
     max: usize,
@@ -328,8 +332,14 @@ mod tests {
 
     #[test]
     fn the_full_response_is_well_formed() {
-        let text = std::str::from_utf8(FULL_RESPONSE).unwrap();
+        let bytes = full_response();
+        let text = std::str::from_utf8(&bytes).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("retry-after: 1"), "{head}");
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["status"], 503);

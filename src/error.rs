@@ -115,18 +115,43 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    fn body(&self) -> serde_json::Value {
+        json!({
+            "status": self.status().as_u16(),
+            "error": self.code(),
+            "message": self.message(),
+        })
+    }
+
+    /// The whole HTTP/1.1 response, bytes ready for a socket, closing the connection: for the
+    /// one answer given before any request is read (a connection past the cap).
+    pub fn raw_response(&self) -> Vec<u8> {
+        let status = self.status();
+        let body = self.body().to_string();
+        let retry = match self {
+            Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } => {
+                format!("retry-after: {retry_after}\r\n")
+            }
+            _ => String::new(),
+        };
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\n{retry}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         if let Error::Internal(cause) = &self {
             eprintln!("error: {cause}");
         }
         let status = self.status();
-        let body = json!({
-            "status": status.as_u16(),
-            "error": self.code(),
-            "message": self.message(),
-        });
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(self.body())).into_response();
         if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } =
             self
         {

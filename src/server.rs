@@ -234,6 +234,7 @@ async fn accept(
     connections: Arc<Connections>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let full = crate::connections::full_response();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -251,7 +252,7 @@ async fn accept(
         };
         let Some(slot) = connections.admit() else {
             // A fresh socket's send buffer is empty, so this never waits.
-            let _ = stream.try_write(crate::connections::FULL_RESPONSE);
+            let _ = stream.try_write(&full);
             continue;
         };
         let _ = stream.set_nodelay(true);
