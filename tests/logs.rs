@@ -329,3 +329,48 @@ fn a_large_csv_export_streams_every_row() {
     assert_eq!(csv.status, 200);
     assert_eq!(csv.text.lines().count(), 100_001);
 }
+
+#[test]
+fn a_csv_export_never_hands_a_spreadsheet_a_formula() {
+    let (server, user, exp) = setup();
+    let names = [
+        "=cmd|'/C calc'!A0",
+        "@SUM(1)",
+        "+1+1",
+        "-2+3",
+        "plain=not-a-formula",
+    ];
+    for (step, name) in names.iter().enumerate() {
+        let r = server.post(
+            &format!("/api/experiments/{exp}/logs"),
+            &user.auth(),
+            json!({"name": name, "value": -1.5, "step": step}),
+        );
+        assert_eq!(r.status, 201, "{name}: {}", r.text);
+    }
+    let csv = server.get(&format!("/api/experiments/{exp}/logs/csv"), &user.auth());
+    assert_eq!(csv.status, 200);
+    let mut reader = csv::ReaderBuilder::new().from_reader(csv.text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    for row in &rows {
+        let name = &row[0];
+        assert!(
+            !name.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a live formula: {name:?}"
+        );
+        // Numbers stay numbers, a negative one included.
+        assert_eq!(&row[3], "-1.5");
+    }
+    let cells: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    for name in names {
+        let expected = if name.starts_with(['=', '+', '-', '@']) {
+            format!("'{name}")
+        } else {
+            name.to_string()
+        };
+        assert!(
+            cells.contains(&expected.as_str()),
+            "{expected:?} in {cells:?}"
+        );
+    }
+}

@@ -191,11 +191,26 @@ fn a_bad_column_rejects_the_whole_batch_and_names_the_spot() {
         "nothing stored"
     );
 
-    // Over the per-request limit.
+    // Over the per-request limit: in one column (refused while parsing, before the array is
+    // built) or over several.
     let n = 100_001;
     let big = json!({"metrics": [{"name": "x", "steps": vec![1; n], "values": vec![0.5; n]}]});
     let err = send(&server, &user, &exp, big).expect_error(400);
-    assert!(err.contains("100001 points in one batch"), "{err}");
+    assert!(err.contains("more than 100000"), "{err}");
+    let half = 50_001;
+    let column =
+        |name: &str| json!({"name": name, "steps": vec![1; half], "values": vec![0.5; half]});
+    let two = json!({"metrics": [column("a"), column("b")]});
+    let err = send(&server, &user, &exp, two).expect_error(400);
+    assert!(err.contains("100002 points in one batch"), "{err}");
+    // However the arrays are split, one body's arrays hold at most 210,000 values in all: the
+    // parse stops there instead of building them (a 2-byte step is an 8-byte integer).
+    let third = 40_000;
+    let column =
+        |name: &str| json!({"name": name, "steps": vec![1; third], "values": vec![0.5; third]});
+    let three = json!({"metrics": [column("a"), column("b"), column("c")]});
+    let err = send(&server, &user, &exp, three).expect_error(400);
+    assert!(err.contains("more than 210000 values in one body"), "{err}");
 }
 
 #[test]

@@ -123,6 +123,7 @@ struct LogIn {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct BatchIn {
+    #[serde(deserialize_with = "super::at_most::<_, _, MAX_BATCH>")]
     logs: Vec<LogIn>,
 }
 
@@ -312,8 +313,10 @@ async fn create_log(
 struct ColumnIn {
     name: String,
     #[schema(value_type = Vec<u64>)]
+    #[serde(deserialize_with = "super::at_most::<_, _, MAX_BATCH>")]
     steps: Vec<i64>,
     /// Numbers, or "NaN" / "Infinity" / "-Infinity".
+    #[serde(default, deserialize_with = "super::at_most_opt::<_, _, MAX_BATCH>")]
     values: Option<Vec<LogValue>>,
     /// The values as little-endian IEEE-754 doubles, base64 (standard alphabet, padded): exact
     /// bits, and a fraction of the client's cost of decimal text (Python:
@@ -361,9 +364,9 @@ struct PointsIn {
     /// The batch's idempotency key: a batch with an id already stored for this experiment is
     /// skipped whole, so a resend after a lost reply never duplicates it.
     batch_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::at_most::<_, _, MAX_BATCH>")]
     metrics: Vec<ColumnIn>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::at_most::<_, _, MAX_BATCH>")]
     results: Vec<ResultIn>,
 }
 
@@ -556,6 +559,17 @@ async fn read_logs(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// A text cell as a spreadsheet will not run it: a cell starting with `=`, `+`, `-` or `@`
+/// (a formula in Excel, LibreOffice and Google Sheets), or with a tab or carriage return, gets
+/// a leading `'`, which spreadsheets show as text and do not display. Only names are text;
+/// numbers are written as numbers.
+fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
+        _ => text.into(),
+    }
+}
+
 /// A place among the [`MAX_DOWNLOADS`] paged downloads, or a 503: taken after the caller was
 /// authorized, so an outsider still gets a 404.
 fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
@@ -703,7 +717,7 @@ async fn export_csv(
             let value = format!("{:?}", row.value);
             // Writing to a Vec cannot fail.
             let _ = csv.write_record([
-                row.name.as_str(),
+                spreadsheet_safe(&row.name).as_ref(),
                 row.kind.name(),
                 &step,
                 &value,

@@ -207,7 +207,74 @@ fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// The most array elements read through [`at_most`] in one body, all arrays together: a body's
+/// size limit bounds its bytes, this bounds what they expand to once parsed (a 2-byte JSON step
+/// is an 8-byte integer, a 22-byte log a ~100-byte struct). Two per point (step and value) of
+/// the largest batch, with room for its results.
+pub const MAX_ELEMENTS: usize = 2 * logs::MAX_BATCH + 10_000;
+
+thread_local! {
+    /// Elements [`at_most`] may still read in the body being parsed on this thread.
+    static ELEMENTS_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_ELEMENTS) };
+}
+
+/// `#[serde(deserialize_with = "at_most::<_, _, N>")]`: an array of at most `N` elements,
+/// refused as soon as it is longer (so it is never built whole), and counted against the
+/// body's [`MAX_ELEMENTS`].
+pub fn at_most<'de, D, T, const N: usize>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Elements<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Elements<T, N> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {N} elements")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() == N {
+                    return Err(serde::de::Error::custom(format!(
+                        "an array of more than {N} elements"
+                    )));
+                }
+                let left = ELEMENTS_LEFT.get();
+                if left == 0 {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_ELEMENTS} values in one body"
+                    )));
+                }
+                ELEMENTS_LEFT.set(left - 1);
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Elements::<T, N>(std::marker::PhantomData))
+}
+
+/// [`at_most`] for an optional array.
+pub fn at_most_opt<'de, D, T, const N: usize>(d: D) -> std::result::Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct AtMost<T, const N: usize>(Vec<T>);
+    impl<'de, T: serde::Deserialize<'de>, const N: usize> serde::Deserialize<'de> for AtMost<T, N> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            at_most::<D, T, N>(d).map(AtMost)
+        }
+    }
+    Ok(<Option<AtMost<T, N>> as serde::Deserialize>::deserialize(d)?.map(|a| a.0))
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    ELEMENTS_LEFT.set(MAX_ELEMENTS);
     serde_json::from_slice(bytes).map_err(|e| {
         if e.is_syntax() && bare_non_finite_at(bytes, e.line(), e.column()) {
             Error::bad_request(format!(
