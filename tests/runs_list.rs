@@ -251,3 +251,44 @@ fn pages_stay_stable_while_new_runs_arrive() {
         }
     }
 }
+
+#[test]
+fn the_list_across_workspaces_answers_the_newest_ten_thousand_and_counts_all() {
+    let server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let ws = server.workspace(&alice, "sweeps");
+    // 10,050 runs, written straight into the file: what a long sweep leaves behind.
+    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    for i in 0..10_050i64 {
+        conn.execute(
+            "INSERT INTO experiments (uuid, workspace_id, created_by, name, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            rusqlite::params![
+                format!("00000000-0000-4000-8000-{i:012}"),
+                ws,
+                alice.id,
+                format!("run-{i}"),
+                1_000 + i
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    drop(conn);
+    let r = server.get("/api/experiments", &alice.auth());
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 10_000);
+    assert_eq!(body["total"], 10_050);
+    assert_eq!(data[0]["name"], "run-10049", "newest first");
+    // The workspace's own list pages through all of them.
+    let r = server.get(
+        &format!("/api/workspaces/{ws}/experiments?limit=500"),
+        &alice.auth(),
+    );
+    assert_eq!(r.json()["total"], 10_050);
+}

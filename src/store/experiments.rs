@@ -82,14 +82,27 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Experiment>> {
 }
 
 /// Every experiment in every workspace `user_id` belongs to.
-pub fn visible_to(conn: &Connection, user_id: &str) -> Result<Vec<Experiment>> {
+/// The newest `limit` experiments `user_id` may see, over all their workspaces, and how many
+/// there are in all.
+pub fn visible_to(
+    conn: &Connection,
+    user_id: &str,
+    limit: usize,
+) -> Result<(Vec<Experiment>, i64)> {
     let sql = format!(
         "SELECT {COLUMNS} FROM experiments e JOIN workspace_members m ON m.workspace_id = e.workspace_id
-         WHERE m.user_id = ?1 ORDER BY e.created_at DESC, e.id DESC"
+         WHERE m.user_id = ?1 ORDER BY e.created_at DESC, e.id DESC LIMIT ?2"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([user_id], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rows = stmt.query_map(params![user_id, limit as i64], from_row)?;
+    let list = rows.collect::<rusqlite::Result<_>>()?;
+    let total = conn
+        .prepare_cached(
+            "SELECT count(*) FROM experiments e JOIN workspace_members m ON m.workspace_id = e.workspace_id
+             WHERE m.user_id = ?1",
+        )?
+        .query_row([user_id], |r| r.get(0))?;
+    Ok((list, total))
 }
 
 /// Those of `ids` that `user_id` may see, in the order asked; unknown or hidden ones are left out.
