@@ -2,7 +2,12 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Keys one account may hold that are not revoked, and keys in all (revoked ones stay listed,
+/// as a record): the key list, read on every settings page, stays small.
+pub const MAX_LIVE_KEYS: i64 = 100;
+pub const MAX_KEYS: i64 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct ApiKey {
@@ -20,6 +25,16 @@ pub fn create(
     hash: &[u8],
     now: i64,
 ) -> Result<ApiKey> {
+    let (live, all): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE revoked = 0), count(*) FROM api_keys WHERE user_id = ?1",
+        )?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if live >= MAX_LIVE_KEYS || all >= MAX_KEYS {
+        return Err(Error::bad_request(format!(
+            "this account has {live} API keys ({all} with revoked ones); the most is {MAX_LIVE_KEYS} ({MAX_KEYS}): revoke one you no longer use"
+        )));
+    }
     let id = super::new_id();
     conn.prepare_cached("INSERT INTO api_keys (id, user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![id, user_id, name, hash, now])?;
     Ok(ApiKey {
@@ -75,4 +90,32 @@ pub fn save_last_used(conn: &Connection, uses: &[(String, i64)]) -> Result<()> {
         stmt.execute(params![id, at])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::users;
+
+    #[test]
+    fn an_account_holds_at_most_100_live_keys_and_1000_in_all() {
+        let conn = crate::db::memory();
+        let u = users::create(&conn, "k@x.org", "h", 1).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..MAX_LIVE_KEYS {
+            ids.push(create(&conn, &u.id, "k", &i.to_le_bytes(), 1).unwrap().id);
+        }
+        let err = create(&conn, &u.id, "k", b"one more", 1).unwrap_err();
+        assert!(err.to_string().contains("the most is 100"), "{err}");
+        // Revoking makes room, up to 1,000 keys in all.
+        for n in 0..(MAX_KEYS - MAX_LIVE_KEYS) {
+            let id = ids.remove(0);
+            assert!(revoke(&conn, &u.id, &id).unwrap());
+            let hash = (1_000 + n).to_le_bytes();
+            ids.push(create(&conn, &u.id, "k", &hash, 1).unwrap().id);
+        }
+        revoke(&conn, &u.id, &ids.remove(0)).unwrap();
+        let err = create(&conn, &u.id, "k", b"past all", 1).unwrap_err();
+        assert!(err.to_string().contains("(1000)"), "{err}");
+    }
 }

@@ -104,6 +104,16 @@ pub fn create(
     personal: bool,
     now: i64,
 ) -> Result<Workspace> {
+    if !personal {
+        let joined: i64 = conn
+            .prepare_cached("SELECT count(*) FROM workspace_members WHERE user_id = ?1")?
+            .query_row([owner], |r| r.get(0))?;
+        if joined >= MAX_MEMBERSHIPS {
+            return Err(Error::bad_request(format!(
+                "you are in {joined} workspaces, the most one account may be in; leave or delete one first"
+            )));
+        }
+    }
     let id = super::new_id();
     conn.prepare_cached("INSERT INTO workspaces (id, name, description, personal_of, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![id, name, description, personal.then_some(owner), now])?;
     add_member(conn, &id, owner, Role::Owner, now)?;
@@ -126,6 +136,9 @@ pub fn add_member(
     conn.prepare_cached("INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES (?1, ?2, ?3, ?4)")?.execute(params![workspace_id, user_id, role as i64, now])?;
     Ok(())
 }
+
+/// Workspaces one account may create while in this many (its workspace list stays small).
+pub const MAX_MEMBERSHIPS: i64 = 1_000;
 
 /// The workspace experiments go to when the client names none, created on first need. Its
 /// owner is always its OWNER: a file from before that rule, where a co-owner removed or
@@ -273,6 +286,19 @@ mod tests {
         assert!(matches!(refused, Error::Forbidden(_)), "{refused:?}");
         let hidden = require_role(&conn, &ws.id, &outsider.id, Role::Viewer).unwrap_err();
         assert!(matches!(hidden, Error::NotFound(_)), "{hidden:?}");
+    }
+
+    #[test]
+    fn an_account_creates_workspaces_up_to_the_membership_cap() {
+        let conn = crate::db::memory();
+        let u = users::create(&conn, "busy@x.org", "h", 1).unwrap();
+        for i in 0..MAX_MEMBERSHIPS {
+            create(&conn, &u.id, &format!("ws{i}"), None, false, 1).unwrap();
+        }
+        let err = create(&conn, &u.id, "one more", None, false, 1).unwrap_err();
+        assert!(err.to_string().contains("in 1000 workspaces"), "{err}");
+        // The Personal workspace is never refused: runs without a workspace need it.
+        personal(&conn, &u.id, 2).unwrap();
     }
 
     #[test]
