@@ -154,9 +154,24 @@ impl Db {
     }
 
     /// Copies the WAL into the main file and truncates it, so the `.db` file alone is complete.
+    /// Fails, saying why, if the checkpoint could not finish: SQLite reports that (a reader
+    /// still on an old snapshot, the WAL not truncated) in the row, not as an error.
     pub fn checkpoint(&self) -> Result<()> {
         let conn = self.writer.get()?;
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let (busy, log, done): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if busy != 0 || log != done {
+            return Err(Error::Internal(format!(
+                "the WAL checkpoint did not finish ({done} of {log} pages copied{})",
+                if busy != 0 {
+                    ", blocked by a reader"
+                } else {
+                    ""
+                }
+            )));
+        }
         Ok(())
     }
 }
@@ -370,6 +385,33 @@ mod tests {
     use super::*;
     use crate::store::logs::{self, Selection};
     use crate::store::{experiments, series, users, workspaces};
+
+    /// A checkpoint that a reader blocks says so instead of passing for a clean one.
+    #[test]
+    fn a_blocked_checkpoint_is_reported() {
+        let dir = std::env::temp_dir().join(format!("tora-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tora.db");
+        let db = Db::open(&path).unwrap();
+        let writer = open_connection(&path).unwrap();
+        writer
+            .execute_batch("INSERT INTO settings (key, value) VALUES ('a', x'01')")
+            .unwrap();
+        // A reader holding a snapshot from before more writes keeps them in the WAL.
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
+            .unwrap();
+        writer
+            .execute_batch("INSERT INTO settings (key, value) VALUES ('b', x'02')")
+            .unwrap();
+        let err = db.checkpoint().unwrap_err().to_string();
+        assert!(err.contains("did not finish"), "{err}");
+        reader.execute_batch("COMMIT").unwrap();
+        db.checkpoint().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A read that would run for hours is stopped at its budget with a 503 that says why, and
     /// every pooled connection (the stopped one too) serves the next reads normally.
