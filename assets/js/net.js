@@ -130,7 +130,7 @@ function countdown() {
   if (!count || !trouble) return;
   const seconds = Math.max(0, Math.ceil((due - Date.now()) / 1000));
   const text = trouble === 'busy'
-    ? (seconds > 0 ? ` in ${seconds} s` : ' now\u2026')
-    : (seconds > 0 ? ` next try in ${seconds} s` : ' trying now');
+    ? (seconds > 0 ? ` in ${seconds}\u00a0s` : ' now\u2026')
+    : (seconds > 0 ? ` next try in ${seconds}\u00a0s` : ' trying now');
   if (count.textContent !== text) count.textContent = text;
 }

@@ -150,7 +150,7 @@ test('a refresh the server refuses as busy (429) keeps the session and retries',
   try {
     await nav(page, 'Settings').click();
     await page.locator('#net[data-state="busy"]').waitFor();
-    assert.match(await banner(page).textContent(), /The server is busy; retrying( in \d+ s| now…)/);
+    assert.match(await banner(page).textContent(), /The server is busy; retrying( in \d+\u00a0s| now…)/);
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 375, `the page is ${width} px wide with the banner at 375 px`);
     await h.screenshot(page, 'phone-busy-banner');
