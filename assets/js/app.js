@@ -47,3 +47,9 @@ window.addEventListener('tora:route', ({ detail }) => {
 window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => reload());
 
 start(routes, guard);
+
+// Every page's code, loaded once the first page is up: a page opened while the server is away
+// then needs only its data, which waits for the server (net.js), not a module, which would fail.
+const prefetch = () => { for (const [, load] of routes) load().catch(() => {}); };
+if (window.requestIdleCallback) requestIdleCallback(prefetch, { timeout: 3000 });
+else setTimeout(prefetch, 1000);

@@ -104,6 +104,10 @@ async function render() {
   } catch (err) {
     if (controller.signal.aborted || err.name === 'AbortError') return;
     if (err.status === 401) return; // the signed-out handler takes the user to the login page
+    if (err instanceof TypeError && /import/i.test(err.message)) { // the page's code did not arrive
+      fill(main, h('h1', {}, 'This page could not be loaded'), errorBox('Can\u2019t reach the server: reload the page once it is back.'));
+      return;
+    }
     fill(main, h('h1', {}, err.status === 404 ? 'Not found' : 'Something went wrong'), errorBox(err),
       h('p', {}, h('a', { href: '/workspaces' }, 'Back to your workspaces')));
   }

@@ -312,7 +312,7 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     await viewer.getByRole('button', { name: 'Change password' }).click();
     await viewer.getByText('Password changed').waitFor();
     VIEWER.password = 'bo-password-2';
-    await viewer.getByRole('button', { name: 'Log out' }).click();
+    await viewer.getByRole('button', { name: 'Sign out', exact: true }).click();
     await viewer.waitForURL('**/login');
     await signIn(viewer, VIEWER);
     await viewer.waitForURL('**/workspaces');

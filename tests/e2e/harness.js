@@ -15,39 +15,60 @@ const BIN = process.env.TORA_BIN || path.join(ROOT, 'target', 'debug', 'tora');
 const SHOTS = path.join(ROOT, 'test-output', 'e2e');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-/** Starts `tora serve` on 127.0.0.1:0 with a new database; resolves once it printed its address. */
+/**
+ * Starts `tora serve` on 127.0.0.1:0 with a new database; resolves once it printed its address.
+ * halt() stops the process (SIGTERM, as an administrator would) and keeps the database;
+ * resume() starts it again on the same address and database, as after a restart.
+ */
 async function startServer() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tora-e2e-'));
-  const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0', '--db', path.join(dir, 'tora.db')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const db = path.join(dir, 'tora.db');
+  let child = null;
   // Never outlive the test process, even when it is interrupted before its after() hooks run.
-  const orphan = () => child.kill('SIGKILL');
+  const orphan = () => { if (child) child.kill('SIGKILL'); };
   const onSignal = (signal) => { orphan(); process.kill(process.pid, signal); }; // then die as asked
   process.once('exit', orphan);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
-  const lines = readline.createInterface({ input: child.stdout });
-  const url = await new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`tora serve exited (${code}) before listening:\n${stderr}`)));
-    lines.on('line', (line) => {
-      const m = /^listening on (http:\/\/\S+)/.exec(line);
-      if (m) resolve(m[1]);
+
+  async function serve(bind) {
+    const proc = spawn(BIN, ['serve', '--bind', bind, '--db', db], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    let stderr = '';
+    proc.stderr.on('data', (d) => { stderr += d; });
+    const lines = readline.createInterface({ input: proc.stdout });
+    const address = await new Promise((resolve, reject) => {
+      proc.once('error', reject);
+      proc.once('exit', (code) => reject(new Error(`tora serve exited (${code}) before listening:\n${stderr}`)));
+      lines.on('line', (line) => {
+        const m = /^listening on (http:\/\/\S+)/.exec(line);
+        if (m) resolve(m[1]);
+      });
     });
-  });
-  child.removeAllListeners('exit');
+    proc.removeAllListeners('exit');
+    return address;
+  }
+
+  async function halt() {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }
+
+  const url = await serve('127.0.0.1:0');
   return {
     url,
     dir,
+    halt,
+    async resume() {
+      await halt();
+      const again = await serve(new URL(url).host);
+      if (again !== url) throw new Error(`restarted on ${again}, not ${url}`);
+    },
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await halt();
       process.removeListener('exit', orphan);
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);

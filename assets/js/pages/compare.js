@@ -19,7 +19,7 @@ export async function render(ctx) {
       empty('No runs chosen', 'Select two or more experiments in a workspace table and press Compare.'));
     return;
   }
-  const found = await api.post('/experiments/batch', { ids }, { signal: ctx.signal });
+  const found = await api.post('/experiments/batch', { ids }, { signal: ctx.signal, retry: true }); // a read
   const byId = new Map(found.map((e) => [e.id, e]));
   const runs = ids.filter((id) => byId.has(id)).map((id) => byId.get(id));
   const missing = ids.length - runs.length;

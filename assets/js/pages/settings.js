@@ -1,4 +1,5 @@
-// /settings: API keys (a new key is shown once), the password, and signing out.
+// /settings: API keys (a new key is shown once), the password, and signing out (here, or
+// everywhere: every browser's login ends on the server).
 
 import * as api from '../api.js';
 import * as auth from '../auth.js';
@@ -14,14 +15,34 @@ export async function render(ctx) {
   fill(ctx.root,
     h('div', { class: 'page-head' }, h('div', { class: 'grow' }, h('h1', {}, 'Settings'),
       me ? h('p', { class: 'muted small' }, `Signed in as ${me.email}`) : null),
-    h('button', { onclick: signOut, title: 'Forget the session in this browser; API keys keep working' }, 'Log out')),
+    h('button', { onclick: signOut, title: 'End this login, here and on the server; API keys keep working' }, 'Sign out')),
     keysSection(keys, refresh),
-    h('div', { class: 'grid2 section' }, passwordSection()));
+    h('div', { class: 'grid2 section' }, passwordSection(), sessionsSection(ctx)));
 
-  function signOut() {
-    auth.clear();
-    ctx.navigate('/login', { replace: true });
+  function signOut(e) {
+    busy(e.currentTarget, async () => {
+      if (!await api.signOut()) {
+        toast('Signed out of this browser. The server could not be told, so that login stays valid there until it expires or you sign out everywhere.');
+      }
+      ctx.navigate('/login', { replace: true });
+    });
   }
+}
+
+function sessionsSection(ctx) {
+  const everywhere = h('button', { class: 'danger', type: 'button' }, 'Sign out everywhere');
+  everywhere.addEventListener('click', () => {
+    if (!confirmDanger('Sign out everywhere? Every browser signed in to this account, this one too, has to sign in again. API keys keep working.')) return;
+    busy(everywhere, async () => {
+      await api.signOutEverywhere();
+      toast('Signed out everywhere');
+      ctx.navigate('/login', { replace: true });
+    });
+  });
+  return h('section', { class: 'panel stack', 'aria-labelledby': 'sessions-h' },
+    h('h2', { id: 'sessions-h' }, 'Sessions'),
+    h('p', { class: 'muted' }, 'Signed in on a computer you no longer use, or lost one? End every login of this account at once; scripts using API keys are not affected.'),
+    h('div', {}, everywhere));
 }
 
 function keysSection(keys, refresh) {
