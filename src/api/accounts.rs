@@ -4,6 +4,7 @@ use axum::Router;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
@@ -41,15 +42,29 @@ struct Credentials {
 struct UserOut {
     id: String,
     email: String,
+    /// The address is proven (a mailed link was opened, or an admin vouched): invitations
+    /// addressed to it reach this account without a link.
+    email_confirmed: bool,
+}
+
+impl From<&users::User> for UserOut {
+    fn from(u: &users::User) -> Self {
+        UserOut {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            email_confirmed: u.email_confirmed_at.is_some(),
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct SignedUp {
     id: String,
     email: String,
-    /// Accounts are active at once (a self-hosted lab has no mail server); this single-use
-    /// token confirms the address through `/api/signup/confirm` if an operator wants that.
-    confirmation_token: String,
+    /// Whether a link that confirms the address was mailed to it (only when the server has
+    /// mail). The account works at once either way; a confirmed address also receives the
+    /// invitations sent to it.
+    mailed: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -80,6 +95,7 @@ fn check_password(password: &str) -> Result<()> {
 async fn signup(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<Credentials>,
 ) -> Result<Reply<SignedUp>> {
     if state.config.signup == Signup::Closed {
@@ -94,21 +110,37 @@ async fn signup(
     let email = crate::validate::normalize_email(&body.email)?;
     check_password(&body.password)?;
     let hash = state.auth.hash_password(body.password).await?;
-    let token = auth::random_token("", 40);
-    let token_hash = auth::sha256(&token);
+    // The token goes only into a mail: whoever opens the link reads that mailbox, which is the
+    // proof. Without mail no token is made, as nothing could carry it but this reply.
+    let token = state.mailer.is_some().then(|| auth::random_token("", 40));
+    let token_hash = token.as_deref().map(auth::sha256);
     let user = state
         .db
         .write(move |tx| {
             let now = now_ms();
             let user = users::create(tx, &email, &hash, now)?;
-            tokens::insert_confirmation(tx, &token_hash, &user.id, now)?;
+            if let Some(token_hash) = &token_hash {
+                tokens::insert_confirmation(tx, token_hash, &user.id, now)?;
+            }
             Ok(user)
         })
         .await?;
+    let mailed = match (&state.mailer, token) {
+        (Some(mailer), Some(token)) => {
+            let link = format!(
+                "{}/confirm?token_hash={token}&confirm_type=email",
+                state.public_url(&headers)
+            );
+            mailer
+                .send(crate::mail::confirmation(&user.email, &link))
+                .await
+        }
+        _ => false,
+    };
     Ok(created(SignedUp {
         id: user.id,
         email: user.email,
-        confirmation_token: token,
+        mailed,
     }))
 }
 
@@ -135,20 +167,18 @@ async fn confirm(
     let user = state
         .db
         .write(move |tx| {
-            let Some(user_id) = tokens::take_confirmation(tx, &hash)? else {
+            let now = now_ms();
+            let Some(user_id) = tokens::take_confirmation(tx, &hash, now)? else {
                 return Ok(None);
             };
-            users::confirm_email(tx, &user_id, now_ms())?;
+            users::confirm_email(tx, &user_id, now)?;
             users::by_id(tx, &user_id)
         })
         .await?;
     let user = user.ok_or_else(|| {
-        Error::bad_request("this confirmation link is invalid or was already used")
+        Error::bad_request("this confirmation link is invalid, was already used, or has expired")
     })?;
-    Ok(ok(UserOut {
-        id: user.id,
-        email: user.email,
-    }))
+    Ok(ok(UserOut::from(&user)))
 }
 
 #[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials, responses((status = 200, body = Envelope<Session>), Errors))]
@@ -313,10 +343,7 @@ fn new_session(
         expires_in: auth::ACCESS_TTL_SECS,
         expires_at,
         refresh_token,
-        user: UserOut {
-            id: user.id.clone(),
-            email: user.email.clone(),
-        },
+        user: UserOut::from(user),
     })
 }
 
@@ -347,10 +374,7 @@ async fn setup(State(state): State<AppState>) -> Result<Reply<Setup>> {
 async fn me(State(state): State<AppState>, user: crate::auth::AuthUser) -> Result<Reply<UserOut>> {
     let found = state.db.read(move |c| users::by_id(c, &user.id)).await?;
     let u = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;
-    Ok(ok(UserOut {
-        id: u.id,
-        email: u.email,
-    }))
+    Ok(ok(UserOut::from(&u)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -401,8 +425,5 @@ async fn change_password(
             tokens::revoke_user(tx, &id)
         })
         .await?;
-    Ok(ok(UserOut {
-        id: u.id,
-        email: u.email,
-    }))
+    Ok(ok(UserOut::from(&u)))
 }

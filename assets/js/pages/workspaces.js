@@ -1,4 +1,5 @@
-// /workspaces: your workspaces, invitations waiting for you, and a form for a new workspace.
+// /workspaces: your workspaces, invitations sent to your (proven) address, and a form for a new
+// workspace.
 
 import * as api from '../api.js';
 import { h, fill, field, toast, busy, empty, confirmDanger } from '../dom.js';
@@ -6,9 +7,10 @@ import { dateTime } from '../format.js';
 
 export async function render(ctx) {
   document.title = 'Workspaces · Tora';
-  const [workspaces, invitations] = await Promise.all([
+  const [workspaces, invitations, me] = await Promise.all([
     api.get('/workspaces', null, { signal: ctx.signal }),
     api.get('/workspace-invitations', null, { signal: ctx.signal }),
+    api.get('/me', null, { signal: ctx.signal }),
   ]);
 
   const name = h('input', { type: 'text', name: 'name', required: true, maxlength: '255', placeholder: 'e.g. vision-lab' });
@@ -28,7 +30,11 @@ export async function render(ctx) {
 
   fill(ctx.root,
     h('div', { class: 'page-head' }, h('div', { class: 'grow' }, h('h1', {}, 'Workspaces'),
-      h('p', { class: 'muted small' }, 'A workspace holds experiments and the people who may see them.'))),
+      h('p', { class: 'muted small' }, 'A workspace holds experiments and the people who may see them.'),
+      // Invitations by address reach only a proven address; say so rather than show nothing.
+      me.email_confirmed === false
+        ? h('p', { class: 'muted small' }, `Your address ${me.email} is not confirmed, so invitations sent to it do not show up here: ask the workspace's OWNER for the invitation link.`)
+        : null)),
     invitations.length ? invitationList(ctx, invitations) : null,
     workspaces.length
       ? h('div', { class: 'cards' }, workspaces.map((ws) => card(ctx, ws)))
