@@ -31,8 +31,9 @@ export async function render(ctx) {
   fill(ctx.root,
     h('div', { class: 'page-head' }, h('div', { class: 'grow' }, h('h1', {}, 'Workspaces'),
       h('p', { class: 'muted small' }, 'A workspace holds experiments and the people who may see them.'),
-      // Invitations by address reach only a proven address; say so rather than show nothing.
-      me.email_confirmed === false
+      // Invitations by address reach only a proven address: say so to someone who may be
+      // waiting for one (nothing but their Personal workspace yet), rather than show nothing.
+      me.email_confirmed === false && workspaces.length <= 1
         ? h('p', { class: 'muted small' }, `Your address ${me.email} is not confirmed, so invitations sent to it do not show up here: ask the workspace's OWNER for the invitation link.`)
         : null)),
     invitations.length ? invitationList(ctx, invitations) : null,
