@@ -196,6 +196,13 @@ fn without_mail_signup_makes_no_confirmation_token_and_forged_ones_pass_nothing(
     server
         .get("/api/signup/confirm", &Auth::None)
         .expect_error(400);
+    // Nothing can carry a new link either.
+    assert_eq!(server.get("/api/setup", &Auth::None).data()["mail"], false);
+    let user = server.login("e@lab.org", "longenough");
+    let msg = server
+        .post("/api/me/confirmation", &user.auth(), json!({}))
+        .expect_error(400);
+    assert!(msg.contains("tora user confirm"), "{msg}");
 }
 
 #[test]
@@ -303,7 +310,10 @@ fn api_keys_are_shown_once_and_revoked_at_once() {
 fn the_sign_in_page_learns_whether_this_is_a_first_run() {
     let server = TestServer::start();
     let r = server.get("/api/setup", &Auth::None);
-    assert_eq!(r.data(), json!({"has_accounts": false, "signup": "open"}));
+    assert_eq!(
+        r.data(),
+        json!({"has_accounts": false, "signup": "open", "mail": false})
+    );
     let user = server.user("first@lab.org");
     assert_eq!(
         server.get("/api/setup", &Auth::None).data()["has_accounts"],

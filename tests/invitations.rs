@@ -394,6 +394,31 @@ fn with_mail_signup_confirms_the_address_and_an_invitation_mails_its_link() {
         .unwrap();
     let bob = server.login("bob@lab.org", PASSWORD);
 
+    // Asking for the mail again makes a new link and retires the first.
+    let r = server.post("/api/me/confirmation", &bob.auth(), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["mailed"], true);
+    let again = next_mail(&mails);
+    assert_eq!(again.to, vec!["<bob@lab.org>"]);
+    let newer = again.line_with("/confirm?token_hash=");
+    assert_ne!(newer, link);
+    server
+        .get(
+            &format!("/api/signup/confirm?token_hash={token}&confirm_type=email"),
+            &Auth::None,
+        )
+        .expect_error(400);
+    let token = newer
+        .split("token_hash=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    server
+        .post("/api/me/confirmation", &Auth::None, json!({}))
+        .expect_error(401);
+
     // Unconfirmed, the invitation by address is not there yet.
     assert_eq!(
         server.get("/api/workspace-invitations", &bob.auth()).data(),
@@ -405,6 +430,10 @@ fn with_mail_signup_confirms_the_address_and_an_invitation_mails_its_link() {
     assert_eq!(r.data()["email"], "bob@lab.org");
     assert_eq!(r.data()["email_confirmed"], true);
     server.get(&confirm, &Auth::None).expect_error(400);
+    server
+        .post("/api/me/confirmation", &bob.auth(), json!({}))
+        .expect_error(409);
+    assert_eq!(server.get("/api/setup", &Auth::None).data()["mail"], true);
 
     // Confirmed, Bob finds it by address and joins.
     let mine = server.get("/api/workspace-invitations", &bob.auth()).data();
@@ -432,6 +461,9 @@ fn a_relay_that_is_down_fails_no_request() {
     let signed_up = signup(&server, "pi@lab.org");
     assert_eq!(signed_up["mailed"], false);
     let owner = server.login("pi@lab.org", PASSWORD);
+    let r = server.post("/api/me/confirmation", &owner.auth(), json!({}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["mailed"], false);
     let ws = server.workspace(&owner, "lab");
     let inv = invite(&server, &owner, &ws, "bob@lab.org", VIEWER);
     assert_eq!(inv["mailed"], false);
@@ -464,5 +496,38 @@ fn serve_refuses_a_relay_without_a_sender() {
     assert!(
         err.contains("mail-from") || err.contains("mail_from"),
         "{err}"
+    );
+}
+
+/// On an open server anyone may own a workspace: the mail an account makes the server send is
+/// limited (20, then one a minute). Past it an invitation is still made, with its link, but not
+/// mailed, and asking for a new confirmation link is a 429.
+#[test]
+fn an_owner_cannot_turn_the_relay_into_a_spam_cannon() {
+    let (port, mails) = smtp_sink();
+    let relay = format!("smtp://127.0.0.1:{port}");
+    let server = TestServer::start_with(&["--smtp-url", &relay, "--mail-from", "tora@lab.org"]);
+    let owner = server.user("spammer@lab.org");
+    next_mail(&mails);
+    let ws = server.workspace(&owner, "spam");
+    for i in 0..20 {
+        let inv = invite(&server, &owner, &ws, &format!("victim{i}@else.org"), VIEWER);
+        assert_eq!(inv["mailed"], true, "invitation {i}");
+        next_mail(&mails);
+    }
+    let over = invite(&server, &owner, &ws, "victim20@else.org", VIEWER);
+    assert_eq!(over["mailed"], false);
+    assert!(
+        over["link"]
+            .as_str()
+            .unwrap()
+            .contains("/invitations/tora_inv_")
+    );
+    let r = server.post("/api/me/confirmation", &owner.auth(), json!({}));
+    r.expect_error(429);
+    assert!(r.header("retry-after").is_some());
+    assert!(
+        mails.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing more was mailed"
     );
 }

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/setup", get(setup))
         .route("/me", get(me))
         .route("/me/password", axum::routing::put(change_password))
+        .route("/me/confirmation", post(resend_confirmation))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -125,23 +126,73 @@ async fn signup(
             Ok(user)
         })
         .await?;
-    let mailed = match (&state.mailer, token) {
-        (Some(mailer), Some(token)) => {
-            let link = format!(
-                "{}/confirm?token_hash={token}&confirm_type=email",
-                state.public_url(&headers)
-            );
-            mailer
-                .send(crate::mail::confirmation(&user.email, &link))
-                .await
-        }
-        _ => false,
+    let mailed = match token {
+        Some(token) => mail_confirmation(&state, &headers, &user.email, &token).await,
+        None => false,
     };
     Ok(created(SignedUp {
         id: user.id,
         email: user.email,
         mailed,
     }))
+}
+
+/// Mails the link that confirms `email` with `token`; false without mail or when it failed.
+async fn mail_confirmation(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: &str,
+    token: &str,
+) -> bool {
+    let Some(mailer) = &state.mailer else {
+        return false;
+    };
+    let link = format!(
+        "{}/confirm?token_hash={token}&confirm_type=email",
+        state.public_url(headers)
+    );
+    mailer.send(crate::mail::confirmation(email, &link)).await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Mailed {
+    /// Whether the relay took the mail.
+    mailed: bool,
+}
+
+/// Mails the caller a new confirmation link (the first was lost, or its 7 days passed); only
+/// the newest link works. Counts against the account's mail limit.
+#[utoipa::path(post, path = "/api/me/confirmation", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Mailed>), Errors))]
+async fn resend_confirmation(
+    State(state): State<AppState>,
+    user: crate::auth::AuthUser,
+    headers: HeaderMap,
+) -> Result<Reply<Mailed>> {
+    if state.mailer.is_none() {
+        return Err(Error::bad_request(
+            "this server sends no mail: ask an admin to run `tora user confirm EMAIL`, or ask for the invitation's link",
+        ));
+    }
+    let id = user.id.clone();
+    let found = state.db.read(move |c| users::by_id(c, &id)).await?;
+    let me = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;
+    if me.email_confirmed_at.is_some() {
+        return Err(Error::Conflict("your address is already confirmed".into()));
+    }
+    state
+        .limits
+        .check(Key::account(Action::Mail, &me.id), limits::MAIL_PER_ACCOUNT)?;
+    let token = auth::random_token("", 40);
+    let hash = auth::sha256(&token);
+    state
+        .db
+        .write(move |tx| {
+            tokens::clear_confirmations(tx, &user.id)?;
+            tokens::insert_confirmation(tx, &hash, &user.id, now_ms())
+        })
+        .await?;
+    let mailed = mail_confirmation(&state, &headers, &me.email, &token).await;
+    Ok(ok(Mailed { mailed }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -353,6 +404,8 @@ struct Setup {
     has_accounts: bool,
     /// "open" or "closed"
     signup: &'static str,
+    /// Whether the server sends mail (confirmation and invitation links).
+    mail: bool,
 }
 
 /// What the sign-in page needs to know before anyone signs in.
@@ -366,6 +419,7 @@ async fn setup(State(state): State<AppState>) -> Result<Reply<Setup>> {
         } else {
             "closed"
         },
+        mail: state.mailer.is_some(),
     }))
 }
 

@@ -84,6 +84,7 @@ pub struct Health {
         accounts::setup,
         accounts::me,
         accounts::change_password,
+        accounts::resend_confirmation,
         api_keys::list_api_keys,
         api_keys::create_api_key,
         api_keys::revoke_api_key,

@@ -74,6 +74,13 @@ pub fn insert_confirmation(conn: &Connection, hash: &[u8], user_id: &str, now: i
     Ok(())
 }
 
+/// Forgets every confirmation token of a user (a new link replaces the old ones).
+pub fn clear_confirmations(conn: &Connection, user_id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM confirmations WHERE user_id = ?1")?
+        .execute([user_id])?;
+    Ok(())
+}
+
 /// How long a mailed confirmation link works, as long as an invitation does.
 pub const CONFIRMATION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 
