@@ -168,6 +168,13 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         );
     }
     println!("database: {}", config.db.path.display());
+    for (file, mode) in crate::db::readable_by_others(&config.db.path) {
+        println!(
+            "warning: {} is readable by other users (mode {mode:o}); it holds the token-signing secret: chmod 600 it",
+            file.display()
+        );
+    }
+    let connections = Arc::new(Connections::new(connection_cap(config.max_connections)));
     match &mailer {
         Some(m) => println!(
             "mail: through {} as {} (signup confirmations, invitation links)",
@@ -176,13 +183,6 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         ),
         None => println!("mail: off (invitations travel as links their OWNER shares)"),
     }
-    for (file, mode) in crate::db::readable_by_others(&config.db.path) {
-        println!(
-            "warning: {} is readable by other users (mode {mode:o}); it holds the token-signing secret: chmod 600 it",
-            file.display()
-        );
-    }
-    let connections = Arc::new(Connections::new(connection_cap(config.max_connections)));
 
     let state = AppState {
         db: db.clone(),
