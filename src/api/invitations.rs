@@ -135,39 +135,38 @@ async fn invite(
         })
         .await?;
     let link = format!("{}/invitations/{token}", state.public_url(&headers));
-    let mail_key = Key::account(Action::Mail, &inviter);
-    let mailed = match &state.mailer {
-        Some(_)
-            if state
-                .limits
-                .check(mail_key, limits::MAIL_PER_ACCOUNT)
-                .is_err() =>
-        {
-            eprintln!(
-                "warning: invitation to {} not mailed: its inviter is over the mail limit",
-                inv.email
-            );
-            false
-        }
-        Some(mailer) => {
-            let mail = crate::mail::invitation(
-                &inv.email,
-                inv.from.as_deref(),
-                &inv.workspace_name,
-                inv.role.name(),
-                &link,
-                &rfc3339(inv.expires_at),
-            );
-            mailer.send(mail).await
-        }
-        None => false,
-    };
+    let mailed = mail_link(&state, &inviter, &inv, &link).await;
     Ok(created(Invited {
         invitation: inv.into(),
         token,
         link,
         mailed,
     }))
+}
+
+/// Mails an invitation's link to its address: false without mail, past the inviter's mail
+/// limit (the invitation stands; its OWNER shares the link), or when the relay failed.
+async fn mail_link(state: &AppState, inviter: &str, inv: &Invitation, link: &str) -> bool {
+    let Some(mailer) = &state.mailer else {
+        return false;
+    };
+    let key = Key::account(Action::Mail, inviter);
+    if state.limits.check(key, limits::MAIL_PER_ACCOUNT).is_err() {
+        eprintln!(
+            "warning: invitation to {} not mailed: its inviter is over the mail limit",
+            inv.email
+        );
+        return false;
+    }
+    let mail = crate::mail::invitation(
+        &inv.email,
+        inv.from.as_deref(),
+        &inv.workspace_name,
+        inv.role.name(),
+        link,
+        &rfc3339(inv.expires_at),
+    );
+    mailer.send(mail).await
 }
 
 /// The caller's pending invitations, by address: empty unless the caller's address is proven.
