@@ -531,3 +531,30 @@ fn an_owner_cannot_turn_the_relay_into_a_spam_cannon() {
         "nothing more was mailed"
     );
 }
+
+/// A non-ASCII address and workspace name travel intact: SMTPUTF8 for the address, an encoded
+/// Subject, and a base64 body that decodes to the link.
+#[test]
+fn mail_to_a_non_ascii_address_arrives_whole() {
+    use base64::Engine;
+    let (port, mails) = smtp_sink();
+    let relay = format!("smtp://127.0.0.1:{port}");
+    let server = TestServer::start_with(&["--smtp-url", &relay, "--mail-from", "tora@lab.org"]);
+    let owner = server.user("pi@lab.org");
+    next_mail(&mails);
+    let ws = server.workspace(&owner, "Träume");
+    let inv = invite(&server, &owner, &ws, "Jürgen@uni.de", VIEWER);
+    assert_eq!(inv["mailed"], true);
+    let mail = next_mail(&mails);
+    assert_eq!(mail.from, "<tora@lab.org> SMTPUTF8");
+    assert_eq!(mail.to, vec!["<jürgen@uni.de>"]);
+    let (head, body) = mail.data.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("Subject: =?utf-8?B?"), "{head}");
+    assert!(head.contains("Content-Transfer-Encoding: base64"), "{head}");
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(body.replace("\r\n", ""))
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("\"Träume\""), "{text}");
+    assert!(text.contains(inv["link"].as_str().unwrap()), "{text}");
+}
