@@ -1,5 +1,5 @@
--- Tora schema, version 2: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 2. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- Tora schema, version 3: the whole current layout, applied once to a fresh database, then
+-- PRAGMA user_version = 3. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -15,11 +15,15 @@ CREATE TABLE users (
     email              TEXT NOT NULL UNIQUE COLLATE NOCASE,
     password_hash      TEXT NOT NULL,
     disabled           INTEGER NOT NULL DEFAULT 0,
+    -- set once the address is proven: a mailed confirmation link was opened, or an admin made
+    -- or vouched for the account (`tora user add`, `tora user confirm`). Only then do
+    -- invitations addressed to it count.
     email_confirmed_at INTEGER,
     created_at         INTEGER NOT NULL
 );
 
--- Single-use e-mail confirmation tokens, stored as SHA-256 hashes.
+-- Single-use e-mail confirmation tokens, stored as SHA-256 hashes; made only when the server
+-- can mail them.
 CREATE TABLE confirmations (
     token_hash BLOB PRIMARY KEY,
     user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
@@ -75,8 +79,11 @@ CREATE TABLE workspace_members (
 ) WITHOUT ROWID;
 CREATE INDEX workspace_members_user ON workspace_members(user_id);
 
--- Pending invitations, addressed by e-mail: one for someone without an account yet simply
--- waits, and shows up once they sign up with that address. Answering deletes the row.
+-- Pending invitations. Each is a single-use link: token_hash is the SHA-256 of the secret in
+-- it, shown once to the OWNER who invited (NULL only for invitations older than links). It is
+-- also addressed to an e-mail: an account whose address is proven (users.email_confirmed_at)
+-- may answer it without the link. Answering deletes the row; past expires_at it counts for
+-- nothing. Both columns are nullable only because ALTER TABLE added them (migration 0003).
 CREATE TABLE invitations (
     id           TEXT PRIMARY KEY,
     workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
@@ -84,9 +91,12 @@ CREATE TABLE invitations (
     role_id      INTEGER NOT NULL REFERENCES roles(id),
     invited_by   TEXT REFERENCES users(id) ON DELETE SET NULL,
     created_at   INTEGER NOT NULL,
+    token_hash   BLOB,
+    expires_at   INTEGER,
     UNIQUE (workspace_id, email)
 );
 CREATE INDEX invitations_email ON invitations(email);
+CREATE UNIQUE INDEX invitations_token ON invitations(token_hash) WHERE token_hash IS NOT NULL;
 
 CREATE TABLE experiments (
     id           INTEGER PRIMARY KEY,

@@ -55,7 +55,13 @@ pub fn user_add(path: &Path, email: &str) -> Result<()> {
     let (password, generated) = password_from_stdin()?;
     let hash = auth::hash_password(&password)?;
     let mut conn = open(path)?;
-    let user = db::write_tx(&mut conn, |tx| users::create(tx, &email, &hash, now_ms()))?;
+    let user = db::write_tx(&mut conn, |tx| {
+        let now = now_ms();
+        let user = users::create(tx, &email, &hash, now)?;
+        // The admin who makes an account vouches for its address: invitations sent to it count.
+        users::confirm_email(tx, &user.id, now)?;
+        Ok(user)
+    })?;
     println!("created user {} ({})", user.email, user.id);
     if generated {
         println!("password: {password}");
@@ -66,13 +72,22 @@ pub fn user_add(path: &Path, email: &str) -> Result<()> {
 pub fn user_list(path: &Path) -> Result<()> {
     let conn = open(path)?;
     let list = users::list(&conn)?;
-    println!("{:<36}  {:<8}  {:<24}  email", "id", "status", "created");
+    println!(
+        "{:<36}  {:<8}  {:<9}  {:<24}  email",
+        "id", "status", "address", "created"
+    );
     for u in list {
         let status = if u.disabled { "disabled" } else { "active" };
+        let address = if u.email_confirmed_at.is_some() {
+            "confirmed"
+        } else {
+            "unproven"
+        };
         println!(
-            "{:<36}  {:<8}  {:<24}  {}",
+            "{:<36}  {:<8}  {:<9}  {:<24}  {}",
             u.id,
             status,
+            address,
             rfc3339(u.created_at),
             u.email
         );
@@ -117,6 +132,22 @@ pub fn user_set_disabled(path: &Path, email: &str, disabled: bool) -> Result<()>
         "enabled"
     };
     println!("{} {what}", user.email);
+    Ok(())
+}
+
+/// The admin vouches that the account's address belongs to its holder: invitations addressed
+/// to it can then be accepted without a link.
+pub fn user_confirm(path: &Path, email: &str) -> Result<()> {
+    let mut conn = open(path)?;
+    let user = db::write_tx(&mut conn, |tx| {
+        let user = user_by_email(tx, email)?;
+        users::confirm_email(tx, &user.id, now_ms())?;
+        Ok(user)
+    })?;
+    println!(
+        "{} confirmed: invitations sent to this address can now be accepted by this account",
+        user.email
+    );
     Ok(())
 }
 

@@ -41,8 +41,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create an account. The password is read from stdin (first line) or, if none is piped,
-    /// generated and printed.
+    /// Create an account, its address vouched for by you (invitations sent to it count). The
+    /// password is read from stdin (first line) or, if none is piped, generated and printed.
     Add {
         email: String,
         #[command(flatten)]
@@ -50,6 +50,13 @@ pub enum UserCommand {
     },
     /// List accounts.
     List {
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Vouch for the address of an existing account: invitations sent to that address can then
+    /// be accepted by it without a link. Only for an account you know belongs to that person.
+    Confirm {
+        email: String,
         #[command(flatten)]
         db: DbArg,
     },
@@ -100,6 +107,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => match cmd {
             UserCommand::Add { email, db } => admin::user_add(&db.path, &email),
             UserCommand::List { db } => admin::user_list(&db.path),
+            UserCommand::Confirm { email, db } => admin::user_confirm(&db.path, &email),
             UserCommand::Passwd { email, db } => admin::user_passwd(&db.path, &email),
             UserCommand::Disable { email, db } => admin::user_set_disabled(&db.path, &email, true),
             UserCommand::Enable { email, db } => admin::user_set_disabled(&db.path, &email, false),

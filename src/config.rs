@@ -34,6 +34,35 @@ pub struct ServeConfig {
     /// open-file limit if that is smaller.
     #[arg(long, env = "TORA_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+
+    /// Send mail through this SMTP relay, smtp://HOST[:PORT] (port 25 by default): signup then
+    /// mails a link that confirms the address, and an invitation mails its link to the invitee.
+    /// Plain SMTP without TLS or login: point it at a relay on this machine or the lab's LAN
+    /// (postfix, msmtpd, the department's relay) that handles the outside world. Needs
+    /// --mail-from. Without it Tora sends no mail and invitations travel as links people share.
+    #[arg(long, env = "TORA_SMTP_URL", value_parser = parse_smtp_url, requires = "mail_from")]
+    pub smtp_url: Option<SmtpServer>,
+
+    /// The sender address of Tora's mail (e.g. tora@lab.org).
+    #[arg(long, env = "TORA_MAIL_FROM", value_parser = parse_mail_from, requires = "smtp_url")]
+    pub mail_from: Option<String>,
+}
+
+/// Where `--smtp-url` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpServer {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for SmtpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "smtp://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "smtp://{}:{}", self.host, self.port)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -66,4 +95,96 @@ fn parse_origin(raw: &str) -> Result<String, String> {
         ));
     }
     Ok(origin)
+}
+
+fn parse_smtp_url(raw: &str) -> Result<SmtpServer, String> {
+    let raw = raw.trim();
+    let Some(rest) = raw.strip_prefix("smtp://") else {
+        return Err(format!(
+            "'{raw}' is not smtp://HOST[:PORT] (no TLS or login: use a local relay that has them)"
+        ));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['@', '/', '?', '#']) {
+        return Err(format!(
+            "'{raw}': only smtp://HOST[:PORT]; Tora does not log in to the relay"
+        ));
+    }
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("'{raw}': an IPv6 address needs its closing ]"))?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+    {
+        return Err(format!("'{raw}' names no valid host"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("'{raw}': the port must be 1 to 65535"))?,
+        None => 25,
+    };
+    Ok(SmtpServer {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn parse_mail_from(raw: &str) -> Result<String, String> {
+    let email = crate::validate::normalize_email(raw).map_err(|e| e.message().to_string())?;
+    if !email.is_ascii() {
+        return Err(format!(
+            "'{raw}': the sender address must be plain ASCII, as every relay accepts"
+        ));
+    }
+    Ok(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_name_a_host_and_a_port_and_nothing_else() {
+        let server = |host: &str, port| SmtpServer {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(
+            parse_smtp_url("smtp://relay.lab"),
+            Ok(server("relay.lab", 25))
+        );
+        assert_eq!(
+            parse_smtp_url("smtp://127.0.0.1:2525/"),
+            Ok(server("127.0.0.1", 2525))
+        );
+        assert_eq!(parse_smtp_url("smtp://[::1]:587"), Ok(server("::1", 587)));
+        assert_eq!(parse_smtp_url("smtp://[::1]"), Ok(server("::1", 25)));
+        for bad in [
+            "smtps://relay.lab",
+            "relay.lab:25",
+            "smtp://user:pw@relay.lab",
+            "smtp://relay.lab:0",
+            "smtp://relay.lab:99999",
+            "smtp://",
+            "smtp://relay lab",
+            "smtp://[::1",
+        ] {
+            assert!(parse_smtp_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(server("::1", 25).to_string(), "smtp://[::1]:25");
+    }
 }

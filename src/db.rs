@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -20,11 +20,23 @@ const SCHEMA: &str = include_str!("../schema.sql");
 type Migration = (i64, &'static str, fn(&Connection) -> Result<()>);
 
 /// What brings a file of an older version up to the next one, in order.
-const MIGRATIONS: &[Migration] = &[(
-    2,
-    include_str!("../migrations/0002_packed_points.sql"),
-    crate::store::logs::pack_v1_logs,
-)];
+const MIGRATIONS: &[Migration] = &[
+    (
+        2,
+        include_str!("../migrations/0002_packed_points.sql"),
+        crate::store::logs::pack_v1_logs,
+    ),
+    (
+        3,
+        include_str!("../migrations/0003_invitation_links.sql"),
+        sql_only,
+    ),
+];
+
+/// The Rust step of a migration that SQL does whole.
+fn sql_only(_: &Connection) -> Result<()> {
+    Ok(())
+}
 
 /// Set on every connection, in this order: the busy timeout first, so the statements after it
 /// already wait for a lock instead of failing; foreign keys are per connection in SQLite and off
@@ -446,6 +458,70 @@ mod tests {
             assert_eq!(n, 0);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file of schema 2 comes up with nothing it used to call proven: every address is
+    /// unconfirmed (the old signup reply let anyone confirm their own), no old confirmation
+    /// token works, and a pending invitation keeps working by address for 7 days, without a
+    /// link.
+    #[test]
+    fn a_version_2_file_forgets_every_confirmation_and_keeps_invitations_for_a_week() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
+        conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let (_, sql, step) = MIGRATIONS[0];
+        write_tx(&mut conn, |tx| {
+            tx.execute_batch(sql)?;
+            step(tx)?;
+            tx.pragma_update(None, "user_version", 2)?;
+            Ok(())
+        })
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, email, password_hash, email_confirmed_at, created_at)
+               VALUES ('u1', 'pi@lab.org', 'h', 5, 1), ('u2', 'bob@lab.org', 'h', 6, 1);
+             INSERT INTO confirmations VALUES (x'00', 'u2', 1);
+             INSERT INTO workspaces (id, name, created_at) VALUES ('w1', 'lab', 1);
+             INSERT INTO invitations (id, workspace_id, email, role_id, invited_by, created_at)
+               VALUES ('i1', 'w1', 'bob@lab.org', 3, 'u1', 1);",
+        )
+        .unwrap();
+
+        let before = crate::time::now_ms();
+        migrate(&mut conn).unwrap();
+
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let confirmed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM users WHERE email_confirmed_at IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(confirmed, 0);
+        let tokens: i64 = conn
+            .query_row("SELECT count(*) FROM confirmations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tokens, 0);
+        let week = 7 * 24 * 3600 * 1000;
+        let inv = crate::store::invitations::get(&conn, "i1", before + week - 60_000)
+            .unwrap()
+            .expect("an old invitation lives on for a week");
+        assert_eq!(inv.email, "bob@lab.org");
+        assert!(
+            crate::store::invitations::get(&conn, "i1", before + week + 60_000)
+                .unwrap()
+                .is_none()
+        );
+        let token: Option<Vec<u8>> = conn
+            .query_row("SELECT token_hash FROM invitations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(token, None, "an old invitation has no link");
     }
 
     /// A file written by the previous Tora (schema 1: one `logs` row per point) opens with every

@@ -25,6 +25,8 @@ pub mod error;
 pub mod limits;
 /// Live updates: per-experiment broadcast of committed batches.
 pub mod live;
+/// Outgoing mail (optional): a small SMTP client for confirmation and invitation links.
+pub mod mail;
 /// The experiment filter language and sort orders (pure parsing).
 pub mod query;
 /// AppState, the router, and serving with a graceful shutdown.

@@ -1,5 +1,6 @@
-//! Rate limits for the endpoints that take guesses: login, signup, refresh and password
-//! changes. Token buckets in memory; a refusal says when to come back.
+//! Rate limits for the endpoints that take guesses (login, signup, refresh and password
+//! changes) and for the mail an account makes the server send. Token buckets in memory; a
+//! refusal says when to come back.
 //!
 //! Buckets are keyed by a typed [`Key`], so an address and an account can never share one (a
 //! login for the "e-mail" `10.0.0.7` charges that account, not the client at 10.0.0.7). Guesses
@@ -50,6 +51,14 @@ pub const REFRESH_PER_ACCOUNT: Rule = Rule {
     every: Duration::from_secs(3),
 };
 
+/// Invitation mails one account makes the server send: on an open server anyone may own a
+/// workspace, and the relay must not become their way to mail strangers. Past it the invitation
+/// is still made, with its link, and not mailed.
+pub const MAIL_PER_ACCOUNT: Rule = Rule {
+    burst: 20,
+    every: Duration::from_secs(60),
+};
+
 /// Buckets idle this long are full again and are forgotten, so the map cannot grow forever.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// Past this many buckets, full ones are swept out before a new one is added.
@@ -63,6 +72,8 @@ pub enum Action {
     Refresh,
     /// Changing one's password: it checks the current one, so it is a guess too.
     Password,
+    /// Mail sent on an account's behalf (invitation links).
+    Mail,
 }
 
 /// Whose tries a bucket counts.

@@ -49,6 +49,8 @@ pub struct AppState {
     /// Places for paged downloads (logs, metrics, results, CSV) in progress; see
     /// [`MAX_DOWNLOADS`].
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Outgoing mail, when `--smtp-url` is set.
+    pub mailer: Option<crate::mail::Mailer>,
 }
 
 impl AppState {
@@ -142,6 +144,15 @@ fn host_allowed(host: &str, public_url: Option<&str>) -> bool {
 }
 
 pub async fn serve(config: ServeConfig) -> Result<()> {
+    let mailer = match (&config.smtp_url, &config.mail_from) {
+        (Some(relay), Some(from)) => Some(crate::mail::Mailer::new(relay.clone(), from.clone())),
+        (None, None) => None,
+        _ => {
+            return Err(Error::bad_request(
+                "--smtp-url and --mail-from go together: give both, or neither",
+            ));
+        }
+    };
     let db = Db::open(&config.db.path)?;
     let auth = Auth::load(&db).await?;
     let listener = listen(config.bind)
@@ -164,6 +175,14 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         );
     }
     let connections = Arc::new(Connections::new(connection_cap(config.max_connections)));
+    match &mailer {
+        Some(m) => println!(
+            "mail: through {} as {} (signup confirmations, invitation links)",
+            m.relay(),
+            m.sender()
+        ),
+        None => println!("mail: off (invitations travel as links their OWNER shares)"),
+    }
 
     let state = AppState {
         db: db.clone(),
@@ -173,6 +192,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         live: Arc::new(crate::live::Hub::default()),
         bodies: crate::budget::ByteBudget::new(crate::api::BODY_BUDGET),
         downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
+        mailer,
     };
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
 

@@ -143,29 +143,66 @@ fn closed_signup_refuses_new_accounts() {
     assert!(msg.contains("closed"), "{msg}");
 }
 
+/// Without mail nothing could carry a confirmation token but the signup reply, and a token in
+/// the reply proves nothing: so none is made. Stored tokens (mailed ones, tests/invitations.rs)
+/// work once and for 7 days; a forged one confirms nothing.
 #[test]
-fn confirmation_tokens_work_once_and_nothing_else_passes() {
+fn without_mail_signup_makes_no_confirmation_token_and_forged_ones_pass_nothing() {
+    use sha2::Digest;
     let server = TestServer::start();
     let r = server.post(
         "/api/signup",
         &Auth::None,
         json!({"email": "e@lab.org", "password": "longenough"}),
     );
-    let token = r.data()["confirmation_token"].as_str().unwrap().to_string();
-    let path = format!("/api/signup/confirm?token_hash={token}&confirm_type=email");
-    let r = server.get(&path, &Auth::None);
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.data()["email"], "e@lab.org");
-    server.get(&path, &Auth::None).expect_error(400);
-    server
-        .get(
-            "/api/signup/confirm?token_hash=forged&confirm_type=email",
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.data()["mailed"], false);
+    assert!(r.data().get("confirmation_token").is_none(), "{}", r.text);
+    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let tokens: i64 = conn
+        .query_row("SELECT count(*) FROM confirmations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tokens, 0);
+
+    // Tokens as a mail would have carried them: one fresh, one 8 days old.
+    let user: String = conn
+        .query_row("SELECT id FROM users", [], |r| r.get(0))
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (token, made) in [("fresh-token", now), ("old-token", now - 8 * 86_400_000)] {
+        conn.execute(
+            "INSERT INTO confirmations (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![sha2::Sha256::digest(token).to_vec(), user, made],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let confirm = |token: &str| {
+        server.get(
+            &format!("/api/signup/confirm?token_hash={token}&confirm_type=email"),
             &Auth::None,
         )
-        .expect_error(400);
+    };
+    confirm("old-token").expect_error(400);
+    confirm("forged").expect_error(400);
+    let r = confirm("fresh-token");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["email"], "e@lab.org");
+    assert_eq!(r.data()["email_confirmed"], true);
+    confirm("fresh-token").expect_error(400);
     server
         .get("/api/signup/confirm", &Auth::None)
         .expect_error(400);
+    // Nothing can carry a new link either.
+    assert_eq!(server.get("/api/setup", &Auth::None).data()["mail"], false);
+    let user = server.login("e@lab.org", "longenough");
+    let msg = server
+        .post("/api/me/confirmation", &user.auth(), json!({}))
+        .expect_error(400);
+    assert!(msg.contains("tora user confirm"), "{msg}");
 }
 
 #[test]
@@ -273,7 +310,10 @@ fn api_keys_are_shown_once_and_revoked_at_once() {
 fn the_sign_in_page_learns_whether_this_is_a_first_run() {
     let server = TestServer::start();
     let r = server.get("/api/setup", &Auth::None);
-    assert_eq!(r.data(), json!({"has_accounts": false, "signup": "open"}));
+    assert_eq!(
+        r.data(),
+        json!({"has_accounts": false, "signup": "open", "mail": false})
+    );
     let user = server.user("first@lab.org");
     assert_eq!(
         server.get("/api/setup", &Auth::None).data()["has_accounts"],

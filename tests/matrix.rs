@@ -44,6 +44,8 @@ struct Fixture {
     ws: String,
     exp: String,
     invitation: String,
+    /// The invitation's link secret.
+    token: String,
 }
 
 const SECRET: &str = "matrix-secret";
@@ -140,6 +142,7 @@ impl World {
             ws,
             exp,
             invitation: inv.data()["id"].as_str().unwrap().to_string(),
+            token: inv.data()["token"].as_str().unwrap().to_string(),
         }
     }
 
@@ -163,7 +166,8 @@ impl World {
         for sql in [
             "SELECT id, name, coalesce(description, '') FROM workspaces ORDER BY id",
             "SELECT workspace_id, user_id, role_id FROM workspace_members ORDER BY 1, 2",
-            "SELECT id, workspace_id, email, role_id FROM invitations ORDER BY id",
+            "SELECT id, workspace_id, email, role_id, hex(token_hash), expires_at FROM invitations ORDER BY id",
+            "SELECT id, coalesce(email_confirmed_at, 0) FROM users ORDER BY id",
             "SELECT uuid, workspace_id, name, coalesce(description, ''), hyperparams, tags, next_seq FROM experiments ORDER BY uuid",
             "SELECT id, experiment_id, kind, name FROM series ORDER BY id",
             "SELECT id, count, last_step, coalesce(last_value, 'nan') FROM series ORDER BY id",
@@ -442,5 +446,151 @@ fn leaving_and_batch_reads_follow_the_same_rules() {
                 r.expect_error(401);
             }
         }
+    }
+}
+
+/// The callers a link or an address cannot help: no valid credentials, or a disabled account.
+fn unauthenticated(caller: Caller) -> bool {
+    matches!(
+        caller,
+        Caller::Anonymous | Caller::RevokedKey | Caller::DisabledUser | Caller::ForgedToken
+    )
+}
+
+fn member(caller: Caller) -> bool {
+    matches!(caller, Caller::Owner | Caller::Editor | Caller::Viewer)
+}
+
+/// An invitation link is a capability: any signed-in holder may see it and answer it (a member
+/// gets a 409 for accepting and the link stays usable); without valid credentials, 401 and
+/// nothing changes; an unknown token is a 404 that says nothing.
+#[test]
+fn invitation_links_answer_any_signed_in_holder_and_no_one_else() {
+    let w = world();
+    for caller in CALLERS {
+        let auth = w.auth(caller);
+        let f = w.fixture();
+        let what = |call: &str| format!("{caller:?} {call}");
+
+        let before = w.snapshot();
+        let r = w
+            .server
+            .get(&format!("/api/invitations/{}", f.token), &auth);
+        if unauthenticated(caller) {
+            r.expect_error(401);
+            assert!(
+                !r.text.contains(SECRET),
+                "{} leaked: {}",
+                what("preview"),
+                r.text
+            );
+        } else {
+            assert_eq!(r.status, 200, "{}: {}", what("preview"), r.text);
+            assert!(r.text.contains(SECRET), "{}: {}", what("preview"), r.text);
+            assert_eq!(r.data()["member"], member(caller), "{}", what("preview"));
+        }
+        assert_eq!(
+            before,
+            w.snapshot(),
+            "{} changed the database",
+            what("preview")
+        );
+
+        for action in ["accept", "decline"] {
+            let unknown = w.server.post(
+                &format!("/api/invitations/{action}"),
+                &auth,
+                json!({"token": "tora_inv_unknown"}),
+            );
+            unknown.expect_error(if unauthenticated(caller) { 401 } else { 404 });
+            assert!(!unknown.text.contains(SECRET));
+            assert_eq!(
+                before,
+                w.snapshot(),
+                "{} changed the database",
+                what(action)
+            );
+        }
+
+        let r = w
+            .server
+            .post("/api/invitations/accept", &auth, json!({"token": f.token}));
+        if unauthenticated(caller) {
+            r.expect_error(401);
+            assert_eq!(
+                before,
+                w.snapshot(),
+                "{} changed the database",
+                what("accept")
+            );
+        } else if member(caller) {
+            r.expect_error(409);
+            assert!(!r.text.contains(SECRET));
+            assert_eq!(
+                before,
+                w.snapshot(),
+                "{} changed the database",
+                what("accept")
+            );
+        } else {
+            assert_eq!(r.status, 200, "{}: {}", what("accept"), r.text);
+            let ws = w.server.get(&format!("/api/workspaces/{}", f.ws), &auth);
+            assert_eq!(ws.data()["role"], "VIEWER", "{}", what("accept"));
+        }
+
+        let other = w.fixture();
+        let before = w.snapshot();
+        let r = w.server.post(
+            "/api/invitations/decline",
+            &auth,
+            json!({"token": other.token}),
+        );
+        if unauthenticated(caller) {
+            r.expect_error(401);
+            assert_eq!(
+                before,
+                w.snapshot(),
+                "{} changed the database",
+                what("decline")
+            );
+        } else {
+            assert_eq!(r.status, 200, "{}: {}", what("decline"), r.text);
+            let gone = w
+                .server
+                .get(&format!("/api/invitations/{}", other.token), &auth);
+            gone.expect_error(404);
+        }
+    }
+}
+
+/// By address, an invitation reaches only the proven account it was made for: every caller
+/// here (none is newcomer@matrix.org) sees none and cannot answer one.
+#[test]
+fn invitations_by_address_reach_no_one_else() {
+    let w = world();
+    for caller in CALLERS {
+        let auth = w.auth(caller);
+        let f = w.fixture();
+        let before = w.snapshot();
+        let r = w.server.get("/api/workspace-invitations", &auth);
+        if unauthenticated(caller) {
+            r.expect_error(401);
+        } else {
+            assert_eq!(r.data(), json!([]), "{caller:?}");
+        }
+        for action in ["accept", "decline"] {
+            let r = w.server.call(
+                "PUT",
+                &format!(
+                    "/api/workspaces/any/invitations?invitationId={}&action={action}",
+                    f.invitation
+                ),
+                &auth,
+                None,
+            );
+            r.expect_error(if unauthenticated(caller) { 401 } else { 404 });
+            assert!(!r.text.contains(SECRET), "{caller:?} {action}: {}", r.text);
+        }
+        assert_eq!(before, w.snapshot(), "{caller:?} changed the database");
     }
 }

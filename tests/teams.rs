@@ -30,8 +30,10 @@ fn answer(server: &TestServer, who: &User, id: &str, action: &str) -> common::Re
     )
 }
 
+/// An invitation made before the account exists waits; an account the admin made with
+/// `tora user add` has a vouched-for address, so it finds and accepts the invitation by address.
 #[test]
-fn an_invitation_sent_before_signup_waits_and_can_be_accepted() {
+fn an_account_made_by_the_admin_accepts_an_invitation_sent_before_it_existed() {
     let server = TestServer::start();
     let owner = server.user("pi@lab.org");
     let ws = server.workspace(&owner, "vision-lab");
@@ -39,7 +41,7 @@ fn an_invitation_sent_before_signup_waits_and_can_be_accepted() {
     let r = invite(&server, &owner, &ws, "Student@Lab.org", VIEWER);
     assert_eq!(r.status, 201, "{}", r.text);
 
-    let student = server.user("student@lab.org");
+    let student = server.admin_user("student@lab.org");
     let pending = server
         .get("/api/workspace-invitations", &student.auth())
         .data();
@@ -51,6 +53,11 @@ fn an_invitation_sent_before_signup_waits_and_can_be_accepted() {
     assert_eq!(inv["role"], "VIEWER");
     assert_eq!(inv["from"], "pi@lab.org");
     assert!(inv["created_at"].is_string());
+    assert!(inv["expires_at"].is_string());
+    assert!(
+        inv.get("token").is_none(),
+        "the link is shown only to the OWNER, once"
+    );
 
     server
         .get(&format!("/api/experiments/{exp}"), &student.auth())
@@ -86,6 +93,10 @@ fn invitations_can_be_declined_cancelled_and_only_answered_by_the_addressee() {
     let owner = server.user("owner@lab.org");
     let alice = server.user("alice@lab.org");
     let mallory = server.user("mallory@lab.org");
+    // The admin vouches for both addresses: a proven address still answers only invitations
+    // made for it.
+    server.confirm("alice@lab.org");
+    server.confirm("mallory@lab.org");
     let ws = server.workspace(&owner, "lab");
 
     let inv = invite(&server, &owner, &ws, "alice@lab.org", EDITOR).data();
@@ -284,6 +295,10 @@ fn the_admin_cli_manages_users_and_keys_beside_a_running_server() {
     assert!(
         ok && out.contains("lab@lead.org") && out.contains("active"),
         "{out}"
+    );
+    assert!(
+        out.contains("confirmed"),
+        "an account the admin made has a vouched-for address: {out}"
     );
 
     // Disabling stops the access token, the refresh token and the API key at once.

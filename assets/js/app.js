@@ -8,6 +8,8 @@ const page = (name) => () => import(`./pages/${name}.js`);
 const routes = [
   ['/login', page('login'), { public: true }],
   ['/signup', page('login'), { public: true }],
+  ['/confirm', page('confirm'), { public: true }],
+  ['/invitations/:token', page('invitation')],
   ['/', page('workspaces')],
   ['/workspaces', page('workspaces')],
   ['/workspaces/:id', page('experiments')],

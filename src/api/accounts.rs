@@ -4,6 +4,7 @@ use axum::Router;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/setup", get(setup))
         .route("/me", get(me))
         .route("/me/password", axum::routing::put(change_password))
+        .route("/me/confirmation", post(resend_confirmation))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -41,15 +43,29 @@ struct Credentials {
 struct UserOut {
     id: String,
     email: String,
+    /// The address is proven (a mailed link was opened, or an admin vouched): invitations
+    /// addressed to it reach this account without a link.
+    email_confirmed: bool,
+}
+
+impl From<&users::User> for UserOut {
+    fn from(u: &users::User) -> Self {
+        UserOut {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            email_confirmed: u.email_confirmed_at.is_some(),
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct SignedUp {
     id: String,
     email: String,
-    /// Accounts are active at once (a self-hosted lab has no mail server); this single-use
-    /// token confirms the address through `/api/signup/confirm` if an operator wants that.
-    confirmation_token: String,
+    /// Whether a link that confirms the address was mailed to it (only when the server has
+    /// mail). The account works at once either way; a confirmed address also receives the
+    /// invitations sent to it.
+    mailed: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -80,6 +96,7 @@ fn check_password(password: &str) -> Result<()> {
 async fn signup(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(body): Json<Credentials>,
 ) -> Result<Reply<SignedUp>> {
     if state.config.signup == Signup::Closed {
@@ -94,22 +111,88 @@ async fn signup(
     let email = crate::validate::normalize_email(&body.email)?;
     check_password(&body.password)?;
     let hash = state.auth.hash_password(body.password).await?;
-    let token = auth::random_token("", 40);
-    let token_hash = auth::sha256(&token);
+    // The token goes only into a mail: whoever opens the link reads that mailbox, which is the
+    // proof. Without mail no token is made, as nothing could carry it but this reply.
+    let token = state.mailer.is_some().then(|| auth::random_token("", 40));
+    let token_hash = token.as_deref().map(auth::sha256);
     let user = state
         .db
         .write(move |tx| {
             let now = now_ms();
             let user = users::create(tx, &email, &hash, now)?;
-            tokens::insert_confirmation(tx, &token_hash, &user.id, now)?;
+            if let Some(token_hash) = &token_hash {
+                tokens::insert_confirmation(tx, token_hash, &user.id, now)?;
+            }
             Ok(user)
         })
         .await?;
+    let mailed = match token {
+        Some(token) => mail_confirmation(&state, &headers, &user.email, &token).await,
+        None => false,
+    };
     Ok(created(SignedUp {
         id: user.id,
         email: user.email,
-        confirmation_token: token,
+        mailed,
     }))
+}
+
+/// Mails the link that confirms `email` with `token`; false without mail or when it failed.
+async fn mail_confirmation(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: &str,
+    token: &str,
+) -> bool {
+    let Some(mailer) = &state.mailer else {
+        return false;
+    };
+    let link = format!(
+        "{}/confirm?token_hash={token}&confirm_type=email",
+        state.public_url(headers)
+    );
+    mailer.send(crate::mail::confirmation(email, &link)).await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Mailed {
+    /// Whether the relay took the mail.
+    mailed: bool,
+}
+
+/// Mails the caller a new confirmation link (the first was lost, or its 7 days passed); only
+/// the newest link works. Counts against the account's mail limit.
+#[utoipa::path(post, path = "/api/me/confirmation", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Mailed>), Errors))]
+async fn resend_confirmation(
+    State(state): State<AppState>,
+    user: crate::auth::AuthUser,
+    headers: HeaderMap,
+) -> Result<Reply<Mailed>> {
+    if state.mailer.is_none() {
+        return Err(Error::bad_request(
+            "this server sends no mail: ask an admin to run `tora user confirm EMAIL`, or ask for the invitation's link",
+        ));
+    }
+    let id = user.id.clone();
+    let found = state.db.read(move |c| users::by_id(c, &id)).await?;
+    let me = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;
+    if me.email_confirmed_at.is_some() {
+        return Err(Error::Conflict("your address is already confirmed".into()));
+    }
+    state
+        .limits
+        .check(Key::account(Action::Mail, &me.id), limits::MAIL_PER_ACCOUNT)?;
+    let token = auth::random_token("", 40);
+    let hash = auth::sha256(&token);
+    state
+        .db
+        .write(move |tx| {
+            tokens::clear_confirmations(tx, &user.id)?;
+            tokens::insert_confirmation(tx, &hash, &user.id, now_ms())
+        })
+        .await?;
+    let mailed = mail_confirmation(&state, &headers, &me.email, &token).await;
+    Ok(ok(Mailed { mailed }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -135,20 +218,18 @@ async fn confirm(
     let user = state
         .db
         .write(move |tx| {
-            let Some(user_id) = tokens::take_confirmation(tx, &hash)? else {
+            let now = now_ms();
+            let Some(user_id) = tokens::take_confirmation(tx, &hash, now)? else {
                 return Ok(None);
             };
-            users::confirm_email(tx, &user_id, now_ms())?;
+            users::confirm_email(tx, &user_id, now)?;
             users::by_id(tx, &user_id)
         })
         .await?;
     let user = user.ok_or_else(|| {
-        Error::bad_request("this confirmation link is invalid or was already used")
+        Error::bad_request("this confirmation link is invalid, was already used, or has expired")
     })?;
-    Ok(ok(UserOut {
-        id: user.id,
-        email: user.email,
-    }))
+    Ok(ok(UserOut::from(&user)))
 }
 
 #[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials, responses((status = 200, body = Envelope<Session>), Errors))]
@@ -313,10 +394,7 @@ fn new_session(
         expires_in: auth::ACCESS_TTL_SECS,
         expires_at,
         refresh_token,
-        user: UserOut {
-            id: user.id.clone(),
-            email: user.email.clone(),
-        },
+        user: UserOut::from(user),
     })
 }
 
@@ -326,6 +404,8 @@ struct Setup {
     has_accounts: bool,
     /// "open" or "closed"
     signup: &'static str,
+    /// Whether the server sends mail (confirmation and invitation links).
+    mail: bool,
 }
 
 /// What the sign-in page needs to know before anyone signs in.
@@ -339,6 +419,7 @@ async fn setup(State(state): State<AppState>) -> Result<Reply<Setup>> {
         } else {
             "closed"
         },
+        mail: state.mailer.is_some(),
     }))
 }
 
@@ -347,10 +428,7 @@ async fn setup(State(state): State<AppState>) -> Result<Reply<Setup>> {
 async fn me(State(state): State<AppState>, user: crate::auth::AuthUser) -> Result<Reply<UserOut>> {
     let found = state.db.read(move |c| users::by_id(c, &user.id)).await?;
     let u = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;
-    Ok(ok(UserOut {
-        id: u.id,
-        email: u.email,
-    }))
+    Ok(ok(UserOut::from(&u)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -401,8 +479,5 @@ async fn change_password(
             tokens::revoke_user(tx, &id)
         })
         .await?;
-    Ok(ok(UserOut {
-        id: u.id,
-        email: u.email,
-    }))
+    Ok(ok(UserOut::from(&u)))
 }

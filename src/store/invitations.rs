@@ -1,9 +1,15 @@
-//! Invitations to a workspace, addressed by e-mail.
+//! Invitations to a workspace: each a single-use link (stored as the SHA-256 of its secret),
+//! addressed to an e-mail, and good for [`TTL_MS`]. An expired invitation is treated as gone by
+//! every read here, and swept away by the next invitation made.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::workspaces::Role;
 use crate::error::{Error, Result, conflict_on_unique};
+
+/// How long an invitation lasts: long enough to reach someone on leave for a week, short
+/// enough that a link forgotten in a chat log stops working.
+pub const TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct Invitation {
@@ -15,12 +21,16 @@ pub struct Invitation {
     /// The inviter's e-mail (None once that account is gone).
     pub from: Option<String>,
     pub created_at: i64,
+    pub expires_at: i64,
 }
 
 const SELECT: &str =
-    "SELECT i.id, i.workspace_id, w.name, i.email, i.role_id, u.email, i.created_at
+    "SELECT i.id, i.workspace_id, w.name, i.email, i.role_id, u.email, i.created_at, i.expires_at
     FROM invitations i JOIN workspaces w ON w.id = i.workspace_id
     LEFT JOIN users u ON u.id = i.invited_by";
+
+/// Only invitations still alive at `now` (`?1` in every query below).
+const ALIVE: &str = "coalesce(i.expires_at, 0) > ?1";
 
 fn from_row(r: &Row) -> rusqlite::Result<Invitation> {
     Ok(Invitation {
@@ -31,57 +41,95 @@ fn from_row(r: &Row) -> rusqlite::Result<Invitation> {
         role: Role::from_id(r.get(4)?).unwrap_or(Role::Viewer),
         from: r.get(5)?,
         created_at: r.get(6)?,
+        expires_at: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
     })
 }
 
-/// Records an invitation; 409 when that e-mail already belongs to a member or already has a
-/// pending invitation to this workspace.
-pub fn create(
-    conn: &Connection,
-    workspace_id: &str,
-    email: &str,
-    role: Role,
-    by: &str,
-    now: i64,
-) -> Result<Invitation> {
+/// A new invitation.
+pub struct NewInvitation<'a> {
+    pub workspace_id: &'a str,
+    pub email: &'a str,
+    pub role: Role,
+    pub by: &'a str,
+    /// SHA-256 of the link's secret.
+    pub token_hash: &'a [u8],
+}
+
+/// Records an invitation that expires [`TTL_MS`] after `now`; 409 when that e-mail already
+/// belongs to a member or already has a pending invitation to this workspace. Expired
+/// invitations are deleted first, so an address whose invitation lapsed can be invited again.
+pub fn create(conn: &Connection, new: &NewInvitation, now: i64) -> Result<Invitation> {
+    conn.prepare_cached("DELETE FROM invitations WHERE coalesce(expires_at, 0) <= ?1")?
+        .execute([now])?;
     let member: bool = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM workspace_members m JOIN users u ON u.id = m.user_id
                         WHERE m.workspace_id = ?1 AND u.email = ?2)",
         )?
-        .query_row([workspace_id, email], |r| r.get(0))?;
+        .query_row([new.workspace_id, new.email], |r| r.get(0))?;
+    let email = new.email;
     if member {
         return Err(Error::Conflict(format!(
             "{email} is already a member of this workspace"
         )));
     }
     let id = super::new_id();
-    conn.prepare_cached("INSERT INTO invitations (id, workspace_id, email, role_id, invited_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![id, workspace_id, email, role as i64, by, now])
-    .map_err(|e| conflict_on_unique(e, &format!("{email} already has a pending invitation to this workspace")))?;
-    get(conn, &id)?.ok_or_else(|| Error::Internal("invitation vanished after insert".into()))
+    conn.prepare_cached(
+        "INSERT INTO invitations (id, workspace_id, email, role_id, invited_by, created_at, token_hash, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        id,
+        new.workspace_id,
+        email,
+        new.role as i64,
+        new.by,
+        now,
+        new.token_hash,
+        now + TTL_MS
+    ])
+    .map_err(|e| {
+        conflict_on_unique(
+            e,
+            &format!(
+                "{email} already has a pending invitation to this workspace; cancel it to make a new link"
+            ),
+        )
+    })?;
+    get(conn, &id, now)?.ok_or_else(|| Error::Internal("invitation vanished after insert".into()))
 }
 
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Invitation>> {
-    let sql = format!("{SELECT} WHERE i.id = ?1");
+/// The invitation `id`, if it is still alive at `now`.
+pub fn get(conn: &Connection, id: &str, now: i64) -> Result<Option<Invitation>> {
+    let sql = format!("{SELECT} WHERE i.id = ?2 AND {ALIVE}");
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row([id], from_row)
+        .query_row(params![now, id], from_row)
         .optional()?)
 }
 
-/// Pending invitations addressed to `email`.
-pub fn for_email(conn: &Connection, email: &str) -> Result<Vec<Invitation>> {
-    let sql = format!("{SELECT} WHERE i.email = ?1 ORDER BY i.created_at, i.id");
+/// The invitation whose link secret hashes to `token_hash`, if it is still alive at `now`.
+pub fn by_token(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option<Invitation>> {
+    let sql = format!("{SELECT} WHERE i.token_hash = ?2 AND {ALIVE}");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![now, token_hash], from_row)
+        .optional()?)
+}
+
+/// Pending invitations addressed to `email`. Callers decide whether the address is proven.
+pub fn for_email(conn: &Connection, email: &str, now: i64) -> Result<Vec<Invitation>> {
+    let sql = format!("{SELECT} WHERE i.email = ?2 AND {ALIVE} ORDER BY i.created_at, i.id");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([email], from_row)?;
+    let rows = stmt.query_map(params![now, email], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Pending invitations of a workspace.
-pub fn for_workspace(conn: &Connection, workspace_id: &str) -> Result<Vec<Invitation>> {
-    let sql = format!("{SELECT} WHERE i.workspace_id = ?1 ORDER BY i.created_at, i.id");
+pub fn for_workspace(conn: &Connection, workspace_id: &str, now: i64) -> Result<Vec<Invitation>> {
+    let sql = format!("{SELECT} WHERE i.workspace_id = ?2 AND {ALIVE} ORDER BY i.created_at, i.id");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([workspace_id], from_row)?;
+    let rows = stmt.query_map(params![now, workspace_id], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -96,19 +144,48 @@ mod tests {
     use super::*;
     use crate::store::{users, workspaces};
 
+    fn new<'a>(ws: &'a str, email: &'a str, by: &'a str, token: &'a [u8]) -> NewInvitation<'a> {
+        NewInvitation {
+            workspace_id: ws,
+            email,
+            role: Role::Editor,
+            by,
+            token_hash: token,
+        }
+    }
+
     #[test]
     fn an_invitation_waits_for_an_account_and_cannot_be_doubled() {
         let conn = crate::db::memory();
         let owner = users::create(&conn, "o@x.org", "h", 1).unwrap();
         let ws = workspaces::create(&conn, &owner.id, "lab", None, false, 1).unwrap();
-        let inv = create(&conn, &ws.id, "new@x.org", Role::Editor, &owner.id, 2).unwrap();
+        let inv = create(&conn, &new(&ws.id, "new@x.org", &owner.id, b"t1"), 2).unwrap();
         assert_eq!(inv.workspace_name, "lab");
         assert_eq!(inv.from.as_deref(), Some("o@x.org"));
-        let again = create(&conn, &ws.id, "NEW@x.org", Role::Viewer, &owner.id, 3).unwrap_err();
+        assert_eq!(inv.expires_at, 2 + TTL_MS);
+        let again = create(&conn, &new(&ws.id, "NEW@x.org", &owner.id, b"t2"), 3).unwrap_err();
         assert!(matches!(again, Error::Conflict(_)), "{again:?}");
-        let member = create(&conn, &ws.id, "O@x.org", Role::Viewer, &owner.id, 3).unwrap_err();
+        let member = create(&conn, &new(&ws.id, "O@x.org", &owner.id, b"t3"), 3).unwrap_err();
         assert!(matches!(member, Error::Conflict(_)), "{member:?}");
         // Signing up later with the address in another case still finds it.
-        assert_eq!(for_email(&conn, "New@X.org").unwrap().len(), 1);
+        assert_eq!(for_email(&conn, "New@X.org", 3).unwrap().len(), 1);
+        assert_eq!(by_token(&conn, b"t1", 3).unwrap().unwrap().id, inv.id);
+        assert!(by_token(&conn, b"t2", 3).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_expired_invitation_is_gone_everywhere_and_the_address_can_be_invited_again() {
+        let conn = crate::db::memory();
+        let owner = users::create(&conn, "o@x.org", "h", 1).unwrap();
+        let ws = workspaces::create(&conn, &owner.id, "lab", None, false, 1).unwrap();
+        let inv = create(&conn, &new(&ws.id, "new@x.org", &owner.id, b"t1"), 0).unwrap();
+        let later = TTL_MS;
+        assert!(get(&conn, &inv.id, later).unwrap().is_none());
+        assert!(by_token(&conn, b"t1", later).unwrap().is_none());
+        assert!(for_email(&conn, "new@x.org", later).unwrap().is_empty());
+        assert!(for_workspace(&conn, &ws.id, later).unwrap().is_empty());
+        let again = create(&conn, &new(&ws.id, "new@x.org", &owner.id, b"t2"), later).unwrap();
+        assert_ne!(again.id, inv.id);
+        assert!(by_token(&conn, b"t1", later).unwrap().is_none());
     }
 }

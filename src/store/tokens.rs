@@ -74,10 +74,26 @@ pub fn insert_confirmation(conn: &Connection, hash: &[u8], user_id: &str, now: i
     Ok(())
 }
 
-/// Consumes a confirmation token: returns its user, and the token can never be used again.
-pub fn take_confirmation(conn: &Connection, hash: &[u8]) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("DELETE FROM confirmations WHERE token_hash = ?1 RETURNING user_id")?
-        .query_row([hash], |r| r.get(0))
-        .optional()?)
+/// Forgets every confirmation token of a user (a new link replaces the old ones).
+pub fn clear_confirmations(conn: &Connection, user_id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM confirmations WHERE user_id = ?1")?
+        .execute([user_id])?;
+    Ok(())
+}
+
+/// How long a mailed confirmation link works, as long as an invitation does.
+pub const CONFIRMATION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Consumes a confirmation token: returns its user if it was made less than
+/// [`CONFIRMATION_TTL_MS`] before `now`, and the token can never be used again either way.
+pub fn take_confirmation(conn: &Connection, hash: &[u8], now: i64) -> Result<Option<String>> {
+    let taken: Option<(String, i64)> = conn
+        .prepare_cached(
+            "DELETE FROM confirmations WHERE token_hash = ?1 RETURNING user_id, created_at",
+        )?
+        .query_row([hash], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(taken
+        .filter(|(_, created)| now - created < CONFIRMATION_TTL_MS)
+        .map(|(user, _)| user))
 }

@@ -10,10 +10,13 @@ pub struct User {
     pub email: String,
     pub password_hash: String,
     pub disabled: bool,
+    /// When the address was proven (a mailed link opened, or an admin vouched); see
+    /// [`confirm_email`].
+    pub email_confirmed_at: Option<i64>,
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, email, password_hash, disabled, created_at";
+const COLUMNS: &str = "id, email, password_hash, disabled, created_at, email_confirmed_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -22,6 +25,7 @@ fn from_row(r: &Row) -> rusqlite::Result<User> {
         password_hash: r.get(2)?,
         disabled: r.get(3)?,
         created_at: r.get(4)?,
+        email_confirmed_at: r.get(5)?,
     })
 }
 
@@ -38,6 +42,7 @@ pub fn create(conn: &Connection, email: &str, password_hash: &str, now: i64) -> 
         email: email.to_string(),
         password_hash: password_hash.to_string(),
         disabled: false,
+        email_confirmed_at: None,
         created_at: now,
     })
 }
@@ -83,6 +88,8 @@ pub fn set_disabled(conn: &Connection, id: &str, disabled: bool) -> Result<()> {
     Ok(())
 }
 
+/// Records that the account's address is proven: invitations addressed to it now count. The
+/// first proof's time stays.
 pub fn confirm_email(conn: &Connection, id: &str, now: i64) -> Result<()> {
     conn.prepare_cached(
         "UPDATE users SET email_confirmed_at = coalesce(email_confirmed_at, ?2) WHERE id = ?1",

@@ -120,6 +120,47 @@ impl TestServer {
         .unwrap();
     }
 
+    /// Runs `tora ARGS --db <this server's database>` with `stdin`; returns (success, stdout,
+    /// stderr).
+    pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--db")
+            .arg(&self.db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// An account made by the admin with `tora user add` (so its address is vouched for),
+    /// logged in.
+    pub fn admin_user(&self, email: &str) -> User {
+        let password = "admin made password";
+        let (ok, out, err) = self.admin(&["user", "add", email], Some(&format!("{password}\n")));
+        assert!(ok, "tora user add: {out} {err}");
+        self.login(email, password)
+    }
+
+    /// The admin vouches for an existing account's address (`tora user confirm`).
+    pub fn confirm(&self, email: &str) {
+        let (ok, out, err) = self.admin(&["user", "confirm", email], None);
+        assert!(ok, "tora user confirm: {out} {err}");
+    }
+
     /// The server's resident memory in KiB (VmRSS from /proc).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -274,7 +315,8 @@ impl Client {
         Response::parse(&raw)
     }
 
-    /// Signs up and logs in a new user; returns its session and an API key.
+    /// Signs up and logs in a new user; returns its session and an API key. Its address is
+    /// not proven (no mail confirmed it).
     pub fn user(&self, email: &str) -> User {
         let password = "correct horse battery";
         let r = self.post(
@@ -283,6 +325,11 @@ impl Client {
             json!({"email": email, "password": password}),
         );
         assert_eq!(r.status, 201, "signup: {}", r.text);
+        self.login(email, password)
+    }
+
+    /// Logs in an existing account and gives it an API key.
+    pub fn login(&self, email: &str, password: &str) -> User {
         let r = self.post(
             "/api/login",
             &Auth::None,

@@ -233,17 +233,32 @@ test('a researcher follows runs from signup to sharing them', async (t) => {
     await page.getByRole('textbox', { name: 'E-mail' }).fill(VIEWER.email);
     await page.getByRole('button', { name: 'Invite' }).click();
     await page.getByRole('button', { name: `Cancel the invitation of ${VIEWER.email}` }).waitFor();
+    // The link is shown once, on the page: the owner copies it and sends it to the viewer.
+    const link = await page.locator('code[data-link="new"]').textContent();
+    assert.match(link, new RegExp(`^${server.url}/invitations/tora_inv_[A-Za-z0-9]{40}$`));
+    await page.getByRole('button', { name: 'Copy link' }).click();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), link);
     await h.screenshot(page, 'members');
 
+    // The viewer has no account yet: the link leads through sign-up and back to the invitation.
     const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const viewer = await open(other);
     state.viewer = viewer;
-    await viewer.goto(`${server.url}/signup`);
+    await viewer.goto(link);
+    await viewer.waitForURL(/\/login\?next=%2Finvitations%2F/);
+    await viewer.getByRole('link', { name: 'Sign up' }).click();
     await viewer.getByLabel('E-mail').fill(VIEWER.email);
     await viewer.getByLabel('Password (at least 8 characters)').fill(VIEWER.password);
     await viewer.getByRole('button', { name: 'Create account' }).click();
-    await viewer.getByRole('button', { name: 'Accept the invitation to vision-lab' }).click();
+    await viewer.waitForURL(link);
+    await viewer.getByRole('heading', { name: 'Invitation to vision-lab' }).waitFor();
+    await h.screenshot(viewer, 'invitation');
+    await viewer.getByRole('button', { name: 'Accept' }).click();
     await viewer.waitForURL(`**/workspaces/${state.workspace}`);
+    // Used once: the same link now says so, and the owner's list is empty again.
+    const again = await h.account(server.url, VIEWER.email, VIEWER.password);
+    const token = link.split('/').pop();
+    assert.equal((await again.raw('POST', '/invitations/accept', { token })).status, 404);
     await viewer.getByRole('link', { name: 'run-a' }).click();
     await viewer.locator('.chart[data-metric="loss"][data-state="drawn"]').waitFor();
     await viewer.getByText('lr sweep, seed 1').waitFor();

@@ -1,5 +1,5 @@
 // /workspaces/{id}/members: who is in a workspace with which role; OWNERs change roles, remove
-// members, invite by e-mail and cancel pending invitations.
+// members, invite (a single-use link, shown once) and cancel pending invitations.
 
 import * as api from '../api.js';
 import * as auth from '../auth.js';
@@ -59,36 +59,73 @@ export async function render(ctx) {
     h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'E-mail'), h('th', {}, 'Role'), h('th', { class: 'hide-narrow' }, 'Joined'), h('th', {}, h('span', { class: 'sr-only' }, 'Actions')))),
       h('tbody', {}, rows))),
-    owner ? inviteForm(id, refresh) : null,
-    owner ? pending(id, invitations, refresh) : null);
+    owner ? inviteForm(id) : null,
+    owner ? pending(id, invitations) : null);
 }
 
-function inviteForm(id, refresh) {
+function inviteForm(id) {
   const email = h('input', { type: 'email', name: 'email', required: true, placeholder: 'colleague@lab.org' });
   const role = h('select', { name: 'role' }, ROLES.map(([rid, rname]) => h('option', { value: String(rid), selected: rid === 3 }, rname)));
   const send = h('button', { class: 'primary', type: 'submit' }, 'Invite');
+  const shown = h('div', { role: 'status' });
   const form = h('form', { class: 'row', 'aria-label': 'Invite by e-mail' },
     field('E-mail', email), field('Role', role), h('div', { class: 'field' }, h('label', {}, '\u00a0'), send));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     if (!email.value.trim()) { email.focus(); return; }
     busy(send, async () => {
-      await api.post('/workspace-invitations', { workspaceId: id, email: email.value.trim(), roleId: Number(role.value) });
-      toast(`Invited ${email.value.trim()}`);
-      refresh();
+      const inv = await api.post('/workspace-invitations', { workspaceId: id, email: email.value.trim(), roleId: Number(role.value) });
+      email.value = '';
+      // The link is shown this once (only its hash is stored): the list below is reloaded in
+      // place, so the page is not rendered again and the link stays on screen.
+      fill(shown, linkBanner(inv));
+      await reloadPending(id);
     });
   });
-  return h('section', { class: 'section panel' }, h('h2', {}, 'Invite by e-mail'),
-    h('p', { class: 'muted small' }, 'They see the invitation on their Workspaces page once they have an account.'), form);
+  return h('section', { class: 'section panel stack' }, h('h2', {}, 'Invite'),
+    h('p', { class: 'muted small' }, 'Inviting makes a link that works once, for 7 days. People whose address is confirmed also find the invitation on their Workspaces page.'),
+    form, shown);
 }
 
-function pending(id, invitations, refresh) {
-  return h('section', { class: 'section' }, h('h2', {}, 'Pending invitations'),
+function linkBanner(inv) {
+  const code = h('code', { class: 'mono', dataset: { link: 'new' } }, inv.link);
+  const copy = h('button', { class: 'small', onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(inv.link);
+      toast('Copied');
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(code);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      toast('Selected: press Ctrl+C to copy');
+    }
+  } }, 'Copy link');
+  return h('div', { class: 'banner' },
+    h('p', {}, h('strong', {}, `Invited ${inv.email} as ${inv.role}. `),
+      inv.mailed ? 'The link was mailed to them; you can share it yourself too.' : 'Share this link with them; it works once, for 7 days.'),
+    h('div', { class: 'row' }, code, copy),
+    h('p', { class: 'muted small' }, 'It is shown only this once. Anyone holding it can join, so send it to them directly.'));
+}
+
+/** Lists pending invitations again in place, leaving a link just shown on screen. */
+async function reloadPending(id) {
+  const list = await api.get(`/workspaces/${id}/invitations`);
+  document.getElementById('pending').replaceWith(pending(id, list));
+}
+
+function pending(id, invitations) {
+  return h('section', { class: 'section', id: 'pending' }, h('h2', {}, 'Pending invitations'),
     invitations.length === 0 ? h('p', { class: 'muted' }, 'None.') : h('div', { class: 'table-wrap' }, h('table', {}, h('tbody', {},
       invitations.map((inv) => h('tr', {},
-        h('td', {}, inv.email), h('td', {}, h('span', { class: 'role' }, inv.role)), h('td', { class: 'muted hide-narrow' }, dateTime(inv.created_at)),
+        h('td', {}, inv.email), h('td', {}, h('span', { class: 'role' }, inv.role)),
+        h('td', { class: 'muted hide-narrow' }, `until ${dateTime(inv.expires_at)}`),
         h('td', { class: 'num' }, h('button', {
           class: 'small', 'aria-label': `Cancel the invitation of ${inv.email}`,
-          onclick: (event) => busy(event.currentTarget, async () => { await api.del(`/workspaces/${id}/invitations/${inv.id}`); toast('Invitation cancelled'); refresh(); }),
+          onclick: (event) => busy(event.currentTarget, async () => {
+            await api.del(`/workspaces/${id}/invitations/${inv.id}`);
+            toast('Invitation cancelled');
+            await reloadPending(id);
+          }),
         }, 'Cancel'))))))));
 }

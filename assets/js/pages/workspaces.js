@@ -1,4 +1,5 @@
-// /workspaces: your workspaces, invitations waiting for you, and a form for a new workspace.
+// /workspaces: your workspaces, invitations sent to your (proven) address, and a form for a new
+// workspace.
 
 import * as api from '../api.js';
 import { h, fill, field, toast, busy, empty, confirmDanger } from '../dom.js';
@@ -6,9 +7,11 @@ import { dateTime } from '../format.js';
 
 export async function render(ctx) {
   document.title = 'Workspaces · Tora';
-  const [workspaces, invitations] = await Promise.all([
+  const [workspaces, invitations, me, setup] = await Promise.all([
     api.get('/workspaces', null, { signal: ctx.signal }),
     api.get('/workspace-invitations', null, { signal: ctx.signal }),
+    api.get('/me', null, { signal: ctx.signal }),
+    api.get('/setup', null, { signal: ctx.signal }),
   ]);
 
   const name = h('input', { type: 'text', name: 'name', required: true, maxlength: '255', placeholder: 'e.g. vision-lab' });
@@ -28,12 +31,27 @@ export async function render(ctx) {
 
   fill(ctx.root,
     h('div', { class: 'page-head' }, h('div', { class: 'grow' }, h('h1', {}, 'Workspaces'),
-      h('p', { class: 'muted small' }, 'A workspace holds experiments and the people who may see them.'))),
+      h('p', { class: 'muted small' }, 'A workspace holds experiments and the people who may see them.'),
+      // Invitations by address reach only a proven address: say so to someone who may be
+      // waiting for one (nothing but their Personal workspace yet), rather than show nothing.
+      me.email_confirmed === false && workspaces.length <= 1 ? unconfirmed(me, setup) : null)),
     invitations.length ? invitationList(ctx, invitations) : null,
     workspaces.length
       ? h('div', { class: 'cards' }, workspaces.map((ws) => card(ctx, ws)))
       : empty('No workspaces yet', 'Create one below, or log a run with the SDK: it lands in your personal workspace.'),
     h('section', { class: 'section panel' }, h('h2', {}, 'New workspace'), form));
+}
+
+function unconfirmed(me, setup) {
+  const resend = setup.mail ? h('button', { class: 'small', onclick: (event) => busy(event.currentTarget, async () => {
+    const { mailed } = await api.post('/me/confirmation', undefined);
+    if (mailed) toast(`Sent: open the link in the mail to ${me.email}`);
+    else toast('The mail could not be sent; try again later', 'error');
+  }) }, 'Mail me a confirmation link') : null;
+  return h('p', { class: 'muted small' },
+    `Your address ${me.email} is not confirmed, so invitations sent to it do not show up here: `,
+    setup.mail ? 'confirm it through the link we mailed you, or ask the OWNER for the invitation link. ' : "ask the workspace's OWNER for the invitation link.",
+    resend);
 }
 
 function invitationList(ctx, invitations) {
