@@ -74,7 +74,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
-        .nest("/api", crate::api::router())
+        .nest(crate::api::ROOT, crate::api::router())
         .fallback(crate::assets::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), check_host));

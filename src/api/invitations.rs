@@ -1,10 +1,10 @@
 //! Invitations: an OWNER invites an e-mail address with a role; the addressee accepts or
 //! declines. An invitation to an address without an account waits until someone signs up with it.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
@@ -18,20 +18,11 @@ use crate::store::users;
 use crate::store::workspaces::{self, Role, require_role};
 use crate::time::{now_ms, rfc3339};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/workspace-invitations",
-            get(list_my_invitations).post(invite),
-        )
-        .route(
-            "/workspaces/{id}/invitations",
-            get(list_workspace_invitations).put(answer_invitation),
-        )
-        .route(
-            "/workspaces/{id}/invitations/{invitation_id}",
-            delete(cancel_invitation),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_my_invitations, invite))
+        .routes(routes!(list_workspace_invitations, answer_invitation))
+        .routes(routes!(cancel_invitation))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -71,7 +62,7 @@ struct NewInvitation {
     role_id: i64,
 }
 
-#[utoipa::path(post, path = "/api/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = NewInvitation, responses((status = 201, body = Envelope<InvitationOut>), Errors))]
+#[utoipa::path(post, path = "/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = NewInvitation, responses((status = 201, body = Envelope<InvitationOut>), Errors))]
 async fn invite(
     State(state): State<AppState>,
     user: AuthUser,
@@ -90,7 +81,7 @@ async fn invite(
     Ok(created(inv.into()))
 }
 
-#[utoipa::path(get, path = "/api/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
+#[utoipa::path(get, path = "/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
 async fn list_my_invitations(
     State(state): State<AppState>,
     user: AuthUser,
@@ -106,7 +97,7 @@ async fn list_my_invitations(
     Ok(ok(list.into_iter().map(Into::into).collect()))
 }
 
-#[utoipa::path(get, path = "/api/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
+#[utoipa::path(get, path = "/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
 async fn list_workspace_invitations(
     State(state): State<AppState>,
     user: AuthUser,
@@ -133,7 +124,7 @@ struct Answer {
 
 /// `PUT /api/workspaces/any/invitations?invitationId=..&action=accept|decline` (the seed's path:
 /// the workspace segment is not used; the invitation names its workspace).
-#[utoipa::path(put, path = "/api/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "not used; clients send \"any\""), Answer), responses((status = 200, body = Envelope<Answered>), Errors))]
+#[utoipa::path(put, path = "/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "not used; clients send \"any\""), Answer), responses((status = 200, body = Envelope<Answered>), Errors))]
 async fn answer_invitation(
     State(state): State<AppState>,
     user: AuthUser,
@@ -182,7 +173,7 @@ struct Cancelled {
     cancelled: bool,
 }
 
-#[utoipa::path(delete, path = "/api/workspaces/{id}/invitations/{invitation_id}", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("invitation_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Cancelled>), Errors))]
+#[utoipa::path(delete, path = "/workspaces/{id}/invitations/{invitation_id}", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("invitation_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Cancelled>), Errors))]
 async fn cancel_invitation(
     State(state): State<AppState>,
     user: AuthUser,
