@@ -51,18 +51,26 @@ fn described() -> OpenApiRouter<AppState> {
 }
 
 pub fn router() -> Router<AppState> {
-    // The description is built here, at start-up, so no request waits for it.
-    std::sync::LazyLock::force(&openapi::DESCRIPTION);
-    let (routes, _) = described().split_for_parts();
+    let (routes, doc) = described().split_for_parts();
+    // Serialized once, at start-up, from the very construction that made the routes. Another
+    // router in the same process (tests) describes the same API, so the first one set stays.
+    let json = serde_json::to_vec(&under_root(doc))
+        .map(axum::body::Bytes::from)
+        .map_err(|e| e.to_string());
+    let _ = openapi::DESCRIPTION.set(json);
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(no_store))
 }
 
-/// `/api/openapi.json`: [`described`]'s description with the paths clients use (under [`ROOT`]).
+/// The API description as served, with the paths clients use.
 pub fn description() -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = described().split_for_parts();
+    under_root(described().into_openapi())
+}
+
+/// `doc` with its paths under [`ROOT`], where the server nests the routes.
+fn under_root(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
@@ -409,6 +417,14 @@ mod tests {
         let ingest = &doc["paths"]["/api/experiments/{id}/points"]["post"];
         assert_eq!(ingest["tags"], serde_json::json!(["logs"]), "{ingest}");
         assert!(ingest["security"].is_array(), "{ingest}");
+
+        // What /api/openapi.json serves is this description, made along with the routes.
+        let _ = router();
+        let served = openapi::DESCRIPTION.get().unwrap().as_ref().unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(served).unwrap(),
+            doc
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! schemes, the envelope and error types). The paths come from the same `routes!` calls that
 //! build the router (`api::described`), so they cannot drift from the code.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -111,22 +111,22 @@ pub async fn health() -> Json<Health> {
     })
 }
 
-/// The served description as JSON, made once (the router forces it at start-up).
-pub static DESCRIPTION: LazyLock<std::result::Result<Bytes, String>> = LazyLock::new(|| {
-    serde_json::to_vec(&super::description())
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
-});
+/// `/api/openapi.json`'s body (or why it could not be made), set by `api::router()` from the same
+/// construction as the routes.
+pub static DESCRIPTION: OnceLock<std::result::Result<Bytes, String>> = OnceLock::new();
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "server", responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn openapi_json() -> Result<Response> {
-    match &*DESCRIPTION {
-        Ok(json) => {
+    match DESCRIPTION.get() {
+        Some(Ok(json)) => {
             Ok(([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response())
         }
-        Err(e) => Err(Error::Internal(format!(
+        Some(Err(e)) => Err(Error::Internal(format!(
             "serialize the API description: {e}"
         ))),
+        None => Err(Error::Internal(
+            "the API description was never built".into(),
+        )),
     }
 }
