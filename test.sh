@@ -13,7 +13,23 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "rust: fmt, clippy"
 cargo fmt --all -- --check
+# Clippy also holds our own code to Cargo.toml's rust-version (incompatible_msrv, denied there).
 cargo clippy --all-targets --locked --quiet -- -D warnings
+
+step "rust: every locked dependency builds on our rust-version"
+# Only one toolchain is installed, so the MSRV cannot be built; what can be checked is that no
+# dependency in Cargo.lock declares a newer rust-version than ours. (scheduled-thread-pool is held
+# at 0.2.7 in the lock: 0.2.8 pulls parking_lot 0.13, which needs Rust 1.95.)
+host=$(rustc -vV | sed -n 's/^host: //p')
+cargo metadata --locked --format-version 1 --filter-platform "$host" | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+version = lambda v: (tuple(int(x) for x in v.split(".")) + (0, 0))[:3]  # 1.88 == 1.88.0
+ours = next(p for p in meta["packages"] if p["name"] == "tora")["rust_version"]
+newer = sorted("%s %s needs %s" % (p["name"], p["version"], p["rust_version"]) for p in meta["packages"]
+               if p["rust_version"] and version(p["rust_version"]) > version(ours))
+sys.exit("dependencies newer than rust-version " + ours + ": " + "; ".join(newer) if newer else 0)
+'
 
 step "rust: unit and integration tests"
 cargo build --locked --quiet

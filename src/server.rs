@@ -76,7 +76,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
-        .nest("/api", crate::api::router())
+        .nest(crate::api::ROOT, crate::api::router())
         .fallback(crate::assets::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), check_host));
@@ -158,32 +158,6 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let listener = listen(config.bind)
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.bind)))?;
     let addr = listener.local_addr()?;
-    // Tests and scripts read this exact first line to find the port.
-    println!("listening on http://{addr}");
-    let users = db.read(crate::store::users::count).await?;
-    if users == 0 {
-        println!(
-            "no accounts yet: create one with `tora user add EMAIL --db {}` (or sign up at http://{addr}/ unless --signup closed)",
-            config.db.path.display()
-        );
-    }
-    println!("database: {}", config.db.path.display());
-    for (file, mode) in crate::db::readable_by_others(&config.db.path) {
-        println!(
-            "warning: {} is readable by other users (mode {mode:o}); it holds the token-signing secret: chmod 600 it",
-            file.display()
-        );
-    }
-    let connections = Arc::new(Connections::new(connection_cap(config.max_connections)));
-    match &mailer {
-        Some(m) => println!(
-            "mail: through {} as {} (signup confirmations, invitation links)",
-            m.relay(),
-            m.sender()
-        ),
-        None => println!("mail: off (invitations travel as links their OWNER shares)"),
-    }
-
     let state = AppState {
         db: db.clone(),
         auth: auth.clone(),
@@ -194,10 +168,39 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
         mailer,
     };
+    // Built before the announcement, so what a reader of the next line measures (start-up time,
+    // idle memory) includes the router and its API description.
+    let app = router(state.clone());
+    // Tests and scripts read this exact first line to find the port.
+    println!("listening on http://{addr}");
+    let users = db.read(crate::store::users::count).await?;
+    if users == 0 {
+        println!(
+            "no accounts yet: create one with `tora user add EMAIL --db {}` (or sign up at http://{addr}/ unless --signup closed)",
+            state.config.db.path.display()
+        );
+    }
+    println!("database: {}", state.config.db.path.display());
+    for (file, mode) in crate::db::readable_by_others(&state.config.db.path) {
+        println!(
+            "warning: {} is readable by other users (mode {mode:o}); it holds the token-signing secret: chmod 600 it",
+            file.display()
+        );
+    }
+    let connections = Arc::new(Connections::new(connection_cap(
+        state.config.max_connections,
+    )));
+    match &state.mailer {
+        Some(m) => println!(
+            "mail: through {} as {} (signup confirmations, invitation links)",
+            m.relay(),
+            m.sender()
+        ),
+        None => println!("mail: off (invitations travel as links their OWNER shares)"),
+    }
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = router(state.clone());
     let accepting = tokio::spawn(accept(listener, app, connections.clone(), stop_rx));
     shutdown_signal().await;
     println!("shutting down: finishing requests in flight");

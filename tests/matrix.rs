@@ -1,10 +1,19 @@
 //! The authorization matrix: every endpoint that touches a workspace's objects, called by every
 //! kind of caller. Allowed callers get their answer; refused ones get 401/403/404 with a body that
 //! does not mention the object, and the database is exactly as it was.
+//!
+//! The server's own description (`/api/openapi.json`, built from its router) says which endpoints
+//! take credentials; `every_authenticated_operation_has_a_row` fails when one of them has no row
+//! here and is not in [`OWN`] or [`ELSEWHERE`], so a new endpoint cannot skip the matrix.
 
 mod common;
 
-use common::{Auth, TestServer, User};
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Auth, Response, TestServer, User};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -292,6 +301,31 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Editor,
         },
         Endpoint {
+            method: "GET",
+            path: |f, _| format!("/api/experiments/{}/series", f.exp),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "GET",
+            path: |f, _| format!("/api/experiments/{}/summary", f.exp),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "POST",
+            path: |f, _| format!("/api/experiments/{}/logs/stream-token", f.exp),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "GET",
+            // From the first point, so an allowed caller's stream replays the fixture's logs.
+            path: |f, _| format!("/api/experiments/{}/stream?cursor=0", f.exp),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
             method: "DELETE",
             path: |f, _| format!("/api/experiments/{}", f.exp),
             body: none,
@@ -363,9 +397,13 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             let path = (endpoint.path)(&f, &w);
             let body = (endpoint.body)(&f, &w);
             let before = w.snapshot();
-            let r = w
-                .server
-                .call(endpoint.method, &path, &w.auth(caller), body.as_ref());
+            let r = call(
+                &w.server,
+                endpoint.method,
+                &path,
+                &w.auth(caller),
+                body.as_ref(),
+            );
             let what = format!("{caller:?} {} {path}", endpoint.method);
             match refusal(caller, endpoint.needs) {
                 Some(status) => {
@@ -395,7 +433,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 21 * 8);
+    assert_eq!(checked, 25 * 8);
 }
 
 #[test]
@@ -403,6 +441,26 @@ fn leaving_and_batch_reads_follow_the_same_rules() {
     let w = world();
     for caller in CALLERS {
         let f = w.fixture();
+        // Comparing charts is a batch read too: runs the caller may not see are left out.
+        let r = w.server.get(
+            &format!("/api/series?experiments={}", f.exp),
+            &w.auth(caller),
+        );
+        match caller {
+            Caller::Owner | Caller::Editor | Caller::Viewer => {
+                // Asked before leaving (below): a member sees the run's series.
+                assert_eq!(r.status, 200, "{caller:?}: {}", r.text);
+                assert!(r.text.contains(SECRET), "{caller:?}: {}", r.text);
+            }
+            Caller::Outsider => {
+                assert_eq!(r.data(), json!([]), "{}", r.text);
+                assert!(!r.text.contains(SECRET));
+            }
+            _ => {
+                r.expect_error(401);
+            }
+        }
+
         let before = w.snapshot();
         let r = w.server.post(
             &format!("/api/workspaces/{}/leave", f.ws),
@@ -593,4 +651,273 @@ fn invitations_by_address_reach_no_one_else() {
         }
         assert_eq!(before, w.snapshot(), "{caller:?} changed the database");
     }
+}
+
+/// Calls an endpoint; a live stream (whose answer never ends) through [`open_stream`].
+fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    auth: &Auth,
+    body: Option<&Value>,
+) -> Response {
+    if path.contains("/stream?") {
+        open_stream(server, path, auth)
+    } else {
+        server.call(method, path, auth, body)
+    }
+}
+
+/// Opens a live stream and reads until the object's data shows, the server closes (a refusal),
+/// or 10 s pass; then hangs up.
+fn open_stream(server: &TestServer, path: &str, auth: &Auth) -> Response {
+    let mut conn = TcpStream::connect(&server.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut head = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n", server.addr);
+    match auth {
+        Auth::None => {}
+        Auth::Key(k) => head += &format!("x-api-key: {k}\r\n"),
+        Auth::Bearer(t) => head += &format!("Authorization: Bearer {t}\r\n"),
+    }
+    head += "\r\n";
+    conn.write_all(head.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline && !String::from_utf8_lossy(&raw).contains(SECRET) {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A read timeout: look at the deadline and read on.
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("reading {path}: {e}"),
+        }
+    }
+    Response::parse(&raw)
+}
+
+/// Authenticated endpoints that act only on the caller's own account, or on nothing, so no
+/// workspace role applies: (method, path, why, and where it is tested). Bad credentials on them
+/// are refused like everywhere (`bad_credentials_are_refused_on_every_operation`).
+///
+/// `POST /api/logout` is not here because it takes no credentials: the refresh token in its body
+/// is the credential, and ending it is its holder's right (tests/accounts.rs,
+/// `logging_out_ends_that_login_and_signing_out_everywhere_ends_all`).
+const OWN: &[(&str, &str, &str)] = &[
+    ("GET", "/api/me", "the caller's own account (accounts.rs)"),
+    (
+        "PUT",
+        "/api/me/password",
+        "the caller's own password (accounts.rs, a_user_changes_their_password_and_other_sessions_end)",
+    ),
+    (
+        "DELETE",
+        "/api/me/sessions",
+        "ends the caller's own sessions (accounts.rs, logging_out_ends_that_login_and_signing_out_everywhere_ends_all)",
+    ),
+    (
+        "GET",
+        "/api/api-keys",
+        "the caller's own keys (accounts.rs)",
+    ),
+    (
+        "POST",
+        "/api/api-keys",
+        "makes a key for the caller (accounts.rs)",
+    ),
+    (
+        "DELETE",
+        "/api/api-keys/{id}",
+        "revokes only the caller's own keys, another's is 404 (accounts.rs, api_keys_are_shown_once_and_revoked_at_once)",
+    ),
+    (
+        "GET",
+        "/api/workspaces",
+        "the caller's own memberships (workspaces_experiments.rs)",
+    ),
+    (
+        "POST",
+        "/api/workspaces",
+        "makes a workspace the caller owns (workspaces_experiments.rs)",
+    ),
+    (
+        "GET",
+        "/api/workspace-roles",
+        "the fixed list of roles, no object",
+    ),
+    (
+        "GET",
+        "/api/workspace-invitations",
+        "invitations addressed to the caller (teams.rs)",
+    ),
+    (
+        "PUT",
+        "/api/workspaces/{id}/invitations",
+        "answers an invitation addressed to the caller, {id} unused (teams.rs, invitations_can_be_declined_cancelled_and_only_answered_by_the_addressee; here, invitations_by_address_reach_no_one_else)",
+    ),
+    (
+        "POST",
+        "/api/me/confirmation",
+        "mails the caller a new link to confirm their own address (invitations.rs)",
+    ),
+    (
+        "GET",
+        "/api/invitations/{token}",
+        "a link answers any signed-in holder (here, invitation_links_answer_any_signed_in_holder_and_no_one_else)",
+    ),
+    (
+        "POST",
+        "/api/invitations/accept",
+        "a link answers any signed-in holder (here, invitation_links_answer_any_signed_in_holder_and_no_one_else)",
+    ),
+    (
+        "POST",
+        "/api/invitations/decline",
+        "a link answers any signed-in holder (here, invitation_links_answer_any_signed_in_holder_and_no_one_else)",
+    ),
+];
+
+/// Endpoints whose rules differ from the matrix's, tested in
+/// `leaving_and_batch_reads_follow_the_same_rules`: reads of many runs leave out those the
+/// caller may not see (200, not 404), and any member may leave.
+const ELSEWHERE: &[(&str, &str)] = &[
+    ("POST", "/api/workspaces/{id}/leave"),
+    ("POST", "/api/experiments/batch"),
+    ("GET", "/api/series"),
+];
+
+/// Every (method, path, takes credentials) the server describes.
+fn operations(spec: &Value) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let Some(op) = item.get(method) else {
+                continue;
+            };
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            out.push((method.to_ascii_uppercase(), path.clone(), secured));
+        }
+    }
+    out
+}
+
+/// The described path a concrete one (maybe with a query) is an instance of; a literal segment
+/// beats a parameter (`/experiments/batch` over `/experiments/{id}`).
+fn template_of(templates: &BTreeSet<String>, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    templates
+        .iter()
+        .filter(|t| {
+            let ts: Vec<&str> = t.split('/').collect();
+            ts.len() == segments.len()
+                && ts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t == s || t.starts_with('{'))
+        })
+        .max_by_key(|t| t.split('/').filter(|s| !s.starts_with('{')).count())
+        .unwrap_or_else(|| panic!("{path} is no described path"))
+        .clone()
+}
+
+/// A described path with the fixture's objects in its parameters.
+fn concrete(template: &str, f: &Fixture, w: &World) -> String {
+    let mut out = Vec::new();
+    let mut previous = "";
+    for segment in template.split('/') {
+        out.push(if segment.starts_with('{') {
+            match previous {
+                "experiments" => f.exp.clone(),
+                "workspaces" => f.ws.clone(),
+                "invitations" => f.invitation.clone(),
+                "members" => w.viewer.id.clone(),
+                _ => "00000000-0000-4000-8000-000000000000".to_string(),
+            }
+        } else {
+            segment.to_string()
+        });
+        previous = segment;
+    }
+    out.join("/")
+}
+
+#[test]
+fn every_authenticated_operation_has_a_row() {
+    let w = world();
+    let f = w.fixture();
+    let spec = w.server.get("/api/openapi.json", &Auth::None).json();
+    let operations = operations(&spec);
+    let templates: BTreeSet<String> = operations.iter().map(|(_, p, _)| p.clone()).collect();
+    let authenticated: BTreeSet<(String, String)> = operations
+        .iter()
+        .filter(|(_, _, secured)| *secured)
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
+    assert!(authenticated.len() > 30, "{authenticated:?}");
+
+    let mut covered = BTreeSet::new();
+    for endpoint in endpoints() {
+        let path = (endpoint.path)(&f, &w);
+        let row = (endpoint.method.to_string(), template_of(&templates, &path));
+        assert!(covered.insert(row.clone()), "two rows for {row:?}");
+    }
+    let listed = OWN
+        .iter()
+        .map(|&(m, p, _)| (m, p))
+        .chain(ELSEWHERE.iter().copied());
+    for (method, path) in listed {
+        let row = (method.to_string(), path.to_string());
+        assert!(covered.insert(row.clone()), "{row:?} is listed twice");
+    }
+    let missing: Vec<_> = authenticated.difference(&covered).collect();
+    let stale: Vec<_> = covered.difference(&authenticated).collect();
+    assert!(
+        missing.is_empty(),
+        "authenticated endpoints without a matrix row (add one to endpoints(), or to OWN with the reason): {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "rows for endpoints the server does not describe as authenticated: {stale:?}"
+    );
+}
+
+#[test]
+fn bad_credentials_are_refused_on_every_operation() {
+    let w = world();
+    let f = w.fixture();
+    let spec = w.server.get("/api/openapi.json", &Auth::None).json();
+    let mut checked = 0;
+    for (method, template, secured) in operations(&spec) {
+        let path = concrete(&template, &f, &w);
+        let body = matches!(method.as_str(), "POST" | "PUT").then(|| json!({}));
+        if !secured {
+            // Were it to ask for credentials, its description would lack `security`.
+            let r = w.server.call(&method, &path, &Auth::None, body.as_ref());
+            assert_ne!(
+                r.status, 401,
+                "{method} {path} is described as public but wants credentials: {}",
+                r.text
+            );
+            continue;
+        }
+        for caller in [
+            Caller::Anonymous,
+            Caller::RevokedKey,
+            Caller::DisabledUser,
+            Caller::ForgedToken,
+        ] {
+            let before = w.snapshot();
+            let r = w
+                .server
+                .call(&method, &path, &w.auth(caller), body.as_ref());
+            let what = format!("{caller:?} {method} {path}");
+            assert_eq!(r.status, 401, "{what}: {}", r.text);
+            r.expect_error(401);
+            assert!(!r.text.contains(SECRET), "{what} leaked: {}", r.text);
+            assert_eq!(before, w.snapshot(), "{what} changed the database");
+            checked += 1;
+        }
+    }
+    assert!(checked > 30 * 4, "{checked}");
 }

@@ -1,12 +1,12 @@
 //! Local accounts: signup, e-mail confirmation, login and token refresh.
 
-use axum::Router;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
@@ -19,18 +19,18 @@ use crate::server::AppState;
 use crate::store::{tokens, users, workspaces};
 use crate::time::now_ms;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/signup", post(signup))
-        .route("/signup/confirm", get(confirm))
-        .route("/login", post(login))
-        .route("/refresh", post(refresh))
-        .route("/logout", post(logout))
-        .route("/me/sessions", axum::routing::delete(end_sessions))
-        .route("/setup", get(setup))
-        .route("/me", get(me))
-        .route("/me/password", axum::routing::put(change_password))
-        .route("/me/confirmation", post(resend_confirmation))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(confirm))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(end_sessions))
+        .routes(routes!(setup))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(resend_confirmation))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -92,7 +92,7 @@ fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/signup", tag = "accounts", request_body = Credentials, responses((status = 201, body = Envelope<SignedUp>), Errors))]
+#[utoipa::path(post, path = "/signup", tag = "accounts", request_body = Credentials, responses((status = 201, body = Envelope<SignedUp>), Errors))]
 async fn signup(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -162,7 +162,7 @@ struct Mailed {
 
 /// Mails the caller a new confirmation link (the first was lost, or its 7 days passed); only
 /// the newest link works. Counts against the account's mail limit.
-#[utoipa::path(post, path = "/api/me/confirmation", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Mailed>), Errors))]
+#[utoipa::path(post, path = "/me/confirmation", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Mailed>), Errors))]
 async fn resend_confirmation(
     State(state): State<AppState>,
     user: crate::auth::AuthUser,
@@ -202,7 +202,7 @@ struct ConfirmQuery {
     confirm_type: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/signup/confirm", tag = "accounts", params(ConfirmQuery), responses((status = 200, body = Envelope<UserOut>), Errors))]
+#[utoipa::path(get, path = "/signup/confirm", tag = "accounts", params(ConfirmQuery), responses((status = 200, body = Envelope<UserOut>), Errors))]
 async fn confirm(
     State(state): State<AppState>,
     Query(q): Query<ConfirmQuery>,
@@ -232,7 +232,7 @@ async fn confirm(
     Ok(ok(UserOut::from(&user)))
 }
 
-#[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials, responses((status = 200, body = Envelope<Session>), Errors))]
+#[utoipa::path(post, path = "/login", tag = "accounts", request_body = Credentials, responses((status = 200, body = Envelope<Session>), Errors))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -286,7 +286,7 @@ struct RefreshBody {
     refresh_token: String,
 }
 
-#[utoipa::path(post, path = "/api/refresh", tag = "accounts", request_body = RefreshBody, responses((status = 200, body = Envelope<Session>), Errors))]
+#[utoipa::path(post, path = "/refresh", tag = "accounts", request_body = RefreshBody, responses((status = 200, body = Envelope<Session>), Errors))]
 async fn refresh(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -339,7 +339,7 @@ struct SignedOut {
 /// Ends the login a refresh token belongs to (every token rotated from it too). The access
 /// token lives on until it expires (15 minutes at most): clients drop it themselves. Answers
 /// the same for an unknown or spent token, so it tells nothing about tokens.
-#[utoipa::path(post, path = "/api/logout", tag = "accounts", request_body = RefreshBody, responses((status = 200, body = Envelope<SignedOut>), Errors))]
+#[utoipa::path(post, path = "/logout", tag = "accounts", request_body = RefreshBody, responses((status = 200, body = Envelope<SignedOut>), Errors))]
 async fn logout(
     State(state): State<AppState>,
     Json(body): Json<RefreshBody>,
@@ -357,7 +357,7 @@ async fn logout(
 
 /// Signs the caller out everywhere: every refresh token of the account ends (API keys stay;
 /// revoke those one by one).
-#[utoipa::path(delete, path = "/api/me/sessions", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<SignedOut>), Errors))]
+#[utoipa::path(delete, path = "/me/sessions", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<SignedOut>), Errors))]
 async fn end_sessions(
     State(state): State<AppState>,
     user: crate::auth::AuthUser,
@@ -409,7 +409,7 @@ struct Setup {
 }
 
 /// What the sign-in page needs to know before anyone signs in.
-#[utoipa::path(get, path = "/api/setup", tag = "accounts", responses((status = 200, body = Envelope<Setup>), Errors))]
+#[utoipa::path(get, path = "/setup", tag = "accounts", responses((status = 200, body = Envelope<Setup>), Errors))]
 async fn setup(State(state): State<AppState>) -> Result<Reply<Setup>> {
     let users = state.db.read(users::count).await?;
     Ok(ok(Setup {
@@ -424,7 +424,7 @@ async fn setup(State(state): State<AppState>) -> Result<Reply<Setup>> {
 }
 
 /// The signed-in account.
-#[utoipa::path(get, path = "/api/me", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<UserOut>), Errors))]
+#[utoipa::path(get, path = "/me", tag = "accounts", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<UserOut>), Errors))]
 async fn me(State(state): State<AppState>, user: crate::auth::AuthUser) -> Result<Reply<UserOut>> {
     let found = state.db.read(move |c| users::by_id(c, &user.id)).await?;
     let u = found.ok_or_else(|| Error::Unauthorized("account gone".into()))?;
@@ -439,7 +439,7 @@ struct PasswordChange {
 
 /// Changes the caller's password and ends every session's refresh token, this one's too:
 /// the client signs in again with the new password (its access token lives on for minutes).
-#[utoipa::path(put, path = "/api/me/password", tag = "accounts", security(("api_key" = []), ("bearer" = [])),
+#[utoipa::path(put, path = "/me/password", tag = "accounts", security(("api_key" = []), ("bearer" = [])),
     request_body = PasswordChange, responses((status = 200, body = Envelope<UserOut>), Errors))]
 async fn change_password(
     State(state): State<AppState>,

@@ -1,9 +1,9 @@
 //! API keys: what scripts and the SDK authenticate with (`x-api-key`).
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
@@ -14,10 +14,10 @@ use crate::server::AppState;
 use crate::store::api_keys::{self, ApiKey};
 use crate::time::{now_ms, rfc3339};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api-keys", get(list_api_keys).post(create_api_key))
-        .route("/api-keys/{id}", delete(revoke_api_key))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(revoke_api_key))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -44,7 +44,7 @@ fn to_out(k: ApiKey, pending_use: Option<i64>, key: Option<String>) -> ApiKeyOut
     }
 }
 
-#[utoipa::path(get, path = "/api/api-keys", tag = "api keys", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<ApiKeyOut>>), Errors))]
+#[utoipa::path(get, path = "/api-keys", tag = "api keys", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<ApiKeyOut>>), Errors))]
 async fn list_api_keys(
     State(state): State<AppState>,
     user: AuthUser,
@@ -65,7 +65,7 @@ struct NewApiKey {
     name: String,
 }
 
-#[utoipa::path(post, path = "/api/api-keys", tag = "api keys", security(("api_key" = []), ("bearer" = [])), request_body = NewApiKey, responses((status = 201, body = Envelope<ApiKeyOut>), Errors))]
+#[utoipa::path(post, path = "/api-keys", tag = "api keys", security(("api_key" = []), ("bearer" = [])), request_body = NewApiKey, responses((status = 201, body = Envelope<ApiKeyOut>), Errors))]
 async fn create_api_key(
     State(state): State<AppState>,
     user: AuthUser,
@@ -81,7 +81,7 @@ async fn create_api_key(
     Ok(created(to_out(stored, None, Some(key))))
 }
 
-#[utoipa::path(delete, path = "/api/api-keys/{id}", tag = "api keys", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "API key id")), responses((status = 200, body = Envelope<Revoked>), Errors))]
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api keys", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "API key id")), responses((status = 200, body = Envelope<Revoked>), Errors))]
 async fn revoke_api_key(
     State(state): State<AppState>,
     user: AuthUser,

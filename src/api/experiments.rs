@@ -1,11 +1,11 @@
 //! Experiments: create, read, update, delete, and fetch several at once.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::logs::LogValue;
 #[allow(unused_imports)]
@@ -22,19 +22,15 @@ use crate::store::workspaces::{self, Role, require_role};
 use crate::time::{now_ms, rfc3339};
 use std::collections::BTreeMap;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/experiments",
-            get(list_experiments).post(create_experiment),
-        )
-        .route("/experiments/batch", post(batch_experiments))
-        .route(
-            "/experiments/{id}",
-            get(get_experiment)
-                .put(update_experiment)
-                .delete(delete_experiment),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_experiments, create_experiment))
+        .routes(routes!(batch_experiments))
+        .routes(routes!(
+            get_experiment,
+            update_experiment,
+            delete_experiment
+        ))
 }
 
 const MAX_HYPERPARAMS: usize = 1000;
@@ -263,7 +259,7 @@ pub fn authorize(
     Ok(exp)
 }
 
-#[utoipa::path(get, path = "/api/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(ListQuery), responses((status = 200, body = ExperimentPage), Errors))]
+#[utoipa::path(get, path = "/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(ListQuery), responses((status = 200, body = ExperimentPage), Errors))]
 async fn list_experiments(
     State(state): State<AppState>,
     user: AuthUser,
@@ -310,7 +306,7 @@ struct NewExperimentBody {
     tags: Option<Value>,
 }
 
-#[utoipa::path(post, path = "/api/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = NewExperimentBody, responses((status = 201, body = Envelope<ExperimentOut>), (status = 200, description = "the experiment with this client id already existed", body = Envelope<ExperimentOut>), Errors))]
+#[utoipa::path(post, path = "/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = NewExperimentBody, responses((status = 201, body = Envelope<ExperimentOut>), (status = 200, description = "the experiment with this client id already existed", body = Envelope<ExperimentOut>), Errors))]
 async fn create_experiment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -370,7 +366,7 @@ async fn create_experiment(
     Ok(if is_new { created(out) } else { ok(out) })
 }
 
-#[utoipa::path(get, path = "/api/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
+#[utoipa::path(get, path = "/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
 async fn get_experiment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -414,7 +410,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
-#[utoipa::path(put, path = "/api/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = UpdateExperiment, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
+#[utoipa::path(put, path = "/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = UpdateExperiment, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
 async fn update_experiment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -446,7 +442,7 @@ async fn update_experiment(
     Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
 }
 
-#[utoipa::path(delete, path = "/api/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Deleted>), Errors))]
+#[utoipa::path(delete, path = "/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Deleted>), Errors))]
 async fn delete_experiment(
     State(state): State<AppState>,
     user: AuthUser,
@@ -473,7 +469,7 @@ struct BatchBody {
 
 /// The experiments among `ids` that the caller may see; others are left out, not reported,
 /// so the answer never confirms that a hidden id exists.
-#[utoipa::path(post, path = "/api/experiments/batch", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = BatchBody, responses((status = 200, body = Envelope<Vec<ExperimentOut>>), Errors))]
+#[utoipa::path(post, path = "/experiments/batch", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = BatchBody, responses((status = 200, body = Envelope<Vec<ExperimentOut>>), Errors))]
 async fn batch_experiments(
     State(state): State<AppState>,
     user: AuthUser,

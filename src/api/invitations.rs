@@ -4,11 +4,11 @@
 //! address is proven (confirmed through a mailed link, or vouched for by an admin): knowing or
 //! claiming an address is never enough to join a workspace.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
@@ -28,23 +28,14 @@ use crate::time::{now_ms, rfc3339};
 /// is why the link endpoints need no rate limit.
 pub const LINK_PREFIX: &str = "tora_inv_";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/workspace-invitations",
-            get(list_my_invitations).post(invite),
-        )
-        .route(
-            "/workspaces/{id}/invitations",
-            get(list_workspace_invitations).put(answer_invitation),
-        )
-        .route(
-            "/workspaces/{id}/invitations/{invitation_id}",
-            delete(cancel_invitation),
-        )
-        .route("/invitations/accept", post(accept_link))
-        .route("/invitations/decline", post(decline_link))
-        .route("/invitations/{token}", get(preview_link))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_my_invitations, invite))
+        .routes(routes!(list_workspace_invitations, answer_invitation))
+        .routes(routes!(cancel_invitation))
+        .routes(routes!(accept_link))
+        .routes(routes!(decline_link))
+        .routes(routes!(preview_link))
 }
 
 /// One answer for a link that never existed, was used, was cancelled or has expired: the
@@ -107,7 +98,7 @@ struct Invited {
     mailed: bool,
 }
 
-#[utoipa::path(post, path = "/api/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = NewInvite, responses((status = 201, body = Envelope<Invited>), Errors))]
+#[utoipa::path(post, path = "/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = NewInvite, responses((status = 201, body = Envelope<Invited>), Errors))]
 async fn invite(
     State(state): State<AppState>,
     user: AuthUser,
@@ -170,7 +161,7 @@ async fn mail_link(state: &AppState, inviter: &str, inv: &Invitation, link: &str
 }
 
 /// The caller's pending invitations, by address: empty unless the caller's address is proven.
-#[utoipa::path(get, path = "/api/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
+#[utoipa::path(get, path = "/workspace-invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
 async fn list_my_invitations(
     State(state): State<AppState>,
     user: AuthUser,
@@ -189,7 +180,7 @@ async fn list_my_invitations(
     Ok(ok(list.into_iter().map(Into::into).collect()))
 }
 
-#[utoipa::path(get, path = "/api/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
+#[utoipa::path(get, path = "/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<InvitationOut>>), Errors))]
 async fn list_workspace_invitations(
     State(state): State<AppState>,
     user: AuthUser,
@@ -217,7 +208,7 @@ struct Answer {
 /// `PUT /api/workspaces/any/invitations?invitationId=..&action=accept|decline` (the seed's path:
 /// the workspace segment is not used; the invitation names its workspace). Answers by address:
 /// only an account whose address is proven and is the one invited.
-#[utoipa::path(put, path = "/api/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "not used; clients send \"any\""), Answer), responses((status = 200, body = Envelope<Answered>), Errors))]
+#[utoipa::path(put, path = "/workspaces/{id}/invitations", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = String, Path, description = "not used; clients send \"any\""), Answer), responses((status = 200, body = Envelope<Answered>), Errors))]
 async fn answer_invitation(
     State(state): State<AppState>,
     user: AuthUser,
@@ -283,7 +274,7 @@ struct LinkPreview {
 }
 
 /// Shows the invitation behind a link without using it.
-#[utoipa::path(get, path = "/api/invitations/{token}", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("token" = String, Path, description = "the link's secret, tora_inv_...")), responses((status = 200, body = Envelope<LinkPreview>), Errors))]
+#[utoipa::path(get, path = "/invitations/{token}", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("token" = String, Path, description = "the link's secret, tora_inv_...")), responses((status = 200, body = Envelope<LinkPreview>), Errors))]
 async fn preview_link(
     State(state): State<AppState>,
     user: AuthUser,
@@ -318,7 +309,7 @@ struct LinkToken {
 
 /// Joins the caller to the workspace with the invitation's role and uses the link up. A member
 /// gets a 409 and the link stays usable (an OWNER trying their own link does not spend it).
-#[utoipa::path(post, path = "/api/invitations/accept", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = LinkToken, responses((status = 200, body = Envelope<Answered>), Errors))]
+#[utoipa::path(post, path = "/invitations/accept", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = LinkToken, responses((status = 200, body = Envelope<Answered>), Errors))]
 async fn accept_link(
     State(state): State<AppState>,
     user: AuthUser,
@@ -348,7 +339,7 @@ async fn accept_link(
 
 /// Declines: the link stops working. Anyone holding the link may do this, as they could have
 /// accepted it.
-#[utoipa::path(post, path = "/api/invitations/decline", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = LinkToken, responses((status = 200, body = Envelope<Answered>), Errors))]
+#[utoipa::path(post, path = "/invitations/decline", tag = "invitations", security(("api_key" = []), ("bearer" = [])), request_body = LinkToken, responses((status = 200, body = Envelope<Answered>), Errors))]
 async fn decline_link(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -375,7 +366,7 @@ struct Cancelled {
     cancelled: bool,
 }
 
-#[utoipa::path(delete, path = "/api/workspaces/{id}/invitations/{invitation_id}", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("invitation_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Cancelled>), Errors))]
+#[utoipa::path(delete, path = "/workspaces/{id}/invitations/{invitation_id}", tag = "invitations", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("invitation_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Cancelled>), Errors))]
 async fn cancel_invitation(
     State(state): State<AppState>,
     user: AuthUser,

@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::OwnedSemaphorePermit;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::experiments::authorize;
 #[allow(unused_imports)]
@@ -27,14 +27,14 @@ use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Pages, Recent
 use crate::store::workspaces::Role;
 use crate::time::{now_ms, rfc3339};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/experiments/{id}/logs", get(list_logs).post(create_log))
-        .route("/experiments/{id}/logs/batch", post(create_logs))
-        .route("/experiments/{id}/points", post(create_points))
-        .route("/experiments/{id}/logs/csv", get(export_csv))
-        .route("/experiments/{id}/metrics", get(list_metrics))
-        .route("/experiments/{id}/results", get(list_results))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_logs, create_log))
+        .routes(routes!(create_logs))
+        .routes(routes!(create_points))
+        .routes(routes!(export_csv))
+        .routes(routes!(list_metrics))
+        .routes(routes!(list_results))
 }
 
 pub const MAX_BATCH: usize = 100_000;
@@ -273,7 +273,7 @@ async fn store(
     Ok(created(Stored { inserted, skipped }))
 }
 
-#[utoipa::path(post, path = "/api/experiments/{id}/logs/batch", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = BatchIn, responses((status = 201, body = Envelope<Stored>), Errors))]
+#[utoipa::path(post, path = "/experiments/{id}/logs/batch", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = BatchIn, responses((status = 201, body = Envelope<Stored>), Errors))]
 async fn create_logs(
     State(state): State<AppState>,
     user: AuthUser,
@@ -296,7 +296,7 @@ async fn create_logs(
     store(state, user, id, None, logs).await
 }
 
-#[utoipa::path(post, path = "/api/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = LogIn, responses((status = 201, body = Envelope<Stored>), Errors))]
+#[utoipa::path(post, path = "/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = LogIn, responses((status = 201, body = Envelope<Stored>), Errors))]
 async fn create_log(
     State(state): State<AppState>,
     user: AuthUser,
@@ -427,7 +427,7 @@ fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
     Ok((batch_id, logs))
 }
 
-#[utoipa::path(post, path = "/api/experiments/{id}/points", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = PointsIn, responses((status = 201, body = Envelope<Stored>), Errors))]
+#[utoipa::path(post, path = "/experiments/{id}/points", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = PointsIn, responses((status = 201, body = Envelope<Stored>), Errors))]
 async fn create_points(
     State(state): State<AppState>,
     user: AuthUser,
@@ -652,7 +652,7 @@ fn paged<P: Pages>(
     Body::from_stream(stream)
 }
 
-#[utoipa::path(get, path = "/api/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
+#[utoipa::path(get, path = "/experiments/{id}/logs", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
 async fn list_logs(
     State(state): State<AppState>,
     user: AuthUser,
@@ -661,7 +661,7 @@ async fn list_logs(
     read_logs(state, user, id, Selection::All).await
 }
 
-#[utoipa::path(get, path = "/api/experiments/{id}/metrics", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
+#[utoipa::path(get, path = "/experiments/{id}/metrics", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
 async fn list_metrics(
     State(state): State<AppState>,
     user: AuthUser,
@@ -670,7 +670,7 @@ async fn list_metrics(
     read_logs(state, user, id, Selection::Metrics).await
 }
 
-#[utoipa::path(get, path = "/api/experiments/{id}/results", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
+#[utoipa::path(get, path = "/experiments/{id}/results", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<LogOut>>), Errors))]
 async fn list_results(
     State(state): State<AppState>,
     user: AuthUser,
@@ -681,7 +681,7 @@ async fn list_results(
 
 /// Streams `name,type,step,value,created_at` rows, series after series (by kind, then name),
 /// each in step order, a page at a time (see [`paged`]).
-#[utoipa::path(get, path = "/api/experiments/{id}/logs/csv", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "name,type,step,value,created_at rows", content_type = "text/csv", body = String), Errors))]
+#[utoipa::path(get, path = "/experiments/{id}/logs/csv", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, description = "name,type,step,value,created_at rows", content_type = "text/csv", body = String), Errors))]
 async fn export_csv(
     State(state): State<AppState>,
     user: AuthUser,

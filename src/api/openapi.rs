@@ -1,13 +1,18 @@
-//! `GET /api/openapi.json`: the API description, generated from the handlers' `#[utoipa::path]`
-//! attributes and the request/response types, so it cannot drift from the code.
+//! `GET /api/openapi.json`: the parts of the API description no handler owns (title, security
+//! schemes, the envelope and error types). The paths come from the same `routes!` calls that
+//! build the router (`api::described`), so they cannot drift from the code.
+
+use std::sync::OnceLock;
 
 use axum::Json;
-use axum::response::IntoResponse;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
-use super::{accounts, api_keys, experiments, invitations, logs, series, stream, workspaces};
+use crate::error::{Error, Result};
 
 /// The success envelope.
 #[derive(Serialize, ToSchema)]
@@ -72,58 +77,6 @@ pub struct Health {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Tora", description = "Self-hosted ML experiment tracking: the REST API under /api."),
-    paths(
-        health,
-        openapi_json,
-        accounts::signup,
-        accounts::confirm,
-        accounts::login,
-        accounts::refresh,
-        accounts::logout,
-        accounts::end_sessions,
-        accounts::setup,
-        accounts::me,
-        accounts::change_password,
-        accounts::resend_confirmation,
-        api_keys::list_api_keys,
-        api_keys::create_api_key,
-        api_keys::revoke_api_key,
-        workspaces::list_workspaces,
-        workspaces::create_workspace,
-        workspaces::get_workspace,
-        workspaces::delete_workspace,
-        workspaces::leave_workspace,
-        workspaces::list_members,
-        workspaces::change_member_role,
-        workspaces::remove_member,
-        workspaces::list_workspace_experiments,
-        workspaces::list_roles,
-        invitations::invite,
-        invitations::list_my_invitations,
-        invitations::list_workspace_invitations,
-        invitations::answer_invitation,
-        invitations::cancel_invitation,
-        invitations::preview_link,
-        invitations::accept_link,
-        invitations::decline_link,
-        experiments::list_experiments,
-        experiments::create_experiment,
-        experiments::batch_experiments,
-        experiments::get_experiment,
-        experiments::update_experiment,
-        experiments::delete_experiment,
-        logs::create_log,
-        logs::create_logs,
-        logs::list_logs,
-        logs::list_metrics,
-        logs::list_results,
-        logs::export_csv,
-        series::get_series,
-        series::compare_series,
-        series::get_summary,
-        stream::create_stream_token,
-        stream::stream,
-    ),
     components(schemas(ErrorBody)),
     modifiers(&Security),
 )]
@@ -151,15 +104,29 @@ impl Modify for Security {
 }
 
 /// Liveness: answers without credentials.
-#[utoipa::path(get, path = "/api/health", tag = "server", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", tag = "server", responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
     })
 }
 
+/// `/api/openapi.json`'s body (or why it could not be made), set by `api::router()` from the same
+/// construction as the routes.
+pub static DESCRIPTION: OnceLock<std::result::Result<Bytes, String>> = OnceLock::new();
+
 /// This document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "server", responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+#[utoipa::path(get, path = "/openapi.json", tag = "server", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> Result<Response> {
+    match DESCRIPTION.get() {
+        Some(Ok(json)) => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response())
+        }
+        Some(Err(e)) => Err(Error::Internal(format!(
+            "serialize the API description: {e}"
+        ))),
+        None => Err(Error::Internal(
+            "the API description was never built".into(),
+        )),
+    }
 }

@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::experiments::authorize;
 use super::logs::LogValue;
@@ -22,11 +22,11 @@ use crate::store::series::{self, Axis, Series};
 use crate::store::workspaces::Role;
 use crate::time::rfc3339;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/experiments/{id}/series", get(get_series))
-        .route("/experiments/{id}/summary", get(get_summary))
-        .route("/series", get(compare_series))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_series))
+        .routes(routes!(get_summary))
+        .routes(routes!(compare_series))
 }
 
 const DEFAULT_POINTS: usize = 1000;
@@ -203,7 +203,7 @@ fn bucket_experiment(
 }
 
 /// Downsampled metric series of one experiment: at most `points` buckets each.
-#[utoipa::path(get, path = "/api/experiments/{id}/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
+#[utoipa::path(get, path = "/experiments/{id}/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
     params(("id" = uuid::Uuid, Path), SeriesQuery), responses((status = 200, body = Envelope<ExperimentSeries>), Errors))]
 async fn get_series(
     State(state): State<AppState>,
@@ -226,7 +226,7 @@ async fn get_series(
 
 /// The same for many experiments in one request (comparisons): those the caller may not see
 /// are left out.
-#[utoipa::path(get, path = "/api/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
+#[utoipa::path(get, path = "/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
     params(SeriesQuery), responses((status = 200, body = Envelope<Vec<ExperimentSeries>>), Errors))]
 async fn compare_series(
     State(state): State<AppState>,
@@ -327,7 +327,7 @@ pub fn summarize(experiment_id: &str, all: Vec<Series>) -> Summary {
 
 /// Every metric with count, first and last step, last value, min and max, and every result;
 /// kept current at ingest, so this never scans the points.
-#[utoipa::path(get, path = "/api/experiments/{id}/summary", tag = "charts", security(("api_key" = []), ("bearer" = [])),
+#[utoipa::path(get, path = "/experiments/{id}/summary", tag = "charts", security(("api_key" = []), ("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Summary>), Errors))]
 async fn get_summary(
     State(state): State<AppState>,

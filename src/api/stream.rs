@@ -7,13 +7,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::experiments::authorize;
 use super::logs::{LogValue, Times};
@@ -29,13 +29,10 @@ use crate::store::experiments::Experiment;
 use crate::store::logs::{self, ById, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/experiments/{id}/logs/stream-token",
-            post(create_stream_token),
-        )
-        .route("/experiments/{id}/stream", get(stream))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_stream_token))
+        .routes(routes!(stream))
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -51,7 +48,7 @@ struct StreamToken {
 
 /// A short-lived token that opens this experiment's stream, for EventSource (which cannot send
 /// headers).
-#[utoipa::path(post, path = "/api/experiments/{id}/logs/stream-token", tag = "live", security(("api_key" = []), ("bearer" = [])),
+#[utoipa::path(post, path = "/experiments/{id}/logs/stream-token", tag = "live", security(("api_key" = []), ("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<StreamToken>), Errors))]
 async fn create_stream_token(
     State(state): State<AppState>,
@@ -225,7 +222,7 @@ impl Feed {
 
 /// Server-Sent Events: `event: logs` with `id: CURSOR` and a JSON array of points; `event:
 /// hello` with the current cursor when starting fresh; `: ping` comments as heartbeats.
-#[utoipa::path(get, path = "/api/experiments/{id}/stream", tag = "live", security(("api_key" = []), ("bearer" = []), ()),
+#[utoipa::path(get, path = "/experiments/{id}/stream", tag = "live", security(("api_key" = []), ("bearer" = []), ()),
     params(("id" = uuid::Uuid, Path), StreamQuery),
     responses((status = 200, description = "text/event-stream of `hello` and `logs` events", content_type = "text/event-stream", body = SseEvent), Errors))]
 async fn stream(

@@ -1,10 +1,10 @@
 //! Workspaces: the unit of sharing. Every experiment belongs to one.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::experiments::{Deleted, ExperimentPage, ListQuery, list_in_workspace};
 #[allow(unused_imports)]
@@ -16,24 +16,15 @@ use crate::server::AppState;
 use crate::store::workspaces::{self, Role, Workspace, require_role};
 use crate::time::{now_ms, rfc3339};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces", get(list_workspaces).post(create_workspace))
-        .route(
-            "/workspaces/{id}",
-            get(get_workspace).delete(delete_workspace),
-        )
-        .route("/workspaces/{id}/leave", post(leave_workspace))
-        .route("/workspaces/{id}/members", get(list_members))
-        .route(
-            "/workspaces/{id}/members/{user_id}",
-            put(change_member_role).delete(remove_member),
-        )
-        .route(
-            "/workspaces/{id}/experiments",
-            get(list_workspace_experiments),
-        )
-        .route("/workspace-roles", get(list_roles))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_workspaces, create_workspace))
+        .routes(routes!(get_workspace, delete_workspace))
+        .routes(routes!(leave_workspace))
+        .routes(routes!(list_members))
+        .routes(routes!(change_member_role, remove_member))
+        .routes(routes!(list_workspace_experiments))
+        .routes(routes!(list_roles))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -57,7 +48,7 @@ impl From<Workspace> for WorkspaceOut {
     }
 }
 
-#[utoipa::path(get, path = "/api/workspaces", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<WorkspaceOut>>), Errors))]
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<WorkspaceOut>>), Errors))]
 async fn list_workspaces(
     State(state): State<AppState>,
     user: AuthUser,
@@ -75,7 +66,7 @@ struct NewWorkspace {
     description: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/workspaces", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), request_body = NewWorkspace, responses((status = 201, body = Envelope<WorkspaceOut>), Errors))]
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), request_body = NewWorkspace, responses((status = 201, body = Envelope<WorkspaceOut>), Errors))]
 async fn create_workspace(
     State(state): State<AppState>,
     user: AuthUser,
@@ -103,7 +94,7 @@ async fn create_workspace(
     Ok(created(ws.into()))
 }
 
-#[utoipa::path(get, path = "/api/workspaces/{id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<WorkspaceOut>), Errors))]
+#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<WorkspaceOut>), Errors))]
 async fn get_workspace(
     State(state): State<AppState>,
     user: AuthUser,
@@ -117,7 +108,7 @@ async fn get_workspace(
     Ok(ok(ws.ok_or_else(|| Error::not_found("workspace"))?.into()))
 }
 
-#[utoipa::path(delete, path = "/api/workspaces/{id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Deleted>), Errors))]
+#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Deleted>), Errors))]
 async fn delete_workspace(
     State(state): State<AppState>,
     user: AuthUser,
@@ -144,7 +135,7 @@ async fn delete_workspace(
     }))
 }
 
-#[utoipa::path(post, path = "/api/workspaces/{id}/leave", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Left>), Errors))]
+#[utoipa::path(post, path = "/workspaces/{id}/leave", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Left>), Errors))]
 async fn leave_workspace(
     State(state): State<AppState>,
     user: AuthUser,
@@ -181,7 +172,7 @@ struct MemberOut {
     joined_at: String,
 }
 
-#[utoipa::path(get, path = "/api/workspaces/{id}/members", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
+#[utoipa::path(get, path = "/workspaces/{id}/members", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
 async fn list_members(
     State(state): State<AppState>,
     user: AuthUser,
@@ -208,7 +199,7 @@ fn member_out(m: workspaces::Member) -> MemberOut {
     }
 }
 
-#[utoipa::path(get, path = "/api/workspaces/{id}/experiments", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ListQuery), responses((status = 200, body = ExperimentPage), Errors))]
+#[utoipa::path(get, path = "/workspaces/{id}/experiments", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ListQuery), responses((status = 200, body = ExperimentPage), Errors))]
 async fn list_workspace_experiments(
     State(state): State<AppState>,
     user: AuthUser,
@@ -231,7 +222,7 @@ pub fn parse_role(id: i64) -> Result<Role> {
         .ok_or_else(|| Error::bad_request("roleId must be 1 (OWNER), 2 (EDITOR) or 3 (VIEWER)"))
 }
 
-#[utoipa::path(put, path = "/api/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)), request_body = RoleChange, responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
+#[utoipa::path(put, path = "/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)), request_body = RoleChange, responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
 async fn change_member_role(
     State(state): State<AppState>,
     user: AuthUser,
@@ -256,7 +247,7 @@ async fn change_member_role(
     Ok(ok(members.into_iter().map(member_out).collect()))
 }
 
-#[utoipa::path(delete, path = "/api/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
+#[utoipa::path(delete, path = "/workspaces/{id}/members/{user_id}", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Vec<MemberOut>>), Errors))]
 async fn remove_member(
     State(state): State<AppState>,
     user: AuthUser,
@@ -283,7 +274,7 @@ struct RoleOut {
     name: &'static str,
 }
 
-#[utoipa::path(get, path = "/api/workspace-roles", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<RoleOut>>), Errors))]
+#[utoipa::path(get, path = "/workspace-roles", tag = "workspaces", security(("api_key" = []), ("bearer" = [])), responses((status = 200, body = Envelope<Vec<RoleOut>>), Errors))]
 async fn list_roles(_user: AuthUser) -> Result<Reply<Vec<RoleOut>>> {
     Ok(ok([Role::Owner, Role::Editor, Role::Viewer]
         .into_iter()

@@ -27,6 +27,7 @@ def test_openapi_describes_every_endpoint_family() -> None:
             "/api/invitations/decline",
             "/api/experiments/{id}",
             "/api/experiments/{id}/logs/batch",
+            "/api/experiments/{id}/points",
             "/api/experiments/{id}/logs/csv",
         ]:
             assert path in paths, path
