@@ -913,6 +913,17 @@ def table(res: dict[str, Any]) -> str:
     )
 
 
+def installed_version(package: str) -> str | None:
+    """The package's version, or None when it is not installed (``--only tora`` needs neither
+    peer)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -968,13 +979,12 @@ def main() -> None:
         "--out", type=Path, default=REPO / "bench" / "results" / "peers.json"
     )
     args = ap.parse_args()
-    from importlib.metadata import version
 
     res: dict[str, Any] = {
         "args": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
         },
-        "versions": {p: version(p) for p in ("mlflow", "trackio", "psutil")},
+        "versions": {p: installed_version(p) for p in ("mlflow", "trackio", "psutil")},
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
