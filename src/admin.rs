@@ -160,13 +160,14 @@ pub fn api_key_create(path: &Path, email: &str, name: &str) -> Result<()> {
         let user = user_by_email(tx, email)?;
         api_keys::create(tx, &user.id, &name, &hash, now_ms())
     })?;
-    println!(
-        "created API key '{}' ({}) for {}",
+    // Only the key on stdout, so `export TORA_API_KEY=$(tora api-key create ...)` holds the
+    // key and nothing else; the rest is for the person at the terminal.
+    eprintln!(
+        "created API key '{}' ({}) for {}; it is shown once: store it now (e.g. export TORA_API_KEY=...)",
         stored.name,
         stored.id,
         email.trim()
     );
     println!("{key}");
-    eprintln!("this key is shown once; store it now (e.g. export TORA_API_KEY=...)");
     Ok(())
 }

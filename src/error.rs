@@ -116,6 +116,15 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
+    /// The error in plain words, for the command line: the message without the status name,
+    /// and an internal failure's cause (the person running the command is the admin).
+    pub fn plain(&self) -> String {
+        match self {
+            Error::Internal(cause) => cause.clone(),
+            other => other.message().to_string(),
+        }
+    }
+
     fn body(&self) -> serde_json::Value {
         json!({
             "status": self.status().as_u16(),

@@ -153,10 +153,22 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             ));
         }
     };
+    // The port first: a server that cannot listen leaves no database file behind.
+    let listener = listen(config.bind).map_err(|e| {
+        let bind = config.bind;
+        let next = std::net::SocketAddr::new(bind.ip(), bind.port().wrapping_add(1).max(1));
+        Error::Internal(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "{bind} is already in use (another tora serve, or another program); stop it, or pick another port with --bind {next}"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "not allowed to listen on {bind} (ports below 1024 need root); pick another with --bind {next}"
+            ),
+            _ => format!("cannot listen on {bind}: {e}"),
+        })
+    })?;
     let db = Db::open(&config.db.path)?;
     let auth = Auth::load(&db).await?;
-    let listener = listen(config.bind)
-        .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.bind)))?;
     let addr = listener.local_addr()?;
     let state = AppState {
         db: db.clone(),

@@ -343,3 +343,46 @@ fn the_database_its_wal_and_backups_are_owner_only_whatever_the_umask() {
     let _ = child.wait();
     assert!(said.iter().any(|l| l.starts_with(&expected)), "{said:?}");
 }
+
+/// The command line speaks plainly: a port in use says so and how to pick another, leaves no
+/// database file behind, and refusals carry no HTTP status names.
+#[test]
+fn a_port_in_use_is_named_with_a_fix_and_leaves_no_file() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let db = dir.join("tora.db");
+    let out = Command::new(BIN)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port} is already in use"))
+            && err.contains("--bind 127.0.0.1:"),
+        "{err}"
+    );
+    assert!(!err.contains("internal"), "{err}");
+    assert!(
+        !db.exists(),
+        "a server that could not start left {}",
+        db.display()
+    );
+
+    let out = Command::new(BIN)
+        .args(["user", "add", "not-an-address", "--db"])
+        .arg(&db)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.starts_with("error: the e-mail address needs an '@'"),
+        "{err}"
+    );
+    assert!(!err.contains("BAD_REQUEST"), "{err}");
+    drop(busy);
+}

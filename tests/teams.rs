@@ -278,11 +278,13 @@ fn the_admin_cli_manages_users_and_keys_beside_a_running_server() {
         None,
     );
     assert!(ok, "{err}");
-    let key = out
-        .lines()
-        .find(|l| l.starts_with("tora_sk_"))
-        .expect("the key is printed")
-        .to_string();
+    // stdout is the key and nothing else: `export TORA_API_KEY=$(tora api-key create ...)`.
+    let key = out.trim_end_matches('\n').to_string();
+    assert!(
+        key.starts_with("tora_sk_") && !key.contains(char::is_whitespace),
+        "stdout must be exactly the key, got {out:?}"
+    );
+    assert!(err.contains("created API key 'cluster'"), "{err}");
     let key_auth = Auth::Key(key.clone());
     let token = Auth::Bearer(session.data()["access_token"].as_str().unwrap().to_string());
     let refresh = session.data()["refresh_token"]
