@@ -392,3 +392,26 @@ fn clients_trickling_request_bodies_cannot_hold_every_place() {
     let r = server.get(&format!("/api/experiments/{exp}"), &alice.auth());
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[test]
+fn a_request_head_over_64_kib_is_refused_and_the_server_serves_on() {
+    let mut server = TestServer::start();
+    let mut socket = connect(&server);
+    let head = format!(
+        "GET /api/health HTTP/1.1\r\nHost: {}\r\nX-Padding: {}\r\n\r\n",
+        server.client.addr,
+        "a".repeat(70 << 10)
+    );
+    let _ = socket.write_all(head.as_bytes());
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(80)])
+    );
+    server.assert_serves_within(PROMPTLY);
+}

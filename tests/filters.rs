@@ -68,12 +68,13 @@ fn hostile_filters_get_a_400_naming_the_limit_and_the_server_keeps_serving() {
         server.assert_serves_within(Duration::from_secs(2));
     }
 
-    // A request line over 64 KiB is refused by the HTTP layer itself, before any handler.
+    // A request head (line and headers) over 64 KiB is refused by the HTTP layer itself,
+    // before any handler: 431.
     let huge = format!(
         "/api/workspaces/{ws}/experiments?q={}",
         vec!["a"; 12_000].join("%20or%20")
     );
-    assert_eq!(server.get(&huge, &alice.auth()).status, 414);
+    assert_eq!(server.get(&huge, &alice.auth()).status, 431);
     server.assert_serves_within(Duration::from_secs(2));
 
     // At the limits the filter runs and answers correctly: 32 levels deep, and 100 terms
