@@ -10,6 +10,9 @@ use crate::error::{Error, Result, conflict_on_unique};
 /// How long an invitation lasts: long enough to reach someone on leave for a week, short
 /// enough that a link forgotten in a chat log stops working.
 pub const TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Pending invitations one workspace may have: its list, read on every members page, stays
+/// small.
+pub const MAX_PENDING: i64 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct Invitation {
@@ -68,6 +71,14 @@ pub fn create(conn: &Connection, new: &NewInvitation, now: i64) -> Result<Invita
         )?
         .query_row([new.workspace_id, new.email], |r| r.get(0))?;
     let email = new.email;
+    let pending: i64 = conn
+        .prepare_cached("SELECT count(*) FROM invitations WHERE workspace_id = ?1")?
+        .query_row([new.workspace_id], |r| r.get(0))?;
+    if pending >= MAX_PENDING {
+        return Err(Error::bad_request(format!(
+            "this workspace has {pending} pending invitations, the most it may have; cancel some first"
+        )));
+    }
     if member {
         return Err(Error::Conflict(format!(
             "{email} is already a member of this workspace"
@@ -152,6 +163,23 @@ mod tests {
             by,
             token_hash: token,
         }
+    }
+
+    #[test]
+    fn a_workspace_has_at_most_max_pending_invitations() {
+        let conn = crate::db::memory();
+        let owner = users::create(&conn, "o@x.org", "h", 1).unwrap();
+        let ws = workspaces::create(&conn, &owner.id, "lab", None, false, 1).unwrap();
+        for i in 0..MAX_PENDING {
+            let email = format!("p{i}@x.org");
+            let token = i.to_le_bytes();
+            create(&conn, &new(&ws.id, &email, &owner.id, &token), 2).unwrap();
+        }
+        let err = create(&conn, &new(&ws.id, "late@x.org", &owner.id, b"late"), 2).unwrap_err();
+        assert!(
+            err.to_string().contains("1000 pending invitations"),
+            "{err}"
+        );
     }
 
     #[test]
