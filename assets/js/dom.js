@@ -84,3 +84,24 @@ export function segmented(label, options, current, onPick) {
 export function confirmDanger(message) {
   return window.confirm(message);
 }
+
+/**
+ * A secret shown once (an API key, an invitation link) as code with a copy button; where the
+ * clipboard is refused, the button selects the text instead.
+ */
+export function secret(text, label, dataset) {
+  const code = h('code', { class: 'mono', dataset }, text);
+  const copy = h('button', { class: 'small', onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast('Copied');
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(code);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      toast('Selected: press Ctrl+C to copy');
+    }
+  } }, label);
+  return h('div', { class: 'row' }, code, copy);
+}

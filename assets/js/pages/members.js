@@ -3,7 +3,7 @@
 
 import * as api from '../api.js';
 import * as auth from '../auth.js';
-import { h, fill, field, toast, busy, confirmDanger } from '../dom.js';
+import { h, fill, field, toast, busy, confirmDanger, secret } from '../dom.js';
 import { dateTime } from '../format.js';
 
 const ROLES = [[1, 'OWNER'], [2, 'EDITOR'], [3, 'VIEWER']];
@@ -88,23 +88,10 @@ function inviteForm(id) {
 }
 
 function linkBanner(inv) {
-  const code = h('code', { class: 'mono', dataset: { link: 'new' } }, inv.link);
-  const copy = h('button', { class: 'small', onclick: async () => {
-    try {
-      await navigator.clipboard.writeText(inv.link);
-      toast('Copied');
-    } catch {
-      const range = document.createRange();
-      range.selectNodeContents(code);
-      getSelection().removeAllRanges();
-      getSelection().addRange(range);
-      toast('Selected: press Ctrl+C to copy');
-    }
-  } }, 'Copy link');
   return h('div', { class: 'banner' },
     h('p', {}, h('strong', {}, `Invited ${inv.email} as ${inv.role}. `),
       inv.mailed ? 'The link was mailed to them; you can share it yourself too.' : 'Share this link with them; it works once, for 7 days.'),
-    h('div', { class: 'row' }, code, copy),
+    secret(inv.link, 'Copy link', { link: 'new' }),
     h('p', { class: 'muted small' }, 'It is shown only this once. Anyone holding it can join, so send it to them directly.'));
 }
 

@@ -3,7 +3,7 @@
 
 import * as api from '../api.js';
 import * as auth from '../auth.js';
-import { h, fill, field, toast, busy, empty, confirmDanger } from '../dom.js';
+import { h, fill, field, toast, busy, empty, confirmDanger, secret } from '../dom.js';
 import { dateTime } from '../format.js';
 
 export async function render(ctx) {
@@ -56,22 +56,9 @@ function keysSection(keys, refresh) {
     busy(create, async () => {
       const key = await api.post('/api-keys', { name: name.value.trim() });
       name.value = '';
-      const code = h('code', { class: 'mono', dataset: { key: 'new' } }, key.key);
-      const copy = h('button', { class: 'small', onclick: async () => {
-        try {
-          await navigator.clipboard.writeText(key.key);
-          toast('Copied');
-        } catch {
-          const range = document.createRange();
-          range.selectNodeContents(code);
-          getSelection().removeAllRanges();
-          getSelection().addRange(range);
-          toast('Selected: press Ctrl+C to copy');
-        }
-      } }, 'Copy');
       fill(shown, h('div', { class: 'banner' },
         h('p', {}, h('strong', {}, `Key “${key.name}” created. `), 'Copy it now: it is shown only this once.'),
-        h('div', { class: 'row' }, code, copy),
+        secret(key.key, 'Copy', { key: 'new' }),
         h('p', { class: 'muted small' }, 'Use it as ', h('code', {}, 'export TORA_API_KEY=…'), ' for the SDK, or the ', h('code', {}, 'x-api-key'), ' header.')));
       list.prepend(row(key));
       emptyNote.remove();
