@@ -398,6 +398,39 @@ mod tests {
     use crate::store::logs::{self, Selection};
     use crate::store::{experiments, series, users, workspaces};
 
+    /// With every reader busy, the next read waits [`READER_WAIT`], then gets a 503 that says
+    /// the server is busy (not a 500 after half a minute).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_every_reader_busy_a_read_gets_a_503_after_the_wait() {
+        let dir = std::env::temp_dir().join(format!("tora-readers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(&dir.join("tora.db")).unwrap();
+        let hold = READER_WAIT + Duration::from_secs(2);
+        let busy: Vec<_> = (0..READERS)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.read(move |_| {
+                        std::thread::sleep(hold);
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        match db.read(|_| Ok(())).await {
+            Err(e @ Error::Unavailable { .. }) => assert!(e.message().contains("busy"), "{e}"),
+            other => panic!("expected a 503, got {other:?}"),
+        }
+        assert!(started.elapsed() >= READER_WAIT - Duration::from_millis(500));
+        for b in busy {
+            b.await.unwrap().unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A checkpoint that a reader blocks says so instead of passing for a clean one.
     #[test]
     fn a_blocked_checkpoint_is_reported() {

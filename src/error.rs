@@ -252,3 +252,24 @@ pub fn conflict_on_unique(e: rusqlite::Error, msg: &str) -> Error {
         other => other.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement past SQLite's own limits comes from what a request asked for: a 400 that
+    /// says so, never a 500.
+    #[test]
+    fn sqlite_limit_errors_are_the_requests_fault() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let deep = format!("SELECT 1{}", "+1".repeat(1_100));
+        let err: Error = conn.prepare(&deep).unwrap_err().into();
+        assert!(matches!(err, Error::BadRequest(_)), "{err:?}");
+        assert!(
+            err.message().contains("too large for the database"),
+            "{err}"
+        );
+        let err: Error = conn.prepare("SELECT nope FROM nothing").unwrap_err().into();
+        assert!(matches!(err, Error::Internal(_)), "{err:?}");
+    }
+}

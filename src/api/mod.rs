@@ -495,6 +495,16 @@ mod tests {
     }
 
     #[test]
+    fn json_nested_past_128_levels_is_a_400_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_json::<serde_json::Value>(deep.as_bytes()).unwrap_err();
+        assert!(matches!(err, Error::BadRequest(_)), "{err:?}");
+        assert!(err.to_string().contains("recursion limit"), "{err}");
+        let fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse_json::<serde_json::Value>(fine.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn bare_nan_is_recognised_with_its_position() {
         let body = br#"{"logs":[{"name":"loss","value":NaN,"step":1}]}"#;
         let err = parse_json::<serde_json::Value>(body).unwrap_err();
