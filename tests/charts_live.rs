@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
-use common::{Auth, TestServer, User};
+use common::{Auth, Sse, TestServer, User};
 use serde_json::{Value, json};
 
 fn log_steps(server: &TestServer, user: &User, exp: &str, name: &str, steps: std::ops::Range<i64>) {
@@ -191,85 +190,25 @@ fn summaries_and_comparisons_respect_access() {
         .expect_error(404);
 }
 
-/// A raw SSE reader: sends the request and yields (event, id, data) as they arrive.
-struct Sse {
-    lines: BufReader<TcpStream>,
+/// Opens a stream over HTTP/1.1 (chunked), as a browser's EventSource does.
+fn open_sse(server: &TestServer, path: &str, last_event_id: Option<i64>) -> Sse {
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    let resume = last_event_id
+        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{resume}\r\n",
+        server.addr
+    )
+    .unwrap();
+    Sse::from(stream)
 }
 
-impl Sse {
-    fn open(server: &TestServer, path: &str, last_event_id: Option<i64>) -> Sse {
-        let stream = TcpStream::connect(&server.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut s = stream.try_clone().unwrap();
-        let resume = last_event_id
-            .map(|id| format!("Last-Event-ID: {id}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{resume}\r\n",
-            server.addr
-        )
-        .unwrap();
-        let mut lines = BufReader::new(stream);
-        let mut status = String::new();
-        lines.read_line(&mut status).unwrap();
-        assert!(status.contains(" 200 "), "{status}");
-        loop {
-            let mut header = String::new();
-            lines.read_line(&mut header).unwrap();
-            if header.trim().is_empty() {
-                break;
-            }
-        }
-        Sse { lines }
-    }
-
-    /// The next event (skipping heartbeats and chunk-size lines of the chunked encoding).
-    fn next(&mut self) -> (String, Option<i64>, Value) {
-        let (mut event, mut id, mut data) = (String::new(), None, String::new());
-        loop {
-            let mut line = String::new();
-            let n = self
-                .lines
-                .read_line(&mut line)
-                .expect("an event within 20 s");
-            assert!(n > 0, "stream closed");
-            let line = line.trim_end();
-            if let Some(v) = line.strip_prefix("event:") {
-                event = v.trim().to_string();
-            } else if let Some(v) = line.strip_prefix("id:") {
-                id = Some(v.trim().parse().unwrap());
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim());
-            } else if line.is_empty() && !data.is_empty() {
-                return (event, id, serde_json::from_str(&data).unwrap());
-            }
-        }
-    }
-
-    /// Point ids from `logs` events until `count` have arrived.
-    fn ids(&mut self, count: usize) -> Vec<i64> {
-        let mut ids = Vec::new();
-        while ids.len() < count {
-            let (event, cursor, data) = self.next();
-            assert_eq!(event, "logs");
-            let batch: Vec<i64> = data
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["id"].as_i64().unwrap())
-                .collect();
-            assert_eq!(
-                cursor,
-                batch.last().copied(),
-                "the event id is its last point's id"
-            );
-            ids.extend(batch);
-        }
-        ids
-    }
+/// The next event, with its data parsed.
+fn next_event(sse: &mut Sse) -> (String, Option<i64>, Value) {
+    let (event, id, data) = sse.next().expect("stream closed");
+    (event, id, serde_json::from_str(&data).unwrap())
 }
 
 #[test]
@@ -288,8 +227,8 @@ fn a_stream_resumes_after_a_disconnect_with_no_gap_and_no_duplicate() {
         .data();
     let token = token["token"].as_str().unwrap().to_string();
     let path = format!("/api/experiments/{exp}/stream?token={token}");
-    let mut live = Sse::open(&server, &path, None);
-    let (event, _, hello) = live.next();
+    let mut live = open_sse(&server, &path, None);
+    let (event, _, hello) = next_event(&mut live);
     assert_eq!(
         (event.as_str(), hello["cursor"].as_i64()),
         ("hello", Some(100))
@@ -321,7 +260,7 @@ fn a_stream_resumes_after_a_disconnect_with_no_gap_and_no_duplicate() {
         "/api/experiments/{exp}/stream?token={}",
         token["token"].as_str().unwrap()
     );
-    let mut again = Sse::open(&server, &path, Some(150));
+    let mut again = open_sse(&server, &path, Some(150));
     let missed = again.ids(71);
     assert_eq!(
         missed,

@@ -257,7 +257,7 @@ fn bodies_past_the_shared_budget_get_503_and_memory_stays_bounded() {
     server.assert_serves_within(SERVED_WITHIN);
 
     // Now the admitted bodies arrive in full, all at once, while memory is watched.
-    let peak = PeakRss::watch(&server);
+    let peak = common::PeakRss::watch(&server);
     let senders: Vec<_> = open
         .into_iter()
         .map(|mut stream| {
@@ -312,45 +312,6 @@ fn a_body_that_stops_half_way_gets_408_after_the_deadline() {
     );
     assert!(server.alive());
     server.assert_serves_within(SERVED_WITHIN);
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Samples a process's RSS every 10 ms until stopped; `stop` returns the highest seen (KiB).
-struct PeakRss {
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    sampler: std::thread::JoinHandle<u64>,
-}
-
-impl PeakRss {
-    fn watch(server: &TestServer) -> PeakRss {
-        let pid = server.child.id();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = done.clone();
-        let sampler = std::thread::spawn(move || {
-            let mut peak = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(rss_of(pid));
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        });
-        PeakRss { done, sampler }
-    }
-
-    fn stop(self) -> u64 {
-        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.sampler.join().unwrap()
-    }
 }
 
 /// `count` wrong logins for unknown e-mails (each still costs a full hash, the timing-equalizing
@@ -438,7 +399,7 @@ fn failed_logins_whose_clients_vanish_mid_hash_give_their_memory_back() {
     let user = server.user("known@lab.org");
     let idle = server.rss_kib();
 
-    let peak = PeakRss::watch(&server);
+    let peak = common::PeakRss::watch(&server);
     flood_logins(&server, 300, true);
     server.assert_serves_within(SERVED_WITHIN);
     // The hashes already started finish; then the hashers give their memory back.
@@ -471,7 +432,7 @@ fn a_login_flood_past_the_hash_queue_gets_503_with_retry_after() {
     let idle = server.rss_kib();
 
     // 300 logins in about a second: ~20 ms a hash, two at a time, 64 waiting at most.
-    let peak = PeakRss::watch(&server);
+    let peak = common::PeakRss::watch(&server);
     let answers = flood_logins(&server, 300, false);
     let mut busy = 0;
     for answer in answers.iter().flatten() {

@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{Auth, TestServer, User};
+use common::{Auth, Sse, TestServer, User};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_json::json;
 
@@ -108,48 +106,6 @@ fn never_read(
     s
 }
 
-/// Samples the server's RSS every 20 ms until dropped; `peak()` is the highest seen.
-struct RssWatch {
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl RssWatch {
-    fn start(server: &TestServer) -> RssWatch {
-        let pid = server.child.id();
-        let peak = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (peak.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                if let Some(kib) = rss_of(pid) {
-                    p.fetch_max(kib, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        RssWatch { peak, stop }
-    }
-
-    fn peak(&self) -> u64 {
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for RssWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Waits until the server has stopped working (its CPU time stands still for 200 ms): stalled
 /// clients have filled their socket buffers and nothing more moves. A server still busy after
 /// 20 s is left to the checks that follow (they fail if it cannot serve).
@@ -177,91 +133,9 @@ fn wait_until_idle(server: &TestServer) {
     }
 }
 
-/// An SSE reader over HTTP/1.0 (the body ends when the server ends the stream).
-struct Sse {
-    lines: BufReader<TcpStream>,
-}
-
-impl Sse {
-    fn open(server: &TestServer, path: &str, auth: &Auth, last_event_id: Option<i64>) -> Sse {
-        Self::from(never_read(server, path, auth, last_event_id))
-    }
-
-    /// Starts reading a stream opened with [`never_read`].
-    fn from(stream: TcpStream) -> Sse {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut lines = BufReader::with_capacity(1 << 20, stream);
-        let mut status = String::new();
-        lines.read_line(&mut status).unwrap();
-        assert!(status.contains(" 200 "), "{status}");
-        loop {
-            let mut header = String::new();
-            lines.read_line(&mut header).unwrap();
-            if header.trim().is_empty() {
-                break;
-            }
-        }
-        Sse { lines }
-    }
-
-    /// The next event as (event, id, data), or None when the server ended the stream.
-    fn next(&mut self) -> Option<(String, Option<i64>, String)> {
-        let (mut event, mut id, mut data) = (String::new(), None, String::new());
-        loop {
-            let mut line = String::new();
-            if self
-                .lines
-                .read_line(&mut line)
-                .expect("an event within 30 s")
-                == 0
-            {
-                return None;
-            }
-            let line = line.trim_end();
-            if let Some(v) = line.strip_prefix("event:") {
-                event = v.trim().to_string();
-            } else if let Some(v) = line.strip_prefix("id:") {
-                id = Some(v.trim().parse().unwrap());
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim());
-            } else if line.is_empty() && !data.is_empty() {
-                return Some((event, id, data));
-            }
-        }
-    }
-
-    /// The point ids of `logs` events until `count` have come or the stream ends, checking
-    /// that each event's id is its last point's.
-    fn ids(&mut self, count: usize) -> Vec<i64> {
-        let mut ids = Vec::new();
-        while ids.len() < count {
-            let Some((event, cursor, data)) = self.next() else {
-                break;
-            };
-            assert_eq!(event, "logs");
-            let batch = ids_in(&data);
-            assert_eq!(
-                cursor,
-                batch.last().copied(),
-                "the event id is its last point's"
-            );
-            ids.extend(batch);
-        }
-        ids
-    }
-}
-
-/// The `id`s of a JSON array of points, without building a JSON tree of a million points.
-fn ids_in(data: &str) -> Vec<i64> {
-    data.split("{\"id\":")
-        .skip(1)
-        .map(|rest| {
-            let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap();
-            rest[..end].parse().unwrap()
-        })
-        .collect()
+/// Opens a stream over HTTP/1.0 (the body ends when the server ends the stream).
+fn open_sse(server: &TestServer, path: &str, auth: &Auth, last_event_id: Option<i64>) -> Sse {
+    Sse::from(never_read(server, path, auth, last_event_id))
 }
 
 /// Asserts that `ids` are exactly `from..=to` (naming the first difference, not printing a
@@ -293,7 +167,7 @@ fn stalled_csv_and_json_downloads_hold_no_database_reader() {
     let exp = server.experiment(&user, "big", None);
     ingest(&server, &user, &exp, &["loss", "acc"], 0..200_000, 50_000);
     let before = server.rss_kib();
-    let watch = RssWatch::start(&server);
+    let watch = common::PeakRss::watch(&server);
 
     // 20 CSV downloads, 8 of /logs and 4 of /metrics, none of them read: far more than the 8 pooled
     // readers, which a download used to keep until its client took everything.
@@ -390,7 +264,7 @@ fn metrics_of_a_million_point_run_stream_in_order_in_bounded_memory() {
     // A resumed run: lower steps again, so one series is out of step order.
     ingest(&server, &user, &exp, &["a"], 50_000..60_000, 10_000);
     let before = server.rss_kib();
-    let watch = RssWatch::start(&server);
+    let watch = common::PeakRss::watch(&server);
 
     let mut s = never_read(
         &server,
@@ -435,7 +309,7 @@ fn a_stalled_stream_is_dropped_and_a_replay_from_zero_is_complete_and_bounded() 
     // Enough to fill the stalled stream's socket and its queue, and to warm ingest up.
     ingest(&server, &user, &exp, &["loss"], 100_000..300_000, 100_000);
     let before = server.rss_kib();
-    let watch = RssWatch::start(&server);
+    let watch = common::PeakRss::watch(&server);
 
     // 700k more points while the stream is never read: the old channel kept up to 256 batches
     // for it, so memory grew with every batch (by ~15 MB a 100k-point batch).
@@ -467,7 +341,7 @@ fn a_stalled_stream_is_dropped_and_a_replay_from_zero_is_complete_and_bounded() 
     let total = 1_000_001;
     let token = stream_token(&server, &user, &exp);
     let path = format!("/api/experiments/{exp}/stream?token={token}");
-    let mut again = Sse::open(&server, &path, &Auth::None, Some(resume_at));
+    let mut again = open_sse(&server, &path, &Auth::None, Some(resume_at));
     let rest = again.ids((total - resume_at) as usize);
     assert_ids(&rest, resume_at + 1, total, "after reconnecting");
     drop(again);
@@ -475,7 +349,7 @@ fn a_stalled_stream_is_dropped_and_a_replay_from_zero_is_complete_and_bounded() 
     // A replay of the whole run from cursor 0 that its client does not read holds a page or
     // so, not the history; read later, it is complete.
     let before = server.rss_kib();
-    let watch = RssWatch::start(&server);
+    let watch = common::PeakRss::watch(&server);
     let token = stream_token(&server, &user, &exp);
     let path = format!("/api/experiments/{exp}/stream?token={token}");
     let stalled = never_read(&server, &path, &Auth::None, Some(0));
@@ -518,7 +392,7 @@ fn concurrent_writers_reach_a_stream_in_id_order_with_no_gap() {
     let user = server.user("order@lab.org");
     let exp = server.experiment(&user, "order", None);
     let token = stream_token(&server, &user, &exp);
-    let mut live = Sse::open(
+    let mut live = open_sse(
         &server,
         &format!("/api/experiments/{exp}/stream?token={token}"),
         &Auth::None,
@@ -593,7 +467,7 @@ fn shutdown_ends_open_streams_at_once() {
     let token = stream_token(&server, &user, &exp);
     let path = format!("/api/experiments/{exp}/stream?token={token}");
     let mut open: Vec<Sse> = (0..3)
-        .map(|_| Sse::open(&server, &path, &Auth::None, None))
+        .map(|_| open_sse(&server, &path, &Auth::None, None))
         .collect();
     for s in &mut open {
         assert_eq!(s.next().unwrap().0, "hello");

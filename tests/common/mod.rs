@@ -163,13 +163,7 @@ impl TestServer {
 
     /// The server's resident memory in KiB (VmRSS from /proc).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status: is the server still running?");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+        rss_of(self.child.id()).expect("VmRSS of the server: is it still running?")
     }
 
     /// Whether the server process is still running (it has not crashed or aborted).
@@ -461,4 +455,139 @@ impl Response {
         assert!(body["error"].is_string(), "{}", self.text);
         body["message"].as_str().expect("message").to_string()
     }
+}
+
+/// A process's resident memory in KiB (VmRSS from /proc), None once it is gone.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Samples a server's RSS every 10 ms on a thread of its own, keeping the highest (KiB), until
+/// stopped or dropped.
+pub struct PeakRss {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PeakRss {
+    pub fn watch(server: &TestServer) -> PeakRss {
+        use std::sync::atomic::Ordering;
+        let pid = server.child.id();
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, d) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_of(pid) {
+                    p.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        PeakRss { peak, done }
+    }
+
+    /// The highest RSS seen so far, in KiB.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops sampling and returns the highest RSS seen, in KiB.
+    pub fn stop(self) -> u64 {
+        self.peak()
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A raw Server-Sent Events reader over a connection whose request was already sent: reads
+/// the status (asserting 200) and headers, then yields events as they arrive.
+pub struct Sse {
+    lines: BufReader<TcpStream>,
+}
+
+impl Sse {
+    pub fn from(stream: TcpStream) -> Sse {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut lines = BufReader::with_capacity(1 << 20, stream);
+        let mut status = String::new();
+        lines.read_line(&mut status).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+        loop {
+            let mut header = String::new();
+            lines.read_line(&mut header).unwrap();
+            if header.trim().is_empty() {
+                break;
+            }
+        }
+        Sse { lines }
+    }
+
+    /// The next event as (event, id, data), or None when the server ended the stream.
+    /// Heartbeats, and the chunk-size lines of an HTTP/1.1 response, are skipped.
+    pub fn next(&mut self) -> Option<(String, Option<i64>, String)> {
+        let (mut event, mut id, mut data) = (String::new(), None, String::new());
+        loop {
+            let mut line = String::new();
+            if self
+                .lines
+                .read_line(&mut line)
+                .expect("an event within 30 s")
+                == 0
+            {
+                return None;
+            }
+            let line = line.trim_end();
+            if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().parse().unwrap());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim());
+            } else if line.is_empty() && !data.is_empty() {
+                return Some((event, id, data));
+            }
+        }
+    }
+
+    /// The point ids of `logs` events until `count` have come or the stream ends, checking
+    /// that each event's id is its last point's.
+    pub fn ids(&mut self, count: usize) -> Vec<i64> {
+        let mut ids = Vec::new();
+        while ids.len() < count {
+            let Some((event, cursor, data)) = self.next() else {
+                break;
+            };
+            assert_eq!(event, "logs");
+            let batch = ids_in(&data);
+            assert_eq!(
+                cursor,
+                batch.last().copied(),
+                "the event id is its last point's"
+            );
+            ids.extend(batch);
+        }
+        ids
+    }
+}
+
+/// The `id`s of a JSON array of points, without building a JSON tree of a million points.
+pub fn ids_in(data: &str) -> Vec<i64> {
+    data.split("{\"id\":")
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap();
+            rest[..end].parse().unwrap()
+        })
+        .collect()
 }
