@@ -149,7 +149,7 @@ test('a workspace of 10,000 experiments pages, sorts and filters quickly', async
   };
   const nextPage = await timed(() => page.getByRole('button', { name: 'Next →' }).click(), () => page.getByText('101–200 of 10,000').waitFor());
   const sorted = await timed(() => page.getByRole('button', { name: 'Sort by lr' }).click(),
-    () => page.waitForFunction(() => document.querySelector('table[aria-label="Experiments"] tbody tr td:nth-child(5)').textContent === '1e-5'));
+    () => page.waitForFunction(() => document.querySelector('table[aria-label="Experiments"] tbody tr td[data-col="hp.lr"]').textContent === '1e-5'));
   assert.match(page.url(), /sort=hp.lr/);
   await page.getByText('1–100 of 10,000').waitFor();
   let matches = 0;

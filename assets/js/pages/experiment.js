@@ -7,6 +7,8 @@ import { h, fill, toast, busy, empty, confirmDanger, segmented } from '../dom.js
 import { count, dateTime, num, value, toNumber } from '../format.js';
 import { MetricChart, toColumns } from '../chart.js';
 import { follow } from '../live.js';
+import { markdown } from '../markdown.js';
+import { runTiming, metadataPanel } from '../runinfo.js';
 
 const FIRST_BATCH = 2; // metrics in the first request, so the first chart shows early
 const BATCH = 3; // metrics per later request, several requests in flight
@@ -67,6 +69,7 @@ export async function render(ctx) {
         h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces'), ' / ',
           ws ? h('a', { href: `/workspaces/${ws.id}` }, ws.name) : 'workspace'),
         h('div', { class: 'row' }, h('h1', {}, exp.name), liveBadge),
+        exp.state ? runTiming(exp, ctx.signal) : null,
         h('p', { class: 'muted small' }, `Created ${dateTime(exp.created_at)} · updated ${dateTime(exp.updated_at)} · `,
           h('code', {}, exp.id), canEdit ? '' : ` · you are a ${role}`)),
       h('div', { class: 'row' }, csv, del)),
@@ -75,7 +78,8 @@ export async function render(ctx) {
       h('section', { class: 'panel', 'aria-labelledby': 'hp-h' }, h('h2', { id: 'hp-h' }, 'Hyperparameters'),
         exp.hyperparams.length ? h('table', { class: 'kv' }, h('tbody', {}, exp.hyperparams.map((p) => h('tr', {}, h('th', {}, p.key), h('td', {}, value(p.value))))))
           : h('p', { class: 'muted' }, 'None logged.')),
-      h('section', { class: 'panel', 'aria-labelledby': 'res-h' }, h('h2', { id: 'res-h' }, 'Results'), resultsBox)),
+      h('section', { class: 'panel', 'aria-labelledby': 'res-h' }, h('h2', { id: 'res-h' }, 'Results'), resultsBox),
+      metadataPanel(exp.metadata)),
     toolbar(),
     grid,
     summary.metrics.length ? null : emptyCharts);
@@ -349,7 +353,7 @@ function aboutPanel(exp, canEdit) {
       canEdit && !editing ? h('button', { class: 'small', onclick: () => draw(true), 'aria-label': 'Edit the description' }, 'Edit') : null);
     let descriptionView;
     if (editing) {
-      const area = h('textarea', { 'aria-label': 'Description', maxlength: '10000' });
+      const area = h('textarea', { 'aria-label': 'Description', maxlength: '10000', placeholder: 'Markdown: # heading, **bold**, `code`, - lists, [links](https://…)' });
       area.value = description;
       const saveButton = h('button', { class: 'primary small', onclick: (e) => busy(e.currentTarget, async () => {
         await save({ description: area.value.trim() || null });
@@ -360,7 +364,7 @@ function aboutPanel(exp, canEdit) {
         h('button', { class: 'small', onclick: () => draw(false) }, 'Cancel')));
       setTimeout(() => area.focus());
     } else {
-      descriptionView = description ? h('p', { class: 'description' }, description) : h('p', { class: 'muted' }, 'No description.');
+      descriptionView = description ? markdown(description) : h('p', { class: 'muted' }, 'No description.');
     }
     const tagInput = h('input', { type: 'text', placeholder: 'new tag', 'aria-label': 'New tag', maxlength: '100', class: 'small' });
     const addTag = h('form', { class: 'row small' }, tagInput, h('button', { type: 'submit', class: 'small' }, 'Add tag'));

@@ -1,18 +1,29 @@
 // /workspaces/{id}: the experiments of a workspace as a table. The URL keeps the query (q), the
 // sort, the chosen columns (cols) and the page (cursor). Pages of 100 rows come from the server,
-// so 10,000 experiments cost no more than 100.
+// so 10,000 experiments cost no more than 100. Without chosen columns the table shows what
+// tells the runs apart (columns.js). One workspace stream keeps it current: new runs, states,
+// last values (wsstream.js). Selected runs can be compared, tagged, moved or deleted together.
 
 import * as api from '../api.js';
-import { h, fill, empty, errorBox } from '../dom.js';
-import { ago, dateTime, num, value } from '../format.js';
+import { h, fill, empty, errorBox, toast, busy, confirmDanger } from '../dom.js';
+import { ago, dateTime } from '../format.js';
+import { availableColumns, defaultColumns, ordered, kindOf, columnLabel, cellText } from '../columns.js';
+import { nameSuffixes, displayName, stateMark, duration, runSeconds } from '../runinfo.js';
+import { firstRun } from '../gettingstarted.js';
+import { followWorkspace } from '../wsstream.js';
 
 const PAGE = 100;
-const DEFAULT_COLUMNS = 4; // per kind, when the URL names none
+const GROUPS = { hp: 'Hyperparameters', result: 'Results', metric: 'Metrics (last value)' };
 
 export async function render(ctx) {
   const id = ctx.params.id;
-  const ws = await api.get(`/workspaces/${id}`, null, { signal: ctx.signal });
+  const [ws, workspaces] = await Promise.all([
+    api.get(`/workspaces/${id}`, null, { signal: ctx.signal }),
+    api.get('/workspaces', null, { signal: ctx.signal }),
+  ]);
   document.title = `${ws.name} · Tora`;
+  const canEdit = ws.role === 'OWNER' || ws.role === 'EDITOR';
+  const moveTargets = workspaces.filter((w) => w.id !== id && (w.role === 'OWNER' || w.role === 'EDITOR'));
 
   const state = {
     q: ctx.query.get('q') || '',
@@ -21,30 +32,33 @@ export async function render(ctx) {
     cursor: ctx.query.get('cursor') || null,
     counted: false, // whether previous.length * PAGE is the offset of this page
     previous: [], // cursors of the pages before this one, for "Previous"
-    selected: new Set(),
+    selected: new Map(), // id -> row, across pages
     rows: [],
     total: null,
     next: null,
+    drawn: null, // the column key of the table on screen, to patch it in place when unchanged
   };
 
   const queryInput = h('input', {
     type: 'search', name: 'q', value: state.q, 'aria-label': 'Filter experiments',
-    placeholder: 'lr < 0.01 and tag:baseline and acc >= 0.9', class: 'mono grow',
+    placeholder: 'lr < 0.01 and tag:baseline and state:running', class: 'mono grow',
   });
   const queryError = h('p', { class: 'error small', role: 'alert' });
   const queryForm = h('form', { class: 'row grow', role: 'search' }, queryInput, h('button', { type: 'submit' }, 'Filter'));
   queryForm.addEventListener('submit', (event) => {
     event.preventDefault();
-    state.q = queryInput.value.trim();
-    state.cursor = null;
-    state.previous = [];
-    load();
+    setFilter(queryInput.value.trim());
   });
-  const compare = h('button', { class: 'primary', disabled: true, onclick: () => ctx.navigate(`/compare?ids=${[...state.selected].join(',')}`) }, 'Compare');
-  const columnsMenu = h('details', { class: 'menu' }, h('summary', { 'aria-label': 'Choose columns' }, 'Columns'), h('div', { class: 'menu-body' }));
-  const summary = h('span', { class: 'muted small' });
+  const compare = h('button', { class: 'primary', disabled: true, onclick: () => ctx.navigate(`/compare?ids=${[...state.selected.keys()].join(',')}`) }, 'Compare');
+  const exportCsv = h('button', { title: 'Every run that matches the filter, with every column', onclick: (e) => busy(e.currentTarget, download) }, 'Export CSV');
+  const columns = columnPicker();
+  const summary = h('span', { class: 'muted small', role: 'status' });
   const tableBox = h('div');
   const pager = h('div', { class: 'pager' });
+  const bulkBar = bulkActions();
+  const filterRow = h('div', { class: 'row' }, queryForm);
+  const hint = h('p', { class: 'muted small' }, 'Filter with ', h('code', {}, 'tag:NAME'), ', ', h('code', {}, 'state:running'), ', ', h('code', {}, 'name ~ "resnet"'),
+    ', ', h('code', {}, 'lr < 0.01'), ', ', h('code', {}, 'acc >= 0.9'), ', joined by ', h('code', {}, 'and'), ' / ', h('code', {}, 'or'), ' / ', h('code', {}, 'not'), '. ', summary);
 
   fill(ctx.root,
     h('div', { class: 'page-head' },
@@ -52,14 +66,27 @@ export async function render(ctx) {
         h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces')),
         h('h1', {}, ws.name),
         h('p', { class: 'muted small' }, ws.description || '', ws.description ? ' · ' : '', `You are ${ws.role}. `, h('a', { href: `/workspaces/${id}/members` }, 'Members'))),
-      h('div', { class: 'row' }, columnsMenu, compare)),
-    h('div', { class: 'row' }, queryForm),
-    queryError,
-    h('p', { class: 'muted small' }, 'Filter with ', h('code', {}, 'tag:NAME'), ', ', h('code', {}, 'name ~ "resnet"'),
-      ', ', h('code', {}, 'lr < 0.01'), ', ', h('code', {}, 'acc >= 0.9'), ', joined by ', h('code', {}, 'and'), ' / ', h('code', {}, 'or'), ' / ', h('code', {}, 'not'), '. ', summary),
-    tableBox, pager);
+      h('div', { class: 'row' }, exportCsv, columns.menu, compare)),
+    filterRow, queryError, hint, bulkBar.box, tableBox, pager);
 
+  function setFilter(q) {
+    state.q = q;
+    queryInput.value = q;
+    state.cursor = null;
+    state.previous = [];
+    load();
+  }
+
+  /** Adds `term` (tag:x, state:running) to the filter, unless it is there already. */
+  function narrow(term) {
+    const q = state.q.trim();
+    if (q.toLowerCase().split(/\s+/).includes(term.toLowerCase())) return;
+    setFilter(!q ? term : /\bor\b/i.test(q) ? `(${q}) and ${term}` : `${q} and ${term}`);
+  }
+
+  let loading = 0;
   async function load() {
+    const mine = ++loading;
     queryError.textContent = '';
     ctx.setQuery({ q: state.q, sort: state.sort === '-created' ? null : state.sort, cursor: state.cursor });
     let reply;
@@ -68,7 +95,7 @@ export async function render(ctx) {
         limit: PAGE, cursor: state.cursor, sort: state.sort, q: state.q, summary: 1,
       }, { signal: ctx.signal });
     } catch (err) {
-      if (err.name === 'AbortError') return;
+      if (err.name === 'AbortError' || mine !== loading) return;
       if (err.status === 400 && state.q) {
         queryError.textContent = err.message;
         queryInput.focus();
@@ -77,49 +104,76 @@ export async function render(ctx) {
       fill(tableBox, errorBox(err));
       return;
     }
+    if (mine !== loading) return; // a newer load is on its way
     state.rows = reply.data;
     state.next = reply.next_cursor || null;
     state.total = reply.total ?? reply.data.length;
+    state.drawn = null;
     draw();
   }
 
+  function chosenColumns() {
+    return ordered(state.cols || defaultColumns(state.rows));
+  }
+
   function draw() {
-    const available = discoverColumns(state.rows);
-    const chosen = state.cols || defaultColumns(available);
-    drawColumnsMenu(available, chosen);
+    const chosen = chosenColumns();
+    columns.draw(availableColumns(state.rows), chosen);
     const start = state.previous.length * PAGE;
     const of = state.total.toLocaleString('en-US');
     if (!state.cursor) state.counted = true; // a shared link past page 1 does not know its offset
     summary.textContent = state.total === 0 ? '' : state.counted ? `${start + 1}–${start + state.rows.length} of ${of}` : `${state.rows.length} of ${of}`;
+    exportCsv.disabled = state.total === 0;
+    // A workspace with no runs at all: only the way to log the first one.
+    const blank = state.total === 0 && !state.q && !state.cursor;
+    for (const el of [exportCsv, columns.menu, compare, filterRow, hint]) el.hidden = blank;
     if (state.rows.length === 0) {
+      state.drawn = null;
       fill(tableBox, state.q
-        ? empty('No experiment matches this filter', 'Change the filter or clear it.')
-        : empty('No experiments in this workspace yet',
-          h('p', {}, 'Log one from Python:'),
-          h('pre', { class: 'mono' }, `import tora\ntora.setup("first-run", workspace_id="${id}", hyperparams={"lr": 0.01})\ntora.tmetric("loss", 0.5, step=1)\ntora.shutdown()`)));
+        ? empty('No experiment matches this filter', h('p', {}, 'Change the filter or ', h('button', { class: 'small', onclick: () => setFilter('') }, 'clear it'), '.'))
+        : firstRun(id, canEdit));
       fill(pager);
+      updateSelection();
       return;
     }
-    fill(tableBox, h('div', { class: 'table-wrap' }, table(chosen)));
-    performance.mark('tora:table');
+    const key = drawnKey(chosen);
+    if (state.drawn === key) {
+      patch();
+    } else {
+      state.drawn = key;
+      fill(tableBox, h('div', { class: 'table-wrap' }, table(chosen)));
+      performance.mark('tora:table');
+    }
     fill(pager,
       h('div', { class: 'row small' },
         // A shared link may start past page 1 with no history: "Previous" then goes to the first page.
         h('button', { disabled: !state.cursor, onclick: () => { state.cursor = state.previous.pop() || null; load(); } }, '← Previous'),
-        h('button', { disabled: !state.next, onclick: () => { state.previous.push(state.cursor); state.cursor = state.next; load(); } }, 'Next →')),
-      h('span', { class: 'muted small' }, state.selected.size ? `${state.selected.size} selected` : 'Select runs to compare them'));
-    updateCompare();
+        h('button', { disabled: !state.next, onclick: () => { state.previous.push(state.cursor); state.cursor = state.next; load(); } }, 'Next →')));
+    updateSelection();
   }
 
-  function updateCompare() {
-    compare.disabled = state.selected.size < 2;
-    compare.textContent = state.selected.size ? `Compare ${state.selected.size}` : 'Compare';
+  /** What decides the table's shape: its rows (and their names), its columns, whether runs have a state. */
+  function drawnKey(chosen) {
+    return JSON.stringify([state.rows.map((r) => [r.id, r.name, r.tags]), chosen, hasState(), state.sort]);
   }
 
-  function sortButton(label, key) {
+  function hasState() {
+    return state.rows.some((r) => typeof r.state === 'string');
+  }
+
+  function updateSelection() {
+    const n = state.selected.size;
+    compare.disabled = n < 2;
+    compare.textContent = n ? `Compare ${n}` : 'Compare';
+    bulkBar.update(n);
+    const pageBox = tableBox.querySelector('thead input[type="checkbox"]');
+    if (pageBox) pageBox.checked = state.rows.length > 0 && state.rows.every((r) => state.selected.has(r.id));
+  }
+
+  function sortButton(label, key, title) {
     const dir = state.sort === key ? 'asc' : state.sort === `-${key}` ? 'desc' : null;
     return h('button', {
-      class: 'sort', 'data-dir': dir, 'aria-label': `Sort by ${label}${dir === 'asc' ? ', descending' : ''}`,
+      class: 'sort', 'data-dir': dir, title, 'aria-label': `Sort by ${label}${dir === 'asc' ? ', descending' : ''}`,
       onclick: () => {
         state.sort = dir === 'asc' ? `-${key}` : key;
         state.cursor = null;
@@ -129,95 +183,270 @@ export async function render(ctx) {
     }, label);
   }
 
+  function filterLink(term, attrs, ...children) {
+    const href = `/workspaces/${id}?q=${encodeURIComponent(term)}`;
+    return h('a', { href, ...attrs, onclick: (e) => { e.preventDefault(); narrow(term); } }, ...children);
+  }
+
   function table(chosen) {
-    const allOnPage = state.rows.every((r) => state.selected.has(r.id));
-    const pageBox = h('input', { type: 'checkbox', checked: allOnPage, 'aria-label': 'Select every experiment on this page' });
+    const withState = hasState();
+    const pageBox = h('input', { type: 'checkbox', 'aria-label': 'Select every experiment on this page' });
     pageBox.addEventListener('change', () => {
-      for (const r of state.rows) pageBox.checked ? state.selected.add(r.id) : state.selected.delete(r.id);
-      draw();
+      for (const r of state.rows) pageBox.checked ? state.selected.set(r.id, r) : state.selected.delete(r.id);
+      for (const box of tableBox.querySelectorAll('tbody input[type="checkbox"]')) box.checked = pageBox.checked;
+      for (const tr of tableBox.querySelectorAll('tbody tr')) tr.classList.toggle('selected', pageBox.checked);
+      updateSelection();
     });
-    const head = h('tr', {},
+    const fixed = [
       h('th', { class: 'check' }, pageBox),
       h('th', {}, sortButton('Name', 'name')),
+      withState ? h('th', {}, 'State') : null,
       h('th', {}, sortButton('Created', 'created')),
+      withState ? h('th', { class: 'num' }, 'Duration') : null,
       h('th', { class: 'hide-narrow' }, 'Tags'),
-      chosen.map((col) => h('th', { class: 'num' }, sortButton(columnLabel(col), col))));
+    ].filter(Boolean);
+    const groups = [];
+    for (const col of chosen) {
+      const kind = kindOf(col);
+      if (groups.length && groups[groups.length - 1].kind === kind) groups[groups.length - 1].span++;
+      else groups.push({ kind, span: 1 });
+    }
+    const groupRow = chosen.length ? h('tr', { class: 'groups' },
+      h('th', { colspan: String(fixed.length), class: 'group-blank' }),
+      groups.map((g) => h('th', { colspan: String(g.span), class: `group group-${g.kind}` }, GROUPS[g.kind]))) : null;
+    const head = h('tr', {}, fixed,
+      chosen.map((col) => h('th', { class: `num col-${kindOf(col)}`, dataset: { col } },
+        sortButton(columnLabel(col), col, `${GROUPS[kindOf(col)]}: ${columnLabel(col)}`))));
+    const suffixes = nameSuffixes(state.rows);
     const body = state.rows.map((row) => {
-      const box = h('input', { type: 'checkbox', checked: state.selected.has(row.id), 'aria-label': `Select ${row.name}` });
-      const tr = h('tr', { class: state.selected.has(row.id) ? 'selected' : '' },
+      const picked = state.selected.has(row.id);
+      const label = displayName(row, suffixes.get(row.id));
+      const box = h('input', { type: 'checkbox', checked: picked, 'aria-label': `Select ${label}` });
+      const tr = h('tr', { class: picked ? 'selected' : '', dataset: { id: row.id } },
         h('td', { class: 'check' }, box),
-        h('td', { class: 'name' }, h('a', { href: `/experiments/${row.id}` }, row.name), row.live ? h('span', { class: 'live', title: 'a point arrived in the last minute' }, ' live') : null),
-        h('td', { class: 'muted', title: dateTime(row.created_at) }, ago(row.created_at)),
-        h('td', { class: 'hide-narrow' }, (row.tags || []).map((t) => h('span', { class: 'tag' }, t))),
-        chosen.map((col) => h('td', { class: 'num mono' }, cell(row, col))));
+        h('td', { class: 'name' }, h('a', { href: `/experiments/${row.id}` }, row.name),
+          suffixes.get(row.id) ? h('span', { class: 'run-id mono', title: `id ${row.id}` }, ` ${suffixes.get(row.id)}`) : null,
+          !withState && row.live ? h('span', { class: 'live', title: 'a point arrived in the last minute' }, ' live') : null),
+        withState ? h('td', { class: 'state-cell', dataset: { cell: 'state' } }, stateCell(row)) : null,
+        h('td', { class: 'muted nowrap', title: dateTime(row.created_at) }, ago(row.created_at)),
+        withState ? h('td', { class: 'num', dataset: { cell: 'duration' } }, duration(runSeconds(row))) : null,
+        h('td', { class: 'hide-narrow tags' }, tagLinks(row)),
+        chosen.map((col) => h('td', { class: 'num mono', dataset: { col } }, cellText(row, col))));
       box.addEventListener('change', () => {
-        box.checked ? state.selected.add(row.id) : state.selected.delete(row.id);
-        tr.className = box.checked ? 'selected' : '';
-        updateCompare();
-        pager.lastChild.textContent = state.selected.size ? `${state.selected.size} selected` : 'Select runs to compare them';
+        box.checked ? state.selected.set(row.id, row) : state.selected.delete(row.id);
+        tr.classList.toggle('selected', box.checked);
+        updateSelection();
       });
       return tr;
     });
-    return h('table', { 'aria-label': 'Experiments' }, h('thead', {}, head), h('tbody', {}, body));
+    return h('table', { 'aria-label': 'Experiments' }, h('thead', {}, groupRow, head), h('tbody', {}, body));
   }
 
-  function drawColumnsMenu(available, chosen) {
-    const body = columnsMenu.querySelector('.menu-body');
-    const group = (title, cols) => cols.length ? [h('h3', {}, title), cols.map((col) => {
-      const box = h('input', { type: 'checkbox', checked: chosen.includes(col) });
-      box.addEventListener('change', () => {
-        const next = box.checked ? [...chosen, col] : chosen.filter((c) => c !== col);
-        state.cols = next;
-        ctx.setQuery({ cols: next.join(',') || null });
-        draw();
-        columnsMenu.open = true;
-      });
-      return h('label', {}, box, col.slice(col.indexOf('.') + 1));
-    })] : [];
-    fill(body,
-      available.length === 0 ? h('p', { class: 'muted small' }, 'No hyperparameters or results on this page.') : null,
-      group('Hyperparameters', available.filter((c) => c.startsWith('hp.'))),
-      group('Results', available.filter((c) => c.startsWith('result.'))),
-      group('Metrics (last value)', available.filter((c) => c.startsWith('metric.'))));
+  function stateCell(row) {
+    return row.state ? stateMark(row.state, {
+      href: `/workspaces/${id}?q=${encodeURIComponent(`state:${row.state}`)}`,
+      'aria-label': `${row.state}: show only ${row.state} runs`,
+      onclick: (e) => { e.preventDefault(); narrow(`state:${row.state}`); },
+    }) : '';
   }
+
+  function tagLinks(row) {
+    return (row.tags || []).map((t) => filterLink(`tag:${quoteTag(t)}`, { class: 'tag', title: `Show only runs tagged ${t}` }, t));
+  }
+
+  /** Updates the values of a table whose rows and columns did not change (live progress). */
+  function patch() {
+    const byId = new Map(state.rows.map((r) => [r.id, r]));
+    for (const tr of tableBox.querySelectorAll('tbody tr')) {
+      const row = byId.get(tr.dataset.id);
+      if (!row) continue;
+      for (const td of tr.querySelectorAll('td[data-col]')) {
+        const text = cellText(row, td.dataset.col);
+        if (td.textContent !== text) td.textContent = text;
+      }
+      const st = tr.querySelector('td[data-cell="state"]');
+      if (st && (st.firstChild ? st.firstChild.dataset.state : '') !== (row.state || '')) fill(st, stateCell(row));
+      const du = tr.querySelector('td[data-cell="duration"]');
+      if (du) du.textContent = duration(runSeconds(row));
+    }
+  }
+
+  // ---------- column picker ----------
+  function columnPicker() {
+    const list = h('div', { class: 'menu-list' });
+    const search = h('input', { type: 'search', placeholder: 'Find a column', 'aria-label': 'Find a column', class: 'small' });
+    const reset = h('button', { class: 'small', type: 'button', onclick: () => {
+      state.cols = null;
+      ctx.setQuery({ cols: null });
+      draw();
+    } }, 'Default columns');
+    const menu = h('details', { class: 'menu' }, h('summary', { 'aria-label': 'Choose columns' }, 'Columns'),
+      h('div', { class: 'menu-body' }, search, list, h('div', { class: 'row menu-foot' }, reset)));
+    const applySearch = () => {
+      const needle = search.value.trim().toLowerCase();
+      for (const group of list.querySelectorAll('.menu-group')) {
+        let any = false;
+        for (const label of group.querySelectorAll('label')) {
+          label.hidden = Boolean(needle) && !label.dataset.col.toLowerCase().includes(needle);
+          any = any || !label.hidden;
+        }
+        group.hidden = !any;
+      }
+    };
+    search.addEventListener('input', applySearch);
+    let shown = null;
+    function drawMenu(available, chosen) {
+      const key = JSON.stringify([available, chosen]);
+      if (key === shown) return;
+      shown = key;
+      const group = (kind) => {
+        const cols = available.filter((c) => kindOf(c) === kind);
+        return cols.length ? h('div', { class: 'menu-group' }, h('h3', {}, GROUPS[kind]), cols.map((col) => {
+          const box = h('input', { type: 'checkbox', checked: chosen.includes(col) });
+          box.addEventListener('change', () => {
+            const now = chosenColumns();
+            const next = box.checked ? [...now, col] : now.filter((c) => c !== col);
+            state.cols = next;
+            ctx.setQuery({ cols: next.join(',') || null });
+            draw();
+          });
+          return h('label', { dataset: { col } }, box, columnLabel(col));
+        })) : null;
+      };
+      fill(list,
+        available.length === 0 ? h('p', { class: 'muted small' }, 'No hyperparameters, results or metrics on this page.') : null,
+        group('hp'), group('result'), group('metric'));
+      applySearch();
+    }
+    return { menu, draw: drawMenu };
+  }
+
+  // ---------- bulk actions ----------
+  function bulkActions() {
+    const count = h('strong', {});
+    const tagInput = h('input', { type: 'text', class: 'small', placeholder: 'tag', 'aria-label': 'Tag for the selected runs', maxlength: '100' });
+    const run = (button, action, extra, done) => busy(button, async () => {
+      const ids = [...state.selected.keys()];
+      const reply = await api.post('/experiments/bulk', { ids, action, ...extra });
+      toast(done(reply.changed ?? ids.length));
+      state.selected.clear();
+      await load();
+    });
+    const tagButton = (action, text) => h('button', { class: 'small', type: 'button', onclick: (e) => {
+      const t = tagInput.value.trim();
+      if (!t) { tagInput.focus(); return; }
+      run(e.currentTarget, action, { tags: [t] }, (n) => `${action === 'tag' ? 'Tagged' : 'Untagged'} ${n} run${n === 1 ? '' : 's'} ${action === 'tag' ? 'with' : 'from'} ${t}`)
+        .then(() => { tagInput.value = ''; });
+    } }, text);
+    const target = h('select', { class: 'small', 'aria-label': 'Workspace to move the selected runs to' },
+      h('option', { value: '' }, 'Move to…'), moveTargets.map((w) => h('option', { value: w.id }, w.name)));
+    const move = h('button', { class: 'small', type: 'button', onclick: (e) => {
+      const w = moveTargets.find((x) => x.id === target.value);
+      if (!w) { target.focus(); return; }
+      if (!confirmDanger(`Move ${state.selected.size} run${state.selected.size === 1 ? '' : 's'} to ${w.name}? Who may see them changes with it.`)) return;
+      run(e.currentTarget, 'move', { workspace_id: w.id }, (n) => `Moved ${n} run${n === 1 ? '' : 's'} to ${w.name}`);
+    } }, 'Move');
+    const del = h('button', { class: 'small danger', type: 'button', onclick: (e) => {
+      const picked = [...state.selected.values()];
+      const n = picked.length;
+      const names = picked.slice(0, 5).map((r) => r.name).join(', ') + (n > 5 ? ', …' : '');
+      if (!confirmDanger(`Delete ${n} run${n === 1 ? '' : 's'} (${names}) with all their logs? This cannot be undone.`)) return;
+      run(e.currentTarget, 'delete', {}, (k) => `Deleted ${k} run${k === 1 ? '' : 's'}`);
+    } }, 'Delete');
+    const clear = h('button', { class: 'small link', type: 'button', onclick: () => {
+      state.selected.clear();
+      for (const box of tableBox.querySelectorAll('input[type="checkbox"]')) box.checked = false;
+      for (const tr of tableBox.querySelectorAll('tbody tr.selected')) tr.classList.remove('selected');
+      updateSelection();
+    } }, 'Clear selection');
+    const box = h('div', { class: 'bulk row small', role: 'group', 'aria-label': 'Selected runs', hidden: true },
+      count,
+      canEdit ? [h('span', { class: 'row' }, tagInput, tagButton('tag', 'Add tag'), tagButton('untag', 'Remove tag'))] : null,
+      canEdit && moveTargets.length ? h('span', { class: 'row' }, target, move) : null,
+      ws.role === 'OWNER' ? del : null,
+      clear);
+    return {
+      box,
+      update(n) {
+        box.hidden = n === 0;
+        count.textContent = `${n} selected`;
+      },
+    };
+  }
+
+  async function download() {
+    const data = await api.blob(`/workspaces/${id}/experiments.csv`, { query: { q: state.q || null, sort: state.sort } });
+    const url = URL.createObjectURL(data);
+    const a = h('a', { href: url, download: `${ws.name.replace(/[^\w.-]+/g, '_')}-runs.csv`, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  // ---------- live ----------
+  let redraw = 0;
+  let reloadTimer = 0;
+  let connected = false;
+  const later = () => { if (!redraw) redraw = setTimeout(() => { redraw = 0; draw(); }, 250); };
+  const reloadSoon = () => { clearTimeout(reloadTimer); reloadTimer = setTimeout(load, 500); };
+  const stop = followWorkspace(id, {
+    hello() {
+      if (connected) reloadSoon(); // a reconnect: what we missed is not replayed
+      connected = true;
+    },
+    run(exp) {
+      const i = state.rows.findIndex((r) => r.id === exp.id);
+      // A new run, or one that may have left or joined the filter: ask the server where it goes.
+      if (i < 0 || state.q) { reloadSoon(); return; }
+      state.rows[i] = { ...state.rows[i], ...exp, summary: state.rows[i].summary };
+      if (state.selected.has(exp.id)) state.selected.set(exp.id, state.rows[i]);
+      later();
+    },
+    deleted({ id: gone }) {
+      const before = state.rows.length;
+      state.rows = state.rows.filter((r) => r.id !== gone);
+      state.selected.delete(gone);
+      if (state.rows.length !== before) {
+        state.total = Math.max(0, state.total - 1);
+        later();
+      }
+    },
+    progress(p) {
+      const row = state.rows.find((r) => r.id === p.id);
+      if (!row) return;
+      const s = row.summary || (row.summary = { results: {}, metrics: {} });
+      s.metrics = s.metrics || {};
+      s.results = s.results || {};
+      for (const [name, m] of Object.entries(p.metrics || {})) {
+        s.metrics[name] = { ...(s.metrics[name] || {}), last: m.value, last_step: m.step };
+      }
+      for (const [name, v] of Object.entries(p.results || {})) s.results[name] = v;
+      if (p.active_at) row.active_at = p.active_at;
+      if (row.state === 'crashed') row.state = 'running'; // crashed is inferred: a point revives it
+      later();
+    },
+  }, (s) => { ctx.root.dataset.stream = s; });
+  // Running runs' durations tick.
+  const clock = setInterval(() => {
+    for (const tr of tableBox.querySelectorAll('tbody tr')) {
+      const row = state.rows.find((r) => r.id === tr.dataset.id);
+      const td = tr.querySelector('td[data-cell="duration"]');
+      if (row && td && row.state === 'running') td.textContent = duration(runSeconds(row));
+    }
+  }, 1000);
+  ctx.onLeave(() => {
+    stop();
+    clearTimeout(redraw);
+    clearTimeout(reloadTimer);
+    clearInterval(clock);
+    delete ctx.root.dataset.stream;
+  });
 
   await load();
 }
 
-/** Every hp.KEY, result.NAME and metric.NAME seen on this page, in first-seen order. */
-function discoverColumns(rows) {
-  const seen = new Set();
-  for (const kind of ['hp', 'result', 'metric']) {
-    for (const row of rows) {
-      const keys = kind === 'hp' ? (row.hyperparams || []).map((p) => p.key)
-        : Object.keys((row.summary && row.summary[kind === 'result' ? 'results' : 'metrics']) || {});
-      for (const k of keys) seen.add(`${kind}.${k}`);
-    }
-  }
-  return [...seen];
-}
-
-function defaultColumns(available) {
-  return [
-    ...available.filter((c) => c.startsWith('hp.')).slice(0, DEFAULT_COLUMNS),
-    ...available.filter((c) => c.startsWith('result.')).slice(0, DEFAULT_COLUMNS),
-  ];
-}
-
-function columnLabel(col) {
-  return col.slice(col.indexOf('.') + 1);
-}
-
-function cell(row, col) {
-  const dot = col.indexOf('.');
-  const kind = col.slice(0, dot);
-  const key = col.slice(dot + 1);
-  if (kind === 'hp') {
-    const p = (row.hyperparams || []).find((x) => x.key === key);
-    return p ? value(p.value) : '';
-  }
-  const s = row.summary || {};
-  if (kind === 'result') return s.results && key in s.results ? num(s.results[key]) : '';
-  if (kind === 'metric') return s.metrics && s.metrics[key] ? num(s.metrics[key].last) : '';
-  return '';
+/** A tag as the query language reads it: a bare word, else a quoted string. */
+function quoteTag(t) {
+  return /^[\p{L}\p{N}_./-]+$/u.test(t) && !/^[-+.\d]/.test(t) ? t : `"${t.replace(/"/g, '\\"')}"`;
 }

@@ -1,0 +1,55 @@
+// The empty workspace's way in: a snippet to paste into a terminal that installs the SDK from
+// this very server (no PyPI, works offline), points it here, and logs a first run, plus a link
+// to create the API key it needs.
+
+import { h, toast } from './dom.js';
+
+/** The shell lines and the Python example for workspace `workspaceId` on this server. */
+export function snippetText(workspaceId, origin = location.origin) {
+  return [
+    'python3 -m venv .venv && . .venv/bin/activate',
+    `pip install ${origin}/sdk/tora.whl`,
+    `export TORA_BASE_URL=${origin}/api`,
+    'export TORA_API_KEY=tora_sk_...   # create one in Settings',
+    "python3 - <<'EOF'",
+    'import tora',
+    `tora.setup("first-run", workspace_id="${workspaceId}", hyperparams={"lr": 0.01})`,
+    'for step in range(100): tora.tmetric("loss", 1 / (step + 1), step)',
+    'tora.shutdown()',
+    'EOF',
+  ].join('\n');
+}
+
+/** A <pre> with a copy button (where the clipboard is refused, the button selects the text). */
+export function copyable(text, label = 'Copy') {
+  const code = h('code', {}, text);
+  const pre = h('pre', { class: 'snippet mono', tabindex: '0' }, code);
+  const button = h('button', { class: 'small copy', type: 'button', 'aria-label': `${label} the snippet` }, label);
+  button.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast('Copied');
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(code);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      toast('Selected: press Ctrl+C to copy');
+    }
+  });
+  return h('div', { class: 'snippet-box' }, button, pre);
+}
+
+/** The empty state of a workspace with no runs. `canWrite`: the caller may log runs here. */
+export function firstRun(workspaceId, canWrite) {
+  return h('section', { class: 'empty getting-started', 'aria-labelledby': 'start-h' },
+    h('strong', { id: 'start-h' }, 'No experiments in this workspace yet'),
+    canWrite
+      ? [
+        h('p', {}, 'Log the first one from any machine that can reach this server: paste this into a terminal.'),
+        copyable(snippetText(workspaceId)),
+        h('p', { class: 'small' }, 'It needs an API key: ', h('a', { href: '/settings' }, 'create an API key in Settings'),
+          ' and put it in ', h('code', {}, 'TORA_API_KEY'), '. Runs appear here as they start, without a reload.'),
+      ]
+      : h('p', {}, 'You are a viewer here: runs appear as the workspace\u2019s editors log them.'));
+}

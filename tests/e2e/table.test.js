@@ -1,0 +1,435 @@
+// The run table as a researcher uses it after a grid search, in headless Chromium against the
+// real binary: an empty workspace that says how to log the first run from this server; six runs
+// with the same name told apart; the columns that matter shown by default; a column picker;
+// tags and states that filter; live updates; bulk tag, move and delete; CSV export; and the run
+// page's markdown notes, state, times and metadata. Screenshots of each page at 1440 and 375 px,
+// light and dark.
+
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const h = require('./harness.js');
+
+const OWNER = { email: 'cy@lab.org', password: 'cy-password-1' };
+const ROWS = 'table[aria-label="Experiments"] tbody tr';
+
+let server;
+let browser;
+const pages = [];
+const allowed = [];
+
+before(async () => {
+  server = await h.startServer();
+  browser = await h.launch();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) await server.stop();
+});
+
+async function open(context) {
+  const page = await h.newPage(context, allowed);
+  pages.push(page);
+  return page;
+}
+
+/** Whether the server answers `path` with something other than 404 (a feature of a later branch). */
+async function serves(api, method, path, body) {
+  return (await api.raw(method, path, body)).status !== 404;
+}
+
+/** The header labels of the table's columns. */
+function headers(page) {
+  return page.$$eval('table[aria-label="Experiments"] thead tr:last-child th', (ths) => ths.map((th) => th.textContent.trim()));
+}
+
+/** The text of column `col` (e.g. "metric.val/loss") in every row, by run id. */
+function column(page, col) {
+  return page.$$eval(ROWS, (trs, c) => Object.fromEntries(trs.map((tr) => [tr.dataset.id, (tr.querySelector(`td[data-col="${c}"]`) || {}).textContent])), col);
+}
+
+test('a researcher reads a grid search in the run table', async (t) => {
+  const desktop = await browser.newContext({ viewport: { width: 1440, height: 900 }, acceptDownloads: true, colorScheme: 'light' });
+  await desktop.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+  const page = await open(desktop);
+  const api = await h.account(server.url, OWNER.email, OWNER.password);
+  const state = {
+    ws: await api.call('POST', '/workspaces', { name: 'cancer-study' }),
+    archive: await api.call('POST', '/workspaces', { name: 'archive' }),
+  };
+  if (!await serves(api, 'POST', `/workspaces/${state.ws.id}/stream-token`)) {
+    allowed.push(/status of 404 .*\/stream-token/); // a server without the workspace stream (branch live)
+  }
+  const table = (q = '') => `${server.url}/workspaces/${state.ws.id}${q}`;
+
+  await t.test('sign in', async () => {
+    await page.goto(`${server.url}/login`);
+    await page.getByLabel('E-mail').fill(OWNER.email);
+    await page.getByLabel('Password', { exact: true }).fill(OWNER.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL('**/workspaces');
+  });
+
+  await t.test('an empty workspace shows how to log a first run to this server, and where to get a key', async () => {
+    await page.goto(table());
+    await page.getByText('No experiments in this workspace yet').waitFor();
+    const snippet = await page.locator('pre.snippet').textContent();
+    assert.match(snippet, /python3 -m venv \.venv/);
+    assert.ok(snippet.includes(`pip install ${server.url}/sdk/tora.whl`), snippet);
+    assert.ok(snippet.includes(`export TORA_BASE_URL=${server.url}/api\n`), snippet);
+    assert.match(snippet, /export TORA_API_KEY=/);
+    assert.ok(snippet.includes(`workspace_id="${state.ws.id}"`), 'the example logs into this workspace');
+    const python = snippet.split("<<'EOF'\n")[1].split('\nEOF')[0].split('\n');
+    assert.equal(python.length, 4, `a 4-line Python example: ${python.join(' | ')}`);
+    await page.getByRole('button', { name: 'Copy the snippet' }).click();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), snippet);
+    await page.getByRole('link', { name: 'create an API key in Settings' }).click();
+    await page.waitForURL('**/settings');
+    await page.getByRole('button', { name: 'Create key' }).waitFor();
+  });
+
+  await t.test('six runs of one name are told apart, and the table shows what varies', async () => {
+    const runs = [];
+    let i = 0;
+    for (const C of [0.1, 1, 10]) {
+      for (const penalty of ['l1', 'l2']) {
+        const exp = await api.call('POST', '/experiments', {
+          name: 'breast-cancer-logreg', workspaceId: state.ws.id, tags: i < 2 ? ['best'] : ['sweep'],
+          hyperparams: [{ key: 'C', value: C }, { key: 'penalty', value: penalty }, { key: 'solver', value: 'liblinear' }, { key: 'max_iter', value: 100 }],
+        });
+        const logs = [];
+        for (let s = 0; s < 10; s++) {
+          const last = s === 9;
+          logs.push({ msg_id: `tl${s}`, name: 'train/loss', value: last ? (i + 1) / 16 : 1 / (s + 1), step: s });
+          logs.push({ msg_id: `vl${s}`, name: 'val/loss', value: last ? (i + 1) / 8 : 1 / (s + 1), step: s });
+          logs.push({ msg_id: `va${s}`, name: 'val/acc', value: 0.5 + s / 40, step: s });
+          logs.push({ msg_id: `ta${s}`, name: 'train/acc', value: 0.5 + s / 30, step: s });
+          logs.push({ msg_id: `lr${s}`, name: 'lr', value: 0.1 / (s + 1), step: s });
+        }
+        logs.push({ msg_id: 'r', name: 'test_acc', value: 0.9 + i / 100 });
+        await h.logBatches(api, exp.id, logs);
+        runs.push(exp);
+        i++;
+      }
+    }
+    state.runs = runs;
+    await page.goto(table());
+    await page.locator(ROWS).nth(5).waitFor();
+
+    // Every row reads "breast-cancer-logreg" plus a short id of its own, the start of its id.
+    const names = await page.$$eval(ROWS, (trs) => trs.map((tr) => ({
+      id: tr.dataset.id, name: tr.querySelector('td.name a').textContent, suffix: tr.querySelector('.run-id').textContent.trim(),
+      label: tr.querySelector('input[type="checkbox"]').getAttribute('aria-label'),
+    })));
+    assert.equal(names.length, 6);
+    for (const n of names) {
+      assert.equal(n.name, 'breast-cancer-logreg');
+      assert.ok(n.suffix.length >= 6 && n.id.startsWith(n.suffix), `${n.suffix} is the start of ${n.id}`);
+    }
+    assert.equal(new Set(names.map((n) => n.suffix)).size, 6, 'six different short ids');
+    assert.equal(new Set(names.map((n) => n.label)).size, 6, 'six different checkbox labels');
+
+    // Default columns: the hyperparameters that vary (not solver, max_iter), the result, and the
+    // main metrics (loss- and accuracy-like: the four of them, not lr).
+    const cols = await headers(page);
+    for (const c of ['C', 'penalty', 'test_acc', 'train/loss', 'val/loss', 'val/acc', 'train/acc']) assert.ok(cols.includes(c), `${c} is a default column: ${cols}`);
+    for (const c of ['solver', 'max_iter', 'lr']) assert.ok(!cols.includes(c), `${c} is not a default column: ${cols}`);
+    const groups = await page.$$eval('table[aria-label="Experiments"] tr.groups th.group', (ths) => ths.map((th) => th.textContent));
+    assert.deepEqual(groups, ['Hyperparameters', 'Results', 'Metrics (last value)']);
+    // The metric cells hold each run's last value.
+    const valLoss = await column(page, 'metric.val/loss');
+    runs.forEach((r, k) => assert.equal(valLoss[r.id], String((k + 1) / 8), `last val/loss of run ${k}`));
+    await h.screenshot(page, 'table-grid-search');
+  });
+
+  await t.test('the column picker finds a column by name and the choice stays in the URL', async () => {
+    await page.getByLabel('Choose columns').click();
+    await page.getByLabel('Find a column').fill('iter');
+    const visible = await page.$$eval('.menu-body label', (ls) => ls.filter((l) => !l.hidden && !l.closest('[hidden]')).map((l) => l.textContent));
+    assert.deepEqual(visible, ['max_iter']);
+    await h.screenshot(page, 'table-column-picker');
+    await page.locator('.menu-body label[data-col="hp.max_iter"] input').check();
+    await page.waitForURL(/cols=[^&]*hp\.max_iter/);
+    assert.ok((await headers(page)).includes('max_iter'));
+    await page.reload();
+    await page.locator(ROWS).nth(5).waitFor();
+    assert.ok((await headers(page)).includes('max_iter'), 'the chosen column survives a reload');
+    await page.getByLabel('Choose columns').click();
+    await page.getByRole('button', { name: 'Default columns' }).click();
+    await page.waitForURL((u) => !u.search.includes('cols='));
+    assert.ok(!(await headers(page)).includes('max_iter'));
+    await page.getByLabel('Choose columns').click(); // close it
+  });
+
+  await t.test('clicking a tag filters the table by it', async () => {
+    await page.locator(ROWS).first().waitFor();
+    await page.locator(`${ROWS} a.tag`, { hasText: 'best' }).first().click();
+    await page.waitForURL(/q=tag%3Abest/);
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, ROWS);
+    assert.equal(await page.getByLabel('Filter experiments').inputValue(), 'tag:best');
+    const ids = Object.keys(await column(page, 'hp.C')).sort();
+    assert.deepEqual(ids, state.runs.slice(0, 2).map((r) => r.id).sort());
+    await page.getByLabel('Filter experiments').fill('');
+    await page.getByLabel('Filter experiments').press('Enter');
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 6, ROWS);
+  });
+
+  await t.test('the description is markdown, rendered without ever running HTML', async () => {
+    const run = state.runs[0];
+    const description = [
+      '# Logistic regression sweep',
+      'Tuned **C** and *penalty*; see [the paper](https://arxiv.org/abs/1234.5678) and https://scikit-learn.org/stable/.',
+      '',
+      '- seed `42`',
+      '- 5-fold CV',
+      '',
+      '```python',
+      'clf = LogisticRegression(C=1.0)',
+      '```',
+      '[do not click](javascript:window.pwned=1) <img src=x onerror="window.pwned=2"> <script>window.pwned=3</script>',
+    ].join('\n');
+    await api.call('PUT', `/experiments/${run.id}`, { description });
+    await page.goto(`${server.url}/experiments/${run.id}`);
+    const md = page.locator('section[aria-labelledby="about-h"] .md');
+    await md.waitFor();
+    assert.equal(await md.locator('h3').textContent(), 'Logistic regression sweep');
+    assert.equal(await md.locator('strong').textContent(), 'C');
+    assert.equal(await md.locator('em').textContent(), 'penalty');
+    assert.deepEqual(await md.locator('li').allTextContents(), ['seed 42', '5-fold CV']);
+    assert.equal(await md.locator('li code').textContent(), '42');
+    assert.equal(await md.locator('pre code').textContent(), 'clf = LogisticRegression(C=1.0)');
+    const links = await md.locator('a').evaluateAll((as) => as.map((a) => [a.textContent, a.getAttribute('href'), a.rel]));
+    assert.deepEqual(links, [
+      ['the paper', 'https://arxiv.org/abs/1234.5678', 'noopener noreferrer'],
+      ['https://scikit-learn.org/stable/', 'https://scikit-learn.org/stable/', 'noopener noreferrer'],
+    ]);
+    assert.equal(await md.locator('img, script').count(), 0, 'no element from raw HTML');
+    await md.getByText('<img src=x onerror="window.pwned=2">', { exact: false }).waitFor(); // shown as text
+    assert.equal(await page.evaluate(() => window.pwned), undefined);
+    await h.screenshot(page, 'run-markdown');
+  });
+
+  await t.test('the run page shows the run\'s metadata: git, command, host, Python, packages', async (st) => {
+    const metadata = {
+      git: { commit: '3f9a1c2b7d4e5f60718293a4b5c6d7e8f9012345', branch: 'feature/l1', dirty: true },
+      command: ['python', 'train.py', '--C', '1.0'],
+      host: 'gpu-node-7', python: '3.12.4',
+      packages: { numpy: '2.1.0', 'scikit-learn': '1.5.2', tora: '0.1.0' },
+    };
+    const exp = await api.call('POST', '/experiments', { name: 'with-metadata', workspaceId: state.archive.id, metadata });
+    if (!exp.metadata || !exp.metadata.host) {
+      st.skip('this server does not store metadata yet (branch runs)');
+      return;
+    }
+    state.metaRun = exp;
+    await page.goto(`${server.url}/experiments/${exp.id}`);
+    const panel = page.locator('section[aria-labelledby="meta-h"]');
+    await panel.waitFor();
+    const row = (label) => panel.locator('tr', { has: page.locator('th', { hasText: new RegExp(`^${label}$`) }) }).locator('td').textContent();
+    assert.equal(await row('Git commit'), '3f9a1c2b7d4e');
+    assert.equal(await row('Git branch'), 'feature/l1');
+    assert.equal(await row('Uncommitted changes'), 'yes');
+    assert.equal(await row('Command'), 'python train.py --C 1.0');
+    assert.equal(await row('Host'), 'gpu-node-7');
+    assert.equal(await row('Python'), '3.12.4');
+    await panel.getByText('3 packages').click();
+    await panel.locator('tr', { hasText: 'scikit-learn' }).getByText('1.5.2').waitFor();
+    await h.screenshot(page, 'run-metadata');
+  });
+
+  await t.test('states: a mark each, a click filters by it, the run page shows start, end, duration', async (st) => {
+    const probe = await api.call('POST', '/experiments', { name: 'probe', workspaceId: state.archive.id });
+    if (!probe.state) {
+      st.skip('this server has no run state yet (branch runs)');
+      return;
+    }
+    await api.call('DELETE', `/experiments/${probe.id}`);
+    const ws = await api.call('POST', '/workspaces', { name: 'states' });
+    state.statesWs = ws;
+    const made = {};
+    for (const [name, end] of [['still-training', null], ['converged', 'finished'], ['diverged', 'failed']]) {
+      const exp = await api.call('POST', '/experiments', { name, workspaceId: ws.id });
+      await api.call('POST', `/experiments/${exp.id}/heartbeat`);
+      if (end) await api.call('POST', `/experiments/${exp.id}/finish`, { state: end });
+      made[name] = exp;
+    }
+    await page.goto(`${server.url}/workspaces/${ws.id}`);
+    await page.locator(ROWS).nth(2).waitFor();
+    const marks = await page.$$eval(ROWS, (trs) => Object.fromEntries(trs.map((tr) => {
+      const s = tr.querySelector('td[data-cell="state"] .state');
+      return [tr.querySelector('td.name a').textContent, [s.dataset.state, s.querySelector('.state-mark').textContent, getComputedStyle(s.querySelector('.state-mark')).color]];
+    })));
+    assert.equal(marks['still-training'][0], 'running');
+    assert.equal(marks.converged[0], 'finished');
+    assert.equal(marks.diverged[0], 'failed');
+    const glyphs = Object.values(marks).map((m) => m[1]);
+    const colours = Object.values(marks).map((m) => m[2]);
+    assert.equal(new Set(glyphs).size, 3, `a distinct mark each: ${glyphs}`);
+    assert.equal(new Set(colours).size, 3, `a distinct colour each: ${colours}`);
+    await h.screenshot(page, 'table-states');
+
+    await page.locator(`${ROWS} a.state[data-state="failed"]`).click();
+    await page.waitForURL(/q=state%3Afailed/);
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 1, ROWS);
+    assert.equal(await page.locator(`${ROWS} td.name a`).textContent(), 'diverged');
+
+    await page.getByRole('link', { name: 'diverged' }).click();
+    const line = page.locator('.run-timing');
+    await line.waitFor();
+    const text = await line.textContent();
+    assert.match(text, /failed/);
+    assert.match(text, /started \d{4}-\d\d-\d\d \d\d:\d\d/);
+    assert.match(text, /ended \d{4}-\d\d-\d\d \d\d:\d\d/);
+    assert.match(text, /\d+ s$/);
+  });
+
+  await t.test('the CSV export holds the runs the filter matches', async (st) => {
+    if (!await serves(api, 'GET', `/workspaces/${state.ws.id}/experiments.csv`)) {
+      st.skip('this server has no table export yet (branch live)');
+      return;
+    }
+    await page.goto(table(`?q=${encodeURIComponent('C > 0.5')}`));
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 4, ROWS);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export CSV' }).click()]);
+    assert.equal(download.suggestedFilename(), 'cancer-study-runs.csv');
+    const lines = fs.readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    const head = lines[0].split(',');
+    assert.deepEqual(head.slice(0, 3), ['id', 'name', 'state']);
+    for (const c of ['hp.C', 'hp.penalty', 'result.test_acc', 'metric.val/loss']) assert.ok(head.includes(c), `${c} in ${head}`);
+    assert.equal(lines.length - 1, 4, 'the four runs with C > 0.5');
+    const ids = lines.slice(1).map((l) => l.split(',')[0]).sort();
+    assert.deepEqual(ids, state.runs.slice(2).map((r) => r.id).sort());
+  });
+
+  await t.test('the table follows the workspace live: new runs, last values, states, deletions', async (st) => {
+    if (!await serves(api, 'POST', `/workspaces/${state.ws.id}/stream-token`)) {
+      st.skip('this server has no workspace stream yet (branch live)');
+      return;
+    }
+    const streams = [];
+    page.on('request', (r) => { if (/\/stream\?/.test(r.url())) streams.push(r.url()); });
+    await page.goto(table());
+    await page.locator('main[data-stream="live"]').waitFor();
+    await page.evaluate(() => { window.sameDocument = true; });
+    const exp = await api.call('POST', '/experiments', {
+      name: 'late-run', workspaceId: state.ws.id, tags: ['sweep'],
+      hyperparams: [{ key: 'C', value: 100 }, { key: 'penalty', value: 'l2' }, { key: 'solver', value: 'liblinear' }, { key: 'max_iter', value: 100 }],
+    });
+    const row = page.locator(`${ROWS}[data-id="${exp.id}"]`);
+    await row.waitFor();
+    await api.call('POST', `/experiments/${exp.id}/logs/batch`, { logs: [{ msg_id: 'a', name: 'val/loss', value: 0.75, step: 0 }] });
+    await row.locator('td[data-col="metric.val/loss"]', { hasText: '0.75' }).waitFor();
+    await api.call('POST', `/experiments/${exp.id}/logs/batch`, { logs: [{ msg_id: 'b', name: 'val/loss', value: 0.5, step: 1 }] });
+    await row.locator('td[data-col="metric.val/loss"]', { hasText: '0.5' }).waitFor();
+    if (exp.state) {
+      await api.call('POST', `/experiments/${exp.id}/finish`, { state: 'finished' });
+      await row.locator('.state[data-state="finished"]').waitFor();
+    }
+    await api.call('DELETE', `/experiments/${exp.id}`);
+    await row.waitFor({ state: 'detached' });
+    assert.equal(await page.evaluate(() => window.sameDocument), true, 'the page was reloaded');
+    assert.equal(streams.length, 1, `one stream for the page: ${streams}`);
+    assert.match(streams[0], new RegExp(`/api/workspaces/${state.ws.id}/stream\\?`));
+  });
+
+  await t.test('selected runs are tagged, moved and deleted together', async (st) => {
+    if ([404, 405].includes((await api.raw('POST', '/experiments/bulk', { ids: [], action: 'tag', tags: ['x'] })).status)) {
+      st.skip('this server has no bulk endpoint yet (branch live)');
+      return;
+    }
+    const [a, b, c, d] = state.runs.slice(2);
+    await page.goto(table());
+    await page.locator(ROWS).nth(5).waitFor();
+    const pick = async (run) => page.locator(`${ROWS}[data-id="${run.id}"] input[type="checkbox"]`).check();
+
+    await pick(a);
+    await pick(b);
+    await page.getByRole('group', { name: 'Selected runs' }).getByText('2 selected').waitFor();
+    await h.screenshot(page, 'table-bulk');
+    await page.getByLabel('Tag for the selected runs').fill('reviewed');
+    await page.getByRole('button', { name: 'Add tag' }).click();
+    await page.getByText('Tagged 2 runs with reviewed').waitFor();
+    for (const run of [a, b]) {
+      await page.locator(`${ROWS}[data-id="${run.id}"] a.tag`, { hasText: 'reviewed' }).waitFor();
+      assert.ok((await api.call('GET', `/experiments/${run.id}`)).tags.includes('reviewed'));
+    }
+    assert.equal(await page.locator(`${ROWS} a.tag`, { hasText: 'reviewed' }).count(), 2, 'only the selected runs');
+
+    page.once('dialog', (dialog) => dialog.accept());
+    await pick(c);
+    await page.getByLabel('Workspace to move the selected runs to').selectOption({ label: 'archive' });
+    await page.getByRole('button', { name: 'Move', exact: true }).click();
+    await page.getByText('Moved 1 run to archive').waitFor();
+    await page.locator(`${ROWS}[data-id="${c.id}"]`).waitFor({ state: 'detached' });
+    assert.equal((await api.call('GET', `/experiments/${c.id}`)).workspace_id, state.archive.id);
+
+    let asked = '';
+    page.once('dialog', (dialog) => { asked = dialog.message(); dialog.accept(); });
+    await pick(d);
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByText('Deleted 1 run').waitFor();
+    assert.match(asked, /Delete 1 run \(breast-cancer-logreg\)/);
+    await page.locator(`${ROWS}[data-id="${d.id}"]`).waitFor({ state: 'detached' });
+    assert.equal((await api.raw('GET', `/experiments/${d.id}`)).status, 404);
+    assert.equal(await page.locator(ROWS).count(), 4);
+  });
+
+  await t.test('at 375 px a run name wraps at words, not letter by letter', async () => {
+    const phone = await browser.newContext({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, storageState: await desktop.storageState() });
+    const p = await open(phone);
+    await api.call('POST', '/experiments', {
+      name: 'resnet50-imagenet-baseline', workspaceId: state.ws.id,
+      hyperparams: [{ key: 'C', value: 1000 }, { key: 'penalty', value: 'elasticnet' }, { key: 'solver', value: 'saga' }, { key: 'max_iter', value: 500 }],
+    });
+    await p.goto(table());
+    await p.locator(`${ROWS} td.name a`, { hasText: 'resnet50' }).waitFor();
+    const boxes = await p.$$eval(`${ROWS} td.name a`, (as) => as.map((a) => {
+      return { text: a.textContent, width: a.closest('td').getBoundingClientRect().width, lines: a.getClientRects().length };
+    }));
+    for (const b of boxes) {
+      assert.ok(b.width >= 80, `"${b.text}" is ${b.width} px wide`);
+      assert.ok(b.lines <= 3, `"${b.text}" takes ${b.lines} lines`);
+    }
+    const width = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375, `the page is ${width} px wide`);
+    await phone.close();
+  });
+
+  await t.test('screenshots of the table, the empty workspace and the run page: 1440 and 375 px, light and dark', async () => {
+    const empty = await api.call('POST', '/workspaces', { name: 'empty-lab' });
+    const runPage = state.metaRun || state.runs[0];
+    const shots = [
+      ['table', table(), ROWS],
+      ['empty', `${server.url}/workspaces/${empty.id}`, 'pre.snippet'],
+      ['run', `${server.url}/experiments/${runPage.id}`, 'section[aria-labelledby="about-h"]'],
+      ['run-described', `${server.url}/experiments/${state.runs[0].id}`, '.md'],
+    ];
+    if (state.statesWs) shots.push(['states', `${server.url}/workspaces/${state.statesWs.id}`, ROWS]);
+    const storageState = await desktop.storageState();
+    for (const scheme of ['light', 'dark']) {
+      for (const width of [1440, 375]) {
+        const phone = width < 600;
+        const context = await browser.newContext({
+          viewport: { width, height: phone ? 812 : 900 }, colorScheme: scheme, storageState,
+          ...(phone ? { deviceScaleFactor: 2, isMobile: true, hasTouch: true } : {}),
+        });
+        const p = await open(context);
+        for (const [name, url, ready] of shots) {
+          await p.goto(url);
+          await p.locator(ready).first().waitFor();
+          const scroll = await p.evaluate(() => document.documentElement.scrollWidth);
+          assert.ok(scroll <= width, `${name} is ${scroll} px wide at ${width} px`);
+          await h.screenshot(p, `table-${name}-${width}-${scheme}`);
+        }
+        await context.close();
+      }
+    }
+  });
+
+  await t.test('no page logged a console error', () => {
+    assert.deepEqual(pages.flatMap((p) => p.errors), []);
+  });
+});
