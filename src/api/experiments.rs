@@ -566,8 +566,17 @@ async fn heartbeat(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct FinishBody {
-    /// `finished` or `failed`.
+    #[schema(value_type = Ending)]
     state: String,
+}
+
+/// How a client ends a run: `failed` after an exception.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // describes the JSON shape only
+enum Ending {
+    Finished,
+    Failed,
 }
 
 /// The run's client ended it: `finished`, or `failed` (an exception). Ending it again the same
