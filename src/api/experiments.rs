@@ -566,17 +566,8 @@ async fn heartbeat(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct FinishBody {
-    #[schema(value_type = Ending)]
+    #[schema(value_type = EndState)]
     state: String,
-}
-
-/// How a client ends a run: `failed` after an exception.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // describes the JSON shape only
-enum Ending {
-    Finished,
-    Failed,
 }
 
 /// The run's client ended it: `finished`, or `failed` (an exception). Ending it again the same
