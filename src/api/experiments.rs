@@ -324,43 +324,51 @@ async fn create_experiment(
         .transpose()?;
     let client_id = body.id.map(|id| parse_id(&id, "experiment")).transpose()?;
 
+    let hub = state.live.clone();
     let (exp, is_new) = state
         .db
-        .write(move |tx| {
-            let now = now_ms();
-            if let Some(id) = &client_id
-                && let Some(existing) = experiments::get(tx, id)?
-            {
-                // The same user creating the same id again is a retry: answer with what exists.
-                let mine = existing.created_by.as_deref() == Some(user.id.as_str())
-                    && workspaces::role_of(tx, &existing.workspace_id, &user.id)?.is_some();
-                return if mine {
-                    Ok((existing, false))
-                } else {
-                    Err(Error::Conflict(
-                        "an experiment with this id already exists".into(),
-                    ))
-                };
-            }
-            let workspace_id = match workspace {
-                Some(ws) => {
-                    require_role(tx, &ws, &user.id, Role::Editor)?;
-                    ws
+        .write_then(
+            move |tx| {
+                let now = now_ms();
+                if let Some(id) = &client_id
+                    && let Some(existing) = experiments::get(tx, id)?
+                {
+                    // The same user creating the same id again is a retry: answer with what exists.
+                    let mine = existing.created_by.as_deref() == Some(user.id.as_str())
+                        && workspaces::role_of(tx, &existing.workspace_id, &user.id)?.is_some();
+                    return if mine {
+                        Ok((existing, false))
+                    } else {
+                        Err(Error::Conflict(
+                            "an experiment with this id already exists".into(),
+                        ))
+                    };
                 }
-                None => workspaces::personal(tx, &user.id, now)?,
-            };
-            let id = client_id.unwrap_or_else(crate::store::new_id);
-            let new = NewExperiment {
-                id: &id,
-                workspace_id: &workspace_id,
-                created_by: &user.id,
-                name: &name,
-                description: description.as_deref(),
-                hyperparams: &hyperparams,
-                tags: &tags,
-            };
-            Ok((experiments::create(tx, &new, now)?, true))
-        })
+                let workspace_id = match workspace {
+                    Some(ws) => {
+                        require_role(tx, &ws, &user.id, Role::Editor)?;
+                        ws
+                    }
+                    None => workspaces::personal(tx, &user.id, now)?,
+                };
+                let id = client_id.unwrap_or_else(crate::store::new_id);
+                let new = NewExperiment {
+                    id: &id,
+                    workspace_id: &workspace_id,
+                    created_by: &user.id,
+                    name: &name,
+                    description: description.as_deref(),
+                    hyperparams: &hyperparams,
+                    tags: &tags,
+                };
+                Ok((experiments::create(tx, &new, now)?, true))
+            },
+            move |(exp, is_new)| {
+                if *is_new {
+                    hub.publish_run(exp);
+                }
+            },
+        )
         .await?;
     let out = ExperimentOut::new(exp, &state.public_url(&headers));
     Ok(if is_new { created(out) } else { ok(out) })
@@ -425,19 +433,23 @@ async fn update_experiment(
     let description = body.description.map(clean_description).transpose()?;
     let hyperparams = body.hyperparams.map(clean_hyperparams).transpose()?;
     let tags = body.tags.map(clean_tags).transpose()?;
+    let hub = state.live.clone();
     let exp = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-            let changes = Changes {
-                name: name.as_deref(),
-                description: description.as_ref().map(|d| d.as_deref()),
-                hyperparams: hyperparams.as_deref(),
-                tags: tags.as_deref(),
-            };
-            experiments::update(tx, exp.rowid, &changes, now_ms())?;
-            experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+                let changes = Changes {
+                    name: name.as_deref(),
+                    description: description.as_ref().map(|d| d.as_deref()),
+                    hyperparams: hyperparams.as_deref(),
+                    tags: tags.as_deref(),
+                };
+                experiments::update(tx, exp.rowid, &changes, now_ms())?;
+                experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
+            },
+            move |exp| hub.publish_run(exp),
+        )
         .await?;
     Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
 }
@@ -448,16 +460,20 @@ async fn delete_experiment(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Reply<Deleted>> {
-    let deleted = state
+    let hub = state.live.clone();
+    let exp = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Owner)?;
-            experiments::delete(tx, exp.rowid)?;
-            Ok(exp.id)
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Owner)?;
+                experiments::delete(tx, exp.rowid)?;
+                Ok(exp)
+            },
+            move |exp| hub.publish_deleted(&exp.workspace_id, &exp.id),
+        )
         .await?;
     Ok(ok(Deleted {
-        id: deleted,
+        id: exp.id,
         deleted: true,
     }))
 }
