@@ -345,6 +345,13 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Owner,
         },
         Endpoint {
+            method: "POST",
+            // Deleting needs the most; tag, untag and move are in tests/bulk.rs.
+            path: |_, _| "/api/experiments/bulk".into(),
+            body: |f, _| Some(json!({"ids": [f.exp], "action": "delete"})),
+            needs: Needs::Owner,
+        },
+        Endpoint {
             method: "DELETE",
             path: |f, _| format!("/api/workspaces/{}", f.ws),
             body: none,
@@ -448,7 +455,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 27 * 8);
+    assert_eq!(checked, 28 * 8);
 }
 
 #[test]

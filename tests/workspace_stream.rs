@@ -142,6 +142,19 @@ fn a_viewer_sees_a_run_arrive_progress_change_and_go_without_polling() {
         (&json!("warmup 5"), &json!(["baseline"]))
     );
 
+    // Moved to another workspace, it leaves this table; moved back, it comes back.
+    let elsewhere = server.workspace(&owner, "archive");
+    for (to, expected) in [(&elsewhere, "deleted"), (&ws, "run")] {
+        let r = server.post(
+            "/api/experiments/bulk",
+            &owner.auth(),
+            json!({"ids": [exp], "action": "move", "workspace_id": to}),
+        );
+        assert_eq!(r.data(), json!({"changed": 1}), "{}", r.text);
+        let (event, data) = next(&mut sse);
+        assert_eq!((event.as_str(), &data["id"]), (expected, &json!(exp)));
+    }
+
     // It is deleted: the row goes.
     let r = server.call(
         "DELETE",

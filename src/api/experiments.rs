@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_experiments, create_experiment))
         .routes(routes!(batch_experiments))
+        .routes(routes!(bulk_experiments))
         .routes(routes!(
             get_experiment,
             update_experiment,
@@ -37,6 +38,8 @@ const MAX_HYPERPARAMS: usize = 1000;
 const MAX_TAGS: usize = 100;
 const MAX_DESCRIPTION: usize = 10_000;
 const MAX_BATCH_IDS: usize = 1000;
+/// The most runs one bulk change names.
+pub const MAX_BULK_IDS: usize = 1000;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ExperimentOut {
@@ -511,6 +514,187 @@ async fn batch_experiments(
         .into_iter()
         .map(|e| ExperimentOut::new(e, &base))
         .collect()))
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum BulkAction {
+    /// Delete the runs (OWNER of each run's workspace).
+    Delete,
+    /// Add `tags` to each run (EDITOR).
+    Tag,
+    /// Remove `tags` from each run (EDITOR).
+    Untag,
+    /// Move the runs, with everything under them, to `workspace_id` (EDITOR on each run's
+    /// workspace and on the destination).
+    Move,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct BulkBody {
+    /// At most 1,000 experiment ids; a repeated id counts once.
+    #[serde(deserialize_with = "super::at_most::<_, _, MAX_BULK_IDS>")]
+    ids: Vec<String>,
+    action: BulkAction,
+    /// For tag and untag.
+    #[schema(value_type = Option<Vec<String>>)]
+    tags: Option<Value>,
+    /// For move: the destination.
+    #[serde(alias = "workspaceId")]
+    workspace_id: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct BulkDone {
+    /// Runs changed (a tag a run already had, or a move to where it is, changes nothing).
+    changed: usize,
+}
+
+/// What a bulk change did to one run, for the workspace streams.
+enum Done {
+    /// Changed, or moved in: as it is now.
+    Run(Experiment),
+    /// Deleted or moved out of its workspace.
+    Gone { workspace: String, id: String },
+}
+
+/// One change to many runs, all or nothing, in one transaction: every run must exist and allow
+/// the caller the action (an unknown or hidden id is a 404 for the whole request, a run whose
+/// workspace gives too weak a role a 403), or nothing changes.
+#[utoipa::path(post, path = "/experiments/bulk", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = BulkBody, responses((status = 200, body = Envelope<BulkDone>), Errors))]
+async fn bulk_experiments(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<BulkBody>,
+) -> Result<Reply<BulkDone>> {
+    let mut ids: Vec<String> = Vec::with_capacity(body.ids.len());
+    for raw in &body.ids {
+        let id = parse_id(raw, "experiment")?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let action = body.action;
+    let tags: Vec<String> = match action {
+        BulkAction::Tag | BulkAction::Untag => {
+            let tags = clean_tags(body.tags.unwrap_or(Value::Null))?;
+            let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+            if tags.is_empty() {
+                return Err(Error::bad_request(
+                    "tag and untag need a non-empty list of tags",
+                ));
+            }
+            tags
+        }
+        _ => vec![],
+    };
+    let destination = match action {
+        BulkAction::Move => Some(parse_id(
+            body.workspace_id.as_deref().unwrap_or(""),
+            "workspace",
+        )?),
+        _ => None,
+    };
+    let hub = state.live.clone();
+    let done = state
+        .db
+        .write_then(
+            move |tx| {
+                let now = now_ms();
+                if let Some(dest) = &destination {
+                    require_role(tx, dest, &user.id, Role::Editor)?;
+                }
+                let needed = match action {
+                    BulkAction::Delete => Role::Owner,
+                    _ => Role::Editor,
+                };
+                // Every run is checked before any is changed: a refusal leaves them all as
+                // they were (the transaction is dropped, too).
+                let runs = ids
+                    .iter()
+                    .map(|id| authorize(tx, id, &user.id, needed))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut done = Vec::with_capacity(runs.len());
+                for exp in runs {
+                    match action {
+                        BulkAction::Delete => {
+                            experiments::delete(tx, exp.rowid)?;
+                            done.push(Done::Gone {
+                                workspace: exp.workspace_id,
+                                id: exp.id,
+                            });
+                        }
+                        BulkAction::Tag | BulkAction::Untag => {
+                            let mut now_tags: Vec<String> =
+                                serde_json::from_str(&exp.tags).unwrap_or_default();
+                            let before = now_tags.len();
+                            if action == BulkAction::Tag {
+                                for t in &tags {
+                                    if !now_tags.contains(t) {
+                                        now_tags.push(t.clone());
+                                    }
+                                }
+                                if now_tags.len() > MAX_TAGS {
+                                    return Err(Error::bad_request(format!(
+                                        "run '{}' would have more than {MAX_TAGS} tags",
+                                        exp.name
+                                    )));
+                                }
+                            } else {
+                                now_tags.retain(|t| !tags.contains(t));
+                            }
+                            if now_tags.len() == before {
+                                continue;
+                            }
+                            let json = serde_json::to_string(&now_tags)
+                                .map_err(|e| Error::Internal(format!("tags: {e}")))?;
+                            let changes = Changes {
+                                name: None,
+                                description: None,
+                                hyperparams: None,
+                                tags: Some(&json),
+                            };
+                            experiments::update(tx, exp.rowid, &changes, now)?;
+                            let exp = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(exp));
+                        }
+                        BulkAction::Move => {
+                            let dest = destination.as_deref().unwrap_or_default();
+                            if exp.workspace_id == dest {
+                                continue;
+                            }
+                            experiments::move_to(tx, exp.rowid, dest, now)?;
+                            done.push(Done::Gone {
+                                workspace: exp.workspace_id,
+                                id: exp.id.clone(),
+                            });
+                            let moved = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(moved));
+                        }
+                    }
+                }
+                Ok(done)
+            },
+            move |done| {
+                for d in done {
+                    match d {
+                        Done::Run(exp) => hub.publish_run(exp),
+                        Done::Gone { workspace, id } => hub.publish_deleted(workspace, id),
+                    }
+                }
+            },
+        )
+        .await?;
+    let changed = done.iter().filter(|d| match d {
+        // A move is a Gone and a Run: count it once.
+        Done::Run(_) => action != BulkAction::Move,
+        Done::Gone { .. } => true,
+    });
+    Ok(ok(BulkDone {
+        changed: changed.count(),
+    }))
 }
 
 fn clean_description(raw: Option<String>) -> Result<Option<String>> {
