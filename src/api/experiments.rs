@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_experiments, create_experiment))
         .routes(routes!(batch_experiments))
+        .routes(routes!(bulk_experiments))
         .routes(routes!(
             get_experiment,
             update_experiment,
@@ -46,6 +47,8 @@ const MAX_BATCH_IDS: usize = 1000;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// ...and this many keys at its top level.
 const MAX_METADATA_KEYS: usize = 200;
+/// The most runs one bulk change names.
+pub const MAX_BULK_IDS: usize = 1000;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ExperimentOut {
@@ -362,44 +365,52 @@ async fn create_experiment(
         .transpose()?;
     let client_id = body.id.map(|id| parse_id(&id, "experiment")).transpose()?;
 
+    let hub = state.live.clone();
     let (exp, is_new) = state
         .db
-        .write(move |tx| {
-            let now = now_ms();
-            if let Some(id) = &client_id
-                && let Some(existing) = experiments::get(tx, id)?
-            {
-                // The same user creating the same id again is a retry: answer with what exists.
-                let mine = existing.created_by.as_deref() == Some(user.id.as_str())
-                    && workspaces::role_of(tx, &existing.workspace_id, &user.id)?.is_some();
-                return if mine {
-                    Ok((existing, false))
-                } else {
-                    Err(Error::Conflict(
-                        "an experiment with this id already exists".into(),
-                    ))
-                };
-            }
-            let workspace_id = match workspace {
-                Some(ws) => {
-                    require_role(tx, &ws, &user.id, Role::Editor)?;
-                    ws
+        .write_then(
+            move |tx| {
+                let now = now_ms();
+                if let Some(id) = &client_id
+                    && let Some(existing) = experiments::get(tx, id)?
+                {
+                    // The same user creating the same id again is a retry: answer with what exists.
+                    let mine = existing.created_by.as_deref() == Some(user.id.as_str())
+                        && workspaces::role_of(tx, &existing.workspace_id, &user.id)?.is_some();
+                    return if mine {
+                        Ok((existing, false))
+                    } else {
+                        Err(Error::Conflict(
+                            "an experiment with this id already exists".into(),
+                        ))
+                    };
                 }
-                None => workspaces::personal(tx, &user.id, now)?,
-            };
-            let id = client_id.unwrap_or_else(crate::store::new_id);
-            let new = NewExperiment {
-                id: &id,
-                workspace_id: &workspace_id,
-                created_by: &user.id,
-                name: &name,
-                description: description.as_deref(),
-                hyperparams: &hyperparams,
-                tags: &tags,
-                metadata: &metadata,
-            };
-            Ok((experiments::create(tx, &new, now)?, true))
-        })
+                let workspace_id = match workspace {
+                    Some(ws) => {
+                        require_role(tx, &ws, &user.id, Role::Editor)?;
+                        ws
+                    }
+                    None => workspaces::personal(tx, &user.id, now)?,
+                };
+                let id = client_id.unwrap_or_else(crate::store::new_id);
+                let new = NewExperiment {
+                    id: &id,
+                    workspace_id: &workspace_id,
+                    created_by: &user.id,
+                    name: &name,
+                    description: description.as_deref(),
+                    hyperparams: &hyperparams,
+                    tags: &tags,
+                    metadata: &metadata,
+                };
+                Ok((experiments::create(tx, &new, now)?, true))
+            },
+            move |(exp, is_new)| {
+                if *is_new {
+                    hub.publish_run(exp);
+                }
+            },
+        )
         .await?;
     let out = ExperimentOut::new(exp, &state.public_url(&headers));
     Ok(if is_new { created(out) } else { ok(out) })
@@ -491,20 +502,24 @@ async fn update(
     let hyperparams = body.hyperparams.map(clean_hyperparams).transpose()?;
     let tags = body.tags.map(clean_tags).transpose()?;
     let metadata = body.metadata.map(clean_metadata).transpose()?;
+    let hub = state.live.clone();
     let exp = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-            let changes = Changes {
-                name: name.as_deref(),
-                description: description.as_ref().map(|d| d.as_deref()),
-                hyperparams: hyperparams.as_deref(),
-                tags: tags.as_deref(),
-                metadata: metadata.as_deref(),
-            };
-            experiments::update(tx, exp.rowid, &changes, now_ms())?;
-            experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+                let changes = Changes {
+                    name: name.as_deref(),
+                    description: description.as_ref().map(|d| d.as_deref()),
+                    hyperparams: hyperparams.as_deref(),
+                    tags: tags.as_deref(),
+                    metadata: metadata.as_deref(),
+                };
+                experiments::update(tx, exp.rowid, &changes, now_ms())?;
+                experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
+            },
+            move |exp| hub.publish_run(exp),
+        )
         .await?;
     Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
 }
@@ -515,16 +530,20 @@ async fn delete_experiment(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Reply<Deleted>> {
-    let deleted = state
+    let hub = state.live.clone();
+    let exp = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Owner)?;
-            experiments::delete(tx, exp.rowid)?;
-            Ok(exp.id)
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Owner)?;
+                experiments::delete(tx, exp.rowid)?;
+                Ok(exp)
+            },
+            move |exp| hub.publish_deleted(&exp.workspace_id, &exp.id),
+        )
         .await?;
     Ok(ok(Deleted {
-        id: deleted,
+        id: exp.id,
         deleted: true,
     }))
 }
@@ -599,9 +618,10 @@ async fn finish(
 }
 
 /// Called after the write that changed a run's state (a heartbeat that brought it back, a
-/// finish), with the run as committed. Issue 12: the workspace live stream (branch `live`)
-/// publishes its `run` event from here.
-fn run_state_changed(_state: &AppState, _run: &Experiment) {}
+/// finish), with the run as committed: the workspace's live streams get its `run` event.
+fn run_state_changed(state: &AppState, run: &Experiment) {
+    state.live.publish_run(run);
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct BatchBody {
@@ -636,6 +656,188 @@ async fn batch_experiments(
         .into_iter()
         .map(|e| ExperimentOut::new(e, &base))
         .collect()))
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum BulkAction {
+    /// Delete the runs (OWNER of each run's workspace).
+    Delete,
+    /// Add `tags` to each run (EDITOR).
+    Tag,
+    /// Remove `tags` from each run (EDITOR).
+    Untag,
+    /// Move the runs, with everything under them, to `workspace_id` (EDITOR on each run's
+    /// workspace and on the destination).
+    Move,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct BulkBody {
+    /// At most 1,000 experiment ids; a repeated id counts once.
+    #[serde(deserialize_with = "super::at_most::<_, _, MAX_BULK_IDS>")]
+    ids: Vec<String>,
+    action: BulkAction,
+    /// For tag and untag.
+    #[schema(value_type = Option<Vec<String>>)]
+    tags: Option<Value>,
+    /// For move: the destination.
+    #[serde(alias = "workspaceId")]
+    workspace_id: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct BulkDone {
+    /// Runs changed (a tag a run already had, or a move to where it is, changes nothing).
+    changed: usize,
+}
+
+/// What a bulk change did to one run, for the workspace streams.
+enum Done {
+    /// Changed, or moved in: as it is now.
+    Run(Experiment),
+    /// Deleted or moved out of its workspace.
+    Gone { workspace: String, id: String },
+}
+
+/// One change to many runs, all or nothing, in one transaction: every run must exist and allow
+/// the caller the action (an unknown or hidden id is a 404 for the whole request, a run whose
+/// workspace gives too weak a role a 403), or nothing changes.
+#[utoipa::path(post, path = "/experiments/bulk", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = BulkBody, responses((status = 200, body = Envelope<BulkDone>), Errors))]
+async fn bulk_experiments(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<BulkBody>,
+) -> Result<Reply<BulkDone>> {
+    let mut ids: Vec<String> = Vec::with_capacity(body.ids.len());
+    for raw in &body.ids {
+        let id = parse_id(raw, "experiment")?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let action = body.action;
+    let tags: Vec<String> = match action {
+        BulkAction::Tag | BulkAction::Untag => {
+            let tags = clean_tags(body.tags.unwrap_or(Value::Null))?;
+            let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+            if tags.is_empty() {
+                return Err(Error::bad_request(
+                    "tag and untag need a non-empty list of tags",
+                ));
+            }
+            tags
+        }
+        _ => vec![],
+    };
+    let destination = match action {
+        BulkAction::Move => Some(parse_id(
+            body.workspace_id.as_deref().unwrap_or(""),
+            "workspace",
+        )?),
+        _ => None,
+    };
+    let hub = state.live.clone();
+    let done = state
+        .db
+        .write_then(
+            move |tx| {
+                let now = now_ms();
+                if let Some(dest) = &destination {
+                    require_role(tx, dest, &user.id, Role::Editor)?;
+                }
+                let needed = match action {
+                    BulkAction::Delete => Role::Owner,
+                    _ => Role::Editor,
+                };
+                // Every run is checked before any is changed: a refusal leaves them all as
+                // they were (the transaction is dropped, too).
+                let runs = ids
+                    .iter()
+                    .map(|id| authorize(tx, id, &user.id, needed))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut done = Vec::with_capacity(runs.len());
+                for exp in runs {
+                    match action {
+                        BulkAction::Delete => {
+                            experiments::delete(tx, exp.rowid)?;
+                            done.push(Done::Gone {
+                                workspace: exp.workspace_id,
+                                id: exp.id,
+                            });
+                        }
+                        BulkAction::Tag | BulkAction::Untag => {
+                            let mut now_tags: Vec<String> =
+                                serde_json::from_str(&exp.tags).unwrap_or_default();
+                            let before = now_tags.len();
+                            if action == BulkAction::Tag {
+                                for t in &tags {
+                                    if !now_tags.contains(t) {
+                                        now_tags.push(t.clone());
+                                    }
+                                }
+                                if now_tags.len() > MAX_TAGS {
+                                    return Err(Error::bad_request(format!(
+                                        "run '{}' would have more than {MAX_TAGS} tags",
+                                        exp.name
+                                    )));
+                                }
+                            } else {
+                                now_tags.retain(|t| !tags.contains(t));
+                            }
+                            if now_tags.len() == before {
+                                continue;
+                            }
+                            let json = serde_json::to_string(&now_tags)
+                                .map_err(|e| Error::Internal(format!("tags: {e}")))?;
+                            let changes = Changes {
+                                name: None,
+                                description: None,
+                                hyperparams: None,
+                                tags: Some(&json),
+                                metadata: None,
+                            };
+                            experiments::update(tx, exp.rowid, &changes, now)?;
+                            let exp = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(exp));
+                        }
+                        BulkAction::Move => {
+                            let dest = destination.as_deref().unwrap_or_default();
+                            if exp.workspace_id == dest {
+                                continue;
+                            }
+                            experiments::move_to(tx, exp.rowid, dest, now)?;
+                            done.push(Done::Gone {
+                                workspace: exp.workspace_id,
+                                id: exp.id.clone(),
+                            });
+                            let moved = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(moved));
+                        }
+                    }
+                }
+                Ok(done)
+            },
+            move |done| {
+                for d in done {
+                    match d {
+                        Done::Run(exp) => hub.publish_run(exp),
+                        Done::Gone { workspace, id } => hub.publish_deleted(workspace, id),
+                    }
+                }
+            },
+        )
+        .await?;
+    let changed = done.iter().filter(|d| match d {
+        // A move is a Gone and a Run: count it once.
+        Done::Run(_) => action != BulkAction::Move,
+        Done::Gone { .. } => true,
+    });
+    Ok(ok(BulkDone {
+        changed: changed.count(),
+    }))
 }
 
 fn clean_description(raw: Option<String>) -> Result<Option<String>> {

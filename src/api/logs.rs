@@ -22,7 +22,9 @@ use super::{Json, Path, Reply, created};
 use crate::auth::AuthUser;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::live::Progress;
 use crate::server::{AppState, MAX_DOWNLOADS};
+use crate::store::experiments::Experiment;
 use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
 use crate::time::{now_ms, rfc3339};
@@ -222,7 +224,7 @@ async fn store(
         Inserted {
             inserted, skipped, ..
         },
-        _,
+        ..,
     ) = state
         .db
         .write_then(
@@ -238,9 +240,12 @@ async fn store(
                         skipped: logs.len(),
                         ..Inserted::default()
                     };
-                    return Ok((skipped, None));
+                    return Ok((skipped, None, None));
                 }
                 let done = logs::insert(tx, &exp, &logs, now)?;
+                let progress = hub
+                    .workspace_watched(&exp.workspace_id)
+                    .then(|| progress(&exp, &logs, &done, now));
                 // Decided inside the write transaction: a stream that subscribes later fences
                 // on the writer and then finds this batch in the database instead (see
                 // api::stream).
@@ -259,18 +264,35 @@ async fn store(
                         .collect::<Vec<_>>();
                     (exp.rowid, batch)
                 });
-                Ok((done, live))
+                Ok((done, live, progress))
             },
             // After the commit (a watcher never sees a point that could vanish) and before the
             // writer is free: batches reach streams in commit order, which is id order.
-            move |(_, live)| {
+            move |(_, live, progress)| {
                 if let Some((rowid, batch)) = live.as_ref().filter(|(_, b)| !b.is_empty()) {
                     publisher.publish(*rowid, super::stream::publishable(batch.clone()));
+                }
+                if let Some(p) = progress.as_ref().filter(|p| !p.is_empty()) {
+                    publisher.publish_progress(p.clone());
                 }
             },
         )
         .await?;
     Ok(created(Stored { inserted, skipped }))
+}
+
+/// What a stored batch tells a workspace's streams: the last step and value of each series it
+/// stored points in (skipped duplicates tell nothing).
+fn progress(exp: &Experiment, logs: &[NewLog], done: &Inserted, now: i64) -> Progress {
+    let mut p = Progress::new(exp.workspace_id.clone(), exp.id.clone(), now);
+    for &(i, _) in &done.stored {
+        let log = &logs[i];
+        match (log.kind, log.step) {
+            (Kind::Metric, Some(step)) => p.metric(&log.name, step, log.value),
+            _ => p.result(&log.name, log.value),
+        }
+    }
+    p
 }
 
 #[utoipa::path(post, path = "/experiments/{id}/logs/batch", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = BatchIn, responses((status = 201, body = Envelope<Stored>), Errors))]

@@ -264,6 +264,14 @@ pub fn finish(conn: &Connection, rowid: i64, end: EndState, now: i64) -> Result<
     Ok(())
 }
 
+/// Moves an experiment to another workspace. Its series, points and metadata hang off the
+/// experiment, not the workspace, so they all go with it.
+pub fn move_to(conn: &Connection, rowid: i64, workspace_id: &str, now: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE experiments SET workspace_id = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![rowid, workspace_id, now])?;
+    Ok(())
+}
+
 /// Deletes an experiment; foreign keys cascade to its series, logs and metadata.
 pub fn delete(conn: &Connection, rowid: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM experiments WHERE id = ?1")?
