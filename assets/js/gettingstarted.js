@@ -10,7 +10,7 @@ export function snippetText(workspaceId, origin = location.origin) {
     'python3 -m venv .venv && . .venv/bin/activate',
     `pip install ${origin}/sdk/tora.whl`,
     `export TORA_BASE_URL=${origin}/api`,
-    'export TORA_API_KEY=tora_sk_...   # create one in Settings',
+    'export TORA_API_KEY=tora_sk_...   # your API key, from the settings page',
     "python3 - <<'EOF'",
     'import tora',
     `tora.setup("first-run", workspace_id="${workspaceId}", hyperparams={"lr": 0.01})`,
@@ -48,8 +48,8 @@ export function firstRun(workspaceId, canWrite) {
       ? [
         h('p', {}, 'Log the first one from any machine that can reach this server: paste this into a terminal.'),
         copyable(snippetText(workspaceId)),
-        h('p', { class: 'small' }, 'It needs an API key: ', h('a', { href: '/settings' }, 'create an API key in Settings'),
-          ' and put it in ', h('code', {}, 'TORA_API_KEY'), '. Runs appear here as they start, without a reload.'),
+        h('p', { class: 'small' }, 'It needs an API key: ', h('a', { href: '/settings', class: 'key-link' }, 'create an API key'),
+          ' (on the settings page) and put it in ', h('code', {}, 'TORA_API_KEY'), '. Runs appear here as they start, without a reload.'),
       ]
       : h('p', {}, 'You are a viewer here: runs appear as the workspace\u2019s editors log them.'));
 }

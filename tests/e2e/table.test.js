@@ -86,7 +86,7 @@ test('a researcher reads a grid search in the run table', async (t) => {
     assert.equal(python.length, 4, `a 4-line Python example: ${python.join(' | ')}`);
     await page.getByRole('button', { name: 'Copy the snippet' }).click();
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), snippet);
-    await page.getByRole('link', { name: 'create an API key in Settings' }).click();
+    await page.getByRole('link', { name: 'create an API key' }).click();
     await page.waitForURL('**/settings');
     await page.getByRole('button', { name: 'Create key' }).waitFor();
   });
