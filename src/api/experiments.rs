@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_experiments, create_experiment))
         .routes(routes!(batch_experiments))
         .routes(routes!(bulk_experiments))
+        .routes(routes!(export_table))
         .routes(routes!(
             get_experiment,
             update_experiment,
@@ -695,6 +696,188 @@ async fn bulk_experiments(
     Ok(ok(BulkDone {
         changed: changed.count(),
     }))
+}
+
+/// The most runs one table export holds.
+pub const MAX_EXPORT_RUNS: usize = 10_000;
+/// The most columns of each kind (hyperparameters, results, metrics) one table export holds.
+pub const MAX_EXPORT_COLUMNS: usize = 2_000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ExportQuery {
+    /// A filter in the query language, as for the run table.
+    q: Option<String>,
+    /// As for the run table; default -created.
+    sort: Option<String>,
+}
+
+/// A run's state, end and duration for the table export.
+// Schema v3 has no heartbeats or ends, so every run is one whose client never sent either (as
+// tora==0.0.12's): running while active within 5 minutes, else finished at its last activity.
+// Issue 12's run state (branch `runs`) replaces this with `run_state::Activity` at merge.
+fn run_times(e: &Experiment, now: i64) -> (&'static str, Option<i64>, i64) {
+    const STALE_MS: i64 = 5 * 60 * 1000;
+    let active_at = e.created_at.max(e.last_log_at.unwrap_or(i64::MIN));
+    let ended_at = (now - active_at > STALE_MS).then_some(active_at);
+    let state = if ended_at.is_some() {
+        "finished"
+    } else {
+        "running"
+    };
+    let duration = (ended_at.unwrap_or(now) - e.created_at).max(0);
+    (state, ended_at, duration)
+}
+
+/// One run as a CSV row, its cells in the order of `columns`.
+fn export_row(
+    e: &Experiment,
+    all: &[Series],
+    columns: &experiments::Columns,
+    now: i64,
+) -> Vec<String> {
+    let (state, ended_at, duration_ms) = run_times(e, now);
+    let tags: Vec<String> = serde_json::from_str(&e.tags).unwrap_or_default();
+    let mut row = vec![
+        e.id.clone(),
+        super::spreadsheet_safe(&e.name).into_owned(),
+        state.to_string(),
+        rfc3339(e.created_at),
+        ended_at.map(rfc3339).unwrap_or_default(),
+        format!("{:.3}", duration_ms as f64 / 1000.0),
+        super::spreadsheet_safe(&tags.join(";")).into_owned(),
+    ];
+    let hyperparams: Vec<Value> = serde_json::from_str(&e.hyperparams).unwrap_or_default();
+    let hp: BTreeMap<&str, &Value> = hyperparams
+        .iter()
+        .filter_map(|h| Some((h.get("key")?.as_str()?, h.get("value")?)))
+        .collect();
+    row.extend(
+        columns
+            .hyperparams
+            .iter()
+            .map(|k| match hp.get(k.as_str()) {
+                Some(Value::String(text)) => super::spreadsheet_safe(text).into_owned(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            }),
+    );
+    let last = |kind: Kind, name: &str| {
+        all.iter()
+            .find(|s| s.kind == kind && s.name == name)
+            .and_then(|s| s.last_value)
+            // Debug formatting: shortest round-trip digits, and NaN / inf / -inf (as the points CSV).
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default()
+    };
+    row.extend(columns.results.iter().map(|n| last(Kind::Result, n)));
+    row.extend(columns.metrics.iter().map(|n| last(Kind::Metric, n)));
+    row
+}
+
+/// The run table as CSV: the runs `q` matches, in `sort` order, with `id, name, state,
+/// created_at, ended_at, duration_s, tags` (joined by `;`), then `hp.KEY` for every
+/// hyperparameter, `result.NAME` for every result and `metric.NAME` (its last value) for every
+/// metric among them. At most 10,000 runs and 2,000 columns of each kind (400 past either);
+/// text cells that a spreadsheet would run as a formula start with `'`. Streamed, 50 runs a
+/// read.
+#[utoipa::path(get, path = "/workspaces/{id}/experiments.csv", tag = "experiments", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ExportQuery),
+    responses((status = 200, description = "the matching runs, one a row", content_type = "text/csv", body = String), Errors))]
+async fn export_table(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<axum::response::Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let id = parse_id(&id, "workspace")?;
+    let sort = query::parse_sort(q.sort.as_deref().unwrap_or("-created"))?;
+    let (ws, walk_sort) = (id.clone(), sort.clone());
+    let (name, columns, filter) = state
+        .db
+        .read(move |c| {
+            let workspace = workspaces::get_for(c, &ws, &user.id)?
+                .ok_or_else(|| Error::not_found("workspace"))?;
+            // Parsed only once the caller may read the workspace, as for the run table.
+            let filter =
+                q.q.as_deref()
+                    .filter(|f| !f.trim().is_empty())
+                    .map(query::parse)
+                    .transpose()?;
+            let total = experiments::page(c, &ws, filter.as_ref(), &sort, Some(1), None)?.total;
+            if total > MAX_EXPORT_RUNS as i64 {
+                return Err(Error::bad_request(format!(
+                    "{total} runs match; an export holds at most {MAX_EXPORT_RUNS}: narrow it with q"
+                )));
+            }
+            let columns = experiments::columns(c, &ws, filter.as_ref(), MAX_EXPORT_COLUMNS)?;
+            for (kind, names) in [
+                ("hyperparameters", &columns.hyperparams),
+                ("results", &columns.results),
+                ("metrics", &columns.metrics),
+            ] {
+                if names.len() > MAX_EXPORT_COLUMNS {
+                    return Err(Error::bad_request(format!(
+                        "the matching runs have more than {MAX_EXPORT_COLUMNS} {kind}, the most an export has columns for: narrow it with q"
+                    )));
+                }
+            }
+            Ok((workspace.name, columns, filter))
+        })
+        .await?;
+    let place = super::logs::download_place(&state)?;
+    let mut head = csv::Writer::from_writer(Vec::new());
+    let fixed = [
+        "id",
+        "name",
+        "state",
+        "created_at",
+        "ended_at",
+        "duration_s",
+        "tags",
+    ];
+    let named = |prefix: &str, names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| super::spreadsheet_safe(&format!("{prefix}{n}")).into_owned())
+            .collect()
+    };
+    let header: Vec<String> = fixed
+        .iter()
+        .map(|f| f.to_string())
+        .chain(named("hp.", &columns.hyperparams))
+        .chain(named("result.", &columns.results))
+        .chain(named("metric.", &columns.metrics))
+        .collect();
+    // Writing to a Vec cannot fail.
+    let _ = head.write_record(&header);
+    let head = head.into_inner().unwrap_or_default();
+    let now = now_ms();
+    let render = move |page: Vec<(Experiment, Vec<Series>)>, out: &mut Vec<u8>| {
+        let mut csv = csv::Writer::from_writer(out);
+        for (e, all) in page {
+            let _ = csv.write_record(export_row(&e, &all, &columns, now));
+        }
+        let _ = csv.flush();
+    };
+    let walk = experiments::Export::new(id, filter, walk_sort, MAX_EXPORT_RUNS);
+    let body = super::logs::paged(state.db.clone(), place, walk, head, "", render);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}-runs.csv\"",
+                    super::file_name(&name)
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 fn clean_description(raw: Option<String>) -> Result<Option<String>> {
