@@ -228,6 +228,24 @@ fn only_members_may_watch_and_a_token_opens_only_its_workspace() {
     assert_eq!(r.status, 200, "{}", r.text);
     server.experiment(&owner, "after-removal", Some(&ws));
     assert!(sse.next().is_none(), "the stream ended");
+
+    // A deleted workspace's streams end; reconnecting finds it gone.
+    let mut sse = watch(&server, &owner, &ws);
+    let r = server.call(
+        "DELETE",
+        &format!("/api/workspaces/{ws}"),
+        &owner.auth(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(sse.next().is_none(), "the stream ended");
+    server
+        .post(
+            &format!("/api/workspaces/{ws}/stream-token"),
+            &owner.auth(),
+            json!({}),
+        )
+        .expect_error(404);
 }
 
 #[test]
