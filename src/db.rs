@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
     (
         3,
         include_str!("../migrations/0003_invitation_links.sql"),
+        sql_only,
+    ),
+    (
+        4,
+        include_str!("../migrations/0004_run_state.sql"),
         sql_only,
     ),
 ];
@@ -557,6 +562,59 @@ mod tests {
         assert_eq!(token, None, "an old invitation has no link");
     }
 
+    /// Tables, columns (type, NOT NULL, default, key) and indexes, in a comparable form.
+    fn layout(conn: &Connection) -> Vec<String> {
+        let objects: Vec<(String, String)> = conn
+            .prepare(
+                "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let mut out = Vec::new();
+        for (kind, name) in objects {
+            out.push(format!("{kind} {name}"));
+            let pragma = if kind == "table" {
+                "table_info"
+            } else {
+                "index_info"
+            };
+            let mut columns = conn
+                .prepare(&format!("SELECT * FROM pragma_{pragma}(?1)"))
+                .unwrap();
+            let count = columns.column_count();
+            let rows = columns
+                .query_map([&name], |r| {
+                    (0..count)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .unwrap();
+            for row in rows {
+                out.push(format!("  {}", row.unwrap().join(" ")));
+            }
+        }
+        out
+    }
+
+    /// `schema.sql` and the migrations agree: a file brought up from version 1 has the tables,
+    /// columns and indexes of a fresh one.
+    #[test]
+    fn an_upgraded_file_has_the_layout_of_a_fresh_one() {
+        let mut old = Connection::open_in_memory().unwrap();
+        old.execute_batch(CONNECTION_PRAGMAS).unwrap();
+        old.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
+            .unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut old).unwrap();
+        assert_eq!(layout(&old), layout(&memory()));
+    }
+
     /// A file written by the previous Tora (schema 1: one `logs` row per point) opens with every
     /// point, id, msg_id and value intact, and takes new points after them.
     #[test]
@@ -568,16 +626,13 @@ mod tests {
         conn.pragma_update(None, "user_version", 1).unwrap();
         let u = users::create(&conn, "old@lab.org", "h", 0).unwrap();
         let ws = workspaces::personal(&conn, &u.id, 0).unwrap();
-        let new = experiments::NewExperiment {
-            id: "00000000-0000-4000-8000-000000000002",
-            workspace_id: &ws,
-            created_by: &u.id,
-            name: "old run",
-            description: None,
-            hyperparams: "[]",
-            tags: "[]",
-        };
-        let exp = experiments::create(&conn, &new, 0).unwrap();
+        // As version 1 made it: without the run-state columns of version 4.
+        conn.execute(
+            "INSERT INTO experiments (id, uuid, workspace_id, created_by, name, created_at, updated_at)
+               VALUES (7, '00000000-0000-4000-8000-000000000002', ?1, ?2, 'old run', 0, 0)",
+            [&ws, &u.id],
+        )
+        .unwrap();
         // What version 1 wrote: "loss" in step order with UUID msg_ids and a NaN (NULL), "acc"
         // with a late lower step and text msg_ids, one result with metadata.
         conn.execute_batch(&format!(
@@ -586,7 +641,7 @@ mod tests {
                       (3, {e}, 1, 'best', 1, NULL, 1, 5);
              INSERT INTO log_metadata VALUES ({e}, 304, '{{\"type\":\"result\",\"epoch\":3}}');
              UPDATE experiments SET next_seq = 305 WHERE id = {e};",
-            e = exp.rowid
+            e = 7
         ))
         .unwrap();
         let mut insert = conn
@@ -629,6 +684,23 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        let exp = experiments::get(&conn, "00000000-0000-4000-8000-000000000002")
+            .unwrap()
+            .expect("the old run is there");
+        assert_eq!(exp.rowid, 7);
+        // Version 4: an old run has no heartbeat and no end, and empty metadata; quiet since
+        // long before the upgrade, it reads as finished when its series last changed (t = 5).
+        assert_eq!(exp.metadata, "{}");
+        assert_eq!(
+            (exp.heartbeat_at, exp.ended_at, exp.end_state),
+            (None, None, None)
+        );
+        let now = crate::time::now_ms();
+        assert_eq!(
+            exp.activity().state(now),
+            crate::run_state::RunState::Finished
+        );
+        assert_eq!(exp.activity().ended_at(now), Some(5));
         let old_table: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'logs'",

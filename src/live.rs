@@ -720,9 +720,13 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let rx = hub.subscribe(1);
         let waiting = tokio::spawn(async move { rx.recv().await.is_none() });
+        let table = hub.watch_workspace("ws", "u");
+        let watching = tokio::spawn(async move { table.recv().await.is_none() });
         tokio::task::yield_now().await;
         hub.shut_down();
         assert!(waiting.await.unwrap(), "the waiting stream ends");
+        assert!(watching.await.unwrap(), "the workspace stream ends");
+        assert!(!hub.watch_workspace("ws", "u").is_open());
         let late = hub.subscribe(1);
         assert!(!late.is_open() && hub.is_shut());
         assert!(late.recv().await.is_none());
