@@ -793,4 +793,26 @@ mod tests {
         let after = tokio::time::timeout(Duration::from_millis(1500), rx.recv()).await;
         assert!(after.is_err(), "no progress follows the run's deletion");
     }
+
+    #[test]
+    fn a_progress_notice_names_at_most_1000_series_of_each_kind() {
+        let mut p = Progress::new("ws".into(), "a".into(), 0);
+        for i in 0..=MAX_PROGRESS_SERIES {
+            p.metric(&format!("m{i:04}").into(), 1, 0.5);
+            p.result(&format!("r{i:04}").into(), 0.5);
+        }
+        assert_eq!(p.metrics.len(), MAX_PROGRESS_SERIES);
+        assert_eq!(p.results.len(), MAX_PROGRESS_SERIES);
+        // A name already there still takes its newer point.
+        p.metric(&"m0000".into(), 2, f64::INFINITY);
+        let json: serde_json::Value = serde_json::from_str(&p.json()).unwrap();
+        assert_eq!(json["truncated"], true);
+        assert_eq!(
+            json["metrics"]["m0000"],
+            serde_json::json!({"step": 2, "value": null})
+        );
+        assert!(json["metrics"].get("m1000").is_none());
+        let small = Progress::new("ws".into(), "b".into(), 0).json();
+        assert!(!small.contains("truncated"), "{small}");
+    }
 }
