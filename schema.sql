@@ -1,5 +1,5 @@
--- Tora schema, version 3: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 3. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- Tora schema, version 4: the whole current layout, applied once to a fresh database, then
+-- PRAGMA user_version = 4. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -109,7 +109,12 @@ CREATE TABLE experiments (
     tags         TEXT NOT NULL DEFAULT '[]',  -- JSON [string]
     next_seq     INTEGER NOT NULL DEFAULT 1,  -- the id the next stored log gets
     created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL
+    updated_at   INTEGER NOT NULL,
+    -- The run's state is derived from these when read (src/run_state.rs), never stored.
+    heartbeat_at INTEGER,                     -- its client's last heartbeat; NULL = never sent one
+    ended_at     INTEGER,                     -- set with end_state when its client ended it
+    end_state    TEXT CHECK (end_state IN ('finished', 'failed')),
+    metadata     TEXT NOT NULL DEFAULT '{}'   -- JSON object from the client (git, host, command...)
 );
 CREATE INDEX experiments_workspace ON experiments(workspace_id, created_at);
 

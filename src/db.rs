@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
     (
         3,
         include_str!("../migrations/0003_invitation_links.sql"),
+        sql_only,
+    ),
+    (
+        4,
+        include_str!("../migrations/0004_run_state.sql"),
         sql_only,
     ),
 ];
@@ -568,16 +573,13 @@ mod tests {
         conn.pragma_update(None, "user_version", 1).unwrap();
         let u = users::create(&conn, "old@lab.org", "h", 0).unwrap();
         let ws = workspaces::personal(&conn, &u.id, 0).unwrap();
-        let new = experiments::NewExperiment {
-            id: "00000000-0000-4000-8000-000000000002",
-            workspace_id: &ws,
-            created_by: &u.id,
-            name: "old run",
-            description: None,
-            hyperparams: "[]",
-            tags: "[]",
-        };
-        let exp = experiments::create(&conn, &new, 0).unwrap();
+        // As version 1 made it: without the run-state columns of version 4.
+        conn.execute(
+            "INSERT INTO experiments (id, uuid, workspace_id, created_by, name, created_at, updated_at)
+               VALUES (7, '00000000-0000-4000-8000-000000000002', ?1, ?2, 'old run', 0, 0)",
+            [&ws, &u.id],
+        )
+        .unwrap();
         // What version 1 wrote: "loss" in step order with UUID msg_ids and a NaN (NULL), "acc"
         // with a late lower step and text msg_ids, one result with metadata.
         conn.execute_batch(&format!(
@@ -586,7 +588,7 @@ mod tests {
                       (3, {e}, 1, 'best', 1, NULL, 1, 5);
              INSERT INTO log_metadata VALUES ({e}, 304, '{{\"type\":\"result\",\"epoch\":3}}');
              UPDATE experiments SET next_seq = 305 WHERE id = {e};",
-            e = exp.rowid
+            e = 7
         ))
         .unwrap();
         let mut insert = conn
@@ -629,6 +631,23 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        let exp = experiments::get(&conn, "00000000-0000-4000-8000-000000000002")
+            .unwrap()
+            .expect("the old run is there");
+        assert_eq!(exp.rowid, 7);
+        // Version 4: an old run has no heartbeat and no end, and empty metadata; quiet since
+        // long before the upgrade, it reads as finished when its series last changed (t = 5).
+        assert_eq!(exp.metadata, "{}");
+        assert_eq!(
+            (exp.heartbeat_at, exp.ended_at, exp.end_state),
+            (None, None, None)
+        );
+        let now = crate::time::now_ms();
+        assert_eq!(
+            exp.activity().state(now),
+            crate::run_state::RunState::Finished
+        );
+        assert_eq!(exp.activity().ended_at(now), Some(5));
         let old_table: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'logs'",

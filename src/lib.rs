@@ -29,6 +29,8 @@ pub mod live;
 pub mod mail;
 /// The experiment filter language and sort orders (pure parsing).
 pub mod query;
+/// A run's state (running, finished, failed, crashed): the one rule, derived when read.
+pub mod run_state;
 /// AppState, the router, and serving with a graceful shutdown.
 pub mod server;
 /// All SQL, one module per resource.

@@ -7,6 +7,7 @@
 //! unary   := "not" unary | primary
 //! primary := "(" or ")"
 //!          | "tag:" WORD                      experiments with that tag (case-insensitive)
+//!          | "state:" STATE                   running, finished, failed or crashed
 //!          | FIELD OP VALUE                   compare a field
 //!          | WORD | STRING                    the name contains it (case-insensitive)
 //! FIELD   := "name" | "hp." KEY | "result." NAME | "metric." NAME | KEY
@@ -25,6 +26,7 @@
 //! add no depth.
 
 use crate::error::{Error, Result};
+use crate::run_state::RunState;
 
 /// The longest query, in characters.
 pub const MAX_CHARS: usize = 2_000;
@@ -41,6 +43,8 @@ pub enum Expr {
     Or(Vec<Expr>),
     Not(Box<Expr>),
     Tag(String),
+    /// Runs in this state now (`run_state`).
+    State(RunState),
     NameContains(String),
     Compare {
         field: Field,
@@ -318,6 +322,27 @@ impl Parser {
                     _ => Err(self.error("expected a tag after 'tag:'")),
                 }
             }
+            Some(Tok::Word(w))
+                if w.eq_ignore_ascii_case("state")
+                    && self.tokens.get(self.at + 1).map(|t| &t.0) == Some(&Tok::Colon) =>
+            {
+                self.at += 2;
+                let state = match self.peek() {
+                    Some(Tok::Word(s) | Tok::Str(s)) => RunState::parse(s),
+                    _ => None,
+                };
+                match state {
+                    Some(s) => {
+                        self.at += 1;
+                        Ok(Expr::State(s))
+                    }
+                    None => {
+                        let words: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+                        let (last, rest) = words.split_last().unwrap_or((&"", &[]));
+                        Err(self.error(&format!("'state:' takes {} or {last}", rest.join(", "))))
+                    }
+                }
+            }
             Some(Tok::Word(w)) => {
                 if ["and", "or", "not"]
                     .iter()
@@ -494,6 +519,17 @@ mod tests {
             ("lr ! 3", 4, "'!' must be followed by '='"),
             ("lr < 0.1 and or", 14, "unexpected 'or'"),
             ("a & b", 3, "unexpected '&'"),
+            (
+                "state:",
+                7,
+                "'state:' takes running, finished, failed or crashed",
+            ),
+            (
+                "state:done",
+                7,
+                "'state:' takes running, finished, failed or crashed",
+            ),
+            ("lr < 1 and state:live", 18, "'state:' takes running"),
         ] {
             let msg = parse(q).unwrap_err().to_string();
             assert!(
@@ -549,6 +585,30 @@ mod tests {
             assert!(msg.starts_with("BAD_REQUEST: q"), "{msg}");
             assert!(msg.contains(says), "{}...: {msg}", &q[..20]);
         }
+    }
+
+    #[test]
+    fn state_conditions_name_one_of_the_four_states() {
+        assert_eq!(
+            parse("state:running").unwrap(),
+            Expr::State(RunState::Running)
+        );
+        assert_eq!(
+            parse("not STATE:Crashed or state:\"failed\"").unwrap(),
+            Expr::Or(vec![
+                Expr::Not(Box::new(Expr::State(RunState::Crashed))),
+                Expr::State(RunState::Failed)
+            ])
+        );
+        // Without the colon it is what it was: a hyperparameter or result named "state".
+        assert_eq!(
+            parse("state = finished").unwrap(),
+            cmp(
+                Field::Any("state".into()),
+                Op::Eq,
+                Value::Text("finished".into())
+            )
+        );
     }
 
     #[test]

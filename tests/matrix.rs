@@ -279,6 +279,24 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Editor,
         },
         Endpoint {
+            method: "PATCH",
+            path: |f, _| format!("/api/experiments/{}", f.exp),
+            body: |_, _| Some(json!({"metadata": {"host": "changed"}})),
+            needs: Needs::Editor,
+        },
+        Endpoint {
+            method: "POST",
+            path: |f, _| format!("/api/experiments/{}/heartbeat", f.exp),
+            body: none,
+            needs: Needs::Editor,
+        },
+        Endpoint {
+            method: "POST",
+            path: |f, _| format!("/api/experiments/{}/finish", f.exp),
+            body: |_, _| Some(json!({"state": "failed"})),
+            needs: Needs::Editor,
+        },
+        Endpoint {
             method: "POST",
             path: |f, _| format!("/api/experiments/{}/logs", f.exp),
             body: |_, _| Some(json!({"name": "x", "value": 1, "step": 9})),
@@ -433,7 +451,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 25 * 8);
+    assert_eq!(checked, 28 * 8);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Experiments: create, read, update, delete, and fetch several at once.
+//! Experiments: create, read, update, delete, fetch several at once, and their run state
+//! (heartbeat, finish).
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -14,6 +15,7 @@ use super::{Json, Path, Query, Reply, clean_name, created, ok, parse_id};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::query;
+use crate::run_state::{EndState, RunState};
 use crate::server::AppState;
 use crate::store::experiments::{self, Changes, Experiment, NewExperiment};
 use crate::store::logs::Kind;
@@ -29,14 +31,21 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(
             get_experiment,
             update_experiment,
+            patch_experiment,
             delete_experiment
         ))
+        .routes(routes!(heartbeat))
+        .routes(routes!(finish))
 }
 
 const MAX_HYPERPARAMS: usize = 1000;
 const MAX_TAGS: usize = 100;
 const MAX_DESCRIPTION: usize = 10_000;
 const MAX_BATCH_IDS: usize = 1000;
+/// Run metadata: at most this many bytes as compact JSON...
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// ...and this many keys at its top level.
+const MAX_METADATA_KEYS: usize = 200;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ExperimentOut {
@@ -53,6 +62,22 @@ pub struct ExperimentOut {
     url: String,
     /// A point arrived in the last minute.
     live: bool,
+    /// Derived when read: `finished`/`failed` as its client ended it; else `running` while
+    /// created, a point or a heartbeat came within 5 minutes; else `finished` for a client that
+    /// never sent heartbeats, `crashed` for one that did.
+    state: RunState,
+    /// = created_at.
+    started_at: String,
+    /// When its client ended it, or, for a run found finished or crashed by going quiet, its
+    /// last activity; null while running.
+    ended_at: Option<String>,
+    /// Its last activity: creation, its last point or its last heartbeat.
+    active_at: String,
+    /// Seconds from start to end, or to now while running.
+    duration_s: f64,
+    /// What its client recorded about it (git commit, command, host, ...): a JSON object.
+    #[schema(value_type = Object)]
+    metadata: Value,
     /// With `summary=1` on lists: results and metric summaries, for run tables.
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<RunSummary>,
@@ -60,7 +85,16 @@ pub struct ExperimentOut {
 
 impl ExperimentOut {
     pub fn new(e: Experiment, public_url: &str) -> Self {
+        let now = now_ms();
+        let activity = e.activity();
         ExperimentOut {
+            state: activity.state(now),
+            started_at: rfc3339(e.created_at),
+            ended_at: activity.ended_at(now).map(rfc3339),
+            active_at: rfc3339(activity.active_at()),
+            duration_s: activity.duration_ms(now) as f64 / 1000.0,
+            metadata: serde_json::from_str(&e.metadata)
+                .unwrap_or_else(|_| Value::Object(Default::default())),
             url: format!("{public_url}/experiments/{}", e.id),
             hyperparams: serde_json::from_str(&e.hyperparams).unwrap_or(Value::Array(vec![])),
             tags: serde_json::from_str(&e.tags).unwrap_or(Value::Array(vec![])),
@@ -69,9 +103,7 @@ impl ExperimentOut {
             description: e.description,
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
-            live: e
-                .last_log_at
-                .is_some_and(|t| t > crate::time::now_ms() - LIVE_WINDOW_MS),
+            live: e.last_log_at.is_some_and(|t| t > now - LIVE_WINDOW_MS),
             workspace_id: e.workspace_id,
             summary: None,
         }
@@ -194,6 +226,7 @@ pub async fn list_in_workspace(
         })
         .transpose()?;
     let with_summary = matches!(q.summary.as_deref(), Some("1" | "true"));
+    let now = now_ms();
     let (page, summaries) = state
         .db
         .read(move |c| {
@@ -212,6 +245,7 @@ pub async fn list_in_workspace(
                 &sort,
                 q.limit,
                 after.as_ref(),
+                now,
             )?;
             let summaries = if with_summary {
                 let ids: Vec<i64> = page.experiments.iter().map(|e| e.rowid).collect();
@@ -304,6 +338,9 @@ struct NewExperimentBody {
     hyperparams: Option<Value>,
     #[schema(value_type = Option<Vec<String>>)]
     tags: Option<Value>,
+    /// What the client records about the run: a JSON object of at most 200 keys and 16 KiB.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
 }
 
 #[utoipa::path(post, path = "/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = NewExperimentBody, responses((status = 201, body = Envelope<ExperimentOut>), (status = 200, description = "the experiment with this client id already existed", body = Envelope<ExperimentOut>), Errors))]
@@ -317,6 +354,7 @@ async fn create_experiment(
     let description = clean_description(body.description)?;
     let hyperparams = clean_hyperparams(body.hyperparams.unwrap_or(Value::Null))?;
     let tags = clean_tags(body.tags.unwrap_or(Value::Null))?;
+    let metadata = clean_metadata(body.metadata.unwrap_or(Value::Null))?;
     let workspace = body
         .workspace_id
         .filter(|w| !w.trim().is_empty())
@@ -358,6 +396,7 @@ async fn create_experiment(
                 description: description.as_deref(),
                 hyperparams: &hyperparams,
                 tags: &tags,
+                metadata: &metadata,
             };
             Ok((experiments::create(tx, &new, now)?, true))
         })
@@ -389,6 +428,9 @@ struct UpdateExperiment {
     hyperparams: Option<Value>,
     #[schema(value_type = Option<Vec<String>>)]
     tags: Option<Value>,
+    /// Replaces the run's metadata (a JSON object, at most 200 keys and 16 KiB).
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
 }
 
 /// One hyperparameter; `value` is a string, number, boolean or null.
@@ -410,6 +452,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// Changes the fields given and leaves the others.
 #[utoipa::path(put, path = "/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = UpdateExperiment, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
 async fn update_experiment(
     State(state): State<AppState>,
@@ -418,6 +461,28 @@ async fn update_experiment(
     Path(id): Path<String>,
     Json(body): Json<UpdateExperiment>,
 ) -> Result<Reply<ExperimentOut>> {
+    update(state, user, headers, id, body).await
+}
+
+/// The same as PUT: changes the fields given and leaves the others.
+#[utoipa::path(patch, path = "/experiments/{id}", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = UpdateExperiment, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
+async fn patch_experiment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateExperiment>,
+) -> Result<Reply<ExperimentOut>> {
+    update(state, user, headers, id, body).await
+}
+
+async fn update(
+    state: AppState,
+    user: AuthUser,
+    headers: HeaderMap,
+    id: String,
+    body: UpdateExperiment,
+) -> Result<Reply<ExperimentOut>> {
     let name = body
         .name
         .map(|n| clean_name(&n, "the experiment name", 255))
@@ -425,6 +490,7 @@ async fn update_experiment(
     let description = body.description.map(clean_description).transpose()?;
     let hyperparams = body.hyperparams.map(clean_hyperparams).transpose()?;
     let tags = body.tags.map(clean_tags).transpose()?;
+    let metadata = body.metadata.map(clean_metadata).transpose()?;
     let exp = state
         .db
         .write(move |tx| {
@@ -434,6 +500,7 @@ async fn update_experiment(
                 description: description.as_ref().map(|d| d.as_deref()),
                 hyperparams: hyperparams.as_deref(),
                 tags: tags.as_deref(),
+                metadata: metadata.as_deref(),
             };
             experiments::update(tx, exp.rowid, &changes, now_ms())?;
             experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
@@ -461,6 +528,80 @@ async fn delete_experiment(
         deleted: true,
     }))
 }
+
+/// The answer to a heartbeat: the run's state after it (always `running`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Beat {
+    state: RunState,
+}
+
+/// The run's client is alive: keeps the run `running` for 5 more minutes. On a finished or
+/// failed run it reopens it (a resumed run). Our SDK sends one every 30 s.
+#[utoipa::path(post, path = "/experiments/{id}/heartbeat", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Beat>), Errors))]
+async fn heartbeat(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<Beat>> {
+    let (before, after) = state
+        .db
+        .write(move |tx| {
+            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+            let now = now_ms();
+            let before = exp.activity().state(now);
+            experiments::heartbeat(tx, exp.rowid, now)?;
+            let after =
+                experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))?;
+            Ok((before, after))
+        })
+        .await?;
+    let beat = Beat {
+        state: after.activity().state(now_ms()),
+    };
+    if beat.state != before {
+        run_state_changed(&state, &after);
+    }
+    Ok(ok(beat))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct FinishBody {
+    /// `finished` or `failed`.
+    state: String,
+}
+
+/// The run's client ended it: `finished`, or `failed` (an exception). Ending it again the same
+/// way keeps the first end time; a later heartbeat reopens it.
+#[utoipa::path(post, path = "/experiments/{id}/finish", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = FinishBody, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
+async fn finish(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<FinishBody>,
+) -> Result<Reply<ExperimentOut>> {
+    let end = EndState::parse(&body.state).ok_or_else(|| {
+        Error::bad_request(format!(
+            "state must be \"finished\" or \"failed\", not {:?}",
+            body.state.chars().take(40).collect::<String>()
+        ))
+    })?;
+    let exp = state
+        .db
+        .write(move |tx| {
+            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+            experiments::finish(tx, exp.rowid, end, now_ms())?;
+            experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
+        })
+        .await?;
+    run_state_changed(&state, &exp);
+    Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
+}
+
+/// Called after the write that changed a run's state (a heartbeat that brought it back, a
+/// finish), with the run as committed. Issue 12: the workspace live stream (branch `live`)
+/// publishes its `run` event from here.
+fn run_state_changed(_state: &AppState, _run: &Experiment) {}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct BatchBody {
@@ -559,6 +700,34 @@ fn clean_hyperparams(raw: Value) -> Result<String> {
         out.push(serde_json::json!({"key": key, "value": value}));
     }
     Ok(Value::Array(out).to_string())
+}
+
+/// A JSON object of at most [`MAX_METADATA_KEYS`] keys and [`MAX_METADATA_BYTES`] as compact
+/// JSON, any values (their nesting is bounded where the body is parsed); null is `{}`.
+fn clean_metadata(raw: Value) -> Result<String> {
+    let map = match raw {
+        Value::Null => Default::default(),
+        Value::Object(map) => map,
+        _ => {
+            return Err(Error::bad_request(
+                "metadata must be a JSON object, e.g. {\"git_commit\": \"3f2a1c\"}",
+            ));
+        }
+    };
+    if map.len() > MAX_METADATA_KEYS {
+        return Err(Error::bad_request(format!(
+            "metadata has {} keys; the limit is {MAX_METADATA_KEYS}",
+            map.len()
+        )));
+    }
+    let text = Value::Object(map).to_string();
+    if text.len() > MAX_METADATA_BYTES {
+        return Err(Error::bad_request(format!(
+            "metadata is {} bytes as JSON; the limit is {MAX_METADATA_BYTES} (16 KiB)",
+            text.len()
+        )));
+    }
+    Ok(text)
 }
 
 /// A list of distinct non-empty strings, stored as JSON text.

@@ -1,9 +1,11 @@
-//! Experiments: name, description, hyperparameters and tags. Their logs are in `logs`.
+//! Experiments: name, description, hyperparameters, tags, metadata, and the times their state
+//! is derived from (`run_state`). Their logs are in `logs`.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
 use crate::query::{Expr, Field, Op, Sort, SortKey, Value};
+use crate::run_state::{Activity, EndState, STALE_MS};
 
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -22,10 +24,56 @@ pub struct Experiment {
     pub updated_at: i64,
     /// When its last point arrived, if any.
     pub last_log_at: Option<i64>,
+    /// Its client's last heartbeat, if it ever sent one.
+    pub heartbeat_at: Option<i64>,
+    /// When and how its client ended it, if it did.
+    pub ended_at: Option<i64>,
+    pub end_state: Option<EndState>,
+    /// JSON text: an object.
+    pub metadata: String,
 }
 
-const COLUMNS: &str = "e.id, e.uuid, e.workspace_id, e.created_by, e.name, e.description, e.hyperparams, e.tags, \
-                       e.created_at, e.updated_at, (SELECT max(updated_at) FROM series WHERE experiment_id = e.id)";
+impl Experiment {
+    /// What its state is derived from.
+    pub fn activity(&self) -> Activity {
+        Activity {
+            created_at: self.created_at,
+            last_point_at: self.last_log_at,
+            heartbeat_at: self.heartbeat_at,
+            ended_at: self.ended_at,
+            end_state: self.end_state,
+        }
+    }
+}
+
+/// When a run's last point arrived: the latest write to any of its series.
+macro_rules! last_point_sql {
+    () => {
+        "(SELECT max(updated_at) FROM series WHERE experiment_id = e.id)"
+    };
+}
+
+const COLUMNS: &str = concat!(
+    "e.id, e.uuid, e.workspace_id, e.created_by, e.name, e.description, e.hyperparams, e.tags, ",
+    "e.created_at, e.updated_at, ",
+    last_point_sql!(),
+    ", e.heartbeat_at, e.ended_at, e.end_state, e.metadata"
+);
+/// How many columns [`COLUMNS`] selects: a query's own columns come after them.
+const COLUMN_COUNT: usize = 15;
+
+/// [`crate::run_state::Activity::state`] in SQL, over `e` (an experiments row) at the time bound
+/// to parameter `now`: the state word, in the same order of tests. The unit test
+/// `the_state_filter_and_the_state_rule_agree` checks the two against each other.
+pub fn state_sql(now: &str) -> String {
+    let last_point = last_point_sql!();
+    format!(
+        "CASE WHEN e.end_state IS NOT NULL THEN e.end_state \
+         WHEN {now} - max(e.created_at, coalesce({last_point}, e.created_at), coalesce(e.heartbeat_at, e.created_at)) <= {STALE_MS} THEN 'running' \
+         WHEN e.heartbeat_at IS NULL THEN 'finished' \
+         ELSE 'crashed' END"
+    )
+}
 
 fn from_row(r: &Row) -> rusqlite::Result<Experiment> {
     Ok(Experiment {
@@ -40,6 +88,13 @@ fn from_row(r: &Row) -> rusqlite::Result<Experiment> {
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
         last_log_at: r.get(10)?,
+        heartbeat_at: r.get(11)?,
+        ended_at: r.get(12)?,
+        end_state: r
+            .get::<_, Option<String>>(13)?
+            .as_deref()
+            .and_then(EndState::parse),
+        metadata: r.get(14)?,
     })
 }
 
@@ -51,11 +106,13 @@ pub struct NewExperiment<'a> {
     pub description: Option<&'a str>,
     pub hyperparams: &'a str,
     pub tags: &'a str,
+    /// JSON text: an object.
+    pub metadata: &'a str,
 }
 
 pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experiment> {
-    conn.prepare_cached("INSERT INTO experiments (uuid, workspace_id, created_by, name, description, hyperparams, tags, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)")?.execute(params![
+    conn.prepare_cached("INSERT INTO experiments (uuid, workspace_id, created_by, name, description, hyperparams, tags, metadata, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)")?.execute(params![
             new.id,
             new.workspace_id,
             new.created_by,
@@ -63,6 +120,7 @@ pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experi
             new.description,
             new.hyperparams,
             new.tags,
+            new.metadata,
             now
         ])
     .map_err(|e| crate::error::conflict_on_unique(e, "an experiment with this id already exists"))?;
@@ -126,6 +184,7 @@ pub struct Changes<'a> {
     pub description: Option<Option<&'a str>>,
     pub hyperparams: Option<&'a str>,
     pub tags: Option<&'a str>,
+    pub metadata: Option<&'a str>,
 }
 
 /// Mirrors the hyperparameters' JSON into `experiment_hyperparams`, where queries can use them.
@@ -162,7 +221,8 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
             description = CASE WHEN ?3 THEN ?4 ELSE description END,
             hyperparams = coalesce(?5, hyperparams),
             tags = coalesce(?6, tags),
-            updated_at = ?7
+            metadata = coalesce(?7, metadata),
+            updated_at = ?8
          WHERE id = ?1",
     )?
     .execute(params![
@@ -172,11 +232,35 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
         c.description.flatten(),
         c.hyperparams,
         c.tags,
+        c.metadata,
         now
     ])?;
     if let Some(hp) = c.hyperparams {
         set_hyperparams(conn, rowid, hp)?;
     }
+    Ok(())
+}
+
+/// Records a heartbeat from the run's client. A heartbeat on an ended run reopens it: the run
+/// was resumed.
+pub fn heartbeat(conn: &Connection, rowid: i64, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE experiments SET heartbeat_at = ?2, ended_at = NULL, end_state = NULL WHERE id = ?1",
+    )?
+    .execute(params![rowid, now])?;
+    Ok(())
+}
+
+/// Ends a run as its client says. Ending it again the same way keeps the first time (a
+/// retried request); the other way records the new state and time.
+pub fn finish(conn: &Connection, rowid: i64, end: EndState, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE experiments SET
+            ended_at = CASE WHEN end_state IS ?2 AND ended_at IS NOT NULL THEN ended_at ELSE ?3 END,
+            end_state = ?2
+         WHERE id = ?1",
+    )?
+    .execute(params![rowid, end.as_str(), now])?;
     Ok(())
 }
 
@@ -243,9 +327,10 @@ pub struct Page {
     pub total: i64,
 }
 
-/// A workspace's experiments matching `filter`, ordered by `sort` (missing values last, then by
-/// id), `limit` at a time from `after`. Keyset pagination: a page starts after the previous
-/// page's last row, so experiments created meanwhile neither repeat nor push rows out of view.
+/// A workspace's experiments matching `filter` at time `now` (a run's state depends on it),
+/// ordered by `sort` (missing values last, then by id), `limit` at a time from `after`. Keyset
+/// pagination: a page starts after the previous page's last row, so experiments created
+/// meanwhile neither repeat nor push rows out of view.
 pub fn page(
     conn: &Connection,
     workspace_id: &str,
@@ -253,13 +338,14 @@ pub fn page(
     sort: &Sort,
     limit: Option<usize>,
     after: Option<&Cursor>,
+    now: i64,
 ) -> Result<Page> {
     use rusqlite::types::Value as Sql;
     let mut args: Vec<Sql> = vec![Sql::Text(workspace_id.to_string())];
     let mut clause = String::from("e.workspace_id = ?1");
     if let Some(f) = filter {
         clause += " AND ";
-        clause += &compile(f, &mut args);
+        clause += &compile(f, &mut args, now);
     }
     let total: i64 = conn
         .prepare_cached(&format!(
@@ -332,7 +418,7 @@ pub fn page(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-        Ok((from_row(r)?, r.get::<_, Sql>(11)?))
+        Ok((from_row(r)?, r.get::<_, Sql>(COLUMN_COUNT)?))
     })?;
     let mut rows: Vec<(Experiment, Sql)> = rows.collect::<rusqlite::Result<_>>()?;
     let next = match limit {
@@ -352,8 +438,8 @@ pub fn page(
     })
 }
 
-/// Turns a parsed filter into a WHERE fragment, pushing its values onto `args`.
-fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>) -> String {
+/// Turns a parsed filter into a WHERE fragment at time `now`, pushing its values onto `args`.
+fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>, now: i64) -> String {
     use rusqlite::types::Value as Sql;
     let bind = |v: Sql, args: &mut Vec<Sql>| {
         args.push(v);
@@ -367,10 +453,15 @@ fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>) -> String {
             } else {
                 " OR "
             };
-            let parts: Vec<String> = terms.iter().map(|t| compile(t, args)).collect();
+            let parts: Vec<String> = terms.iter().map(|t| compile(t, args, now)).collect();
             format!("({})", parts.join(joiner))
         }
-        Expr::Not(a) => format!("(NOT {})", compile(a, args)),
+        Expr::Not(a) => format!("(NOT {})", compile(a, args, now)),
+        Expr::State(s) => {
+            let now = bind(Sql::Integer(now), args);
+            let word = bind(Sql::Text(s.as_str().to_string()), args);
+            format!("({}) = {word}", state_sql(&now))
+        }
         Expr::Tag(t) => {
             let p = bind(Sql::Text(t.clone()), args);
             format!(
@@ -420,5 +511,210 @@ fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>) -> String {
                 Field::Any(k) => format!("({} OR {})", hp(k, args), series(1, k, args)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{Sort, SortKey};
+    use crate::run_state::{EndState, RunState, STALE_MS};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// One run per case the rule tells apart, the times set as a client would have left them:
+    /// (name, created_at, last point, heartbeat, end).
+    #[allow(clippy::type_complexity)]
+    const CASES: &[(&str, i64, Option<i64>, Option<i64>, Option<(i64, EndState)>)] = &[
+        ("just created", NOW - 1_000, None, None, None),
+        ("created at the edge", NOW - STALE_MS, None, None, None),
+        (
+            "quiet without heartbeats",
+            NOW - STALE_MS - 1,
+            None,
+            None,
+            None,
+        ),
+        (
+            "old, recent point",
+            NOW - 10 * STALE_MS,
+            Some(NOW - 60_000),
+            None,
+            None,
+        ),
+        (
+            "old, stale point",
+            NOW - 10 * STALE_MS,
+            Some(NOW - STALE_MS - 1),
+            None,
+            None,
+        ),
+        (
+            "old, recent heartbeat",
+            NOW - 10 * STALE_MS,
+            None,
+            Some(NOW - 30_000),
+            None,
+        ),
+        (
+            "heartbeat then silence",
+            NOW - 10 * STALE_MS,
+            Some(NOW - 2 * STALE_MS),
+            Some(NOW - STALE_MS - 1),
+            None,
+        ),
+        (
+            "point after its last heartbeat",
+            NOW - 10 * STALE_MS,
+            Some(NOW - 1_000),
+            Some(NOW - 3 * STALE_MS),
+            None,
+        ),
+        (
+            "finished long ago",
+            NOW - 10 * STALE_MS,
+            Some(NOW - 9 * STALE_MS),
+            Some(NOW - 9 * STALE_MS),
+            Some((NOW - 9 * STALE_MS, EndState::Finished)),
+        ),
+        (
+            "failed a moment ago",
+            NOW - 10 * STALE_MS,
+            Some(NOW - 1_000),
+            Some(NOW - 1_000),
+            Some((NOW - 500, EndState::Failed)),
+        ),
+        (
+            "finished, never a heartbeat",
+            NOW - 1_000,
+            None,
+            None,
+            Some((NOW - 10, EndState::Finished)),
+        ),
+        (
+            "in the future (a skewed clock)",
+            NOW + 60_000,
+            None,
+            None,
+            None,
+        ),
+    ];
+
+    fn runs(conn: &Connection) -> (String, Vec<Experiment>) {
+        let first = crate::store::test_experiment(conn);
+        let mut out = vec![];
+        for (i, (name, created, point, beat, end)) in CASES.iter().enumerate() {
+            let id = format!("00000000-0000-4000-8000-0000000001{i:02}");
+            let new = NewExperiment {
+                id: &id,
+                workspace_id: &first.workspace_id,
+                created_by: first.created_by.as_deref().unwrap(),
+                name,
+                description: None,
+                hyperparams: "[]",
+                tags: "[]",
+                metadata: "{}",
+            };
+            let e = create(conn, &new, *created).unwrap();
+            if let Some(t) = point {
+                conn.execute(
+                    "INSERT INTO series (experiment_id, kind, name, updated_at) VALUES (?1, 0, 'loss', ?2)",
+                    params![e.rowid, t],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "UPDATE experiments SET heartbeat_at = ?2, ended_at = ?3, end_state = ?4 WHERE id = ?1",
+                params![
+                    e.rowid,
+                    beat,
+                    end.map(|(t, _)| t),
+                    end.map(|(_, s)| s.as_str())
+                ],
+            )
+            .unwrap();
+            out.push(get(conn, &id).unwrap().unwrap());
+        }
+        delete(conn, first.rowid).unwrap();
+        (first.workspace_id, out)
+    }
+
+    #[test]
+    fn the_state_filter_and_the_state_rule_agree() {
+        let conn = crate::db::memory();
+        let (ws, runs) = runs(&conn);
+        let mut seen = std::collections::HashSet::new();
+        for e in &runs {
+            let rust = e.activity().state(NOW);
+            seen.insert(rust);
+            let sql: String = conn
+                .query_row(
+                    &format!(
+                        "SELECT {} FROM experiments e WHERE e.uuid = ?2",
+                        state_sql("?1")
+                    ),
+                    params![NOW, e.id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(sql, rust.as_str(), "{}", e.name);
+        }
+        assert_eq!(seen.len(), 4, "every state has a case");
+
+        let sort = Sort {
+            key: SortKey::Name,
+            descending: false,
+        };
+        for state in RunState::ALL {
+            let page = page(
+                &conn,
+                &ws,
+                Some(&Expr::State(state)),
+                &sort,
+                None,
+                None,
+                NOW,
+            )
+            .unwrap();
+            let mut filtered: Vec<&str> =
+                page.experiments.iter().map(|e| e.name.as_str()).collect();
+            let mut rule: Vec<&str> = runs
+                .iter()
+                .filter(|e| e.activity().state(NOW) == state)
+                .map(|e| e.name.as_str())
+                .collect();
+            filtered.sort();
+            rule.sort();
+            assert_eq!(filtered, rule, "state:{}", state.as_str());
+            assert_eq!(page.total as usize, rule.len());
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_reopens_an_ended_run_and_a_repeated_finish_keeps_its_time() {
+        let conn = crate::db::memory();
+        let e = crate::store::test_experiment(&conn);
+        finish(&conn, e.rowid, EndState::Finished, 100).unwrap();
+        finish(&conn, e.rowid, EndState::Finished, 200).unwrap();
+        let done = get(&conn, &e.id).unwrap().unwrap();
+        assert_eq!(
+            (done.ended_at, done.end_state),
+            (Some(100), Some(EndState::Finished))
+        );
+        finish(&conn, e.rowid, EndState::Failed, 300).unwrap();
+        let failed = get(&conn, &e.id).unwrap().unwrap();
+        assert_eq!(
+            (failed.ended_at, failed.end_state),
+            (Some(300), Some(EndState::Failed))
+        );
+
+        heartbeat(&conn, e.rowid, 400).unwrap();
+        let back = get(&conn, &e.id).unwrap().unwrap();
+        assert_eq!(
+            (back.heartbeat_at, back.ended_at, back.end_state),
+            (Some(400), None, None)
+        );
+        assert_eq!(back.activity().state(400 + STALE_MS), RunState::Running);
+        assert_eq!(back.activity().state(401 + STALE_MS), RunState::Crashed);
     }
 }

@@ -29,6 +29,7 @@ pub fn test_experiment(conn: &rusqlite::Connection) -> experiments::Experiment {
         description: None,
         hyperparams: "[]",
         tags: "[]",
+        metadata: "{}",
     };
     experiments::create(conn, &new, 0).unwrap()
 }
