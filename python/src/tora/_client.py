@@ -249,6 +249,7 @@ class Tora:
         server_url: str | None,
         mode: str | None,
         create: dict[str, Any] | None,
+        reached: bool = True,
     ) -> None:
         if not experiment_id or not isinstance(experiment_id, str):
             raise ToraValidationError("Experiment ID must be a non-empty string")
@@ -276,6 +277,7 @@ class Tora:
             create=create,
             threshold=self._max_buffer_len,
         )
+        self._sender.outage_told = not reached
         self._sender.start()
         self._run = Run(settings, self._sender, self._server_url, self._api_key)
         self._run.start()
@@ -293,10 +295,21 @@ class Tora:
         server_url: str,
         mode: str,
         create: dict[str, Any] | None,
+        reached: bool = True,
     ) -> Tora:
         client = cls.__new__(cls)
         client._open(
-            experiment_id, url, description, hyperparams, tags, max_buffer_len, api_key, server_url, mode, create
+            experiment_id,
+            url,
+            description,
+            hyperparams,
+            tags,
+            max_buffer_len,
+            api_key,
+            server_url,
+            mode,
+            create,
+            reached,
         )
         return client
 
@@ -355,7 +368,7 @@ class Tora:
         experiment_id = payload["id"]
         page = _guess_url(url, experiment_id)
 
-        def made(page: str, url: str) -> Tora:
+        def made(page: str, url: str, reached: bool = True) -> Tora:
             client = cls._made(
                 experiment_id,
                 page,
@@ -367,8 +380,11 @@ class Tora:
                 url,
                 chosen_mode,
                 payload,
+                reached,
             )
-            if chosen_mode == "offline":
+            if not reached:
+                announce("tora: run %s will be at %s once the server answers", name, client.url)
+            elif chosen_mode == "offline":
                 announce(
                     "tora: run %s is offline (id %s); upload it later with: python -m tora sync",
                     name,
@@ -386,7 +402,7 @@ class Tora:
         page = _guess_url(url, experiment_id)
         if _unreachable(error, answer):
             _cannot_reach(url, f"create run {name}", error.message if error else _described(answer) if answer else "")
-            return made(page, url)
+            return made(page, url, reached=False)
         assert answer is not None
         if answer.status in (200, 201) and isinstance(answer.data, dict):
             if answer.data.get("id") != experiment_id:
@@ -438,8 +454,9 @@ class Tora:
                 url,
                 chosen_mode,
                 None,
+                chosen_mode == "offline" or bool(data),
             )
-            if chosen_mode == "online":
+            if chosen_mode == "online" and data:
                 announce("tora: run %s: %s", data.get("name") or experiment_id, client.url)
             return client
 

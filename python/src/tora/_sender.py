@@ -136,6 +136,8 @@ class Sender:
         self._create = None if self._offline else create
         self._header = {"experiment_id": experiment_id, "server_url": server_url, "create": create}
         self._closed = False
+        self.outage_told = False
+        """The caller already said the server cannot be reached: the first failure goes unsaid."""
         self.end_path: Path | None = None
         """The spool file whose ``.end`` record holds the run's end, when close() wrote one."""
         self._fresh_state()
@@ -385,6 +387,7 @@ class Sender:
                 if self._failures:
                     logger.warning("tora: the server answers again; sending the points kept meanwhile")
                 self._failures = 0
+                self.outage_told = False
                 if job.kind == "create":
                     self._create = None
                     self.created.set()
@@ -408,7 +411,7 @@ class Sender:
                         self._spill_locked()
                 else:
                     self._failures += 1
-                    if self._failures == 1:
+                    if self._failures == 1 and not self.outage_told:
                         logger.warning("tora: cannot reach the server (%s); logging goes on, points are kept", reason)
                     delay = self._backoff(retry_after)
             self._changed.notify_all()
