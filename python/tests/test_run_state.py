@@ -209,7 +209,7 @@ def test_metadata_records_where_the_run_ran_and_no_secrets(
     assert done.returncode == 0, done.stderr
     metadata = run_of(server, done.stdout.split()[-1])["metadata"]
     assert metadata["git"] == {"commit": commit, "branch": "exp/lr-sweep", "dirty": True}
-    assert metadata["command"] == f"{path} --lr 0.1 --api-key '***' --db-password='***' --key='***'"
+    assert metadata["command"] == f"{path} --lr 0.1 --api-key REDACTED --db-password=REDACTED --key=REDACTED"
     assert metadata["host"] == socket.gethostname()
     assert metadata["python"] == platform.python_version()
     assert metadata["platform"] == platform.platform(terse=True)

@@ -2,7 +2,7 @@
 
 Never environment variables (they hold secrets). The command line is sent with the values of
 options that look secret (``--api-key X``, ``--password=X``, ...) and the API key itself
-replaced by ``***``. Everything here is best effort: a part that cannot be read is left out,
+replaced by ``REDACTED``. Everything here is best effort: a part that cannot be read is left out,
 and nothing raises.
 """
 
@@ -29,7 +29,7 @@ PACKAGES = ("torch", "numpy", "jax", "tensorflow", "sklearn", "transformers", "l
 
 _SECRET_OPTION = re.compile(r"^-{1,2}[\w.-]*(key|token|secret|passw(or)?d|credential)[\w.-]*$", re.IGNORECASE)
 _KEY_RE = re.compile(r"tora_sk_[A-Za-z0-9]*")
-_REDACTED = "***"
+_REDACTED = "REDACTED"
 
 
 def collect(version: str, api_key: str | None) -> dict[str, Any]:
