@@ -4,6 +4,7 @@ as it ended; and the run records where it ran (metadata), unless told not to."""
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import ToraServer, run_python, spool_files, sync
+from proxy import Proxy
 
 import tora
 from tora import Tora
@@ -55,6 +57,27 @@ def test_heartbeats_keep_an_open_run_running_and_shutdown_finishes_it(server: To
     assert ended["ended_at"] is not None
     time.sleep(0.6)
     assert run_of(server, t.experiment_id)["state"] == "finished", "no heartbeat after the end reopens it"
+
+
+def test_a_server_without_run_state_is_left_alone_silently(
+    server: ToraServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server older than heartbeats answers them 404: the SDK stops beating and says nothing."""
+    caplog.set_level(logging.DEBUG, logger="tora")
+    old = Proxy(server.port, old_server=True)
+    try:
+        t = Tora.create_experiment("on-an-old-server", server_url=old.api)
+        for step in range(10):
+            t.metric("loss", 1.0, step)
+        time.sleep(1)
+        assert t.finish("failed") == 0
+    finally:
+        old.close()
+    heartbeat = f"POST /api/experiments/{t.experiment_id}/heartbeat HTTP/1.1".encode()
+    finish = f"POST /api/experiments/{t.experiment_id}/finish HTTP/1.1".encode()
+    assert old.not_found == [heartbeat, finish], "one heartbeat, then no more"
+    assert len(server.metrics(t.experiment_id)) == 10
+    assert [r.getMessage() for r in caplog.records] == [f"tora: run on-an-old-server: {t.url}"]
 
 
 def test_finish_says_how_the_run_ended(server: ToraServer) -> None:

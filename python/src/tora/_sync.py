@@ -17,7 +17,18 @@ from typing import Any, Callable
 
 from . import _transport
 from ._exceptions import ToraNetworkError
-from ._spool import ENDPOINTS, SENT_SUFFIX, SUFFIX, read_end, read_sent, remove, spool_dir, try_lock, write_sent
+from ._spool import (
+    END_SUFFIX,
+    ENDPOINTS,
+    SENT_SUFFIX,
+    SUFFIX,
+    read_end,
+    read_sent,
+    remove,
+    spool_dir,
+    try_lock,
+    write_sent,
+)
 
 _ATTEMPTS = 3
 _TORN, _DAMAGED = "torn", "damaged"
@@ -52,9 +63,10 @@ def sync(
     report = Report()
     directory = spool_dir(cache_dir)
     paths = sorted(directory.glob("*" + SUFFIX)) if directory.is_dir() else []
-    for orphan in directory.glob("*" + SENT_SUFFIX) if directory.is_dir() else []:
-        if not orphan.with_suffix(SUFFIX).exists():
-            orphan.unlink(missing_ok=True)
+    for suffix in (SENT_SUFFIX, END_SUFFIX):
+        for orphan in directory.glob("*" + suffix) if directory.is_dir() else []:
+            if not orphan.with_suffix(SUFFIX).exists():
+                orphan.unlink(missing_ok=True)
     if not paths:
         say(f"nothing to upload in {directory}")
     for path in paths:
