@@ -156,7 +156,7 @@ class Sender:
         self._inflight: _Job | None = None
         """The fresh batch being sent, not in the spool file yet."""
         name = f"{self.experiment_id}.{self._session}"
-        self._spool = Spool(spool_dir(self._settings.cache_dir), name, self._header)
+        self._spool = Spool(spool_dir(self._settings.cache_dir), name, self._header, offline=self._offline)
         self.created = threading.Event()
         """Set once the server has the experiment (at once when it was created before the sender)."""
         if self._create is None:
@@ -257,7 +257,7 @@ class Sender:
             event.set()
         _LIVE.discard(self)
         if left:
-            logger.warning(
+            (logger.info if self._offline else logger.warning)(
                 "tora: %d points of experiment %s are kept in %s; upload them with: python -m tora sync",
                 left,
                 self.experiment_id,

@@ -100,8 +100,9 @@ class Spool:
     is logged; they are still sent, but would not survive the process.
     """
 
-    def __init__(self, directory: Path, name: str, header: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, name: str, header: dict[str, Any], *, offline: bool = False) -> None:
         self.path = directory / (name + SUFFIX)
+        self._offline = offline
         self._header = header
         self._fd: int | None = None
         # Lines not yet sent: (offset, length, points, body); body only for a line kept in memory.
@@ -214,7 +215,8 @@ class Spool:
             raise
         self._fd = fd
         self._end = len(header)
-        logger.warning("tora: keeping points on disk in %s until the server takes them", self.path)
+        if not self._offline:  # offline, the disk is where points go; setup() said so
+            logger.warning("tora: keeping points on disk in %s until the server takes them", self.path)
 
     def _discard(self) -> None:
         # Unlink while still holding the lock, so sync never picks up a finished file.
