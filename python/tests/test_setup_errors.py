@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ToraServer, free_port, run_python, spool_files
+from conftest import ToraServer, free_port, run_python, spool_files, sync
 
 import tora
 from tora import Tora
@@ -244,3 +244,11 @@ def test_the_run_url_is_a_line_of_its_own_and_logging_is_the_users_to_configure(
     quiet = run_python([str(script), "quiet"])
     assert quiet.returncode == 0
     assert quiet.stderr == ""
+
+
+def test_sync_names_a_malformed_key_too(server: ToraServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORA_API_KEY", f"created API key 'cli'\n{server.key}")
+    done = sync()
+    assert done.returncode == 2
+    assert done.stderr.startswith("python -m tora sync: TORA_API_KEY holds 2 lines")
+    assert_key_nowhere(server.key, done.stdout, done.stderr)

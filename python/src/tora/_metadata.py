@@ -37,7 +37,9 @@ def collect(version: str, api_key: str | None) -> dict[str, Any]:
     git = _git()
     if git:
         metadata["git"] = git
-    metadata["command"] = command(sys.argv, api_key)
+    argv = getattr(sys, "argv", None)  # absent in an embedded interpreter
+    if isinstance(argv, list) and argv:
+        metadata["command"] = command(argv, api_key)
     for name, read in (("host", socket.gethostname), ("python", platform.python_version), ("platform", _platform)):
         try:
             metadata[name] = read()
