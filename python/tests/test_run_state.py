@@ -59,6 +59,18 @@ def test_heartbeats_keep_an_open_run_running_and_shutdown_finishes_it(server: To
     assert run_of(server, t.experiment_id)["state"] == "finished", "no heartbeat after the end reopens it"
 
 
+def test_the_first_heartbeat_is_sent_at_once(server: ToraServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """So a run killed in its first seconds reads "crashed" later, not "finished" like a run of a
+    client that never beats."""
+    monkeypatch.setenv("TORA_HEARTBEAT_INTERVAL", "30")
+    t = Tora.create_experiment("first-beat")
+    deadline = time.monotonic() + 10
+    while (run := run_of(server, t.experiment_id))["active_at"] == run["started_at"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run["active_at"] > run["started_at"]
+    t.shutdown()
+
+
 def test_a_server_without_run_state_is_left_alone_silently(
     server: ToraServer, caplog: pytest.LogCaptureFixture
 ) -> None:
