@@ -135,11 +135,15 @@ def test_a_url_without_api_is_corrected_and_said(
 
 
 class HtmlEverywhere(http.server.BaseHTTPRequestHandler):
-    """Some other web server (a proxy's login page, another app) at the configured URL."""
+    """Some other web server (a proxy's login page, another app) at the configured URL; or, under
+    /down/, a proxy whose upstream Tora is down."""
 
     def answer(self) -> None:
+        down = self.path.startswith("/down/")
         body = b"<!doctype html><html><body>Welcome to nginx!</body></html>"
-        self.send_response(200)
+        if down:
+            body = b"<html><head><title>502 Bad Gateway</title></head></html>"
+        self.send_response(502 if down else 200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -173,6 +177,19 @@ def test_a_url_that_answers_html_and_no_api_nearby_says_what_to_set(
     )
     assert "<!doctype" not in str(raised.value)
     assert spool_files(sdk_env) == []
+
+
+def test_a_proxy_error_page_is_an_outage_not_a_wrong_url(
+    server: ToraServer,
+    monkeypatch: pytest.MonkeyPatch,
+    html_site: str,
+    everything_logged: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("TORA_BASE_URL", html_site + "/down/api")
+    tora.setup("behind-a-proxy")
+    assert tora.shutdown(timeout=0.2) == 0
+    assert "answered HTTP 502" not in everything_logged.text
+    assert f"tora: cannot reach the Tora server at {html_site}/down/api" in everything_logged.text
 
 
 def test_an_unreachable_server_is_an_outage_not_an_error(

@@ -127,8 +127,8 @@ def _setup_call(
         ToraConfigurationError: `url` answers, but not as Tora's API, and none nearby does.
     """
     answer, error = _call(method, url + path, body, key, timeout)
-    if answer is None or not _not_the_api(answer, url):
-        return answer, error, url
+    if answer is None or _unreachable(None, answer) or not _not_the_api(answer, url):
+        return answer, error, url  # 5xx: a proxy's error page while the server is down is an outage
     for candidate in _nearby_apis(url):
         if _is_tora_api(candidate, timeout):
             logger.warning(
