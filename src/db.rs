@@ -562,6 +562,59 @@ mod tests {
         assert_eq!(token, None, "an old invitation has no link");
     }
 
+    /// Tables, columns (type, NOT NULL, default, key) and indexes, in a comparable form.
+    fn layout(conn: &Connection) -> Vec<String> {
+        let objects: Vec<(String, String)> = conn
+            .prepare(
+                "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let mut out = Vec::new();
+        for (kind, name) in objects {
+            out.push(format!("{kind} {name}"));
+            let pragma = if kind == "table" {
+                "table_info"
+            } else {
+                "index_info"
+            };
+            let mut columns = conn
+                .prepare(&format!("SELECT * FROM pragma_{pragma}(?1)"))
+                .unwrap();
+            let count = columns.column_count();
+            let rows = columns
+                .query_map([&name], |r| {
+                    (0..count)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .unwrap();
+            for row in rows {
+                out.push(format!("  {}", row.unwrap().join(" ")));
+            }
+        }
+        out
+    }
+
+    /// `schema.sql` and the migrations agree: a file brought up from version 1 has the tables,
+    /// columns and indexes of a fresh one.
+    #[test]
+    fn an_upgraded_file_has_the_layout_of_a_fresh_one() {
+        let mut old = Connection::open_in_memory().unwrap();
+        old.execute_batch(CONNECTION_PRAGMAS).unwrap();
+        old.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
+            .unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut old).unwrap();
+        assert_eq!(layout(&old), layout(&memory()));
+    }
+
     /// A file written by the previous Tora (schema 1: one `logs` row per point) opens with every
     /// point, id, msg_id and value intact, and takes new points after them.
     #[test]

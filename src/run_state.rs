@@ -50,8 +50,9 @@ impl RunState {
     }
 }
 
-/// How a client ended a run (the `end_state` column).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a client ended a run (the `end_state` column): `failed` after an exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum EndState {
     Finished,
     Failed,

@@ -543,20 +543,19 @@ async fn heartbeat(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Reply<Beat>> {
-    let (before, after) = state
+    let (before, now, after) = state
         .db
         .write(move |tx| {
             let exp = authorize(tx, &id, &user.id, Role::Editor)?;
             let now = now_ms();
-            let before = exp.activity().state(now);
             experiments::heartbeat(tx, exp.rowid, now)?;
             let after =
                 experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))?;
-            Ok((before, after))
+            Ok((exp.activity().state(now), now, after))
         })
         .await?;
     let beat = Beat {
-        state: after.activity().state(now_ms()),
+        state: after.activity().state(now),
     };
     if beat.state != before {
         run_state_changed(&state, &after);
@@ -566,7 +565,7 @@ async fn heartbeat(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct FinishBody {
-    /// `finished` or `failed`.
+    #[schema(value_type = EndState)]
     state: String,
 }
 

@@ -62,10 +62,10 @@ const COLUMNS: &str = concat!(
 /// How many columns [`COLUMNS`] selects: a query's own columns come after them.
 const COLUMN_COUNT: usize = 15;
 
-/// [`crate::run_state::Activity::state`] in SQL, over `e` (an experiments row) at the time bound
-/// to parameter `now`: the state word, in the same order of tests. The unit test
+/// [`crate::run_state::Activity::state`] in SQL: the state word of `e` (an experiments row) at
+/// the time bound to the parameter `now`, its cases in the same order. The unit test
 /// `the_state_filter_and_the_state_rule_agree` checks the two against each other.
-pub fn state_sql(now: &str) -> String {
+fn state_sql(now: &str) -> String {
     let last_point = last_point_sql!();
     format!(
         "CASE WHEN e.end_state IS NOT NULL THEN e.end_state \

@@ -155,6 +155,9 @@ def test_published_sdk_0012_round_trips_everything(
 
     main = call_ok("GET", f"{api}/experiments/{out['main_id']}", api_key=key)
     assert_experiment(main, plan.MAIN, ws_id)
+    # 0.0.12 sends no heartbeat and never ends a run: it reads as running while points are
+    # recent and as finished (not crashed) once quiet for 5 minutes (tests/run_state.rs).
+    assert (main["state"], main["ended_at"], main["metadata"]) == ("running", None, {})
     assert_logs(
         api,
         out["main_id"],
