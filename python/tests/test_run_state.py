@@ -276,3 +276,48 @@ def test_metadata_can_be_turned_off(server: ToraServer, monkeypatch: pytest.Monk
     on = Tora.create_experiment("metadata-argument-wins", metadata=True)
     on.shutdown()
     assert run_of(server, on.experiment_id)["metadata"]["sdk"].startswith("tora ")
+
+
+def test_a_run_made_while_the_server_was_down_beats_and_ends_once_it_is_back(
+    lone_server: ToraServer, sdk_env: Path
+) -> None:
+    lone_server.kill()
+    t = Tora.create_experiment("made-during-an-outage")
+    t.metric("loss", 1.0, 0)
+    lone_server.start()
+    deadline = time.monotonic() + 20
+    while lone_server.call("GET", f"/experiments/{t.experiment_id}")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run_of(lone_server, t.experiment_id)["state"] == "running"
+    assert t.finish("failed", timeout=20) == 0
+    assert run_of(lone_server, t.experiment_id)["state"] == "failed"
+    assert len(lone_server.metrics(t.experiment_id)) == 1
+    assert spool_files(sdk_env) == []
+
+
+def test_a_forked_child_that_exits_does_not_end_its_parents_run(server: ToraServer, tmp_path: Path) -> None:
+    path = script(
+        tmp_path,
+        """
+        import json, os, sys, urllib.request, tora
+        experiment_id = tora.setup("forking")
+        if os.fork() == 0:
+            tora.tmetric("child", 1.0, 0)
+            sys.exit(0)  # a normal exit: the child's atexit hooks run
+        os.wait()
+        request = urllib.request.Request(
+            f"{os.environ['TORA_BASE_URL']}/experiments/{experiment_id}",
+            headers={"x-api-key": os.environ["TORA_API_KEY"]},
+        )
+        with urllib.request.urlopen(request) as answer:
+            state = json.load(answer)["data"]["state"]
+        print(experiment_id, state)
+        raise SystemExit(tora.finish())
+        """,
+    )
+    done = run_python([str(path)])
+    assert done.returncode == 0, done.stderr
+    experiment_id, state_after_child = done.stdout.split()
+    assert state_after_child == "running"
+    assert run_of(server, experiment_id)["state"] == "finished"
+    assert [m["name"] for m in server.metrics(experiment_id)] == ["child"]
