@@ -720,9 +720,13 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let rx = hub.subscribe(1);
         let waiting = tokio::spawn(async move { rx.recv().await.is_none() });
+        let table = hub.watch_workspace("ws", "u");
+        let watching = tokio::spawn(async move { table.recv().await.is_none() });
         tokio::task::yield_now().await;
         hub.shut_down();
         assert!(waiting.await.unwrap(), "the waiting stream ends");
+        assert!(watching.await.unwrap(), "the workspace stream ends");
+        assert!(!hub.watch_workspace("ws", "u").is_open());
         let late = hub.subscribe(1);
         assert!(!late.is_open() && hub.is_shut());
         assert!(late.recv().await.is_none());
@@ -788,5 +792,27 @@ mod tests {
         assert_eq!(next().await.unwrap(), "deleted a");
         let after = tokio::time::timeout(Duration::from_millis(1500), rx.recv()).await;
         assert!(after.is_err(), "no progress follows the run's deletion");
+    }
+
+    #[test]
+    fn a_progress_notice_names_at_most_1000_series_of_each_kind() {
+        let mut p = Progress::new("ws".into(), "a".into(), 0);
+        for i in 0..=MAX_PROGRESS_SERIES {
+            p.metric(&format!("m{i:04}").into(), 1, 0.5);
+            p.result(&format!("r{i:04}").into(), 0.5);
+        }
+        assert_eq!(p.metrics.len(), MAX_PROGRESS_SERIES);
+        assert_eq!(p.results.len(), MAX_PROGRESS_SERIES);
+        // A name already there still takes its newer point.
+        p.metric(&"m0000".into(), 2, f64::INFINITY);
+        let json: serde_json::Value = serde_json::from_str(&p.json()).unwrap();
+        assert_eq!(json["truncated"], true);
+        assert_eq!(
+            json["metrics"]["m0000"],
+            serde_json::json!({"step": 2, "value": null})
+        );
+        assert!(json["metrics"].get("m1000").is_none());
+        let small = Progress::new("ws".into(), "b".into(), 0).json();
+        assert!(!small.contains("truncated"), "{small}");
     }
 }

@@ -1,5 +1,6 @@
-//! Changing many runs at once from the run table: delete, tag, untag, move. One request is
-//! all or nothing: a run the caller may not change, or cannot see, leaves every run as it was.
+//! What the run table does with many runs at once: change them (delete, tag, untag, move; one
+//! request is all or nothing: a run the caller may not change, or cannot see, leaves every run
+//! as it was), and export them as CSV.
 
 mod common;
 
@@ -281,4 +282,154 @@ fn one_request_names_at_most_1000_runs() {
         json!({"ids": all_mine, "action": "delete"}),
     );
     assert_eq!(r.data(), json!({"changed": 1}), "{}", r.text);
+}
+
+fn export(server: &TestServer, user: &User, ws: &str, query: &str) -> common::Response {
+    server.get(
+        &format!("/api/workspaces/{ws}/experiments.csv{query}"),
+        &user.auth(),
+    )
+}
+
+fn rows(csv_text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv_text.as_bytes())
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn the_table_exports_the_filtered_runs_as_csv_a_spreadsheet_cannot_run() {
+    let server = TestServer::start();
+    let owner = server.user("owner@lab.org");
+    let viewer = server.user("viewer@lab.org");
+    let outsider = server.user("outsider@lab.org");
+    let ws = server.workspace(&owner, "lab");
+    server.add_member(&ws, &viewer, 3);
+    let create = |body: Value| {
+        let r = server.post("/api/experiments", &owner.auth(), body);
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.data()["id"].as_str().unwrap().to_string()
+    };
+    let evil = create(json!({"name": "=cmd|' /C calc'!A0", "workspaceId": ws,
+        "hyperparams": [{"key": "lr", "value": 0.01}, {"key": "note", "value": "@SUM(1)"},
+                        {"key": "opt", "value": "adam"}],
+        "tags": ["+x", "base"]}));
+    let plain = create(json!({"name": "plain", "workspaceId": ws,
+        "hyperparams": [{"key": "lr", "value": 0.1}, {"key": "opt", "value": "-sgd"}]}));
+    let skipped = create(
+        json!({"name": "skipped", "workspaceId": ws, "tags": ["skip"],
+        "hyperparams": [{"key": "only_here", "value": 1}]}),
+    );
+    let r = server.post(
+        &format!("/api/experiments/{evil}/points"),
+        &owner.auth(),
+        json!({"metrics": [{"name": "loss", "steps": [0, 1], "values": [1.0, 0.5]}],
+               "results": [{"name": "acc", "value": 0.9}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = server.post(
+        &format!("/api/experiments/{plain}/points"),
+        &owner.auth(),
+        json!({"metrics": [{"name": "loss", "steps": [0], "values": ["NaN"]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = server.post(
+        &format!("/api/experiments/{skipped}/points"),
+        &owner.auth(),
+        json!({"metrics": [{"name": "skip_metric", "steps": [0], "values": [1]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // A viewer downloads the table as filtered and sorted: only the matching runs, and only
+    // their columns.
+    let r = export(&server, &viewer, &ws, "?q=not%20tag:skip&sort=name");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(
+        r.header("content-disposition")
+            .unwrap()
+            .contains("lab-runs.csv")
+    );
+    let table = rows(&r.text);
+    assert_eq!(
+        table[0],
+        [
+            "id",
+            "name",
+            "state",
+            "created_at",
+            "ended_at",
+            "duration_s",
+            "tags",
+            "hp.lr",
+            "hp.note",
+            "hp.opt",
+            "result.acc",
+            "metric.loss"
+        ]
+    );
+    assert_eq!(table.len(), 3, "{}", r.text);
+    let (first, second) = (&table[1], &table[2]);
+    assert_eq!(first[0], evil);
+    // Text a spreadsheet would run starts with a quote; numbers stay numbers.
+    assert_eq!(first[1], "'=cmd|' /C calc'!A0");
+    assert_eq!(first[6], "'+x;base");
+    assert_eq!(&first[7..], ["0.01", "'@SUM(1)", "adam", "0.9", "0.5"]);
+    assert_eq!(first[2], "running", "points just arrived");
+    assert_eq!(first[4], "", "not ended");
+    assert!(first[5].parse::<f64>().unwrap() >= 0.0, "{}", first[5]);
+    assert!(first[3].ends_with('Z'), "{}", first[3]);
+    assert_eq!(second[0], plain);
+    assert_eq!(&second[7..], ["0.1", "", "'-sgd", "", "NaN"]);
+
+    // The whole workspace by default; a bad filter is a 400; outsiders see nothing.
+    let all = rows(&export(&server, &owner, &ws, "").text);
+    assert_eq!(all.len(), 4);
+    assert!(all[0].contains(&"hp.only_here".to_string()));
+    assert!(all[0].contains(&"metric.skip_metric".to_string()));
+    export(&server, &owner, &ws, "?q=lr%20%3C").expect_error(400);
+    let r = export(&server, &outsider, &ws, "");
+    r.expect_error(404);
+    assert!(!r.text.contains("plain"));
+}
+
+#[test]
+fn an_export_holds_at_most_10000_runs() {
+    let server = TestServer::start();
+    let owner = server.user("owner@lab.org");
+    let ws = server.workspace(&owner, "big");
+    // 10,001 runs, written straight into the file (creating them over HTTP only takes longer).
+    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    for i in 0..10_001 {
+        conn.execute(
+            "INSERT INTO experiments (uuid, workspace_id, name, tags, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            rusqlite::params![
+                format!("00000000-0000-4000-8000-{i:012}"),
+                ws,
+                format!("run-{i}"),
+                if i % 2 == 0 { r#"["even"]"# } else { "[]" },
+                1_700_000_000_000_i64 + i,
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    let message = export(&server, &owner, &ws, "").expect_error(400);
+    assert!(
+        message.contains("10001 runs") && message.contains("10000"),
+        "{message}"
+    );
+    // Narrowed to 5,001 runs, it comes whole, in order, read 50 runs at a time.
+    let r = export(&server, &owner, &ws, "?q=tag:even&sort=created");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let table = rows(&r.text);
+    assert_eq!(table.len(), 5_002);
+    assert_eq!(table[1][1], "run-0");
+    assert_eq!(table[5_001][1], "run-10000");
+    assert_eq!(table[5_001][2], "finished", "quiet since 2023");
 }

@@ -267,6 +267,12 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Viewer,
         },
         Endpoint {
+            method: "GET",
+            path: |f, _| format!("/api/workspaces/{}/experiments.csv", f.ws),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
             method: "POST",
             path: |_, _| "/api/experiments".into(),
             body: |f, _| Some(json!({"name": "new", "workspaceId": f.ws})),
@@ -473,7 +479,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 28 * 8);
+    assert_eq!(checked, 32 * 8);
 }
 
 #[test]

@@ -66,6 +66,7 @@ fn a_viewer_sees_a_run_arrive_progress_change_and_go_without_polling() {
     assert_eq!(run["id"], exp.as_str());
     assert_eq!(run["name"], "resnet-1");
     assert_eq!(run["workspace_id"], ws.as_str());
+    assert_eq!(run["state"], "running");
     assert!(run.get("summary").is_none(), "{run}");
 
     // Points arrive: the first batch's last values come at once.
@@ -126,6 +127,27 @@ fn a_viewer_sees_a_run_arrive_progress_change_and_go_without_polling() {
     );
     assert_eq!(progress["metrics"]["acc"], json!({"step": 3, "value": 0.7}));
     assert_eq!(progress["results"]["best"], 0.1);
+
+    // The script ends it, then resumes it: its state changes in the table both times. A
+    // heartbeat that changes nothing (it is running) is no news.
+    let r = server.post(
+        &format!("/api/experiments/{exp}/finish"),
+        &owner.auth(),
+        json!({"state": "failed"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (event, run) = next(&mut sse);
+    assert_eq!((event.as_str(), &run["state"]), ("run", &json!("failed")));
+    for _ in 0..2 {
+        let r = server.post(
+            &format!("/api/experiments/{exp}/heartbeat"),
+            &owner.auth(),
+            json!({}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let (event, run) = next(&mut sse);
+    assert_eq!((event.as_str(), &run["state"]), ("run", &json!("running")));
 
     // Someone edits it: the row changes.
     let r = server.call(
@@ -228,6 +250,24 @@ fn only_members_may_watch_and_a_token_opens_only_its_workspace() {
     assert_eq!(r.status, 200, "{}", r.text);
     server.experiment(&owner, "after-removal", Some(&ws));
     assert!(sse.next().is_none(), "the stream ended");
+
+    // A deleted workspace's streams end; reconnecting finds it gone.
+    let mut sse = watch(&server, &owner, &ws);
+    let r = server.call(
+        "DELETE",
+        &format!("/api/workspaces/{ws}"),
+        &owner.auth(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(sse.next().is_none(), "the stream ended");
+    server
+        .post(
+            &format!("/api/workspaces/{ws}/stream-token"),
+            &owner.auth(),
+            json!({}),
+        )
+        .expect_error(404);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 It forwards each request whole and records the batches of points that pass (bodies of POST
 .../points and .../logs/batch, with the server's answers). It can hold the answers to batches
 until the test lets them go (a slow server), or drop them (the server stored the batch, and the
-client never hears so: its connection just closes).
+client never hears so: its connection just closes). It can answer 404 to heartbeats and
+finishes, as a server older than run state does.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _read_request(conn: socket.socket) -> bytes:
 class Proxy:
     """Listens on ``port``; the SDK talks to ``api`` instead of the server's."""
 
-    def __init__(self, upstream_port: int, *, hold: bool = False, drop: int = 0) -> None:
+    def __init__(self, upstream_port: int, *, hold: bool = False, drop: int = 0, old_server: bool = False) -> None:
         self.upstream_port = upstream_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.05)
@@ -56,6 +57,9 @@ class Proxy:
         self.stored = threading.Event()
         """Set when the server has answered a batch (it may still be held or dropped here)."""
         self._drop = drop
+        self._old_server = old_server
+        self.not_found: list[bytes] = []
+        """First lines of the requests answered 404 as a server without run state would."""
         self._released = threading.Event()
         if not hold:
             self._released.set()
@@ -88,6 +92,13 @@ class Proxy:
         with client:
             request = _read_request(client)
             first_line = request.split(b"\r\n", 1)[0]
+            if self._old_server and (b"/heartbeat " in first_line or b"/finish " in first_line):
+                with self._lock:
+                    self.not_found.append(first_line)
+                body = b'{"error":"NOT_FOUND","message":"no such route","status":404}'
+                head = f"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                client.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
+                return
             is_batch = first_line.startswith(b"POST ") and (b"/points " in first_line or b"/logs/batch " in first_line)
             if is_batch:
                 with self._lock:

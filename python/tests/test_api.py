@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import textwrap
 from collections.abc import Iterator
@@ -141,9 +142,10 @@ def test_explicit_arguments_beat_the_environment(server: ToraServer, monkeypatch
     assert len(server.metrics(t.experiment_id)) == 1
 
 
-def test_global_style(server: ToraServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_global_style(server: ToraServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tora")
     experiment_id = tora.setup("global-style", hyperparams={"lr": 0.1}, tags=["g"])
-    assert f"/experiments/{experiment_id}" in capsys.readouterr().out
+    assert [r.getMessage() for r in caplog.records] == [f"tora: run global-style: {tora.get_experiment_url()}"]
     assert tora.is_initialized()
     assert tora.get_experiment_id() == experiment_id
     url = tora.get_experiment_url()

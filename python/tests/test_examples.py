@@ -15,7 +15,8 @@ def test_numpy_example(server: ToraServer) -> None:
     done = run_python([str(EXAMPLES / "numpy_training.py")])
     assert done.returncode == 0, done.stderr
     assert "all points delivered" in done.stdout
-    (experiment_id,) = EXPERIMENT_URL.findall(done.stdout)
+    # setup() logs the run's URL; with logging not configured, it reaches stderr
+    (experiment_id,) = EXPERIMENT_URL.findall(done.stderr)
     metrics = server.metrics(experiment_id)
     losses = [m["value"] for m in metrics if m["name"] == "train/loss"]
     assert len(losses) == 20 * 25

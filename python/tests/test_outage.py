@@ -188,7 +188,9 @@ def test_offline_run_uploads_once_with_sync(lone_server: ToraServer, sdk_env: Pa
     assert done.returncode == 0, done.stderr
     experiment_id, kept = done.stdout.split()[-2:]
     assert int(kept) == 8002
-    assert "offline" in done.stdout
+    assert f"tora: run offline-run is offline (id {experiment_id}); upload it later with: python -m tora sync" in (
+        done.stderr.splitlines()
+    )
     assert lone_server.call("GET", f"/experiments/{experiment_id}")[0] == 404, "offline must not contact the server"
     assert len(spool_files(sdk_env)) == 1
 

@@ -29,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_experiments, create_experiment))
         .routes(routes!(batch_experiments))
         .routes(routes!(bulk_experiments))
+        .routes(routes!(export_table))
         .routes(routes!(
             get_experiment,
             update_experiment,
@@ -43,12 +44,12 @@ const MAX_HYPERPARAMS: usize = 1000;
 const MAX_TAGS: usize = 100;
 const MAX_DESCRIPTION: usize = 10_000;
 const MAX_BATCH_IDS: usize = 1000;
+/// The most runs one bulk change names.
+pub const MAX_BULK_IDS: usize = 1000;
 /// Run metadata: at most this many bytes as compact JSON...
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// ...and this many keys at its top level.
 const MAX_METADATA_KEYS: usize = 200;
-/// The most runs one bulk change names.
-pub const MAX_BULK_IDS: usize = 1000;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ExperimentOut {
@@ -562,25 +563,29 @@ async fn heartbeat(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Reply<Beat>> {
-    let (before, after) = state
+    let hub = state.live.clone();
+    let (_, state) = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-            let now = now_ms();
-            let before = exp.activity().state(now);
-            experiments::heartbeat(tx, exp.rowid, now)?;
-            let after =
-                experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))?;
-            Ok((before, after))
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+                let now = now_ms();
+                experiments::heartbeat(tx, exp.rowid, now)?;
+                let after =
+                    experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))?;
+                let (before, state) = (exp.activity().state(now), after.activity().state(now));
+                // Only a beat that changes the state (a resumed or revived run) is news to
+                // the run's table.
+                Ok(((before != state).then_some(after), state))
+            },
+            move |(changed, _)| {
+                if let Some(run) = changed {
+                    hub.publish_run(run);
+                }
+            },
+        )
         .await?;
-    let beat = Beat {
-        state: after.activity().state(now_ms()),
-    };
-    if beat.state != before {
-        run_state_changed(&state, &after);
-    }
-    Ok(ok(beat))
+    Ok(ok(Beat { state }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -605,22 +610,19 @@ async fn finish(
             body.state.chars().take(40).collect::<String>()
         ))
     })?;
+    let hub = state.live.clone();
     let exp = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-            experiments::finish(tx, exp.rowid, end, now_ms())?;
-            experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+                experiments::finish(tx, exp.rowid, end, now_ms())?;
+                experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
+            },
+            move |exp| hub.publish_run(exp),
+        )
         .await?;
-    run_state_changed(&state, &exp);
     Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
-}
-
-/// Called after the write that changed a run's state (a heartbeat that brought it back, a
-/// finish), with the run as committed: the workspace's live streams get its `run` event.
-fn run_state_changed(state: &AppState, run: &Experiment) {
-    state.live.publish_run(run);
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -695,7 +697,7 @@ struct BulkDone {
 /// What a bulk change did to one run, for the workspace streams.
 enum Done {
     /// Changed, or moved in: as it is now.
-    Run(Experiment),
+    Run(Box<Experiment>),
     /// Deleted or moved out of its workspace.
     Gone { workspace: String, id: String },
 }
@@ -800,7 +802,7 @@ async fn bulk_experiments(
                             experiments::update(tx, exp.rowid, &changes, now)?;
                             let exp = experiments::get(tx, &exp.id)?
                                 .ok_or_else(|| Error::not_found("experiment"))?;
-                            done.push(Done::Run(exp));
+                            done.push(Done::Run(Box::new(exp)));
                         }
                         BulkAction::Move => {
                             let dest = destination.as_deref().unwrap_or_default();
@@ -814,7 +816,7 @@ async fn bulk_experiments(
                             });
                             let moved = experiments::get(tx, &exp.id)?
                                 .ok_or_else(|| Error::not_found("experiment"))?;
-                            done.push(Done::Run(moved));
+                            done.push(Done::Run(Box::new(moved)));
                         }
                     }
                 }
@@ -838,6 +840,179 @@ async fn bulk_experiments(
     Ok(ok(BulkDone {
         changed: changed.count(),
     }))
+}
+
+/// The most runs one table export holds.
+pub const MAX_EXPORT_RUNS: usize = 10_000;
+/// The most columns of each kind (hyperparameters, results, metrics) one table export holds.
+pub const MAX_EXPORT_COLUMNS: usize = 2_000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ExportQuery {
+    /// A filter in the query language, as for the run table.
+    q: Option<String>,
+    /// As for the run table; default -created.
+    sort: Option<String>,
+}
+
+/// One run as a CSV row, its cells in the order of `columns`.
+fn export_row(
+    e: &Experiment,
+    all: &[Series],
+    columns: &experiments::Columns,
+    now: i64,
+) -> Vec<String> {
+    let activity = e.activity();
+    let (state, ended_at, duration_ms) = (
+        activity.state(now).as_str(),
+        activity.ended_at(now),
+        activity.duration_ms(now),
+    );
+    let tags: Vec<String> = serde_json::from_str(&e.tags).unwrap_or_default();
+    let mut row = vec![
+        e.id.clone(),
+        super::spreadsheet_safe(&e.name).into_owned(),
+        state.to_string(),
+        rfc3339(e.created_at),
+        ended_at.map(rfc3339).unwrap_or_default(),
+        format!("{:.3}", duration_ms as f64 / 1000.0),
+        super::spreadsheet_safe(&tags.join(";")).into_owned(),
+    ];
+    let hyperparams: Vec<Value> = serde_json::from_str(&e.hyperparams).unwrap_or_default();
+    let hp: BTreeMap<&str, &Value> = hyperparams
+        .iter()
+        .filter_map(|h| Some((h.get("key")?.as_str()?, h.get("value")?)))
+        .collect();
+    row.extend(
+        columns
+            .hyperparams
+            .iter()
+            .map(|k| match hp.get(k.as_str()) {
+                Some(Value::String(text)) => super::spreadsheet_safe(text).into_owned(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            }),
+    );
+    let last = |kind: Kind, name: &str| {
+        all.iter()
+            .find(|s| s.kind == kind && s.name == name)
+            .and_then(|s| s.last_value)
+            // Debug formatting: shortest round-trip digits, and NaN / inf / -inf (as the points CSV).
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default()
+    };
+    row.extend(columns.results.iter().map(|n| last(Kind::Result, n)));
+    row.extend(columns.metrics.iter().map(|n| last(Kind::Metric, n)));
+    row
+}
+
+/// The run table as CSV: the runs `q` matches, in `sort` order, with `id, name, state,
+/// created_at, ended_at, duration_s, tags` (joined by `;`), then `hp.KEY` for every
+/// hyperparameter, `result.NAME` for every result and `metric.NAME` (its last value) for every
+/// metric among them. At most 10,000 runs and 2,000 columns of each kind (400 past either);
+/// text cells that a spreadsheet would run as a formula start with `'`. Streamed, 50 runs a
+/// read.
+#[utoipa::path(get, path = "/workspaces/{id}/experiments.csv", tag = "experiments", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ExportQuery),
+    responses((status = 200, description = "the matching runs, one a row", content_type = "text/csv", body = String), Errors))]
+async fn export_table(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<axum::response::Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let id = parse_id(&id, "workspace")?;
+    let sort = query::parse_sort(q.sort.as_deref().unwrap_or("-created"))?;
+    let (ws, walk_sort) = (id.clone(), sort.clone());
+    // One instant for the filter's states, the count, the columns, every page and every row.
+    let now = now_ms();
+    let (name, columns, filter) = state
+        .db
+        .read(move |c| {
+            let workspace = workspaces::get_for(c, &ws, &user.id)?
+                .ok_or_else(|| Error::not_found("workspace"))?;
+            // Parsed only once the caller may read the workspace, as for the run table.
+            let filter =
+                q.q.as_deref()
+                    .filter(|f| !f.trim().is_empty())
+                    .map(query::parse)
+                    .transpose()?;
+            let total =
+                experiments::page(c, &ws, filter.as_ref(), &sort, Some(1), None, now)?.total;
+            if total > MAX_EXPORT_RUNS as i64 {
+                return Err(Error::bad_request(format!(
+                    "{total} runs match; an export holds at most {MAX_EXPORT_RUNS}: narrow it with q"
+                )));
+            }
+            let columns =
+                experiments::columns(c, &ws, filter.as_ref(), MAX_EXPORT_COLUMNS, now)?;
+            for (kind, names) in [
+                ("hyperparameters", &columns.hyperparams),
+                ("results", &columns.results),
+                ("metrics", &columns.metrics),
+            ] {
+                if names.len() > MAX_EXPORT_COLUMNS {
+                    return Err(Error::bad_request(format!(
+                        "the matching runs have more than {MAX_EXPORT_COLUMNS} {kind}, the most an export has columns for: narrow it with q"
+                    )));
+                }
+            }
+            Ok((workspace.name, columns, filter))
+        })
+        .await?;
+    let place = super::logs::download_place(&state)?;
+    let mut head = csv::Writer::from_writer(Vec::new());
+    let fixed = [
+        "id",
+        "name",
+        "state",
+        "created_at",
+        "ended_at",
+        "duration_s",
+        "tags",
+    ];
+    let named = |prefix: &str, names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| super::spreadsheet_safe(&format!("{prefix}{n}")).into_owned())
+            .collect()
+    };
+    let header: Vec<String> = fixed
+        .iter()
+        .map(|f| f.to_string())
+        .chain(named("hp.", &columns.hyperparams))
+        .chain(named("result.", &columns.results))
+        .chain(named("metric.", &columns.metrics))
+        .collect();
+    // Writing to a Vec cannot fail.
+    let _ = head.write_record(&header);
+    let head = head.into_inner().unwrap_or_default();
+    let render = move |page: Vec<(Experiment, Vec<Series>)>, out: &mut Vec<u8>| {
+        let mut csv = csv::Writer::from_writer(out);
+        for (e, all) in page {
+            let _ = csv.write_record(export_row(&e, &all, &columns, now));
+        }
+        let _ = csv.flush();
+    };
+    let walk = experiments::Export::new(id, filter, walk_sort, MAX_EXPORT_RUNS, now);
+    let body = super::logs::paged(state.db.clone(), place, walk, head, "", render);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}-runs.csv\"",
+                    super::file_name(&name)
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 fn clean_description(raw: Option<String>) -> Result<Option<String>> {

@@ -7,10 +7,11 @@ One experiment per process::
     for step in range(100):
         tora.tmetric("loss", loss, step)
     tora.tresult("accuracy", acc)
-    tora.shutdown()
+    tora.finish()  # or shutdown(); at exit this happens by itself
 """
 
 from ._client import Tora, create_workspace
+from ._config import VERSION
 from ._exceptions import (
     ToraAPIError,
     ToraAuthenticationError,
@@ -24,6 +25,7 @@ from ._exceptions import (
     ToraWorkspaceError,
 )
 from ._wrapper import (
+    finish,
     flush,
     get_experiment_id,
     get_experiment_url,
@@ -34,7 +36,7 @@ from ._wrapper import (
     tresult,
 )
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "Tora",
@@ -49,6 +51,7 @@ __all__ = [
     "ToraValidationError",
     "ToraWorkspaceError",
     "create_workspace",
+    "finish",
     "flush",
     "get_experiment_id",
     "get_experiment_url",

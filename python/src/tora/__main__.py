@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import _config
+from . import _config, _validation
+from ._exceptions import ToraConfigurationError
 from ._sync import sync
 
 
@@ -25,11 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--api-key", help="API key (default: TORA_API_KEY)")
     run.add_argument("--cache-dir", type=Path, default=settings.cache_dir, help=f"default: {settings.cache_dir}")
     args = parser.parse_args(argv)
+    api_key = args.api_key or settings.api_key
+    if api_key:
+        try:
+            _validation.api_key(api_key, "--api-key" if args.api_key else "TORA_API_KEY")
+        except ToraConfigurationError as e:
+            print(f"python -m tora sync: {e}", file=sys.stderr)
+            return 2
 
     report = sync(
         args.cache_dir,
         server_url=args.server_url or os.environ.get("TORA_BASE_URL") or None,
-        api_key=args.api_key or settings.api_key,
+        api_key=api_key,
         timeout=settings.timeout,
     )
     busy = f"; {report.busy} files in use, skipped" if report.busy else ""

@@ -14,8 +14,9 @@ import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from . import _config, _transport, _validation
+from . import _config, _metadata, _transport, _validation
 from ._exceptions import (
     ToraAPIError,
     ToraAuthenticationError,
@@ -25,6 +26,7 @@ from ._exceptions import (
     ToraNetworkError,
     ToraValidationError,
 )
+from ._run import Run, end_state
 from ._sender import Sender
 from ._validation import HPValue, Number
 
@@ -35,6 +37,7 @@ logger = logging.getLogger("tora")
 DEFAULT_FLUSH_TIMEOUT = 30.0
 _I64_MAX = 2**63 - 1
 _NAME_CACHE_LIMIT = 10_000
+_WARNED_LIMIT = 1000
 
 
 def _server_url(server_url: str | None, settings: _config.Settings) -> str:
@@ -46,11 +49,16 @@ def _server_url(server_url: str | None, settings: _config.Settings) -> str:
     return url
 
 
-def _api_key(api_key: str | None, settings: _config.Settings) -> str | None:
-    key = api_key or settings.api_key
+def _api_key(api_key: str | None, settings: _config.Settings) -> str:
+    """The key to send, its shape checked: a malformed key fails here, with a message that names
+    the problem and never the key, rather than as a network error or a 401 later."""
+    key, source = (api_key, "The api_key argument") if api_key else (settings.api_key, "TORA_API_KEY")
     if key is None:
-        logger.warning("Tora API key not provided. Operating in anonymous mode.")
-    return key
+        raise ToraConfigurationError(
+            "No API key: set TORA_API_KEY (or pass api_key=). "
+            "Create a key with `tora api-key create` or in the dashboard (API keys)."
+        )
+    return _validation.api_key(key, source)
 
 
 def _guess_url(server_url: str, experiment_id: str) -> str:
@@ -76,6 +84,104 @@ def _call(
         return None, e
 
 
+def _described(answer: _transport.Response) -> str:
+    if answer.text.lstrip().startswith("<"):
+        return f"an HTML page (HTTP {answer.status})"
+    if answer.body is None:
+        return f"HTTP {answer.status} with a body that is not JSON"
+    return f"HTTP {answer.status} {answer.message}"
+
+
+def _not_the_api(answer: _transport.Response, url: str) -> bool:
+    """An answer that shows `url` is not Tora's API root: a page (the dashboard, a proxy's) rather
+    than JSON, or a 404/405 from a URL without /api, as when it was copied from the browser."""
+    if answer.body is None and answer.text.strip():
+        return True
+    return answer.status in (404, 405) and not url.endswith("/api")
+
+
+def _nearby_apis(url: str) -> list[str]:
+    parts = urlsplit(url)
+    candidates = [f"{url}/api", f"{parts.scheme}://{parts.netloc}/api"]
+    return [c for i, c in enumerate(candidates) if c != url and c not in candidates[:i]]
+
+
+def _is_tora_api(url: str, timeout: float) -> bool:
+    answer, _ = _call("GET", f"{url}/health", None, None, timeout)
+    return (
+        answer is not None
+        and answer.status == 200
+        and isinstance(answer.body, dict)
+        and answer.body.get("status") == "ok"
+    )
+
+
+def _setup_call(
+    method: str, path: str, body: bytes | None, url: str, key: str, timeout: float
+) -> tuple[_transport.Response | None, ToraNetworkError | None, str]:
+    """A set-up request to the API root `url`. When the answer shows that `url` is not the API
+    root but the API answers nearby (`url` + /api, or the origin + /api), says so and asks there.
+    Returns the answer (or the network error) and the API root that gave it.
+
+    Raises:
+        ToraConfigurationError: `url` answers, but not as Tora's API, and none nearby does.
+    """
+    answer, error = _call(method, url + path, body, key, timeout)
+    if answer is None or _unreachable(None, answer) or not _not_the_api(answer, url):
+        return answer, error, url  # 5xx: a proxy's error page while the server is down is an outage
+    for candidate in _nearby_apis(url):
+        if _is_tora_api(candidate, timeout):
+            logger.warning(
+                "tora: %s is not the API root (%s %s answered %s); the Tora API answers at %s and tora uses "
+                "that. Set TORA_BASE_URL=%s to say so.",
+                url,
+                method,
+                path,
+                _described(answer),
+                candidate,
+                candidate,
+            )
+            answer, error = _call(method, candidate + path, body, key, timeout)
+            return answer, error, candidate
+    if answer.body is not None:
+        return answer, error, url
+    raise ToraConfigurationError(
+        f"{url} does not answer as the Tora API ({method} {path} answered {_described(answer)}). "
+        "Set TORA_BASE_URL (or server_url=) to the API root that `tora serve` prints: it ends in /api, "
+        "e.g. http://127.0.0.1:8080/api."
+    )
+
+
+def _refused_key(url: str) -> ToraAuthenticationError:
+    return ToraAuthenticationError(
+        f"The API key was refused by {url}; create one with `tora api-key create` (or in the dashboard) "
+        "and set TORA_API_KEY to it."
+    )
+
+
+def _cannot_reach(url: str, what: str, reason: str) -> None:
+    logger.warning(
+        "tora: cannot reach the Tora server at %s to %s (%s). The run goes on: points are kept, on disk "
+        "past a bound, and sent when the server answers (or later by `python -m tora sync`).",
+        url,
+        what,
+        reason,
+    )
+
+
+def announce(message: str, *args: object) -> None:
+    """An INFO message the user should see even with logging not configured (the run's URL).
+
+    A program that configured logging (any handler on the way to the root, or a level on the
+    "tora" logger) gets an INFO record. One that did not gets the record on stderr from logging's
+    last-resort handler, which shows warnings then too, so the URL is not lost.
+    """
+    if logger.hasHandlers() or logger.level != logging.NOTSET or logging.lastResort is None:
+        logger.info(message, *args)
+        return
+    logging.lastResort.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, args, None))
+
+
 def create_workspace(
     name: str,
     description: str | None = None,
@@ -93,14 +199,15 @@ def create_workspace(
     settings = _config.load()
     url = _server_url(server_url, settings)
     key = _api_key(api_key, settings)
-    if not key:
-        raise ToraAuthenticationError("API key is required to create a workspace")
     body = _transport.encode({"name": name, "description": description})
-    answer = _transport.request("POST", f"{url}/workspaces", body=body, api_key=key, timeout=settings.timeout)
+    answer, error, url = _setup_call("POST", "/workspaces", body, url, key, settings.timeout)
+    if answer is None:
+        assert error is not None
+        raise ToraNetworkError(f"Cannot reach the Tora server at {url} to create a workspace: {error.message}")
     if answer.status in (200, 201) and isinstance(answer.data, dict):
         return answer.data
     if answer.status == 401:
-        raise ToraAuthenticationError("Invalid API key")
+        raise _refused_key(url)
     if answer.status == 400:
         raise ToraValidationError(f"Invalid workspace data: {answer.message}")
     raise ToraAPIError(f"API error: {answer.message}", status_code=answer.status, response_text=answer.text[:500])
@@ -142,6 +249,7 @@ class Tora:
         server_url: str | None,
         mode: str | None,
         create: dict[str, Any] | None,
+        reached: bool = True,
     ) -> None:
         if not experiment_id or not isinstance(experiment_id, str):
             raise ToraValidationError("Experiment ID must be a non-empty string")
@@ -159,6 +267,7 @@ class Tora:
         self._server_url = _server_url(server_url, settings)
         self._closed = False
         self._names: dict[str, str] = {}
+        self._renamed: set[str] = set()
         self._auto_steps: dict[str, int] = {}
         self._sender = Sender(
             settings,
@@ -168,7 +277,10 @@ class Tora:
             create=create,
             threshold=self._max_buffer_len,
         )
+        self._sender.outage_told = not reached
         self._sender.start()
+        self._run = Run(settings, self._sender, self._server_url, self._api_key)
+        self._run.start()
 
     @classmethod
     def _made(
@@ -183,16 +295,27 @@ class Tora:
         server_url: str,
         mode: str,
         create: dict[str, Any] | None,
+        reached: bool = True,
     ) -> Tora:
         client = cls.__new__(cls)
         client._open(
-            experiment_id, url, description, hyperparams, tags, max_buffer_len, api_key, server_url, mode, create
+            experiment_id,
+            url,
+            description,
+            hyperparams,
+            tags,
+            max_buffer_len,
+            api_key,
+            server_url,
+            mode,
+            create,
+            reached,
         )
         return client
 
     @staticmethod
     def _get_api_key(api_key: str | None) -> str | None:
-        return _api_key(api_key, _config.load())
+        return api_key or _config.load().api_key
 
     @classmethod
     def create_experiment(
@@ -207,14 +330,18 @@ class Tora:
         server_url: str | None = None,
         *,
         mode: str | None = None,
+        metadata: bool | None = None,
     ) -> Tora:
         """Create an experiment and return a client logging to it.
 
         ``mode="offline"`` (or ``TORA_MODE=offline``) contacts no server: the run is kept on disk
-        and ``python -m tora sync`` uploads it later.
+        and ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``)
+        keeps the run's git commit, command line, host and versions from being recorded.
 
         Raises:
             ToraValidationError: an argument is invalid, or the server refused the experiment.
+            ToraConfigurationError: the API key is missing or malformed, or the server URL answers
+                but is not Tora's API.
             ToraAuthenticationError: the server refused the API key.
             ToraAPIError: the server refused for another reason.
         """
@@ -228,6 +355,8 @@ class Tora:
         key = (api_key or settings.api_key) if chosen_mode == "offline" else _api_key(api_key, settings)
 
         payload: dict[str, Any] = {"id": str(uuid.uuid4()), "name": name}
+        if settings.metadata if metadata is None else metadata:
+            payload["metadata"] = _metadata.collect(_config.VERSION, key)
         if workspace_id:
             payload["workspaceId"] = workspace_id
         if description:
@@ -239,30 +368,48 @@ class Tora:
         experiment_id = payload["id"]
         page = _guess_url(url, experiment_id)
 
-        def made(page: str) -> Tora:
-            return cls._made(
-                experiment_id, page, description, checked_hp, tags, max_buffer_len, key, url, chosen_mode, payload
+        def made(page: str, url: str, reached: bool = True) -> Tora:
+            client = cls._made(
+                experiment_id,
+                page,
+                description,
+                checked_hp,
+                tags,
+                max_buffer_len,
+                key,
+                url,
+                chosen_mode,
+                payload,
+                reached,
             )
+            if not reached:
+                announce("tora: run %s will be at %s once the server answers", name, client.url)
+            elif chosen_mode == "offline":
+                announce(
+                    "tora: run %s is offline (id %s); upload it later with: python -m tora sync",
+                    name,
+                    client.experiment_id,
+                )
+            else:
+                announce("tora: run %s: %s", name, client.url)
+            return client
 
         if chosen_mode == "offline":
-            return made(page)
-        answer, error = _call("POST", f"{url}/experiments", _transport.encode(payload), key, settings.timeout)
+            return made(page, url)
+        assert key is not None
+        body = _transport.encode(payload)
+        answer, error, url = _setup_call("POST", "/experiments", body, url, key, settings.timeout)
+        page = _guess_url(url, experiment_id)
         if _unreachable(error, answer):
-            logger.warning(
-                "tora: cannot reach %s to create experiment %r (%s); logging goes on and the experiment is "
-                "created when the server answers",
-                url,
-                name,
-                error or (answer.message if answer else ""),
-            )
-            return made(page)
+            _cannot_reach(url, f"create run {name}", error.message if error else _described(answer) if answer else "")
+            return made(page, url, reached=False)
         assert answer is not None
         if answer.status in (200, 201) and isinstance(answer.data, dict):
             if answer.data.get("id") != experiment_id:
                 raise ToraAPIError("The server did not keep the experiment id the client sent")
-            return made(answer.data.get("url") or page)
+            return made(answer.data.get("url") or page, url)
         if answer.status == 401:
-            raise ToraAuthenticationError("Invalid API key")
+            raise _refused_key(url)
         if answer.status == 400:
             raise ToraValidationError(f"Invalid experiment data: {answer.message}")
         if answer.status == 404:
@@ -291,12 +438,12 @@ class Tora:
         settings = _config.load()
         chosen_mode = _validation.mode(mode, settings.mode)
         url = _server_url(server_url, settings)
-        key = _api_key(api_key, settings)
+        key = (api_key or settings.api_key) if chosen_mode == "offline" else _api_key(api_key, settings)
 
         def made(page: str, data: dict[str, Any]) -> Tora:
             hp = data.get("hyperparams")
             hyperparams = {i["key"]: i["value"] for i in hp} if isinstance(hp, list) else None
-            return cls._made(
+            client = cls._made(
                 experiment_id,
                 page,
                 data.get("description"),
@@ -307,21 +454,28 @@ class Tora:
                 url,
                 chosen_mode,
                 None,
+                chosen_mode == "offline" or bool(data),
             )
+            if chosen_mode == "online" and data:
+                announce("tora: run %s: %s", data.get("name") or experiment_id, client.url)
+            return client
 
         if chosen_mode == "offline":
             return made(_guess_url(url, experiment_id), {})
-        answer, error = _call("GET", f"{url}/experiments/{experiment_id}", None, key, settings.timeout)
+        assert key is not None
+        answer, error, url = _setup_call("GET", f"/experiments/{experiment_id}", None, url, key, settings.timeout)
         if _unreachable(error, answer):
-            logger.warning("tora: cannot reach %s to load experiment %s; logging goes on", url, experiment_id)
+            _cannot_reach(
+                url, f"load run {experiment_id}", error.message if error else _described(answer) if answer else ""
+            )
             return made(_guess_url(url, experiment_id), {})
         assert answer is not None
         if answer.status == 200 and isinstance(answer.data, dict):
             return made(answer.data.get("url") or _guess_url(url, experiment_id), answer.data)
         if answer.status == 404:
-            raise ToraExperimentError(f"Experiment {experiment_id} not found")
+            raise ToraExperimentError(f"Experiment {experiment_id} not found on {url}")
         if answer.status == 401:
-            raise ToraAuthenticationError("Invalid API key")
+            raise _refused_key(url)
         raise ToraAPIError(
             f"API error loading experiment: {answer.message}", status_code=answer.status, response_text=answer.text
         )
@@ -403,8 +557,14 @@ class Tora:
 
     def _check_name(self, name: object) -> str:
         checked = _validation.metric_name(name)
+        assert isinstance(name, str)
+        if checked != name.strip() and name not in self._renamed and len(self._renamed) < _WARNED_LIMIT:
+            self._renamed.add(name)
+            logger.warning(
+                "tora: metric name %r is logged as %r (names are 1-100 letters, digits, _ - . /)", name[:200], checked
+            )
         if len(self._names) < _NAME_CACHE_LIMIT:
-            self._names[name] = checked  # type: ignore[index]
+            self._names[name] = checked
         return checked
 
     def flush(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
@@ -420,12 +580,21 @@ class Tora:
         return self._sender.flush(timeout)
 
     def shutdown(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
-        """Deliver what is pending (waiting as flush does), then close. Points that could not be
-        delivered are kept in a spool file for ``python -m tora sync``; returns how many."""
+        """Deliver what is pending (waiting as flush does), mark the run finished (or failed, if an
+        uncaught exception was seen), then close. Points that could not be delivered are kept in a
+        spool file for ``python -m tora sync``; returns how many."""
         if self._closed:
             return 0
         self._closed = True
-        return self._sender.close(timeout)
+        return self._run.end(timeout)
+
+    def finish(self, state: str = "finished", timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
+        """shutdown(), marking the run ``state``: "finished" or "failed"."""
+        checked = end_state(state)
+        if self._closed:
+            return 0
+        self._closed = True
+        return self._run.end(timeout, checked)
 
     @property
     def max_buffer_len(self) -> int:
@@ -465,8 +634,11 @@ class Tora:
     def __enter__(self) -> Tora:
         return self
 
-    def __exit__(self, _exc_type: object, _exc_val: object, _exc_tb: object) -> None:
-        self.shutdown()
+    def __exit__(self, exc_type: type[BaseException] | None, _exc_val: object, _exc_tb: object) -> None:
+        if exc_type is None or issubclass(exc_type, GeneratorExit):
+            self.shutdown()
+        else:
+            self.finish("failed")
 
     def __repr__(self) -> str:
         status = "closed" if self.is_closed else "open"

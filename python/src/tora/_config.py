@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+VERSION = "0.1.0"
+"""The SDK's version (pyproject.toml says the same)."""
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/api"
 
 
@@ -18,8 +20,8 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080/api"
 class Settings:
     base_url: str
     """TORA_BASE_URL: the server's API root."""
-    api_key: str | None
-    """TORA_API_KEY: an API key (``tora_sk_...``) sent as ``x-api-key``."""
+    api_key: str | None = field(repr=False)
+    """TORA_API_KEY: an API key (``tora_sk_...``) sent as ``x-api-key``. Never in a repr or a message."""
     mode: str
     """TORA_MODE: ``online`` (default) or ``offline`` (spool everything, upload later with ``python -m tora sync``)."""
     cache_dir: Path
@@ -38,6 +40,10 @@ class Settings:
     """TORA_RETRY_MAX: longest retry delay in seconds (default 30)."""
     exit_timeout: float
     """TORA_EXIT_TIMEOUT: seconds the atexit hook waits for delivery before spooling the rest (default 10)."""
+    heartbeat_interval: float
+    """TORA_HEARTBEAT_INTERVAL: seconds between two heartbeats of a running run (default 30)."""
+    metadata: bool
+    """TORA_METADATA: ``0`` keeps the run's metadata (git, command line, host, versions) from being sent."""
 
 
 def _float(name: str, default: float) -> float:
@@ -89,4 +95,6 @@ def load() -> Settings:
         retry_base=_float("TORA_RETRY_BASE", 0.5),
         retry_max=_float("TORA_RETRY_MAX", 30.0),
         exit_timeout=_float("TORA_EXIT_TIMEOUT", 10.0),
+        heartbeat_interval=_float("TORA_HEARTBEAT_INTERVAL", 30.0) or 30.0,
+        metadata=os.environ.get("TORA_METADATA", "1").strip().lower() not in ("0", "false", "no", "off"),
     )

@@ -41,7 +41,8 @@ import weakref
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
 from . import _transport
 from ._config import Settings
@@ -135,6 +136,10 @@ class Sender:
         self._create = None if self._offline else create
         self._header = {"experiment_id": experiment_id, "server_url": server_url, "create": create}
         self._closed = False
+        self.outage_told = False
+        """The caller already said the server cannot be reached: the first failure goes unsaid."""
+        self.end_path: Path | None = None
+        """The spool file whose ``.end`` record holds the run's end, when close() wrote one."""
         self._fresh_state()
         _LIVE.add(self)
 
@@ -151,7 +156,11 @@ class Sender:
         self._inflight: _Job | None = None
         """The fresh batch being sent, not in the spool file yet."""
         name = f"{self.experiment_id}.{self._session}"
-        self._spool = Spool(spool_dir(self._settings.cache_dir), name, self._header)
+        self._spool = Spool(spool_dir(self._settings.cache_dir), name, self._header, offline=self._offline)
+        self.created = threading.Event()
+        """Set once the server has the experiment (at once when it was created before the sender)."""
+        if self._create is None:
+            self.created.set()
         self._failures = 0
         self._attempts = 0
         self._last_failed = 0
@@ -222,16 +231,25 @@ class Sender:
                 self._changed.wait(remaining)
             return len(self.queue) + self._inflight_points + self._spool.unsent
 
-    def close(self, timeout: float) -> int:
-        """flush(timeout), then keep whatever is left in the spool file. Returns the points kept."""
+    def close(self, timeout: float, *, end_state: str | None = None, finish: Callable[[], bool] | None = None) -> int:
+        """flush(timeout), then keep whatever is left in the spool file. Returns the points kept.
+
+        With an end_state, the run's end is marked: by ``finish()`` (which tells the server) once
+        the points are delivered or given up on, else beside the spool file, for sync.
+        """
         if self._closed:
             return 0
         self.flush(timeout)
+        marked = False
+        if finish is not None and not self._offline and self.created.is_set() and self._stopped is None:
+            marked = finish()
         with self._lock:
             self._spill_locked()
             if self._inflight is not None:
                 self._spool.append(self._inflight.body, self._inflight.points)
                 self._inflight = None
+            if end_state is not None and not marked:
+                self.end_path = self._spool.path if self._spool.mark_end(end_state) else None
             self._closed = True
             left = self._spool.close()
             self._changed.notify_all()
@@ -239,7 +257,7 @@ class Sender:
             event.set()
         _LIVE.discard(self)
         if left:
-            logger.warning(
+            (logger.info if self._offline else logger.warning)(
                 "tora: %d points of experiment %s are kept in %s; upload them with: python -m tora sync",
                 left,
                 self.experiment_id,
@@ -369,8 +387,10 @@ class Sender:
                 if self._failures:
                     logger.warning("tora: the server answers again; sending the points kept meanwhile")
                 self._failures = 0
+                self.outage_told = False
                 if job.kind == "create":
                     self._create = None
+                    self.created.set()
                 elif job.kind == "spool" and not self._closed:
                     self._spool.mark_sent()
                 self.delivered += job.points
@@ -391,7 +411,7 @@ class Sender:
                         self._spill_locked()
                 else:
                     self._failures += 1
-                    if self._failures == 1:
+                    if self._failures == 1 and not self.outage_told:
                         logger.warning("tora: cannot reach the server (%s); logging goes on, points are kept", reason)
                     delay = self._backoff(retry_after)
             self._changed.notify_all()

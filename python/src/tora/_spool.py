@@ -34,6 +34,9 @@ logger = logging.getLogger("tora")
 
 SUFFIX = ".spool"
 SENT_SUFFIX = ".sent"
+END_SUFFIX = ".end"
+"""Beside a spool file: how the run ended ("finished" or "failed"), for sync to mark it after
+its points, when the run could not say so to the server itself (offline, or the server away)."""
 FORMAT = 2
 """The format this version writes; see ENDPOINTS for the ones it reads."""
 ENDPOINTS = {1: "logs/batch", 2: "points"}
@@ -69,8 +72,23 @@ def write_sent(path: Path, offset: int) -> None:
     os.replace(tmp, sent)
 
 
+def read_end(path: Path) -> str | None:
+    try:
+        state = path.with_suffix(END_SUFFIX).read_text().strip()
+    except OSError:
+        return None
+    return state if state in ("finished", "failed") else None
+
+
+def write_end(path: Path, state: str) -> None:
+    end = path.with_suffix(END_SUFFIX)
+    tmp = end.with_name(end.name + ".tmp")
+    tmp.write_text(state)
+    os.replace(tmp, end)
+
+
 def remove(path: Path) -> None:
-    for p in (path, path.with_suffix(SENT_SUFFIX)):
+    for p in (path, path.with_suffix(SENT_SUFFIX), path.with_suffix(END_SUFFIX)):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
 
@@ -82,8 +100,9 @@ class Spool:
     is logged; they are still sent, but would not survive the process.
     """
 
-    def __init__(self, directory: Path, name: str, header: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, name: str, header: dict[str, Any], *, offline: bool = False) -> None:
         self.path = directory / (name + SUFFIX)
+        self._offline = offline
         self._header = header
         self._fd: int | None = None
         # Lines not yet sent: (offset, length, points, body); body only for a line kept in memory.
@@ -144,6 +163,18 @@ class Spool:
         except OSError as e:
             logger.error("tora: cannot record progress in %s: %s", self.path, e)
 
+    def mark_end(self, state: str) -> bool:
+        """Record how the run ended beside the file, while it is still locked; False when there is
+        no file (nothing left to sync) or the record cannot be written."""
+        if self._fd is None or self._on_disk == 0:
+            return False
+        try:
+            write_end(self.path, state)
+        except OSError as e:
+            logger.error("tora: cannot write %s: %s", self.path.with_suffix(END_SUFFIX), e)
+            return False
+        return True
+
     def close(self) -> int:
         """Make the file durable and let it go; returns the points not yet sent."""
         if self._fd is not None:
@@ -184,7 +215,8 @@ class Spool:
             raise
         self._fd = fd
         self._end = len(header)
-        logger.warning("tora: keeping points on disk in %s until the server takes them", self.path)
+        if not self._offline:  # offline, the disk is where points go; setup() said so
+            logger.warning("tora: keeping points on disk in %s until the server takes them", self.path)
 
     def _discard(self) -> None:
         # Unlink while still holding the lock, so sync never picks up a finished file.

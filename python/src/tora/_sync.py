@@ -2,7 +2,8 @@
 
 Each line is sent as it was written, so a line sent twice (a sync that was stopped before it
 recorded its progress, an answer lost on the way) is stored once: the server keeps a batch_id
-once (format 2) and a msg_id once (format 1).
+once (format 2) and a msg_id once (format 1). After a file's points, the run's end recorded
+beside it (``.end``: "finished" or "failed") goes to ``/experiments/{id}/finish``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ from typing import Any, Callable
 
 from . import _transport
 from ._exceptions import ToraNetworkError
-from ._spool import ENDPOINTS, SENT_SUFFIX, SUFFIX, read_sent, remove, spool_dir, try_lock, write_sent
+from ._spool import (
+    END_SUFFIX,
+    ENDPOINTS,
+    SENT_SUFFIX,
+    SUFFIX,
+    read_end,
+    read_sent,
+    remove,
+    spool_dir,
+    try_lock,
+    write_sent,
+)
 
 _ATTEMPTS = 3
 _TORN, _DAMAGED = "torn", "damaged"
@@ -51,9 +63,10 @@ def sync(
     report = Report()
     directory = spool_dir(cache_dir)
     paths = sorted(directory.glob("*" + SUFFIX)) if directory.is_dir() else []
-    for orphan in directory.glob("*" + SENT_SUFFIX) if directory.is_dir() else []:
-        if not orphan.with_suffix(SUFFIX).exists():
-            orphan.unlink(missing_ok=True)
+    for suffix in (SENT_SUFFIX, END_SUFFIX):
+        for orphan in directory.glob("*" + suffix) if directory.is_dir() else []:
+            if not orphan.with_suffix(SUFFIX).exists():
+                orphan.unlink(missing_ok=True)
     if not paths:
         say(f"nothing to upload in {directory}")
     for path in paths:
@@ -104,6 +117,10 @@ def _sync_file(
                 write_sent(path, end + 1)
                 report.uploaded += points
                 pending -= points
+            ended = read_end(path) if stop != _DAMAGED else None
+            if ended is not None:
+                finish = _transport.encode({"state": ended})
+                _post(f"{url}/experiments/{experiment_id}/finish", finish, api_key, timeout)
         except _RefusedError as e:
             report.left += pending
             report.problems.append(f"{path.name}: experiment {experiment_id}: {e}; {pending} points kept")
@@ -147,6 +164,10 @@ def _points(body: Any, version: int) -> int:
     return sum(len(metric["steps"]) for metric in body.get("metrics", ())) + len(body.get("results", ()))
 
 
+_OLD_SERVER = (404, 405)
+"""What a server without run state answers to .../finish: nothing to mark there."""
+
+
 def _post(url: str, body: bytes, api_key: str | None, timeout: float) -> None:
     reason = ""
     for attempt in range(_ATTEMPTS):
@@ -157,7 +178,7 @@ def _post(url: str, body: bytes, api_key: str | None, timeout: float) -> None:
         except ToraNetworkError as e:
             reason = str(e)
             continue
-        if answer.status in (200, 201):
+        if answer.status in (200, 201) or (url.endswith("/finish") and answer.status in _OLD_SERVER):
             return
         reason = f"HTTP {answer.status} {answer.message}"
         if answer.status < 500 and answer.status not in (408, 429):

@@ -161,13 +161,25 @@ def _exchange(
     except (socket.timeout, TimeoutError) as e:
         raise ToraTimeoutError(f"{method} {url} timed out after {conn.timeout}s") from e
     except (OSError, http.client.HTTPException, ValueError) as e:
-        raise ToraNetworkError(f"{method} {url} failed: {e!r}") from e
+        raise ToraNetworkError(f"{method} {url} failed: {_reason(e)}") from None
     text = raw.decode("utf-8", errors="replace")
     try:
         parsed: Any = json.loads(text) if text else None
     except ValueError:
         parsed = None
     return Response(status=status, body=parsed, text=text, retry_after=retry_after)
+
+
+def _reason(e: Exception) -> str:
+    """Why a request failed, in words that never quote a header: http.client's ValueError for a bad
+    header value holds the value, and that value can be the API key."""
+    if isinstance(e, ValueError):
+        return "a request header is not valid (is the API key one line, without spaces?)"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    if isinstance(e, http.client.HTTPException):
+        return f"not an HTTP answer ({type(e).__name__})"
+    return type(e).__name__
 
 
 def encode(payload: Any) -> bytes:

@@ -21,20 +21,57 @@ _TAG_FORBIDDEN_RE = re.compile(r'[<>:"/\\|?*\x00-\x1f,;]')
 _WORKSPACE_RE = re.compile(r"[a-zA-Z0-9\-]+")
 
 
+MAX_NAME = 100
+_NAME_BAD_RE = re.compile(r"[^a-zA-Z0-9_\-./]")
+
+
 def metric_name(name: object) -> str:
-    """A metric or result name: 1-100 of letters, digits, ``_ - . /`` (so it is JSON-safe as is)."""
+    """A metric or result name as it is sent: 1-100 of letters, digits, ``_ - . /``.
+
+    Surrounding whitespace is stripped; any other character outside that set becomes ``_`` and a
+    longer name is cut to 100 characters (the caller warns once per name). Only a name that is
+    not a string, or is empty, raises: those fail on the first step, not days into a run.
+    """
     if not isinstance(name, str):
         raise ToraValidationError(f"Metric name must be a string, got {type(name).__name__}")
     stripped = name.strip()
     if not stripped:
         raise ToraValidationError("Metric name cannot be empty")
-    if len(stripped) > 100:
-        raise ToraValidationError("Metric name cannot exceed 100 characters")
-    if not _NAME_RE.fullmatch(stripped):
-        raise ToraValidationError(
-            f"Metric name {stripped!r} can only contain letters, numbers, underscore, hyphen, dot, and slash"
+    if len(stripped) <= MAX_NAME and _NAME_RE.fullmatch(stripped):
+        return stripped
+    return _NAME_BAD_RE.sub("_", stripped)[:MAX_NAME]
+
+
+API_KEY_PREFIX = "tora_sk_"
+
+
+def api_key(key: str, source: str) -> str:
+    """Check the shape of an API key before it is sent; the message names the problem and where
+    the key came from (``source``), and never quotes the key or any part of it."""
+    lines = [line for line in key.splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise ToraConfigurationError(
+            f"{source} holds {len(lines)} lines; it must hold the API key alone, one line starting with "
+            f"{API_KEY_PREFIX}. Set it to the key line only."
         )
-    return stripped
+    if key != key.strip():
+        raise ToraConfigurationError(
+            f"{source} has whitespace or a newline before or after the key; set it to the key alone."
+        )
+    if not key:
+        raise ToraConfigurationError(f"{source} is empty.")
+    if not key.startswith(API_KEY_PREFIX):
+        raise ToraConfigurationError(
+            f"{source} is not a Tora API key: keys start with {API_KEY_PREFIX}. "
+            "Create one with `tora api-key create` or in the dashboard (API keys)."
+        )
+    if any(c.isspace() for c in key):
+        raise ToraConfigurationError(f"{source} has whitespace inside the key; set it to the key alone.")
+    if not (key.isascii() and key.isprintable()):
+        raise ToraConfigurationError(
+            f"{source} has characters a Tora API key never has (a key is {API_KEY_PREFIX} then letters and digits)."
+        )
+    return key
 
 
 def value(raw: object) -> Number:

@@ -6,9 +6,11 @@ import logging
 
 from ._client import DEFAULT_FLUSH_TIMEOUT, Tora
 from ._exceptions import ToraError
+from ._run import end_state
 from ._validation import HPValue, Number
 
 __all__ = [
+    "finish",
     "flush",
     "get_experiment_id",
     "get_experiment_url",
@@ -39,11 +41,13 @@ def setup(
     server_url: str | None = None,
     max_buffer_len: int = 1,
     mode: str | None = None,
+    metadata: bool | None = None,
 ) -> str:
     """Create an experiment and make it the one tmetric()/tresult() log to. Returns its id.
 
     ``mode="offline"`` (or ``TORA_MODE=offline``) logs the whole run to disk, with no server;
-    ``python -m tora sync`` uploads it later.
+    ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``) keeps
+    the run's git commit, command line, host and versions from being recorded.
     """
     global _INSTANCE
     if _INSTANCE is not None:
@@ -58,12 +62,9 @@ def setup(
         server_url=server_url,
         max_buffer_len=max_buffer_len,
         mode=mode,
+        metadata=metadata,
     )
     _INSTANCE = client
-    if client.mode == "offline":
-        print(f"Tora experiment {client.experiment_id} (offline; upload later with: python -m tora sync)")
-    else:
-        print(f"Tora experiment: {client.url}")
     return client.experiment_id
 
 
@@ -94,6 +95,20 @@ def shutdown(timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
         return client.shutdown(timeout)
     except Exception:
         logger.exception("tora: error during shutdown")
+        return 0
+
+
+def finish(state: str = "finished", timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
+    """Close setup()'s client as shutdown() does, marking the run ``state`` ("finished" or "failed")."""
+    global _INSTANCE
+    checked = end_state(state)
+    client, _INSTANCE = _INSTANCE, None
+    if client is None:
+        return 0
+    try:
+        return client.finish(checked, timeout)
+    except Exception:
+        logger.exception("tora: error during finish")
         return 0
 
 
