@@ -10,6 +10,8 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
 const h = require('./harness.js');
 
 const OWNER = { email: 'cy@lab.org', password: 'cy-password-1' };
@@ -39,6 +41,21 @@ async function open(context) {
 /** Whether the server answers `path` with something other than 404 (a feature of a later branch). */
 async function serves(api, method, path, body) {
   return (await api.raw(method, path, body)).status !== 404;
+}
+
+/** Runs Python source with this repository's SDK on the path; rejects with its output on failure. */
+function runPython(source, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.env.PYTHON || 'python3', ['-'], {
+      env: { ...process.env, ...env, PYTHONPATH: path.join(h.ROOT, 'python', 'src') }, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`python exited ${code}:\n${out}`))));
+    child.stdin.end(source);
+  });
 }
 
 /** The header labels of the table's columns. */
@@ -73,19 +90,30 @@ test('a researcher reads a grid search in the run table', async (t) => {
     await page.waitForURL('**/workspaces');
   });
 
-  await t.test('an empty workspace shows how to log a first run to this server, and where to get a key', async () => {
-    await page.goto(table());
+  await t.test('an empty workspace shows how to log a first run to this server; its Python runs as shown', async () => {
+    const ws = await api.call('POST', '/workspaces', { name: 'first-steps' });
+    await page.goto(`${server.url}/workspaces/${ws.id}`);
     await page.getByText('No experiments in this workspace yet').waitFor();
     const snippet = await page.locator('pre.snippet').textContent();
     assert.match(snippet, /python3 -m venv \.venv/);
     assert.ok(snippet.includes(`pip install ${server.url}/sdk/tora.whl`), snippet);
     assert.ok(snippet.includes(`export TORA_BASE_URL=${server.url}/api\n`), snippet);
     assert.match(snippet, /export TORA_API_KEY=/);
-    assert.ok(snippet.includes(`workspace_id="${state.ws.id}"`), 'the example logs into this workspace');
-    const python = snippet.split("<<'EOF'\n")[1].split('\nEOF')[0].split('\n');
-    assert.equal(python.length, 4, `a 4-line Python example: ${python.join(' | ')}`);
+    assert.ok(snippet.includes(`workspace_id="${ws.id}"`), 'the example logs into this workspace');
+    const python = snippet.split("<<'EOF'\n")[1].split('\nEOF')[0];
+    assert.equal(python.split('\n').length, 4, `a 4-line Python example: ${python}`);
     await page.getByRole('button', { name: 'Copy the snippet' }).click();
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), snippet);
+
+    // The example, run as shown with this repository's SDK and a new key, fills the open page.
+    const key = (await api.call('POST', '/api-keys', { name: 'snippet' })).key;
+    await runPython(python, { TORA_BASE_URL: `${server.url}/api`, TORA_API_KEY: key });
+    const row = page.locator(ROWS, { hasText: 'first-run' });
+    await row.waitFor();
+    await row.locator('td[data-col="metric.loss"]', { hasText: '0.01' }).waitFor();
+    await row.locator('.state[data-state="finished"]').waitFor();
+
+    await page.goto(`${server.url}/workspaces/${state.archive.id}`);
     await page.getByRole('link', { name: 'create an API key' }).click();
     await page.waitForURL('**/settings');
     await page.getByRole('button', { name: 'Create key' }).waitFor();
@@ -213,11 +241,11 @@ test('a researcher reads a grid search in the run table', async (t) => {
   });
 
   await t.test('the run page shows the run\'s metadata: git, command, host, Python, packages', async (st) => {
-    const metadata = {
+    const metadata = { // as python/src/tora/_metadata.py records it
       git: { commit: '3f9a1c2b7d4e5f60718293a4b5c6d7e8f9012345', branch: 'feature/l1', dirty: true },
-      command: ['python', 'train.py', '--C', '1.0'],
-      host: 'gpu-node-7', python: '3.12.4',
-      packages: { numpy: '2.1.0', 'scikit-learn': '1.5.2', tora: '0.1.0' },
+      command: 'train.py --C 1.0 --api-key REDACTED', host: 'gpu-node-7', python: '3.12.4',
+      platform: 'Linux-6.1.0-x86_64-with-glibc2.36', sdk: 'tora 0.1.0',
+      packages: { numpy: '2.1.0', sklearn: '1.5.2', torch: '2.4.1' },
     };
     const exp = await api.call('POST', '/experiments', { name: 'with-metadata', workspaceId: state.archive.id, metadata });
     if (!exp.metadata || !exp.metadata.host) {
@@ -232,11 +260,13 @@ test('a researcher reads a grid search in the run table', async (t) => {
     assert.equal(await row('Git commit'), '3f9a1c2b7d4e');
     assert.equal(await row('Git branch'), 'feature/l1');
     assert.equal(await row('Uncommitted changes'), 'yes');
-    assert.equal(await row('Command'), 'python train.py --C 1.0');
+    assert.equal(await row('Command'), 'train.py --C 1.0 --api-key REDACTED');
+    assert.equal(await row('Platform'), 'Linux-6.1.0-x86_64-with-glibc2.36');
+    assert.equal(await row('SDK'), 'tora 0.1.0');
     assert.equal(await row('Host'), 'gpu-node-7');
     assert.equal(await row('Python'), '3.12.4');
     await panel.getByText('3 packages').click();
-    await panel.locator('tr', { hasText: 'scikit-learn' }).getByText('1.5.2').waitFor();
+    await panel.locator('tr', { hasText: 'sklearn' }).getByText('1.5.2').waitFor();
     await h.screenshot(page, 'run-metadata');
   });
 
