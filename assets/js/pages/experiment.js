@@ -68,7 +68,8 @@ export async function render(ctx) {
       h('div', { class: 'grow' },
         h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces'), ' / ',
           ws ? h('a', { href: `/workspaces/${ws.id}` }, ws.name) : 'workspace'),
-        h('div', { class: 'row' }, h('h1', {}, exp.name), liveBadge),
+        // With a run state (running/finished/...) the line below says more than "live" (a recent point).
+        h('div', { class: 'row' }, h('h1', {}, exp.name), exp.state ? null : liveBadge),
         exp.state ? runTiming(exp, ctx.signal) : null,
         h('p', { class: 'muted small' }, `Created ${dateTime(exp.created_at)} · updated ${dateTime(exp.updated_at)} · `,
           h('code', {}, exp.id), canEdit ? '' : ` · you are a ${role}`)),

@@ -108,7 +108,6 @@ export async function render(ctx) {
     state.rows = reply.data;
     state.next = reply.next_cursor || null;
     state.total = reply.total ?? reply.data.length;
-    state.drawn = null;
     draw();
   }
 
@@ -387,14 +386,12 @@ export async function render(ctx) {
   // ---------- live ----------
   let redraw = 0;
   let reloadTimer = 0;
-  let connected = false;
   const later = () => { if (!redraw) redraw = setTimeout(() => { redraw = 0; draw(); }, 250); };
   const reloadSoon = () => { clearTimeout(reloadTimer); reloadTimer = setTimeout(load, 500); };
   const stop = followWorkspace(id, {
-    hello() {
-      if (connected) reloadSoon(); // a reconnect: what we missed is not replayed
-      connected = true;
-    },
+    // (Re)connected. Nothing is replayed, and the table on screen may have been read before the
+    // stream began: read it again (an unchanged table is patched in place, not rebuilt).
+    hello: reloadSoon,
     run(exp) {
       const i = state.rows.findIndex((r) => r.id === exp.id);
       // A new run, or one that may have left or joined the filter: ask the server where it goes.
