@@ -205,6 +205,15 @@ test('a researcher reads a grid search in the run table', async (t) => {
     await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 6, ROWS);
   });
 
+  await t.test('a column sorted by stays, even where the filter leaves it a single value', async () => {
+    await page.goto(table(`?q=${encodeURIComponent('penalty = l1')}`));
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 3, ROWS);
+    assert.ok(!(await headers(page)).includes('penalty'), 'one value of penalty: not a varying column');
+    await page.goto(table(`?q=${encodeURIComponent('penalty = l1')}&sort=hp.penalty`));
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 3, ROWS);
+    assert.ok((await headers(page)).includes('penalty'), 'the sorted column is shown');
+  });
+
   await t.test('the description is markdown, rendered without ever running HTML', async () => {
     const run = state.runs[0];
     const description = [

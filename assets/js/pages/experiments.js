@@ -85,9 +85,10 @@ export async function render(ctx) {
   }
 
   let loading = 0;
-  async function load() {
+  /** Reads the current page. `quiet` (a live refresh): a refused query does not take the focus. */
+  async function load({ quiet = false } = {}) {
     const mine = ++loading;
-    queryError.textContent = '';
+    if (!quiet) queryError.textContent = '';
     ctx.setQuery({ q: state.q, sort: state.sort === '-created' ? null : state.sort, cursor: state.cursor });
     let reply;
     try {
@@ -98,7 +99,7 @@ export async function render(ctx) {
       if (err.name === 'AbortError' || mine !== loading) return;
       if (err.status === 400 && state.q) {
         queryError.textContent = err.message;
-        queryInput.focus();
+        if (!quiet) queryInput.focus();
         return;
       }
       fill(tableBox, errorBox(err));
@@ -112,7 +113,11 @@ export async function render(ctx) {
   }
 
   function chosenColumns() {
-    return ordered(state.cols || defaultColumns(state.rows));
+    if (state.cols) return ordered(state.cols);
+    // Sorted by a column: keep it, even when the sorted page no longer varies in it.
+    const sorted = state.sort.replace(/^-/, '');
+    const cols = defaultColumns(state.rows);
+    return ordered(/^(hp|result|metric)\./.test(sorted) && !cols.includes(sorted) ? [...cols, sorted] : cols);
   }
 
   function draw() {
@@ -130,7 +135,9 @@ export async function render(ctx) {
       state.drawn = null;
       fill(tableBox, state.q
         ? empty('No experiment matches this filter', h('p', {}, 'Change the filter or ', h('button', { class: 'small', onclick: () => setFilter('') }, 'clear it'), '.'))
-        : firstRun(id, canEdit));
+        : state.cursor || state.total > 0
+          ? empty('No experiments on this page', h('p', {}, h('button', { class: 'small', onclick: () => { state.cursor = null; state.previous = []; load(); } }, 'Go to the first page')))
+          : firstRun(id, canEdit));
       fill(pager);
       updateSelection();
       return;
@@ -387,7 +394,7 @@ export async function render(ctx) {
   let redraw = 0;
   let reloadTimer = 0;
   const later = () => { if (!redraw) redraw = setTimeout(() => { redraw = 0; draw(); }, 250); };
-  const reloadSoon = () => { clearTimeout(reloadTimer); reloadTimer = setTimeout(load, 500); };
+  const reloadSoon = () => { clearTimeout(reloadTimer); reloadTimer = setTimeout(() => load({ quiet: true }), 500); };
   const stop = followWorkspace(id, {
     // (Re)connected. Nothing is replayed, and the table on screen may have been read before the
     // stream began: read it again (an unchanged table is patched in place, not rebuilt).
