@@ -44,9 +44,9 @@ async function serves(api, method, path, body) {
 }
 
 /** Runs Python source with this repository's SDK on the path; rejects with its output on failure. */
-function runPython(source, env) {
+function runPython(source, env, args = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.env.PYTHON || 'python3', ['-'], {
+    const child = spawn(process.env.PYTHON || 'python3', ['-', ...args], {
       env: { ...process.env, ...env, PYTHONPATH: path.join(h.ROOT, 'python', 'src') }, stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';
@@ -289,14 +289,23 @@ test('a researcher reads a grid search in the run table', async (t) => {
     const ws = await api.call('POST', '/workspaces', { name: 'states' });
     state.statesWs = ws;
     const made = {};
-    for (const [name, end] of [['still-training', null], ['converged', 'finished'], ['diverged', 'failed']]) {
+    for (const [name, end] of [['still-training', null], ['converged', 'finished'], ['diverged', 'failed'], ['lost-node', null]]) {
       const exp = await api.call('POST', '/experiments', { name, workspaceId: ws.id });
       await api.call('POST', `/experiments/${exp.id}/heartbeat`);
       if (end) await api.call('POST', `/experiments/${exp.id}/finish`, { state: end });
       made[name] = exp;
     }
+    // lost-node's machine died ten minutes ago: move its start and last heartbeat back in time
+    // (the state is derived from them; 5 quiet minutes after a heartbeat make a run crashed).
+    await runPython([
+      'import sqlite3, sys',
+      'db = sqlite3.connect(sys.argv[1], timeout=10)',
+      'db.execute("UPDATE experiments SET created_at = created_at - 600000, heartbeat_at = heartbeat_at - 600000 WHERE uuid = ?", (sys.argv[2],))',
+      'db.commit()',
+      'assert db.total_changes == 1',
+    ].join('\n'), {}, [path.join(server.dir, 'tora.db'), made['lost-node'].id]);
     await page.goto(`${server.url}/workspaces/${ws.id}`);
-    await page.locator(ROWS).nth(2).waitFor();
+    await page.locator(ROWS).nth(3).waitFor();
     const marks = await page.$$eval(ROWS, (trs) => Object.fromEntries(trs.map((tr) => {
       const s = tr.querySelector('td[data-cell="state"] .state');
       return [tr.querySelector('td.name a').textContent, [s.dataset.state, s.querySelector('.state-mark').textContent, getComputedStyle(s.querySelector('.state-mark')).color]];
@@ -304,10 +313,11 @@ test('a researcher reads a grid search in the run table', async (t) => {
     assert.equal(marks['still-training'][0], 'running');
     assert.equal(marks.converged[0], 'finished');
     assert.equal(marks.diverged[0], 'failed');
+    assert.equal(marks['lost-node'][0], 'crashed');
     const glyphs = Object.values(marks).map((m) => m[1]);
     const colours = Object.values(marks).map((m) => m[2]);
-    assert.equal(new Set(glyphs).size, 3, `a distinct mark each: ${glyphs}`);
-    assert.equal(new Set(colours).size, 3, `a distinct colour each: ${colours}`);
+    assert.equal(new Set(glyphs).size, 4, `a distinct mark each: ${glyphs}`);
+    assert.equal(new Set(colours).size, 4, `a distinct colour each: ${colours}`);
     await h.screenshot(page, 'table-states');
 
     await page.locator(`${ROWS} a.state[data-state="failed"]`).click();
