@@ -29,6 +29,8 @@ pub mod live;
 pub mod mail;
 /// The experiment filter language and sort orders (pure parsing).
 pub mod query;
+/// The Python SDK's wheel, built by build.rs, and the pages that serve it under /sdk/.
+pub mod sdk;
 /// AppState, the router, and serving with a graceful shutdown.
 pub mod server;
 /// All SQL, one module per resource.
