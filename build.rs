@@ -178,8 +178,10 @@ fn parse_project(toml: &str) -> Project {
         let line = line.trim();
         if line.starts_with('[') {
             in_project = line == "[project]";
+            // Links change nothing in an install; entry points would need entry_points.txt (and
+            // a `tora` script would shadow the server's binary in a venv), extras their markers.
             assert!(
-                !line.starts_with("[project."),
+                !line.starts_with("[project.") || line == "[project.urls]",
                 "python/pyproject.toml has {line}, which build.rs's wheel builder does not handle yet"
             );
             continue;

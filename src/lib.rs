@@ -11,7 +11,7 @@ pub mod assets;
 pub mod auth;
 /// A byte budget shared by concurrent requests (the request bodies being read).
 pub mod budget;
-/// The command line: `serve`, `backup`.
+/// The command line: `serve`, `user`, `api-key`, `backup`.
 pub mod cli;
 /// Every `serve` setting: flag, TORA_* variable, default.
 pub mod config;
