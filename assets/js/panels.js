@@ -45,7 +45,7 @@ export function panelPicker(names, onAdd) {
   const list = h('div', { class: 'picker-list', role: 'group', 'aria-label': 'Metrics of the panel' });
   const note = h('p', { class: 'muted small' });
   const picked = new Set();
-  const add = h('button', { type: 'button', class: 'primary small', disabled: true }, 'Add panel');
+  const add = h('button', { type: 'button', class: 'primary small', disabled: true }, 'Create panel');
   const draw = () => {
     const needle = search.value.trim().toLowerCase();
     const shown = names().filter((n) => !needle || n.toLowerCase().includes(needle));
@@ -74,7 +74,7 @@ export function panelPicker(names, onAdd) {
     search.value = '';
     menu.open = false;
   });
-  menu.append(h('summary', { 'aria-label': 'Add a panel of several metrics' }, 'Add panel'),
+  menu.append(h('summary', { title: 'Several metrics on one chart' }, 'Add panel'),
     h('div', { class: 'menu-body stack' }, search, list, h('div', { class: 'row' }, add, note)));
   return menu;
 }

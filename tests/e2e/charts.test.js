@@ -62,10 +62,12 @@ before(async () => {
   const loss = (k) => (s) => 2 * Math.exp(-s * k / 100) + 0.01;
   state.a = await make('steady', [{ key: 'lr', value: 0.01 }], [
     ...curve('train/loss', STEPS, loss(1)), ...curve('val/loss', STEPS, loss(0.8)), ...curve('val/acc', STEPS, (s) => s / STEPS),
+    ...curve('noise', STEPS, (s) => 1 + 0.5 * Math.sin(s * 1.3)),
     { msg_id: 'r', name: 'test/balanced_accuracy_score_macro', value: 0.91 }]);
   state.b = await make('diverging', [{ key: 'lr', value: 0.1 }], [
     ...curve('train/loss', STEPS, (s) => (s >= GAP[0] && s < GAP[1] ? NaN : loss(2)(s))),
-    ...curve('val/loss', STEPS, loss(1.5)), ...curve('val/acc', STEPS, (s) => s / STEPS / 2)]);
+    ...curve('val/loss', STEPS, loss(1.5)), ...curve('val/acc', STEPS, (s) => s / STEPS / 2),
+    ...curve('noise', STEPS, (s) => 0.9 + 0.1 * Math.sin(s))]);
   state.c = await make('live', [{ key: 'lr', value: 0.001 }], [...curve('train/loss', 10, loss(0.5)), ...curve('val/loss', 10, loss(0.5))]);
   state.compare = `/compare?ids=${[state.a.id, state.b.id, state.c.id].join(',')}`;
 
@@ -139,7 +141,7 @@ test('bug: switching the x axis to Time rebuilds the chart with time labels', as
     assert.ok((await labels(page, 'train/loss')).includes('100'), 'step labels before the switch');
     await page.getByRole('button', { name: 'Wall time' }).click();
     await page.waitForURL(/x=time/);
-    await page.waitForFunction(() => (document.querySelector('.chart[data-metric="train/loss"] canvas').labels || []).some((l) => /:\d\d/.test(l)));
+    await page.waitForFunction(() => (document.querySelector('.chart[data-metric="train/loss"] canvas')?.labels || []).some((l) => /:\d\d/.test(l)));
     const drawnLabels = await labels(page, 'train/loss');
     assert.ok(!drawnLabels.some((l) => /\dG$/.test(l)), `${url}: no tick reads like 1800G: ${drawnLabels}`);
   }
@@ -213,6 +215,127 @@ test('bug: at 375 px run names stay readable and compare does not overflow', asy
   const width = await p.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(width <= 375, `compare is ${width} px wide at 375 px`);
   await phone.close();
+});
+
+/** Pixels of `rgb` (within `tol`) in a box of a chart's canvas given in fractions of its plot. */
+function pixelsIn(page, metric, rgb, box, tol = 48, alpha = [200, 255]) {
+  return card(page, metric).locator('canvas').first().evaluate((canvas, [target, b, t, a]) => {
+    const over = canvas.parentElement.querySelector('.u-over').getBoundingClientRect();
+    const c = canvas.getBoundingClientRect();
+    const k = canvas.width / c.width;
+    const x0 = Math.round((over.left - c.left + over.width * b.x0) * k);
+    const x1 = Math.round((over.left - c.left + over.width * b.x1) * k);
+    const y0 = Math.round((over.top - c.top + over.height * b.y0) * k);
+    const y1 = Math.round((over.top - c.top + over.height * b.y1) * k);
+    const { data } = canvas.getContext('2d').getImageData(x0, y0, Math.max(1, x1 - x0), Math.max(1, y1 - y0));
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i + 3] < a[0] || data[i + 3] > a[1]) continue;
+      if (Math.abs(data[i] - target[0]) + Math.abs(data[i + 1] - target[1]) + Math.abs(data[i + 2] - target[2]) <= t) n++;
+    }
+    return n;
+  }, [rgb, box, tol, alpha]);
+}
+
+test('the run page groups charts in sections by prefix; a collapsed section stays collapsed', async () => {
+  const { page } = state;
+  await page.goto(`${server.url}/experiments/${state.a.id}`);
+  await drawn(page, 'val/acc');
+  const sections = await page.locator('.chart-section[data-section]').evaluateAll((els) => els.map((e) => [e.dataset.section, [...e.querySelectorAll('.chart')].map((c) => c.dataset.metric)]));
+  assert.deepEqual(sections, [['', ['noise']], ['train', ['train/loss']], ['val', ['val/acc', 'val/loss']]]);
+  await page.getByRole('button', { name: 'val' }).click();
+  await page.waitForURL(/collapsed=val/);
+  assert.equal(await card(page, 'val/loss').isVisible(), false);
+  await page.reload();
+  await drawn(page, 'train/loss');
+  assert.equal(await page.getByRole('button', { name: 'val' }).getAttribute('aria-expanded'), 'false');
+  assert.equal(await card(page, 'val/loss').isVisible(), false);
+  await page.getByRole('button', { name: 'val' }).click();
+  await page.waitForURL((u) => !u.search.includes('collapsed'));
+  await card(page, 'val/loss').waitFor();
+});
+
+test('a panel of two metrics is made on the run page, kept in the URL and for the workspace', async () => {
+  const { page } = state;
+  await page.goto(`${server.url}/experiments/${state.a.id}`);
+  await drawn(page, 'train/loss');
+  await page.getByText('Add panel').click();
+  await page.getByLabel('Find metrics for the panel').fill('loss');
+  await page.getByRole('group', { name: 'Metrics of the panel' }).getByLabel('train/loss').check();
+  await page.getByRole('group', { name: 'Metrics of the panel' }).getByLabel('val/loss').check();
+  await page.getByRole('button', { name: 'Create panel' }).click();
+  const panel = page.locator('.panel-chart[data-panel="train/loss,val/loss"][data-state="drawn"]');
+  await panel.waitFor();
+  await page.waitForURL(/panels=/);
+  assert.deepEqual(JSON.parse(new URL(page.url()).searchParams.get('panels')), [['train/loss', 'val/loss']]);
+  const stored = await page.evaluate((ws) => localStorage.getItem(`tora.panels.${ws}`), state.workspace);
+  assert.deepEqual(JSON.parse(stored), [['train/loss', 'val/loss']]);
+  // The tooltip lists both metrics, largest first (val/loss decays slower).
+  await panel.scrollIntoViewIfNeeded();
+  const plot = await panel.locator('.u-over').boundingBox();
+  await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2);
+  const tip = panel.locator('.chart-tip');
+  await tip.waitFor();
+  assert.deepEqual(await tip.locator('.tip-label').allTextContents(), ['val/loss', 'train/loss']);
+  await h.screenshot(page, 'charts-experiment-panel');
+});
+
+test('compare: the workspace panel, a tooltip of every run by value, NaN markers, faint raw lines', async () => {
+  const { page } = state;
+  await page.goto(`${server.url}${state.compare}`); // no panels in the link: the workspace's are used
+  const panel = page.locator('.panel-chart[data-panel="train/loss,val/loss"][data-state="drawn"]');
+  await panel.waitFor();
+  await drawn(page, 'train/loss');
+  await page.waitForFunction(() => [...document.querySelectorAll('.chart')].every((c) => c.dataset.state === 'drawn'));
+
+  // Hovering step ~50: the live run ended at 9, the two others listed by value, largest first.
+  await hover(page, 'train/loss', 50 / (STEPS - 1));
+  const tip = card(page, 'train/loss').locator('.chart-tip');
+  await tip.waitFor();
+  assert.deepEqual(await tip.locator('.tip-label').allTextContents(), ['steady', 'diverging']);
+  const values = (await tip.locator('.tip-value').allTextContents()).map(Number);
+  assert.ok(values[0] > values[1], `sorted by value: ${values}`);
+  await hover(page, 'train/loss', 5 / (STEPS - 1));
+  assert.deepEqual((await tip.locator('.tip-label').allTextContents()).sort(), ['diverging', 'live', 'steady']);
+  await h.screenshot(page, 'charts-compare-tooltip');
+
+  // The diverged steps carry markers in the run's colour along the bottom.
+  const middle = (GAP[0] + GAP[1]) / 2 / (STEPS - 1);
+  const markers = await pixelsIn(page, 'train/loss', RUN_B, { x0: middle - 0.05, x1: middle + 0.05, y0: 0.9, y1: 1 });
+  assert.ok(markers > 20, `NaN markers of the diverging run: ${markers} pixels`);
+
+  // Under smoothing the raw line stays, faint: the run's colour at a low alpha on the canvas, where
+  // only the raw zigzag reaches (the smoothed line stays near the middle).
+  const RUN_A = [36, 99, 216];
+  const peaks = { x0: 0.1, x1: 0.9, y0: 0, y1: 0.3 };
+  const opaque = () => pixelsIn(page, 'noise', RUN_A, peaks, 30, [200, 255]);
+  const faint = () => pixelsIn(page, 'noise', RUN_A, peaks, 30, [20, 130]);
+  assert.ok(await opaque() > 100, 'the raw line, unsmoothed');
+  await page.getByLabel('Smoothing (EMA weight)').fill('0.9');
+  await page.waitForURL(/smooth=0.9/);
+  await page.waitForTimeout(200);
+  const [o, f] = [await opaque(), await faint()];
+  assert.ok(f > 100 && o < f / 5, `the raw line stays, faint, under the smoothed one (${o} opaque, ${f} faint pixels)`);
+  await page.getByLabel('Smoothing (EMA weight)').fill('0');
+});
+
+test('x can be the time since each run started', async () => {
+  const { page } = state;
+  for (const url of [`/experiments/${state.a.id}`, state.compare]) {
+    await page.goto(`${server.url}${url}`);
+    await drawn(page, 'train/loss');
+    await page.getByRole('button', { name: 'Relative' }).click();
+    await page.waitForURL(/x=rel/);
+    await page.waitForFunction(() => (document.querySelector('.chart[data-metric="train/loss"] canvas')?.labels || []).some((l) => /^\d+(\.\d+)?(ms|s)$/.test(l)));
+    const text = await hover(page, 'train/loss', 0.5);
+    assert.match(text, /^\+\d/, `the readout gives the time since the start: ${text}`);
+    const zoomed = page.waitForResponse((r) => /\/series\?.*from=/.test(r.url()));
+    await dragZoom(page, 'train/loss', 0.2, 0.8);
+    await zoomed;
+    await page.waitForURL(/from=/);
+    await drawn(page, 'train/loss');
+  }
+  assert.deepEqual(page.errors, []);
 });
 
 test('no page logged a console error', () => {
