@@ -338,6 +338,34 @@ test('x can be the time since each run started', async () => {
   assert.deepEqual(page.errors, []);
 });
 
+test('screenshots: run page, compare and the run table at 1440 and 375 px, light and dark', async () => {
+  const shots = [
+    ['experiment', `/experiments/${state.b.id}?smooth=0.6`, '.chart[data-metric="train/loss"][data-state="drawn"]'],
+    ['compare', `${state.compare}&smooth=0.6`, '.chart[data-metric="train/loss"][data-state="drawn"]'],
+    ['table', `/workspaces/${state.workspace}`, 'table[aria-label="Experiments"] tbody tr'],
+  ];
+  for (const scheme of ['light', 'dark']) {
+    for (const width of [1440, 375]) {
+      const phone = width < 640;
+      const context = await browser.newContext({
+        viewport: { width, height: phone ? 812 : 900 }, colorScheme: scheme, deviceScaleFactor: phone ? 2 : 1,
+        isMobile: phone, hasTouch: phone, storageState: await desktop.storageState(),
+      });
+      const p = await open(context);
+      for (const [name, url, ready] of shots) {
+        await p.goto(`${server.url}${url}`);
+        await p.locator(ready).first().waitFor();
+        await p.waitForFunction(() => [...document.querySelectorAll('.chart')].every((c) => c.dataset.state === 'drawn'));
+        if (name !== 'table') await hover(p, 'train/loss', 0.4); // the tooltip in the picture
+        const scroll = await p.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(scroll <= width, `${name} is ${scroll} px wide at ${width} px`);
+        await h.screenshot(p, `charts-${name}-${width}-${scheme}`);
+      }
+      await context.close();
+    }
+  }
+});
+
 test('no page logged a console error', () => {
   assert.deepEqual(pages.flatMap((p) => p.errors), []);
 });
