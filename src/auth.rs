@@ -32,15 +32,34 @@ struct Claims {
     sub: String,
     iat: i64,
     exp: i64,
-    /// "access", or "stream" for a token that only opens one experiment's live stream.
+    /// "access", or "stream" for a token that only opens one live stream.
     typ: String,
-    /// For stream tokens: the experiment they open.
+    /// For an experiment's stream token: the experiment it opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     experiment: Option<String>,
+    /// For a workspace's stream token: the workspace it opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workspace: Option<String>,
+}
+
+/// What a stream token opens: one experiment's stream, or one workspace's.
+#[derive(Clone, Copy)]
+pub enum Stream<'a> {
+    Experiment(&'a str),
+    Workspace(&'a str),
+}
+
+impl Stream<'_> {
+    fn claims(self) -> (Option<String>, Option<String>) {
+        match self {
+            Stream::Experiment(id) => (Some(id.to_string()), None),
+            Stream::Workspace(id) => (None, Some(id.to_string())),
+        }
+    }
 }
 
 /// Stream tokens travel in a URL (EventSource cannot send headers): short-lived, read-only,
-/// one experiment.
+/// one experiment's or one workspace's stream.
 pub const STREAM_TOKEN_TTL_SECS: i64 = 60;
 
 pub struct Auth {
@@ -82,6 +101,7 @@ impl Auth {
             exp: now + ACCESS_TTL_SECS,
             typ: "access".into(),
             experiment: None,
+            workspace: None,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("jwt encode: {e}")))?;
@@ -89,25 +109,31 @@ impl Auth {
     }
 
     /// Returns (token, expires_at in unix seconds).
-    pub fn issue_stream(&self, user_id: &str, experiment: &str) -> Result<(String, i64)> {
+    pub fn issue_stream(&self, user_id: &str, opens: Stream) -> Result<(String, i64)> {
         let now = crate::time::now_ms() / 1000;
+        let (experiment, workspace) = opens.claims();
         let claims = Claims {
             sub: user_id.to_string(),
             iat: now,
             exp: now + STREAM_TOKEN_TTL_SECS,
             typ: "stream".into(),
-            experiment: Some(experiment.to_string()),
+            experiment,
+            workspace,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("jwt encode: {e}")))?;
         Ok((token, claims.exp))
     }
 
-    /// The user a stream token was issued to, if it is valid for `experiment`.
-    pub fn verify_stream(&self, token: &str, experiment: &str) -> Result<String> {
+    /// The user a stream token was issued to, if it is valid for the stream it `opens`.
+    pub fn verify_stream(&self, token: &str, opens: Stream) -> Result<String> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| Error::Unauthorized("invalid or expired stream token".into()))?;
-        if data.claims.typ != "stream" || data.claims.experiment.as_deref() != Some(experiment) {
+        let (experiment, workspace) = opens.claims();
+        if data.claims.typ != "stream"
+            || data.claims.experiment != experiment
+            || data.claims.workspace != workspace
+        {
             return Err(Error::Unauthorized(
                 "this token does not open this stream".into(),
             ));

@@ -267,6 +267,12 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Viewer,
         },
         Endpoint {
+            method: "GET",
+            path: |f, _| format!("/api/workspaces/{}/experiments.csv", f.ws),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
             method: "POST",
             path: |_, _| "/api/experiments".into(),
             body: |f, _| Some(json!({"name": "new", "workspaceId": f.ws})),
@@ -326,9 +332,29 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Viewer,
         },
         Endpoint {
+            method: "POST",
+            path: |f, _| format!("/api/workspaces/{}/stream-token", f.ws),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "GET",
+            // Its `hello` carries nothing: allowed callers are checked for the event instead.
+            path: |f, _| format!("/api/workspaces/{}/stream?", f.ws),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
             method: "DELETE",
             path: |f, _| format!("/api/experiments/{}", f.exp),
             body: none,
+            needs: Needs::Owner,
+        },
+        Endpoint {
+            method: "POST",
+            // Deleting needs the most; tag, untag and move are in tests/bulk.rs.
+            path: |_, _| "/api/experiments/bulk".into(),
+            body: |f, _| Some(json!({"ids": [f.exp], "action": "delete"})),
             needs: Needs::Owner,
         },
         Endpoint {
@@ -418,7 +444,9 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
                         r.status,
                         r.text
                     );
-                    if endpoint.method == "GET"
+                    if is_workspace_stream(&path) {
+                        assert!(r.text.contains("event: hello"), "{what}: {}", r.text);
+                    } else if endpoint.method == "GET"
                         && !path.ends_with("/invitations")
                         && !path.ends_with("/members")
                     {
@@ -433,7 +461,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 25 * 8);
+    assert_eq!(checked, 29 * 8);
 }
 
 #[test]
@@ -668,8 +696,13 @@ fn call(
     }
 }
 
-/// Opens a live stream and reads until the object's data shows, the server closes (a refusal),
-/// or 10 s pass; then hangs up.
+/// A workspace's stream, whose first event (`hello`, `{}`) names nothing.
+fn is_workspace_stream(path: &str) -> bool {
+    path.starts_with("/api/workspaces/") && path.contains("/stream?")
+}
+
+/// Opens a live stream and reads until the object's data shows (for a workspace stream: its
+/// `hello`), the server closes (a refusal), or 10 s pass; then hangs up.
 fn open_stream(server: &TestServer, path: &str, auth: &Auth) -> Response {
     let mut conn = TcpStream::connect(&server.addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
@@ -684,7 +717,12 @@ fn open_stream(server: &TestServer, path: &str, auth: &Auth) -> Response {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
-    while Instant::now() < deadline && !String::from_utf8_lossy(&raw).contains(SECRET) {
+    let until = if is_workspace_stream(path) {
+        "event: hello"
+    } else {
+        SECRET
+    };
+    while Instant::now() < deadline && !String::from_utf8_lossy(&raw).contains(until) {
         match conn.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),

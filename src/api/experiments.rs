@@ -26,6 +26,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_experiments, create_experiment))
         .routes(routes!(batch_experiments))
+        .routes(routes!(bulk_experiments))
+        .routes(routes!(export_table))
         .routes(routes!(
             get_experiment,
             update_experiment,
@@ -37,6 +39,8 @@ const MAX_HYPERPARAMS: usize = 1000;
 const MAX_TAGS: usize = 100;
 const MAX_DESCRIPTION: usize = 10_000;
 const MAX_BATCH_IDS: usize = 1000;
+/// The most runs one bulk change names.
+pub const MAX_BULK_IDS: usize = 1000;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ExperimentOut {
@@ -324,43 +328,51 @@ async fn create_experiment(
         .transpose()?;
     let client_id = body.id.map(|id| parse_id(&id, "experiment")).transpose()?;
 
+    let hub = state.live.clone();
     let (exp, is_new) = state
         .db
-        .write(move |tx| {
-            let now = now_ms();
-            if let Some(id) = &client_id
-                && let Some(existing) = experiments::get(tx, id)?
-            {
-                // The same user creating the same id again is a retry: answer with what exists.
-                let mine = existing.created_by.as_deref() == Some(user.id.as_str())
-                    && workspaces::role_of(tx, &existing.workspace_id, &user.id)?.is_some();
-                return if mine {
-                    Ok((existing, false))
-                } else {
-                    Err(Error::Conflict(
-                        "an experiment with this id already exists".into(),
-                    ))
-                };
-            }
-            let workspace_id = match workspace {
-                Some(ws) => {
-                    require_role(tx, &ws, &user.id, Role::Editor)?;
-                    ws
+        .write_then(
+            move |tx| {
+                let now = now_ms();
+                if let Some(id) = &client_id
+                    && let Some(existing) = experiments::get(tx, id)?
+                {
+                    // The same user creating the same id again is a retry: answer with what exists.
+                    let mine = existing.created_by.as_deref() == Some(user.id.as_str())
+                        && workspaces::role_of(tx, &existing.workspace_id, &user.id)?.is_some();
+                    return if mine {
+                        Ok((existing, false))
+                    } else {
+                        Err(Error::Conflict(
+                            "an experiment with this id already exists".into(),
+                        ))
+                    };
                 }
-                None => workspaces::personal(tx, &user.id, now)?,
-            };
-            let id = client_id.unwrap_or_else(crate::store::new_id);
-            let new = NewExperiment {
-                id: &id,
-                workspace_id: &workspace_id,
-                created_by: &user.id,
-                name: &name,
-                description: description.as_deref(),
-                hyperparams: &hyperparams,
-                tags: &tags,
-            };
-            Ok((experiments::create(tx, &new, now)?, true))
-        })
+                let workspace_id = match workspace {
+                    Some(ws) => {
+                        require_role(tx, &ws, &user.id, Role::Editor)?;
+                        ws
+                    }
+                    None => workspaces::personal(tx, &user.id, now)?,
+                };
+                let id = client_id.unwrap_or_else(crate::store::new_id);
+                let new = NewExperiment {
+                    id: &id,
+                    workspace_id: &workspace_id,
+                    created_by: &user.id,
+                    name: &name,
+                    description: description.as_deref(),
+                    hyperparams: &hyperparams,
+                    tags: &tags,
+                };
+                Ok((experiments::create(tx, &new, now)?, true))
+            },
+            move |(exp, is_new)| {
+                if *is_new {
+                    hub.publish_run(exp);
+                }
+            },
+        )
         .await?;
     let out = ExperimentOut::new(exp, &state.public_url(&headers));
     Ok(if is_new { created(out) } else { ok(out) })
@@ -425,19 +437,23 @@ async fn update_experiment(
     let description = body.description.map(clean_description).transpose()?;
     let hyperparams = body.hyperparams.map(clean_hyperparams).transpose()?;
     let tags = body.tags.map(clean_tags).transpose()?;
+    let hub = state.live.clone();
     let exp = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-            let changes = Changes {
-                name: name.as_deref(),
-                description: description.as_ref().map(|d| d.as_deref()),
-                hyperparams: hyperparams.as_deref(),
-                tags: tags.as_deref(),
-            };
-            experiments::update(tx, exp.rowid, &changes, now_ms())?;
-            experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+                let changes = Changes {
+                    name: name.as_deref(),
+                    description: description.as_ref().map(|d| d.as_deref()),
+                    hyperparams: hyperparams.as_deref(),
+                    tags: tags.as_deref(),
+                };
+                experiments::update(tx, exp.rowid, &changes, now_ms())?;
+                experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
+            },
+            move |exp| hub.publish_run(exp),
+        )
         .await?;
     Ok(ok(ExperimentOut::new(exp, &state.public_url(&headers))))
 }
@@ -448,16 +464,20 @@ async fn delete_experiment(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Reply<Deleted>> {
-    let deleted = state
+    let hub = state.live.clone();
+    let exp = state
         .db
-        .write(move |tx| {
-            let exp = authorize(tx, &id, &user.id, Role::Owner)?;
-            experiments::delete(tx, exp.rowid)?;
-            Ok(exp.id)
-        })
+        .write_then(
+            move |tx| {
+                let exp = authorize(tx, &id, &user.id, Role::Owner)?;
+                experiments::delete(tx, exp.rowid)?;
+                Ok(exp)
+            },
+            move |exp| hub.publish_deleted(&exp.workspace_id, &exp.id),
+        )
         .await?;
     Ok(ok(Deleted {
-        id: deleted,
+        id: exp.id,
         deleted: true,
     }))
 }
@@ -495,6 +515,369 @@ async fn batch_experiments(
         .into_iter()
         .map(|e| ExperimentOut::new(e, &base))
         .collect()))
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum BulkAction {
+    /// Delete the runs (OWNER of each run's workspace).
+    Delete,
+    /// Add `tags` to each run (EDITOR).
+    Tag,
+    /// Remove `tags` from each run (EDITOR).
+    Untag,
+    /// Move the runs, with everything under them, to `workspace_id` (EDITOR on each run's
+    /// workspace and on the destination).
+    Move,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+struct BulkBody {
+    /// At most 1,000 experiment ids; a repeated id counts once.
+    #[serde(deserialize_with = "super::at_most::<_, _, MAX_BULK_IDS>")]
+    ids: Vec<String>,
+    action: BulkAction,
+    /// For tag and untag.
+    #[schema(value_type = Option<Vec<String>>)]
+    tags: Option<Value>,
+    /// For move: the destination.
+    #[serde(alias = "workspaceId")]
+    workspace_id: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct BulkDone {
+    /// Runs changed (a tag a run already had, or a move to where it is, changes nothing).
+    changed: usize,
+}
+
+/// What a bulk change did to one run, for the workspace streams.
+enum Done {
+    /// Changed, or moved in: as it is now.
+    Run(Experiment),
+    /// Deleted or moved out of its workspace.
+    Gone { workspace: String, id: String },
+}
+
+/// One change to many runs, all or nothing, in one transaction: every run must exist and allow
+/// the caller the action (an unknown or hidden id is a 404 for the whole request, a run whose
+/// workspace gives too weak a role a 403), or nothing changes.
+#[utoipa::path(post, path = "/experiments/bulk", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = BulkBody, responses((status = 200, body = Envelope<BulkDone>), Errors))]
+async fn bulk_experiments(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<BulkBody>,
+) -> Result<Reply<BulkDone>> {
+    let mut ids: Vec<String> = Vec::with_capacity(body.ids.len());
+    for raw in &body.ids {
+        let id = parse_id(raw, "experiment")?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let action = body.action;
+    let tags: Vec<String> = match action {
+        BulkAction::Tag | BulkAction::Untag => {
+            let tags = clean_tags(body.tags.unwrap_or(Value::Null))?;
+            let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+            if tags.is_empty() {
+                return Err(Error::bad_request(
+                    "tag and untag need a non-empty list of tags",
+                ));
+            }
+            tags
+        }
+        _ => vec![],
+    };
+    let destination = match action {
+        BulkAction::Move => Some(parse_id(
+            body.workspace_id.as_deref().unwrap_or(""),
+            "workspace",
+        )?),
+        _ => None,
+    };
+    let hub = state.live.clone();
+    let done = state
+        .db
+        .write_then(
+            move |tx| {
+                let now = now_ms();
+                if let Some(dest) = &destination {
+                    require_role(tx, dest, &user.id, Role::Editor)?;
+                }
+                let needed = match action {
+                    BulkAction::Delete => Role::Owner,
+                    _ => Role::Editor,
+                };
+                // Every run is checked before any is changed: a refusal leaves them all as
+                // they were (the transaction is dropped, too).
+                let runs = ids
+                    .iter()
+                    .map(|id| authorize(tx, id, &user.id, needed))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut done = Vec::with_capacity(runs.len());
+                for exp in runs {
+                    match action {
+                        BulkAction::Delete => {
+                            experiments::delete(tx, exp.rowid)?;
+                            done.push(Done::Gone {
+                                workspace: exp.workspace_id,
+                                id: exp.id,
+                            });
+                        }
+                        BulkAction::Tag | BulkAction::Untag => {
+                            let mut now_tags: Vec<String> =
+                                serde_json::from_str(&exp.tags).unwrap_or_default();
+                            let before = now_tags.len();
+                            if action == BulkAction::Tag {
+                                for t in &tags {
+                                    if !now_tags.contains(t) {
+                                        now_tags.push(t.clone());
+                                    }
+                                }
+                                if now_tags.len() > MAX_TAGS {
+                                    return Err(Error::bad_request(format!(
+                                        "run '{}' would have more than {MAX_TAGS} tags",
+                                        exp.name
+                                    )));
+                                }
+                            } else {
+                                now_tags.retain(|t| !tags.contains(t));
+                            }
+                            if now_tags.len() == before {
+                                continue;
+                            }
+                            let json = serde_json::to_string(&now_tags)
+                                .map_err(|e| Error::Internal(format!("tags: {e}")))?;
+                            let changes = Changes {
+                                name: None,
+                                description: None,
+                                hyperparams: None,
+                                tags: Some(&json),
+                            };
+                            experiments::update(tx, exp.rowid, &changes, now)?;
+                            let exp = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(exp));
+                        }
+                        BulkAction::Move => {
+                            let dest = destination.as_deref().unwrap_or_default();
+                            if exp.workspace_id == dest {
+                                continue;
+                            }
+                            experiments::move_to(tx, exp.rowid, dest, now)?;
+                            done.push(Done::Gone {
+                                workspace: exp.workspace_id,
+                                id: exp.id.clone(),
+                            });
+                            let moved = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(moved));
+                        }
+                    }
+                }
+                Ok(done)
+            },
+            move |done| {
+                for d in done {
+                    match d {
+                        Done::Run(exp) => hub.publish_run(exp),
+                        Done::Gone { workspace, id } => hub.publish_deleted(workspace, id),
+                    }
+                }
+            },
+        )
+        .await?;
+    let changed = done.iter().filter(|d| match d {
+        // A move is a Gone and a Run: count it once.
+        Done::Run(_) => action != BulkAction::Move,
+        Done::Gone { .. } => true,
+    });
+    Ok(ok(BulkDone {
+        changed: changed.count(),
+    }))
+}
+
+/// The most runs one table export holds.
+pub const MAX_EXPORT_RUNS: usize = 10_000;
+/// The most columns of each kind (hyperparameters, results, metrics) one table export holds.
+pub const MAX_EXPORT_COLUMNS: usize = 2_000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ExportQuery {
+    /// A filter in the query language, as for the run table.
+    q: Option<String>,
+    /// As for the run table; default -created.
+    sort: Option<String>,
+}
+
+/// A run's state, end and duration for the table export.
+// Schema v3 has no heartbeats or ends, so every run is one whose client never sent either (as
+// tora==0.0.12's): running while active within 5 minutes, else finished at its last activity.
+// Issue 12's run state (branch `runs`) replaces this with `run_state::Activity` at merge.
+fn run_times(e: &Experiment, now: i64) -> (&'static str, Option<i64>, i64) {
+    const STALE_MS: i64 = 5 * 60 * 1000;
+    let active_at = e.created_at.max(e.last_log_at.unwrap_or(i64::MIN));
+    let ended_at = (now - active_at > STALE_MS).then_some(active_at);
+    let state = if ended_at.is_some() {
+        "finished"
+    } else {
+        "running"
+    };
+    let duration = (ended_at.unwrap_or(now) - e.created_at).max(0);
+    (state, ended_at, duration)
+}
+
+/// One run as a CSV row, its cells in the order of `columns`.
+fn export_row(
+    e: &Experiment,
+    all: &[Series],
+    columns: &experiments::Columns,
+    now: i64,
+) -> Vec<String> {
+    let (state, ended_at, duration_ms) = run_times(e, now);
+    let tags: Vec<String> = serde_json::from_str(&e.tags).unwrap_or_default();
+    let mut row = vec![
+        e.id.clone(),
+        super::spreadsheet_safe(&e.name).into_owned(),
+        state.to_string(),
+        rfc3339(e.created_at),
+        ended_at.map(rfc3339).unwrap_or_default(),
+        format!("{:.3}", duration_ms as f64 / 1000.0),
+        super::spreadsheet_safe(&tags.join(";")).into_owned(),
+    ];
+    let hyperparams: Vec<Value> = serde_json::from_str(&e.hyperparams).unwrap_or_default();
+    let hp: BTreeMap<&str, &Value> = hyperparams
+        .iter()
+        .filter_map(|h| Some((h.get("key")?.as_str()?, h.get("value")?)))
+        .collect();
+    row.extend(
+        columns
+            .hyperparams
+            .iter()
+            .map(|k| match hp.get(k.as_str()) {
+                Some(Value::String(text)) => super::spreadsheet_safe(text).into_owned(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            }),
+    );
+    let last = |kind: Kind, name: &str| {
+        all.iter()
+            .find(|s| s.kind == kind && s.name == name)
+            .and_then(|s| s.last_value)
+            // Debug formatting: shortest round-trip digits, and NaN / inf / -inf (as the points CSV).
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default()
+    };
+    row.extend(columns.results.iter().map(|n| last(Kind::Result, n)));
+    row.extend(columns.metrics.iter().map(|n| last(Kind::Metric, n)));
+    row
+}
+
+/// The run table as CSV: the runs `q` matches, in `sort` order, with `id, name, state,
+/// created_at, ended_at, duration_s, tags` (joined by `;`), then `hp.KEY` for every
+/// hyperparameter, `result.NAME` for every result and `metric.NAME` (its last value) for every
+/// metric among them. At most 10,000 runs and 2,000 columns of each kind (400 past either);
+/// text cells that a spreadsheet would run as a formula start with `'`. Streamed, 50 runs a
+/// read.
+#[utoipa::path(get, path = "/workspaces/{id}/experiments.csv", tag = "experiments", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ExportQuery),
+    responses((status = 200, description = "the matching runs, one a row", content_type = "text/csv", body = String), Errors))]
+async fn export_table(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<axum::response::Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let id = parse_id(&id, "workspace")?;
+    let sort = query::parse_sort(q.sort.as_deref().unwrap_or("-created"))?;
+    let (ws, walk_sort) = (id.clone(), sort.clone());
+    let (name, columns, filter) = state
+        .db
+        .read(move |c| {
+            let workspace = workspaces::get_for(c, &ws, &user.id)?
+                .ok_or_else(|| Error::not_found("workspace"))?;
+            // Parsed only once the caller may read the workspace, as for the run table.
+            let filter =
+                q.q.as_deref()
+                    .filter(|f| !f.trim().is_empty())
+                    .map(query::parse)
+                    .transpose()?;
+            let total = experiments::page(c, &ws, filter.as_ref(), &sort, Some(1), None)?.total;
+            if total > MAX_EXPORT_RUNS as i64 {
+                return Err(Error::bad_request(format!(
+                    "{total} runs match; an export holds at most {MAX_EXPORT_RUNS}: narrow it with q"
+                )));
+            }
+            let columns = experiments::columns(c, &ws, filter.as_ref(), MAX_EXPORT_COLUMNS)?;
+            for (kind, names) in [
+                ("hyperparameters", &columns.hyperparams),
+                ("results", &columns.results),
+                ("metrics", &columns.metrics),
+            ] {
+                if names.len() > MAX_EXPORT_COLUMNS {
+                    return Err(Error::bad_request(format!(
+                        "the matching runs have more than {MAX_EXPORT_COLUMNS} {kind}, the most an export has columns for: narrow it with q"
+                    )));
+                }
+            }
+            Ok((workspace.name, columns, filter))
+        })
+        .await?;
+    let place = super::logs::download_place(&state)?;
+    let mut head = csv::Writer::from_writer(Vec::new());
+    let fixed = [
+        "id",
+        "name",
+        "state",
+        "created_at",
+        "ended_at",
+        "duration_s",
+        "tags",
+    ];
+    let named = |prefix: &str, names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| super::spreadsheet_safe(&format!("{prefix}{n}")).into_owned())
+            .collect()
+    };
+    let header: Vec<String> = fixed
+        .iter()
+        .map(|f| f.to_string())
+        .chain(named("hp.", &columns.hyperparams))
+        .chain(named("result.", &columns.results))
+        .chain(named("metric.", &columns.metrics))
+        .collect();
+    // Writing to a Vec cannot fail.
+    let _ = head.write_record(&header);
+    let head = head.into_inner().unwrap_or_default();
+    let now = now_ms();
+    let render = move |page: Vec<(Experiment, Vec<Series>)>, out: &mut Vec<u8>| {
+        let mut csv = csv::Writer::from_writer(out);
+        for (e, all) in page {
+            let _ = csv.write_record(export_row(&e, &all, &columns, now));
+        }
+        let _ = csv.flush();
+    };
+    let walk = experiments::Export::new(id, filter, walk_sort, MAX_EXPORT_RUNS);
+    let body = super::logs::paged(state.db.clone(), place, walk, head, "", render);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}-runs.csv\"",
+                    super::file_name(&name)
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 fn clean_description(raw: Option<String>) -> Result<Option<String>> {

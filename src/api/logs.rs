@@ -22,7 +22,9 @@ use super::{Json, Path, Reply, created};
 use crate::auth::AuthUser;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::live::Progress;
 use crate::server::{AppState, MAX_DOWNLOADS};
+use crate::store::experiments::Experiment;
 use crate::store::logs::{self, Inserted, Kind, Log, MsgId, NewLog, Pages, Recent, Selection};
 use crate::store::workspaces::Role;
 use crate::time::{now_ms, rfc3339};
@@ -222,7 +224,7 @@ async fn store(
         Inserted {
             inserted, skipped, ..
         },
-        _,
+        ..,
     ) = state
         .db
         .write_then(
@@ -238,9 +240,12 @@ async fn store(
                         skipped: logs.len(),
                         ..Inserted::default()
                     };
-                    return Ok((skipped, None));
+                    return Ok((skipped, None, None));
                 }
                 let done = logs::insert(tx, &exp, &logs, now)?;
+                let progress = hub
+                    .workspace_watched(&exp.workspace_id)
+                    .then(|| progress(&exp, &logs, &done, now));
                 // Decided inside the write transaction: a stream that subscribes later fences
                 // on the writer and then finds this batch in the database instead (see
                 // api::stream).
@@ -259,18 +264,35 @@ async fn store(
                         .collect::<Vec<_>>();
                     (exp.rowid, batch)
                 });
-                Ok((done, live))
+                Ok((done, live, progress))
             },
             // After the commit (a watcher never sees a point that could vanish) and before the
             // writer is free: batches reach streams in commit order, which is id order.
-            move |(_, live)| {
+            move |(_, live, progress)| {
                 if let Some((rowid, batch)) = live.as_ref().filter(|(_, b)| !b.is_empty()) {
                     publisher.publish(*rowid, super::stream::publishable(batch.clone()));
+                }
+                if let Some(p) = progress.as_ref().filter(|p| !p.is_empty()) {
+                    publisher.publish_progress(p.clone());
                 }
             },
         )
         .await?;
     Ok(created(Stored { inserted, skipped }))
+}
+
+/// What a stored batch tells a workspace's streams: the last step and value of each series it
+/// stored points in (skipped duplicates tell nothing).
+fn progress(exp: &Experiment, logs: &[NewLog], done: &Inserted, now: i64) -> Progress {
+    let mut p = Progress::new(exp.workspace_id.clone(), exp.id.clone(), now);
+    for &(i, _) in &done.stored {
+        let log = &logs[i];
+        match (log.kind, log.step) {
+            (Kind::Metric, Some(step)) => p.metric(&log.name, step, log.value),
+            _ => p.result(&log.name, log.value),
+        }
+    }
+    p
 }
 
 #[utoipa::path(post, path = "/experiments/{id}/logs/batch", tag = "logs", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = BatchIn, responses((status = 201, body = Envelope<Stored>), Errors))]
@@ -559,20 +581,9 @@ async fn read_logs(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// A text cell as a spreadsheet will not run it: a cell starting with `=`, `+`, `-` or `@`
-/// (a formula in Excel, LibreOffice and Google Sheets), or with a tab or carriage return, gets
-/// a leading `'`, which spreadsheets show as text and do not display. Only names are text;
-/// numbers are written as numbers.
-fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
-        _ => text.into(),
-    }
-}
-
 /// A place among the [`MAX_DOWNLOADS`] paged downloads, or a 503: taken after the caller was
 /// authorized, so an outsider still gets a 404.
-fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
+pub(super) fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
     state
         .downloads
         .clone()
@@ -591,11 +602,11 @@ fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
 /// that is, when the client is taking it. A client that stalls holds no connection and no
 /// transaction, only the page it has not taken; a client that leaves drops the body, which
 /// ends the walk. A failure after the head cuts the response short (the status is sent).
-fn paged<P: Pages>(
+pub(super) fn paged<P: Pages>(
     db: Db,
     place: OwnedSemaphorePermit,
     pages: P,
-    head: &'static str,
+    head: impl Into<Bytes>,
     tail: &'static str,
     render: impl FnMut(Vec<P::Item>, &mut Vec<u8>) + Send + 'static,
 ) -> Body {
@@ -605,7 +616,7 @@ fn paged<P: Pages>(
         _place: OwnedSemaphorePermit,
         pages: Option<P>,
         render: R,
-        head: Option<&'static str>,
+        head: Option<Bytes>,
         tail: Option<&'static str>,
     }
     let start = State {
@@ -613,12 +624,12 @@ fn paged<P: Pages>(
         _place: place,
         pages: Some(pages),
         render,
-        head: Some(head),
+        head: Some(head.into()),
         tail: Some(tail),
     };
     let stream = futures_util::stream::unfold(start, |mut st| async move {
         if let Some(head) = st.head.take() {
-            return Some((Ok(Bytes::from_static(head.as_bytes())), st));
+            return Some((Ok(head), st));
         }
         while let Some(mut pages) = st.pages.take() {
             let read = st
@@ -696,18 +707,7 @@ async fn export_csv(
         })
         .await?;
     let place = download_place(&state)?;
-    let filename: String = walk
-        .experiment()
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let filename = super::file_name(&walk.experiment().name);
     let mut times = Times::default();
     let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
         let mut csv = csv::Writer::from_writer(out);
@@ -717,7 +717,7 @@ async fn export_csv(
             let value = format!("{:?}", row.value);
             // Writing to a Vec cannot fail.
             let _ = csv.write_record([
-                spreadsheet_safe(&row.name).as_ref(),
+                super::spreadsheet_safe(&row.name).as_ref(),
                 row.kind.name(),
                 &step,
                 &value,

@@ -353,6 +353,32 @@ pub struct Path<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(Error))]
 pub struct Query<T>(pub T);
 
+/// A text cell of a CSV download as a spreadsheet will not run it: a cell starting with `=`,
+/// `+`, `-` or `@` (a formula in Excel, LibreOffice and Google Sheets), or with a tab or
+/// carriage return, gets a leading `'`, which spreadsheets show as text and do not display.
+/// Only text (names, tags, text hyperparameters) goes through here; numbers are written as
+/// numbers.
+pub fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}").into(),
+        _ => text.into(),
+    }
+}
+
+/// `name` as a download's file name (without extension): ASCII letters, digits, `-_.`, the
+/// rest as `_`.
+pub fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Parses a public id (a UUID) from a path or body, naming `what` in the error.
 pub fn parse_id(raw: &str, what: &str) -> Result<String> {
     uuid::Uuid::try_parse(raw.trim())

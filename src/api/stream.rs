@@ -1,6 +1,10 @@
-//! The live stream of an experiment's new points, as Server-Sent Events. Every event's id is a
-//! cursor (the id of its last point); reconnecting with `Last-Event-ID` replays exactly what was
-//! missed, then goes live.
+//! Live streams, as Server-Sent Events: an experiment's new points, and a workspace's runs.
+//!
+//! An experiment stream's every event id is a cursor (the id of its last point); reconnecting
+//! with `Last-Event-ID` replays exactly what was missed, then goes live. A workspace stream
+//! (one per run table) tells what changed in its runs: created or changed, gone, new last
+//! values; it has no replay: on `hello` its client fetches the table, and a client that falls
+//! too far behind is dropped, reconnects and fetches again.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,24 +19,26 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::experiments::authorize;
+use super::experiments::{ExperimentOut, authorize};
 use super::logs::{LogValue, Times};
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
-use super::{Path, Query, Reply, ok};
-use crate::auth::{self, AuthUser};
+use super::{Path, Query, Reply, ok, parse_id};
+use crate::auth::{self, AuthUser, Stream};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::live::{self, Hub, Published};
+use crate::live::{self, Change, Hub, Notice, Published};
 use crate::server::AppState;
 use crate::store::experiments::Experiment;
 use crate::store::logs::{self, ById, Pages, Recent, Selection};
-use crate::store::workspaces::Role;
+use crate::store::workspaces::{Role, require_role};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_stream_token))
         .routes(routes!(stream))
+        .routes(routes!(create_workspace_stream_token))
+        .routes(routes!(workspace_stream))
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -60,7 +66,9 @@ async fn create_stream_token(
         .db
         .read(move |c| authorize(c, &id, &user_id, Role::Viewer))
         .await?;
-    let (token, expires_at) = state.auth.issue_stream(&user.id, &exp.id)?;
+    let (token, expires_at) = state
+        .auth
+        .issue_stream(&user.id, Stream::Experiment(&exp.id))?;
     Ok(ok(StreamToken { token, expires_at }))
 }
 
@@ -234,7 +242,7 @@ async fn stream(
     let id = super::parse_id(&id, "experiment")?;
     let user = match &q.token {
         Some(token) => {
-            let user_id = state.auth.verify_stream(token, &id)?;
+            let user_id = state.auth.verify_stream(token, Stream::Experiment(&id))?;
             auth::enabled(&state, user_id).await?
         }
         None => auth::authenticate(&state, &headers).await?,
@@ -285,6 +293,111 @@ async fn stream(
     // The body pulls events itself: nothing is queued for a client beyond its live queue (which
     // the hub bounds) and the event being written, and when the response goes away the feed
     // and its subscription go with it.
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let e = feed.next().await?;
+        Some((Ok::<_, Infallible>(e), feed))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("ping"))
+        .into_response())
+}
+
+/// A short-lived token that opens this workspace's stream, for EventSource (which cannot send
+/// headers).
+#[utoipa::path(post, path = "/workspaces/{id}/stream-token", tag = "live", security(("api_key" = []), ("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<StreamToken>), Errors))]
+async fn create_workspace_stream_token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Reply<StreamToken>> {
+    let id = parse_id(&id, "workspace")?;
+    let (ws, user_id) = (id.clone(), user.id.clone());
+    state
+        .db
+        .read(move |c| require_role(c, &ws, &user_id, Role::Viewer))
+        .await?;
+    let (token, expires_at) = state.auth.issue_stream(&user.id, Stream::Workspace(&id))?;
+    Ok(ok(StreamToken { token, expires_at }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WorkspaceStreamQuery {
+    /// From POST .../stream-token; or authenticate with headers instead.
+    token: Option<String>,
+}
+
+/// What one open workspace stream sends: `hello`, then its notices as they come.
+struct WorkspaceFeed {
+    rx: live::Receiver<Notice>,
+    /// The public URL runs' `url` is made from, as for this client's own requests.
+    base: String,
+    hello: bool,
+}
+
+impl WorkspaceFeed {
+    /// The next event, or None when the stream ends (it fell too far behind, or shutdown).
+    async fn next(&mut self) -> Option<Event> {
+        if std::mem::take(&mut self.hello) {
+            return Some(Event::default().event("hello").data("{}"));
+        }
+        let notice = self.rx.recv().await?;
+        Some(match &notice.change {
+            Change::Run(exp) => {
+                let base = &self.base;
+                let json = notice.rendered(base, || {
+                    // Serializing plain structs and strings cannot fail.
+                    serde_json::to_string(&ExperimentOut::new((**exp).clone(), base))
+                        .unwrap_or_default()
+                });
+                Event::default().event("run").data(&*json)
+            }
+            Change::Deleted { id } => Event::default()
+                .event("deleted")
+                .data(serde_json::json!({ "id": id }).to_string()),
+            Change::Progress { json } => Event::default().event("progress").data(json),
+        })
+    }
+}
+
+/// Server-Sent Events about the workspace's runs: `hello` (`{}`) on connect, after which the
+/// client fetches its table; `run` (the experiment, as `GET /experiments/{id}` answers) when one
+/// is created, changed or moved in; `deleted` (`{"id"}`) when one is deleted or moved out;
+/// `progress` (`{"id", "active_at", "metrics": {name: {"step", "value"}}, "results": {name:
+/// value}}`, NaN/Inf as null) after points arrive, at most once a second per run; `: ping`
+/// comments every 15 s. A stream that falls too far behind ends: reconnect and fetch again.
+#[utoipa::path(get, path = "/workspaces/{id}/stream", tag = "live", security(("api_key" = []), ("bearer" = []), ()),
+    params(("id" = uuid::Uuid, Path), WorkspaceStreamQuery),
+    responses((status = 200, description = "text/event-stream of `hello`, `run`, `deleted` and `progress` events", content_type = "text/event-stream", body = SseEvent), Errors))]
+async fn workspace_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<WorkspaceStreamQuery>,
+) -> Result<Response> {
+    let id = parse_id(&id, "workspace")?;
+    let user = match &q.token {
+        Some(token) => {
+            let user_id = state.auth.verify_stream(token, Stream::Workspace(&id))?;
+            auth::enabled(&state, user_id).await?
+        }
+        None => auth::authenticate(&state, &headers).await?,
+    };
+    let (ws, user_id) = (id.clone(), user.id.clone());
+    state
+        .db
+        .read(move |c| require_role(c, &ws, &user_id, Role::Viewer))
+        .await?;
+    // Watch first, then fence on the writer: a change whose write transaction did not see this
+    // stream has committed by `hello`, so the table the client fetches then holds it.
+    let rx = state.live.watch_workspace(&id, &user.id);
+    state.db.write(|_| Ok(())).await?;
+    let feed = WorkspaceFeed {
+        rx,
+        base: state.public_url(&headers),
+        hello: true,
+    };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let e = feed.next().await?;
         Some((Ok::<_, Infallible>(e), feed))

@@ -129,6 +129,8 @@ async fn delete_workspace(
             workspaces::delete(tx, &id)
         })
         .await?;
+    // Its streams end: reconnecting, their clients find it gone.
+    state.live.end_workspace_streams(&deleted, None);
     Ok(ok(Deleted {
         id: deleted,
         deleted: true,
@@ -143,6 +145,7 @@ async fn leave_workspace(
 ) -> Result<Reply<Left>> {
     let id = parse_id(&id, "workspace")?;
     let left = id.clone();
+    let user_id = user.id.clone();
     state
         .db
         .write(move |tx| {
@@ -151,6 +154,7 @@ async fn leave_workspace(
             workspaces::remove_member(tx, &id, &user.id)
         })
         .await?;
+    state.live.end_workspace_streams(&left, Some(&user_id));
     Ok(ok(Left {
         id: left,
         left: true,
@@ -255,6 +259,7 @@ async fn remove_member(
 ) -> Result<Reply<Vec<MemberOut>>> {
     let id = parse_id(&id, "workspace")?;
     let member = parse_id(&member, "user")?;
+    let (ws, removed) = (id.clone(), member.clone());
     let members = state
         .db
         .write(move |tx| {
@@ -265,6 +270,8 @@ async fn remove_member(
             workspaces::members(tx, &id)
         })
         .await?;
+    // What they may no longer read, they no longer watch.
+    state.live.end_workspace_streams(&ws, Some(&removed));
     Ok(ok(members.into_iter().map(member_out).collect()))
 }
 

@@ -180,6 +180,14 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
     Ok(())
 }
 
+/// Moves an experiment to another workspace. Its series, points and metadata hang off the
+/// experiment, not the workspace, so they all go with it.
+pub fn move_to(conn: &Connection, rowid: i64, workspace_id: &str, now: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE experiments SET workspace_id = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![rowid, workspace_id, now])?;
+    Ok(())
+}
+
 /// Deletes an experiment; foreign keys cascade to its series, logs and metadata.
 pub fn delete(conn: &Connection, rowid: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM experiments WHERE id = ?1")?
@@ -255,12 +263,7 @@ pub fn page(
     after: Option<&Cursor>,
 ) -> Result<Page> {
     use rusqlite::types::Value as Sql;
-    let mut args: Vec<Sql> = vec![Sql::Text(workspace_id.to_string())];
-    let mut clause = String::from("e.workspace_id = ?1");
-    if let Some(f) = filter {
-        clause += " AND ";
-        clause += &compile(f, &mut args);
-    }
+    let (clause, mut args) = matching(workspace_id, filter);
     let total: i64 = conn
         .prepare_cached(&format!(
             "SELECT count(*) FROM experiments e WHERE {clause}"
@@ -350,6 +353,117 @@ pub fn page(
         next,
         total,
     })
+}
+
+/// The WHERE clause (over `experiments e`) and its values for the runs of `workspace_id` that
+/// match `filter`.
+fn matching(workspace_id: &str, filter: Option<&Expr>) -> (String, Vec<rusqlite::types::Value>) {
+    let mut args = vec![rusqlite::types::Value::Text(workspace_id.to_string())];
+    let mut clause = String::from("e.workspace_id = ?1");
+    if let Some(f) = filter {
+        clause += " AND ";
+        clause += &compile(f, &mut args);
+    }
+    (clause, args)
+}
+
+/// The columns of a table export: the hyperparameter keys, result names and metric names of
+/// the matching runs, each sorted.
+#[derive(Debug, Default)]
+pub struct Columns {
+    pub hyperparams: Vec<String>,
+    pub results: Vec<String>,
+    pub metrics: Vec<String>,
+}
+
+/// The [`Columns`] of the runs of `workspace_id` that match `filter`, at most `limit` + 1 of
+/// each kind (so the caller can tell that a kind has more than `limit`).
+pub fn columns(
+    conn: &Connection,
+    workspace_id: &str,
+    filter: Option<&Expr>,
+    limit: usize,
+) -> Result<Columns> {
+    let (clause, args) = matching(workspace_id, filter);
+    let names = |sql: String| -> Result<Vec<String>> {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    };
+    let more = limit + 1;
+    let series = |kind: i64| {
+        format!(
+            "SELECT DISTINCT sr.name FROM series sr JOIN experiments e ON e.id = sr.experiment_id
+             WHERE sr.kind = {kind} AND sr.count > 0 AND {clause} ORDER BY sr.name LIMIT {more}"
+        )
+    };
+    Ok(Columns {
+        hyperparams: names(format!(
+            "SELECT DISTINCT hp.key FROM experiment_hyperparams hp JOIN experiments e ON e.id = hp.experiment_id
+             WHERE {clause} ORDER BY hp.key LIMIT {more}"
+        ))?,
+        results: names(series(1))?,
+        metrics: names(series(0))?,
+    })
+}
+
+/// The matching runs of a table export with their series, walked a page of [`EXPORT_PAGE`]
+/// runs at a time in `sort` order (keyset, as [`page`]), at most `limit` runs in all.
+pub struct Export {
+    workspace_id: String,
+    filter: Option<Expr>,
+    sort: Sort,
+    after: Option<Cursor>,
+    left: usize,
+}
+
+/// Runs per page of an export: each page is one short read.
+pub const EXPORT_PAGE: usize = 50;
+
+impl Export {
+    pub fn new(workspace_id: String, filter: Option<Expr>, sort: Sort, limit: usize) -> Export {
+        Export {
+            workspace_id,
+            filter,
+            sort,
+            after: None,
+            left: limit,
+        }
+    }
+}
+
+impl super::logs::Pages for Export {
+    type Item = (Experiment, Vec<super::series::Series>);
+
+    fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Self::Item>>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let p = page(
+            conn,
+            &self.workspace_id,
+            self.filter.as_ref(),
+            &self.sort,
+            Some(EXPORT_PAGE.min(self.left)),
+            self.after.as_ref(),
+        )?;
+        self.left = match p.next {
+            Some(_) => self.left.saturating_sub(p.experiments.len()),
+            None => 0,
+        };
+        self.after = p.next;
+        let ids: Vec<i64> = p.experiments.iter().map(|e| e.rowid).collect();
+        let mut series = super::series::for_experiments(conn, &ids)?;
+        Ok(Some(
+            p.experiments
+                .into_iter()
+                .map(|e| {
+                    let s = series.remove(&e.rowid).unwrap_or_default();
+                    (e, s)
+                })
+                .collect(),
+        ))
+    }
 }
 
 /// Turns a parsed filter into a WHERE fragment, pushing its values onto `args`.
