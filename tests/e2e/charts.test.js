@@ -338,6 +338,25 @@ test('x can be the time since each run started', async () => {
   assert.deepEqual(page.errors, []);
 });
 
+test('compare follows the runs live: a point logged after the page opened appears without a reload', async () => {
+  const { page } = state;
+  await page.goto(`${server.url}${state.compare}`);
+  await drawn(page, 'val/loss');
+  await page.locator('main[data-stream="live"]').waitFor();
+  await page.evaluate(() => { window.sameDocument = true; });
+  const points = () => card(page, 'val/loss').getAttribute('data-points').then(Number);
+  const before = await points();
+  // The live run logs two more steps of val/loss, a second apart (progress is paced per run).
+  await state.api.call('POST', `/experiments/${state.c.id}/logs`, { msg_id: 'more-10', name: 'val/loss', value: 0.5, step: 10 });
+  await page.waitForFunction((n) => Number(document.querySelector('.chart[data-metric="val/loss"]').dataset.points) === n, before + 1, { timeout: 15000 });
+  await state.api.call('POST', `/experiments/${state.c.id}/logs`, { msg_id: 'more-11', name: 'val/loss', value: 0.4, step: 11 });
+  await page.waitForFunction((n) => Number(document.querySelector('.chart[data-metric="val/loss"]').dataset.points) === n, before + 2, { timeout: 15000 });
+  const text = await hover(page, 'val/loss', 11 / (STEPS - 1));
+  assert.match(text, /live 0\.4/, `the new point is in the readout: ${text}`);
+  assert.equal(await page.evaluate(() => window.sameDocument), true, 'the page was reloaded');
+  assert.deepEqual(page.errors, []);
+});
+
 test('screenshots: run page, compare and the run table at 1440 and 375 px, light and dark', async () => {
   const shots = [
     ['experiment', `/experiments/${state.b.id}?smooth=0.6`, '.chart[data-metric="train/loss"][data-state="drawn"]'],

@@ -11,9 +11,11 @@ import { OverlayChart, runColor, toColumns, dash } from '../chart.js';
 import { draw as drawParcoords } from '../parcoords.js';
 import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
 import { loadPanels, savePanels, panelPicker } from '../panels.js';
+import { followWorkspace } from '../wsstream.js';
 
 const MAX_RUNS = 200;
 const IN_FLIGHT = 2;
+const REFETCH_EVERY = 2000; // ms: a streaming run's charts are fetched again at most this often
 
 export async function render(ctx) {
   const ids = (ctx.query.get('ids') || '').split(',').map((s) => s.trim()).filter(Boolean).slice(0, MAX_RUNS);
@@ -219,6 +221,7 @@ export async function render(ctx) {
       c.chart = new OverlayChart(c.body, lines, chartOptions(c));
     }
     c.card.dataset.state = 'drawn';
+    c.card.dataset.points = String(lines.reduce((n, l) => n + l.cols.count.reduce((a, b) => a + b, 0), 0));
   }
 
   const charts = new Map();
@@ -347,7 +350,76 @@ export async function render(ctx) {
     chartsStatus.textContent = `${metricNames.length} charts × ${runs.length} runs in ${Math.round(performance.now() - started)} ms`;
   }
 
-  ctx.onLeave(() => { for (const c of allCharts()) dropChart(c); });
+  // ---------- live: one workspace stream per workspace of the compared runs ----------
+  const charted = () => [...new Set([...metricNames, ...panels.flat().filter((n) => metricRuns.has(n))])];
+  const paced = new Map(); // run id -> {timer, busy, again}
+
+  /** Every charted metric of one run fetched again, then redrawn in its charts and panels. */
+  async function refetchRun(run) {
+    const names = charted();
+    if (!names.length) return;
+    const shift = view.xmode === 'rel' ? startOf(run) : 0;
+    const query = { experiments: run.id, names: names.join(','), points: points(), x: view.xmode === 'step' ? 'step' : 'time' };
+    if (view.zoom) { query.from = view.zoom[0] + shift; query.to = view.zoom[1] + shift; }
+    const mine = generation;
+    const [got] = await api.get('/series', query, { signal: ctx.signal });
+    if (mine !== generation || !got) return; // the view changed meanwhile: loadAll has it
+    for (const name of names) {
+      const list = loaded.get(name);
+      if (!list) continue;
+      const s = got.series.find((x) => x.name === name);
+      const k = list.findIndex((e) => e.run.id === run.id);
+      if (k < 0) continue;
+      list[k] = { run, cols: toColumns(s || { x: [], min: [], max: [], last: [] }, shift) };
+      const c = charts.get(name);
+      if (c) draw(c, list.map((e) => ({ label: e.run.label, color: e.run.color, cols: e.cols })));
+    }
+    for (const p of panelCharts) refreshPanel(p);
+  }
+
+  /** Refetches a run now, or once REFETCH_EVERY has passed since its last refetch. */
+  function pace(run) {
+    let p = paced.get(run.id);
+    if (!p) { p = { timer: 0, busy: false, again: false, last: 0 }; paced.set(run.id, p); }
+    if (p.busy || p.timer) { p.again = true; return; }
+    const go = async () => {
+      p.timer = 0;
+      p.busy = true;
+      p.last = performance.now();
+      try {
+        await refetchRun(run);
+      } catch (err) {
+        if (err.name !== 'AbortError') chartsStatus.textContent = `Could not update ${run.label}: ${err.message}`;
+      }
+      p.busy = false;
+      if (p.again) { p.again = false; pace(run); }
+    };
+    const wait = Math.max(0, p.last + REFETCH_EVERY - performance.now());
+    p.timer = setTimeout(go, wait);
+  }
+
+  const compared = new Map(runs.map((r) => [r.id, r]));
+  const states = new Map();
+  const greeted = new Set(); // workspaces whose stream said hello once: later hellos are reconnections
+  const stops = [...new Set(runs.map((r) => r.workspace_id))].map((ws) => followWorkspace(ws, {
+    // A (re)connection may have missed progress: fetch every run again (no replay).
+    hello: () => {
+      if (greeted.has(ws)) for (const r of runs) if (r.workspace_id === ws) pace(r);
+      greeted.add(ws);
+    },
+    progress: (d) => { if (compared.has(d.id) && loaded.size) pace(compared.get(d.id)); },
+  }, (st) => {
+    states.set(ws, st);
+    const all = [...states.values()];
+    ctx.root.dataset.stream = all.every((x) => x === 'live') && states.size === stops.length ? 'live' : (all.includes('reconnecting') ? 'reconnecting' : st);
+  }));
+
+  ctx.onLeave(() => {
+    for (const stop of stops) stop();
+    for (const p of paced.values()) clearTimeout(p.timer);
+    delete ctx.root.dataset.stream;
+    for (const c of allCharts()) dropChart(c);
+  });
   drawPanels();
   if (runs.length && (metricNames.length || panels.length)) await loadAll();
 }
