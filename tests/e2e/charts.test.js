@@ -278,6 +278,17 @@ test('a panel of two metrics is made on the run page, kept in the URL and for th
   await tip.waitFor();
   assert.deepEqual(await tip.locator('.tip-label').allTextContents(), ['val/loss', 'train/loss']);
   await h.screenshot(page, 'charts-experiment-panel');
+
+  // A link with more panels than the bound shows the first 12, each with at most 8 metrics.
+  const many = Array.from({ length: 15 }, (_, i) => Array.from({ length: 10 }, (__, k) => (k ? `m${i}-${k}` : 'train/loss')));
+  await page.goto(`${server.url}/experiments/${state.a.id}?panels=${encodeURIComponent(JSON.stringify(many))}`);
+  await page.locator('.panel-chart').nth(11).waitFor();
+  assert.equal(await page.locator('.panel-chart').count(), 12);
+  const sizes = await page.locator('.panel-chart').evaluateAll((els) => els.map((e) => e.dataset.panel.split(',').length));
+  assert.ok(sizes.every((n) => n === 8), `metrics per panel: ${sizes}`);
+  await page.goto(`${server.url}/experiments/${state.a.id}?panels=not-json`);
+  await drawn(page, 'train/loss');
+  assert.equal(await page.locator('.panel-chart').count(), 0);
 });
 
 test('compare: the workspace panel, a tooltip of every run by value, NaN markers, faint raw lines', async () => {

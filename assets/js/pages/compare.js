@@ -270,6 +270,11 @@ export async function render(ctx) {
   }
 
   function refreshPanel(c) {
+    if (!c.names.some((n) => metricRuns.has(n))) {
+      fill(c.body, h('p', { class: 'muted small' }, 'None of these runs has these metrics.'));
+      c.card.dataset.state = 'drawn';
+      return;
+    }
     if (!c.names.every((n) => loaded.has(n) || !metricRuns.has(n))) return; // not all fetched yet
     const lines = [];
     c.names.forEach((name, k) => {

@@ -214,6 +214,11 @@ export async function render(ctx) {
   }
 
   function refreshPanel(p) {
+    if (!p.names.some((n) => metrics.has(n))) {
+      fill(p.body, h('p', { class: 'muted small' }, 'This run has none of these metrics.'));
+      p.card.dataset.state = 'drawn';
+      return;
+    }
     const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).chart)
       .map((n) => ({ label: n, color: runColor(p.names.indexOf(n)), cols: metrics.get(n).chart.cols }));
     if (!lines.length) return;
