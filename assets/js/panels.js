@@ -78,3 +78,18 @@ export function panelPicker(names, onAdd) {
     h('div', { class: 'menu-body stack' }, search, list, h('div', { class: 'row' }, add, note)));
   return menu;
 }
+
+/**
+ * The card of one panel: {card, body, readout}. `title` is the head's content (names, or a key of
+ * dash patterns); the × button calls onRemove.
+ */
+export function panelCard(names, title, onRemove) {
+  const label = names.join(', ');
+  const body = h('div', { class: 'chart-body', role: 'group', 'aria-label': `Panel of ${label}; + and - zoom, arrows pan, 0 resets` });
+  const readout = h('span', { class: 'readout' });
+  const remove = h('button', { class: 'small link', 'aria-label': `Remove the panel of ${label}`, title: 'Remove panel' }, '×');
+  remove.addEventListener('click', onRemove);
+  const card = h('section', { class: 'chart panel-chart', 'aria-label': `Panel ${label}`, dataset: { panel: names.join(','), state: 'loading' } },
+    h('div', { class: 'chart-head' }, h('h3', {}, title), remove), body, h('div', { class: 'chart-foot' }, readout));
+  return { card, body, readout };
+}

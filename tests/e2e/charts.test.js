@@ -328,6 +328,14 @@ test('compare: the workspace panel, a tooltip of every run by value, NaN markers
   const [o, f] = [await opaque(), await faint()];
   assert.ok(f > 100 && o < f / 5, `the raw line stays, faint, under the smoothed one (${o} opaque, ${f} faint pixels)`);
   await page.getByLabel('Smoothing (EMA weight)').fill('0');
+
+  // Removing the panel removes it from the link and from the workspace's saved panels.
+  await page.getByRole('button', { name: 'Remove the panel of train/loss, val/loss' }).click();
+  await page.waitForURL((u) => !u.search.includes('panels='));
+  assert.equal(await page.locator('.panel-chart').count(), 0);
+  const key = `tora.panels.${state.workspace}`;
+  assert.equal(await page.evaluate((k) => localStorage.getItem(k), key), '[]');
+  await page.evaluate((k) => localStorage.setItem(k, '[["train/loss","val/loss"]]'), key); // for the screenshots
 });
 
 test('x can be the time since each run started', async () => {

@@ -10,7 +10,7 @@ import { num, value, toNumber, shortId } from '../format.js';
 import { OverlayChart, runColor, toColumns, dash } from '../chart.js';
 import { draw as drawParcoords } from '../parcoords.js';
 import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
-import { loadPanels, savePanels, panelPicker } from '../panels.js';
+import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { followWorkspace } from '../wsstream.js';
 
 const MAX_RUNS = 200;
@@ -247,20 +247,12 @@ export async function render(ctx) {
     panelGrid.replaceChildren();
     panelBox.hidden = panels.length === 0;
     panels.forEach((names, i) => {
-      const body = h('div', { class: 'chart-body', role: 'group', 'aria-label': `Panel of ${names.join(', ')}; + and - zoom, arrows pan, 0 resets` });
-      const readout = h('span', { class: 'readout' });
-      const remove = h('button', { class: 'small link', 'aria-label': `Remove the panel of ${names.join(', ')}`, title: 'Remove panel' }, '×');
-      remove.addEventListener('click', () => {
+      const key = names.map((n, k) => h('span', { class: 'panel-key' }, h('span', { class: `dash-key dash-${k % 4}`, 'aria-hidden': 'true' }), n));
+      const { card, body, readout } = panelCard(names, key, () => {
         panels = panels.filter((_, k) => k !== i);
         savePanels(panels, ctx.setQuery, workspaceId);
         drawPanels();
       });
-      const key = names.map((n, k) => {
-        const line = h('span', { class: `dash-key dash-${k % 4}`, 'aria-hidden': 'true' });
-        return h('span', { class: 'panel-key' }, line, n);
-      });
-      const card = h('section', { class: 'chart panel-chart', 'aria-label': `Panel ${names.join(', ')}`, dataset: { panel: names.join(','), state: 'loading' } },
-        h('div', { class: 'chart-head' }, h('h3', {}, key), remove), body, h('div', { class: 'chart-foot' }, readout));
       panelGrid.append(card);
       const c = { card, body, readout, chart: null, names };
       panelCharts.push(c);

@@ -9,7 +9,7 @@ import { count, dateTime, num, value, toNumber } from '../format.js';
 import { MetricChart, OverlayChart, runColor, toColumns } from '../chart.js';
 import { follow } from '../live.js';
 import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
-import { loadPanels, savePanels, panelPicker } from '../panels.js';
+import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 
 const FIRST_BATCH = 2; // metrics in the first request, so the first chart shows early
 const BATCH = 3; // metrics per later request, several requests in flight
@@ -195,16 +195,11 @@ export async function render(ctx) {
     panelGrid.replaceChildren();
     panelBox.hidden = panels.length === 0;
     panels.forEach((names, i) => {
-      const body = h('div', { class: 'chart-body', role: 'group', 'aria-label': `Panel of ${names.join(', ')}; + and - zoom, arrows pan, 0 resets` });
-      const readout = h('span', { class: 'readout' });
-      const remove = h('button', { class: 'small link', 'aria-label': `Remove the panel of ${names.join(', ')}`, title: 'Remove panel' }, '×');
-      remove.addEventListener('click', () => {
+      const { card, body, readout } = panelCard(names, names.join(' · '), () => {
         panels = panels.filter((_, k) => k !== i);
         savePanels(panels, ctx.setQuery, exp.workspace_id);
         drawPanels();
       });
-      const card = h('section', { class: 'chart panel-chart', 'aria-label': `Panel ${names.join(', ')}`, dataset: { panel: names.join(','), state: 'loading' } },
-        h('div', { class: 'chart-head' }, h('h3', {}, names.join(' · ')), remove), body, h('div', { class: 'chart-foot' }, readout));
       panelGrid.append(card);
       const p = { card, body, readout, chart: null, names };
       panelCharts.push(p);
