@@ -16,6 +16,7 @@ import { followWorkspace } from '../wsstream.js';
 const MAX_RUNS = 200;
 const IN_FLIGHT = 2;
 const REFETCH_EVERY = 2000; // ms: a streaming run's charts are fetched again at most this often
+const MAX_STREAMS = 3; // workspace streams one compare page keeps open
 
 export async function render(ctx) {
   const ids = (ctx.query.get('ids') || '').split(',').map((s) => s.trim()).filter(Boolean).slice(0, MAX_RUNS);
@@ -398,7 +399,12 @@ export async function render(ctx) {
   const compared = new Map(runs.map((r) => [r.id, r]));
   const states = new Map();
   const greeted = new Set(); // workspaces whose stream said hello once: later hellos are reconnections
-  const stops = [...new Set(runs.map((r) => r.workspace_id))].map((ws) => followWorkspace(ws, {
+  // A browser keeps about six connections to a server over HTTP/1.1 and each stream holds one:
+  // follow the MAX_STREAMS workspaces with the most compared runs, the others stay as loaded.
+  const perWorkspace = new Map();
+  for (const r of runs) perWorkspace.set(r.workspace_id, (perWorkspace.get(r.workspace_id) || 0) + 1);
+  const followed = [...perWorkspace.keys()].sort((a, b) => perWorkspace.get(b) - perWorkspace.get(a)).slice(0, MAX_STREAMS);
+  const stops = followed.map((ws) => followWorkspace(ws, {
     // A (re)connection may have missed progress: fetch every run again (no replay).
     hello: () => {
       if (greeted.has(ws)) for (const r of runs) if (r.workspace_id === ws) pace(r);
