@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds Tora in release mode and installs the `tora` binary into cargo's bin directory
-# (~/.cargo/bin, or $CARGO_HOME/bin). Reuses ./target so later builds are incremental.
+# (~/.cargo/bin, or $CARGO_HOME/bin, or $CARGO_INSTALL_ROOT/bin). Reuses ./target so later builds
+# are incremental.
 set -euo pipefail
 cd "$(dirname "$0")"
 command -v cargo >/dev/null || { echo "install.sh: cargo is needed (https://rustup.rs)" >&2; exit 1; }
 cargo install --path . --locked --target-dir target --force --quiet
-bin="${CARGO_HOME:-$HOME/.cargo}/bin/tora"
+bin="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin/tora"
 echo "installed $("$bin" --version) to $bin"
 case ":$PATH:" in
   *":$(dirname "$bin"):"*) ;;

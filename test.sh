@@ -4,7 +4,8 @@
 #   2. the published SDK tora==0.0.12 against the binary (compatibility)
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
-#   5. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
+#   5. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
+#   6. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
 # Python tools live in venvs under target/, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -68,6 +69,11 @@ if [ -d python/tests ]; then
   step "python SDK: pytest against tora serve"
   (cd python && ../target/venv/bin/pytest -q tests)
 fi
+
+step "README quickstart: its marked blocks as written (install.sh, tora serve, venv, SDK from the server)"
+# install.sh builds the release binary (minutes on a fresh machine) and installs it into a temp
+# dir; the client block runs with a fresh HOME, port and database.
+target/venv/bin/pytest -q tests/quickstart
 
 if [ -d tests/e2e ]; then
   step "dashboard: end to end in headless Chromium"

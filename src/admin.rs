@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::auth;
 use crate::db;
 use crate::error::{Error, Result};
-use crate::store::{api_keys, tokens, users};
+use crate::store::{api_keys, tokens, users, workspaces};
 use crate::time::{now_ms, rfc3339};
 
 fn open(path: &Path) -> Result<rusqlite::Connection> {
@@ -170,4 +170,162 @@ pub fn api_key_create(path: &Path, email: &str, name: &str) -> Result<()> {
     );
     println!("{key}");
     Ok(())
+}
+
+/// Every API key (or one account's): never the key itself, which only its holder ever saw.
+pub fn api_key_list(path: &Path, email: Option<&str>) -> Result<()> {
+    let conn = open(path)?;
+    let user = email.map(|e| user_by_email(&conn, e)).transpose()?;
+    let keys = api_keys::list_all(&conn, user.as_ref().map(|u| u.id.as_str()))?;
+    println!(
+        "{:<36}  {:<7}  {:<24}  {:<24}  {:<24}  name",
+        "id", "status", "created", "last used", "user"
+    );
+    for k in keys {
+        let status = if k.key.revoked { "revoked" } else { "live" };
+        let used = k.key.last_used.map_or("never".to_string(), rfc3339);
+        println!(
+            "{:<36}  {:<7}  {:<24}  {:<24}  {:<24}  {}",
+            k.key.id,
+            status,
+            rfc3339(k.key.created_at),
+            used,
+            k.email,
+            k.key.name
+        );
+    }
+    Ok(())
+}
+
+/// Revokes a key by its id (from `tora api-key list`): it stops working at its next request.
+pub fn api_key_revoke(path: &Path, id: &str) -> Result<()> {
+    let mut conn = open(path)?;
+    let id = id.trim().to_string();
+    let key = db::write_tx(&mut conn, |tx| api_keys::revoke_any(tx, &id))?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "no API key has the id {id} (`tora api-key list` shows them)"
+        ))
+    })?;
+    if key.key.revoked {
+        println!(
+            "API key '{}' ({}) of {} was already revoked",
+            key.key.name, key.key.id, key.email
+        );
+    } else {
+        println!(
+            "revoked API key '{}' ({}) of {}: it stops working at its next request",
+            key.key.name, key.key.id, key.email
+        );
+    }
+    Ok(())
+}
+
+/// What happens to an account's workspaces when it is deleted; see [`user_delete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure<'a> {
+    /// Only if nothing is lost: no runs in a workspace that goes, no workspace left without an
+    /// OWNER.
+    Refuse,
+    /// The workspaces only this account uses go, with their runs.
+    DeleteRuns,
+    /// Every workspace that would go or lose its last OWNER is handed to this account.
+    NewOwner(&'a str),
+}
+
+/// Deletes an account. Its keys, sessions and memberships go with it; runs it made in
+/// workspaces that stay, stay (with no creator). Its Personal workspace would go too (the
+/// database deletes it with the account), and a workspace where it is the last OWNER would be
+/// left with nobody to manage it, so unless told otherwise (`departure`) this refuses when
+/// either holds runs or other members, and changes nothing.
+pub fn user_delete(path: &Path, email: &str, departure: Departure) -> Result<()> {
+    let mut conn = open(path)?;
+    let report = db::write_tx(&mut conn, |tx| {
+        let user = user_by_email(tx, email)?;
+        let heir = match departure {
+            Departure::NewOwner(heir) => {
+                let heir = user_by_email(tx, heir)?;
+                if heir.id == user.id {
+                    return Err(Error::bad_request(
+                        "--new-owner names the account being deleted; name another",
+                    ));
+                }
+                Some(heir)
+            }
+            _ => None,
+        };
+        let held = workspaces::held_by(tx, &user.id)?;
+        let mut report = Vec::new();
+        let mut blocked = Vec::new();
+        for w in &held {
+            let what = if w.personal {
+                "their Personal workspace".to_string()
+            } else {
+                format!("workspace '{}', of which they are the last OWNER,", w.name)
+            };
+            if let Some(heir) = &heir {
+                let name = if w.personal {
+                    format!("Personal workspace of {}", user.email)
+                } else {
+                    w.name.clone()
+                };
+                workspaces::hand_over(tx, &w.id, &heir.id, &name, now_ms())?;
+                report.push(format!(
+                    "'{name}' ({}) now belongs to {} as OWNER",
+                    count(w.runs, "run"),
+                    heir.email
+                ));
+            } else if w.runs == 0 && (w.personal || w.others == 0) {
+                // Nothing in it: it goes without loss (an empty Personal workspace always
+                // does, whoever else was in it).
+                workspaces::delete(tx, &w.id)?;
+            } else if departure == Departure::DeleteRuns && (w.personal || w.others == 0) {
+                workspaces::delete(tx, &w.id)?;
+                report.push(format!(
+                    "deleted '{}' and its {}",
+                    w.name,
+                    count(w.runs, "run")
+                ));
+            } else if w.others > 0 && !w.personal {
+                blocked.push(format!(
+                    "{what} has {} and {}: it needs a new OWNER",
+                    count(w.others, "other member"),
+                    count(w.runs, "run")
+                ));
+            } else {
+                blocked.push(format!("{what} holds {}", count(w.runs, "run")));
+            }
+        }
+        if !blocked.is_empty() {
+            return Err(Error::Conflict(format!(
+                "not deleting {}; nothing was changed:\n  - {}\nAdd --new-owner EMAIL to hand these workspaces and their runs to another account; or --delete-runs to delete, with their runs, the ones only {} uses (a workspace with other members still needs --new-owner); or move the runs to another workspace in the dashboard first.",
+                user.email,
+                blocked.join("\n  - "),
+                user.email
+            )));
+        }
+        let keys = api_keys::list(tx, &user.id)?.len() as i64;
+        users::delete(tx, &user.id)?;
+        report.insert(
+            0,
+            format!(
+                "deleted {}, their {} and sessions; runs they made in other workspaces stay",
+                user.email,
+                count(keys, "API key")
+            ),
+        );
+        Ok(report)
+    })?;
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// "1 run", "2 runs".
+fn count(n: i64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

@@ -61,6 +61,13 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     }
     // index.html must be revalidated so a new binary's dashboard shows up at once.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    secure(h);
+    response
+}
+
+/// The headers every page and file outside the API carries: the strict CSP, no sniffing, no
+/// framing, no referrer.
+pub fn secure(h: &mut HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -74,7 +81,6 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    response
 }
 
 fn content_type(path: &str) -> &'static str {

@@ -1,4 +1,4 @@
-//! The command line: `tora serve`, `tora user ..`, `tora api-key create`, `tora backup`.
+//! The command line: `tora serve`, `tora user ..`, `tora api-key ..`, `tora backup`.
 
 use std::path::PathBuf;
 
@@ -78,6 +78,22 @@ pub enum UserCommand {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Delete an account: its API keys, sessions and memberships go; runs it made in workspaces
+    /// that stay, stay. Its Personal workspace goes with it, and a workspace where it is the
+    /// last OWNER would have nobody to manage it: if any of those holds runs (or has other
+    /// members), nothing is deleted unless --new-owner or --delete-runs says what to do.
+    Delete {
+        email: String,
+        /// Hand its Personal workspace (renamed, as an ordinary workspace) and every workspace
+        /// where it is the last OWNER, runs included, to this account as OWNER.
+        #[arg(long, value_name = "EMAIL", conflicts_with = "delete_runs")]
+        new_owner: Option<String>,
+        /// Delete its Personal workspace and the workspaces only it uses, with their runs.
+        #[arg(long)]
+        delete_runs: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +106,22 @@ pub enum ApiKeyCommand {
         /// A label to recognise the key by.
         #[arg(long, default_value = "cli")]
         name: String,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// List API keys (never the keys themselves): id, live or revoked, created, last used (a
+    /// running server saves last use every minute), account, name.
+    List {
+        /// Only this account's keys.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Revoke an API key by its id (see `tora api-key list`): it stops working at its next
+    /// request, server running or not.
+    Revoke {
+        id: String,
         #[command(flatten)]
         db: DbArg,
     },
@@ -111,10 +143,27 @@ pub fn run(cli: Cli) -> Result<()> {
             UserCommand::Passwd { email, db } => admin::user_passwd(&db.path, &email),
             UserCommand::Disable { email, db } => admin::user_set_disabled(&db.path, &email, true),
             UserCommand::Enable { email, db } => admin::user_set_disabled(&db.path, &email, false),
+            UserCommand::Delete {
+                email,
+                new_owner,
+                delete_runs,
+                db,
+            } => {
+                let departure = match (&new_owner, delete_runs) {
+                    (Some(heir), _) => admin::Departure::NewOwner(heir),
+                    (None, true) => admin::Departure::DeleteRuns,
+                    (None, false) => admin::Departure::Refuse,
+                };
+                admin::user_delete(&db.path, &email, departure)
+            }
         },
-        Command::ApiKey(ApiKeyCommand::Create { user, name, db }) => {
-            admin::api_key_create(&db.path, &user, &name)
-        }
+        Command::ApiKey(cmd) => match cmd {
+            ApiKeyCommand::Create { user, name, db } => {
+                admin::api_key_create(&db.path, &user, &name)
+            }
+            ApiKeyCommand::List { user, db } => admin::api_key_list(&db.path, user.as_deref()),
+            ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
+        },
         Command::Backup { dest, db } => {
             let bytes = crate::db::backup(&db.path, &dest)?;
             println!(

@@ -11,7 +11,7 @@ pub mod assets;
 pub mod auth;
 /// A byte budget shared by concurrent requests (the request bodies being read).
 pub mod budget;
-/// The command line: `serve`, `backup`.
+/// The command line: `serve`, `user`, `api-key`, `backup`.
 pub mod cli;
 /// Every `serve` setting: flag, TORA_* variable, default.
 pub mod config;
@@ -31,6 +31,8 @@ pub mod mail;
 pub mod query;
 /// A run's state (running, finished, failed, crashed): the one rule, derived when read.
 pub mod run_state;
+/// The Python SDK's wheel, built by build.rs, and the pages that serve it under /sdk/.
+pub mod sdk;
 /// AppState, the router, and serving with a graceful shutdown.
 pub mod server;
 /// All SQL, one module per resource.

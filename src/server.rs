@@ -77,6 +77,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .nest(crate::api::ROOT, crate::api::router())
+        .route("/sdk", axum::routing::get(crate::sdk::serve))
+        .route("/sdk/", axum::routing::get(crate::sdk::serve))
+        .route("/sdk/{*rest}", axum::routing::get(crate::sdk::serve))
         .fallback(crate::assets::serve)
         .layer(middleware::from_fn_with_state(state.clone(), check_host));
     if !state.config.cors_origins.is_empty() {
@@ -184,10 +187,17 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let app = router(state.clone());
     // Tests and scripts read this exact first line to find the port.
     println!("listening on http://{addr}");
+    // Then what a training script needs, as lines to copy: where the API is, and the SDK.
+    let (base, elsewhere) = announced_url(state.config.public_url.as_deref(), addr);
+    println!("TORA_BASE_URL={base}/api");
+    println!("{}", crate::sdk::pip_command(&base));
+    println!(
+        "(for training scripts: the API's address, and the SDK from this server; more at {base}/sdk/{elsewhere})"
+    );
     let users = db.read(crate::store::users::count).await?;
     if users == 0 {
         println!(
-            "no accounts yet: create one with `tora user add EMAIL --db {}` (or sign up at http://{addr}/ unless --signup closed)",
+            "no accounts yet: create one with `tora user add EMAIL --db {}` (or sign up at {base}/ unless --signup closed)",
             state.config.db.path.display()
         );
     }
@@ -239,6 +249,28 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         Err(e) => return Err(Error::Internal(format!("final checkpoint: {e}"))),
     }
     Ok(())
+}
+
+/// The URL to tell people: `--public-url`, else the address listened on, with a loopback
+/// address for an unspecified one (0.0.0.0), plus a note that other machines need this one's
+/// name there.
+fn announced_url(public_url: Option<&str>, addr: std::net::SocketAddr) -> (String, &'static str) {
+    if let Some(url) = public_url {
+        return (url.to_string(), "");
+    }
+    if addr.ip().is_unspecified() {
+        let local = if addr.is_ipv4() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        let local = std::net::SocketAddr::new(local, addr.port());
+        return (
+            format!("http://{local}"),
+            "; from other machines use this one's name or address, or set --public-url",
+        );
+    }
+    (format!("http://{addr}"), "")
 }
 
 /// The connection cap in force: `--max-connections`, lowered to what the open-file limit

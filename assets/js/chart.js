@@ -1,8 +1,11 @@
-// Charts on uPlot: one metric with its min/max band, NaN/Inf markers and EMA smoothing, or the
-// same metric of several runs overlaid. Colours come from the CSS variables of the theme.
+// Charts on uPlot: one metric with its min/max band, NaN/Inf markers and EMA smoothing, or
+// several lines overlaid (one metric of several runs, or several metrics of one run) with a
+// floating tooltip. The x axis is the step, the time since the run started (ms) or the wall
+// time (epoch ms). Colours come from the CSS variables of the theme.
 
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 import { num, tick } from './format.js';
+import { h, fill } from './dom.js';
 
 const LIGHT = ['#2463d8', '#d9480f', '#2b8a3e', '#ae3ec9', '#e8590c', '#1098ad', '#c2255c', '#5f3dc4',
   '#74b816', '#495057', '#f59f00', '#0b7285', '#a61e4d', '#364fc7', '#087f5b', '#862e9c', '#d6336c',
@@ -13,6 +16,46 @@ const DARK = ['#6ea6ff', '#ff8a50', '#51cf66', '#da77f2', '#ffa94d', '#3bc9db', 
 
 /** Steps are whole numbers: ticks at 1, 2, 5, 10, 20, 50, ... */
 const STEP_INCREMENTS = Array.from({ length: 12 }, (_, k) => [1, 2, 5].map((m) => m * 10 ** k)).flat();
+const S = 1000;
+const H = 3600 * S;
+/** Relative time in ms: ticks on round seconds, minutes, hours and days. */
+const ELAPSED_INCREMENTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, S, 2 * S, 5 * S, 10 * S, 15 * S, 30 * S,
+  60 * S, 120 * S, 300 * S, 600 * S, 900 * S, 1800 * S, H, 2 * H, 3 * H, 6 * H, 12 * H, 24 * H, 48 * H,
+  168 * H, 336 * H, 720 * H, 2160 * H, 8760 * H];
+/** Dash patterns that tell several metrics of one run apart on a compare panel. */
+const DASHES = [undefined, [6, 3], [2, 3], [10, 3, 2, 3]];
+export const dash = (i) => DASHES[i % DASHES.length];
+
+/** A time since the start: 850ms, 42s, 5m 30s, 2h 5m, 3d 4h. */
+export function elapsed(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
+  if (ms === 0) return '0';
+  const sign = ms < 0 ? '-' : '';
+  const a = Math.abs(ms);
+  if (a < S) return `${sign}${Math.round(a)}ms`;
+  if (a < 60 * S) return `${sign}${Number((a / S).toPrecision(3))}s`;
+  const t = Math.round(a / S);
+  const d = Math.floor(t / 86400);
+  const hh = Math.floor((t % 86400) / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = t % 60;
+  if (d) return `${sign}${d}d${hh ? ` ${hh}h` : ''}`;
+  if (hh) return `${sign}${hh}h${m ? ` ${m}m` : ''}`;
+  return `${sign}${m}m${sec ? ` ${sec}s` : ''}`;
+}
+
+/** Where a cursor is, in words: "step 120", "+5m 30s", or the local date and time. */
+export function xLabel(x, xmode) {
+  if (xmode === 'time') return new Date(x).toLocaleString();
+  if (xmode === 'rel') return `+${elapsed(x)}`;
+  return `step ${x}`;
+}
+
+/** A colour of the palette (#rrggbb) made faint: raw lines under smoothed ones. */
+function faint(color) {
+  const n = parseInt(color.slice(1), 16);
+  return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, 0.28)`;
+}
 
 const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
 
@@ -58,23 +101,28 @@ function positive(values) {
   return values.map((v) => (v !== null && v > 0 ? v : null));
 }
 
-function axes(c, time) {
+/** Tick labels; a null is a tick uPlot leaves unlabelled (the minor ticks of a log axis). */
+const labelled = (format) => (u, vals) => vals.map((v) => (v === null || v === undefined ? '' : format(v)));
+
+function axes(c, xmode) {
   const common = {
     stroke: c.axis,
     grid: { stroke: c.grid, width: 1 },
     ticks: { stroke: c.grid, width: 1, size: 4 },
     font: '11px system-ui, sans-serif',
   };
-  return [
-    time ? { ...common, space: 60, size: 40 } : { ...common, space: 60, size: 28, incrs: STEP_INCREMENTS, values: (u, vals) => vals.map(tick) },
-    { ...common, size: 52, values: (u, vals) => vals.map(tick) },
-  ];
+  const x = {
+    time: { ...common, space: 60, size: 40 },
+    rel: { ...common, space: 70, size: 28, incrs: ELAPSED_INCREMENTS, values: labelled(elapsed) },
+    step: { ...common, space: 60, size: 28, incrs: STEP_INCREMENTS, values: labelled(tick) },
+  };
+  return [x[xmode] || x.step, { ...common, size: 52, values: labelled(tick) }];
 }
 
 /**
  * A uPlot instance in `el` that follows the width of `el`, zooms through the caller and reports
- * the hovered index. opts: {height, time, log, series, bands, data, onZoom(min, max), onReset(),
- * onCursor(idx), draw(u), syncKey}.
+ * the hovered index. opts: {height, xmode, log, series, bands, data, onZoom(min, max), onReset(),
+ * onCursor(idx, u), draw(u), syncKey}.
  */
 function makePlot(el, opts) {
   const width = Math.max(200, el.clientWidth);
@@ -85,12 +133,12 @@ function makePlot(el, opts) {
     pxAlign: 0,
     legend: { show: false },
     scales: {
-      x: { time: Boolean(opts.time) },
+      x: { time: opts.xmode === 'time' },
       y: opts.log ? { distr: 3 } : { range: (u, min, max) => padRange(min, max) },
     },
     series: [{}, ...opts.series],
     bands: opts.bands || [],
-    axes: axes(themeColors(), opts.time),
+    axes: axes(themeColors(), opts.xmode),
     cursor: {
       drag: { x: true, y: false, setScale: false },
       sync: opts.syncKey ? { key: opts.syncKey } : undefined,
@@ -104,11 +152,12 @@ function makePlot(el, opts) {
         u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
         if (opts.onZoom) opts.onZoom(min, max);
       }],
-      setCursor: [(u) => { if (opts.onCursor) opts.onCursor(u.cursor.idx); }],
+      setCursor: [(u) => { if (opts.onCursor) opts.onCursor(u.cursor.idx, u); }],
       draw: opts.draw ? [opts.draw] : [],
     },
   }, opts.data, el);
   u.over.addEventListener('dblclick', () => { if (opts.onReset) opts.onReset(); });
+  if (opts.onLeave) u.over.addEventListener('mouseleave', opts.onLeave);
   keyboardZoom(el, u, opts);
   let lastWidth = width;
   const resize = new ResizeObserver(() => {
@@ -162,18 +211,45 @@ function chartHeight() {
   return window.innerWidth < 640 ? 170 : 190;
 }
 
-/** A series from the server as mutable columns (x in steps or epoch ms, as asked). */
-export function toColumns(series) {
+/**
+ * A series from the server as mutable columns (x in steps or epoch ms, as asked); `offset` is
+ * subtracted from x (a run's start, for the time since it started).
+ */
+export function toColumns(series, offset = 0) {
   return {
-    x: series.x.slice(), min: series.min.slice(), max: series.max.slice(), last: series.last.slice(),
+    x: offset ? series.x.map((x) => x - offset) : series.x.slice(), min: series.min.slice(), max: series.max.slice(), last: series.last.slice(),
     count: (series.count || series.x.map(() => 1)).slice(),
     nonfinite: (series.nonfinite || series.x.map(() => 0)).slice(),
   };
 }
 
 /**
- * One metric of one run. `cols` are the columns of toColumns(). Options: {time, log, smoothing,
- * zoom: [min, max] | null, onZoom, onReset, onCursor(text)}.
+ * Red ticks along the bottom of `u` where a bucket held NaN or ±Inf: `x` and `nonfinite` columns,
+ * in `color`, lifted by `row` marker heights (several runs on one chart).
+ */
+function markNonFinite(u, x, nonfinite, color, row = 0) {
+  const ctx = u.ctx;
+  const size = 4 * devicePixelRatio;
+  const bottom = u.bbox.top + u.bbox.height - row * size * 0.6;
+  ctx.save();
+  ctx.fillStyle = color;
+  for (let i = 0; i < x.length; i++) {
+    if (!nonfinite[i]) continue;
+    const px = u.valToPos(x[i], 'x', true);
+    if (px < u.bbox.left - 1 || px > u.bbox.left + u.bbox.width + 1) continue;
+    ctx.beginPath();
+    ctx.moveTo(px, bottom - size * 1.6);
+    ctx.lineTo(px - size, bottom);
+    ctx.lineTo(px + size, bottom);
+    ctx.closePath();
+    ctx.fill();
+  }
+  ctx.restore();
+}
+
+/**
+ * One metric of one run. `cols` are the columns of toColumns(). Options: {xmode ('step' | 'rel' |
+ * 'time'), log, smoothing, zoom: [min, max] | null, onZoom, onReset, onCursor(text)}.
  */
 export class MetricChart {
   constructor(el, cols, options) {
@@ -194,55 +270,33 @@ export class MetricChart {
     const c = themeColors();
     const { options } = this;
     const smoothing = Boolean(options.smoothing);
+    // No spanGaps: a bucket of only NaN/Inf is a gap in the line (and gets a marker).
     this.u = makePlot(this.el, {
       height: chartHeight(),
-      time: options.time,
+      xmode: options.xmode,
       log: options.log,
       syncKey: options.syncKey,
       series: [
-        { label: 'min', stroke: c.band, width: 1, points: { show: false }, spanGaps: true },
-        { label: 'max', stroke: c.band, width: 1, points: { show: false }, spanGaps: true },
-        { label: 'value', stroke: smoothing ? c.raw : c.line, width: smoothing ? 1 : 1.5, points: { show: false }, spanGaps: true },
-        { label: 'smoothed', stroke: c.line, width: 1.75, points: { show: false }, spanGaps: true, show: smoothing },
+        { label: 'min', stroke: c.band, width: 1, points: { show: false } },
+        { label: 'max', stroke: c.band, width: 1, points: { show: false } },
+        { label: 'value', stroke: smoothing ? c.raw : c.line, width: smoothing ? 1 : 1.5, points: { show: false } },
+        { label: 'smoothed', stroke: c.line, width: 1.75, points: { show: false }, show: smoothing },
       ],
       bands: [{ series: [2, 1], fill: c.band }],
       data: this.data(),
       onZoom: options.onZoom,
       onReset: options.onReset,
       onCursor: (idx) => this.cursor(idx),
-      draw: (u) => this.markNonFinite(u, c.nonfinite),
+      draw: (u) => markNonFinite(u, this.cols.x, this.cols.nonfinite, c.nonfinite),
     });
     if (options.zoom) this.u.setScale('x', { min: options.zoom[0], max: options.zoom[1] });
-  }
-
-  /** Red ticks along the bottom where a bucket held NaN or ±Inf. */
-  markNonFinite(u, color) {
-    const { x, nonfinite } = this.cols;
-    const ctx = u.ctx;
-    const bottom = u.bbox.top + u.bbox.height;
-    const size = 5 * devicePixelRatio;
-    ctx.save();
-    ctx.fillStyle = color;
-    for (let i = 0; i < x.length; i++) {
-      if (!nonfinite[i]) continue;
-      const px = u.valToPos(x[i], 'x', true);
-      if (px < u.bbox.left - 1 || px > u.bbox.left + u.bbox.width + 1) continue;
-      ctx.beginPath();
-      ctx.moveTo(px, bottom - size * 1.6);
-      ctx.lineTo(px - size, bottom);
-      ctx.lineTo(px + size, bottom);
-      ctx.closePath();
-      ctx.fill();
-    }
-    ctx.restore();
   }
 
   cursor(idx) {
     if (!this.options.onCursor) return;
     if (idx === null || idx === undefined) { this.options.onCursor(null); return; }
     const { x, min, max, last, count, nonfinite } = this.cols;
-    const at = this.options.time ? new Date(x[idx]).toLocaleString() : `step ${x[idx]}`;
-    let text = `${at}: ${num(last[idx])}`;
+    let text = `${xLabel(x[idx], this.options.xmode)}: ${num(last[idx])}`;
     if (count[idx] > 1) text += ` (${count[idx]} points, ${num(min[idx])} … ${num(max[idx])})`;
     if (nonfinite[idx]) text += ` · ${nonfinite[idx]} NaN/Inf`;
     this.options.onCursor(text);
@@ -280,8 +334,9 @@ export class MetricChart {
     return added;
   }
 
+  /** Changes options; a new axis kind, scale or smoothing rebuilds the plot. */
   set(changes) {
-    const rebuild = 'log' in changes && changes.log !== this.options.log
+    const rebuild = ['xmode', 'log'].some((k) => k in changes && changes[k] !== this.options[k])
       || 'smoothing' in changes && Boolean(changes.smoothing) !== Boolean(this.options.smoothing);
     Object.assign(this.options, changes);
     if (rebuild) {
@@ -301,53 +356,150 @@ export class MetricChart {
   }
 }
 
+/** The index of the bucket that holds x in ascending `xs` (the first whose x >= x), or -1. */
+function bucketAt(xs, x) {
+  if (!xs.length || x < xs[0] || x > xs[xs.length - 1]) return -1;
+  let lo = 0;
+  let hi = xs.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const TOOLTIP_ROWS = 15;
+
+/** A box near the cursor listing a value per line, largest first. */
+class Tooltip {
+  constructor(parent) {
+    this.parent = parent;
+    this.box = h('div', { class: 'chart-tip', hidden: true, 'aria-hidden': 'true' });
+    parent.append(this.box);
+  }
+
+  show(u, title, rows) {
+    const shown = rows.slice(0, TOOLTIP_ROWS);
+    fill(this.box, h('div', { class: 'tip-title' }, title),
+      shown.map((r) => {
+        const sw = h('span', { class: 'swatch' });
+        sw.style.background = r.color;
+        return h('div', { class: r.text === 'NaN/Inf' ? 'tip-row nonfinite' : 'tip-row' }, sw, h('span', { class: 'tip-label' }, r.label), h('span', { class: 'tip-value' }, r.text));
+      }),
+      rows.length > shown.length ? h('div', { class: 'tip-more' }, `and ${rows.length - shown.length} more`) : null);
+    this.box.hidden = false;
+    const over = u.over.getBoundingClientRect();
+    const host = this.parent.getBoundingClientRect();
+    const x = over.left - host.left + u.cursor.left;
+    const y = over.top - host.top + u.cursor.top;
+    const w = this.box.offsetWidth;
+    const hgt = this.box.offsetHeight;
+    let left = x + 14;
+    if (left + w > host.width) left = Math.max(0, x - 14 - w);
+    let top = y + 14;
+    if (top + hgt > host.height + 60) top = Math.max(-hgt / 2, y - 14 - hgt);
+    this.box.style.left = `${left}px`;
+    this.box.style.top = `${top}px`;
+  }
+
+  hide() { this.box.hidden = true; }
+
+  remove() { this.box.remove(); }
+}
+
 /**
- * One metric of several runs. runs: [{label, color, cols}] with cols as in toColumns(); each run
- * keeps its own x values, joined onto one x axis. Options as MetricChart plus none of the band.
+ * Several lines on one chart: one metric of several runs (compare) or several metrics of one run
+ * (a panel). lines: [{label, color, dash?, cols}] with cols as in toColumns(); each line keeps its
+ * own x values, joined onto one x axis (a line may be empty, e.g. a run with no point in a zoomed
+ * range). No line bridges a bucket of only NaN/Inf: it is a gap with a marker in the line's
+ * colour. Under smoothing the raw lines stay, faint. The hover lists every line's value, largest
+ * first, in a tooltip by the cursor and as text through onCursor. Options as MetricChart.
  */
 export class OverlayChart {
-  constructor(el, runs, options) {
+  constructor(el, lines, options) {
     this.el = el;
-    this.runs = runs;
+    this.lines = lines;
     this.options = options;
+    this.tooltip = options.tooltip === false ? null : new Tooltip(el);
     this.build();
   }
 
+  /** The identity of the lines: another set of lines needs a new plot, not new data. */
+  static key(lines) {
+    return lines.map((l) => `${l.label}\u0000${l.color}\u0000${l.dash || ''}`).join('\u0001');
+  }
+
   data() {
-    const { runs, options } = this;
+    const { lines, options } = this;
     const f = options.log ? positive : (v) => v;
-    const tables = runs.map((r) => [r.cols.x, f(ema(r.cols.last, options.smoothing))]);
-    return uPlot.join(tables);
+    this.smoothed = lines.map((l) => (options.smoothing ? ema(l.cols.last, options.smoothing) : l.cols.last));
+    const tables = lines.map((l, i) => (options.smoothing
+      ? [l.cols.x, f(l.cols.last), f(this.smoothed[i])]
+      : [l.cols.x, f(l.cols.last)]));
+    return tables.length ? uPlot.join(tables) : [[]];
   }
 
   build() {
     const { options } = this;
+    const c = themeColors();
     this.joined = this.data();
+    const series = [];
+    for (const l of this.lines) {
+      if (options.smoothing) series.push({ label: `${l.label} (raw)`, stroke: faint(l.color), width: 1, dash: l.dash, points: { show: false } });
+      series.push({ label: l.label, stroke: l.color, width: 1.5, dash: l.dash, points: { show: false } });
+    }
+    this.key = OverlayChart.key(this.lines);
     this.u = makePlot(this.el, {
       height: chartHeight(),
-      time: options.time,
+      xmode: options.xmode,
       log: options.log,
-      series: this.runs.map((r) => ({ label: r.label, stroke: r.color, width: 1.5, points: { show: false }, spanGaps: true })),
+      series,
       data: this.joined,
       onZoom: options.onZoom,
       onReset: options.onReset,
-      onCursor: (idx) => this.cursor(idx),
+      onCursor: (idx, u) => this.cursor(idx, u),
+      onLeave: () => { if (this.tooltip) this.tooltip.hide(); },
+      draw: (u) => this.lines.forEach((l, i) => markNonFinite(u, l.cols.x, l.cols.nonfinite, l.color || c.nonfinite, i % 3)),
     });
     if (options.zoom) this.u.setScale('x', { min: options.zoom[0], max: options.zoom[1] });
   }
 
-  cursor(idx) {
-    if (!this.options.onCursor) return;
-    if (idx === null || idx === undefined) { this.options.onCursor(null); return; }
-    const x = this.joined[0][idx];
-    const at = this.options.time ? new Date(x).toLocaleString() : `step ${x}`;
-    const values = this.runs.map((r, i) => [r.label, this.joined[i + 1][idx]]).filter(([, v]) => v !== null && v !== undefined);
-    this.options.onCursor(values.length ? `${at}: ${values.map(([l, v]) => `${l} ${num(v)}`).join(' · ')}` : at);
+  /** Every line's value where the cursor is, largest first; a line at NaN/Inf there last. */
+  rows(x) {
+    const rows = [];
+    this.lines.forEach((l, i) => {
+      const j = bucketAt(l.cols.x, x);
+      if (j < 0) return;
+      const v = this.smoothed[i][j];
+      if (v !== null && v !== undefined) rows.push({ label: l.label, color: l.color, value: v, text: num(v) });
+      else if (l.cols.nonfinite[j]) rows.push({ label: l.label, color: l.color, value: -Infinity, text: 'NaN/Inf' });
+    });
+    return rows.sort((a, b) => b.value - a.value);
   }
 
-  setRuns(runs, zoom) {
-    this.runs = runs;
+  cursor(idx, u) {
+    if (idx === null || idx === undefined || !this.joined[0].length) {
+      if (this.tooltip) this.tooltip.hide();
+      if (this.options.onCursor) this.options.onCursor(null);
+      return;
+    }
+    const x = this.joined[0][idx];
+    const at = xLabel(x, this.options.xmode);
+    const rows = this.rows(x);
+    if (this.tooltip && u && u.cursor.left >= 0) this.tooltip.show(u, at, rows);
+    if (this.options.onCursor) this.options.onCursor(rows.length ? `${at}: ${rows.map((r) => `${r.label} ${r.text}`).join(' · ')}` : at);
+  }
+
+  /** New lines (a zoom, a refetch); the same lines keep the plot, others rebuild it. */
+  setLines(lines, zoom) {
+    this.lines = lines;
     this.options.zoom = zoom || null;
+    if (OverlayChart.key(lines) !== this.key) {
+      this.destroy();
+      this.build();
+      return;
+    }
     this.joined = this.data();
     this.u.setData(this.joined, !zoom);
     if (zoom) this.u.setScale('x', { min: zoom[0], max: zoom[1] });
@@ -361,6 +513,7 @@ export class OverlayChart {
 
   destroy() {
     if (!this.u) return;
+    if (this.tooltip) this.tooltip.hide();
     this.u.stopResize();
     this.u.destroy();
     this.u = null;

@@ -71,6 +71,52 @@ pub fn revoke(conn: &Connection, user_id: &str, id: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// A key as the admin lists it: with its account's address.
+#[derive(Debug, Clone)]
+pub struct KeyOfUser {
+    pub key: ApiKey,
+    pub email: String,
+}
+
+const WITH_EMAIL: &str = "SELECT k.id, k.name, k.created_at, k.last_used, k.revoked, u.email
+    FROM api_keys k JOIN users u ON u.id = k.user_id";
+
+fn with_email(r: &rusqlite::Row) -> rusqlite::Result<KeyOfUser> {
+    Ok(KeyOfUser {
+        key: ApiKey {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            created_at: r.get(2)?,
+            last_used: r.get(3)?,
+            revoked: r.get(4)?,
+        },
+        email: r.get(5)?,
+    })
+}
+
+/// Every key (of one account, or of all), oldest first, for `tora api-key list`.
+pub fn list_all(conn: &Connection, user_id: Option<&str>) -> Result<Vec<KeyOfUser>> {
+    let sql =
+        format!("{WITH_EMAIL} WHERE ?1 IS NULL OR k.user_id = ?1 ORDER BY k.created_at, k.id");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([user_id], with_email)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Revokes a key by its id, whoever holds it; the key as it was before (None: no such key).
+pub fn revoke_any(conn: &Connection, id: &str) -> Result<Option<KeyOfUser>> {
+    let sql = format!("{WITH_EMAIL} WHERE k.id = ?1");
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row([id], with_email)
+        .optional()?;
+    if found.is_some() {
+        conn.prepare_cached("UPDATE api_keys SET revoked = 1 WHERE id = ?1")?
+            .execute([id])?;
+    }
+    Ok(found)
+}
+
 /// The (key id, user id) of a live key whose user is enabled.
 pub fn owner_of(conn: &Connection, hash: &[u8]) -> Result<Option<(String, String)>> {
     Ok(conn

@@ -88,6 +88,15 @@ pub fn set_disabled(conn: &Connection, id: &str, disabled: bool) -> Result<()> {
     Ok(())
 }
 
+/// Deletes an account. The foreign keys take its keys, tokens, memberships and its Personal
+/// workspace (with that workspace's runs) with it, and clear `created_by` on the runs it made
+/// elsewhere: `admin::user_delete` decides beforehand what may go.
+pub fn delete(conn: &Connection, id: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
 /// Records that the account's address is proven: invitations addressed to it now count. The
 /// first proof's time stays.
 pub fn confirm_email(conn: &Connection, id: &str, now: i64) -> Result<()> {

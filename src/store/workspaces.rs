@@ -237,6 +237,63 @@ pub fn keep_an_owner(
     Ok(())
 }
 
+/// A workspace that would be lost with an account: its Personal workspace (which the database
+/// deletes with it), or one where it is the last OWNER.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub id: String,
+    pub name: String,
+    pub personal: bool,
+    /// Members besides the account.
+    pub others: i64,
+    pub runs: i64,
+}
+
+/// The workspaces that deleting `user_id` would delete or leave without an OWNER: its Personal
+/// workspace first, then the others it is the last OWNER of, oldest first.
+pub fn held_by(conn: &Connection, user_id: &str) -> Result<Vec<Held>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT w.id, w.name, coalesce(w.personal_of = ?1, 0) AS personal,
+            (SELECT count(*) FROM workspace_members m WHERE m.workspace_id = w.id AND m.user_id != ?1),
+            (SELECT count(*) FROM experiments e WHERE e.workspace_id = w.id)
+         FROM workspaces w
+         WHERE w.personal_of = ?1
+            OR (EXISTS (SELECT 1 FROM workspace_members m
+                        WHERE m.workspace_id = w.id AND m.user_id = ?1 AND m.role_id = ?2)
+                AND NOT EXISTS (SELECT 1 FROM workspace_members m
+                        WHERE m.workspace_id = w.id AND m.user_id != ?1 AND m.role_id = ?2))
+         ORDER BY personal DESC, w.created_at, w.id",
+    )?;
+    let rows = stmt.query_map(params![user_id, Role::Owner as i64], |r| {
+        Ok(Held {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            personal: r.get(2)?,
+            others: r.get(3)?,
+            runs: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Makes `user_id` an OWNER of the workspace (a member already, or added), and a Personal
+/// workspace an ordinary one named `name`: how a departing account's workspaces change hands.
+pub fn hand_over(
+    conn: &Connection,
+    workspace_id: &str,
+    user_id: &str,
+    name: &str,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached("UPDATE workspaces SET personal_of = NULL, name = ?2 WHERE id = ?1")?
+        .execute([workspace_id, name])?;
+    match role_of(conn, workspace_id, user_id)? {
+        Some(Role::Owner) => Ok(()),
+        Some(_) => set_role(conn, workspace_id, user_id, Role::Owner),
+        None => add_member(conn, workspace_id, user_id, Role::Owner, now),
+    }
+}
+
 pub struct Member {
     pub user_id: String,
     pub email: String,

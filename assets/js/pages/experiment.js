@@ -1,14 +1,17 @@
 // /experiments/{id}: one run. Its description and tags (editable by EDITORs and OWNERs), its
-// hyperparameters and results, and a chart per metric from the server's downsampled series.
-// The URL keeps x (step|time), scale (log), smooth, filter and the zoom (from, to).
+// hyperparameters and results, and a chart per metric from the server's downsampled series, in
+// sections by name prefix, with user-made panels of several metrics. The URL keeps x
+// (step|rel|time), scale (log), smooth, filter, the zoom (from, to), collapsed and panels.
 
 import * as api from '../api.js';
 import { h, fill, toast, busy, empty, confirmDanger, segmented } from '../dom.js';
 import { count, dateTime, num, value, toNumber } from '../format.js';
-import { MetricChart, toColumns } from '../chart.js';
+import { MetricChart, OverlayChart, runColor, toColumns } from '../chart.js';
 import { follow } from '../live.js';
 import { markdown } from '../markdown.js';
 import { runTiming, metadataPanel } from '../runinfo.js';
+import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
+import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 
 const FIRST_BATCH = 2; // metrics in the first request, so the first chart shows early
 const BATCH = 3; // metrics per later request, several requests in flight
@@ -28,14 +31,15 @@ export async function render(ctx) {
 
   const q = ctx.query;
   const view = {
-    time: q.get('x') === 'time',
+    xmode: ['rel', 'time'].includes(q.get('x')) ? q.get('x') : 'step',
     log: q.get('scale') === 'log',
     smoothing: clampSmoothing(Number(q.get('smooth') || 0)),
     filter: q.get('filter') || '',
     zoom: q.has('from') && q.has('to') ? [Number(q.get('from')), Number(q.get('to'))] : null,
   };
+  const start = Date.parse(exp.started_at || exp.created_at) || 0; // relative time counts from here
   const saveView = () => ctx.setQuery({
-    x: view.time ? 'time' : null, scale: view.log ? 'log' : null,
+    x: view.xmode === 'step' ? null : view.xmode, scale: view.log ? 'log' : null,
     smooth: view.smoothing ? String(view.smoothing) : null, filter: view.filter || null,
     from: view.zoom ? String(view.zoom[0]) : null, to: view.zoom ? String(view.zoom[1]) : null,
   });
@@ -44,7 +48,13 @@ export async function render(ctx) {
   const results = new Map(summary.results.map((r) => [r.name, r.value]));
   const liveBadge = h('span', { class: 'live', hidden: !recentlyUpdated(summary) }, 'live');
   const resultsBox = h('div');
-  const grid = h('div', { class: 'charts', 'aria-label': 'Metrics' });
+  const grid = h('div', { class: 'chart-sections', 'aria-label': 'Metrics' });
+  const sections = new Sections(grid, parseCollapsed(q.get('collapsed')), (set) => ctx.setQuery({ collapsed: formatCollapsed(set) }));
+  let panels = loadPanels(q, exp.workspace_id);
+  const panelCharts = [];
+  const panelGrid = h('div', { class: 'charts' });
+  const panelBox = h('section', { class: 'chart-section', 'aria-label': 'Panels', hidden: true },
+    h('h2', { class: 'section-head' }, 'Panels'), panelGrid);
   const emptyCharts = empty('No metrics yet', 'Charts appear here as soon as the run logs a point with a step.');
   const chartsStatus = h('span', { class: 'muted small', role: 'status' });
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
@@ -82,6 +92,7 @@ export async function render(ctx) {
       h('section', { class: 'panel', 'aria-labelledby': 'res-h' }, h('h2', { id: 'res-h' }, 'Results'), resultsBox),
       metadataPanel(exp.metadata)),
     toolbar(),
+    panelBox,
     grid,
     summary.metrics.length ? null : emptyCharts);
   drawResults();
@@ -100,6 +111,7 @@ export async function render(ctx) {
       view.smoothing = clampSmoothing(Number(smooth.value));
       smoothValue.textContent = view.smoothing.toFixed(2);
       for (const m of metrics.values()) if (m.chart) m.chart.set({ smoothing: view.smoothing });
+      for (const p of panelCharts) if (p.chart) p.chart.set({ smoothing: view.smoothing });
       saveView();
     });
     const filter = h('input', { type: 'search', value: view.filter, placeholder: 'Filter metrics', 'aria-label': 'Filter metrics by name' });
@@ -109,25 +121,32 @@ export async function render(ctx) {
       saveView();
     });
     return h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Chart options' },
-      segmented('x', [['step', 'Step'], ['time', 'Time']], view.time ? 'time' : 'step', (k) => {
-        view.time = k === 'time';
+      segmented('x', [['step', 'Step'], ['rel', 'Relative'], ['time', 'Wall time']], view.xmode, (k) => {
+        view.xmode = k;
         view.zoom = null;
         resetZoom.hidden = true;
+        for (const m of [...metrics.values(), ...panelCharts]) { // a new kind of axis: new plots
+          if (m.chart) m.chart.destroy();
+          m.chart = null;
+        }
         saveView();
         loadAll();
       }),
       segmented('y', [['lin', 'Linear'], ['log', 'Log']], view.log ? 'log' : 'lin', (k) => {
         view.log = k === 'log';
-        for (const m of metrics.values()) if (m.chart) m.chart.set({ log: view.log });
+        for (const m of [...metrics.values(), ...panelCharts]) if (m.chart) m.chart.set({ log: view.log });
         saveView();
       }),
       h('label', { class: 'control' }, 'Smoothing', smooth, smoothValue),
-      filter, resetZoom, chartsStatus);
+      filter,
+      panelPicker(() => [...metrics.keys()], (names) => { panels = [...panels, names]; savePanels(panels, ctx.setQuery, exp.workspace_id); drawPanels(); }),
+      resetZoom, chartsStatus);
   }
 
   function applyFilter() {
     const needle = view.filter.toLowerCase();
     for (const [name, m] of metrics) m.card.hidden = Boolean(needle) && !name.toLowerCase().includes(needle);
+    sections.refresh();
   }
 
   // ---------- charts ----------
@@ -142,7 +161,7 @@ export async function render(ctx) {
       h('div', { class: 'chart-foot' }, readout, warn));
     const m = { card, body, stats, readout, warn, info, chart: null, requested: 0 };
     metrics.set(info.name, m);
-    grid.append(card);
+    sections.grid(info.name).append(card);
     emptyCharts.remove();
     drawStats(m);
     return m;
@@ -156,7 +175,7 @@ export async function render(ctx) {
 
   function chartOptions(m) {
     return {
-      time: view.time, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
+      xmode: view.xmode, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
       syncKey: `exp-${id}`,
       onZoom: (min, max) => setZoom([min, max]),
       onReset: () => { if (view.zoom) setZoom(null); },
@@ -165,26 +184,70 @@ export async function render(ctx) {
   }
 
   function show(m, series) {
-    const cols = toColumns(series);
+    const cols = toColumns(series, view.xmode === 'rel' ? start : 0);
     m.requested = cols.x.length;
     if (m.chart) m.chart.setColumns(cols, view.zoom);
     else m.chart = new MetricChart(m.body, cols, chartOptions(m));
     m.card.dataset.state = 'drawn';
     m.card.dataset.points = String(series.total);
+    for (const p of panelCharts) if (p.names.includes(series.name)) refreshPanel(p);
+  }
+
+  // ---------- panels: several metrics of this run on one chart ----------
+  function drawPanels() {
+    for (const p of panelCharts) if (p.chart) p.chart.destroy();
+    panelCharts.length = 0;
+    panelGrid.replaceChildren();
+    panelBox.hidden = panels.length === 0;
+    panels.forEach((names, i) => {
+      const { card, body, readout } = panelCard(names, names.join(' · '), () => {
+        panels = panels.filter((_, k) => k !== i);
+        savePanels(panels, ctx.setQuery, exp.workspace_id);
+        drawPanels();
+      });
+      panelGrid.append(card);
+      const p = { card, body, readout, chart: null, names };
+      panelCharts.push(p);
+      refreshPanel(p);
+    });
+    if (panels.length) ctx.setQuery({ panels: JSON.stringify(panels) });
+  }
+
+  function refreshPanel(p) {
+    if (!p.names.some((n) => metrics.has(n))) {
+      fill(p.body, h('p', { class: 'muted small' }, 'This run has none of these metrics.'));
+      p.card.dataset.state = 'drawn';
+      return;
+    }
+    const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).chart)
+      .map((n) => ({ label: n, color: runColor(p.names.indexOf(n)), cols: metrics.get(n).chart.cols }));
+    if (!lines.length) return;
+    if (p.chart) p.chart.setLines(lines, view.zoom);
+    else {
+      p.body.replaceChildren();
+      p.chart = new OverlayChart(p.body, lines, {
+        xmode: view.xmode, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
+        onZoom: (min, max) => setZoom([min, max]),
+        onReset: () => { if (view.zoom) setZoom(null); },
+        onCursor: (text) => { p.readout.textContent = text || ''; },
+      });
+    }
+    p.card.dataset.state = 'drawn';
   }
 
   /** One bucket per CSS pixel of a chart's width: finer buys nothing the band does not show. */
   function points() {
-    const card = grid.querySelector('.chart-body');
+    const card = [...grid.querySelectorAll('.chart-body')].find((b) => b.clientWidth > 0);
     const w = card ? card.clientWidth : Math.min(grid.clientWidth || 600, 600);
     return Math.max(100, Math.min(700, Math.round(w - 60)));
   }
 
   async function fetchSeries(names) {
-    const query = { names: names.join(','), points: points(), x: view.time ? 'time' : 'step' };
+    const query = { names: names.join(','), points: points(), x: view.xmode === 'step' ? 'step' : 'time' };
     if (view.zoom) {
-      query.from = view.zoom[0];
-      query.to = view.zoom[1];
+      const shift = view.xmode === 'rel' ? start : 0; // the server counts wall time
+      query.from = view.zoom[0] + shift;
+      query.to = view.zoom[1] + shift;
     }
     return (await api.get(`/experiments/${id}/series`, query, { signal: ctx.signal })).series;
   }
@@ -258,7 +321,8 @@ export async function render(ctx) {
         continue;
       }
       if (!byMetric.has(p.name)) byMetric.set(p.name, []);
-      byMetric.get(p.name).push({ x: view.time ? Date.parse(p.created_at) : p.step, value: v });
+      const x = { step: p.step, time: Date.parse(p.created_at), rel: Date.parse(p.created_at) - start }[view.xmode];
+      byMetric.get(p.name).push({ x, value: v });
     }
     if (resultsChanged) drawResults();
     for (const [name, pts] of byMetric) {
@@ -287,6 +351,7 @@ export async function render(ctx) {
         if (!view.zoom && m.chart.cols.x.length > Math.max(2 * m.requested, 200)) refetch.add(name);
       }
     }
+    for (const p of panelCharts) if (p.names.some((n) => byMetric.has(n))) refreshPanel(p);
     if (batch.length) {
       liveBadge.hidden = false;
       clearTimeout(liveTimer);
@@ -309,12 +374,13 @@ export async function render(ctx) {
     delete ctx.root.dataset.stream;
     cancelAnimationFrame(frame);
     clearTimeout(liveTimer);
-    for (const m of metrics.values()) if (m.chart) m.chart.destroy();
+    for (const m of [...metrics.values(), ...panelCharts]) if (m.chart) m.chart.destroy();
   });
 
   const ordered = summary.metrics.slice().sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
   for (const info of ordered) addCard(info);
   applyFilter();
+  drawPanels();
   await loadAll();
 }
 

@@ -1,0 +1,78 @@
+// Charts grouped by the prefix of their name ("train/loss" goes to "train"), W&B-style: one
+// collapsible section per prefix, in name order, names without a "/" first under "Charts".
+// The pages keep the collapsed prefixes in the URL (collapsed=train,val).
+
+import { h } from './dom.js';
+
+const UNGROUPED = '';
+
+/** The section a metric belongs to: the part of its name before the first "/". */
+export function prefixOf(name) {
+  const i = name.indexOf('/');
+  return i > 0 ? name.slice(0, i) : UNGROUPED;
+}
+
+/** The collapsed prefixes of a `collapsed` URL value. */
+export function parseCollapsed(text) {
+  return new Set((text || '').split(',').map((s) => s.trim()).filter(Boolean).map((s) => (s === '-' ? UNGROUPED : s)));
+}
+
+/** A `collapsed` URL value (null when nothing is collapsed). */
+export function formatCollapsed(set) {
+  return set.size ? [...set].map((s) => (s === UNGROUPED ? '-' : s)).sort().join(',') : null;
+}
+
+export class Sections {
+  /** root: the element the sections go in; collapsed: a Set of prefixes; onToggle(set) saves it. */
+  constructor(root, collapsed, onToggle) {
+    this.root = root;
+    this.collapsed = collapsed;
+    this.onToggle = onToggle;
+    this.sections = new Map(); // prefix -> {el, grid, count, button}
+  }
+
+  /** The grid a chart of `name` goes in (its section made on first use). */
+  grid(name) {
+    const prefix = prefixOf(name);
+    let s = this.sections.get(prefix);
+    if (!s) s = this.add(prefix);
+    return s.grid;
+  }
+
+  add(prefix) {
+    const open = !this.collapsed.has(prefix);
+    const title = prefix === UNGROUPED ? 'Charts' : prefix;
+    const count = h('span', { class: 'muted small' });
+    const grid = h('div', { class: 'charts', hidden: !open });
+    const button = h('button', { type: 'button', class: 'section-toggle', 'aria-expanded': String(open) }, h('span', { class: 'caret', 'aria-hidden': 'true' }), title);
+    const el = h('section', { class: 'chart-section', 'aria-label': `Section ${title}`, dataset: { section: prefix } },
+      h('h2', { class: 'section-head' }, button, count), grid);
+    button.addEventListener('click', () => {
+      const opening = button.getAttribute('aria-expanded') !== 'true';
+      button.setAttribute('aria-expanded', String(opening));
+      grid.hidden = !opening;
+      if (opening) this.collapsed.delete(prefix);
+      else this.collapsed.add(prefix);
+      this.onToggle(this.collapsed);
+    });
+    const s = { el, grid, count, button };
+    this.sections.set(prefix, s);
+    // In order: ungrouped first, then by prefix.
+    const after = [...this.sections.keys()].filter((p) => p !== prefix)
+      .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))
+      .find((p) => p !== UNGROUPED && (prefix === UNGROUPED || p.localeCompare(prefix, undefined, { numeric: true }) > 0));
+    if (after !== undefined) this.root.insertBefore(el, this.sections.get(after).el);
+    else this.root.append(el);
+    return s;
+  }
+
+  /** Counts the charts each section shows (a filter may hide some) and hides empty sections. */
+  refresh() {
+    for (const s of this.sections.values()) {
+      const cards = [...s.grid.children];
+      const shown = cards.filter((c) => !c.hidden).length;
+      s.count.textContent = shown === cards.length ? `${cards.length}` : `${shown} of ${cards.length}`;
+      s.el.hidden = shown === 0;
+    }
+  }
+}
