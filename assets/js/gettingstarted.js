@@ -4,11 +4,23 @@
 
 import { h, toast } from './dom.js';
 
+/**
+ * pip's command for the SDK from this server's index (as src/sdk.rs pip_command says it: pip
+ * takes plain http only from this machine, or from a host named trusted).
+ */
+export function pipCommand(origin) {
+  const u = new URL(origin);
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const local = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  const trust = u.protocol === 'http:' && !local ? ` --trusted-host ${host}` : '';
+  return `pip install --index-url ${u.origin}/sdk/simple/${trust} tora`;
+}
+
 /** The shell lines and the Python example for workspace `workspaceId` on this server. */
 export function snippetText(workspaceId, origin = location.origin) {
   return [
     'python3 -m venv .venv && . .venv/bin/activate',
-    `pip install ${origin}/sdk/tora.whl`,
+    pipCommand(origin),
     `export TORA_BASE_URL=${origin}/api`,
     'export TORA_API_KEY=tora_sk_...   # your API key, from the settings page',
     "python3 - <<'EOF'",

@@ -10,6 +10,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const h = require('./harness.js');
@@ -43,18 +44,16 @@ async function serves(api, method, path, body) {
   return (await api.raw(method, path, body)).status !== 404;
 }
 
-/** Runs Python source with this repository's SDK on the path; rejects with its output on failure. */
-function runPython(source, env, args = []) {
+/** Runs `command` with `input` on its stdin; rejects with its output when it fails. */
+function run(command, args, input, options = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.env.PYTHON || 'python3', ['-', ...args], {
-      env: { ...process.env, ...env, PYTHONPATH: path.join(h.ROOT, 'python', 'src') }, stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(command, args, { ...options, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`python exited ${code}:\n${out}`))));
-    child.stdin.end(source);
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} exited ${code}:\n${out}`))));
+    child.stdin.end(input);
   });
 }
 
@@ -90,13 +89,13 @@ test('a researcher reads a grid search in the run table', async (t) => {
     await page.waitForURL('**/workspaces');
   });
 
-  await t.test('an empty workspace shows how to log a first run to this server; its Python runs as shown', async () => {
+  await t.test('an empty workspace shows how to log a first run to this server, and the snippet works as pasted', async () => {
     const ws = await api.call('POST', '/workspaces', { name: 'first-steps' });
     await page.goto(`${server.url}/workspaces/${ws.id}`);
     await page.getByText('No experiments in this workspace yet').waitFor();
     const snippet = await page.locator('pre.snippet').textContent();
     assert.match(snippet, /python3 -m venv \.venv/);
-    assert.ok(snippet.includes(`pip install ${server.url}/sdk/tora.whl`), snippet);
+    assert.ok(snippet.includes(`pip install --index-url ${server.url}/sdk/simple/ tora\n`), snippet);
     assert.ok(snippet.includes(`export TORA_BASE_URL=${server.url}/api\n`), snippet);
     assert.match(snippet, /export TORA_API_KEY=/);
     assert.ok(snippet.includes(`workspace_id="${ws.id}"`), 'the example logs into this workspace');
@@ -105,9 +104,15 @@ test('a researcher reads a grid search in the run table', async (t) => {
     await page.getByRole('button', { name: 'Copy the snippet' }).click();
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), snippet);
 
-    // The example, run as shown with this repository's SDK and a new key, fills the open page.
+    // Pasted into a terminal with a new key in place of tora_sk_..., the snippet makes a venv,
+    // installs the SDK from this server, and logs a run that appears on the open page.
     const key = (await api.call('POST', '/api-keys', { name: 'snippet' })).key;
-    await runPython(python, { TORA_BASE_URL: `${server.url}/api`, TORA_API_KEY: key });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tora-snippet-'));
+    try {
+      await run('bash', ['-e'], snippet.replace('tora_sk_...', key), { cwd: dir, env: { ...process.env, HOME: dir, PIP_DISABLE_PIP_VERSION_CHECK: '1', TORA_BASE_URL: '', TORA_API_KEY: '' } });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
     const row = page.locator(ROWS, { hasText: 'first-run' });
     await row.waitFor();
     await row.locator('td[data-col="metric.loss"]', { hasText: '0.01' }).waitFor();
@@ -297,13 +302,13 @@ test('a researcher reads a grid search in the run table', async (t) => {
     }
     // lost-node's machine died ten minutes ago: move its start and last heartbeat back in time
     // (the state is derived from them; 5 quiet minutes after a heartbeat make a run crashed).
-    await runPython([
+    await run(process.env.PYTHON || 'python3', ['-', path.join(server.dir, 'tora.db'), made['lost-node'].id], [
       'import sqlite3, sys',
       'db = sqlite3.connect(sys.argv[1], timeout=10)',
       'db.execute("UPDATE experiments SET created_at = created_at - 600000, heartbeat_at = heartbeat_at - 600000 WHERE uuid = ?", (sys.argv[2],))',
       'db.commit()',
       'assert db.total_changes == 1',
-    ].join('\n'), {}, [path.join(server.dir, 'tora.db'), made['lost-node'].id]);
+    ].join('\n'));
     await page.goto(`${server.url}/workspaces/${ws.id}`);
     await page.locator(ROWS).nth(3).waitFor();
     const marks = await page.$$eval(ROWS, (trs) => Object.fromEntries(trs.map((tr) => {
