@@ -80,7 +80,8 @@ export async function render(ctx) {
   /** Adds `term` (tag:x, state:running) to the filter, unless it is there already. */
   function narrow(term) {
     const q = state.q.trim();
-    if (q.toLowerCase().split(/\s+/).includes(term.toLowerCase())) return;
+    const there = new RegExp(`(^|[\\s(])${term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[\\s)])`, 'i');
+    if (there.test(q)) return;
     setFilter(!q ? term : /\bor\b/i.test(q) ? `(${q}) and ${term}` : `${q} and ${term}`);
   }
 
