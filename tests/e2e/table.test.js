@@ -389,6 +389,29 @@ test('a researcher reads a grid search in the run table', async (t) => {
     assert.match(streams[0], new RegExp(`/api/workspaces/${state.ws.id}/stream\\?`));
   });
 
+  await t.test('after a server restart the table reconnects and shows what changed while it was away', async (st) => {
+    if (!await serves(api, 'POST', `/workspaces/${state.ws.id}/stream-token`)) {
+      st.skip('this server has no workspace stream yet (branch live)');
+      return;
+    }
+    const gone = /ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED_ENCODING|ERR_NETWORK_CHANGED/;
+    allowed.push(gone); // the server is away on purpose
+    await page.goto(table());
+    await page.locator('main[data-stream="live"]').waitFor();
+    await page.evaluate(() => { window.sameDocument = true; });
+    await server.halt();
+    await page.locator('main[data-stream="reconnecting"]').waitFor();
+    await server.resume();
+    // Made before the page is back on the stream, which replays nothing: the table rereads itself.
+    const exp = await api.call('POST', '/experiments', { name: 'made-during-restart', workspaceId: state.ws.id });
+    await page.locator(`${ROWS}[data-id="${exp.id}"]`).waitFor({ timeout: 30000 });
+    await page.locator('main[data-stream="live"]').waitFor({ timeout: 30000 });
+    assert.equal(await page.evaluate(() => window.sameDocument), true, 'the page was reloaded');
+    await api.call('DELETE', `/experiments/${exp.id}`);
+    await page.locator(`${ROWS}[data-id="${exp.id}"]`).waitFor({ state: 'detached' });
+    allowed.splice(allowed.indexOf(gone), 1);
+  });
+
   await t.test('selected runs are tagged, moved and deleted together', async (st) => {
     if ([404, 405].includes((await api.raw('POST', '/experiments/bulk', { ids: [], action: 'tag', tags: ['x'] })).status)) {
       st.skip('this server has no bulk endpoint yet (branch live)');
