@@ -434,6 +434,12 @@ test('a researcher reads a grid search in the run table', async (t) => {
       assert.ok((await api.call('GET', `/experiments/${run.id}`)).tags.includes('reviewed'));
     }
     assert.equal(await page.locator(`${ROWS} a.tag`, { hasText: 'reviewed' }).count(), 2, 'only the selected runs');
+    await pick(a);
+    await page.getByLabel('Tag for the selected runs').fill('reviewed');
+    await page.getByRole('button', { name: 'Remove tag' }).click();
+    await page.getByText('Untagged 1 run from reviewed').waitFor();
+    await page.locator(`${ROWS}[data-id="${a.id}"] a.tag`, { hasText: 'reviewed' }).waitFor({ state: 'detached' });
+    assert.equal(await page.locator(`${ROWS} a.tag`, { hasText: 'reviewed' }).count(), 1, 'b keeps it');
 
     page.once('dialog', (dialog) => dialog.accept());
     await pick(c);
