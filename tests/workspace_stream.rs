@@ -320,3 +320,82 @@ fn a_watcher_that_never_reads_is_dropped_and_grows_no_memory() {
     let (event, run) = next(&mut again);
     assert_eq!((event.as_str(), &run["name"]), ("run", &json!("big-99")));
 }
+
+/// Opens `exp`'s point stream as EventSource does: the hello comes first.
+fn watch_points(server: &TestServer, user: &User, exp: &str) -> Sse {
+    let r = server.post(
+        &format!("/api/experiments/{exp}/logs/stream-token"),
+        &user.auth(),
+        json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.data()["token"].as_str().unwrap().to_string();
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        s,
+        "GET /api/experiments/{exp}/stream?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let mut sse = Sse::from(s);
+    assert_eq!(sse.next().expect("hello").0, "hello");
+    sse
+}
+
+#[test]
+fn a_disabled_or_removed_member_stops_seeing_what_their_open_streams_watched() {
+    let server = TestServer::start();
+    let (owner, viewer, ws) = lab(&server);
+    let editor = server.user("editor@lab.org");
+    server.add_member(&ws, &editor, 2);
+    let exp = server.experiment(&owner, "resnet-1", Some(&ws));
+    let mut viewer_points = watch_points(&server, &viewer, &exp);
+    let mut viewer_runs = watch(&server, &viewer, &ws);
+    let mut editor_points = watch_points(&server, &editor, &exp);
+
+    // The admin disables the viewer from another process, and the owner removes the editor.
+    let (ok, _, err) = server.admin(&["user", "disable", "viewer@lab.org"], None);
+    assert!(ok, "{err}");
+    let r = server.call(
+        "DELETE",
+        &format!("/api/workspaces/{ws}/members/{}", editor.id),
+        &owner.auth(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Once the streams' trust has run out, the next points reach neither of them: each stream
+    // ends instead (their clients' reconnects then meet a 401 and a 404).
+    std::thread::sleep(Duration::from_millis(5_500)); // api::stream::RECHECK (5 s), and a margin
+    let r = server.post(
+        &format!("/api/experiments/{exp}/points"),
+        &owner.auth(),
+        json!({"metrics": [{"name": "loss", "steps": [0], "values": [0.5]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        viewer_points.next(),
+        None,
+        "a disabled user's point stream ends"
+    );
+    assert_eq!(
+        viewer_runs.next(),
+        None,
+        "a disabled user's run stream ends"
+    );
+    assert_eq!(
+        editor_points.next(),
+        None,
+        "a removed member's point stream ends"
+    );
+
+    // A member in good standing keeps watching the same run.
+    let mut owner_points = watch_points(&server, &owner, &exp);
+    let r = server.post(
+        &format!("/api/experiments/{exp}/points"),
+        &owner.auth(),
+        json!({"metrics": [{"name": "loss", "steps": [1], "values": [0.25]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(owner_points.next().expect("the new point").0, "logs");
+}

@@ -42,6 +42,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long a stream trusts the access it was opened with: before an event goes out later than
+/// this after the last check, the user's account and role are checked again, so a user disabled
+/// (`tora user disable`, possibly from another process), removed from the workspace, or whose
+/// run moved out of reach gets nothing more than this long after.
+const RECHECK: Duration = Duration::from_secs(5);
 /// Points per event while replaying a long gap.
 const REPLAY_CHUNK: usize = 5_000;
 
@@ -134,6 +139,58 @@ fn event(points: &[Recent], json: &str) -> Option<Event> {
 pub fn publishable(points: Vec<Recent>) -> Published {
     let json = points_json(&points);
     Published::new(points, json)
+}
+
+/// What a stream may show, and to whom: checked again at most every [`RECHECK`] while the
+/// stream sends (an idle stream sends nothing, so it costs no reads).
+struct Access {
+    state: AppState,
+    user_id: String,
+    watched: Watched,
+    checked: std::time::Instant,
+}
+
+#[derive(Clone)]
+enum Watched {
+    Experiment(String),
+    Workspace(String),
+}
+
+impl Access {
+    fn new(state: &AppState, user_id: &str, watched: Watched) -> Access {
+        Access {
+            state: state.clone(),
+            user_id: user_id.to_string(),
+            watched,
+            checked: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether the stream may send its next event. False ends it: the client's reconnect then
+    /// meets the ordinary checks (a 401 or 404).
+    async fn still_allowed(&mut self) -> bool {
+        if self.checked.elapsed() < RECHECK {
+            return true;
+        }
+        if auth::enabled(&self.state, self.user_id.clone())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let (watched, user) = (self.watched.clone(), self.user_id.clone());
+        let allowed = self
+            .state
+            .db
+            .read(move |c| match watched {
+                Watched::Experiment(id) => authorize(c, &id, &user, Role::Viewer).map(|_| ()),
+                Watched::Workspace(ws) => require_role(c, &ws, &user, Role::Viewer).map(|_| ()),
+            })
+            .await
+            .is_ok();
+        self.checked = std::time::Instant::now();
+        allowed
+    }
 }
 
 /// What one open stream sends: the replay from the database a page at a time (never the whole
@@ -249,7 +306,10 @@ async fn stream(
     };
     let exp = state
         .db
-        .read(move |c| authorize(c, &id, &user.id, Role::Viewer))
+        .read({
+            let user_id = user.id.clone();
+            move |c| authorize(c, &id, &user_id, Role::Viewer)
+        })
         .await?;
     let cursor = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(raw) => Some(
@@ -281,6 +341,7 @@ async fn stream(
             (None, VecDeque::from([hello]), current)
         }
     };
+    let access = Access::new(&state, &user.id, Watched::Experiment(exp.id.clone()));
     let feed = Feed {
         db: state.db.clone(),
         hub: state.live.clone(),
@@ -293,10 +354,14 @@ async fn stream(
     // The body pulls events itself: nothing is queued for a client beyond its live queue (which
     // the hub bounds) and the event being written, and when the response goes away the feed
     // and its subscription go with it.
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let e = feed.next().await?;
-        Some((Ok::<_, Infallible>(e), feed))
-    });
+    let stream =
+        futures_util::stream::unfold((feed, access), |(mut feed, mut access)| async move {
+            let e = feed.next().await?;
+            if !access.still_allowed().await {
+                return None;
+            }
+            Some((Ok::<_, Infallible>(e), (feed, access)))
+        });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("ping"))
         .into_response())
@@ -398,10 +463,15 @@ async fn workspace_stream(
         base: state.public_url(&headers),
         hello: true,
     };
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let e = feed.next().await?;
-        Some((Ok::<_, Infallible>(e), feed))
-    });
+    let access = Access::new(&state, &user.id, Watched::Workspace(id));
+    let stream =
+        futures_util::stream::unfold((feed, access), |(mut feed, mut access)| async move {
+            let e = feed.next().await?;
+            if !access.still_allowed().await {
+                return None;
+            }
+            Some((Ok::<_, Infallible>(e), (feed, access)))
+        });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("ping"))
         .into_response())

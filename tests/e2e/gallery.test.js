@@ -39,6 +39,13 @@ before(async () => {
       name: 'resnet-sweep', workspaceId: ws.id, tags: ['sweep', i === 0 ? 'baseline' : 'tuned'],
       description: '## Notes\n\nA *sweep* over `lr`, with **batch** fixed:\n\n- seed 1\n- [paper](https://arxiv.org/abs/1512.03385)',
       hyperparams: [{ key: 'lr', value: lr }, { key: 'batch', value: 128 }, { key: 'depth', value: 18 + 16 * i }],
+      // what the SDK records (python/src/tora/_metadata.py), so the run page shows its panel
+      metadata: {
+        git: { commit: '3f9c2a1b7e5d4c3b2a19f8e7d6c5b4a392817161', branch: 'main', dirty: i === 2 },
+        command: `python train.py --lr ${lr} --depth ${18 + 16 * i}`, host: 'gpu-node-3',
+        python: '3.11.2', platform: 'Linux-6.1.0-x86_64', sdk: 'tora 0.1.0',
+        packages: { torch: '2.5.1', numpy: '2.1.3' },
+      },
     });
     const k = 1 + i;
     const logs = curve('train/loss', 300, (s) => 2 * Math.exp(-s * k / 100) + 0.02 * Math.sin(s))
