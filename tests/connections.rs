@@ -251,7 +251,7 @@ fn a_low_open_file_limit_is_raised_or_reported_with_the_cap_it_forces() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut said = None;
-    for line in lines.by_ref().take(6) {
+    for line in lines.by_ref().take(20) {
         let line = line.unwrap();
         if line.starts_with("open files:") {
             said = Some(line);
