@@ -11,23 +11,29 @@ use std::time::{Duration, Instant};
 use common::{Auth, Sse, TestServer, User};
 use serde_json::{Value, json};
 
-/// Opens `ws`'s stream as EventSource does (a token in the URL), without reading it.
-fn connect(server: &TestServer, user: &User, ws: &str) -> TcpStream {
-    let r = server.post(
-        &format!("/api/workspaces/{ws}/stream-token"),
-        &user.auth(),
-        json!({}),
-    );
+/// Opens a stream as EventSource does (a token from `token_path` in the URL of `stream_path`),
+/// without reading it.
+fn open(server: &TestServer, user: &User, token_path: &str, stream_path: &str) -> TcpStream {
+    let r = server.post(token_path, &user.auth(), json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     let token = r.data()["token"].as_str().unwrap().to_string();
     let mut s = TcpStream::connect(&server.addr).unwrap();
     write!(
         s,
-        "GET /api/workspaces/{ws}/stream?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        "GET {stream_path}?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
         server.addr
     )
     .unwrap();
     s
+}
+
+/// Opens `ws`'s stream, without reading it.
+fn connect(server: &TestServer, user: &User, ws: &str) -> TcpStream {
+    let (token, stream) = (
+        format!("/api/workspaces/{ws}/stream-token"),
+        format!("/api/workspaces/{ws}/stream"),
+    );
+    open(server, user, &token, &stream)
 }
 
 /// Watches `ws` as `user`: the stream opens with `hello`.
@@ -321,23 +327,13 @@ fn a_watcher_that_never_reads_is_dropped_and_grows_no_memory() {
     assert_eq!((event.as_str(), &run["name"]), ("run", &json!("big-99")));
 }
 
-/// Opens `exp`'s point stream as EventSource does: the hello comes first.
+/// Opens `exp`'s point stream: the hello comes first.
 fn watch_points(server: &TestServer, user: &User, exp: &str) -> Sse {
-    let r = server.post(
-        &format!("/api/experiments/{exp}/logs/stream-token"),
-        &user.auth(),
-        json!({}),
+    let (token, stream) = (
+        format!("/api/experiments/{exp}/logs/stream-token"),
+        format!("/api/experiments/{exp}/stream"),
     );
-    assert_eq!(r.status, 200, "{}", r.text);
-    let token = r.data()["token"].as_str().unwrap().to_string();
-    let mut s = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        s,
-        "GET /api/experiments/{exp}/stream?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
-        server.addr
-    )
-    .unwrap();
-    let mut sse = Sse::from(s);
+    let mut sse = Sse::from(open(server, user, &token, &stream));
     assert_eq!(sse.next().expect("hello").0, "hello");
     sse
 }

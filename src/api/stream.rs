@@ -351,20 +351,34 @@ async fn stream(
         pending,
         last,
     };
-    // The body pulls events itself: nothing is queued for a client beyond its live queue (which
-    // the hub bounds) and the event being written, and when the response goes away the feed
-    // and its subscription go with it.
+    let events = futures_util::stream::unfold(feed, |mut feed| async move {
+        let e = feed.next().await?;
+        Some((e, feed))
+    });
+    Ok(respond(events, access))
+}
+
+/// The response of a stream: its events, each sent only while `access` still holds, and
+/// heartbeat comments. The body pulls events itself: nothing is queued for a client beyond its
+/// live queue (which the hub bounds) and the event being written, and when the response goes
+/// away the feed and its subscription go with it.
+fn respond<S>(events: S, access: Access) -> Response
+where
+    S: futures_util::Stream<Item = Event> + Send + 'static,
+{
+    use futures_util::StreamExt;
+    let events = Box::pin(events);
     let stream =
-        futures_util::stream::unfold((feed, access), |(mut feed, mut access)| async move {
-            let e = feed.next().await?;
+        futures_util::stream::unfold((events, access), |(mut events, mut access)| async move {
+            let e = events.next().await?;
             if !access.still_allowed().await {
                 return None;
             }
-            Some((Ok::<_, Infallible>(e), (feed, access)))
+            Some((Ok::<_, Infallible>(e), (events, access)))
         });
-    Ok(Sse::new(stream)
+    Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("ping"))
-        .into_response())
+        .into_response()
 }
 
 /// A short-lived token that opens this workspace's stream, for EventSource (which cannot send
@@ -464,15 +478,9 @@ async fn workspace_stream(
         hello: true,
     };
     let access = Access::new(&state, &user.id, Watched::Workspace(id));
-    let stream =
-        futures_util::stream::unfold((feed, access), |(mut feed, mut access)| async move {
-            let e = feed.next().await?;
-            if !access.still_allowed().await {
-                return None;
-            }
-            Some((Ok::<_, Infallible>(e), (feed, access)))
-        });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("ping"))
-        .into_response())
+    let events = futures_util::stream::unfold(feed, |mut feed| async move {
+        let e = feed.next().await?;
+        Some((e, feed))
+    });
+    Ok(respond(events, access))
 }

@@ -11,7 +11,7 @@ import { OverlayChart, runColor, toColumns, dash } from '../chart.js';
 import { draw as drawParcoords } from '../parcoords.js';
 import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
-import { followWorkspace } from '../wsstream.js';
+import { followWorkspace } from '../live.js';
 
 const MAX_RUNS = 200;
 const IN_FLIGHT = 2;

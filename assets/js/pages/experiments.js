@@ -2,7 +2,7 @@
 // sort, the chosen columns (cols) and the page (cursor). Pages of 100 rows come from the server,
 // so 10,000 experiments cost no more than 100. Without chosen columns the table shows what
 // tells the runs apart (columns.js). One workspace stream keeps it current: new runs, states,
-// last values (wsstream.js). Selected runs can be compared, tagged, moved or deleted together.
+// last values (live.js, followWorkspace). Selected runs can be compared, tagged, moved or deleted together.
 
 import * as api from '../api.js';
 import { h, fill, empty, errorBox, toast, busy, confirmDanger } from '../dom.js';
@@ -10,7 +10,7 @@ import { ago, dateTime } from '../format.js';
 import { availableColumns, defaultColumns, ordered, kindOf, columnLabel, cellText } from '../columns.js';
 import { nameSuffixes, displayName, stateMark, duration, runSeconds } from '../runinfo.js';
 import { firstRun } from '../gettingstarted.js';
-import { followWorkspace } from '../wsstream.js';
+import { followWorkspace } from '../live.js';
 
 const PAGE = 100;
 const GROUPS = { hp: 'Hyperparameters', result: 'Results', metric: 'Metrics (last value)' };
