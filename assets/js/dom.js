@@ -86,12 +86,11 @@ export function confirmDanger(message) {
 }
 
 /**
- * A secret shown once (an API key, an invitation link) as code with a copy button; where the
- * clipboard is refused, the button selects the text instead.
+ * A button that copies `text`; where the clipboard is refused, it selects the text of `code`
+ * (the element showing it) instead, for Ctrl+C.
  */
-export function secret(text, label, dataset) {
-  const code = h('code', { class: 'mono', dataset }, text);
-  const copy = h('button', { class: 'small', onclick: async () => {
+export function copyButton(code, text, label, attrs = {}) {
+  return h('button', { class: 'small', type: 'button', ...attrs, onclick: async () => {
     try {
       await navigator.clipboard.writeText(text);
       toast('Copied');
@@ -103,5 +102,10 @@ export function secret(text, label, dataset) {
       toast('Selected: press Ctrl+C to copy');
     }
   } }, label);
-  return h('div', { class: 'row' }, code, copy);
+}
+
+/** A secret shown once (an API key, an invitation link) as code with a copy button. */
+export function secret(text, label, dataset) {
+  const code = h('code', { class: 'mono', dataset }, text);
+  return h('div', { class: 'row' }, code, copyButton(code, text, label));
 }

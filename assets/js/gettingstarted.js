@@ -2,7 +2,7 @@
 // this very server (no PyPI, works offline), points it here, and logs a first run, plus a link
 // to create the API key it needs.
 
-import { h, toast } from './dom.js';
+import { copyButton, h } from './dom.js';
 
 /**
  * pip's command for the SDK from this server's index (as src/sdk.rs pip_command says it: pip
@@ -36,19 +36,7 @@ export function snippetText(workspaceId, origin = location.origin) {
 export function copyable(text, label = 'Copy') {
   const code = h('code', {}, text);
   const pre = h('pre', { class: 'snippet mono', tabindex: '0' }, code);
-  const button = h('button', { class: 'small copy', type: 'button', 'aria-label': `${label} the snippet` }, label);
-  button.addEventListener('click', async () => {
-    try {
-      await navigator.clipboard.writeText(text);
-      toast('Copied');
-    } catch {
-      const range = document.createRange();
-      range.selectNodeContents(code);
-      getSelection().removeAllRanges();
-      getSelection().addRange(range);
-      toast('Selected: press Ctrl+C to copy');
-    }
-  });
+  const button = copyButton(code, text, label, { class: 'small copy', 'aria-label': `${label} the snippet` });
   return h('div', { class: 'snippet-box' }, button, pre);
 }
 
