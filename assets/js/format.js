@@ -64,8 +64,3 @@ export function toNumber(v) {
   if (typeof v === 'string' && v.trim() !== '' && !Number.isNaN(Number(v))) return Number(v);
   return null;
 }
-
-/** A short id for display. */
-export function shortId(id) {
-  return id ? id.slice(0, 8) : '';
-}

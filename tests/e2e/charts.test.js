@@ -376,6 +376,18 @@ test('compare follows the runs live: a point logged after the page opened appear
   assert.deepEqual(page.errors, []);
 });
 
+test('compare says which runs are still running and which have ended', async () => {
+  const { page } = state;
+  await state.api.call('POST', `/experiments/${state.a.id}/finish`, { state: 'finished' });
+  await state.api.call('POST', `/experiments/${state.b.id}/finish`, { state: 'failed' });
+  await page.goto(`${server.url}${state.compare}`);
+  await drawn(page, 'val/loss');
+  const legend = page.locator('.legend[aria-label="Runs"]');
+  const states = await legend.locator('[data-state]').evaluateAll((els) => els.map((e) => e.dataset.state));
+  assert.deepEqual(states, ['finished', 'failed', 'running']);
+  assert.match(await legend.textContent(), /steady.*finished.*diverging.*failed.*live.*running/s);
+});
+
 test('screenshots: run page, compare and the run table at 1440 and 375 px, light and dark', async () => {
   const shots = [
     ['experiment', `/experiments/${state.b.id}?smooth=0.6`, '.chart[data-metric="train/loss"][data-state="drawn"]'],

@@ -6,7 +6,8 @@
 
 import * as api from '../api.js';
 import { h, fill, empty, errorBox, segmented } from '../dom.js';
-import { num, value, toNumber, shortId } from '../format.js';
+import { num, value, toNumber } from '../format.js';
+import { displayName, nameSuffixes, stateMark } from '../runinfo.js';
 import { OverlayChart, runColor, toColumns, dash } from '../chart.js';
 import { draw as drawParcoords } from '../parcoords.js';
 import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
@@ -31,9 +32,9 @@ export async function render(ctx) {
   const runs = ids.filter((id) => byId.has(id)).map((id) => byId.get(id));
   const missing = ids.length - runs.length;
   const summaries = await Promise.all(runs.map((r) => api.get(`/experiments/${r.id}/summary`, null, { signal: ctx.signal })));
-  const names = runs.map((r) => r.name);
+  const suffixes = nameSuffixes(runs); // the run table's short ids, so a run reads the same on both
   runs.forEach((r, i) => {
-    r.label = names.filter((n) => n === r.name).length > 1 ? `${r.name} (${shortId(r.id)})` : r.name;
+    r.label = displayName(r, suffixes.get(r.id));
     r.color = runColor(i);
     r.summary = summaries[i];
   });
@@ -69,7 +70,7 @@ export async function render(ctx) {
     return s;
   };
   const legend = h('div', { class: 'legend', 'aria-label': 'Runs' }, runs.map((r) => h('span', {},
-    swatch(r), h('a', { href: `/experiments/${r.id}` }, r.label))));
+    swatch(r), h('a', { href: `/experiments/${r.id}` }, r.label), ' ', stateMark(r.state))));
   const chartsStatus = h('span', { class: 'muted small', role: 'status' });
   const grid = h('div', { class: 'chart-sections', 'aria-label': 'Metrics' });
   const panelGrid = h('div', { class: 'charts' });
