@@ -30,6 +30,7 @@ if [ $quick = 1 ]; then
     growth_args=(--points 1000000 --per-experiment 100000 --slice 100000)
     query_args=(--scale 0.02)
     stream_args=(--streams 50 --batches 20)
+    firstrun_args=(--runs 1 --table-runs 1000 --heartbeats 400 --live-runs 10)
     attacks_args=(--quick)
     peers_args=(--repeats 1 --mlflow-repeats 1 --starts 2 --idle-wait 3 --no-mlflow-nojobs --chart-points 10000)
 else
@@ -38,6 +39,7 @@ else
     growth_args=()
     query_args=()
     stream_args=()
+    firstrun_args=()
     attacks_args=()
     peers_args=(--repeats 3 --mlflow-repeats 2)
 fi
@@ -65,6 +67,7 @@ run writers "$PY" bench/writers.py "${writers_args[@]}" --out $RESULTS/writers.j
 run growth "$PY" bench/growth.py "${growth_args[@]}" --out $RESULTS/growth.json
 run query "$PY" bench/query.py "${query_args[@]}" --out $RESULTS/query.json
 run stream "$PY" bench/stream.py "${stream_args[@]}" --out $RESULTS/stream.json
+run firstrun "$PY" bench/firstrun.py "${firstrun_args[@]}" --out $RESULTS/firstrun.json
 run attacks "$PY" bench/attacks.py "${attacks_args[@]}" --out $RESULTS/attacks.json
 run peers "$PEERS_VENV/bin/python" bench/peers.py "${peers_args[@]}" --out $RESULTS/peers.json
 

@@ -42,8 +42,9 @@ def verdict(ok: bool) -> str:
 
 
 def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
-    ing, con, grw, qry, stm, prs = (
-        load(d, n) for n in ("ingest", "writers", "growth", "query", "stream", "peers")
+    ing, con, grw, qry, stm, fst, prs = (
+        load(d, n)
+        for n in ("ingest", "writers", "growth", "query", "stream", "firstrun", "peers")
     )
     s = (prs or {}).get("summary", {})
     t, m, k = s.get("tora"), s.get("mlflow"), s.get("trackio")
@@ -401,6 +402,68 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             "stream.py",
             stm,
         )
+    if fst:
+        n = len(fst["runs"])
+
+        def fv(key: str, digits: int = 1) -> str:
+            """A firstrun.py figure: the median of its runs, the worst run in brackets."""
+            v = fst["summary"][key]
+            return f"{v['median']:,.{digits}f} ({v['worst']:,.{digits}f})"
+
+        sdk = (
+            f"metadata on (git status): {fv('setup_default.import_ms')}"
+            f" / {fv('setup_default.setup_ms')} / {fv('setup_default.shutdown_ms')};"
+            f" TORA_METADATA=0: {fv('setup_no_metadata.import_ms')}"
+            f" / {fv('setup_no_metadata.setup_ms')} / {fv('setup_no_metadata.shutdown_ms')}"
+        )
+        beat = (
+            f"{fv('heartbeats.heartbeat.server_cpu_us_each', 0)} µs server CPU each"
+            f" (`GET /api/health`: {fv('heartbeats.health.server_cpu_us_each', 0)});"
+            f" p50 {fv('heartbeats.heartbeat.p50_ms', 2)} / p99 {fv('heartbeats.heartbeat.p99_ms', 2)} ms"
+        )
+        live = (
+            f"create → `run` p50 {fv('live.run_event_after_create_sent.p50_ms', 2)};"
+            f" points → `progress` p50 {fv('live.progress_after_post_sent.p50_ms', 2)}"
+            f" (from the POST returning: p50 {fv('live.progress_after_post_returned.p50_ms', 2)},"
+            f" p99 {fv('live.progress_after_post_returned.p99_ms', 2)}; < 0: before the response)"
+        )
+        tbl = (
+            f"`state:running` {fv('table.state_running.p50_ms')} / {fv('table.state_running.p99_ms')};"
+            f" `state:finished` {fv('table.state_finished.p50_ms')} / {fv('table.state_finished.p99_ms')};"
+            f" no filter {fv('table.no_filter.p50_ms')} / {fv('table.no_filter.p99_ms')};"
+            f" `experiments.csv` of all: {fv('table.csv.ms', 0)} ms, {fv('table.csv.bytes', 0)} KiB"
+        )
+        wheel = (
+            f"{fv('sdk.wheel_download_ms_median_of_5')} ms, {fv('sdk.wheel_bytes', 0)} KiB"
+            f" / {fv('sdk.pip_install_s', 2)} s into a fresh venv"
+        )
+        a = fst["args"]
+        for measure, cell in (
+            (
+                "SDK in a new interpreter, ms: `import tora` / `tora.setup()` / `shutdown()`",
+                sdk,
+            ),
+            (f"heartbeat ({a['heartbeats']:,} over {a['beat_runs']} runs)", beat),
+            ("workspace stream: request sent → its event, ms", live),
+            (
+                f"run table, {a['table_runs']:,} runs: first page (100, summary=1) p50 / p99 ms",
+                tbl,
+            ),
+            (
+                "SDK from the server: wheel GET / `pip install --index-url …/sdk/simple/ tora`",
+                wheel,
+            ),
+        ):
+            add(
+                f"{measure} (median of {n}, worst)",
+                cell,
+                "",
+                "",
+                "",
+                "",
+                "firstrun.py",
+                fst,
+            )
     if t:
         extra = ""
         floor = ""
