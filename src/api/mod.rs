@@ -23,7 +23,7 @@ mod accounts;
 mod api_keys;
 mod experiments;
 mod invitations;
-mod logs;
+pub(crate) mod logs;
 mod openapi;
 mod series;
 mod stream;

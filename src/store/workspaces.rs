@@ -175,6 +175,31 @@ pub fn get_for(conn: &Connection, id: &str, user_id: &str) -> Result<Option<Work
         .optional()?)
 }
 
+/// The oldest workspace named `name` that `user_id` is a member of.
+pub fn by_name_for(conn: &Connection, name: &str, user_id: &str) -> Result<Option<Workspace>> {
+    let sql = format!(
+        "{SELECT} WHERE w.name = ?1 AND m.user_id = ?2 ORDER BY w.created_at, w.id LIMIT 1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([name, user_id], from_row)
+        .optional()?)
+}
+
+/// Renames a workspace and, when `description` is given, sets its description.
+pub fn rename(
+    conn: &Connection,
+    id: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE workspaces SET name = coalesce(?2, name), description = coalesce(?3, description) WHERE id = ?1",
+    )?
+    .execute(params![id, name, description])?;
+    Ok(())
+}
+
 /// Deletes a workspace; the foreign keys cascade to members, experiments and their logs.
 pub fn delete(conn: &Connection, id: &str) -> Result<()> {
     conn.prepare_cached("DELETE FROM workspaces WHERE id = ?1")?
