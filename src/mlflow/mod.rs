@@ -21,6 +21,7 @@ use crate::store::workspaces::{self, Role, require_role};
 
 mod experiments;
 pub mod logins;
+mod models;
 mod runs;
 
 /// Where `server::router` nests these routes.
@@ -57,6 +58,18 @@ pub fn router() -> Router<AppState> {
         .route("/runs/log-inputs", post(runs::log_inputs))
         .route("/runs/search", post(runs::search))
         .route("/metrics/get-history", get(runs::metric_history))
+        .route("/runs/outputs", post(models::log_outputs))
+        .route("/logged-models", post(models::create))
+        .route("/logged-models/search", post(models::search))
+        .route(
+            "/logged-models/{model_id}",
+            get(models::get_one).patch(models::finalize),
+        )
+        .route("/logged-models/{model_id}/params", post(models::log_params))
+        .route(
+            "/logged-models/{model_id}/tags",
+            axum::routing::patch(models::set_tags),
+        )
         .fallback(not_served)
         .method_not_allowed_fallback(not_served)
 }
@@ -95,6 +108,20 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
         crate::api::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Params(q.0))
+            .map_err(MlflowError::from)
+    }
+}
+
+/// Path parameters, with rejections in MLflow's error shape.
+pub struct Segment<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Segment<T> {
+    type Rejection = MlflowError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        crate::api::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Segment(p.0))
             .map_err(MlflowError::from)
     }
 }

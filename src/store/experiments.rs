@@ -272,6 +272,23 @@ pub fn finish(conn: &Connection, rowid: i64, end: EndState, now: i64) -> Result<
     Ok(())
 }
 
+/// The newest `limit` runs of a workspace whose metadata has `key` at its top level.
+pub fn with_metadata_key(
+    conn: &Connection,
+    workspace_id: &str,
+    key: &str,
+    limit: usize,
+) -> Result<Vec<Experiment>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM experiments e WHERE e.workspace_id = ?1
+         AND EXISTS (SELECT 1 FROM json_each(e.metadata) WHERE json_each.key = ?2)
+         ORDER BY e.created_at DESC, e.id DESC LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![workspace_id, key, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Deletes an experiment; foreign keys cascade to its series, logs and metadata.
 pub fn delete(conn: &Connection, rowid: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM experiments WHERE id = ?1")?

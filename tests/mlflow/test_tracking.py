@@ -295,3 +295,42 @@ def test_experiments_are_workspaces(server: ToraServer, tracking: User) -> None:
         client.get_experiment(exp_id)
     with pytest.raises(MlflowException, match="nothing to restore"):
         client.restore_experiment(exp_id)
+
+
+def test_logged_models_live_with_their_run(server: ToraServer, tracking: User) -> None:
+    from mlflow.entities import LoggedModelStatus
+
+    client = MlflowClient()
+    exp_id = client.create_experiment("models")
+    run = client.create_run(exp_id)
+    model = client.create_logged_model(
+        exp_id,
+        name="clf",
+        source_run_id=run.info.run_id,
+        params={"C": "1.0"},
+        tags={"framework": "sklearn"},
+        model_type="classifier",
+    )
+    assert model.status == LoggedModelStatus.PENDING
+    assert model.artifact_location.startswith(
+        f"mlflow-artifacts:/{exp_id}/{run.info.run_id}/artifacts/models/"
+    )
+    client.log_model_params(model.model_id, {"max_iter": "100"})
+    client.set_logged_model_tags(model.model_id, {"stage": "test"})
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    got = client.get_logged_model(model.model_id)
+    assert got.status == LoggedModelStatus.READY
+    assert got.name == "clf" and got.source_run_id == run.info.run_id
+    assert got.params == {"C": "1.0", "max_iter": "100"}
+    assert got.tags == {"framework": "sklearn", "stage": "test"}
+    found = client.search_logged_models(experiment_ids=[exp_id])
+    assert [m.model_id for m in found] == [model.model_id]
+
+    outsider = new_user(server.api)
+    status, body = mlflow_call(
+        server,
+        "GET",
+        f"logged-models/{model.model_id}",
+        Authorization=f"Bearer {outsider.api_key}",
+    )
+    assert status == 404 and body["error_code"] == "RESOURCE_DOES_NOT_EXIST", body
