@@ -281,7 +281,7 @@ fn limits_refuse_with_a_413_and_store_nothing() {
     );
     std::thread::sleep(Duration::from_millis(300));
     let files = server
-        .get(&at("").trim_end_matches('/').to_string(), &pi.auth())
+        .get(&format!("/api/experiments/{exp}/artifacts"), &pi.auth())
         .data();
     let names: Vec<&str> = files
         .as_array()

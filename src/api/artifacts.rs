@@ -440,7 +440,7 @@ struct DownloadQuery {
 }
 
 /// The file's bytes, streamed.
-#[utoipa::path(get, path = "/experiments/{id}/artifacts/{*path}", tag = "artifacts", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("path" = String, Path), DownloadQuery), responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = Vec<u8>), Errors))]
+#[utoipa::path(get, path = "/experiments/{id}/artifacts/{*path}", tag = "artifacts", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("path" = String, Path), DownloadQuery), responses((status = 200, description = "the file's bytes", content_type = "*/*", body = Vec<u8>), Errors))]
 async fn download(
     State(state): State<AppState>,
     user: AuthUser,
@@ -485,6 +485,41 @@ async fn list_artifacts(
 
 // ---- MLflow's artifact proxy ------------------------------------------------------------
 
+/// MLflow's error body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MlflowErrorBody {
+    /// Such as RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE, UNAUTHENTICATED
+    error_code: String,
+    message: String,
+}
+
+/// The errors an MLflow endpoint may answer with, in MLflow's shape.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only describes responses; never built
+pub enum MlflowErrors {
+    /// INVALID_PARAMETER_VALUE: a malformed path or id
+    #[response(status = 400)]
+    BadRequest(MlflowErrorBody),
+    /// UNAUTHENTICATED: no valid credentials
+    #[response(status = 401)]
+    Unauthorized(MlflowErrorBody),
+    /// PERMISSION_DENIED: a member whose role is too weak
+    #[response(status = 403)]
+    Forbidden(MlflowErrorBody),
+    /// RESOURCE_DOES_NOT_EXIST: unknown, or not visible to the caller
+    #[response(status = 404)]
+    NotFound(MlflowErrorBody),
+    /// The upload stalled
+    #[response(status = 408)]
+    Timeout(MlflowErrorBody),
+    /// RESOURCE_EXHAUSTED: over the per-file or per-workspace limit
+    #[response(status = 413)]
+    PayloadTooLarge(MlflowErrorBody),
+    /// TEMPORARILY_UNAVAILABLE: the server is busy; see Retry-After
+    #[response(status = 503)]
+    Unavailable(MlflowErrorBody),
+}
+
 /// An error in MLflow's shape, `{"error_code", "message"}`, with Tora's status.
 pub struct MlflowError(pub Error);
 
@@ -516,11 +551,19 @@ impl IntoResponse for MlflowError {
             Error::Internal(_) => "internal error".to_string(),
             e => e.message().to_string(),
         };
-        (
+        let mut response = (
             status,
             axum::Json(serde_json::json!({"error_code": code, "message": message})),
         )
-            .into_response()
+            .into_response();
+        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } =
+            self.0
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.into());
+        }
+        response
     }
 }
 
@@ -584,7 +627,7 @@ fn mlflow_file(raw: &str) -> Result<(Option<String>, String, String)> {
 }
 
 /// MLflow's `log_artifact`: the raw body as the file.
-#[utoipa::path(put, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, description = "{}", body = Object), Errors))]
+#[utoipa::path(put, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, description = "{}", body = Object), MlflowErrors))]
 async fn mlflow_upload(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -597,7 +640,7 @@ async fn mlflow_upload(
     Ok(axum::Json(serde_json::json!({})))
 }
 
-#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = Vec<u8>), Errors))]
+#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "the file's bytes", content_type = "*/*", body = Vec<u8>), MlflowErrors))]
 async fn mlflow_download(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -608,7 +651,7 @@ async fn mlflow_download(
     Ok(download_response(&state, &file, false)?)
 }
 
-#[utoipa::path(delete, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "{}", body = Object), Errors))]
+#[utoipa::path(delete, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "{}", body = Object), MlflowErrors))]
 async fn mlflow_delete(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -637,7 +680,7 @@ struct FileInfo {
 
 /// The files and directories directly inside a run's artifact directory, as MLflow's proxy
 /// lists them.
-#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(MlflowListQuery), responses((status = 200, description = "{\"files\": [{path, is_dir, file_size}]}", body = Object), Errors))]
+#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(MlflowListQuery), responses((status = 200, description = "{\"files\": [{path, is_dir, file_size}]}", body = Object), MlflowErrors))]
 async fn mlflow_list(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -661,13 +704,14 @@ async fn mlflow_list(
         .await?;
     let prefix = dir.map(|d| format!("{d}/")).unwrap_or_default();
     let mut out: Vec<FileInfo> = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
     for f in files {
         let Some(rest) = f.path.strip_prefix(&prefix) else {
             continue;
         };
         match rest.split_once('/') {
             Some((sub, _)) => {
-                if !out.iter().any(|o| o.is_dir && o.path == sub) {
+                if dirs.insert(sub.to_string()) {
                     out.push(FileInfo {
                         path: sub.to_string(),
                         is_dir: true,
@@ -719,8 +763,8 @@ mod tests {
     #[test]
     fn only_images_and_text_may_show_inline() {
         assert_eq!(media_type("plots/a.PNG"), ("image/png", true));
-        assert_eq!(media_type("page.html").1, false);
-        assert_eq!(media_type("logo.svg").1, false);
+        assert!(!media_type("page.html").1);
+        assert!(!media_type("logo.svg").1);
         assert_eq!(media_type("noext").0, "application/octet-stream");
     }
 }
