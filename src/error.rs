@@ -205,7 +205,7 @@ impl MlflowError {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "ENDPOINT_NOT_FOUND"),
             Error::Conflict(_) => (StatusCode::BAD_REQUEST, "RESOURCE_ALREADY_EXISTS"),
-            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_LIMIT_EXCEEDED"),
+            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_EXHAUSTED"),
             Error::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED")
             }

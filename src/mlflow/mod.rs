@@ -158,7 +158,7 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller { id });
         }
         let mut headers = parts.headers.clone();
-        if scheme == "bearer" && credentials.starts_with("tora_sk_") {
+        if scheme == "bearer" && credentials.starts_with(crate::auth::API_KEY_PREFIX) {
             let key = axum::http::HeaderValue::from_str(credentials)
                 .map_err(|_| Error::Unauthorized("invalid API key".into()))?;
             headers.remove(axum::http::header::AUTHORIZATION);
