@@ -334,3 +334,45 @@ def test_logged_models_live_with_their_run(server: ToraServer, tracking: User) -
         Authorization=f"Bearer {outsider.api_key}",
     )
     assert status == 404 and body["error_code"] == "RESOURCE_DOES_NOT_EXIST", body
+
+
+def test_sklearn_autolog_logs_params_metrics_and_a_loadable_model(
+    server: ToraServer, tracking: User
+) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_experiment("autolog")
+    mlflow.sklearn.autolog()
+    try:
+        x, y = load_iris(return_X_y=True)
+        with mlflow.start_run() as run:
+            fitted = LogisticRegression(max_iter=300).fit(x, y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+
+    client = MlflowClient()
+    got = client.get_run(run.info.run_id)
+    assert got.data.params["max_iter"] == "300"
+    assert got.data.metrics["training_accuracy_score"] > 0.9
+    assert got.data.tags["estimator_name"] == "LogisticRegression"
+    [model] = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id
+    assert model.status.to_int() == model.status.READY.to_int()
+    loaded = mlflow.sklearn.load_model(f"models:/{model.model_id}")
+    assert list(loaded.predict(x[:20])) == list(fitted.predict(x[:20]))
+
+    # Tora's API sees the same run, its params and its metrics.
+    exp = call_ok(
+        "GET",
+        f"{server.api}/experiments/{run.info.run_id}",
+        api_key=tracking.api_key,
+    )
+    assert {"key": "solver", "value": "lbfgs"} in exp["hyperparams"]
+    assert exp["state"] == "finished"
+    metrics = call_ok(
+        "GET",
+        f"{server.api}/experiments/{run.info.run_id}/metrics",
+        api_key=tracking.api_key,
+    )
+    assert "training_accuracy_score" in {m["name"] for m in metrics}
