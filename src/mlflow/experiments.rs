@@ -94,9 +94,9 @@ pub async fn get_one(
 ) -> Result<Json<Value>> {
     let ws = state
         .db
-        .write(move |tx| {
-            let id = workspace_of(tx, &q.experiment_id, &user.id, Role::Viewer, now_ms())?;
-            workspaces::get_for(tx, &id, &user.id)?.ok_or_else(|| no_experiment(&id))
+        .read(move |c| {
+            let id = workspace_of(c, &q.experiment_id, &user.id, Role::Viewer, None)?;
+            workspaces::get_for(c, &id, &user.id)?.ok_or_else(|| no_experiment(&id))
         })
         .await?;
     Ok(Json(json!({"experiment": to_json(&ws)})))
@@ -255,7 +255,13 @@ pub async fn update(
     state
         .db
         .write(move |tx| {
-            let id = workspace_of(tx, &body.experiment_id, &user.id, Role::Owner, now_ms())?;
+            let id = workspace_of(
+                tx,
+                &body.experiment_id,
+                &user.id,
+                Role::Owner,
+                Some(now_ms()),
+            )?;
             workspaces::rename(tx, &id, Some(&name), None)
         })
         .await?;
@@ -284,7 +290,13 @@ pub async fn set_tag(
     state
         .db
         .write(move |tx| {
-            let id = workspace_of(tx, &body.experiment_id, &user.id, Role::Editor, now_ms())?;
+            let id = workspace_of(
+                tx,
+                &body.experiment_id,
+                &user.id,
+                Role::Editor,
+                Some(now_ms()),
+            )?;
             workspaces::rename(tx, &id, None, description.as_deref())
         })
         .await?;
@@ -301,7 +313,13 @@ pub async fn delete(
     let id = state
         .db
         .write(move |tx| {
-            let id = workspace_of(tx, &body.experiment_id, &user.id, Role::Owner, now_ms())?;
+            let id = workspace_of(
+                tx,
+                &body.experiment_id,
+                &user.id,
+                Role::Owner,
+                Some(now_ms()),
+            )?;
             if workspaces::personal_owner(tx, &id)?.is_some_and(|owner| owner != user.id) {
                 return Err(Error::Forbidden(
                     "this is another member's Personal workspace; only they may delete it".into(),

@@ -128,3 +128,28 @@ pub async fn check(state: &AppState, credentials: &str, ip: IpAddr) -> Result<St
         _ => Err(refused()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_sign_ins_are_bounded_and_the_newest_stay() {
+        for i in 0..MAX_LOGINS + 50 {
+            remember(
+                crate::auth::sha256(&format!("user{i}:pw")),
+                format!("u{i}"),
+                "hash".into(),
+            );
+        }
+        let len = LOGINS.lock().unwrap().as_ref().map_or(0, HashMap::len);
+        assert!(len <= MAX_LOGINS, "{len}");
+        let last = crate::auth::sha256(&format!("user{}:pw", MAX_LOGINS + 49));
+        assert_eq!(
+            remembered(&last).map(|(u, _)| u),
+            Some(format!("u{}", MAX_LOGINS + 49))
+        );
+        forget(&last);
+        assert!(remembered(&last).is_none());
+    }
+}

@@ -184,16 +184,20 @@ impl From<Caller> for crate::auth::AuthUser {
 
 /// The workspace an MLflow experiment id names, if the caller has `needed` in it: "0"
 /// (MLflow's Default experiment) is the caller's Personal workspace. Unknown and hidden
-/// workspaces are the same 404.
+/// workspaces are the same 404. `create`: the time to create a missing Personal workspace at
+/// (in a write); None on a read, where a missing one is a 404.
 fn workspace_of(
     conn: &rusqlite::Connection,
     raw: &str,
     user_id: &str,
     needed: Role,
-    now: i64,
+    create: Option<i64>,
 ) -> crate::error::Result<String> {
     let id = if raw.trim() == "0" {
-        workspaces::personal(conn, user_id, now)?
+        match create {
+            Some(now) => workspaces::personal(conn, user_id, now)?,
+            None => workspaces::personal_of(conn, user_id)?.ok_or_else(|| no_experiment(raw))?,
+        }
     } else {
         uuid::Uuid::try_parse(raw.trim())
             .map(|u| u.to_string())

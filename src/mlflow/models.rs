@@ -164,7 +164,7 @@ pub async fn create(
         .write(move |tx| {
             let now = now_ms();
             let exp = run_of(tx, &run_id, &user.id, Role::Editor)?;
-            let ws = workspace_of(tx, &body.experiment_id, &user.id, Role::Editor, now)?;
+            let ws = workspace_of(tx, &body.experiment_id, &user.id, Role::Editor, Some(now))?;
             if ws != exp.workspace_id {
                 return Err(Error::bad_request(
                     "the model's experiment_id is not its source run's experiment",
@@ -238,7 +238,21 @@ pub async fn get_one(
     user: Caller,
     Segment(model_id): Segment<String>,
 ) -> Result<Json<Value>> {
-    let out = with_model(&state, user, model_id, Role::Viewer, |_| Ok(())).await?;
+    let run_id = run_id_of(&model_id)?;
+    let out = state
+        .db
+        .read(move |c| {
+            let missing =
+                || Error::NotFound(format!("Logged model with ID '{model_id}' not found"));
+            let exp = run_of(c, &run_id, &user.id, Role::Viewer).map_err(|e| match e {
+                Error::NotFound(_) => missing(),
+                other => other,
+            })?;
+            let (_, models) = models_of(&exp);
+            let model = models.get(&model_id).ok_or_else(missing)?;
+            Ok(model_json(&exp, &model_id, model))
+        })
+        .await?;
     Ok(Json(json!({"model": out})))
 }
 
@@ -330,12 +344,11 @@ pub async fn search(
     }
     let out = state
         .db
-        .write(move |tx| {
-            let now = now_ms();
+        .read(move |c| {
             let mut out = vec![];
             for raw in &body.experiment_ids {
-                let ws = workspace_of(tx, raw, &user.id, Role::Viewer, now)?;
-                for exp in runs::with_metadata_key(tx, &ws, KEY, 1_000)? {
+                let ws = workspace_of(c, raw, &user.id, Role::Viewer, None)?;
+                for exp in runs::with_metadata_key(c, &ws, KEY, 1_000)? {
                     let (_, models) = models_of(&exp);
                     out.extend(models.iter().map(|(id, m)| model_json(&exp, id, m)));
                 }

@@ -269,7 +269,7 @@ pub async fn create(
             move |tx| {
                 let now = now_ms();
                 let raw = body.experiment_id.unwrap_or_else(|| "0".into());
-                let ws = workspace_of(tx, &raw, &user.id, Role::Editor, now)?;
+                let ws = workspace_of(tx, &raw, &user.id, Role::Editor, Some(now))?;
                 let id = crate::store::new_id();
                 let name = match body.run_name.as_deref().map(str::trim) {
                     Some(n) if !n.is_empty() => n.to_string(),
@@ -735,7 +735,7 @@ pub async fn search(
     let ids = body.experiment_ids;
     let out = state
         .db
-        .write(move |tx| {
+        .read(move |tx| {
             let now = now_ms();
             let mut found = vec![];
             let mut token = None;
@@ -743,7 +743,7 @@ pub async fn search(
                 return Ok(json!({"runs": []}));
             }
             while index < ids.len() {
-                let ws = workspace_of(tx, &ids[index], &user.id, Role::Viewer, now)?;
+                let ws = workspace_of(tx, &ids[index], &user.id, Role::Viewer, None)?;
                 let want = limit - found.len();
                 let page = runs::page(
                     tx,

@@ -159,6 +159,14 @@ pub fn personal(conn: &Connection, user_id: &str, now: i64) -> Result<String> {
     Ok(id)
 }
 
+/// The id of `user_id`'s Personal workspace, if it has one yet.
+pub fn personal_of(conn: &Connection, user_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM workspaces WHERE personal_of = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?)
+}
+
 pub fn list_for(conn: &Connection, user_id: &str) -> Result<Vec<Workspace>> {
     let sql = format!("{SELECT} WHERE m.user_id = ?1 ORDER BY w.created_at, w.id");
     let mut stmt = conn.prepare_cached(&sql)?;
