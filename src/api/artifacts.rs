@@ -116,16 +116,34 @@ impl Drop for Staged {
         }
         let (db, id, dir) = (self.db.clone(), self.id, self.dir.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = db.write(move |tx| artifacts::discard(tx, id)).await {
-                    eprintln!("error: could not drop a failed upload ({id}): {e}");
-                }
-                // Its row is gone (or will be at the next start): the sweep removes the file.
-                if let Some(dir) = dir {
-                    dir.sweep_soon();
-                }
-            });
+            rt.spawn(purge(db, id, dir));
         }
+    }
+}
+
+/// Chunks deleted per write transaction when a file goes: 16 MiB, a few milliseconds.
+const PURGE_CHUNKS: i64 = 64;
+
+/// Deletes an unpublished (or never published) file a few chunks per short write, so deleting
+/// a 1 GiB file never holds the writer for long; with `dir`, then sweeps its file away. What a
+/// failure leaves is staged, and start-up removes it.
+async fn purge(db: Db, id: i64, dir: Option<Arc<ArtifactDir>>) {
+    loop {
+        match db
+            .write(move |tx| artifacts::purge(tx, id, PURGE_CHUNKS))
+            .await
+        {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                eprintln!("error: could not delete artifact {id}: {e}");
+                break;
+            }
+        }
+    }
+    // Its row is gone (or will be at the next start): the sweep removes the file.
+    if let Some(dir) = dir {
+        dir.sweep_soon();
     }
 }
 
@@ -300,9 +318,9 @@ async fn store_upload(
         .await?;
     staged.published = true;
     drop(charge);
-    if let Some(dir) = &dir {
-        // A file this one replaced has no row any more.
-        dir.sweep_soon();
+    let (published, replaced) = published;
+    if let Some(old) = replaced {
+        tokio::spawn(purge(state.db.clone(), old, dir));
     }
     Ok(published)
 }
@@ -496,22 +514,17 @@ async fn remove(
     path: String,
 ) -> Result<()> {
     let path = clean_path(&path)?;
-    state
+    let id = state
         .db
         .write(move |tx| {
             let exp = authorize(tx, &raw_id, &user.id, Role::Editor)?;
             if workspace.as_deref().is_some_and(|w| w != exp.workspace_id) {
                 return Err(Error::not_found("experiment"));
             }
-            if !artifacts::delete(tx, exp.rowid, &path)? {
-                return Err(Error::not_found("artifact"));
-            }
-            Ok(())
+            artifacts::unpublish(tx, exp.rowid, &path)?.ok_or_else(|| Error::not_found("artifact"))
         })
         .await?;
-    if let Some(dir) = &state.artifact_dir {
-        dir.sweep_soon();
-    }
+    tokio::spawn(purge(state.db.clone(), id, state.artifact_dir.clone()));
     Ok(())
 }
 

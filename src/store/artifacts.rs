@@ -96,8 +96,8 @@ pub fn count(conn: &Connection, experiment: i64) -> Result<i64> {
         .query_row([experiment], |r| r.get(0))?)
 }
 
-/// Gives a staged upload its path and digest, replacing (deleting) a file already at that
-/// path. Returns the file as published.
+/// Gives a staged upload its path and digest. A file already at that path is unpublished
+/// (see [`unpublish`]): its id comes back with the new file, for the caller to [`purge`].
 pub fn publish(
     conn: &Connection,
     experiment: i64,
@@ -105,15 +105,43 @@ pub fn publish(
     path: &str,
     sha256: &[u8],
     now: i64,
-) -> Result<Artifact> {
-    delete(conn, experiment, path)?;
+) -> Result<(Artifact, Option<i64>)> {
+    let replaced = unpublish(conn, experiment, path)?;
     conn.prepare_cached(
         "UPDATE artifacts SET path = ?2, sha256 = ?3, created_at = ?4 WHERE id = ?1 AND path IS NULL",
     )?
     .execute(params![staged, path, sha256, now])?;
-    get_by_id(conn, staged)?.ok_or_else(|| {
+    let file = get_by_id(conn, staged)?.ok_or_else(|| {
         crate::error::Error::Internal(format!("staged upload {staged} vanished before publishing"))
-    })
+    })?;
+    Ok((file, replaced))
+}
+
+/// Takes the file at `path` out of sight (its row back to staged, path NULL) and returns its
+/// id, so its chunks can go in short transactions ([`purge`]) instead of one long one.
+pub fn unpublish(conn: &Connection, experiment: i64, path: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE artifacts SET path = NULL WHERE experiment_id = ?1 AND path = ?2 RETURNING id",
+        )?
+        .query_row(params![experiment, path], |r| r.get(0))
+        .optional()?)
+}
+
+/// Deletes up to `limit` chunks of an unpublished file, then, once none are left, its row.
+/// Returns whether anything is left to delete.
+pub fn purge(conn: &Connection, staged: i64, limit: i64) -> Result<bool> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM artifact_chunks WHERE rowid IN
+               (SELECT rowid FROM artifact_chunks WHERE artifact_id = ?1 LIMIT ?2)",
+        )?
+        .execute(params![staged, limit])?;
+    if deleted as i64 == limit {
+        return Ok(true);
+    }
+    discard(conn, staged)?;
+    Ok(false)
 }
 
 fn get_by_id(conn: &Connection, id: i64) -> Result<Option<Artifact>> {
@@ -165,14 +193,6 @@ pub fn chunk(conn: &Connection, artifact: i64, seq: i64) -> Result<Option<Vec<u8
         .optional()?)
 }
 
-/// Deletes a published file; false if there was none at `path`.
-pub fn delete(conn: &Connection, experiment: i64, path: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("DELETE FROM artifacts WHERE experiment_id = ?1 AND path = ?2")?
-        .execute(params![experiment, path])?
-        > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,14 +206,20 @@ mod tests {
         append(&conn, s, 1, b"world").unwrap();
         assert!(list(&conn, exp.rowid).unwrap().is_empty());
         assert_eq!(workspace_bytes(&conn, &exp.workspace_id).unwrap(), 11);
-        let a = publish(&conn, exp.rowid, s, "out/a.txt", &[1; 32], 2).unwrap();
+        let (a, replaced) = publish(&conn, exp.rowid, s, "out/a.txt", &[1; 32], 2).unwrap();
+        assert_eq!(replaced, None);
         assert_eq!((a.size, a.path.as_str()), (11, "out/a.txt"));
         let s2 = stage(&conn, exp.rowid, 3, false).unwrap();
         append(&conn, s2, 0, b"new").unwrap();
-        publish(&conn, exp.rowid, s2, "out/a.txt", &[2; 32], 4).unwrap();
+        let (_, replaced) = publish(&conn, exp.rowid, s2, "out/a.txt", &[2; 32], 4).unwrap();
+        assert_eq!(replaced, Some(a.id));
         let all = list(&conn, exp.rowid).unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].size, 3);
+        // The old file's two chunks go one transaction at a time, then its row.
+        assert!(purge(&conn, a.id, 1).unwrap());
+        assert!(purge(&conn, a.id, 1).unwrap());
+        assert!(!purge(&conn, a.id, 1).unwrap());
         assert_eq!(
             chunk(&conn, a.id, 0).unwrap(),
             None,
