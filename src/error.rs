@@ -172,6 +172,81 @@ impl IntoResponse for Error {
     }
 }
 
+/// A failure under `/api/2.0/mlflow`, answered in MLflow's shape
+/// (`{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": ..}`) with the status MLflow's own
+/// server gives, so the official client raises its usual `MlflowException`s.
+#[derive(Debug)]
+pub enum MlflowError {
+    Tora(Error),
+    /// A path under the MLflow prefix that Tora does not serve (the model registry, traces...).
+    EndpointNotFound(String),
+}
+
+impl From<Error> for MlflowError {
+    fn from(e: Error) -> Self {
+        MlflowError::Tora(e)
+    }
+}
+
+impl MlflowError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        let e = match self {
+            MlflowError::EndpointNotFound(_) => {
+                return (StatusCode::NOT_FOUND, "ENDPOINT_NOT_FOUND");
+            }
+            MlflowError::Tora(e) => e,
+        };
+        match e {
+            Error::BadRequest(_) | Error::UnsupportedMediaType(_) => {
+                (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE")
+            }
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
+            Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "ENDPOINT_NOT_FOUND"),
+            Error::Conflict(_) => (StatusCode::BAD_REQUEST, "RESOURCE_ALREADY_EXISTS"),
+            Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_EXHAUSTED"),
+            Error::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED")
+            }
+            Error::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
+            }
+            Error::MisdirectedRequest(_) | Error::RequestTimeout(_) => (e.status(), "BAD_REQUEST"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        }
+    }
+}
+
+impl IntoResponse for MlflowError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            MlflowError::EndpointNotFound(m) => m.as_str(),
+            MlflowError::Tora(e) => {
+                if let Error::Internal(cause) = e {
+                    eprintln!("error: {cause}");
+                }
+                e.message()
+            }
+        };
+        let mut response = (
+            status,
+            Json(json!({"error_code": code, "message": message})),
+        )
+            .into_response();
+        if let MlflowError::Tora(
+            Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. },
+        ) = self
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+        }
+        response
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         // Only a read past its time budget is interrupted (see db::Db::read).

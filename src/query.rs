@@ -51,6 +51,28 @@ pub enum Expr {
         op: Op,
         value: Value,
     },
+    /// A run name matching an SQL LIKE pattern (`ci`: ignoring case); from MLflow's search.
+    NameLike {
+        pattern: String,
+        ci: bool,
+    },
+    /// A text hyperparameter matching an SQL LIKE pattern; from MLflow's search.
+    ParamLike {
+        key: String,
+        pattern: String,
+        ci: bool,
+    },
+    /// An MLflow tag (kept in the run's metadata under `mlflow_tags`) with this value.
+    MetaTag {
+        key: String,
+        value: String,
+    },
+    /// An MLflow tag whose value matches an SQL LIKE pattern.
+    MetaTagLike {
+        key: String,
+        pattern: String,
+        ci: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -78,6 +78,15 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
+        .nest(crate::mlflow::ROOT, crate::mlflow::router())
+        .route(
+            "/api/2.0/preview/mlflow/{*rest}",
+            axum::routing::any(crate::mlflow::not_served),
+        )
+        .route(
+            "/api/3.0/mlflow/{*rest}",
+            axum::routing::any(crate::mlflow::not_served),
+        )
         .nest(crate::api::ROOT, crate::api::router())
         .route("/sdk", axum::routing::get(crate::sdk::serve))
         .route("/sdk/", axum::routing::get(crate::sdk::serve))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -631,55 +631,12 @@ pub enum MlflowErrors {
     Unavailable(MlflowErrorBody),
 }
 
-/// An error in MLflow's shape, `{"error_code", "message"}`, with Tora's status.
-pub struct MlflowError(pub Error);
+/// An error in MLflow's shape (`error::MlflowError`, shared with the tracking API).
+pub use crate::error::MlflowError;
 
-impl From<Error> for MlflowError {
-    fn from(e: Error) -> Self {
-        MlflowError(e)
-    }
-}
-
-impl IntoResponse for MlflowError {
-    fn into_response(self) -> Response {
-        let status = self.0.status();
-        let code = match status {
-            StatusCode::BAD_REQUEST => "INVALID_PARAMETER_VALUE",
-            StatusCode::UNAUTHORIZED => "UNAUTHENTICATED",
-            StatusCode::FORBIDDEN => "PERMISSION_DENIED",
-            StatusCode::NOT_FOUND => "RESOURCE_DOES_NOT_EXIST",
-            StatusCode::CONFLICT => "RESOURCE_ALREADY_EXISTS",
-            StatusCode::PAYLOAD_TOO_LARGE => "RESOURCE_EXHAUSTED",
-            StatusCode::TOO_MANY_REQUESTS => "REQUEST_LIMIT_EXCEEDED",
-            StatusCode::SERVICE_UNAVAILABLE => "TEMPORARILY_UNAVAILABLE",
-            s if s.is_server_error() => "INTERNAL_ERROR",
-            _ => "BAD_REQUEST",
-        };
-        if let Error::Internal(cause) = &self.0 {
-            eprintln!("error: {cause}");
-        }
-        let message = match &self.0 {
-            Error::Internal(_) => "internal error".to_string(),
-            e => e.message().to_string(),
-        };
-        let mut response = (
-            status,
-            axum::Json(serde_json::json!({"error_code": code, "message": message})),
-        )
-            .into_response();
-        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } =
-            self.0
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after.into());
-        }
-        response
-    }
-}
-
-/// The caller of an MLflow call: Tora's `x-api-key`, or `Authorization: Bearer` with an API
-/// key (MLFLOW_TRACKING_TOKEN) or an access token.
+/// The caller of an MLflow call, as the tracking API signs it in (`mlflow::Caller`): Tora's
+/// `x-api-key`, `Authorization: Bearer` with an API key (MLFLOW_TRACKING_TOKEN) or an access
+/// token, or Basic e-mail and password.
 pub struct MlflowUser(pub AuthUser);
 
 impl axum::extract::FromRequestParts<AppState> for MlflowUser {
@@ -689,26 +646,8 @@ impl axum::extract::FromRequestParts<AppState> for MlflowUser {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> std::result::Result<Self, MlflowError> {
-        let bearer_key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| t.starts_with(crate::auth::API_KEY_PREFIX))
-            .and_then(|t| header::HeaderValue::from_str(t).ok());
-        let user = match bearer_key {
-            Some(key) if !parts.headers.contains_key("x-api-key") => {
-                let mut headers = HeaderMap::new();
-                headers.insert("x-api-key", key);
-                crate::auth::authenticate(state, &headers).await?
-            }
-            _ => crate::auth::authenticate(state, &parts.headers).await?,
-        };
-        Ok(MlflowUser(user))
+        let caller = crate::mlflow::Caller::from_request_parts(parts, state).await?;
+        Ok(MlflowUser(caller.into()))
     }
 }
 

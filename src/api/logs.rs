@@ -206,12 +206,12 @@ fn metadata(raw: &str) -> std::result::Result<(Option<Kind>, Option<String>), St
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct Stored {
+pub(crate) struct Stored {
     inserted: usize,
     skipped: usize,
 }
 
-async fn store(
+pub(crate) async fn store(
     state: AppState,
     user: AuthUser,
     id: String,

@@ -24,7 +24,7 @@ mod api_keys;
 mod artifacts;
 mod experiments;
 mod invitations;
-mod logs;
+pub(crate) mod logs;
 mod openapi;
 mod series;
 mod stream;

@@ -272,6 +272,23 @@ pub fn finish(conn: &Connection, rowid: i64, end: EndState, now: i64) -> Result<
     Ok(())
 }
 
+/// The newest `limit` runs of a workspace whose metadata has `key` at its top level.
+pub fn with_metadata_key(
+    conn: &Connection,
+    workspace_id: &str,
+    key: &str,
+    limit: usize,
+) -> Result<Vec<Experiment>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM experiments e WHERE e.workspace_id = ?1
+         AND EXISTS (SELECT 1 FROM json_each(e.metadata) WHERE json_each.key = ?2)
+         ORDER BY e.created_at DESC, e.id DESC LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![workspace_id, key, limit as i64], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Deletes an experiment; foreign keys cascade to its series, logs and metadata.
 pub fn delete(conn: &Connection, rowid: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM experiments WHERE id = ?1")?
@@ -567,6 +584,31 @@ impl super::logs::Pages for Export {
     }
 }
 
+/// An SQL LIKE pattern as SQLite runs it: as is for LIKE (which ignores ASCII case), or as a
+/// GLOB pattern when case matters (`%` -> `*`, `_` -> `?`, GLOB's own specials bracketed).
+fn like_pattern(pattern: &str, ci: bool) -> String {
+    if ci {
+        return pattern.to_string();
+    }
+    pattern
+        .chars()
+        .map(|c| match c {
+            '%' => "*".to_string(),
+            '_' => "?".to_string(),
+            '*' | '?' | '[' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn matches_like(column: &str, p: &str, ci: bool) -> String {
+    if ci {
+        format!("{column} LIKE {p}")
+    } else {
+        format!("{column} GLOB {p}")
+    }
+}
+
 /// Turns a parsed filter into a WHERE fragment at time `now`, pushing its values onto `args`.
 fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>, now: i64) -> String {
     use rusqlite::types::Value as Sql;
@@ -575,6 +617,9 @@ fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>, now: i64) -> String
         format!("?{}", args.len())
     };
     match e {
+        Expr::And(terms) | Expr::Or(terms) if terms.is_empty() => {
+            (if matches!(e, Expr::And(_)) { "1" } else { "0" }).to_string()
+        }
         // Recursion is bounded: `query::parse` caps nesting at query::MAX_DEPTH.
         Expr::And(terms) | Expr::Or(terms) => {
             let joiner = if matches!(e, Expr::And(_)) {
@@ -586,6 +631,33 @@ fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>, now: i64) -> String
             format!("({})", parts.join(joiner))
         }
         Expr::Not(a) => format!("(NOT {})", compile(a, args, now)),
+        Expr::NameLike { pattern, ci } => {
+            let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);
+            matches_like("e.name", &p, *ci)
+        }
+        Expr::ParamLike { key, pattern, ci } => {
+            let k = bind(Sql::Text(key.clone()), args);
+            let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);
+            format!(
+                "EXISTS (SELECT 1 FROM experiment_hyperparams h WHERE h.experiment_id = e.id AND h.key = {k} AND {})",
+                matches_like("CAST(h.value AS TEXT)", &p, *ci)
+            )
+        }
+        Expr::MetaTag { key, value } => {
+            let k = bind(Sql::Text(key.clone()), args);
+            let v = bind(Sql::Text(value.clone()), args);
+            format!(
+                "EXISTS (SELECT 1 FROM json_each(e.metadata, '$.mlflow_tags') t WHERE t.key = {k} AND t.value = {v})"
+            )
+        }
+        Expr::MetaTagLike { key, pattern, ci } => {
+            let k = bind(Sql::Text(key.clone()), args);
+            let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);
+            format!(
+                "EXISTS (SELECT 1 FROM json_each(e.metadata, '$.mlflow_tags') t WHERE t.key = {k} AND {})",
+                matches_like("CAST(t.value AS TEXT)", &p, *ci)
+            )
+        }
         Expr::State(s) => {
             let now = bind(Sql::Integer(now), args);
             let word = bind(Sql::Text(s.as_str().to_string()), args);

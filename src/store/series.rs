@@ -565,6 +565,28 @@ pub fn points_by_seq(
     })
 }
 
+/// Up to `limit` + 1 points of `s` with a seq above `after`, in seq (arrival) order: a page of
+/// a metric's history and whether another follows. Reads windows of seqs from the first one
+/// above `after`, so it holds at most a few pages' worth of points whatever the series' size.
+pub fn after_seq(conn: &Connection, s: &Series, after: i64, limit: usize) -> Result<Vec<Point>> {
+    let window = (limit as i64).saturating_mul(4).max(BLOCK);
+    let mut out = Vec::new();
+    let mut from = after;
+    while out.len() <= limit {
+        let Some(lo) = next_seq_after(conn, s, from)? else {
+            break;
+        };
+        let hi = lo.saturating_add(window);
+        points_by_seq(conn, s, lo, hi, false, |p| out.push(p))?;
+        if hi == i64::MAX {
+            break;
+        }
+        from = hi;
+    }
+    out.truncate(limit + 1);
+    Ok(out)
+}
+
 /// A lower bound on the smallest step at or above `lo` among the points of `s` (None: no
 /// point has one), so a step-order walk can jump over a gap.
 pub fn next_step_from(conn: &Connection, s: &Series, lo: i64) -> Result<Option<i64>> {

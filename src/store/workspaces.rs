@@ -159,6 +159,14 @@ pub fn personal(conn: &Connection, user_id: &str, now: i64) -> Result<String> {
     Ok(id)
 }
 
+/// The id of `user_id`'s Personal workspace, if it has one yet.
+pub fn personal_of(conn: &Connection, user_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM workspaces WHERE personal_of = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?)
+}
+
 pub fn list_for(conn: &Connection, user_id: &str) -> Result<Vec<Workspace>> {
     let sql = format!("{SELECT} WHERE m.user_id = ?1 ORDER BY w.created_at, w.id");
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -173,6 +181,31 @@ pub fn get_for(conn: &Connection, id: &str, user_id: &str) -> Result<Option<Work
         .prepare_cached(&sql)?
         .query_row([id, user_id], from_row)
         .optional()?)
+}
+
+/// The oldest workspace named `name` that `user_id` is a member of.
+pub fn by_name_for(conn: &Connection, name: &str, user_id: &str) -> Result<Option<Workspace>> {
+    let sql = format!(
+        "{SELECT} WHERE w.name = ?1 AND m.user_id = ?2 ORDER BY w.created_at, w.id LIMIT 1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([name, user_id], from_row)
+        .optional()?)
+}
+
+/// Renames a workspace and, when `description` is given, sets its description.
+pub fn rename(
+    conn: &Connection,
+    id: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE workspaces SET name = coalesce(?2, name), description = coalesce(?3, description) WHERE id = ?1",
+    )?
+    .execute(params![id, name, description])?;
+    Ok(())
 }
 
 /// Deletes a workspace; the foreign keys cascade to members, experiments and their logs.
