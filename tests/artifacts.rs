@@ -563,3 +563,50 @@ fn artifacts_kept_as_files_are_owner_only_swept_and_backed_up() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(settled(0), "{:?}", files(&dir));
 }
+
+/// A run keeps at most 10,000 files: the next new path is refused, replacing one is not.
+#[test]
+fn a_run_keeps_at_most_ten_thousand_files() {
+    let server = TestServer::start();
+    let (pi, exp) = setup(&server);
+    let at = |name: &str| format!("/api/experiments/{exp}/artifacts/{name}");
+    let put = |name: &str| {
+        server.raw(
+            "PUT",
+            &at(name),
+            &pi.auth(),
+            Some(b"x"),
+            Some("application/octet-stream"),
+        )
+    };
+    assert_eq!(put("f0").status, 201);
+    // 9,999 more, written straight into the file (10,000 uploads would only be slow).
+    {
+        let mut conn = rusqlite::Connection::open(&server.db).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9999)
+             INSERT INTO artifacts (experiment_id, path, size, sha256, created_at)
+             SELECT a.experiment_id, 'f' || n.i, 0, a.sha256, 0 FROM artifacts a, n",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let r = put("one-too-many");
+    let msg = r.expect_error(400);
+    assert!(msg.contains("10000 artifacts"), "{msg}");
+    assert_eq!(
+        put("f5").status,
+        201,
+        "replacing a file is fine at the limit"
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) FROM artifacts WHERE path IS NOT NULL"
+        ),
+        10_000
+    );
+}
