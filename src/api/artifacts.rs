@@ -3,6 +3,7 @@
 //! (`store::artifacts`). Uploads and downloads stream a chunk at a time: a file is never whole
 //! in memory, and the single writer is held only for one chunk's short transaction.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -19,6 +20,7 @@ use super::experiments::authorize;
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
 use super::{Path, Query, Reply, created, ok};
+use crate::artifact_files::ArtifactDir;
 use crate::auth::AuthUser;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -103,6 +105,8 @@ struct Staged {
     db: Db,
     id: i64,
     published: bool,
+    /// Set when the bytes go to a file there.
+    dir: Option<Arc<ArtifactDir>>,
 }
 
 impl Drop for Staged {
@@ -110,14 +114,36 @@ impl Drop for Staged {
         if self.published {
             return;
         }
-        let (db, id) = (self.db.clone(), self.id);
+        let (db, id, dir) = (self.db.clone(), self.id, self.dir.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = db.write(move |tx| artifacts::discard(tx, id)).await {
-                    eprintln!("error: could not drop a failed upload ({id}): {e}");
-                }
-            });
+            rt.spawn(purge(db, id, dir));
         }
+    }
+}
+
+/// Chunks deleted per write transaction when a file goes: 16 MiB, a few milliseconds.
+const PURGE_CHUNKS: i64 = 64;
+
+/// Deletes an unpublished (or never published) file a few chunks per short write, so deleting
+/// a 1 GiB file never holds the writer for long; with `dir`, then sweeps its file away. What a
+/// failure leaves is staged, and start-up removes it.
+async fn purge(db: Db, id: i64, dir: Option<Arc<ArtifactDir>>) {
+    loop {
+        match db
+            .write(move |tx| artifacts::purge(tx, id, PURGE_CHUNKS))
+            .await
+        {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                eprintln!("error: could not delete artifact {id}: {e}");
+                break;
+            }
+        }
+    }
+    // Its row is gone (or will be at the next start): the sweep removes the file.
+    if let Some(dir) = dir {
+        dir.sweep_soon();
     }
 }
 
@@ -194,14 +220,25 @@ async fn store_upload(
     }
     let rowid = exp.rowid;
     let now = now_ms();
+    let dir = state.artifact_dir.clone();
+    let external = dir.is_some();
     let id = state
         .db
-        .write(move |tx| artifacts::stage(tx, rowid, now))
+        .write(move |tx| artifacts::stage(tx, rowid, now, external))
         .await?;
     let mut staged = Staged {
         db: state.db.clone(),
         id,
         published: false,
+        dir: dir.clone(),
+    };
+    // The file is made after its staged row, so a sweep never takes an upload's file.
+    let mut file = match &dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            Some(blocking(move || dir.create(id)).await?)
+        }
+        None => None,
     };
     let mut hasher = Sha256::new();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
@@ -232,7 +269,7 @@ async fn store_upload(
                     rest = &rest[take..];
                     if buf.len() == CHUNK {
                         let data = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
-                        write_chunk(state, &exp, id, seq, data, max_ws).await?;
+                        file = write_chunk(state, &exp, id, seq, data, max_ws, file).await?;
                         seq += 1;
                     }
                 }
@@ -249,7 +286,15 @@ async fn store_upload(
         }
     }
     if !buf.is_empty() {
-        write_chunk(state, &exp, id, seq, buf, max_ws).await?;
+        file = write_chunk(state, &exp, id, seq, buf, max_ws, file).await?;
+    }
+    if let Some(f) = file {
+        // On disk before the row that names it is published.
+        blocking(move || {
+            f.sync_all()
+                .map_err(|e| Error::Internal(format!("cannot sync artifact file {id}: {e}")))
+        })
+        .await?;
     }
     if declared.is_some_and(|n| n != total) {
         return Err(Error::bad_request(format!(
@@ -273,11 +318,15 @@ async fn store_upload(
         .await?;
     staged.published = true;
     drop(charge);
+    let (published, replaced) = published;
+    if let Some(old) = replaced {
+        tokio::spawn(purge(state.db.clone(), old, dir));
+    }
     Ok(published)
 }
 
-/// One chunk in one short write transaction, refused (413) if the workspace would pass its
-/// limit.
+/// One chunk in one short write transaction (with `file`, the chunk is appended to it and the
+/// transaction only counts its size), refused (413) if the workspace would pass its limit.
 async fn write_chunk(
     state: &AppState,
     exp: &Experiment,
@@ -285,18 +334,43 @@ async fn write_chunk(
     seq: i64,
     data: Vec<u8>,
     max_ws: u64,
-) -> Result<()> {
+    file: Option<std::fs::File>,
+) -> Result<Option<std::fs::File>> {
     let workspace = exp.workspace_id.clone();
+    let len = data.len();
+    let (data, file) = match file {
+        Some(mut f) => {
+            let f = blocking(move || {
+                use std::io::Write;
+                f.write_all(&data)
+                    .map_err(|e| Error::Internal(format!("cannot write artifact file: {e}")))?;
+                Ok(f)
+            })
+            .await?;
+            (None, Some(f))
+        }
+        None => (Some(data), None),
+    };
     state
         .db
         .write(move |tx| {
             let used = artifacts::workspace_bytes(tx, &workspace)? as u64;
-            if used + data.len() as u64 > max_ws {
+            if used + len as u64 > max_ws {
                 return Err(too_large("the workspace's artifact", max_ws));
             }
-            artifacts::append(tx, staged, seq, &data)
+            match &data {
+                Some(data) => artifacts::append(tx, staged, seq, data),
+                None => artifacts::grow(tx, staged, len as i64),
+            }
         })
+        .await?;
+    Ok(file)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
         .await
+        .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
 }
 
 /// A file's bytes as a response body read one chunk per short read (see `logs::paged`): a
@@ -304,6 +378,44 @@ async fn write_chunk(
 /// deleted mid-download cuts the response short.
 fn stream_file(state: &AppState, file: &Artifact) -> Result<Body> {
     let place = super::logs::download_place(state)?;
+    if file.external {
+        let dir = state.artifact_dir.clone().ok_or_else(|| {
+            Error::Internal(format!(
+                "artifact {} is kept in an --artifacts-dir this server was not started with",
+                file.id
+            ))
+        })?;
+        // Opened now: a file replaced or deleted later is still read whole (its name goes,
+        // its bytes stay until closed).
+        let handle = dir.open_file(file.id)?;
+        let left = file.size as u64;
+        let stream = futures_util::stream::unfold(
+            (Some(handle), left, place),
+            |(handle, left, place)| async move {
+                let f = handle?;
+                if left == 0 {
+                    return None;
+                }
+                let take = left.min(CHUNK as u64) as usize;
+                let read = blocking(move || {
+                    use std::io::Read;
+                    let mut f = f;
+                    let mut buf = vec![0u8; take];
+                    f.read_exact(&mut buf)
+                        .map_err(|e| Error::Internal(format!("cannot read artifact file: {e}")))?;
+                    Ok((f, buf))
+                })
+                .await;
+                match read {
+                    Ok((f, buf)) => {
+                        Some((Ok(Bytes::from(buf)), (Some(f), left - take as u64, place)))
+                    }
+                    Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, 0, place))),
+                }
+            },
+        );
+        return Ok(Body::from_stream(stream));
+    }
     let chunks = (file.size as u64).div_ceil(CHUNK as u64) as i64;
     let start = (state.db.clone(), place, 0i64, file.id);
     let stream = futures_util::stream::unfold(start, move |(db, place, seq, id)| async move {
@@ -402,19 +514,18 @@ async fn remove(
     path: String,
 ) -> Result<()> {
     let path = clean_path(&path)?;
-    state
+    let id = state
         .db
         .write(move |tx| {
             let exp = authorize(tx, &raw_id, &user.id, Role::Editor)?;
             if workspace.as_deref().is_some_and(|w| w != exp.workspace_id) {
                 return Err(Error::not_found("experiment"));
             }
-            if !artifacts::delete(tx, exp.rowid, &path)? {
-                return Err(Error::not_found("artifact"));
-            }
-            Ok(())
+            artifacts::unpublish(tx, exp.rowid, &path)?.ok_or_else(|| Error::not_found("artifact"))
         })
-        .await
+        .await?;
+    tokio::spawn(purge(state.db.clone(), id, state.artifact_dir.clone()));
+    Ok(())
 }
 
 /// Stores the raw request body as the file at `path` (replacing one already there): streamed,
