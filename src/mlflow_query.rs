@@ -172,10 +172,10 @@ fn clause(c: &str) -> Result<Expr> {
                     pattern: value,
                     ci: op == "ilike",
                 }),
-                "=" | "!=" => Ok(Expr::Compare {
-                    field: Field::Hyperparam(key),
-                    op: cmp(op)?,
-                    value: Value::Text(value),
+                "=" | "!=" => Ok(Expr::ParamText {
+                    key,
+                    value,
+                    equal: op == "=",
                 }),
                 other => Err(bad(format!(
                     "params compare with = != LIKE ILIKE, not {other}"
@@ -343,10 +343,10 @@ mod tests {
         assert!(parse("params.a = 'b").is_err());
         assert_eq!(
             parse("params.\"a = b\" = 'x'").unwrap(),
-            Some(Expr::Compare {
-                field: Field::Hyperparam("a = b".into()),
-                op: Op::Eq,
-                value: Value::Text("x".into())
+            Some(Expr::ParamText {
+                key: "a = b".into(),
+                value: "x".into(),
+                equal: true
             })
         );
         assert_eq!(

@@ -56,6 +56,13 @@ pub enum Expr {
         pattern: String,
         ci: bool,
     },
+    /// A hyperparameter whose value, as text, is (`equal`) or is not `value`: MLflow's params
+    /// are strings, so `params.lr = '0.1'` matches a number 0.1 too.
+    ParamText {
+        key: String,
+        value: String,
+        equal: bool,
+    },
     /// A text hyperparameter matching an SQL LIKE pattern; from MLflow's search.
     ParamLike {
         key: String,

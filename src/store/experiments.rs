@@ -635,6 +635,14 @@ fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>, now: i64) -> String
             let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);
             matches_like("e.name", &p, *ci)
         }
+        Expr::ParamText { key, value, equal } => {
+            let k = bind(Sql::Text(key.clone()), args);
+            let v = bind(Sql::Text(value.clone()), args);
+            let op = if *equal { "=" } else { "!=" };
+            format!(
+                "EXISTS (SELECT 1 FROM experiment_hyperparams h WHERE h.experiment_id = e.id AND h.key = {k} AND CAST(h.value AS TEXT) {op} {v})"
+            )
+        }
         Expr::ParamLike { key, pattern, ci } => {
             let k = bind(Sql::Text(key.clone()), args);
             let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);

@@ -393,3 +393,49 @@ def test_a_points_timestamp_is_kept(server: ToraServer, tracking: User) -> None:
         (0, start + 20),
         (1, start + 30),
     ]
+
+
+def test_what_tora_records_reads_back_in_mlflow(
+    server: ToraServer, tracking: User
+) -> None:
+    """The other way round: a run made with Tora's API, seen and changed through MLflow."""
+    key = tracking.api_key
+    ws = call_ok(
+        "POST", f"{server.api}/workspaces", {"name": "native"}, expect=201, api_key=key
+    )
+    exp = call_ok(
+        "POST",
+        f"{server.api}/experiments",
+        {
+            "name": "tora-run",
+            "workspaceId": ws["id"],
+            "hyperparams": [{"key": "lr", "value": 0.1}],
+            "tags": ["baseline"],
+            "description": "from the SDK",
+        },
+        expect=201,
+        api_key=key,
+    )
+    call_ok(
+        "POST",
+        f"{server.api}/experiments/{exp['id']}/points",
+        {"metrics": [{"name": "loss", "steps": [0, 1], "values": [0.9, 0.7]}]},
+        expect=201,
+        api_key=key,
+    )
+    client = MlflowClient()
+    run = client.get_run(exp["id"])
+    assert run.info.experiment_id == ws["id"] and run.info.run_name == "tora-run"
+    assert run.data.params == {"lr": "0.1"}
+    assert run.data.metrics == {"loss": 0.7}
+    assert run.data.tags["tora.tag.baseline"] == ""
+    assert run.data.tags["mlflow.note.content"] == "from the SDK"
+    [found] = client.search_runs([ws["id"]], "params.lr = '0.1' and metrics.loss < 0.8")
+    assert found.info.run_id == exp["id"]
+
+    client.set_tag(exp["id"], "tora.tag.reviewed", "")
+    client.delete_tag(exp["id"], "tora.tag.baseline")
+    client.set_tag(exp["id"], "mlflow.runName", "renamed-run")
+    back = call_ok("GET", f"{server.api}/experiments/{exp['id']}", api_key=key)
+    assert back["tags"] == ["reviewed"]
+    assert back["name"] == "renamed-run"
