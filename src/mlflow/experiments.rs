@@ -333,8 +333,7 @@ pub async fn delete(
     Ok(Json(json!({})))
 }
 
-pub async fn restore(user: Caller, Body(body): Body<ById>) -> Result<Json<Value>> {
-    let _ = (user, body.experiment_id);
+pub async fn restore(_user: Caller, Body(_body): Body<ById>) -> Result<Json<Value>> {
     Err(Error::bad_request(
         "Tora deletes experiments (workspaces) for good, with their runs: there is nothing to restore",
     )
