@@ -30,7 +30,7 @@ pub mod live;
 /// Outgoing mail (optional): a small SMTP client for confirmation and invitation links.
 pub mod mail;
 /// MLflow's tracking REST API under /api/2.0/mlflow, over the same store.
-pub mod mlflow;
+pub mod mlflow_api;
 /// MLflow's run search syntax, parsed into `query`'s expressions.
 pub mod mlflow_query;
 /// The experiment filter language and sort orders (pure parsing).

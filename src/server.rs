@@ -78,14 +78,14 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
-        .nest(crate::mlflow::ROOT, crate::mlflow::router())
+        .nest(crate::mlflow_api::ROOT, crate::mlflow_api::router())
         .route(
             "/api/2.0/preview/mlflow/{*rest}",
-            axum::routing::any(crate::mlflow::not_served),
+            axum::routing::any(crate::mlflow_api::not_served),
         )
         .route(
             "/api/3.0/mlflow/{*rest}",
-            axum::routing::any(crate::mlflow::not_served),
+            axum::routing::any(crate::mlflow_api::not_served),
         )
         .nest(crate::api::ROOT, crate::api::router())
         .route("/sdk", axum::routing::get(crate::sdk::serve))

@@ -646,7 +646,7 @@ impl axum::extract::FromRequestParts<AppState> for MlflowUser {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> std::result::Result<Self, MlflowError> {
-        let caller = crate::mlflow::Caller::from_request_parts(parts, state).await?;
+        let caller = crate::mlflow_api::Caller::from_request_parts(parts, state).await?;
         Ok(MlflowUser(caller.into()))
     }
 }

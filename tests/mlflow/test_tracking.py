@@ -7,13 +7,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from toraserver import ToraServer, User, call, call_ok, new_user
-
-import mlflow
-from mlflow import MlflowClient
 
 
 def mlflow_call(
