@@ -39,6 +39,7 @@ import random
 import shutil
 import threading
 import time
+import unicodedata
 import uuid
 import weakref
 from collections import deque
@@ -55,9 +56,8 @@ from ._spool import spool_dir, try_lock
 logger = logging.getLogger("tora")
 
 FORMAT = 1
-MAX_NAME = 1000
-"""Longest artifact name, in characters."""
-MAX_SEGMENT = 255
+MAX_NAME = 1024
+"""Longest artifact name, in bytes of UTF-8 (the server's bound)."""
 _OK, _RETRY, _STOP, _DROP = "ok", "retry", "stop", "drop"
 
 
@@ -66,23 +66,20 @@ def artifacts_dir(cache_dir: Path) -> Path:
 
 
 def artifact_name(name: object) -> str:
-    """A relative path of "/"-separated segments: no empty, "." or ".." segment, no backslash,
-    no control character; at most MAX_NAME characters, MAX_SEGMENT per segment."""
+    """A relative path of "/"-separated segments, as the server takes it: no empty, "." or ".."
+    segment, no control character, at most MAX_NAME bytes; and no backslash (a Windows path
+    pasted as a name would otherwise become one odd file name)."""
     if not isinstance(name, str) or not name.strip():
         raise ToraValidationError("An artifact name must be a non-empty string")
     name = name.strip()
-    if len(name) > MAX_NAME:
-        raise ToraValidationError(f"An artifact name cannot exceed {MAX_NAME} characters")
-    if "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if len(name.encode("utf-8", errors="replace")) > MAX_NAME:
+        raise ToraValidationError(f"An artifact name cannot exceed {MAX_NAME} bytes")
+    if "\\" in name or any(unicodedata.category(c) == "Cc" for c in name):
         raise ToraValidationError(f"Artifact name {name[:100]!r} holds a backslash or a control character")
-    segments = name.split("/")
-    for segment in segments:
-        if segment in ("", ".", ".."):
-            raise ToraValidationError(
-                f"Artifact name {name[:100]!r} must be a relative path without empty, '.' or '..' parts"
-            )
-        if len(segment) > MAX_SEGMENT:
-            raise ToraValidationError(f"A part of an artifact name cannot exceed {MAX_SEGMENT} characters")
+    if any(segment in ("", ".", "..") for segment in name.split("/")):
+        raise ToraValidationError(
+            f"Artifact name {name[:100]!r} must be a relative path without empty, '.' or '..' parts"
+        )
     return name
 
 
