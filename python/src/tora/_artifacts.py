@@ -198,17 +198,38 @@ class Uploader:
             if self._closed:
                 raise ToraValidationError("Cannot log an artifact on a closed Tora client")
             self._seq += 1
-            item = self._record(source, name, stat.st_size, stat.st_mtime_ns, self._seq)
+            seq = self._seq
+            directory = self._directory_locked()
+        # The copy is made outside the lock: the upload thread goes on meanwhile.
+        item = self._record(directory, source, name, stat.st_size, stat.st_mtime_ns, seq)
+        with self._lock:
             self._pending.append(item)
         self._start()
         self._wake.set()
 
-    def _record(self, source: Path, name: str, size: int, mtime_ns: int, seq: int) -> _Item:
+    def _directory_locked(self) -> Path | None:
+        """The spool directory, made on first use; None once the disk refused it."""
+        if self._dir is None and not self._disk_failed:
+            try:
+                self._open_dir()
+            except OSError as e:
+                self._disk_failed = True
+                self._disk_error(e)
+        return None if self._disk_failed else self._dir
+
+    def _disk_error(self, e: OSError) -> None:
+        logger.error(
+            "tora: cannot record artifacts in %s (%s); they are uploaded from where they are, "
+            "and lost if the process ends first",
+            self._dir or artifacts_dir(self._settings.cache_dir),
+            e,
+        )
+
+    def _record(self, directory: Path | None, source: Path, name: str, size: int, mtime_ns: int, seq: int) -> _Item:
         """The item, on disk when the disk allows (a copy of a small file; else the reference)."""
         small = size <= self._settings.artifact_copy_max
-        if not self._disk_failed:
+        if directory is not None:
             try:
-                directory = self._open_dir()
                 copy = directory / f"{seq}.data"
                 if small:
                     shutil.copyfile(source, copy)
@@ -226,12 +247,7 @@ class Uploader:
                 return _Item(name, str(copy if small else source.resolve()), size, mtime_ns, small, record)
             except OSError as e:
                 self._disk_failed = True
-                logger.error(
-                    "tora: cannot record artifacts in %s (%s); they are uploaded from where they are, "
-                    "and lost if the process ends first",
-                    self._dir,
-                    e,
-                )
+                self._disk_error(e)
         return _Item(name, str(source.resolve()), size, mtime_ns, False, None)
 
     def _open_dir(self) -> Path:
