@@ -1,5 +1,5 @@
--- Tora schema, version 4: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 4. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- Tora schema, version 5: the whole current layout, applied once to a fresh database, then
+-- PRAGMA user_version = 5. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -207,3 +207,23 @@ CREATE TABLE log_metadata (
     metadata      TEXT NOT NULL,
     PRIMARY KEY (experiment_id, seq)
 ) WITHOUT ROWID;
+
+-- Files kept with a run (artifacts). An upload arrives as a staged row (path NULL) whose chunks
+-- are written in short transactions; publishing gives it its path in one transaction, replacing
+-- a file at the same path. Deleting a run deletes its files (cascade), and SQLite reuses the
+-- freed pages. Chunks are 256 KiB (src/store/artifacts.rs).
+CREATE TABLE artifacts (
+    id            INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    path          TEXT,              -- NULL while its upload is still arriving (staged)
+    size          INTEGER NOT NULL,  -- bytes so far while staged
+    sha256        BLOB,              -- set when published
+    created_at    INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX artifacts_path ON artifacts(experiment_id, path);
+CREATE TABLE artifact_chunks (
+    artifact_id INTEGER NOT NULL REFERENCES artifacts(id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    data        BLOB NOT NULL,
+    UNIQUE (artifact_id, seq)
+);

@@ -46,6 +46,44 @@ pub struct ServeConfig {
     /// The sender address of Tora's mail (e.g. tora@lab.org).
     #[arg(long, env = "TORA_MAIL_FROM", value_parser = parse_mail_from, requires = "smtp_url")]
     pub mail_from: Option<String>,
+
+    /// The largest artifact (file kept with a run) one upload may store: bytes, or with a
+    /// KiB/MiB/GiB suffix. A larger upload gets a 413 and stores nothing.
+    #[arg(long, env = "TORA_MAX_ARTIFACT_SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub max_artifact_size: u64,
+
+    /// The most bytes of artifacts one workspace may hold, uploads in progress included: bytes,
+    /// or with a KiB/MiB/GiB suffix. An upload past it gets a 413 and stores nothing.
+    #[arg(long, env = "TORA_MAX_WORKSPACE_ARTIFACTS", default_value = "10GiB", value_parser = parse_size)]
+    pub max_workspace_artifacts: u64,
+}
+
+/// A size in bytes: a number, optionally followed by KiB, MiB or GiB (or K, M, G: the same).
+fn parse_size(raw: &str) -> Result<u64, String> {
+    let text = raw.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => {
+            return Err(format!(
+                "'{raw}' is not a size (a number of bytes, or with KiB, MiB or GiB)"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            format!("'{raw}' is not a size (a positive number of bytes, or with KiB, MiB or GiB)")
+        })
 }
 
 /// Where `--smtp-url` points.
@@ -186,5 +224,16 @@ mod tests {
             assert!(parse_smtp_url(bad).is_err(), "{bad}");
         }
         assert_eq!(server("::1", 25).to_string(), "smtp://[::1]:25");
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        for bad in ["", "0", "-1", "1TiB", "GiB", "99999999999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
     (
         4,
         include_str!("../migrations/0004_run_state.sql"),
+        sql_only,
+    ),
+    (
+        5,
+        include_str!("../migrations/0005_artifacts.sql"),
         sql_only,
     ),
 ];

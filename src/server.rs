@@ -170,6 +170,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         })
     })?;
     let db = Db::open(&config.db.path)?;
+    // Uploads a stopped server left half-written: never published, so nobody saw them.
+    db.write(|tx| crate::store::artifacts::discard_all_staged(tx))
+        .await?;
     let auth = Auth::load(&db).await?;
     let addr = listener.local_addr()?;
     let state = AppState {

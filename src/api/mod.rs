@@ -21,6 +21,7 @@ use crate::server::{AppState, BODY_LIMIT};
 
 mod accounts;
 mod api_keys;
+mod artifacts;
 mod experiments;
 mod invitations;
 mod logs;
@@ -48,6 +49,7 @@ fn described() -> OpenApiRouter<AppState> {
         .merge(logs::routes())
         .merge(series::routes())
         .merge(stream::routes())
+        .merge(artifacts::routes())
 }
 
 pub fn router() -> Router<AppState> {

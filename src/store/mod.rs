@@ -2,6 +2,7 @@
 //! `&Connection` (a `&Transaction` derefs to one); they never see axum or tokio.
 
 pub mod api_keys;
+pub mod artifacts;
 pub mod experiments;
 pub mod invitations;
 pub mod logs;

@@ -1,0 +1,184 @@
+//! Artifacts: files kept with a run, stored in chunks. An upload is a *staged* row (path NULL)
+//! that grows a chunk per short write transaction; [`publish`] then gives it its path in one
+//! transaction, replacing a file at the same path. Readers only ever see published rows.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::Result;
+
+/// Bytes per chunk row: big enough that a 1 GiB file is 4,096 rows, small enough that a read
+/// or a write of one is short and a download holds only one at a time.
+pub const CHUNK: usize = 256 << 10;
+
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub id: i64,
+    pub path: String,
+    pub size: i64,
+    pub sha256: Vec<u8>,
+    pub created_at: i64,
+}
+
+fn artifact(r: &rusqlite::Row) -> rusqlite::Result<Artifact> {
+    Ok(Artifact {
+        id: r.get(0)?,
+        path: r.get(1)?,
+        size: r.get(2)?,
+        sha256: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+/// Starts an upload: an empty staged row, invisible to readers.
+pub fn stage(conn: &Connection, experiment: i64, now: i64) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO artifacts (experiment_id, path, size, created_at) VALUES (?1, NULL, 0, ?2)",
+    )?
+    .execute(params![experiment, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Appends chunk `seq` to a staged upload.
+pub fn append(conn: &Connection, staged: i64, seq: i64, data: &[u8]) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO artifact_chunks (artifact_id, seq, data) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![staged, seq, data])?;
+    conn.prepare_cached("UPDATE artifacts SET size = size + ?2 WHERE id = ?1 AND path IS NULL")?
+        .execute(params![staged, data.len() as i64])?;
+    Ok(())
+}
+
+/// Bytes held by a workspace's files, uploads in progress included.
+pub fn workspace_bytes(conn: &Connection, workspace: &str) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum(a.size), 0) FROM artifacts a
+               JOIN experiments e ON e.id = a.experiment_id WHERE e.workspace_id = ?1",
+        )?
+        .query_row([workspace], |r| r.get(0))?)
+}
+
+/// Published files of a run.
+pub fn count(conn: &Connection, experiment: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM artifacts WHERE experiment_id = ?1 AND path IS NOT NULL",
+        )?
+        .query_row([experiment], |r| r.get(0))?)
+}
+
+/// Gives a staged upload its path and digest, replacing (deleting) a file already at that
+/// path. Returns the file as published.
+pub fn publish(
+    conn: &Connection,
+    experiment: i64,
+    staged: i64,
+    path: &str,
+    sha256: &[u8],
+    now: i64,
+) -> Result<Artifact> {
+    conn.prepare_cached("DELETE FROM artifacts WHERE experiment_id = ?1 AND path = ?2")?
+        .execute(params![experiment, path])?;
+    conn.prepare_cached(
+        "UPDATE artifacts SET path = ?2, sha256 = ?3, created_at = ?4 WHERE id = ?1 AND path IS NULL",
+    )?
+    .execute(params![staged, path, sha256, now])?;
+    get_by_id(conn, staged)?.ok_or_else(|| {
+        crate::error::Error::Internal(format!("staged upload {staged} vanished before publishing"))
+    })
+}
+
+fn get_by_id(conn: &Connection, id: i64) -> Result<Option<Artifact>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, path, size, sha256, created_at FROM artifacts WHERE id = ?1 AND path IS NOT NULL",
+        )?
+        .query_row([id], artifact)
+        .optional()?)
+}
+
+/// Drops a staged upload and its chunks (an upload that failed or was abandoned).
+pub fn discard(conn: &Connection, staged: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM artifacts WHERE id = ?1 AND path IS NULL")?
+        .execute([staged])?;
+    Ok(())
+}
+
+/// Drops every staged upload: at start-up, what a stopped server left half-written.
+pub fn discard_all_staged(conn: &Connection) -> Result<usize> {
+    Ok(conn.execute("DELETE FROM artifacts WHERE path IS NULL", [])?)
+}
+
+/// A run's published files, by path.
+pub fn list(conn: &Connection, experiment: i64) -> Result<Vec<Artifact>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, path, size, sha256, created_at FROM artifacts
+          WHERE experiment_id = ?1 AND path IS NOT NULL ORDER BY path",
+    )?;
+    let rows = stmt.query_map([experiment], artifact)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get(conn: &Connection, experiment: i64, path: &str) -> Result<Option<Artifact>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, path, size, sha256, created_at FROM artifacts
+              WHERE experiment_id = ?1 AND path = ?2",
+        )?
+        .query_row(params![experiment, path], artifact)
+        .optional()?)
+}
+
+/// Chunk `seq` of a file, if the file (still) has it.
+pub fn chunk(conn: &Connection, artifact: i64, seq: i64) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .prepare_cached("SELECT data FROM artifact_chunks WHERE artifact_id = ?1 AND seq = ?2")?
+        .query_row(params![artifact, seq], |r| r.get(0))
+        .optional()?)
+}
+
+/// Deletes a published file; false if there was none at `path`.
+pub fn delete(conn: &Connection, experiment: i64, path: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("DELETE FROM artifacts WHERE experiment_id = ?1 AND path = ?2")?
+        .execute(params![experiment, path])?
+        > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_upload_is_invisible_until_published_and_replaces_the_old_file() {
+        let conn = crate::db::memory();
+        let exp = crate::store::test_experiment(&conn);
+        let s = stage(&conn, exp.rowid, 1).unwrap();
+        append(&conn, s, 0, b"hello ").unwrap();
+        append(&conn, s, 1, b"world").unwrap();
+        assert!(list(&conn, exp.rowid).unwrap().is_empty());
+        assert_eq!(workspace_bytes(&conn, &exp.workspace_id).unwrap(), 11);
+        let a = publish(&conn, exp.rowid, s, "out/a.txt", &[1; 32], 2).unwrap();
+        assert_eq!((a.size, a.path.as_str()), (11, "out/a.txt"));
+        let s2 = stage(&conn, exp.rowid, 3).unwrap();
+        append(&conn, s2, 0, b"new").unwrap();
+        publish(&conn, exp.rowid, s2, "out/a.txt", &[2; 32], 4).unwrap();
+        let all = list(&conn, exp.rowid).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].size, 3);
+        assert_eq!(
+            chunk(&conn, a.id, 0).unwrap(),
+            None,
+            "the old chunks are gone"
+        );
+        let chunks: i64 = conn
+            .query_row("SELECT count(*) FROM artifact_chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(chunks, 1);
+        let s3 = stage(&conn, exp.rowid, 5).unwrap();
+        append(&conn, s3, 0, b"x").unwrap();
+        discard(&conn, s3).unwrap();
+        assert_eq!(workspace_bytes(&conn, &exp.workspace_id).unwrap(), 3);
+    }
+}
