@@ -128,7 +128,7 @@ export function artifactsPanel(exp, signal) {
       return h('img', { class: 'artifact-image', src, alt: a.path });
     }
     const { text, cut } = await readText(path);
-    const note = cut ? h('p', { class: 'muted small' }, `Showing the first ${bytes(TEXT_CAP)} of ${bytes(a.size)}; download it for the rest.`) : null;
+    const note = cut ? h('p', { class: 'muted small' }, `Showing the first ${bytes(TEXT_CAP)} of ${a.size.toLocaleString('en')} bytes; download it for the rest.`) : null;
     if (kind === 'json' && !cut) {
       try {
         return h('div', {}, h('pre', { class: 'artifact-text' }, JSON.stringify(JSON.parse(text), null, 2)));
