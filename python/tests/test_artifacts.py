@@ -259,3 +259,27 @@ def test_a_forked_child_does_not_upload_the_parents_artifacts(server: ToraServer
     assert t.flush() == 0
     assert [a["path"] for a in t.list_artifacts()] == ["a.txt"]
     t.shutdown()
+
+
+def test_a_large_file_is_read_when_uploaded_and_one_that_is_gone_is_dropped(
+    server: ToraServer, tmp_path: Path, sdk_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORA_ARTIFACT_COPY_MAX", "10")
+    (tmp_path / "ckpt.pt").write_bytes(b"epoch 1 weights")
+    (tmp_path / "tmp.pt").write_bytes(b"deleted before upload")
+    t = Tora.create_experiment("by-reference-sync", mode="offline")
+    t.log_artifact(tmp_path / "ckpt.pt")
+    t.log_artifact(tmp_path / "tmp.pt")
+    t.shutdown()
+    (tmp_path / "ckpt.pt").write_bytes(b"epoch 2 weights, overwritten in place")
+    (tmp_path / "tmp.pt").unlink()
+
+    done = sync()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "artifact 'tmp.pt' dropped" in done.stdout
+    assert artifact_dirs(sdk_env) == []
+    back = Tora.load_experiment(t.experiment_id)
+    assert [a["path"] for a in back.list_artifacts()] == ["ckpt.pt"]
+    got = back.download_artifact("ckpt.pt", tmp_path / "got.pt").read_bytes()
+    assert got == b"epoch 2 weights, overwritten in place"  # as it was when uploaded: documented
+    back.shutdown()

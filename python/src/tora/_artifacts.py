@@ -109,6 +109,10 @@ def upload_item(
             if not copied and (now.st_size != size or now.st_mtime_ns != mtime_ns):
                 logger.warning("tora: %s changed after log_artifact(); uploading it as it is now", item_source)
             answer = _transport.upload(url, f, now.st_size, api_key=api_key, timeout=timeout)
+            after = os.fstat(f.fileno())
+        if answer.status in (200, 201, 204) and (after.st_size, after.st_mtime_ns) != (now.st_size, now.st_mtime_ns):
+            # Written to while it was read: the server may hold a mix of two versions. Send it again.
+            return _RETRY, f"{item_source} changed while it was uploaded", None
     except FileNotFoundError:
         return _DROP, f"{item_source} is gone; a file larger than TORA_ARTIFACT_COPY_MAX is read when uploaded", None
     except ToraNetworkError as e:
@@ -121,7 +125,7 @@ def upload_item(
     if answer.status >= 500 or answer.status in (408, 429):
         return _RETRY, reason, answer.retry_after
     if answer.status in (401, 403, 404, 405):
-        return _STOP, reason, None  # kept for sync: another key, or a server that has the endpoint
+        return _STOP, reason, None  # kept for sync: another key, or a server with the endpoint
     return _DROP, reason, None  # 400, 413: this file will never be taken
 
 
