@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import textwrap
 import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ToraServer, sync
+from conftest import ToraServer, run_python, sync
 
 import tora
 from tora import Tora, ToraExperimentError, ToraValidationError
@@ -283,3 +284,29 @@ def test_a_large_file_is_read_when_uploaded_and_one_that_is_gone_is_dropped(
     got = back.download_artifact("ckpt.pt", tmp_path / "got.pt").read_bytes()
     assert got == b"epoch 2 weights, overwritten in place"  # as it was when uploaded: documented
     back.shutdown()
+
+
+def test_a_script_that_just_ends_still_uploads_its_artifact(server: ToraServer, tmp_path: Path, sdk_env: Path) -> None:
+    """No flush, no shutdown: the atexit hook uploads the file before the run is marked finished."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, tempfile, pathlib, tora
+            print(tora.setup("atexit-artifact"), flush=True)
+            with tempfile.TemporaryDirectory() as d:
+                plot = pathlib.Path(d) / "plot.svg"
+                plot.write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+                tora.log_artifact(plot, name="plots/final.svg")
+            # the temporary directory is gone: the copy made at call time is what is uploaded
+            """
+        )
+    )
+    done = run_python([str(script)])
+    assert done.returncode == 0, done.stderr
+    experiment_id = done.stdout.splitlines()[-1]
+    [artifact] = server.get(f"/experiments/{experiment_id}/artifacts")
+    assert artifact["path"] == "plots/final.svg"
+    assert artifact["size"] == len("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    assert server.get(f"/experiments/{experiment_id}")["state"] == "finished"
+    assert artifact_dirs(sdk_env) == []
