@@ -10,7 +10,7 @@
 // IMAGE_CAP are not previewed; CSV shows CSV_ROWS rows and CSV_COLS columns.
 
 import * as api from './api.js';
-import { h, fill, busy, toast } from './dom.js';
+import { h, fill, busy, toast, confirmDanger } from './dom.js';
 import { dateTime } from './format.js';
 import { markdown } from './markdown.js';
 
@@ -53,8 +53,8 @@ function artifactPath(id, path) {
   return `/experiments/${encodeURIComponent(id)}/artifacts/${path.split('/').map(encodeURIComponent).join('/')}`;
 }
 
-/** The Artifacts panel of run `exp`; loads its list at once. */
-export function artifactsPanel(exp, signal) {
+/** The Artifacts panel of run `exp`; loads its list at once. An EDITOR or OWNER (`canEdit`) may delete. */
+export function artifactsPanel(exp, signal, canEdit = false) {
   const body = h('div', { class: 'artifact-list' }, h('p', { class: 'muted' }, 'Loading\u2026'));
   const preview = h('div', { class: 'artifact-preview', hidden: true, 'aria-live': 'polite' });
   const refresh = h('button', { class: 'small', type: 'button', onclick: (e) => busy(e.currentTarget, load) }, 'Refresh');
@@ -88,11 +88,22 @@ export function artifactsPanel(exp, signal) {
     const view = kind && !tooBig ? h('button', { class: 'small', type: 'button',
       onclick: (e) => busy(e.currentTarget, () => show(a, kind)) }, 'Preview') : null;
     const get = h('button', { class: 'small', type: 'button', onclick: (e) => busy(e.currentTarget, () => download(a)) }, 'Download');
+    const drop = canEdit ? h('button', { class: 'small danger', type: 'button', onclick: (e) => {
+      if (!confirmDanger(`Delete the artifact ${a.path}? This cannot be undone.`)) return;
+      busy(e.currentTarget, () => remove(a));
+    } }, 'Delete') : null;
     return h('tr', { dataset: { artifact: a.path } },
       h('td', { class: 'mono' }, a.path),
       h('td', { class: 'num', title: `${a.size} bytes` }, bytes(a.size)),
       h('td', {}, dateTime(a.created_at)),
-      h('td', {}, h('div', { class: 'row end' }, view, get)));
+      h('td', {}, h('div', { class: 'row end' }, view, get, drop)));
+  }
+
+  async function remove(a) {
+    await api.del(artifactPath(exp.id, a.path));
+    toast(`Deleted ${a.path}`);
+    if (shown === a.path) { preview.hidden = true; shown = null; }
+    await load();
   }
 
   async function download(a) {

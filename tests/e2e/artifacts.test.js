@@ -35,6 +35,7 @@ const FILES = {
 let server;
 let browser;
 let run;
+let token;
 
 before(async () => {
   server = await h.startServer();
@@ -42,6 +43,7 @@ before(async () => {
   const owner = await h.account(server.url, OWNER.email, OWNER.password);
   const ws = await owner.call('POST', '/workspaces', { name: 'artifact-lab' });
   run = await owner.call('POST', '/experiments', { name: 'with-files', workspaceId: ws.id });
+  token = owner.credentials.token;
   for (const [name, body] of Object.entries(FILES)) {
     const path = name.split('/').map(encodeURIComponent).join('/');
     const res = await fetch(`${server.url}/api/experiments/${run.id}/artifacts/${path}`, {
@@ -59,8 +61,12 @@ after(async () => {
 async function signedIn() {
   const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
   const page = await h.newPage(ctx);
-  page.dialogs = [];
-  page.on('dialog', async (d) => { page.dialogs.push(d.message()); await d.dismiss(); });
+  page.dialogs = []; // anything but the delete confirmation: an artifact's script would land here
+  page.on('dialog', async (d) => {
+    if (d.type() === 'confirm' && d.message().startsWith('Delete the artifact')) { await d.accept(); return; }
+    page.dialogs.push(d.message());
+    await d.dismiss();
+  });
   await page.goto(`${server.url}/login`);
   await page.getByLabel('E-mail').fill(OWNER.email);
   await page.getByLabel('Password', { exact: true }).fill(OWNER.password);
@@ -168,6 +174,23 @@ test('a download gives back the same bytes', async () => {
     assert.equal(download.suggestedFilename(), 'model.bin');
     const saved = fs.readFileSync(await download.path());
     assert.ok(saved.equals(BINARY), 'downloaded bytes equal the uploaded ones');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await ctx.close();
+  }
+});
+
+test('an editor deletes an artifact after confirming, and it leaves the list and the server', async () => {
+  const { ctx, page } = await signedIn();
+  try {
+    await row(page, 'notes.txt').getByRole('button', { name: 'Delete' }).click();
+    await row(page, 'notes.txt').waitFor({ state: 'detached' });
+    assert.equal(await row(page, 'config.json').count(), 1, 'the others stay');
+    const res = await fetch(`${server.url}/api/experiments/${run.id}/artifacts/notes.txt`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(res.status, 404);
+    assert.deepEqual(page.dialogs, []);
     assert.deepEqual(page.errors, []);
   } finally {
     await ctx.close();

@@ -92,7 +92,7 @@ export async function render(ctx) {
           : h('p', { class: 'muted' }, 'None logged.')),
       h('section', { class: 'panel', 'aria-labelledby': 'res-h' }, h('h2', { id: 'res-h' }, 'Results'), resultsBox),
       metadataPanel(exp.metadata)),
-    artifactsPanel(exp, ctx.signal),
+    artifactsPanel(exp, ctx.signal, canEdit),
     toolbar(),
     panelBox,
     grid,
