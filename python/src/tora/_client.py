@@ -577,6 +577,8 @@ class Tora:
         """Wait until every logged point is delivered, or `timeout` seconds pass, or the server fails
         a fresh attempt. Returns the points not delivered yet (0 when all arrived); those are kept
         and still sent. Offline, every point stays on disk, so this returns how many are kept there.
+        Logged artifacts are waited for first, within the same timeout (``pending_artifacts`` says
+        how many are not uploaded yet).
 
         Raises:
             ToraMetricError: the client is closed.
