@@ -168,6 +168,8 @@ class Uploader:
         self._closed = False
         self._stopped: str | None = None
         self._failures = 0
+        self._attempts = 0
+        self._last_failed = 0
         self.uploaded = 0
         _LIVE.add(self)
 
@@ -278,9 +280,12 @@ class Uploader:
             self._running = True
 
     def flush(self, timeout: float) -> int:
-        """Wait until every artifact is uploaded, the timeout passes or uploading stopped; returns
-        the artifacts not uploaded yet. Offline, nothing is uploaded: returns them at once."""
+        """Wait until every artifact is uploaded, the timeout passes, uploading stopped, or an
+        attempt that started after this call failed (as the sender's flush does); returns the
+        artifacts not uploaded yet. Offline, nothing is uploaded: returns them at once."""
         deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            first = self._attempts + 1
         self._wake.set()
         with self._lock:
             while (
@@ -288,6 +293,7 @@ class Uploader:
                 and self._stopped is None
                 and (self._pending or self._busy is not None)
                 and not self._closed
+                and self._last_failed < first
             ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -369,20 +375,24 @@ class Uploader:
             return True
         with self._lock:
             self._busy = self._pending.popleft()
+            self._attempts += 1
+            number = self._attempts
         url = artifact_url(self._server_url, self.experiment_id, item.name)
         outcome, reason, retry_after = upload_item(
             url, item.source, item.size, item.mtime_ns, item.copied, self._api_key, self._settings.timeout
         )
-        delay = self._settle(item, outcome, reason, retry_after)
+        delay = self._settle(item, outcome, reason, retry_after, number)
         if delay:
             self._wake.wait(delay)
             self._wake.clear()
         return True
 
-    def _settle(self, item: _Item, outcome: str, reason: str, retry_after: float | None) -> float:
+    def _settle(self, item: _Item, outcome: str, reason: str, retry_after: float | None, number: int) -> float:
         delay = 0.0
         with self._lock:
             self._busy = None
+            if outcome in (_RETRY, _STOP):
+                self._last_failed = number
             if outcome in (_OK, _DROP):
                 if outcome == _OK:
                     if self._failures:

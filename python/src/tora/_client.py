@@ -577,8 +577,8 @@ class Tora:
         """Wait until every logged point is delivered, or `timeout` seconds pass, or the server fails
         a fresh attempt. Returns the points not delivered yet (0 when all arrived); those are kept
         and still sent. Offline, every point stays on disk, so this returns how many are kept there.
-        Logged artifacts are waited for first, within the same timeout (``pending_artifacts`` says
-        how many are not uploaded yet).
+        Then logged artifacts are waited for in the same way, within the same timeout
+        (``pending_artifacts`` says how many are not uploaded yet).
 
         Raises:
             ToraMetricError: the client is closed.
@@ -586,9 +586,11 @@ class Tora:
         if self._closed:
             raise ToraMetricError("Cannot flush metrics on a closed Tora client")
         deadline = time.monotonic() + timeout
-        if self._artifacts is not None:
-            self._artifacts.flush(timeout)
-        return self._sender.flush(max(0.0, deadline - time.monotonic()))
+        left = self._sender.flush(timeout)
+        # Artifacts go once the server has the run; before that (an outage) there is nothing to wait for.
+        if self._artifacts is not None and self._sender.created.is_set():
+            self._artifacts.flush(max(0.0, deadline - time.monotonic()))
+        return left
 
     def shutdown(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
         """Deliver what is pending (waiting as flush does), mark the run finished (or failed, if an
@@ -612,7 +614,10 @@ class Tora:
         if self._artifacts is None:
             return timeout
         deadline = time.monotonic() + timeout
-        self._artifacts.close(timeout)
+        if not self._sender.created.is_set():
+            self._sender.flush(timeout)  # creates the run, or fails at once while the server is away
+        created = self._sender.created.is_set()
+        self._artifacts.close(max(0.0, deadline - time.monotonic()) if created else 0.0)
         return max(0.0, deadline - time.monotonic())
 
     # ---------- artifacts ----------
