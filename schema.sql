@@ -218,6 +218,7 @@ CREATE TABLE artifacts (
     path          TEXT,              -- NULL while its upload is still arriving (staged)
     size          INTEGER NOT NULL,  -- bytes so far while staged
     sha256        BLOB,              -- set when published
+    external      INTEGER NOT NULL DEFAULT 0,  -- 1: the bytes are a file in --artifacts-dir
     created_at    INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX artifacts_path ON artifacts(experiment_id, path);

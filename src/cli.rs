@@ -36,6 +36,10 @@ pub enum Command {
         dest: PathBuf,
         #[command(flatten)]
         db: DbArg,
+        /// The server's --artifacts-dir: its files that the copy names are copied to
+        /// DEST.artifacts/ (serve the copy with --artifacts-dir DEST.artifacts).
+        #[arg(long, env = "TORA_ARTIFACTS_DIR")]
+        artifacts_dir: Option<PathBuf>,
     },
 }
 
@@ -164,13 +168,44 @@ pub fn run(cli: Cli) -> Result<()> {
             ApiKeyCommand::List { user, db } => admin::api_key_list(&db.path, user.as_deref()),
             ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
         },
-        Command::Backup { dest, db } => {
+        Command::Backup {
+            dest,
+            db,
+            artifacts_dir,
+        } => {
             let bytes = crate::db::backup(&db.path, &dest)?;
             println!(
                 "wrote {} ({bytes} bytes), a consistent copy of {}",
                 dest.display(),
                 db.path.display()
             );
+            match artifacts_dir {
+                Some(dir) => {
+                    let mut name = dest.as_os_str().to_owned();
+                    name.push(".artifacts");
+                    let files_dest = PathBuf::from(name);
+                    let (copied, bytes, missing) =
+                        crate::artifact_files::backup(&dest, &dir, &files_dest)?;
+                    println!(
+                        "wrote {} ({copied} artifact files, {bytes} bytes) from {}",
+                        files_dest.display(),
+                        dir.display()
+                    );
+                    if missing > 0 {
+                        println!(
+                            "{missing} artifact files were deleted after the database was copied; the copy lists them, and downloading them from it fails"
+                        );
+                    }
+                }
+                None => {
+                    let external = crate::artifact_files::external_count(&dest).unwrap_or(0);
+                    if external > 0 {
+                        eprintln!(
+                            "warning: {external} artifacts are kept as files in the server's --artifacts-dir, which this copy does not include; run again with --artifacts-dir DIR"
+                        );
+                    }
+                }
+            }
             Ok(())
         }
     }

@@ -56,6 +56,13 @@ pub struct ServeConfig {
     /// or with a KiB/MiB/GiB suffix. An upload past it gets a 413 and stores nothing.
     #[arg(long, env = "TORA_MAX_WORKSPACE_ARTIFACTS", default_value = "10GiB", value_parser = parse_size)]
     pub max_workspace_artifacts: u64,
+
+    /// Keep the bytes of new artifacts as files in this directory (created owner-only; files
+    /// named by number) instead of inside the database file. Files stored before stay where
+    /// they are; `tora backup --artifacts-dir DIR` copies the directory's files with the
+    /// database.
+    #[arg(long, env = "TORA_ARTIFACTS_DIR")]
+    pub artifacts_dir: Option<PathBuf>,
 }
 
 /// A size in bytes: a number, optionally followed by KiB, MiB or GiB (or K, M, G: the same).

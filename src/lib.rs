@@ -5,6 +5,8 @@
 pub mod admin;
 /// The HTTP API under /api, one module per resource.
 pub mod api;
+/// `--artifacts-dir`: artifacts as files named by id, and the sweep of files whose rows are gone.
+pub mod artifact_files;
 /// The embedded dashboard and its security headers.
 pub mod assets;
 /// Who is calling: passwords, tokens, API keys, the `AuthUser` extractor.

@@ -51,6 +51,8 @@ pub struct AppState {
     pub downloads: Arc<tokio::sync::Semaphore>,
     /// Outgoing mail, when `--smtp-url` is set.
     pub mailer: Option<crate::mail::Mailer>,
+    /// Where new artifacts' bytes go as files, when `--artifacts-dir` is set.
+    pub artifact_dir: Option<Arc<crate::artifact_files::ArtifactDir>>,
 }
 
 impl AppState {
@@ -173,6 +175,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     // Uploads a stopped server left half-written: never published, so nobody saw them.
     db.write(|tx| crate::store::artifacts::discard_all_staged(tx))
         .await?;
+    let artifact_dir = match &config.artifacts_dir {
+        Some(dir) => Some(crate::artifact_files::ArtifactDir::open(dir)?),
+        None => None,
+    };
     let auth = Auth::load(&db).await?;
     let addr = listener.local_addr()?;
     let state = AppState {
@@ -184,7 +190,11 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         bodies: crate::budget::ByteBudget::new(crate::api::BODY_BUDGET),
         downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
         mailer,
+        artifact_dir: artifact_dir.clone(),
     };
+    if let Some(dir) = artifact_dir {
+        tokio::spawn(dir.sweep_forever(db.clone()));
+    }
     // Built before the announcement, so what a reader of the next line measures (start-up time,
     // idle memory) includes the router and its API description.
     let app = router(state.clone());

@@ -281,7 +281,7 @@ fn limits_refuse_with_a_413_and_store_nothing() {
     );
     std::thread::sleep(Duration::from_millis(300));
     let files = server
-        .get(&at("").trim_end_matches('/').to_string(), &pi.auth())
+        .get(&format!("/api/experiments/{exp}/artifacts"), &pi.auth())
         .data();
     let names: Vec<&str> = files
         .as_array()
@@ -467,4 +467,83 @@ fn a_200_mib_file_streams_in_and_out_without_the_server_holding_it() {
         grown < 100 * 1024,
         "RSS grew {grown} KiB for a 200 MiB file"
     );
+}
+
+/// With `--artifacts-dir`, the bytes are owner-only files named by number (nothing from the
+/// client's path), not chunk rows; replaced and deleted files go from the directory, and
+/// `tora backup --artifacts-dir` copies them with the database, so the copy serves them.
+#[test]
+fn artifacts_kept_as_files_are_owner_only_swept_and_backed_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = common::TempDir::new();
+    let dir = scratch.join("files");
+    let server = TestServer::start_with(&["--artifacts-dir", dir.to_str().unwrap()]);
+    let (pi, exp) = setup(&server);
+    let path = format!("/api/experiments/{exp}/artifacts/models/final.ckpt");
+    let (status, body, sha) = upload(&server, &path, &pi.auth(), MIB + 5, true);
+    assert_eq!(status, 201, "{body}");
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let names = files(&dir);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].parse::<i64>().is_ok(), "named by id: {names:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(&names[0])), 0o600);
+    assert_eq!(
+        std::fs::metadata(dir.join(&names[0])).unwrap().len(),
+        (MIB + 5) as u64
+    );
+    assert_eq!(count(&server, "SELECT count(*) FROM artifact_chunks"), 0);
+    let (status, _, n, got) = download(&server, &path, &pi.auth());
+    assert_eq!((status, n, got.as_str()), (200, MIB + 5, sha.as_str()));
+
+    // Replaced: the old file leaves the directory.
+    let (status, _, sha2) = upload(&server, &path, &pi.auth(), 300_000, false);
+    assert_eq!(status, 201);
+    let settled = |want: usize| {
+        (0..150).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            files(&dir).len() == want
+        })
+    };
+    assert!(settled(1), "{:?}", files(&dir));
+    assert_ne!(files(&dir), names);
+
+    // The backup takes the database and the files; a server on the copy serves them.
+    let dest = scratch.join("copy.db");
+    let (ok, out, err) = server.admin(
+        &[
+            "backup",
+            dest.to_str().unwrap(),
+            "--artifacts-dir",
+            dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("1 artifact files"), "{out}");
+    let copy_dir = scratch.join("copy.db.artifacts");
+    assert_eq!(files(&copy_dir), files(&dir));
+    assert_eq!(mode(&copy_dir), 0o700);
+    let copy = TestServer::start_on(&dest, &["--artifacts-dir", copy_dir.to_str().unwrap()]);
+    let (status, _, n, got) = download(&copy, &path, &pi.auth());
+    assert_eq!((status, n, got), (200, 300_000, sha2));
+    drop(copy);
+
+    // Deleting the run removes its file too.
+    let r = server.call(
+        "DELETE",
+        &format!("/api/experiments/{exp}"),
+        &pi.auth(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(settled(0), "{:?}", files(&dir));
 }

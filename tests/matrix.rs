@@ -141,6 +141,14 @@ impl World {
             .status,
             201
         );
+        let file = s.raw(
+            "PUT",
+            &format!("/api/experiments/{exp}/artifacts/{SECRET}-notes.txt"),
+            &self.owner.auth(),
+            Some(format!("{SECRET} notes").as_bytes()),
+            Some("text/plain"),
+        );
+        assert_eq!(file.status, 201, "{}", file.text);
         let inv = s.post(
             "/api/workspace-invitations",
             &self.owner.auth(),
@@ -184,6 +192,8 @@ impl World {
             "SELECT id, hex(data) FROM chunks ORDER BY id",
             "SELECT experiment_id, batch_id FROM batches ORDER BY 1, 2",
             "SELECT id, disabled FROM users ORDER BY id",
+            "SELECT id, experiment_id, path, size, hex(sha256) FROM artifacts ORDER BY id",
+            "SELECT artifact_id, seq, hex(data) FROM artifact_chunks ORDER BY 1, 2",
         ] {
             let mut stmt = conn.prepare(sql).unwrap();
             let cols = stmt.column_count();
@@ -413,7 +423,88 @@ fn endpoints() -> Vec<Endpoint> {
             body: none,
             needs: Needs::Owner,
         },
+        Endpoint {
+            method: "GET",
+            path: |f, _| format!("/api/experiments/{}/artifacts", f.exp),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "PUT",
+            path: |f, _| format!("/api/experiments/{}/artifacts/new.txt", f.exp),
+            body: none,
+            needs: Needs::Editor,
+        },
+        Endpoint {
+            method: "GET",
+            path: |f, _| format!("/api/experiments/{}/artifacts/{SECRET}-notes.txt", f.exp),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "DELETE",
+            path: |f, _| format!("/api/experiments/{}/artifacts/{SECRET}-notes.txt", f.exp),
+            body: none,
+            needs: Needs::Editor,
+        },
+        Endpoint {
+            method: "GET",
+            path: |f, _| {
+                format!(
+                    "/api/2.0/mlflow-artifacts/artifacts?path={}/{}/artifacts",
+                    f.ws, f.exp
+                )
+            },
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "PUT",
+            path: |f, _| {
+                format!(
+                    "/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/new.txt",
+                    f.ws, f.exp
+                )
+            },
+            body: none,
+            needs: Needs::Editor,
+        },
+        Endpoint {
+            method: "GET",
+            path: |f, _| {
+                format!(
+                    "/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/{SECRET}-notes.txt",
+                    f.ws, f.exp
+                )
+            },
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "DELETE",
+            path: |f, _| {
+                format!(
+                    "/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/{SECRET}-notes.txt",
+                    f.ws, f.exp
+                )
+            },
+            body: none,
+            needs: Needs::Editor,
+        },
     ]
+}
+
+/// Checks a refusal's status and body: `{"error", "message"}` on Tora's API, MLflow's
+/// `{"error_code", "message"}` under /api/2.0/.
+fn expect_refusal(r: &Response, path: &str, status: u16) {
+    if path.starts_with("/api/2.0/") {
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        let body = r.json();
+        assert!(body["error_code"].is_string(), "{path}: {}", r.text);
+        assert!(body["message"].is_string(), "{path}: {}", r.text);
+    } else {
+        r.expect_error(status);
+    }
 }
 
 /// The status a caller must get; None when the call is allowed.
@@ -451,7 +542,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             let what = format!("{caller:?} {} {path}", endpoint.method);
             match refusal(caller, endpoint.needs) {
                 Some(status) => {
-                    r.expect_error(status);
+                    expect_refusal(&r, &path, status);
                     assert!(!r.text.contains(SECRET), "{what} leaked: {}", r.text);
                     assert_eq!(before, w.snapshot(), "{what} changed the database");
                 }
@@ -479,7 +570,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 32 * 8);
+    assert_eq!(checked, 40 * 8);
 }
 
 #[test]
@@ -866,7 +957,9 @@ fn template_of(templates: &BTreeSet<String>, path: &str) -> String {
         .iter()
         .filter(|t| {
             let ts: Vec<&str> = t.split('/').collect();
-            ts.len() == segments.len()
+            // A trailing {path} (a catch-all in the router) takes the rest, slashes and all.
+            let rest = ts.last() == Some(&"{path}") && segments.len() > ts.len();
+            (ts.len() == segments.len() || rest)
                 && ts
                     .iter()
                     .zip(&segments)
@@ -969,7 +1062,7 @@ fn bad_credentials_are_refused_on_every_operation() {
                 .call(&method, &path, &w.auth(caller), body.as_ref());
             let what = format!("{caller:?} {method} {path}");
             assert_eq!(r.status, 401, "{what}: {}", r.text);
-            r.expect_error(401);
+            expect_refusal(&r, &path, 401);
             assert!(!r.text.contains(SECRET), "{what} leaked: {}", r.text);
             assert_eq!(before, w.snapshot(), "{what} changed the database");
             checked += 1;

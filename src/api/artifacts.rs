@@ -3,6 +3,7 @@
 //! (`store::artifacts`). Uploads and downloads stream a chunk at a time: a file is never whole
 //! in memory, and the single writer is held only for one chunk's short transaction.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -19,6 +20,7 @@ use super::experiments::authorize;
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
 use super::{Path, Query, Reply, created, ok};
+use crate::artifact_files::ArtifactDir;
 use crate::auth::AuthUser;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -103,6 +105,8 @@ struct Staged {
     db: Db,
     id: i64,
     published: bool,
+    /// Set when the bytes go to a file there.
+    dir: Option<Arc<ArtifactDir>>,
 }
 
 impl Drop for Staged {
@@ -110,11 +114,15 @@ impl Drop for Staged {
         if self.published {
             return;
         }
-        let (db, id) = (self.db.clone(), self.id);
+        let (db, id, dir) = (self.db.clone(), self.id, self.dir.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 if let Err(e) = db.write(move |tx| artifacts::discard(tx, id)).await {
                     eprintln!("error: could not drop a failed upload ({id}): {e}");
+                }
+                // Its row is gone (or will be at the next start): the sweep removes the file.
+                if let Some(dir) = dir {
+                    dir.sweep_soon();
                 }
             });
         }
@@ -194,14 +202,25 @@ async fn store_upload(
     }
     let rowid = exp.rowid;
     let now = now_ms();
+    let dir = state.artifact_dir.clone();
+    let external = dir.is_some();
     let id = state
         .db
-        .write(move |tx| artifacts::stage(tx, rowid, now))
+        .write(move |tx| artifacts::stage(tx, rowid, now, external))
         .await?;
     let mut staged = Staged {
         db: state.db.clone(),
         id,
         published: false,
+        dir: dir.clone(),
+    };
+    // The file is made after its staged row, so a sweep never takes an upload's file.
+    let mut file = match &dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            Some(blocking(move || dir.create(id)).await?)
+        }
+        None => None,
     };
     let mut hasher = Sha256::new();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
@@ -232,7 +251,7 @@ async fn store_upload(
                     rest = &rest[take..];
                     if buf.len() == CHUNK {
                         let data = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
-                        write_chunk(state, &exp, id, seq, data, max_ws).await?;
+                        file = write_chunk(state, &exp, id, seq, data, max_ws, file).await?;
                         seq += 1;
                     }
                 }
@@ -249,7 +268,15 @@ async fn store_upload(
         }
     }
     if !buf.is_empty() {
-        write_chunk(state, &exp, id, seq, buf, max_ws).await?;
+        file = write_chunk(state, &exp, id, seq, buf, max_ws, file).await?;
+    }
+    if let Some(f) = file {
+        // On disk before the row that names it is published.
+        blocking(move || {
+            f.sync_all()
+                .map_err(|e| Error::Internal(format!("cannot sync artifact file {id}: {e}")))
+        })
+        .await?;
     }
     if declared.is_some_and(|n| n != total) {
         return Err(Error::bad_request(format!(
@@ -273,11 +300,15 @@ async fn store_upload(
         .await?;
     staged.published = true;
     drop(charge);
+    if let Some(dir) = &dir {
+        // A file this one replaced has no row any more.
+        dir.sweep_soon();
+    }
     Ok(published)
 }
 
-/// One chunk in one short write transaction, refused (413) if the workspace would pass its
-/// limit.
+/// One chunk in one short write transaction (with `file`, the chunk is appended to it and the
+/// transaction only counts its size), refused (413) if the workspace would pass its limit.
 async fn write_chunk(
     state: &AppState,
     exp: &Experiment,
@@ -285,18 +316,43 @@ async fn write_chunk(
     seq: i64,
     data: Vec<u8>,
     max_ws: u64,
-) -> Result<()> {
+    file: Option<std::fs::File>,
+) -> Result<Option<std::fs::File>> {
     let workspace = exp.workspace_id.clone();
+    let len = data.len();
+    let (data, file) = match file {
+        Some(mut f) => {
+            let f = blocking(move || {
+                use std::io::Write;
+                f.write_all(&data)
+                    .map_err(|e| Error::Internal(format!("cannot write artifact file: {e}")))?;
+                Ok(f)
+            })
+            .await?;
+            (None, Some(f))
+        }
+        None => (Some(data), None),
+    };
     state
         .db
         .write(move |tx| {
             let used = artifacts::workspace_bytes(tx, &workspace)? as u64;
-            if used + data.len() as u64 > max_ws {
+            if used + len as u64 > max_ws {
                 return Err(too_large("the workspace's artifact", max_ws));
             }
-            artifacts::append(tx, staged, seq, &data)
+            match &data {
+                Some(data) => artifacts::append(tx, staged, seq, data),
+                None => artifacts::grow(tx, staged, len as i64),
+            }
         })
+        .await?;
+    Ok(file)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
         .await
+        .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
 }
 
 /// A file's bytes as a response body read one chunk per short read (see `logs::paged`): a
@@ -304,6 +360,44 @@ async fn write_chunk(
 /// deleted mid-download cuts the response short.
 fn stream_file(state: &AppState, file: &Artifact) -> Result<Body> {
     let place = super::logs::download_place(state)?;
+    if file.external {
+        let dir = state.artifact_dir.clone().ok_or_else(|| {
+            Error::Internal(format!(
+                "artifact {} is kept in an --artifacts-dir this server was not started with",
+                file.id
+            ))
+        })?;
+        // Opened now: a file replaced or deleted later is still read whole (its name goes,
+        // its bytes stay until closed).
+        let handle = dir.open_file(file.id)?;
+        let left = file.size as u64;
+        let stream = futures_util::stream::unfold(
+            (Some(handle), left, place),
+            |(handle, left, place)| async move {
+                let f = handle?;
+                if left == 0 {
+                    return None;
+                }
+                let take = left.min(CHUNK as u64) as usize;
+                let read = blocking(move || {
+                    use std::io::Read;
+                    let mut f = f;
+                    let mut buf = vec![0u8; take];
+                    f.read_exact(&mut buf)
+                        .map_err(|e| Error::Internal(format!("cannot read artifact file: {e}")))?;
+                    Ok((f, buf))
+                })
+                .await;
+                match read {
+                    Ok((f, buf)) => {
+                        Some((Ok(Bytes::from(buf)), (Some(f), left - take as u64, place)))
+                    }
+                    Err(e) => Some((Err(std::io::Error::other(e.to_string())), (None, 0, place))),
+                }
+            },
+        );
+        return Ok(Body::from_stream(stream));
+    }
     let chunks = (file.size as u64).div_ceil(CHUNK as u64) as i64;
     let start = (state.db.clone(), place, 0i64, file.id);
     let stream = futures_util::stream::unfold(start, move |(db, place, seq, id)| async move {
@@ -414,7 +508,11 @@ async fn remove(
             }
             Ok(())
         })
-        .await
+        .await?;
+    if let Some(dir) = &state.artifact_dir {
+        dir.sweep_soon();
+    }
+    Ok(())
 }
 
 /// Stores the raw request body as the file at `path` (replacing one already there): streamed,
@@ -440,7 +538,7 @@ struct DownloadQuery {
 }
 
 /// The file's bytes, streamed.
-#[utoipa::path(get, path = "/experiments/{id}/artifacts/{*path}", tag = "artifacts", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("path" = String, Path), DownloadQuery), responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = Vec<u8>), Errors))]
+#[utoipa::path(get, path = "/experiments/{id}/artifacts/{*path}", tag = "artifacts", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path), ("path" = String, Path), DownloadQuery), responses((status = 200, description = "the file's bytes", content_type = "*/*", body = Vec<u8>), Errors))]
 async fn download(
     State(state): State<AppState>,
     user: AuthUser,
@@ -485,6 +583,41 @@ async fn list_artifacts(
 
 // ---- MLflow's artifact proxy ------------------------------------------------------------
 
+/// MLflow's error body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MlflowErrorBody {
+    /// Such as RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE, UNAUTHENTICATED
+    error_code: String,
+    message: String,
+}
+
+/// The errors an MLflow endpoint may answer with, in MLflow's shape.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only describes responses; never built
+pub enum MlflowErrors {
+    /// INVALID_PARAMETER_VALUE: a malformed path or id
+    #[response(status = 400)]
+    BadRequest(MlflowErrorBody),
+    /// UNAUTHENTICATED: no valid credentials
+    #[response(status = 401)]
+    Unauthorized(MlflowErrorBody),
+    /// PERMISSION_DENIED: a member whose role is too weak
+    #[response(status = 403)]
+    Forbidden(MlflowErrorBody),
+    /// RESOURCE_DOES_NOT_EXIST: unknown, or not visible to the caller
+    #[response(status = 404)]
+    NotFound(MlflowErrorBody),
+    /// The upload stalled
+    #[response(status = 408)]
+    Timeout(MlflowErrorBody),
+    /// RESOURCE_EXHAUSTED: over the per-file or per-workspace limit
+    #[response(status = 413)]
+    PayloadTooLarge(MlflowErrorBody),
+    /// TEMPORARILY_UNAVAILABLE: the server is busy; see Retry-After
+    #[response(status = 503)]
+    Unavailable(MlflowErrorBody),
+}
+
 /// An error in MLflow's shape, `{"error_code", "message"}`, with Tora's status.
 pub struct MlflowError(pub Error);
 
@@ -516,11 +649,19 @@ impl IntoResponse for MlflowError {
             Error::Internal(_) => "internal error".to_string(),
             e => e.message().to_string(),
         };
-        (
+        let mut response = (
             status,
             axum::Json(serde_json::json!({"error_code": code, "message": message})),
         )
-            .into_response()
+            .into_response();
+        if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } =
+            self.0
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.into());
+        }
+        response
     }
 }
 
@@ -584,7 +725,7 @@ fn mlflow_file(raw: &str) -> Result<(Option<String>, String, String)> {
 }
 
 /// MLflow's `log_artifact`: the raw body as the file.
-#[utoipa::path(put, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, description = "{}", body = Object), Errors))]
+#[utoipa::path(put, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, description = "{}", body = Object), MlflowErrors))]
 async fn mlflow_upload(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -597,7 +738,7 @@ async fn mlflow_upload(
     Ok(axum::Json(serde_json::json!({})))
 }
 
-#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream", body = Vec<u8>), Errors))]
+#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "the file's bytes", content_type = "*/*", body = Vec<u8>), MlflowErrors))]
 async fn mlflow_download(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -608,7 +749,7 @@ async fn mlflow_download(
     Ok(download_response(&state, &file, false)?)
 }
 
-#[utoipa::path(delete, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "{}", body = Object), Errors))]
+#[utoipa::path(delete, path = "/2.0/mlflow-artifacts/artifacts/{*path}", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(("path" = String, Path, description = "<experiment_id>/<run_id>/artifacts/<path>")), responses((status = 200, description = "{}", body = Object), MlflowErrors))]
 async fn mlflow_delete(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -637,7 +778,7 @@ struct FileInfo {
 
 /// The files and directories directly inside a run's artifact directory, as MLflow's proxy
 /// lists them.
-#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(MlflowListQuery), responses((status = 200, description = "{\"files\": [{path, is_dir, file_size}]}", body = Object), Errors))]
+#[utoipa::path(get, path = "/2.0/mlflow-artifacts/artifacts", tag = "mlflow", security(("api_key" = []), ("bearer" = [])), params(MlflowListQuery), responses((status = 200, description = "{\"files\": [{path, is_dir, file_size}]}", body = Object), MlflowErrors))]
 async fn mlflow_list(
     State(state): State<AppState>,
     MlflowUser(user): MlflowUser,
@@ -661,13 +802,14 @@ async fn mlflow_list(
         .await?;
     let prefix = dir.map(|d| format!("{d}/")).unwrap_or_default();
     let mut out: Vec<FileInfo> = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
     for f in files {
         let Some(rest) = f.path.strip_prefix(&prefix) else {
             continue;
         };
         match rest.split_once('/') {
             Some((sub, _)) => {
-                if !out.iter().any(|o| o.is_dir && o.path == sub) {
+                if dirs.insert(sub.to_string()) {
                     out.push(FileInfo {
                         path: sub.to_string(),
                         is_dir: true,
@@ -719,8 +861,8 @@ mod tests {
     #[test]
     fn only_images_and_text_may_show_inline() {
         assert_eq!(media_type("plots/a.PNG"), ("image/png", true));
-        assert_eq!(media_type("page.html").1, false);
-        assert_eq!(media_type("logo.svg").1, false);
+        assert!(!media_type("page.html").1);
+        assert!(!media_type("logo.svg").1);
         assert_eq!(media_type("noext").0, "application/octet-stream");
     }
 }

@@ -71,12 +71,14 @@ pub fn description() -> utoipa::openapi::OpenApi {
     under_root(described().into_openapi())
 }
 
-/// `doc` with its paths under [`ROOT`], where the server nests the routes.
+/// `doc` with its paths under [`ROOT`], where the server nests the routes, and axum's
+/// catch-all parameters (`{*path}`, the rest of the path, slashes and all) written as OpenAPI
+/// parameters (`{path}`).
 fn under_root(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
-        .map(|(path, item)| (format!("{ROOT}{path}"), item))
+        .map(|(path, item)| (format!("{ROOT}{}", path.replace("{*", "{")), item))
         .collect();
     doc
 }
@@ -442,7 +444,7 @@ mod tests {
         let mut out = BTreeSet::new();
         for entry in routes.split("RouteId(").skip(1) {
             let (id, rest) = entry.split_once(')').expect("RouteId(N)");
-            let path = path_of[id].to_string();
+            let path = path_of[id].replace("{*", "{");
             let Some((_, methods)) = rest.split_once("MethodRouter { ") else {
                 out.insert(("ANY".to_string(), path));
                 continue;

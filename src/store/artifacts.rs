@@ -17,6 +17,8 @@ pub struct Artifact {
     pub size: i64,
     pub sha256: Vec<u8>,
     pub created_at: i64,
+    /// The bytes are the file named by `id` in `--artifacts-dir`, not chunk rows.
+    pub external: bool,
 }
 
 fn artifact(r: &rusqlite::Row) -> rusqlite::Result<Artifact> {
@@ -26,16 +28,42 @@ fn artifact(r: &rusqlite::Row) -> rusqlite::Result<Artifact> {
         size: r.get(2)?,
         sha256: r.get(3)?,
         created_at: r.get(4)?,
+        external: r.get(5)?,
     })
 }
 
-/// Starts an upload: an empty staged row, invisible to readers.
-pub fn stage(conn: &Connection, experiment: i64, now: i64) -> Result<i64> {
+/// Starts an upload: an empty staged row, invisible to readers. `external`: its bytes go to a
+/// file in `--artifacts-dir` instead of chunk rows.
+pub fn stage(conn: &Connection, experiment: i64, now: i64, external: bool) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO artifacts (experiment_id, path, size, created_at) VALUES (?1, NULL, 0, ?2)",
+        "INSERT INTO artifacts (experiment_id, path, size, created_at, external)
+           VALUES (?1, NULL, 0, ?2, ?3)",
     )?
-    .execute(params![experiment, now])?;
+    .execute(params![experiment, now, external])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Counts `bytes` more to a staged upload whose bytes go to a file.
+pub fn grow(conn: &Connection, staged: i64, bytes: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE artifacts SET size = size + ?2 WHERE id = ?1 AND path IS NULL")?
+        .execute(params![staged, bytes])?;
+    Ok(())
+}
+
+/// Every row's id, staged ones included: what files in `--artifacts-dir` may stay.
+pub fn all_ids(conn: &Connection) -> Result<std::collections::HashSet<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM artifacts")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The ids of published files kept in `--artifacts-dir` (what a backup copies).
+pub fn external_ids(conn: &Connection) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM artifacts WHERE external = 1 AND path IS NOT NULL ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Appends chunk `seq` to a staged upload.
@@ -78,8 +106,7 @@ pub fn publish(
     sha256: &[u8],
     now: i64,
 ) -> Result<Artifact> {
-    conn.prepare_cached("DELETE FROM artifacts WHERE experiment_id = ?1 AND path = ?2")?
-        .execute(params![experiment, path])?;
+    delete(conn, experiment, path)?;
     conn.prepare_cached(
         "UPDATE artifacts SET path = ?2, sha256 = ?3, created_at = ?4 WHERE id = ?1 AND path IS NULL",
     )?
@@ -92,7 +119,7 @@ pub fn publish(
 fn get_by_id(conn: &Connection, id: i64) -> Result<Option<Artifact>> {
     Ok(conn
         .prepare_cached(
-            "SELECT id, path, size, sha256, created_at FROM artifacts WHERE id = ?1 AND path IS NOT NULL",
+            "SELECT id, path, size, sha256, created_at, external FROM artifacts WHERE id = ?1 AND path IS NOT NULL",
         )?
         .query_row([id], artifact)
         .optional()?)
@@ -113,7 +140,7 @@ pub fn discard_all_staged(conn: &Connection) -> Result<usize> {
 /// A run's published files, by path.
 pub fn list(conn: &Connection, experiment: i64) -> Result<Vec<Artifact>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, path, size, sha256, created_at FROM artifacts
+        "SELECT id, path, size, sha256, created_at, external FROM artifacts
           WHERE experiment_id = ?1 AND path IS NOT NULL ORDER BY path",
     )?;
     let rows = stmt.query_map([experiment], artifact)?;
@@ -123,7 +150,7 @@ pub fn list(conn: &Connection, experiment: i64) -> Result<Vec<Artifact>> {
 pub fn get(conn: &Connection, experiment: i64, path: &str) -> Result<Option<Artifact>> {
     Ok(conn
         .prepare_cached(
-            "SELECT id, path, size, sha256, created_at FROM artifacts
+            "SELECT id, path, size, sha256, created_at, external FROM artifacts
               WHERE experiment_id = ?1 AND path = ?2",
         )?
         .query_row(params![experiment, path], artifact)
@@ -154,14 +181,14 @@ mod tests {
     fn a_staged_upload_is_invisible_until_published_and_replaces_the_old_file() {
         let conn = crate::db::memory();
         let exp = crate::store::test_experiment(&conn);
-        let s = stage(&conn, exp.rowid, 1).unwrap();
+        let s = stage(&conn, exp.rowid, 1, false).unwrap();
         append(&conn, s, 0, b"hello ").unwrap();
         append(&conn, s, 1, b"world").unwrap();
         assert!(list(&conn, exp.rowid).unwrap().is_empty());
         assert_eq!(workspace_bytes(&conn, &exp.workspace_id).unwrap(), 11);
         let a = publish(&conn, exp.rowid, s, "out/a.txt", &[1; 32], 2).unwrap();
         assert_eq!((a.size, a.path.as_str()), (11, "out/a.txt"));
-        let s2 = stage(&conn, exp.rowid, 3).unwrap();
+        let s2 = stage(&conn, exp.rowid, 3, false).unwrap();
         append(&conn, s2, 0, b"new").unwrap();
         publish(&conn, exp.rowid, s2, "out/a.txt", &[2; 32], 4).unwrap();
         let all = list(&conn, exp.rowid).unwrap();
@@ -176,7 +203,7 @@ mod tests {
             .query_row("SELECT count(*) FROM artifact_chunks", [], |r| r.get(0))
             .unwrap();
         assert_eq!(chunks, 1);
-        let s3 = stage(&conn, exp.rowid, 5).unwrap();
+        let s3 = stage(&conn, exp.rowid, 5, false).unwrap();
         append(&conn, s3, 0, b"x").unwrap();
         discard(&conn, s3).unwrap();
         assert_eq!(workspace_bytes(&conn, &exp.workspace_id).unwrap(), 3);
