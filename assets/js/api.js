@@ -202,6 +202,13 @@ export async function blob(path, options = {}) {
   return res.blob();
 }
 
+/** A non-JSON answer (an artifact) as a Response, to read or stream; a refusal throws ApiError. */
+export async function response(path, options = {}) {
+  const res = await send('GET', path, { retry: false, ...options });
+  if (!res.ok) await envelope(res);
+  return res;
+}
+
 /** Login or signup without a token; login stores the session. */
 export async function login(email, password) {
   const data = await request('POST', '/login', { body: { email, password }, anonymous: true });

@@ -634,7 +634,7 @@ pub enum MlflowErrors {
 /// An error in MLflow's shape (`error::MlflowError`, shared with the tracking API).
 pub use crate::error::MlflowError;
 
-/// The caller of an MLflow call, as the tracking API signs it in (`mlflow::Caller`): Tora's
+/// The caller of an MLflow call, as the tracking API signs it in (`mlflow_api::Caller`): Tora's
 /// `x-api-key`, `Authorization: Bearer` with an API key (MLFLOW_TRACKING_TOKEN) or an access
 /// token, or Basic e-mail and password.
 pub struct MlflowUser(pub AuthUser);

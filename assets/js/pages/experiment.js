@@ -12,6 +12,7 @@ import { markdown } from '../markdown.js';
 import { runTiming, metadataPanel } from '../runinfo.js';
 import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
+import { artifactsPanel } from '../artifacts.js';
 
 const FIRST_BATCH = 2; // metrics in the first request, so the first chart shows early
 const BATCH = 3; // metrics per later request, several requests in flight
@@ -91,6 +92,7 @@ export async function render(ctx) {
           : h('p', { class: 'muted' }, 'None logged.')),
       h('section', { class: 'panel', 'aria-labelledby': 'res-h' }, h('h2', { id: 'res-h' }, 'Results'), resultsBox),
       metadataPanel(exp.metadata)),
+    artifactsPanel(exp, ctx.signal, canEdit),
     toolbar(),
     panelBox,
     grid,

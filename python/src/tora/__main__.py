@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         timeout=settings.timeout,
     )
     busy = f"; {report.busy} files in use, skipped" if report.busy else ""
-    print(f"uploaded {report.uploaded} points; {report.left} left on disk{busy}")
-    return 1 if report.left or report.problems else 0
+    artifacts = ""
+    if report.artifacts or report.artifacts_left:
+        artifacts = f"; uploaded {report.artifacts} artifacts, {report.artifacts_left} left on disk"
+    print(f"uploaded {report.uploaded} points; {report.left} left on disk{artifacts}{busy}")
+    return 1 if report.left or report.artifacts_left or report.problems else 0
 
 
 if __name__ == "__main__":

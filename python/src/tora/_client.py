@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from . import _config, _metadata, _transport, _validation
+from ._artifacts import Uploader, artifact_name, artifact_url
 from ._exceptions import (
     ToraAPIError,
     ToraAuthenticationError,
@@ -279,6 +283,8 @@ class Tora:
         )
         self._sender.outage_told = not reached
         self._sender.start()
+        self._settings = settings
+        self._artifacts: Uploader | None = None
         self._run = Run(settings, self._sender, self._server_url, self._api_key)
         self._run.start()
 
@@ -571,13 +577,20 @@ class Tora:
         """Wait until every logged point is delivered, or `timeout` seconds pass, or the server fails
         a fresh attempt. Returns the points not delivered yet (0 when all arrived); those are kept
         and still sent. Offline, every point stays on disk, so this returns how many are kept there.
+        Then logged artifacts are waited for in the same way, within the same timeout
+        (``pending_artifacts`` says how many are not uploaded yet).
 
         Raises:
             ToraMetricError: the client is closed.
         """
         if self._closed:
             raise ToraMetricError("Cannot flush metrics on a closed Tora client")
-        return self._sender.flush(timeout)
+        deadline = time.monotonic() + timeout
+        left = self._sender.flush(timeout)
+        # Artifacts go once the server has the run; before that (an outage) there is nothing to wait for.
+        if self._artifacts is not None and self._sender.created.is_set():
+            self._artifacts.flush(max(0.0, deadline - time.monotonic()))
+        return left
 
     def shutdown(self, timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
         """Deliver what is pending (waiting as flush does), mark the run finished (or failed, if an
@@ -586,7 +599,7 @@ class Tora:
         if self._closed:
             return 0
         self._closed = True
-        return self._run.end(timeout)
+        return self._run.end(self._close_artifacts(timeout))
 
     def finish(self, state: str = "finished", timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
         """shutdown(), marking the run ``state``: "finished" or "failed"."""
@@ -594,7 +607,102 @@ class Tora:
         if self._closed:
             return 0
         self._closed = True
-        return self._run.end(timeout, checked)
+        return self._run.end(self._close_artifacts(timeout), checked)
+
+    def _close_artifacts(self, timeout: float) -> float:
+        """Upload the artifacts (or leave them for sync) before the run ends; returns the time left."""
+        if self._artifacts is None:
+            return timeout
+        deadline = time.monotonic() + timeout
+        if not self._sender.created.is_set():
+            self._sender.flush(timeout)  # creates the run, or fails at once while the server is away
+        created = self._sender.created.is_set()
+        self._artifacts.close(max(0.0, deadline - time.monotonic()) if created else 0.0)
+        return max(0.0, deadline - time.monotonic())
+
+    # ---------- artifacts ----------
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> None:
+        """Keep the file at ``path`` with the run, as ``name`` (default: the file's name; "/" makes
+        folders, e.g. ``"plots/loss.png"``). Returns at once: a background thread uploads it,
+        streamed from disk, retrying while the server is away; what is not uploaded when the
+        process ends is kept for ``python -m tora sync``. A file of up to TORA_ARTIFACT_COPY_MAX
+        bytes (64 MiB) is copied now, so later changes to it do not matter; a larger one is read
+        when uploaded and must stay in place until then. Logging a name again replaces it.
+
+        Raises:
+            ToraValidationError: ``path`` is not a readable regular file, or ``name`` is not a
+                relative path (no empty, "." or ".." parts). Nothing else ever raises here.
+            ToraMetricError: the client is closed.
+        """
+        if self._closed:
+            raise ToraMetricError("Cannot log an artifact on a closed Tora client")
+        if not isinstance(path, (str, os.PathLike)):
+            raise ToraValidationError(f"log_artifact: path must be a str or a path, got {type(path).__name__}")
+        source = Path(path).expanduser()
+        checked = artifact_name(source.name if name is None else name)
+        uploader = self._artifacts
+        if uploader is None or uploader.closed_in_child():
+            uploader = self._artifacts = Uploader(
+                self._settings,
+                experiment_id=self._experiment_id,
+                server_url=self._server_url,
+                api_key=self._api_key,
+                created=self._sender.created,
+                create=self._sender.create_payload,
+            )
+        uploader.add(source, checked)
+
+    @property
+    def pending_artifacts(self) -> int:
+        """Artifacts logged and not uploaded yet."""
+        return 0 if self._artifacts is None else self._artifacts.pending
+
+    def list_artifacts(self) -> list[dict[str, Any]]:
+        """The run's artifacts on the server: ``[{"path", "size", "sha256", "created_at"}]``.
+        Artifacts still being uploaded are not there yet (``flush()`` waits for them).
+
+        Raises:
+            ToraNetworkError: the server cannot be reached.
+            ToraExperimentError: the experiment is not on the server (or not visible to this key).
+            ToraAPIError: the server refused for another reason.
+        """
+        url = f"{self._server_url}/experiments/{quote(self._experiment_id, safe='')}/artifacts"
+        answer = _transport.request("GET", url, api_key=self._api_key, timeout=self._settings.timeout)
+        if answer.status == 200 and isinstance(answer.data, list):
+            return answer.data
+        raise self._refusal(answer, "list artifacts")
+
+    def download_artifact(self, name: str, dest: str | os.PathLike[str]) -> Path:
+        """Download artifact ``name`` to ``dest`` (a file path, or an existing directory: then
+        ``dest/<last part of name>``), streamed to disk; ``dest`` appears only once complete.
+        Returns the file's path.
+
+        Raises:
+            ToraValidationError: ``name`` is not a valid artifact name.
+            ToraNetworkError: the server cannot be reached, or the transfer broke off.
+            ToraExperimentError: no such artifact (or experiment) on the server.
+            ToraAPIError: the server refused for another reason.
+        """
+        checked = artifact_name(name)
+        target = Path(dest).expanduser()
+        if target.is_dir():
+            target = target / checked.rsplit("/", 1)[-1]
+        url = artifact_url(self._server_url, self._experiment_id, checked)
+        # A transfer's timeout is per read, not for the whole file: a 1 GB download may take minutes.
+        answer = _transport.download(url, target, api_key=self._api_key, timeout=self._settings.timeout)
+        if answer.status != 200:
+            raise self._refusal(answer, f"download artifact {checked!r}")
+        return target
+
+    def _refusal(self, answer: _transport.Response, what: str) -> Exception:
+        if answer.status == 404:
+            return ToraExperimentError(f"Cannot {what} of experiment {self._experiment_id}: {answer.message}")
+        if answer.status == 401:
+            return _refused_key(self._server_url)
+        return ToraAPIError(
+            f"Cannot {what}: {answer.message}", status_code=answer.status, response_text=answer.text[:500]
+        )
 
     @property
     def max_buffer_len(self) -> int:

@@ -44,6 +44,9 @@ class Settings:
     """TORA_HEARTBEAT_INTERVAL: seconds between two heartbeats of a running run (default 30)."""
     metadata: bool
     """TORA_METADATA: ``0`` keeps the run's metadata (git, command line, host, versions) from being sent."""
+    artifact_copy_max: int = 64 * 1024 * 1024
+    """TORA_ARTIFACT_COPY_MAX: files up to this many bytes are copied when logged as artifacts;
+    larger ones are read when uploaded (default 64 MiB; 0: never copy)."""
 
 
 def _float(name: str, default: float) -> float:
@@ -66,6 +69,17 @@ def _int(name: str, default: int) -> int:
     except ValueError:
         return default
     return value if value >= 1 else default
+
+
+def _bytes(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
 
 def default_cache_dir() -> Path:
@@ -97,4 +111,5 @@ def load() -> Settings:
         exit_timeout=_float("TORA_EXIT_TIMEOUT", 10.0),
         heartbeat_interval=_float("TORA_HEARTBEAT_INTERVAL", 30.0) or 30.0,
         metadata=os.environ.get("TORA_METADATA", "1").strip().lower() not in ("0", "false", "no", "off"),
+        artifact_copy_max=_bytes("TORA_ARTIFACT_COPY_MAX", 64 * 1024 * 1024),
     )

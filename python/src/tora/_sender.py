@@ -174,6 +174,12 @@ class Sender:
         return self._closed
 
     @property
+    def create_payload(self) -> dict[str, Any] | None:
+        """The body that creates the experiment (None when it existed before): what sync sends first."""
+        create = self._header["create"]
+        return create if isinstance(create, dict) else None
+
+    @property
     def spool_path(self) -> str:
         return str(self._spool.path)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import _transport
+from ._artifacts import artifacts_dir, sync_dir
 from ._exceptions import ToraNetworkError
 from ._spool import (
     END_SUFFIX,
@@ -43,6 +44,10 @@ class Report:
     files_done: int = 0
     busy: int = 0
     """Files skipped because a running process still writes them."""
+    artifacts: int = 0
+    """Artifacts uploaded."""
+    artifacts_left: int = 0
+    """Artifacts still on disk after this run."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -71,7 +76,39 @@ def sync(
         say(f"nothing to upload in {directory}")
     for path in paths:
         _sync_file(path, server_url, api_key, timeout, report, say)
+    _sync_artifacts(cache_dir, server_url, api_key, timeout, report, say)
     return report
+
+
+def _sync_artifacts(
+    cache_dir: Path,
+    server_url: str | None,
+    api_key: str | None,
+    timeout: float,
+    report: Report,
+    say: Callable[[str], None],
+) -> None:
+    """After the points (which create their experiments), the artifacts left by runs that ended."""
+    root = artifacts_dir(cache_dir)
+    for directory in sorted(root.iterdir()) if root.is_dir() else []:
+        if not directory.is_dir():
+            continue
+        try:
+            uploaded, left, problem = sync_dir(
+                directory,
+                server_url,
+                api_key,
+                timeout,
+                lambda url, body: _post(url, body, api_key, timeout),
+                say,
+            )
+        except _RefusedError as e:
+            uploaded, left, problem = 0, 0, f"{directory.name}: cannot create its experiment: {e}; kept"
+        report.artifacts += uploaded
+        report.artifacts_left += left
+        if problem:
+            report.problems.append(problem)
+            say(problem)
 
 
 def _sync_file(

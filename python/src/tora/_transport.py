@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from ._exceptions import ToraNetworkError, ToraTimeoutError
@@ -114,6 +116,103 @@ class Session:
         self._conn = None
 
 
+STREAM_BLOCK = 256 * 1024
+"""Bytes read from a file (upload) or from the socket (download) at a time."""
+
+
+class _Exactly:
+    """A file object that yields exactly ``size`` bytes of ``source`` then stops, so the body
+    matches its Content-Length even when the file grows while it is sent. A file that shrank
+    ends the body early: the request fails, and the caller retries later."""
+
+    def __init__(self, source: BinaryIO, size: int) -> None:
+        self._source = source
+        self._left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if n is None or n < 0 else min(n, self._left)
+        chunk = self._source.read(want)
+        if not chunk:
+            raise OSError("the file got shorter while it was being sent")
+        self._left -= len(chunk)
+        return chunk
+
+
+def upload(url: str, source: BinaryIO, size: int, *, api_key: str | None, timeout: float) -> Response:
+    """PUT ``size`` bytes of ``source`` to ``url`` as a raw body, streamed block by block (never
+    whole in memory), on a connection of its own. Raises ToraNetworkError when no answer arrives."""
+    conn, path = _open(url, timeout, blocksize=STREAM_BLOCK)
+    headers = _headers(api_key, keep_alive=False)
+    headers["Content-Type"] = "application/octet-stream"
+    headers["Content-Length"] = str(size)
+    try:
+        try:
+            conn.request("PUT", path, body=_Exactly(source, size), headers=headers)
+            answer = conn.getresponse()
+            raw = answer.read()
+        except (socket.timeout, TimeoutError) as e:
+            raise ToraTimeoutError(f"PUT {url} timed out after {conn.timeout}s") from e
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise ToraNetworkError(f"PUT {url} failed: {_reason(e)}") from None
+        return _answer(answer.status, raw, answer.getheader("Retry-After"))
+    finally:
+        conn.close()
+
+
+def download(url: str, dest: Path, *, api_key: str | None, timeout: float) -> Response:
+    """GET ``url`` into the file ``dest``, streamed block by block through ``dest`` + ``.part``
+    (renamed once complete, so ``dest`` is never half-written). On any status but 200 nothing is
+    written and the answer is returned. Raises ToraNetworkError when the transfer fails."""
+    conn, path = _open(url, timeout, blocksize=STREAM_BLOCK)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        try:
+            conn.request("GET", path, headers=_headers(api_key, keep_alive=False, accept="*/*"))
+            answer = conn.getresponse()
+            if answer.status != 200:
+                return _answer(answer.status, answer.read(), answer.getheader("Retry-After"))
+            expected = answer.getheader("Content-Length")
+            written = 0
+            with part.open("wb") as out:
+                while True:
+                    chunk = answer.read(STREAM_BLOCK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    written += len(chunk)
+            if expected is not None and expected.isdigit() and int(expected) != written:
+                raise OSError(f"the answer ended after {written} of {expected} bytes")
+            os.replace(part, dest)
+        except (socket.timeout, TimeoutError) as e:
+            raise ToraTimeoutError(f"GET {url} timed out after {conn.timeout}s") from e
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise ToraNetworkError(f"GET {url} failed: {_reason(e)}") from None
+        return Response(status=200, body=None, text="", retry_after=None)
+    finally:
+        conn.close()
+        part.unlink(missing_ok=True)
+
+
+def _headers(api_key: str | None, *, keep_alive: bool, accept: str = "application/json") -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT, "Accept": accept}
+    if not keep_alive:
+        headers["Connection"] = "close"
+    if api_key:
+        headers["x-api-key"] = api_key
+    return headers
+
+
+def _answer(status: int, raw: bytes, retry_after: str | None) -> Response:
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        parsed: Any = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return Response(status=status, body=parsed, text=text, retry_after=_seconds(retry_after))
+
+
 def _path(parts: Any) -> str:
     path: str = parts.path or "/"
     if parts.query:
@@ -121,15 +220,15 @@ def _path(parts: Any) -> str:
     return path
 
 
-def _open(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+def _open(url: str, timeout: float, blocksize: int = 8192) -> tuple[http.client.HTTPConnection, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ToraNetworkError(f"Invalid URL: {url}")
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.netloc, timeout=timeout)
+        conn = http.client.HTTPSConnection(parts.netloc, timeout=timeout, blocksize=blocksize)
     else:
-        conn = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+        conn = http.client.HTTPConnection(parts.netloc, timeout=timeout, blocksize=blocksize)
     return conn, _path(parts)
 
 
@@ -143,13 +242,9 @@ def _exchange(
     *,
     keep_alive: bool,
 ) -> Response:
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    if not keep_alive:
-        headers["Connection"] = "close"
+    headers = _headers(api_key, keep_alive=keep_alive)
     if body is not None:
         headers["Content-Type"] = "application/json"
-    if api_key:
-        headers["x-api-key"] = api_key
     try:
         conn.request(method, path, body=body, headers=headers)
         answer = conn.getresponse()

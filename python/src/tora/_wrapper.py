@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
+from typing import Any
 
 from ._client import DEFAULT_FLUSH_TIMEOUT, Tora
 from ._exceptions import ToraError
@@ -10,11 +13,14 @@ from ._run import end_state
 from ._validation import HPValue, Number
 
 __all__ = [
+    "download_artifact",
     "finish",
     "flush",
     "get_experiment_id",
     "get_experiment_url",
     "is_initialized",
+    "list_artifacts",
+    "log_artifact",
     "setup",
     "shutdown",
     "tmetric",
@@ -76,6 +82,22 @@ def tmetric(name: str, value: Number, step: int) -> None:
 def tresult(name: str, value: Number) -> None:
     """Log a result with the client of setup()."""
     _get_client().result(name, value)
+
+
+def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> None:
+    """Keep a file with setup()'s run; returns at once, the upload runs in the background.
+    See Tora.log_artifact."""
+    _get_client().log_artifact(path, name)
+
+
+def list_artifacts() -> list[dict[str, Any]]:
+    """The artifacts of setup()'s run on the server. See Tora.list_artifacts."""
+    return _get_client().list_artifacts()
+
+
+def download_artifact(name: str, dest: str | os.PathLike[str]) -> Path:
+    """Download an artifact of setup()'s run to ``dest``. See Tora.download_artifact."""
+    return _get_client().download_artifact(name, dest)
 
 
 def flush(timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
