@@ -282,7 +282,8 @@ def test_public_names_match_0_0_12() -> None:
         "tmetric",
         "tresult",
     }
-    assert set(tora.__all__) == published | {"finish"}, "0.0.12's names, and finish() added"
+    added = {"finish", "log_artifact", "list_artifacts", "download_artifact"}
+    assert set(tora.__all__) == published | added, "0.0.12's names, and the run's end and files added"
     assert issubclass(tora.ToraAPIError, tora.ToraNetworkError)
     assert issubclass(tora.ToraTimeoutError, tora.ToraNetworkError)
     for name in published - {"Tora", "create_workspace"} - {n for n in published if n[0].islower()}:
