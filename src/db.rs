@@ -760,6 +760,7 @@ mod tests {
             kind: logs::Kind::Metric,
             step: Some(2),
             value: 0.5,
+            at: None,
             extra_metadata: None,
         };
         let mut fresh = resend.clone();

@@ -182,6 +182,11 @@ fn clause(c: &str) -> Result<Expr> {
                 ))),
             }
         }
+        // The run name is no tag in Tora, but MLflow filters on it as one.
+        "tags" if key == "mlflow.runName" => clause(&format!(
+            "attributes.run_name {op} {raw_value}",
+            op = op.trim()
+        )),
         "tags" => {
             let value = text.ok_or_else(|| bad(format!("tags.{key} needs a quoted string")))?;
             let positive = match op {
@@ -336,6 +341,29 @@ mod tests {
         assert!(parse("metrics.acc > 'a'").is_err());
         assert!(parse(&"params.a = 'b' and ".repeat(200)).is_err());
         assert!(parse("params.a = 'b").is_err());
+        assert_eq!(
+            parse("params.\"a = b\" = 'x'").unwrap(),
+            Some(Expr::Compare {
+                field: Field::Hyperparam("a = b".into()),
+                op: Op::Eq,
+                value: Value::Text("x".into())
+            })
+        );
+        assert_eq!(
+            parse("metrics.`val loss`<=1 and tags.mlflow.runName = 'r'").unwrap(),
+            Some(Expr::And(vec![
+                Expr::Compare {
+                    field: Field::Metric("val loss".into()),
+                    op: Op::Le,
+                    value: Value::Number(1.0)
+                },
+                Expr::Compare {
+                    field: Field::Name,
+                    op: Op::Eq,
+                    value: Value::Text("r".into())
+                },
+            ]))
+        );
     }
 
     #[test]

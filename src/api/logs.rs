@@ -167,6 +167,7 @@ fn validate(log: LogIn) -> std::result::Result<NewLog, String> {
         kind,
         step: log.step,
         value: log.value.0,
+        at: None,
         extra_metadata,
     })
 }
@@ -431,6 +432,7 @@ fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
             kind: Kind::Metric,
             step: Some(step),
             value,
+            at: None,
             extra_metadata: None,
         }));
     }
@@ -443,6 +445,7 @@ fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
             kind: Kind::Result,
             step: None,
             value: r.value.0,
+            at: None,
             extra_metadata: None,
         });
     }

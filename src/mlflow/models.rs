@@ -22,6 +22,8 @@ const MAX_MODELS: usize = 20;
 const MAX_MODEL_PARAMS: usize = 100;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 const PENDING: &str = "LOGGED_MODEL_PENDING";
+/// Models one search answers with at most, newest runs' first.
+const MAX_FOUND: usize = 1_000;
 
 fn models_of(exp: &Experiment) -> (Map<String, Value>, Map<String, Value>) {
     let mut meta: Map<String, Value> = serde_json::from_str(&exp.metadata).unwrap_or_default();
@@ -333,7 +335,8 @@ pub struct Search {
     filter: String,
 }
 
-/// The models of the runs in the given experiments, newest run first; no filter.
+/// The models of the runs in the given experiments, newest run first, at most [`MAX_FOUND`]
+/// (no page token); no filter.
 pub async fn search(
     State(state): State<AppState>,
     user: Caller,
@@ -348,9 +351,13 @@ pub async fn search(
             let mut out = vec![];
             for raw in &body.experiment_ids {
                 let ws = workspace_of(c, raw, &user.id, Role::Viewer, None)?;
-                for exp in runs::with_metadata_key(c, &ws, KEY, 1_000)? {
+                for exp in runs::with_metadata_key(c, &ws, KEY, MAX_FOUND)? {
                     let (_, models) = models_of(&exp);
                     out.extend(models.iter().map(|(id, m)| model_json(&exp, id, m)));
+                    if out.len() >= MAX_FOUND {
+                        out.truncate(MAX_FOUND);
+                        return Ok(out);
+                    }
                 }
             }
             Ok(out)

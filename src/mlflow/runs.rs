@@ -457,6 +457,8 @@ pub struct MetricIn {
     value: LogValue,
     #[serde(default)]
     step: i64,
+    /// Milliseconds since the epoch.
+    timestamp: Option<i64>,
 }
 
 fn metric(m: &MetricIn) -> crate::error::Result<NewLog> {
@@ -474,6 +476,7 @@ fn metric(m: &MetricIn) -> crate::error::Result<NewLog> {
         step: Some(m.step),
         value: m.value.0,
         extra_metadata: None,
+        at: m.timestamp,
     })
 }
 

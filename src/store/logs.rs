@@ -79,6 +79,9 @@ pub struct NewLog {
     pub value: f64,
     /// Metadata beyond `type`, as JSON text; None for the usual `{"type": ..}` or no metadata.
     pub extra_metadata: Option<String>,
+    /// When the client says it took the point (ms since the epoch; MLflow's `timestamp`), kept
+    /// as the point's time within the run's life so far; None: when it is stored.
+    pub at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,7 +173,9 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
         let point = Point {
             step,
             seq: next_seq,
-            t,
+            t: log
+                .at
+                .map_or(t, |at| (at - exp.created_at).clamp(0, t.max(0))),
             value: log.value,
             msg_id: log.msg_id.clone(),
         };
@@ -804,6 +809,7 @@ mod tests {
             kind: Kind::Metric,
             step: Some(step),
             value,
+            at: None,
             extra_metadata: None,
         }
     }
@@ -911,6 +917,7 @@ mod tests {
             kind: Kind::Result,
             step: None,
             value: 0.95,
+            at: None,
             extra_metadata: Some(r#"{"type":"result","split":"test"}"#.into()),
         });
         insert(&conn, &exp, &batch, 2_000).unwrap();
@@ -988,6 +995,7 @@ mod walk_tests {
             kind: Kind::Metric,
             step: Some(step),
             value,
+            at: None,
             extra_metadata: None,
         }
     }
@@ -1027,6 +1035,7 @@ mod walk_tests {
                 kind: Kind::Result,
                 step: None,
                 value: part as f64,
+                at: None,
                 extra_metadata: (part % 2 == 0)
                     .then(|| format!(r#"{{"type":"result","p":{part}}}"#)),
             });

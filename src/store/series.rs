@@ -847,6 +847,7 @@ mod tests {
                     kind: Kind::Metric,
                     step: Some(s),
                     value: value(s),
+                    at: None,
                     extra_metadata: None,
                 })
                 .collect();

@@ -2,6 +2,7 @@
 environment variable and its training scripts keep working, and what they log is in Tora."""
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -376,3 +377,19 @@ def test_sklearn_autolog_logs_params_metrics_and_a_loadable_model(
         api_key=tracking.api_key,
     )
     assert "training_accuracy_score" in {m["name"] for m in metrics}
+
+
+def test_a_points_timestamp_is_kept(server: ToraServer, tracking: User) -> None:
+    client = MlflowClient()
+    run = client.create_run(client.create_experiment("timing"))
+    start = run.info.start_time
+    time.sleep(0.05)
+    client.log_metric(run.info.run_id, "loss", 0.5, timestamp=start + 20, step=0)
+    client.log_batch(
+        run.info.run_id, metrics=[Metric("loss", 0.4, start + 30, 1)], synchronous=True
+    )
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.timestamp) for m in history] == [
+        (0, start + 20),
+        (1, start + 30),
+    ]
