@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark, one after another (never two at once: the machine has 2 cores), then one table.
 #
-#   bash bench/run_all.sh            # ~25 min; writes bench/results/*.json and bench/results/summary.md
-#   bash bench/run_all.sh --quick    # small sizes, ~6 min: checks that everything runs
+#   bash bench/run_all.sh            # ~35 min; writes bench/results/*.json and bench/results/summary.md
+#   bash bench/run_all.sh --quick    # small sizes, ~7 min: checks that everything runs
 #
 # TORA_BIN (default target/release/tora) is the server under test. The peers (MLflow, trackio)
 # go into a venv outside the repository, PEERS_VENV (default /tmp/tora-peers-venv), made on the

@@ -564,7 +564,7 @@ def mlflow_client_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{cell(d, 'artifact_rss_peak_up_mib', '{:.0f}', 'MiB')} up,"
             f" {cell(d, 'artifact_rss_peak_down_mib', '{:.0f}', 'MiB')} down"
             f" (before: {cell(d, 'artifact_rss_before_mib', '{:.0f}', 'MiB')}"
-            f", {d.get('procs', 1)} processes)"
+            + (f", {d['procs']} processes)" if d.get("procs", 1) > 1 else ")")
         )
 
     def updown(d: dict[str, Any]) -> str:
