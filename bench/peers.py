@@ -438,16 +438,23 @@ def bench_tora(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def mlflow_server(
-    root: Path, port: int, extra_env: dict[str, str]
+    root: Path,
+    port: int,
+    extra_env: dict[str, str],
+    artifact_args: list[str] | None = None,
 ) -> tuple[subprocess.Popen, float, float]:
+    """`mlflow server` on a SQLite store in root. Artifacts go to root/artifacts, written by the
+    client itself (a local path as the default artifact root) unless artifact_args say
+    otherwise (mlflow_client.py: the server's artifact proxy)."""
     root.mkdir(parents=True, exist_ok=True)
+    if artifact_args is None:
+        artifact_args = ["--default-artifact-root", str(root / "artifacts")]
     cmd = [
         str(Path(sys.executable).parent / "mlflow"),
         "server",
         "--backend-store-uri",
         f"sqlite:///{root / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(root / "artifacts"),
+        *artifact_args,
         "--host",
         HOST,
         "--port",

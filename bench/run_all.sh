@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark, one after another (never two at once: the machine has 2 cores), then one table.
 #
-#   bash bench/run_all.sh            # ~25 min; writes bench/results/*.json and bench/results/summary.md
-#   bash bench/run_all.sh --quick    # small sizes, ~6 min: checks that everything runs
+#   bash bench/run_all.sh            # ~35 min; writes bench/results/*.json and bench/results/summary.md
+#   bash bench/run_all.sh --quick    # small sizes, ~7 min: checks that everything runs
 #
 # TORA_BIN (default target/release/tora) is the server under test. The peers (MLflow, trackio)
 # go into a venv outside the repository, PEERS_VENV (default /tmp/tora-peers-venv), made on the
@@ -33,6 +33,7 @@ if [ $quick = 1 ]; then
     firstrun_args=(--runs 1 --table-runs 1000 --heartbeats 400 --live-runs 10)
     attacks_args=(--quick)
     peers_args=(--repeats 1 --mlflow-repeats 1 --starts 2 --idle-wait 3 --no-mlflow-nojobs --chart-points 10000)
+    mlflow_client_args=(--runs 1 --points 10000 --search-runs 1000 --search-calls 5 --artifact-mib 64)
 else
     ingest_args=()
     writers_args=()
@@ -42,6 +43,7 @@ else
     firstrun_args=()
     attacks_args=()
     peers_args=(--repeats 3 --mlflow-repeats 2)
+    mlflow_client_args=()
 fi
 
 if ! "$PEERS_VENV/bin/python" -c "import mlflow, trackio, psutil" 2>/dev/null; then
@@ -70,6 +72,7 @@ run stream "$PY" bench/stream.py "${stream_args[@]}" --out $RESULTS/stream.json
 run firstrun "$PY" bench/firstrun.py "${firstrun_args[@]}" --out $RESULTS/firstrun.json
 run attacks "$PY" bench/attacks.py "${attacks_args[@]}" --out $RESULTS/attacks.json
 run peers "$PEERS_VENV/bin/python" bench/peers.py "${peers_args[@]}" --out $RESULTS/peers.json
+run mlflow_client "$PEERS_VENV/bin/python" bench/mlflow_client.py "${mlflow_client_args[@]}" --out $RESULTS/mlflow_client.json
 
 echo "== summary"
 "$PY" bench/summary.py $RESULTS

@@ -42,9 +42,18 @@ def verdict(ok: bool) -> str:
 
 
 def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
-    ing, con, grw, qry, stm, fst, prs = (
+    ing, con, grw, qry, stm, fst, prs, mlc = (
         load(d, n)
-        for n in ("ingest", "writers", "growth", "query", "stream", "firstrun", "peers")
+        for n in (
+            "ingest",
+            "writers",
+            "growth",
+            "query",
+            "stream",
+            "firstrun",
+            "peers",
+            "mlflow_client",
+        )
     )
     s = (prs or {}).get("summary", {})
     t, m, k = s.get("tora"), s.get("mlflow"), s.get("trackio")
@@ -506,6 +515,10 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             prs,
         )
 
+    if mlc:
+        for measure, tora, mlflow in mlflow_client_rows(mlc):
+            add(measure, tora, mlflow, "", "", "", "mlflow_client.py", mlc)
+
     env = next((r["env"] for r in (ing, grw, qry, stm) if r and "env" in r), None)
     if env:
         notes.append(
@@ -520,6 +533,83 @@ def rows(d: Path) -> tuple[list[tuple[str, ...]], list[str]]:
             f" run {prs['date']}."
         )
     return out, notes
+
+
+def mlflow_client_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """mlflow_client.py: the official MLflow client against each server, median of its runs
+    with the worst in brackets."""
+    a, s = r["args"], r["summary"]
+    t, m = s.get("tora", {}), s.get("mlflow", {})
+
+    def cell(d: dict[str, Any], key: str, fmt: str, unit: str) -> str:
+        v = d.get(key)
+        if v is None:
+            return "failed" if d.get("errors") else "not run"
+        if isinstance(v, dict):
+            return f"{fmt.format(v['median'])} ({fmt.format(v['worst'])}) {unit}"
+        return f"{fmt.format(v)} {unit}"
+
+    def pair(d: dict[str, Any]) -> str:
+        if not d:
+            return "not run"
+        return (
+            f"{cell(d, 'search_p50_ms', '{:.0f}', 'ms')} / {cell(d, 'search_p99_ms', '{:.0f}', 'ms')}"
+            f"; making the runs {cell(d, 'search_create_s', '{:.0f}', 's')}"
+        )
+
+    def rss(d: dict[str, Any]) -> str:
+        if not d:
+            return "not run"
+        return (
+            f"{cell(d, 'artifact_rss_peak_up_mib', '{:.0f}', 'MiB')} up,"
+            f" {cell(d, 'artifact_rss_peak_down_mib', '{:.0f}', 'MiB')} down"
+            f" (before: {cell(d, 'artifact_rss_before_mib', '{:.0f}', 'MiB')}"
+            + (f", {d['procs']} processes)" if d.get("procs", 1) > 1 else ")")
+        )
+
+    def updown(d: dict[str, Any]) -> str:
+        if not d:
+            return "not run"
+        return (
+            f"{cell(d, 'artifact_up_mb_s', '{:.0f}', 'MB/s')} up,"
+            f" {cell(d, 'artifact_down_mb_s', '{:.0f}', 'MB/s')} down"
+        )
+
+    n, mib = a["runs"], a["artifact_mib"]
+    rows = [
+        (
+            f"MlflowClient.log_batch, {a['points']:,} points in 1,000-metric calls (median of {n}, worst)",
+            cell(t, "log_batch_pts_per_s", "{:,.0f}", "pts/s"),
+            cell(m, "log_batch_pts_per_s", "{:,.0f}", "pts/s"),
+        ),
+        (
+            f"MlflowClient.get_metric_history of a {a['points']:,}-point metric (median of {n}, worst)",
+            cell(t, "history_s", "{:.2f}", "s"),
+            cell(m, "history_s", "{:.2f}", "s"),
+        ),
+        (
+            (
+                f"MlflowClient.search_runs over {a['search_runs']:,} runs, filter + order_by,"
+                f" 100 results: p50 / p99 of {a['search_calls']} (median of {n}, worst)"
+            ),
+            pair(t),
+            pair(m),
+        ),
+    ]
+    if mib:
+        rows += [
+            (
+                f"log_artifact / download_artifacts of a {mib:,} MiB file (median of {n}, worst)",
+                updown(t),
+                updown(m),
+            ),
+            (
+                "server peak RSS (whole process tree) while that file streams",
+                rss(t),
+                rss(m),
+            ),
+        ]
+    return rows
 
 
 def main() -> None:
