@@ -134,3 +134,41 @@ def test_outsiders_and_anonymous_callers_get_mlflows_error_shape(
     )
     assert status == 401
     assert body["error_code"] == "UNAUTHENTICATED", body
+
+
+def test_a_training_script_logs_files_with_the_fluent_api(
+    server: ToraServer, as_user: User, tmp_path: Path
+) -> None:
+    """What scripts write, unmodified: the run and its files both through MLflow's client."""
+    mlflow.set_experiment("fluent-artifacts")
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(600_000))
+    with mlflow.start_run(run_name="with-files") as active:
+        mlflow.log_param("lr", 0.1)
+        mlflow.log_artifact(str(weights), "checkpoints")
+        mlflow.log_dict({"layers": [64, 64], "act": "relu"}, "config/model.json")
+        mlflow.log_text("# Notes\nconverged at step 90\n", "notes.md")
+    run_id = active.info.run_id
+
+    client = mlflow.MlflowClient()
+    listed = sorted(f.path for f in client.list_artifacts(run_id))
+    assert listed == ["checkpoints", "config", "notes.md"]
+    out = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp_path / "o"))
+    )
+    assert filecmp.cmp(out / "checkpoints" / "weights.bin", weights, shallow=False)
+    assert json.loads((out / "config" / "model.json").read_text()) == {
+        "layers": [64, 64],
+        "act": "relu",
+    }
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/notes.md").startswith("# Notes")
+
+    # Tora's API sees the same run and the same files.
+    files = call_ok(
+        "GET", f"{server.api}/experiments/{run_id}/artifacts", api_key=as_user.api_key
+    )
+    assert sorted(f["path"] for f in files) == [
+        "checkpoints/weights.bin",
+        "config/model.json",
+        "notes.md",
+    ]
