@@ -212,12 +212,30 @@ pub(crate) struct Stored {
     skipped: usize,
 }
 
+/// A change to the run made in its batch's own transaction, before the points: MLflow's
+/// log-batch stores params and tags with the metrics, all or nothing.
+pub(crate) type Before =
+    Box<dyn FnOnce(&rusqlite::Transaction, &Experiment) -> Result<()> + Send + 'static>;
+
 pub(crate) async fn store(
     state: AppState,
     user: AuthUser,
     id: String,
     batch_id: Option<String>,
     logs: Vec<NewLog>,
+) -> Result<Reply<Stored>> {
+    store_with(state, user, id, batch_id, logs, None).await
+}
+
+/// `store`, with `before` changing the run first in the same transaction (its new state is
+/// then published to the workspace's streams).
+pub(crate) async fn store_with(
+    state: AppState,
+    user: AuthUser,
+    id: String,
+    batch_id: Option<String>,
+    logs: Vec<NewLog>,
+    before: Option<Before>,
 ) -> Result<Reply<Stored>> {
     let hub = state.live.clone();
     let publisher = state.live.clone();
@@ -231,6 +249,13 @@ pub(crate) async fn store(
         .write_then(
             move |tx| {
                 let exp = authorize(tx, &id, &user.id, Role::Editor)?;
+                let changed = match before {
+                    Some(change) => {
+                        change(tx, &exp)?;
+                        crate::store::experiments::get(tx, &exp.id)?
+                    }
+                    None => None,
+                };
                 let now = now_ms();
                 // A batch id seen before means a resend: the whole batch is already stored. An
                 // empty batch stores nothing, so it does not use its id up either.
@@ -241,7 +266,7 @@ pub(crate) async fn store(
                         skipped: logs.len(),
                         ..Inserted::default()
                     };
-                    return Ok((skipped, None, None));
+                    return Ok((skipped, None, None, changed));
                 }
                 let done = logs::insert(tx, &exp, &logs, now)?;
                 let progress = hub
@@ -265,11 +290,14 @@ pub(crate) async fn store(
                         .collect::<Vec<_>>();
                     (exp.rowid, batch)
                 });
-                Ok((done, live, progress))
+                Ok((done, live, progress, changed))
             },
             // After the commit (a watcher never sees a point that could vanish) and before the
             // writer is free: batches reach streams in commit order, which is id order.
-            move |(_, live, progress)| {
+            move |(_, live, progress, changed)| {
+                if let Some(run) = changed {
+                    publisher.publish_run(run);
+                }
                 if let Some((rowid, batch)) = live.as_ref().filter(|(_, b)| !b.is_empty()) {
                     publisher.publish(*rowid, super::stream::publishable(batch.clone()));
                 }

@@ -527,7 +527,7 @@ pub struct LogBatch {
     tags: Vec<KeyValue>,
 }
 
-/// Params and tags first (one transaction), then the metrics (Tora's ingest).
+/// Params, tags and metrics in one transaction (Tora's ingest, with the run's edit first).
 pub async fn log_batch(
     State(state): State<AppState>,
     user: Caller,
@@ -538,28 +538,23 @@ pub async fn log_batch(
         .iter()
         .map(metric)
         .collect::<crate::error::Result<Vec<_>>>()?;
-    if !body.params.is_empty() || !body.tags.is_empty() {
-        let (params, tags) = (body.params, body.tags);
-        change(&state, user.clone(), body.run_id.clone(), move |tx, exp| {
-            let mut edit = Edit::of(exp);
-            for p in &params {
-                edit.param(&p.key, &p.value, &exp.id)?;
-            }
-            for t in &tags {
-                edit.tag(&t.key, &t.value)?;
-            }
-            edit.save(tx, exp)
-        })
-        .await?;
-    } else {
-        // The run must exist and be writable even for an empty batch.
-        let (run_id, uid) = (body.run_id.clone(), user.id.clone());
-        state
-            .db
-            .read(move |c| run_of(c, &run_id, &uid, Role::Editor))
-            .await?;
-    }
-    store(state, user, body.run_id, logs).await?;
+    let (params, tags) = (body.params, body.tags);
+    let before: Option<crate::api::logs::Before> =
+        (!params.is_empty() || !tags.is_empty()).then(|| {
+            Box::new(move |tx: &rusqlite::Transaction, exp: &Experiment| {
+                let mut edit = Edit::of(exp);
+                for p in &params {
+                    edit.param(&p.key, &p.value, &exp.id)?;
+                }
+                for t in &tags {
+                    edit.tag(&t.key, &t.value)?;
+                }
+                edit.save(tx, exp)
+            }) as crate::api::logs::Before
+        });
+    // One transaction for all of it, checked and stored together (an empty batch still
+    // checks that the run exists and is writable).
+    crate::api::logs::store_with(state, user.into(), body.run_id, None, logs, before).await?;
     Ok(Json(json!({})))
 }
 
