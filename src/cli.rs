@@ -1,4 +1,5 @@
-//! The command line: `tora serve`, `tora user ..`, `tora api-key ..`, `tora backup`.
+//! The command line: `tora serve`, `tora user ..`, `tora api-key ..`, `tora backup`,
+//! `tora doctor`.
 
 use std::path::PathBuf;
 
@@ -40,6 +41,12 @@ pub enum Command {
         /// DEST.artifacts/ (serve the copy with --artifacts-dir DEST.artifacts).
         #[arg(long, env = "TORA_ARTIFACTS_DIR")]
         artifacts_dir: Option<PathBuf>,
+    },
+    /// Check that a database file alone (a copy, a backup) is complete and intact: SQLite's
+    /// integrity check, the schema version, and every stored point. Exits 1 if it is not.
+    Doctor {
+        /// The file to check; it is only read (nothing is created beside it).
+        file: PathBuf,
     },
 }
 
@@ -168,6 +175,27 @@ pub fn run(cli: Cli) -> Result<()> {
             ApiKeyCommand::List { user, db } => admin::api_key_list(&db.path, user.as_deref()),
             ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
         },
+        Command::Doctor { file } => {
+            let report = crate::doctor::check(&file)?;
+            for fact in &report.facts {
+                println!("  {fact}");
+            }
+            for warning in &report.warnings {
+                println!("warning: {warning}");
+            }
+            if report.ok() {
+                println!("{} is a complete, intact Tora database", file.display());
+                Ok(())
+            } else {
+                for problem in &report.problems {
+                    eprintln!("problem: {problem}");
+                }
+                Err(crate::error::Error::bad_request(format!(
+                    "{} is not a complete, intact Tora database; restore from a `tora backup` copy",
+                    file.display()
+                )))
+            }
+        }
         Command::Backup {
             dest,
             db,

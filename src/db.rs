@@ -51,13 +51,17 @@ fn sql_only(_: &Connection) -> Result<()> {
 /// Set on every connection, in this order: the busy timeout first, so the statements after it
 /// already wait for a lock instead of failing; foreign keys are per connection in SQLite and off
 /// by default. `synchronous = NORMAL` under WAL survives a killed process (what the durability
-/// test checks); only an OS crash or power loss can drop the last commits.
+/// test checks); only an OS crash or power loss can drop the last commits. SQLite folds the WAL
+/// into the main file every 1,000 pages (its default `wal_autocheckpoint`) and reuses it from
+/// the start; `journal_size_limit` then cuts the file back to 64 MiB, so a burst does not leave
+/// a big WAL behind for good ([`crate::wal`] keeps it empty while the server is idle).
 const CONNECTION_PRAGMAS: &str = "
     PRAGMA busy_timeout = 5000;
     PRAGMA foreign_keys = ON;
     PRAGMA synchronous = NORMAL;
     PRAGMA temp_store = MEMORY;
     PRAGMA cache_size = -32000;
+    PRAGMA journal_size_limit = 67108864;
 ";
 
 type Manager = SqliteConnectionManager;
@@ -195,6 +199,24 @@ impl Db {
             )));
         }
         Ok(())
+    }
+
+    /// One checkpoint attempt for [`crate::wal`]: folds the WAL into the main file and
+    /// truncates it, waiting at most `wait` for readers still on the WAL. `None` when the
+    /// writer is busy (a write is under way, so the server is not idle); else whether every
+    /// frame reached the main file, which makes the `.db` file alone complete even when a reader
+    /// kept the WAL from being truncated.
+    pub fn fold_wal(&self, wait: Duration) -> Result<Option<bool>> {
+        let Some(conn) = self.writer.try_get() else {
+            return Ok(None);
+        };
+        conn.busy_timeout(wait)?;
+        let row = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let (log, done) = row?;
+        Ok(Some(log == done))
     }
 }
 

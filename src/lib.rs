@@ -21,6 +21,8 @@ pub mod config;
 pub mod connections;
 /// Pools, PRAGMAs, migrations, backup: the only doors to a connection.
 pub mod db;
+/// `tora doctor FILE`: whether a database file (a copy, a backup) is complete and intact.
+pub mod doctor;
 /// The one error type, and the only place that picks an HTTP status.
 pub mod error;
 /// Rate limits for login, signup and refresh.
@@ -47,3 +49,5 @@ pub mod store;
 pub mod time;
 /// Input rules the API and the CLI share: e-mail addresses.
 pub mod validate;
+/// Folds the WAL into the database file whenever the server is idle: copying the file is a backup.
+pub mod wal;

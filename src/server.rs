@@ -242,6 +242,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         None => println!("mail: off (invitations travel as links their OWNER shares)"),
     }
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
+    let folder = tokio::spawn(crate::wal::fold_when_idle(db.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let accepting = tokio::spawn(accept(listener, app, connections.clone(), stop_rx));
@@ -258,6 +259,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         eprintln!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     saver.abort();
+    folder.abort();
     save_key_uses(&state).await;
     // Fold the WAL into the main file, so the .db file alone is the complete state. If that
     // fails the data is still safe in the -wal file, but the .db file alone is not a backup.
