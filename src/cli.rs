@@ -1,5 +1,5 @@
 //! The command line: `tora serve`, `tora user ..`, `tora api-key ..`, `tora backup`,
-//! `tora doctor`.
+//! `tora restore`, `tora doctor`.
 
 use std::path::PathBuf;
 
@@ -41,6 +41,15 @@ pub enum Command {
         /// DEST.artifacts/ (serve the copy with --artifacts-dir DEST.artifacts).
         #[arg(long, env = "TORA_ARTIFACTS_DIR")]
         artifacts_dir: Option<PathBuf>,
+    },
+    /// Put a backup in place as the database: checks the backup first, refuses while a server
+    /// uses the database, and keeps the current file (with its -wal and -shm) aside as
+    /// DB.replaced-TIME.
+    Restore {
+        /// The backup to restore (from `tora backup`, --backup-dir, or a copy).
+        backup: PathBuf,
+        #[command(flatten)]
+        db: DbArg,
     },
     /// Check that a database file alone (a copy, a backup) is complete and intact: SQLite's
     /// integrity check, the schema version, and every stored point. Exits 1 if it is not.
@@ -175,6 +184,22 @@ pub fn run(cli: Cli) -> Result<()> {
             ApiKeyCommand::List { user, db } => admin::api_key_list(&db.path, user.as_deref()),
             ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
         },
+        Command::Restore { backup, db } => {
+            let done = crate::backups::restore(&backup, &db.path)?;
+            if let Some(aside) = &done.aside {
+                println!(
+                    "moved the database that was there to {} (with its -wal and -shm, if any)",
+                    aside.display()
+                );
+            }
+            println!(
+                "restored {} to {} ({} bytes); start tora serve on it",
+                backup.display(),
+                db.path.display(),
+                done.bytes
+            );
+            Ok(())
+        }
         Command::Doctor { file } => {
             let report = crate::doctor::check(&file)?;
             for fact in &report.facts {

@@ -63,6 +63,48 @@ pub struct ServeConfig {
     /// database.
     #[arg(long, env = "TORA_ARTIFACTS_DIR")]
     pub artifacts_dir: Option<PathBuf>,
+
+    /// Write a backup of the database into this directory (created owner-only) every
+    /// --backup-every, each checked like `tora doctor` and named by its time
+    /// (tora-YYYYMMDDTHHMMSS.mmmZ.db); with --artifacts-dir, that directory's files go with it.
+    #[arg(long, env = "TORA_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// How often to back up into --backup-dir: a number with s, m, h or d (30m, 6h, 1d).
+    #[arg(long, env = "TORA_BACKUP_EVERY", default_value = "1d", value_parser = parse_interval, requires = "backup_dir")]
+    pub backup_every: std::time::Duration,
+
+    /// How many backups to keep in --backup-dir; older ones are deleted after a new one passes
+    /// its check.
+    #[arg(long, env = "TORA_BACKUP_KEEP", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "backup_dir")]
+    pub backup_keep: u32,
+}
+
+/// A time interval: a whole number followed by s, m, h or d; at least one second.
+pub fn parse_interval(raw: &str) -> Result<std::time::Duration, String> {
+    let text = raw.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds: u64 = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "'{raw}' is not an interval (a number with s, m, h or d: 30m, 6h, 1d)"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(seconds))
+        .filter(|&n| n > 0 && n <= 366 * 86_400)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("'{raw}' is not an interval from 1s to 366d"))
 }
 
 /// A size in bytes: a number, optionally followed by KiB, MiB or GiB (or K, M, G: the same).

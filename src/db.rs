@@ -369,6 +369,56 @@ pub fn backup(src: &Path, dest: &Path) -> Result<u64> {
     result
 }
 
+/// Marks `path` (created owner-only if new) as served by this process until it exits: an exclusive `flock` on the database
+/// file, which a second `tora serve` or `tora restore` on the same file finds taken. (SQLite's
+/// own locks are `fcntl` byte ranges, a separate table on Linux, so this does not touch them.)
+/// The descriptor is leaked on purpose: closing any descriptor of a file drops the process's
+/// `fcntl` locks on it, SQLite's included, so it must stay open as long as the process.
+pub fn hold_for_serving(path: &Path) -> Result<()> {
+    create_private(path)?;
+    match try_lock(path)? {
+        Some(file) => {
+            std::mem::forget(file);
+            Ok(())
+        }
+        None => Err(Error::Conflict(format!(
+            "another tora serve is using {}; stop it first, or give this one its own --db",
+            path.display()
+        ))),
+    }
+}
+
+/// Whether a `tora serve` holds `path` (see [`hold_for_serving`]); false if there is no file.
+pub fn in_use(path: &Path) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    // Dropping the probe's descriptor is safe: this process has no SQLite connection to it.
+    Ok(try_lock(path)?.is_none())
+}
+
+/// The file open with an exclusive `flock` taken, or `None` if another process holds one.
+fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use rustix::fs::{FlockOperation, flock};
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(file)),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(Error::Internal(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+    #[cfg(not(unix))]
+    Ok(Some(file))
+}
+
 /// File options that create owner-only (0600) files on Unix, whatever the umask.
 fn private_options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();

@@ -11,6 +11,8 @@ pub mod artifact_files;
 pub mod assets;
 /// Who is calling: passwords, tokens, API keys, the `AuthUser` extractor.
 pub mod auth;
+/// Scheduled backups (`--backup-dir`) and `tora restore`.
+pub mod backups;
 /// A byte budget shared by concurrent requests (the request bodies being read).
 pub mod budget;
 /// The command line: `serve`, `user`, `api-key`, `backup`.

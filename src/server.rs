@@ -180,6 +180,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             _ => format!("cannot listen on {bind}: {e}"),
         })
     })?;
+    // Before opening: a second server on the same file stops here, changing nothing.
+    crate::db::hold_for_serving(&config.db.path)?;
     let db = Db::open(&config.db.path)?;
     // Uploads a stopped server left half-written: never published, so nobody saw them.
     db.write(|tx| crate::store::artifacts::discard_all_staged(tx))
@@ -243,6 +245,22 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
     let folder = tokio::spawn(crate::wal::fold_when_idle(db.clone()));
+    let backups = match backup_schedule(&state.config) {
+        Some(schedule) => {
+            crate::backups::prepare(&schedule)?;
+            println!(
+                "backups: every {} into {}, keeping {}",
+                describe(schedule.every),
+                schedule.dir.display(),
+                schedule.keep
+            );
+            Some(tokio::spawn(crate::backups::run_forever(
+                db.path().to_path_buf(),
+                schedule,
+            )))
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let accepting = tokio::spawn(accept(listener, app, connections.clone(), stop_rx));
@@ -260,6 +278,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
     saver.abort();
     folder.abort();
+    if let Some(task) = backups {
+        task.abort();
+    }
     save_key_uses(&state).await;
     // Fold the WAL into the main file, so the .db file alone is the complete state. If that
     // fails the data is still safe in the -wal file, but the .db file alone is not a backup.
@@ -273,6 +294,24 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         Err(e) => return Err(Error::Internal(format!("final checkpoint: {e}"))),
     }
     Ok(())
+}
+
+fn backup_schedule(config: &ServeConfig) -> Option<crate::backups::Schedule> {
+    Some(crate::backups::Schedule {
+        dir: config.backup_dir.clone()?,
+        every: config.backup_every,
+        keep: config.backup_keep as usize,
+        artifacts_dir: config.artifacts_dir.clone(),
+    })
+}
+
+/// An interval as its largest whole unit: 1d, 6h, 30m, 45s.
+fn describe(every: std::time::Duration) -> String {
+    let s = every.as_secs();
+    [(86_400, "d"), (3_600, "h"), (60, "m")]
+        .iter()
+        .find(|(unit, _)| s.is_multiple_of(*unit))
+        .map_or_else(|| format!("{s}s"), |(unit, name)| format!("{}{name}", s / unit))
 }
 
 /// The URL to tell people: `--public-url`, else the address listened on, with a loopback

@@ -249,3 +249,30 @@ fn delete_runs_takes_only_what_the_user_alone_used() {
     let err = refused(&server, &["user", "delete", "eve@lab.org"]);
     assert!(err.contains("user eve@lab.org not found"), "{err}");
 }
+
+/// The README's `tora serve` row names every flag and TORA_* variable `--help` lists, so a new
+/// setting cannot ship undocumented.
+#[test]
+fn every_serve_flag_and_variable_is_in_the_readme() {
+    let help = std::process::Command::new(common::BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for word in help.split(|c: char| c.is_whitespace() || "[],=<>.:;()".contains(c)) {
+        let setting = (word.starts_with("--") && word.len() > 2 && word != "--help")
+            || word.starts_with("TORA_");
+        if setting {
+            seen += 1;
+            if !readme.contains(word) {
+                missing.push(word.to_string());
+            }
+        }
+    }
+    assert!(seen > 20, "read no settings from --help:\n{help}");
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
+}
