@@ -39,21 +39,19 @@ from toraserver import REPO, ToraServer, call_ok, new_user, tora_bin
 BATCH = 5_000
 
 
-def packed_body(start: int, n: int, batch_id: str | None = None) -> bytes:
+def packed_body(start: int, n: int, name: str = "loss") -> bytes:
     values = array.array("d", (1.0 / (i + 3) for i in range(start, start + n)))
     if sys.byteorder != "little":
         values.byteswap()
     body: dict[str, Any] = {
         "metrics": [
             {
-                "name": "loss",
+                "name": name,
                 "steps": list(range(start, start + n)),
                 "values_f64": base64.b64encode(values.tobytes()).decode(),
             }
         ]
     }
-    if batch_id:
-        body["batch_id"] = batch_id
     return json.dumps(body).encode()
 
 
@@ -111,15 +109,16 @@ def steady(binary: Path, seconds: float) -> dict[str, float]:
 
         def writer(no: int) -> None:
             poster = Poster(server, key, exp)
-            step = no * 1_000_000_000
+            # A metric each: two writers on one metric would interleave its steps.
+            step = 0
             while not stop.is_set():
-                poster.post(packed_body(step, BATCH))
+                poster.post(packed_body(step, BATCH, f"loss{no}"))
                 step += BATCH
                 written[no] += BATCH
 
         def reader() -> None:
             # The dashboard's chart of the run, as someone watching it asks for it.
-            url = f"{server.api}/experiments/{exp}/series?names=loss&points=300"
+            url = f"{server.api}/experiments/{exp}/series?names=loss0,loss1&points=300"
             while not stop.is_set():
                 call_ok("GET", url, api_key=key)
                 time.sleep(0.05)
