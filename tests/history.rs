@@ -136,6 +136,24 @@ fn an_imported_run_keeps_when_it_began_and_when_each_point_was_taken() {
         assert!(msg.contains(says), "{body}: {msg}");
     }
     assert_eq!(chart(&server, &alice, &id, "")["total"], 10);
+
+    // A client clock a little ahead of the server's is believed; three days ahead is held to a
+    // day past now.
+    let now = now_ms();
+    let r = points(
+        &server,
+        &alice,
+        &id,
+        json!({"metrics": [{"name": "loss", "steps": [10, 11], "values": [0, 0], "times": [now + 10_000, now + 3 * DAY]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let x = numbers(&chart(&server, &alice, &id, "x=time")["x"]);
+    assert_eq!(x[10], (now + 10_000) as f64);
+    let held = x[11] as i64;
+    assert!(
+        held > now + DAY - 60_000 && held <= now_ms() + DAY,
+        "{held} vs {now}"
+    );
 }
 
 #[test]

@@ -357,16 +357,13 @@ struct NewExperimentBody {
     created_at: Option<i64>,
 }
 
-/// How far past the server's clock an imported run's `created_at` may be (clocks disagree).
-const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
-
 /// An imported run's start: ms since the epoch, not negative, at most a day past `now`.
 fn clean_created_at(raw: Option<i64>, now: i64) -> Result<Option<i64>> {
     match raw {
-        Some(t) if !(0..=now + MAX_CLOCK_AHEAD_MS).contains(&t) => {
+        Some(t) if !(0..=now + crate::time::MAX_AHEAD_MS).contains(&t) => {
             Err(Error::bad_request(format!(
                 "created_at must be ms since the unix epoch, from 0 to a day past now ({}), not {t}",
-                now + MAX_CLOCK_AHEAD_MS
+                now + crate::time::MAX_AHEAD_MS
             )))
         }
         t => Ok(t),
