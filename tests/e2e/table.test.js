@@ -249,6 +249,8 @@ test('a researcher reads a grid search in the run table', async (t) => {
     assert.ok((await headers(page)).includes('Group'), `runs in groups: a Group column: ${await headers(page)}`);
     const groups = await page.$$eval(ROWS, (trs) => Object.fromEntries(trs.map((tr) => [tr.querySelector('td.name a').textContent, tr.querySelector('td[data-cell="group"]').textContent])));
     assert.deepEqual(groups, { 'fold-1': 'cv folds', 'fold-2': 'cv folds', 'lr-0.1': 'sweep-lr', alone: '' });
+    const cols = await headers(page);
+    assert.ok(cols.includes('loss') && !cols.some((c) => c.startsWith('sys/')), `system metrics are no default column: ${cols}`);
     await page.locator(`${ROWS} a.group-chip`, { hasText: 'cv folds' }).first().click();
     await page.waitForURL(/q=group%3A%22cv(\+|%20)folds%22/);
     await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, ROWS);
