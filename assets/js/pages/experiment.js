@@ -1,7 +1,9 @@
 // /experiments/{id}: one run. Its description and tags (editable by EDITORs and OWNERs), its
 // hyperparameters and results, and a chart per metric from the server's downsampled series, in
-// sections by name prefix, with user-made panels of several metrics. The URL keeps x
-// (step|rel|time), scale (log), smooth, filter, the zoom (from, to), collapsed and panels.
+// sections by name prefix (system metrics last, on the time axis while the page is on steps),
+// with user-made panels of several metrics. The URL keeps x (step|rel|time), scale (log),
+// smooth, filter, the zoom (from, to, and zx when it is on another axis than x), collapsed and
+// panels.
 
 import * as api from '../api.js';
 import { h, fill, toast, busy, empty, confirmDanger, segmented } from '../dom.js';
@@ -9,8 +11,8 @@ import { count, dateTime, num, value, toNumber } from '../format.js';
 import { MetricChart, OverlayChart, runColor, toColumns } from '../chart.js';
 import { follow } from '../live.js';
 import { markdown } from '../markdown.js';
-import { runTiming, metadataPanel } from '../runinfo.js';
-import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
+import { runTiming, metadataPanel, groupLink } from '../runinfo.js';
+import { Sections, parseCollapsed, formatCollapsed, xmodeOf } from '../sections.js';
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { artifactsPanel } from '../artifacts.js';
 
@@ -38,11 +40,16 @@ export async function render(ctx) {
     filter: q.get('filter') || '',
     zoom: q.has('from') && q.has('to') ? [Number(q.get('from')), Number(q.get('to'))] : null,
   };
+  // The zoom belongs to the charts of one kind of x axis (system metrics may be on another).
+  view.zoomX = ['step', 'rel', 'time'].includes(q.get('zx')) ? q.get('zx') : view.xmode;
+  const xOf = (name) => xmodeOf(name, view.xmode);
+  const zoomFor = (x) => (view.zoom && view.zoomX === x ? view.zoom : null);
   const start = Date.parse(exp.started_at || exp.created_at) || 0; // relative time counts from here
   const saveView = () => ctx.setQuery({
     x: view.xmode === 'step' ? null : view.xmode, scale: view.log ? 'log' : null,
     smooth: view.smoothing ? String(view.smoothing) : null, filter: view.filter || null,
     from: view.zoom ? String(view.zoom[0]) : null, to: view.zoom ? String(view.zoom[1]) : null,
+    zx: view.zoom && view.zoomX !== view.xmode ? view.zoomX : null,
   });
 
   const metrics = new Map(); // name -> {card, body, stats, readout, warn, info (summary), chart, requested}
@@ -80,7 +87,9 @@ export async function render(ctx) {
         h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces'), ' / ',
           ws ? h('a', { href: `/workspaces/${ws.id}` }, ws.name) : 'workspace'),
         // With a run state (running/finished/...) the line below says more than "live" (a recent point).
-        h('div', { class: 'row' }, h('h1', {}, exp.name), exp.state ? null : liveBadge),
+        h('div', { class: 'row' }, h('h1', {}, exp.name),
+          exp.group ? h('span', { class: 'muted small run-group' }, 'group ', groupLink(exp)) : null,
+          exp.state ? null : liveBadge),
         exp.state ? runTiming(exp, ctx.signal) : null,
         h('p', { class: 'muted small' }, `Created ${dateTime(exp.created_at)} · updated ${dateTime(exp.updated_at)} · `,
           h('code', {}, exp.id), canEdit ? '' : ` · you are a ${role}`)),
@@ -176,21 +185,24 @@ export async function render(ctx) {
   }
 
   function chartOptions(m) {
+    const x = xOf(m.info.name);
     return {
-      xmode: view.xmode, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
-      syncKey: `exp-${id}`,
-      onZoom: (min, max) => setZoom([min, max]),
-      onReset: () => { if (view.zoom) setZoom(null); },
+      xmode: x, log: view.log, smoothing: view.smoothing, zoom: zoomFor(x),
+      syncKey: `exp-${id}-${x}`,
+      onZoom: (min, max) => setZoom([min, max], x),
+      onReset: () => { if (zoomFor(x)) setZoom(null); },
       onCursor: (text) => { m.readout.textContent = text || ''; },
     };
   }
 
   function show(m, series) {
-    const cols = toColumns(series, view.xmode === 'rel' ? start : 0);
+    const x = xOf(series.name);
+    const cols = toColumns(series, x === 'rel' ? start : 0);
     m.requested = cols.x.length;
-    if (m.chart) m.chart.setColumns(cols, view.zoom);
+    if (m.chart) m.chart.setColumns(cols, zoomFor(x));
     else m.chart = new MetricChart(m.body, cols, chartOptions(m));
     m.card.dataset.state = 'drawn';
+    m.card.dataset.x = x;
     m.card.dataset.points = String(series.total);
     for (const p of panelCharts) if (p.names.includes(series.name)) refreshPanel(p);
   }
@@ -221,16 +233,18 @@ export async function render(ctx) {
       p.card.dataset.state = 'drawn';
       return;
     }
-    const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).chart)
+    // One axis per panel: the page's, unless every metric in it is a system metric.
+    const x = p.names.every((n) => xOf(n) !== view.xmode) ? xOf(p.names[0]) : view.xmode;
+    const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).chart && xOf(n) === x)
       .map((n) => ({ label: n, color: runColor(p.names.indexOf(n)), cols: metrics.get(n).chart.cols }));
     if (!lines.length) return;
-    if (p.chart) p.chart.setLines(lines, view.zoom);
+    if (p.chart) p.chart.setLines(lines, zoomFor(x));
     else {
       p.body.replaceChildren();
       p.chart = new OverlayChart(p.body, lines, {
-        xmode: view.xmode, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
-        onZoom: (min, max) => setZoom([min, max]),
-        onReset: () => { if (view.zoom) setZoom(null); },
+        xmode: x, log: view.log, smoothing: view.smoothing, zoom: zoomFor(x),
+        onZoom: (min, max) => setZoom([min, max], x),
+        onReset: () => { if (zoomFor(x)) setZoom(null); },
         onCursor: (text) => { p.readout.textContent = text || ''; },
       });
     }
@@ -244,26 +258,40 @@ export async function render(ctx) {
     return Math.max(100, Math.min(700, Math.round(w - 60)));
   }
 
+  /** The series of `names`, all drawn on the same kind of x axis. */
   async function fetchSeries(names) {
-    const query = { names: names.join(','), points: points(), x: view.xmode === 'step' ? 'step' : 'time' };
-    if (view.zoom) {
-      const shift = view.xmode === 'rel' ? start : 0; // the server counts wall time
-      query.from = view.zoom[0] + shift;
-      query.to = view.zoom[1] + shift;
+    const x = xOf(names[0]);
+    const query = { names: names.join(','), points: points(), x: x === 'step' ? 'step' : 'time' };
+    const zoom = zoomFor(x);
+    if (zoom) {
+      const shift = x === 'rel' ? start : 0; // the server counts wall time
+      query.from = zoom[0] + shift;
+      query.to = zoom[1] + shift;
     }
     return (await api.get(`/experiments/${id}/series`, query, { signal: ctx.signal })).series;
+  }
+
+  /** `names` cut into lists of at most `size` whose charts share a kind of x axis, in order. */
+  function batchesOf(names, size) {
+    const out = [];
+    for (const n of names) {
+      const last = out[out.length - 1];
+      if (last && last.length < size && xOf(last[0]) === xOf(n)) last.push(n);
+      else out.push([n]);
+    }
+    return out;
   }
 
   let generation = 0;
   /** Fetches every metric's series (first a small batch, then the rest a few requests at a time). */
   async function loadAll() {
     const mine = ++generation;
-    const names = [...metrics.keys()];
+    // The charts on the page's axis first; system metrics (on time) after them.
+    const names = [...metrics.keys()].sort((a, b) => (xOf(a) !== view.xmode) - (xOf(b) !== view.xmode));
     if (!names.length) return;
     const started = performance.now();
     chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
-    const batches = [names.slice(0, FIRST_BATCH)];
-    for (let i = FIRST_BATCH; i < names.length; i += BATCH) batches.push(names.slice(i, i + BATCH));
+    const batches = [...batchesOf(names.slice(0, FIRST_BATCH), FIRST_BATCH), ...batchesOf(names.slice(FIRST_BATCH), BATCH)];
     let first = true;
     const run = async (batch) => {
       const list = await fetchSeries(batch);
@@ -293,8 +321,9 @@ export async function render(ctx) {
     chartsStatus.textContent = `${names.length} chart${names.length === 1 ? '' : 's'} in ${Math.round(performance.now() - started)} ms`;
   }
 
-  function setZoom(zoom) {
+  function setZoom(zoom, x = view.xmode) {
     view.zoom = zoom && [Math.floor(zoom[0]), Math.ceil(zoom[1])]; // whole steps or milliseconds
+    view.zoomX = x;
     resetZoom.hidden = !zoom;
     saveView();
     loadAll();
@@ -323,7 +352,7 @@ export async function render(ctx) {
         continue;
       }
       if (!byMetric.has(p.name)) byMetric.set(p.name, []);
-      const x = { step: p.step, time: Date.parse(p.created_at), rel: Date.parse(p.created_at) - start }[view.xmode];
+      const x = { step: p.step, time: Date.parse(p.created_at), rel: Date.parse(p.created_at) - start }[xOf(p.name)];
       byMetric.get(p.name).push({ x, value: v });
     }
     if (resultsChanged) drawResults();
@@ -350,7 +379,7 @@ export async function render(ctx) {
         m.chart.append(pts);
         m.card.dataset.points = String(i.count);
         // Buckets of one pile up while a run streams: ask the server for fresh buckets now and then.
-        if (!view.zoom && m.chart.cols.x.length > Math.max(2 * m.requested, 200)) refetch.add(name);
+        if (!zoomFor(xOf(name)) && m.chart.cols.x.length > Math.max(2 * m.requested, 200)) refetch.add(name);
       }
     }
     for (const p of panelCharts) if (p.names.some((n) => byMetric.has(n))) refreshPanel(p);
@@ -362,9 +391,11 @@ export async function render(ctx) {
     if (refetch.size) {
       const names = [...refetch];
       refetch.clear();
-      fetchSeries(names).then((list) => {
-        for (const s of list) if (metrics.get(s.name)) show(metrics.get(s.name), s);
-      }).catch((err) => { if (err.name !== 'AbortError') toast(err.message, 'error'); });
+      for (const batch of batchesOf(names, names.length)) {
+        fetchSeries(batch).then((list) => {
+          for (const s of list) if (metrics.get(s.name)) show(metrics.get(s.name), s);
+        }).catch((err) => { if (err.name !== 'AbortError') toast(err.message, 'error'); });
+      }
     }
   }
   const stop = follow(id, onPoints, (state) => {
