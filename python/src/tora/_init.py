@@ -11,6 +11,7 @@ functions (``tora.log``, ``tora.finish``, ``tora.tmetric``, ...) act on it.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import inspect
 import json
@@ -20,6 +21,7 @@ import secrets
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +56,7 @@ _NOUNS = ("brook", "cedar", "dune", "ember", "fern", "grove", "harbor", "island"
 _lock = threading.RLock()
 _current: Run | None = None
 _login: dict[str, str] = {}
+_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
 def current() -> Run | None:
@@ -400,6 +403,8 @@ class Run:
         self._defined: set[str] = set()
         self._start_time = time.time()
         self._patcher = None if client is None or mode != "online" else _Patcher(client, client._settings)
+        if client is not None:
+            _open_runs.add(self)
         self._config = Config()
         if config:
             self._config._items.update(config)
@@ -508,7 +513,9 @@ class Run:
 
     # --- logging ---
 
-    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    def log(
+        self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None, sync: bool | None = None
+    ) -> None:
         """Log numbers at a step, as W&B does.
 
         Without ``step``, the values land on the run's current step, which then moves on by one
@@ -516,7 +523,7 @@ class Run:
         there and the step moves on only with ``commit=True``; a step lower than the last is kept
         too (W&B drops it), for a run resumed from a checkpoint. Nested dicts become names joined
         by "/". A value that is not a number (a string, a list, None) is skipped, with one warning
-        per key.
+        per key. ``sync`` (deprecated in W&B) is ignored: sending is always in the background.
 
         Raises:
             ToraValidationError: ``data`` is not a mapping, or ``step`` is not an integer >= 0.
@@ -663,6 +670,7 @@ class Run:
         if self._finished:
             return 0
         self._finished = True
+        _open_runs.discard(self)
         if self._client is None:
             return 0
         deadline = time.monotonic() + timeout
@@ -689,8 +697,13 @@ class Run:
 def _offline_hyperparams(client: Tora, items: Mapping[str, Any]) -> None:
     """Offline, the run is created by sync from the spooled create body: change its hyperparams there."""
     create = client._sender.create_payload
-    if create is not None:
-        create["hyperparams"] = [{"key": k, "value": v} for k, v in _hyperparams(items).items()]
+    if create is None or client._sender._spool._fd is not None:
+        logger.warning(
+            "tora: an offline run's config change after its first points were written to disk is not "
+            "kept; set the config before logging (or change it in the dashboard after sync)"
+        )
+        return
+    create["hyperparams"] = [{"key": k, "value": v} for k, v in _hyperparams(items).items()]
 
 
 _UNSUPPORTED = {
@@ -725,6 +738,20 @@ _UNSUPPORTED = {
     "Settings": "Tora is configured by init()'s arguments and TORA_* environment variables (see the README).",
     "mark_preempting": "Tora has no preemption marker: resume the run later with tora.init(id=..., resume='allow').",
 }
+
+
+def _send_config_at_exit() -> None:
+    """Before the client's own exit hook ends the runs (atexit runs hooks last in, first out):
+    the last config change of each open run, within a few seconds."""
+    for run in list(_open_runs):
+        if run._patcher is not None:
+            try:
+                run._patcher.flush(min(5.0, run._patcher._settings.exit_timeout))
+            except Exception:
+                logger.debug("tora: could not send the config at exit", exc_info=True)
+
+
+atexit.register(_send_config_at_exit)
 
 
 def _unsupported(name: str) -> ToraUnsupportedError:
