@@ -161,8 +161,22 @@ def test_config_summary_notes_tags_and_group_reach_the_server(server: ToraServer
     }
     results = {r["name"]: r["value"] for r in server.results(experiment_id)}
     assert results == {"best_acc": 0.93, "test_acc": 0.91}
-    if "group" in experiment:  # the server of this wave keeps it; an older one ignores it
-        assert experiment["group"] == "sweep-7"
+
+
+def test_runs_of_one_group_are_found_by_the_group_filter(server: ToraServer) -> None:
+    group = f"sweep-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for lr in (0.1, 0.01):
+        with tora.init(project="group-tests", group=group, config={"lr": lr}) as run:
+            run.log({"loss": lr})
+            ids.append(run.id)
+    with tora.init(project="group-tests", group="other") as other:
+        other.log({"loss": 1.0})
+    assert [server.get(f"/experiments/{i}")["group"] for i in ids] == [group, group]
+    workspace = workspace_named(server, "group-tests")
+    assert workspace is not None
+    found = server.get(f"/experiments?workspace={workspace['id']}&q=group:{group.upper()}")
+    assert sorted(e["id"] for e in found) == sorted(ids)
 
 
 def test_steps_follow_wandb_commit_and_explicit_steps(server: ToraServer) -> None:
@@ -416,11 +430,23 @@ def test_a_second_init_returns_the_open_run_unless_told(server: ToraServer) -> N
 
 
 def test_offline_run_is_uploaded_by_sync(server: ToraServer) -> None:
-    run = tora.init(mode="offline", name="offline-run", config={"lr": 0.1}, group="g1")
+    project = f"offline-{uuid.uuid4().hex[:6]}"
+    run = tora.init(project=project, mode="offline", name="offline-run", config={"lr": 0.1}, id="night-1")
+    run.config.update({"epochs": 2})  # before the first point reaches the disk: kept
     run.log({"loss": 1.0})
-    run.config.update({"epochs": 2})
     run.finish()
+    assert workspace_named(server, project) is None, "nothing was sent while offline"
     done = sync()
     assert done.returncode == 0, done.stderr
+    workspace = workspace_named(server, project)
+    assert workspace is not None, "sync found (here: made) the project's workspace"
+    assert server.get(f"/experiments/{run.id}")["workspace_id"] == workspace["id"]
     assert series(server, run.id, "loss") == [(0, 1.0)]
     assert hyperparams(server, run.id) == {"lr": 0.1, "epochs": 2}
+    # The same id offline again continues that run once synced.
+    again = tora.init(project=project, mode="offline", id="night-1", resume="allow")
+    assert again.id == run.id
+    again.log({"loss": 0.5}, step=1)
+    again.finish()
+    assert sync().returncode == 0
+    assert series(server, run.id, "loss") == [(0, 1.0), (1, 0.5)]

@@ -761,7 +761,7 @@ def _unsupported(name: str) -> ToraUnsupportedError:
 # ---------- init ----------
 
 
-def _workspace_id(project: str, url: str, key: str, timeout: float) -> str:
+def workspace_id(project: str, url: str, key: str, timeout: float) -> str:
     """The id of the caller's workspace named ``project`` (the oldest, when several are), created if missing."""
     answer, error, url = _client._setup_call("GET", "/workspaces", None, url, key, timeout)
     if answer is None or answer.status >= 500:
@@ -1010,11 +1010,11 @@ def _start(
 
     url = _client._server_url(server_url, settings)
     key = _client._api_key(api_key, settings)
-    workspace_id = _workspace_id(project, url, key, settings.timeout) if project else None
+    in_workspace = workspace_id(project, url, key, settings.timeout) if project else None
     experiment_id = None
     existing = None
     if run_id is not None:
-        scope = workspace_id or f"user:{_user_id(url, key, settings.timeout)}"
+        scope = in_workspace or f"user:{_user_id(url, key, settings.timeout)}"
         experiment_id = experiment_id_for(run_id, scope)
         existing = _existing(url, key, experiment_id, settings.timeout)
         if existing is None and policy == "must":
@@ -1040,7 +1040,7 @@ def _start(
         Tora.create_experiment,
         {
             "name": run_name,
-            "workspace_id": workspace_id,
+            "workspace_id": in_workspace,
             "description": notes,
             "hyperparams": _hyperparams(config_items),
             "tags": all_tags or None,
@@ -1130,15 +1130,10 @@ def _start_offline(
     api_key: str | None,
     server_url: str | None,
 ) -> Run:
-    """Offline: nothing can be looked up, so the run goes to the Personal workspace and a W&B-style
-    id maps without one (``offline/<id>``); sync creates the run, or adds to it if it exists."""
-    if project is not None:
-        logger.warning(
-            "tora.init(mode='offline'): project %r is not looked up offline; `python -m tora sync` uploads "
-            "the run to the Personal workspace",
-            project,
-        )
-    experiment_id = None if run_id is None else experiment_id_for(run_id, "offline")
+    """Offline: nothing can be looked up. The project's name is recorded with the run, and
+    ``python -m tora sync`` finds (or makes) the workspace; a W&B-style id maps without the
+    workspace's id (``offline:<project>/<id>``). Sync creates the run, or adds to it if it exists."""
+    experiment_id = None if run_id is None else experiment_id_for(run_id, f"offline:{project or ''}")
     run_name = name or (run_id if run_id is not None else _run_name())
     if policy == "must":
         assert experiment_id is not None
@@ -1164,6 +1159,9 @@ def _start_offline(
             },
             system_metrics,
         )
+        create = client._sender.create_payload
+        if project is not None and create is not None:
+            create["workspaceName"] = project  # read by sync (see _sync._placed), before any point is on disk
     return Run(
         client,
         name=run_name,
