@@ -450,3 +450,16 @@ def test_offline_run_is_uploaded_by_sync(server: ToraServer) -> None:
     again.finish()
     assert sync().returncode == 0
     assert series(server, run.id, "loss") == [(0, 1.0), (1, 0.5)]
+
+
+def test_init_without_a_server_keeps_the_run_or_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORA_API_KEY", "tora_sk_" + "a" * 40)  # TORA_BASE_URL: nothing listens there
+    # A project must be looked up: that needs the server, and the message says how to go on without it.
+    with pytest.raises(tora.ToraNetworkError, match="mode='offline'"):
+        tora.init(project="somewhere")
+    assert tora.run is None
+    # Without project or id nothing needs looking up: the run goes on and its points are kept on disk.
+    run = tora.init(config={"lr": 0.1})
+    run.log({"loss": 1.0})
+    run.log({"loss": 0.5})
+    assert run.finish(timeout=0.5) == 2

@@ -838,7 +838,9 @@ _RESUME = {
 }
 
 
-def _with_system_metrics(method: Callable[..., Tora], kwargs: dict[str, Any], system_metrics: bool | None) -> Tora:
+def with_system_metrics(method: Callable[..., Tora], kwargs: dict[str, Any], system_metrics: bool | None) -> Tora:
+    """Call ``method`` with ``system_metrics`` when it takes that parameter (a client without
+    system metrics has none to turn on or off)."""
     if system_metrics is not None and "system_metrics" in inspect.signature(method).parameters:
         kwargs["system_metrics"] = system_metrics
     return method(**kwargs)
@@ -1029,14 +1031,14 @@ def _start(
                 "pass resume='allow' (or 'must') to continue it, or choose another id"
             )
     if existing is not None and experiment_id is not None:
-        client = _with_system_metrics(
+        client = with_system_metrics(
             Tora.load_experiment,
             {"experiment_id": experiment_id, "api_key": key, "server_url": url, "mode": "online"},
             system_metrics,
         )
         return _resumed_run(client, existing, project, name, config_items, all_tags, checked_group, notes, job_type)
     run_name = name or (run_id if run_id is not None else _run_name())
-    client = _with_system_metrics(
+    client = with_system_metrics(
         Tora.create_experiment,
         {
             "name": run_name,
@@ -1137,13 +1139,13 @@ def _start_offline(
     run_name = name or (run_id if run_id is not None else _run_name())
     if policy == "must":
         assert experiment_id is not None
-        client = _with_system_metrics(
+        client = with_system_metrics(
             Tora.load_experiment,
             {"experiment_id": experiment_id, "api_key": api_key, "server_url": server_url, "mode": "offline"},
             system_metrics,
         )
     else:
-        client = _with_system_metrics(
+        client = with_system_metrics(
             Tora.create_experiment,
             {
                 "name": run_name,

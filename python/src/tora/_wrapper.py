@@ -54,6 +54,7 @@ def setup(
     max_buffer_len: int = 1,
     mode: str | None = None,
     metadata: bool | None = None,
+    system_metrics: bool | None = None,
 ) -> str:
     """Create an experiment and make it the one tmetric()/tresult() log to. Returns its id.
 
@@ -64,17 +65,21 @@ def setup(
     with _init._lock:
         if _init.current() is not None:
             raise ToraError("Tora client already initialized. Call shutdown() first to reinitialize.")
-        client = Tora.create_experiment(
-            name=name,
-            workspace_id=workspace_id,
-            description=description,
-            hyperparams=hyperparams,
-            tags=tags,
-            api_key=api_key,
-            server_url=server_url,
-            max_buffer_len=max_buffer_len,
-            mode=mode,
-            metadata=metadata,
+        client = _init.with_system_metrics(
+            Tora.create_experiment,
+            {
+                "name": name,
+                "workspace_id": workspace_id,
+                "description": description,
+                "hyperparams": hyperparams,
+                "tags": tags,
+                "api_key": api_key,
+                "server_url": server_url,
+                "max_buffer_len": max_buffer_len,
+                "mode": mode,
+                "metadata": metadata,
+            },
+            system_metrics,
         )
         _init._set_current(
             _init.Run(
