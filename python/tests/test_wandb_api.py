@@ -145,13 +145,15 @@ def test_config_summary_notes_tags_and_group_reach_the_server(server: ToraServer
     run.log({"loss": 0.5})
     run.summary["best_acc"] = 0.93
     tora.summary.update({"test_acc": 0.91})
+    run.notes = "baseline, lr halved"
+    run.tags = [*run.tags, "halved"]
     experiment_id = run.id
     run.finish()
     assert tora.run is None
     experiment = server.get(f"/experiments/{experiment_id}")
     assert experiment["name"] == "cifar-resnet"
-    assert experiment["description"] == "baseline"
-    assert experiment["tags"] == ["resnet", "cifar-100"]
+    assert experiment["description"] == "baseline, lr halved"
+    assert experiment["tags"] == ["resnet", "cifar-100", "halved"]
     assert hyperparams(server, experiment_id) == {
         "lr": 0.05,
         "optimizer.name": "sgd",

@@ -402,6 +402,7 @@ class Run:
         self._warned: set[str] = set()
         self._defined: set[str] = set()
         self._start_time = time.time()
+        self._disabled_id = str(uuid.uuid4())
         self._patcher = None if client is None or mode != "online" else _Patcher(client, client._settings)
         if client is not None:
             _open_runs.add(self)
@@ -416,7 +417,7 @@ class Run:
     @property
     def id(self) -> str:
         """The run's id: the Tora experiment id (a UUID; ``tora.init(id=run.id)`` resumes it)."""
-        return self._client.experiment_id if self._client is not None else "disabled"
+        return self._client.experiment_id if self._client is not None else self._disabled_id
 
     @property
     def name(self) -> str:
