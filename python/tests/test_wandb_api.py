@@ -309,6 +309,7 @@ def test_resume_allow_continues_the_same_run(server: ToraServer) -> None:
     assert second.id == first.id
     assert second.resumed
     assert second.step == 2, "a resumed run's steps go on after the last one stored"
+    assert second.summary["loss"] == 0.5, "and its summary holds what it logged last"
     assert second.config["lr"] == 0.1
     second.log({"loss": 0.25})
     second.finish()

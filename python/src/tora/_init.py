@@ -817,15 +817,22 @@ def _existing(url: str, key: str, experiment_id: str, timeout: float) -> dict[st
     raise ToraAPIError(f"Cannot look up run {experiment_id}: {answer.message}", status_code=answer.status)
 
 
-def _last_step(url: str, key: str, experiment_id: str, timeout: float) -> int:
-    """One past the highest step the run has, so a resumed run's log() goes on from there."""
+def _stored_summary(client: Tora, timeout: float) -> tuple[int, dict[str, Any]]:
+    """Where a resumed run left off: one past the last step of its metrics (system metrics,
+    whose steps count seconds, aside), and the last value of each metric and result."""
+    url = f"{client._server_url}/experiments/{client.experiment_id}/summary"
     try:
-        answer = _transport.request("GET", f"{url}/experiments/{experiment_id}/metrics", api_key=key, timeout=timeout)
+        answer = _transport.request("GET", url, api_key=client._api_key, timeout=timeout)
     except ToraNetworkError:
-        return 0
-    rows = answer.data if answer.status == 200 and isinstance(answer.data, list) else []
-    steps = [r["step"] for r in rows if isinstance(r, dict) and isinstance(r.get("step"), int)]
-    return max(steps) + 1 if steps else 0
+        return 0, {}
+    data = answer.data if answer.status == 200 and isinstance(answer.data, dict) else {}
+    metrics = [m for m in data.get("metrics") or [] if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    steps = [
+        m["last_step"] for m in metrics if isinstance(m.get("last_step"), int) and not m["name"].startswith("sys/")
+    ]
+    values = {m["name"]: m.get("last") for m in metrics}
+    values.update({r["name"]: r.get("value") for r in data.get("results") or [] if isinstance(r, dict) and "name" in r})
+    return (max(steps) + 1 if steps else 0), values
 
 
 _RESUME = {
@@ -1085,6 +1092,7 @@ def _resumed_run(
     config = {h["key"]: h["value"] for h in had if isinstance(h, dict)} if isinstance(had, list) else {}
     changed_config = any(config.get(k) != v for k, v in _hyperparams(config_items).items())
     config.update(config_items)
+    next_step, last_values = _stored_summary(client, client._settings.timeout)
     old_tags = [t for t in existing.get("tags") or [] if isinstance(t, str)]
     merged_tags = old_tags + [t for t in tags if t not in old_tags]
     run = Run(
@@ -1097,11 +1105,10 @@ def _resumed_run(
         config=config,
         job_type=job_type,
         resumed=True,
-        start_step=_last_step(
-            client._server_url, client._api_key or "", client.experiment_id, client._settings.timeout
-        ),
+        start_step=next_step,
         mode="online",
     )
+    run.summary._logged(last_values)
     fields: dict[str, Any] = {}
     if name is not None and name != existing.get("name"):
         fields["name"] = _validation.experiment_name(name)
