@@ -466,3 +466,16 @@ def test_init_without_a_server_keeps_the_run_or_says_what_to_do(monkeypatch: pyt
     run.log({"loss": 1.0})
     run.log({"loss": 0.5})
     assert run.finish(timeout=0.5) == 2
+
+
+def test_files_in_run_dir_and_saved_files_are_kept_as_artifacts(server: ToraServer, tmp_path: Path) -> None:
+    run = tora.init(dir=tmp_path / "runs")
+    assert Path(run.dir).parent == tmp_path / "runs"
+    Path(run.dir, "model.pt").write_bytes(b"weights")
+    Path(run.dir, "plots").mkdir()
+    Path(run.dir, "plots", "loss.png").write_bytes(b"png")
+    (tmp_path / "config.yaml").write_text("lr: 0.1\n")
+    assert tora.save(str(tmp_path / "*.yaml")) == [str(tmp_path / "config.yaml")]
+    run.finish()
+    kept = {a["path"]: a["size"] for a in server.get(f"/experiments/{run.id}/artifacts")}
+    assert kept == {"model.pt": 7, "plots/loss.png": 3, "config.yaml": 8}

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 import uuid
@@ -403,6 +404,8 @@ class Run:
         self._defined: set[str] = set()
         self._start_time = time.time()
         self._disabled_id = str(uuid.uuid4())
+        self._dir: str | None = None
+        self._dir_parent: str | os.PathLike[str] | None = None
         self._patcher = None if client is None or mode != "online" else _Patcher(client, client._settings)
         if client is not None:
             _open_runs.add(self)
@@ -503,6 +506,34 @@ class Run:
     @property
     def mode(self) -> str:
         return self._mode
+
+    @property
+    def dir(self) -> str:
+        """A directory for the run's files, made on first use (under init's ``dir`` if given):
+        what it holds when the run finishes is kept as the run's artifacts, as W&B's run.dir."""
+        if self._dir is None:
+            parent = self._dir_parent
+            if parent is not None:
+                Path(parent).mkdir(parents=True, exist_ok=True)
+            self._dir = tempfile.mkdtemp(prefix="tora-run-", dir=parent)
+        return self._dir
+
+    def _keep_dir(self) -> None:
+        if self._dir is None or self._client is None:
+            return
+        root = Path(self._dir)
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                try:
+                    self._client.log_artifact(path, path.relative_to(root).as_posix())
+                except ToraError as e:
+                    logger.warning("tora: cannot keep %s from run.dir: %s", path, e)
+
+    def log_code(self, *_args: Any, **_kwargs: Any) -> None:
+        """Accepted and ignored, said once: the run's metadata records its git commit and command line."""
+        if "log_code" not in self._warned:
+            self._warned.add("log_code")
+            logger.warning("tora: log_code() is ignored: the run's metadata records its git commit and command line")
 
     @property
     def start_time(self) -> float:
@@ -675,6 +706,7 @@ class Run:
         if self._client is None:
             return 0
         deadline = time.monotonic() + timeout
+        self._keep_dir()
         if self._patcher is not None:
             self._patcher.flush(min(timeout, 10.0))
         left = max(0.0, deadline - time.monotonic())
@@ -884,7 +916,7 @@ def init(
     an error). ``mode``: "online" (default), "offline" (kept on disk for ``python -m tora sync``)
     or "disabled" (nothing is sent or kept). ``config`` becomes the run's hyperparameters,
     ``notes`` its description, ``group`` its group, ``tags`` its tags; ``job_type`` is added as
-    a tag. ``entity`` and ``dir`` are W&B's and ignored. ``api_key``/``server_url`` default to
+    a tag. ``dir`` is where ``run.dir`` is made; ``entity`` is W&B's and ignored. ``api_key``/``server_url`` default to
     ``tora.login()``'s, then TORA_API_KEY/TORA_BASE_URL.
 
     Raises:
@@ -925,6 +957,7 @@ def init(
             api_key=api_key,
             server_url=server_url,
         )
+        run._dir_parent = dir
         _set_current(run)
         return run
 
