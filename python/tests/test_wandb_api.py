@@ -479,3 +479,19 @@ def test_files_in_run_dir_and_saved_files_are_kept_as_artifacts(server: ToraServ
     run.finish()
     kept = {a["path"]: a["size"] for a in server.get(f"/experiments/{run.id}/artifacts")}
     assert kept == {"model.pt": 7, "plots/loss.png": 3, "config.yaml": 8}
+
+
+def test_a_config_change_the_server_never_gets_is_said_not_lost_silently(
+    lone_server: ToraServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tora.init(config={"lr": 0.1})
+    run.log({"loss": 1.0})
+    assert run.client is not None
+    assert run.client.flush() == 0
+    lone_server.kill()
+    run.config.update({"lr": 0.2})
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="tora"):
+        run.finish(timeout=3)
+    assert time.monotonic() - started < 10, "finishing does not wait out retries"
+    assert any("hyperparams could not be sent" in r.getMessage() for r in caplog.records)

@@ -289,6 +289,9 @@ class _Patcher:
         self._busy = False
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._failures = 0
+        self._closing = False
+        self._inflight: dict[str, Any] = {}
 
     def push(self, fields: Mapping[str, Any]) -> None:
         with self._cond:
@@ -303,18 +306,29 @@ class _Patcher:
                     return
             self._cond.notify_all()
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until nothing is pending; True when all was sent."""
+    def close(self, timeout: float) -> None:
+        """Send what is pending: wait until it is sent, ``timeout`` passes, or a fresh attempt
+        fails (the server is away: then say what is lost). Later changes are not sent."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending or self._busy:
+            failures = self._failures
+            self._closing = True
+            self._cond.notify_all()  # a loop waiting out a backoff tries again now
+            while (self._pending or self._busy) and self._failures <= failures + (1 if self._busy else 0):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None or not self._thread.is_alive():
                     break
                 self._cond.wait(left)
             self._stopped = True
             self._cond.notify_all()
-            return not self._pending and not self._busy
+            lost = sorted({*self._pending, *self._inflight})
+        if lost:
+            logger.warning(
+                "tora: the run's %s could not be sent to %s (the server did not answer); set it again "
+                "after resuming the run, or in the dashboard",
+                ", ".join(lost),
+                self._client._server_url,
+            )
 
     def _loop(self) -> None:
         backoff = self._settings.retry_base
@@ -326,16 +340,19 @@ class _Patcher:
                     if not self._pending:
                         return
                     body, self._pending = self._pending, {}
+                    self._inflight = body
                     self._busy = True
                 ok = self._send(body)
                 with self._cond:
                     self._busy = False
+                    self._inflight = {}
                     if not ok:
+                        self._failures += 1
                         self._pending = {**body, **self._pending}
                     self._cond.notify_all()
                     if not ok:
-                        if self._stopped:
-                            return
+                        if self._stopped or self._closing:
+                            return  # close() said what is not sent
                         self._cond.wait(backoff)
                         backoff = min(backoff * 2, self._settings.retry_max)
                     else:
@@ -355,7 +372,7 @@ class _Patcher:
                 api_key=self._client._api_key,
                 timeout=self._settings.timeout,
             )
-        except (ToraNetworkError, ValueError):
+        except ToraNetworkError:
             return False
         if answer.status in (200, 201):
             return True
@@ -708,7 +725,7 @@ class Run:
         deadline = time.monotonic() + timeout
         self._keep_dir()
         if self._patcher is not None:
-            self._patcher.flush(min(timeout, 10.0))
+            self._patcher.close(min(timeout, 10.0))
         left = max(0.0, deadline - time.monotonic())
         try:
             return self._client.finish(state, left) if state is not None else self._client.shutdown(left)
@@ -779,7 +796,7 @@ def _send_config_at_exit() -> None:
     for run in list(_open_runs):
         if run._patcher is not None:
             try:
-                run._patcher.flush(min(5.0, run._patcher._settings.exit_timeout))
+                run._patcher.close(min(5.0, run._patcher._settings.exit_timeout))
             except Exception:
                 logger.debug("tora: could not send the config at exit", exc_info=True)
 
