@@ -334,6 +334,10 @@ def test_resume_must_on_a_missing_run_and_a_reused_id_without_resume_are_errors(
     resumed = tora.init(id=run_id, resume="must")
     assert resumed.id == run.id
     resumed.finish()
+    project = f"nowhere-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(tora.ToraExperimentError, match="no project"):
+        tora.init(project=project, id=run_id, resume="must")
+    assert workspace_named(server, project) is None, "resume='must' makes no workspace"
 
 
 def test_a_tora_experiment_id_resumes_as_it_is(server: ToraServer) -> None:

@@ -811,8 +811,9 @@ def _unsupported(name: str) -> ToraUnsupportedError:
 # ---------- init ----------
 
 
-def workspace_id(project: str, url: str, key: str, timeout: float) -> str:
-    """The id of the caller's workspace named ``project`` (the oldest, when several are), created if missing."""
+def workspace_id(project: str, url: str, key: str, timeout: float, *, create: bool = True) -> str:
+    """The id of the caller's workspace named ``project`` (the oldest, when several are), created
+    if missing (or, with ``create=False``, ToraExperimentError)."""
     answer, error, url = _client._setup_call("GET", "/workspaces", None, url, key, timeout)
     if answer is None or answer.status >= 500:
         reason = error.message if error is not None else answer.message if answer is not None else ""
@@ -827,6 +828,8 @@ def workspace_id(project: str, url: str, key: str, timeout: float) -> str:
     for workspace in answer.data:
         if isinstance(workspace, dict) and workspace.get("name") == project:
             return str(workspace["id"])
+    if not create:
+        raise ToraExperimentError(f"There is no project (workspace) named {project!r} on {url}")
     made = _client.create_workspace(project, api_key=key, server_url=url)
     logger.info("tora: created the workspace %r for project %r", made.get("name"), project)
     return str(made["id"])
@@ -1070,7 +1073,7 @@ def _start(
 
     url = _client._server_url(server_url, settings)
     key = _client._api_key(api_key, settings)
-    in_workspace = workspace_id(project, url, key, settings.timeout) if project else None
+    in_workspace = workspace_id(project, url, key, settings.timeout, create=policy != "must") if project else None
     experiment_id = None
     existing = None
     if run_id is not None:
