@@ -75,6 +75,33 @@ for epoch in range(2, epochs):
 run.finish()
 """
 
+WANDB_CONTEXT_QUICKSTART = """
+import wandb
+import random
+
+wandb.login()
+
+# Project that the run is recorded to
+project = "my-awesome-project"
+
+# Dictionary with hyperparameters
+config = {
+    'epochs' : 10,
+    'lr' : 0.01
+}
+
+with wandb.init(project=project, config=config) as run:
+    offset = random.random() / 5
+    print(f"lr: {config['lr']}")
+
+    # Simulate a training run
+    for epoch in range(2, config['epochs']):
+        acc = 1 - 2**-config['epochs'] - random.random() / config['epochs'] - offset
+        loss = 2**-config['epochs'] + random.random() / config['epochs'] + offset
+        print(f"epoch={config['epochs']}, accuracy={acc}, loss={loss}")
+        run.log({"accuracy": acc, "loss": loss})
+"""
+
 WANDB_MODULE_QUICKSTART = """
 import tora as wandb
 
@@ -111,6 +138,24 @@ def test_wandb_quickstart_runs_unchanged_and_the_server_has_the_run(server: Tora
     }
     for name in ("acc", "loss"):
         assert [step for step, _ in series(server, experiment["id"], name)] == list(range(8))
+
+
+def test_wandb_login_and_with_block_quickstart_runs_with_tora_installed_as_wandb(
+    server: ToraServer, tmp_path: Path
+) -> None:
+    # W&B's current quickstart says `import wandb`: a module named wandb that is tora runs it as written.
+    (tmp_path / "wandb.py").write_text("import sys\n\nimport tora\n\nsys.modules[__name__] = tora\n")
+    script = tmp_path / "quickstart.py"
+    script.write_text(WANDB_CONTEXT_QUICKSTART)
+    done = run_python([str(script)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "lr: 0.01" in done.stdout
+    workspace = workspace_named(server, "my-awesome-project")
+    assert workspace is not None
+    (experiment,) = [e for e in experiments_in(server, workspace["id"]) if e["url"] in done.stderr]
+    assert experiment["state"] == "finished", "leaving the with block finished the run"
+    assert hyperparams(server, experiment["id"]) == {"epochs": 10, "lr": 0.01}
+    assert sorted(step for step, _ in series(server, experiment["id"], "accuracy")) == list(range(8))
 
 
 def test_module_level_quickstart_uses_config_attributes_and_the_same_workspace(
