@@ -479,6 +479,14 @@ def test_a_second_init_returns_the_open_run_unless_told(server: ToraServer) -> N
     assert first.finished
     assert server.get(f"/experiments/{first.id}")["state"] == "finished"
     second.finish()
+    third = tora.init()
+    assert third.client is not None
+    third.client.finish()  # ended through its client: no current run, the next init starts one
+    assert tora.run is None
+    fourth = tora.init()
+    assert third.finished
+    assert fourth is not third
+    fourth.finish()
 
 
 def test_offline_run_is_uploaded_by_sync(server: ToraServer) -> None:

@@ -62,7 +62,8 @@ _open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
 def current() -> Run | None:
     """The current run: the last one started by init() or setup() and not finished yet."""
-    return _current
+    run = _current
+    return None if run is None or run.finished else run
 
 
 def _set_current(run: Run | None) -> None:
@@ -71,7 +72,7 @@ def _set_current(run: Run | None) -> None:
 
 
 def require_current(verb: str) -> Run:
-    run = _current
+    run = current()
     if run is None:
         raise ToraError(f"No run: call tora.init() (or tora.setup()) before {verb}.")
     return run
@@ -558,7 +559,8 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self._finished
+        """The run was finished (through it, or through its client)."""
+        return self._finished or (self._client is not None and self._client.is_closed)
 
     # --- logging ---
 
@@ -950,8 +952,8 @@ def init(
             f"reinit must be 'return_previous', 'finish_previous' or 'create_new' (or a bool), got {reinit!r:.40}"
         )
     with _lock:
-        previous = _current
-        if previous is not None and not previous.finished:
+        previous = current()
+        if previous is not None:
             if reinit in (None, False, "default", "return_previous"):
                 logger.warning(
                     "tora.init(): run %s is still open and is returned; finish it first, or pass "
@@ -1327,7 +1329,7 @@ class _CurrentMapping(MutableMapping[str, Any]):
         return self._target().as_dict()
 
     def __repr__(self) -> str:
-        run = _current
+        run = current()
         if run is None:
             return f"<tora.{self.__dict__['_attribute']}: no run yet, call tora.init()>"
         return repr(getattr(run, self.__dict__["_attribute"]))
