@@ -344,6 +344,15 @@ def test_disabled_mode_sends_nothing(server: ToraServer) -> None:
     assert workspace_named(server, "never-made") is None
 
 
+def test_tora_mode_disabled_turns_a_whole_script_off(server: ToraServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORA_MODE", "disabled")
+    before = len(server.get("/experiments"))
+    with tora.init(project="never-made", id="x", resume="must") as run:
+        assert run.disabled
+        tora.log({"loss": 1.0})
+    assert len(server.get("/experiments")) == before
+
+
 def test_resume_allow_continues_the_same_run(server: ToraServer) -> None:
     run_id = f"resumable-{uuid.uuid4().hex[:8]}"
     first = tora.init(project="resume-tests", id=run_id, resume="allow", config={"lr": 0.1})
