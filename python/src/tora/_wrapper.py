@@ -61,6 +61,8 @@ def setup(
     ``mode="offline"`` (or ``TORA_MODE=offline``) logs the whole run to disk, with no server;
     ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``) keeps
     the run's git commit, command line, host and versions from being recorded.
+    ``system_metrics=False`` (or ``TORA_SYSTEM_METRICS=0``) keeps the run from logging ``sys/``
+    metrics (CPU, memory, disk, network, GPUs).
     """
     with _init._lock:
         if _init.current() is not None:
