@@ -487,7 +487,16 @@ def test_a_second_init_returns_the_open_run_unless_told(server: ToraServer) -> N
     assert second is not first
     assert first.finished
     assert server.get(f"/experiments/{first.id}")["state"] == "finished"
+    side = tora.init(reinit="create_new")  # another run at once; it becomes the current one
+    assert tora.run is side
+    assert not second.finished
+    tora.log({"loss": 1.0})
+    side.finish()
+    assert tora.run is None, "finishing the current run leaves none current"
+    second.log({"loss": 2.0})
     second.finish()
+    assert series(server, side.id, "loss") == [(0, 1.0)]
+    assert series(server, second.id, "loss") == [(0, 2.0)]
     third = tora.init()
     assert third.client is not None
     third.client.finish()  # ended through its client: no current run, the next init starts one
