@@ -40,3 +40,20 @@ def test_sklearn_example_logs_one_experiment_per_configuration(server: ToraServe
         assert set(results) == {"cv_mean_accuracy", "test_accuracy"}
         assert 0.5 < results["test_accuracy"] <= 1.0
     assert len(configs) == 6
+
+
+def test_wandb_quickstart_example(server: ToraServer) -> None:
+    done = run_python([str(EXAMPLES / "wandb_quickstart.py")])
+    assert done.returncode == 0, done.stderr
+    (experiment_id,) = set(EXPERIMENT_URL.findall(done.stdout))
+    experiment = server.get(f"/experiments/{experiment_id}")
+    assert experiment["state"] == "finished"
+    workspace = server.get(f"/workspaces/{experiment['workspace_id']}")
+    assert workspace["name"] == "my-awesome-project"
+    assert {h["key"]: h["value"] for h in experiment["hyperparams"]}["learning_rate"] == 0.02
+    metrics = server.metrics(experiment_id)
+    for name in ("acc", "loss"):
+        assert sorted(m["step"] for m in metrics if m["name"] == name) == list(range(8))
+    (result,) = server.results(experiment_id)
+    assert result["name"] == "final_acc"
+    assert result["value"] == next(m["value"] for m in metrics if m["name"] == "acc" and m["step"] == 7)

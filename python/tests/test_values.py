@@ -283,7 +283,11 @@ def test_public_names_match_0_0_12() -> None:
         "tresult",
     }
     added = {"finish", "log_artifact", "list_artifacts", "download_artifact"}
-    assert set(tora.__all__) == published | added, "0.0.12's names, and the run's end and files added"
+    wandb_style = {"init", "log", "login", "config", "summary", "define_metric", "save", "Run", "Config", "Summary"}
+    wandb_style |= {"TORA_NAMESPACE", "ToraUnsupportedError"}
+    assert set(tora.__all__) == published | added | wandb_style, (
+        "0.0.12's names, the run's end and files, and the W&B-style API added"
+    )
     assert issubclass(tora.ToraAPIError, tora.ToraNetworkError)
     assert issubclass(tora.ToraTimeoutError, tora.ToraNetworkError)
     for name in published - {"Tora", "create_workspace"} - {n for n in published if n[0].islower()}:

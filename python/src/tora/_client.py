@@ -337,8 +337,14 @@ class Tora:
         *,
         mode: str | None = None,
         metadata: bool | None = None,
+        experiment_id: str | None = None,
+        group: str | None = None,
     ) -> Tora:
         """Create an experiment and return a client logging to it.
+
+        ``experiment_id`` (a UUID) chooses the run's id; creating an id that exists already and
+        was created by the same user returns a client for that run. ``group`` puts the run in a
+        group (W&B's group; filter ``group:NAME``).
 
         ``mode="offline"`` (or ``TORA_MODE=offline``) contacts no server: the run is kept on disk
         and ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``)
@@ -360,7 +366,12 @@ class Tora:
         url = _server_url(server_url, settings)
         key = (api_key or settings.api_key) if chosen_mode == "offline" else _api_key(api_key, settings)
 
-        payload: dict[str, Any] = {"id": str(uuid.uuid4()), "name": name}
+        payload: dict[str, Any] = {
+            "id": str(uuid.uuid4()) if experiment_id is None else _validation.experiment_uuid(experiment_id),
+            "name": name,
+        }
+        if group is not None:
+            payload["group"] = _validation.group(group)
         if settings.metadata if metadata is None else metadata:
             payload["metadata"] = _metadata.collect(_config.VERSION, key)
         if workspace_id:

@@ -90,3 +90,7 @@ class HTTPStatusError(ToraNetworkError):
             response_text=getattr(response, "text", None),
         )
         self.response = response
+
+
+class ToraUnsupportedError(ToraError):
+    """A W&B feature Tora does not provide; the message says what to use instead."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any, Union
 
@@ -240,3 +241,33 @@ def mode(raw: str | None, default: str) -> str:
     if chosen not in ("online", "offline"):
         raise ToraConfigurationError(f"mode must be 'online' or 'offline', got {chosen!r}")
     return chosen
+
+
+MAX_GROUP = 128
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def group(raw: object) -> str | None:
+    """A run's group: 1-128 characters without control characters, surrounding space trimmed."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ToraValidationError(f"group must be a string, got {type(raw).__name__}")
+    cleaned = raw.strip()
+    if not cleaned:
+        return None
+    if len(cleaned) > MAX_GROUP:
+        raise ToraValidationError(f"group is longer than {MAX_GROUP} characters")
+    if _CONTROL_RE.search(cleaned):
+        raise ToraValidationError("group cannot contain control characters")
+    return cleaned
+
+
+def experiment_uuid(raw: object) -> str:
+    """An experiment id chosen by the client: a UUID, in its canonical lower-case form."""
+    if not isinstance(raw, str):
+        raise ToraValidationError(f"experiment_id must be a string, got {type(raw).__name__}")
+    try:
+        return str(uuid.UUID(raw.strip()))
+    except ValueError:
+        raise ToraValidationError(f"experiment_id must be a UUID, got {raw!r:.60}") from None

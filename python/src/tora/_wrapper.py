@@ -1,12 +1,15 @@
-"""One experiment per process, as module functions: ``tora.setup()`` then ``tora.tmetric()``."""
+"""The current run, as module functions: ``tora.setup()`` then ``tora.tmetric()``, or
+``tora.init()`` then ``tora.log()``. Both start the one current run (see _init)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _init
 from ._client import DEFAULT_FLUSH_TIMEOUT, Tora
 from ._exceptions import ToraError
 from ._run import end_state
@@ -20,6 +23,7 @@ __all__ = [
     "get_experiment_url",
     "is_initialized",
     "list_artifacts",
+    "log",
     "log_artifact",
     "setup",
     "shutdown",
@@ -28,13 +32,15 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tora")
-_INSTANCE: Tora | None = None
 
 
 def _get_client() -> Tora:
-    if _INSTANCE is None:
-        raise ToraError("Tora client not initialized. Call tora.setup() first.")
-    return _INSTANCE
+    run = _init.current()
+    if run is None:
+        raise ToraError("Tora client not initialized. Call tora.setup() (or tora.init()) first.")
+    if run.client is None:
+        raise ToraError("The current run is disabled (mode='disabled'): it has no client.")
+    return run.client
 
 
 def setup(
@@ -48,29 +54,45 @@ def setup(
     max_buffer_len: int = 1,
     mode: str | None = None,
     metadata: bool | None = None,
+    system_metrics: bool | None = None,
 ) -> str:
     """Create an experiment and make it the one tmetric()/tresult() log to. Returns its id.
 
     ``mode="offline"`` (or ``TORA_MODE=offline``) logs the whole run to disk, with no server;
     ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``) keeps
     the run's git commit, command line, host and versions from being recorded.
+    ``system_metrics=False`` (or ``TORA_SYSTEM_METRICS=0``) keeps the run from logging ``sys/``
+    metrics (CPU, memory, disk, network, GPUs).
     """
-    global _INSTANCE
-    if _INSTANCE is not None:
-        raise ToraError("Tora client already initialized. Call shutdown() first to reinitialize.")
-    client = Tora.create_experiment(
-        name=name,
-        workspace_id=workspace_id,
-        description=description,
-        hyperparams=hyperparams,
-        tags=tags,
-        api_key=api_key,
-        server_url=server_url,
-        max_buffer_len=max_buffer_len,
-        mode=mode,
-        metadata=metadata,
-    )
-    _INSTANCE = client
+    with _init._lock:
+        if _init.current() is not None:
+            raise ToraError("Tora client already initialized. Call shutdown() first to reinitialize.")
+        client = _init.with_system_metrics(
+            Tora.create_experiment,
+            {
+                "name": name,
+                "workspace_id": workspace_id,
+                "description": description,
+                "hyperparams": hyperparams,
+                "tags": tags,
+                "api_key": api_key,
+                "server_url": server_url,
+                "max_buffer_len": max_buffer_len,
+                "mode": mode,
+                "metadata": metadata,
+            },
+            system_metrics,
+        )
+        _init._set_current(
+            _init.Run(
+                client,
+                name=name,
+                notes=description,
+                tags=tags,
+                config=hyperparams,
+                mode=client.mode,
+            )
+        )
     return client.experiment_id
 
 
@@ -100,51 +122,61 @@ def download_artifact(name: str, dest: str | os.PathLike[str]) -> Path:
     return _get_client().download_artifact(name, dest)
 
 
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    """Log numbers to the current run at W&B's steps. See Run.log."""
+    _init.require_current("tora.log()").log(data, step, commit)
+
+
 def flush(timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
-    """Wait for the points of setup()'s client to be delivered; returns how many are not yet."""
-    if _INSTANCE is None or _INSTANCE.is_closed:
+    """Wait for the points of the current run to be delivered; returns how many are not yet."""
+    run = _init.current()
+    if run is None or run.client is None or run.client.is_closed:
         return 0
-    return _INSTANCE.flush(timeout)
+    return run.client.flush(timeout)
 
 
 def shutdown(timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
-    """Close setup()'s client; returns the points kept on disk for ``python -m tora sync``."""
-    global _INSTANCE
-    client, _INSTANCE = _INSTANCE, None
-    if client is None:
+    """End the current run (failed if an uncaught exception was seen, else finished); returns the
+    points kept on disk for ``python -m tora sync``."""
+    run = _init.current()
+    if run is None:
         return 0
-    try:
-        return client.shutdown(timeout)
-    except Exception:
-        logger.exception("tora: error during shutdown")
-        return 0
+    return run._end(None, timeout)
 
 
-def finish(state: str = "finished", timeout: float = DEFAULT_FLUSH_TIMEOUT) -> int:
-    """Close setup()'s client as shutdown() does, marking the run ``state`` ("finished" or "failed")."""
-    global _INSTANCE
-    checked = end_state(state)
-    client, _INSTANCE = _INSTANCE, None
-    if client is None:
+def finish(
+    state: str | int | None = None,
+    timeout: float = DEFAULT_FLUSH_TIMEOUT,
+    *,
+    exit_code: int | None = None,
+    quiet: bool | None = None,
+) -> int:
+    """End the current run, marking it ``state`` ("finished" or "failed"; default "finished").
+
+    W&B's ``finish(exit_code)`` works too: 0 is "finished", anything else "failed" (an int as the
+    first argument is taken as the exit code). Returns the points kept on disk for
+    ``python -m tora sync``. Without a current run, does nothing.
+    """
+    if isinstance(state, int) and not isinstance(state, bool):
+        state, exit_code = None, state
+    if exit_code is not None:
+        chosen = "finished" if exit_code == 0 else "failed"
+    else:
+        chosen = end_state("finished" if state is None else state)
+    run = _init.current()
+    if run is None:
         return 0
-    try:
-        return client.finish(checked, timeout)
-    except Exception:
-        logger.exception("tora: error during finish")
-        return 0
+    return run._end(chosen, timeout)
 
 
 def is_initialized() -> bool:
-    return _INSTANCE is not None and not _INSTANCE.is_closed
+    run = _init.current()
+    return run is not None and run.client is not None and not run.client.is_closed
 
 
 def get_experiment_id() -> str | None:
-    if _INSTANCE is not None and not _INSTANCE.is_closed:
-        return _INSTANCE.experiment_id
-    return None
+    return _get_client().experiment_id if is_initialized() else None
 
 
 def get_experiment_url() -> str | None:
-    if _INSTANCE is not None and not _INSTANCE.is_closed:
-        return _INSTANCE.url
-    return None
+    return _get_client().url if is_initialized() else None
