@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Union
 
 from .._exceptions import ToraError
 
-ParamValue = str | int | float | bool | None
+ParamValue = Union[str, int, float, bool, None]  # Union, not |: the SDK still runs on 3.9
 
 
 class ToraImportError(ToraError):
