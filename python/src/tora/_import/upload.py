@@ -149,7 +149,7 @@ def resolve_workspace(api: Api, workspace: str | None) -> tuple[str, str]:
     if workspace is None:
         # The Personal workspace is made at the first login and cannot be renamed; the list is in
         # creation order, so it comes before any later workspace a user also called "Personal".
-        mine = [w for w in spaces if w.get("name") == "Personal" and w.get("role") == "owner"]
+        mine = [w for w in spaces if w.get("name") == "Personal" and str(w.get("role")).lower() == "owner"]
         if not mine:
             raise ToraImportError("you have no Personal workspace yet: name one with --workspace NAME|ID")
         return str(mine[0]["id"]), "Personal"
@@ -162,7 +162,7 @@ def resolve_workspace(api: Api, workspace: str | None) -> tuple[str, str]:
     if not found:
         names = ", ".join(repr(w.get("name")) for w in spaces) or "none"
         raise ToraImportError(f"no workspace {wanted!r} among yours ({names}); create it first")
-    if found[0].get("role") == "viewer":
+    if str(found[0].get("role")).lower() == "viewer":
         raise ToraImportError(f"you are a viewer in workspace {found[0].get('name')!r}: importing needs editor")
     return str(found[0]["id"]), str(found[0].get("name"))
 
