@@ -399,11 +399,10 @@ def _run(name: str, source_id: str, parts: list[_Part]) -> ImportedRun | None:
                 tag_name = part.metric_name(tag) if tag and not tag.startswith("(") else tag
                 into[tag_name] = into.get(tag_name, 0) + count
         run.skipped.extend(part.notes)
-    for kind, tags in sorted(skipped.items()):
-        total = sum(tags.values())
+    for kind, tags in sorted(skipped.items()):  # no counts: equal notes add up across runs
         shown = [t for t in sorted(tags) if t and not t.startswith("(")]
         where = f" ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})" if shown else ""
-        run.skipped.append(f"{total} {kind}{where}: Tora imports scalars and hparams only")
+        run.skipped.append(f"{kind}{where}: not imported, Tora imports scalars and hparams")
     if not run.metrics and not run.params:
         return None
     return run

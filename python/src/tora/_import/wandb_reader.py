@@ -111,6 +111,7 @@ def records(f: BinaryIO, name: str) -> Iterator[bytes]:
         elif kind == _MIDDLE and pending is not None:
             pending.append(data)
         elif kind == _LAST and pending is not None:
+            pending.append(data)
             yield b"".join(pending)
             pending = None
         else:
@@ -434,11 +435,10 @@ def _finish(run: _Run) -> ImportedRun:
     elif run.exit_code != 0:
         out.state = "failed"
     out.skipped.extend(run.notes_out)
-    for (what, why), keys in sorted(run.skipped.items()):
-        total = sum(keys.values())
+    for (what, why), keys in sorted(run.skipped.items()):  # no counts: equal notes add up across runs
         shown = sorted(k for k in keys if k)
         where = f" ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''})" if shown else ""
-        out.skipped.append(f"{total} {what}{where}: not imported, {why}")
+        out.skipped.append(f"{what}{where}: not imported, {why}")
     return out
 
 
