@@ -21,8 +21,10 @@ and other plugins' data are counted in ``skipped``.
 Which directories form a run (TensorBoard calls every directory with event files a run; a
 training job usually writes several, such as Keras's ``train/`` and ``validation/``):
 
-- If LOGDIR itself holds event files, LOGDIR is one run (named after it); otherwise each top-level
-  subdirectory holding event files (at any depth) is one run, named after the subdirectory.
+- If LOGDIR itself holds event files, or only has subdirectories named like the splits of one
+  training (``train``, ``validation``, ``val``, ``eval``, ``test``, as Keras writes), LOGDIR is
+  one run (named after it); otherwise each top-level subdirectory holding event files (at any
+  depth) is one run, named after the subdirectory.
 - Event files in nested directories are merged into their run, their tags prefixed with the path
   below the run: ``run1/eval/…`` logging ``loss`` gives the metric ``eval/loss``. A directory path
   that already starts with the tag is not repeated (``add_scalars("loss", {"train": …})`` writes
@@ -408,6 +410,11 @@ def _run(name: str, source_id: str, parts: list[_Part]) -> ImportedRun | None:
     return run
 
 
+# Subdirectories that are parts of one run, never runs of their own (Keras writes train/ and
+# validation/ below the run's logdir).
+_SPLITS = {"train", "training", "validation", "valid", "val", "eval", "evaluation", "test"}
+
+
 def read(logdir: str) -> Iterator[ImportedRun]:
     """The runs in a TensorBoard log directory (or one event file); see the module doc."""
     root = Path(logdir).expanduser()
@@ -425,8 +432,10 @@ def read(logdir: str) -> Iterator[ImportedRun]:
     if not dirs:
         raise ToraImportError(f"{logdir} holds no TensorBoard event files (events.out.tfevents.*)")
     runs: dict[str, dict[str, list[str]]] = {}  # run dir (relative to root) -> dir below it -> files
+    tops = {rel.split("/", 1)[0] for rel in dirs}
+    one_run = "" in dirs or tops <= _SPLITS
     for rel, files in dirs.items():
-        top = "" if "" in dirs else rel.split("/", 1)[0]
+        top = "" if one_run else rel.split("/", 1)[0]
         below = rel if top == "" else rel[len(top) + 1 :]
         runs.setdefault(top, {})[below] = files
     for top, below_dirs in runs.items():
