@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from conftest import Tora
-
 from tora._import import tensorboard_reader
 from tora._import.model import ImportedRun, ToraImportError
 
