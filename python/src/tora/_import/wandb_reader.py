@@ -64,13 +64,17 @@ class _CorruptError(Exception):
     """Where a log stops being readable, and why; the records before it were good."""
 
 
-def records(f: BinaryIO, name: str) -> Iterator[bytes]:
-    """Each record of a .wandb log, in order; raises _CorruptError where the log goes bad."""
-    block = f.read(_BLOCK)
+def _check_header(block: bytes, name: str) -> None:
     if block[:4] != _WANDB_HEADER[:4]:
         raise ToraImportError(f"{name} is not a W&B transaction log (no :W&B header)")
     if block[:7] != _WANDB_HEADER:
         raise ToraImportError(f"{name} is a W&B log of an unknown version (header {block[:7]!r})")
+
+
+def records(f: BinaryIO, name: str) -> Iterator[bytes]:
+    """Each record of a .wandb log, in order; raises _CorruptError where the log goes bad."""
+    block = f.read(_BLOCK)
+    _check_header(block, name)
     block_start = 0
     pos = 7
     pending: list[bytes] | None = None
@@ -80,6 +84,8 @@ def records(f: BinaryIO, name: str) -> Iterator[bytes]:
             if len(block) < _BLOCK:  # the last block
                 if pending is not None:
                     raise _CorruptError(f"the log ends inside a record at byte {pending_at}")
+                if pos < len(block):
+                    raise _CorruptError(f"the log ends inside a record at byte {block_start + pos} (a cut header)")
                 return
             block_start += _BLOCK
             block = f.read(_BLOCK)
