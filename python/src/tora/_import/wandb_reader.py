@@ -130,7 +130,44 @@ Path_ = tuple[str, ...]
 
 
 def _item(buf: bytes) -> tuple[Path_, str]:
-    """A History/Config/Summary item: its key path and its value as JSON text."""
+    """A History/Config/Summary item: its key path and its value as JSON text.
+
+    The loop is the general field walk specialised to this message's three fields, because a
+    run's log holds one item per logged value (and again per summary update)."""
+    key = ""
+    nested: list[str] = []
+    value = "null"
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        tag = buf[pos]
+        if tag == 0x82 and pos + 1 < end and buf[pos + 1] == 0x01:  # value_json=16, length-delimited
+            pos += 2
+            number = 16
+        elif tag in (0x0A, 0x12):  # key=1, nested_key=2, length-delimited
+            pos += 1
+            number = tag >> 3
+        else:
+            return _item_general(buf)
+        size = buf[pos] if pos < end else 0x80
+        if size < 0x80:
+            pos += 1
+        else:
+            size, pos = pw.varint(buf, pos)
+        if pos + size > end:
+            raise pw.DecodeError(f"field {number} runs past the end of the message")
+        text = buf[pos : pos + size].decode("utf-8", errors="replace")
+        pos += size
+        if number == 16:
+            value = text
+        elif number == 1:
+            key = text
+        else:
+            nested.append(text)
+    return (tuple(nested) if nested else (key,)), value
+
+
+def _item_general(buf: bytes) -> tuple[Path_, str]:
     key = ""
     nested: list[str] = []
     value = "null"
