@@ -297,3 +297,32 @@ def test_import_of_a_missing_logdir_fails_with_its_name(
     assert "nowhere" in done.stderr and "no such file or directory" in done.stderr, (
         done.stderr
     )
+
+
+def frame(record: bytes) -> bytes:
+    """One TFRecord with correct CRCs."""
+    length = struct.pack("<Q", len(record))
+    crc = tensorboard_reader.masked_crc32c
+    return (
+        length
+        + struct.pack("<I", crc(length))
+        + record
+        + struct.pack("<I", crc(record))
+    )
+
+
+def test_reader_a_well_framed_record_that_is_not_an_event_is_noted(
+    logdir: Path, tmp_path: Path
+) -> None:
+    source = next((logdir / "keras" / "train").iterdir())
+    data = source.read_bytes()
+    first_len = struct.unpack_from("<Q", data)[0] + 16  # the file_version event
+    broken = tmp_path / "run" / source.name
+    broken.parent.mkdir()
+    broken.write_bytes(data[:first_len] + frame(b"\x2a\xff\xff") + data[first_len:])
+    (run,) = tensorboard_reader.read(str(tmp_path))
+    assert [p.step for p in run.metrics["epoch_loss"]] == [0, 1, 2]
+    (note,) = run.skipped
+    assert note.startswith(
+        f"{source.name}: a record at byte {first_len} is not a valid Event"
+    )

@@ -337,3 +337,24 @@ def test_import_into_tora_then_again_adds_nothing(
     assert "runs: 0 imported, 3 already present" in second, second
     assert f"points: 0 added, {points:,} already present" in second, second
     assert tora.counts() == before
+
+
+def test_reader_a_well_framed_record_that_is_not_a_record_is_noted(
+    wandb_dir: Path, tmp_path: Path
+) -> None:
+    import zlib
+
+    log = next(p for p in logs(wandb_dir) if "resume-me" not in p.name)
+    data = log.read_bytes()
+    garbage = b"\x12\xff\xff"  # history=2 whose length runs past the end
+    chunk = struct.pack("<IHB", zlib.crc32(b"\x01" + garbage), len(garbage), 1)
+    first = 7 + 7 + struct.unpack_from("<H", data, 7 + 4)[0]  # after the header record
+    broken = tmp_path / log.name
+    broken.write_bytes(data[:first] + chunk + garbage + data[first:])
+    (run,) = wandb_reader.read(str(broken))
+    assert any(
+        n.startswith(f"{tmp_path.name}/{log.name}: a record that is not a valid Record")
+        for n in run.skipped
+    ), run.skipped
+    (intact,) = wandb_reader.read(str(log))
+    assert same(series(run), series(intact))

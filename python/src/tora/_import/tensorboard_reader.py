@@ -180,6 +180,8 @@ def _tensor_scalar(buf: bytes) -> float | str:
         return "tensor of shape [" + ",".join(map(str, dims)) + "]"
     fmt, val_field = _SCALAR_DTYPES[dtype]
     if content:
+        if len(content) < struct.calcsize(fmt):
+            return "empty tensor"
         (raw,) = struct.unpack_from(fmt, content)
         return _bfloat16(raw) if dtype == _DT_BFLOAT16 else float(raw)
     payloads = vals.get(val_field)
