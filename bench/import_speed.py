@@ -7,8 +7,8 @@ Run with a Python that has the writing packages (test.sh's target/venv-importers
     ... --runs 4 --steps 500      # small sizes: checks that it runs
 
 The files are written once by the real packages (mlflow file store and SQLite store, trackio's
-SQLite, a long CSV); the clock covers the reader and the uploader in this process (the same code
-the command runs), not the interpreter's start. "read" is the reader alone (a dry run).
+SQLite, tensorboardX event files, wandb offline runs, a long CSV); the clock covers the reader and
+the uploader in this process (the same code the command runs), not the interpreter's start. "read" is the reader alone (a dry run).
 Writes bench/results/import_speed.json.
 """
 
@@ -93,6 +93,43 @@ for r in range({runs}):
     )
 
 
+def write_tensorboard(logdir: Path, runs: int, steps: int) -> None:
+    code = f"""
+import math
+from tensorboardX import SummaryWriter
+for r in range({runs}):
+    with SummaryWriter({str(logdir)!r} + f"/run-{{r}}", flush_secs=3600, max_queue=100000) as w:
+        for s in range({steps}):
+            for m in range({METRICS}):
+                w.add_scalar(f"m{{m}}", math.nan if s == 13 else 1.0 / (1 + s + r + m), s, walltime=1.7e9 + s)
+"""
+    subprocess.run(
+        [sys.executable, "-c", code], env=os.environ, check=True, capture_output=True
+    )
+
+
+def write_wandb(root: Path, runs: int, steps: int) -> None:
+    code = f"""
+import math, wandb
+for r in range({runs}):
+    run = wandb.init(project="bench", name=f"run-{{r}}", config={{"lr": 0.1 / (r + 1), "seed": r}})
+    for s in range({steps}):
+        run.log({{f"m{{m}}": math.nan if s == 13 else 1.0 / (1 + s + r + m) for m in range({METRICS})}}, step=s)
+    run.finish()
+"""
+    root.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(root),
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+    }
+    subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True
+    )
+
+
 def write_csv(path: Path, runs: int, steps: int) -> None:
     with path.open("w", newline="") as f:
         out = csv.writer(f)
@@ -160,6 +197,12 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=2000, help="steps per metric (5 metrics a run)"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="sources whose label starts with this (repeatable; default all)",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
         "binary": os.environ.get("TORA_BIN") or "target/debug/tora",
@@ -193,6 +236,16 @@ def main() -> None:
                 str(tmp / "trackio"),
                 lambda: write_trackio(tmp / "trackio", args.runs, args.steps, tmp),
             ),
+            "tensorboard": (
+                "tensorboard",
+                str(tmp / "tb"),
+                lambda: write_tensorboard(tmp / "tb", args.runs, args.steps),
+            ),
+            "wandb (offline)": (
+                "wandb",
+                str(tmp / "wb"),
+                lambda: write_wandb(tmp / "wb", args.runs, args.steps),
+            ),
             "csv (long)": (
                 "csv",
                 str(tmp / "runs.csv"),
@@ -200,6 +253,8 @@ def main() -> None:
             ),
         }
         for label, (source, arg, make) in sources.items():
+            if args.only and not label.startswith(tuple(args.only)):
+                continue
             start = time.perf_counter()
             make()
             print(
