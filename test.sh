@@ -82,7 +82,7 @@ step "importers: MLflow, TensorBoard, W&B, trackio, CSV files into tora"
 # reads them with the standard library alone. Pinned: a new release may change what it writes.
 if [ ! -x target/venv-importers/bin/python ]; then python3 -m venv target/venv-importers; fi
 target/venv-importers/bin/python -m pip install --quiet --upgrade pip
-target/venv-importers/bin/python -m pip install --quiet pytest mlflow==3.17.2 trackio==0.43.0 tensorboardX==2.6.5 wandb==0.31.0
+target/venv-importers/bin/python -m pip install --quiet pytest mlflow==3.17.2 trackio==0.43.0 tensorboardX==2.6.5 tensorboard==2.21.0 wandb==0.31.0
 target/venv-importers/bin/python -m pip install --quiet --force-reinstall --no-deps ./python
 target/venv-importers/bin/pytest -q tests/importers
 
