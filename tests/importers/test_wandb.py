@@ -141,6 +141,37 @@ def oracle_history(paths: list[Path]) -> dict[str, list[tuple[int, float, int]]]
     return out
 
 
+def oracle_stats(
+    paths: list[Path], start_ms: int
+) -> dict[str, list[tuple[int, float, int]]]:
+    """sys/KEY -> [(whole seconds since start_ms, value, time_ms)] from the stats records."""
+    out: dict[str, list[tuple[int, float, int]]] = {}
+    for path in paths:
+        for record in oracle(path):
+            if record.WhichOneof("record_type") != "stats":
+                continue
+            stamp = record.stats.timestamp
+            time_ms = stamp.seconds * 1000 + stamp.nanos // 1_000_000
+            for item in record.stats.item:
+                out.setdefault(f"sys/{item.key}", []).append(
+                    (
+                        (time_ms - start_ms) // 1000,
+                        float(json.loads(item.value_json)),
+                        time_ms,
+                    )
+                )
+    return out
+
+
+def split(
+    metrics: dict[str, list[Any]],
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """(logged metrics, system metrics)."""
+    logged = {k: v for k, v in metrics.items() if not k.startswith("sys/")}
+    system = {k: v for k, v in metrics.items() if k.startswith("sys/")}
+    return logged, system
+
+
 def series(run: ImportedRun) -> dict[str, list[tuple[int, float, int | None]]]:
     return {
         name: [(p.step, p.value, p.time_ms) for p in points]
@@ -173,7 +204,10 @@ def test_reader_matches_wandb_own_decoding(wandb_dir: Path) -> None:
     assert base.state == "finished"
     expected = oracle_history([base_log])
     assert set(expected) == {"train/loss", "val.acc", "done"}
-    assert same(series(base), expected)
+    logged, system = split(series(base))
+    assert same(logged, expected)
+    assert base.created_at_ms is not None
+    assert same(system, oracle_stats([base_log], base.created_at_ms))
     loss = base.metrics["train/loss"]
     assert [p.step for p in loss] == list(range(21))
     assert loss[3].value == 1 / 4 and math.isnan(loss[20].value)
@@ -186,8 +220,7 @@ def test_reader_matches_wandb_own_decoding(wandb_dir: Path) -> None:
     assert base.results["best_acc"] == 0.95
     assert base.results["val.acc"] == 19 / 20
     assert math.isnan(base.results["train/loss"])
-    # a system metrics sample is there only if the run lasted long enough for one
-    assert {n for n in base.skipped if not n.startswith("system metrics")} == {
+    assert set(base.skipped) == {
         "histogram objects (weights): not imported, Tora metrics are numbers",
         "strings (phase): not imported, Tora metrics are numbers",
         (
@@ -219,7 +252,12 @@ def test_reader_matches_wandb_own_decoding(wandb_dir: Path) -> None:
     assert [(p.step, p.value) for p in resumed.metrics["w2999"]] == [(7, 2999 / 7)]
     resumed_logs = [p for p in logs(wandb_dir) if "resume-me" in p.name]
     assert len(resumed_logs) == 2
-    assert same(series(resumed), oracle_history(resumed_logs))
+    logged, system = split(series(resumed))
+    assert same(logged, oracle_history(resumed_logs))
+    assert resumed.created_at_ms is not None
+    assert same(system, oracle_stats(resumed_logs, resumed.created_at_ms))
+    # every run has at least the sample wandb takes as it starts
+    assert "sys/memory_percent" in system
 
 
 def test_reader_accepts_a_run_dir_a_log_or_the_project_dir(wandb_dir: Path) -> None:

@@ -7,7 +7,8 @@ uint8 type FULL/FIRST/MIDDLE/LAST, data). The checksum is zlib's CRC-32 (IEEE) o
 and the data (wandb-core writes ``CRCAlgoIEEE``: core/internal/transactionlog/writer.go). Each
 record is a ``Record`` protobuf (wandb/proto/wandb_internal.proto), of which these fields are read:
 
-- ``Record``: history=2, summary=3, config=5, stats=7, artifact=8, tbrecord=9, run=17, exit=18.
+- ``Record``: history=2, summary=3, config=5, stats=7 (timestamp=2, item=3), artifact=8,
+  tbrecord=9, run=17, exit=18.
 - ``RunRecord``: run_id=1, project=3, config=4, summary=5, run_group=6, job_type=7,
   display_name=8, notes=9, tags=10, start_time=17 (Timestamp: seconds=1, nanos=2).
 - ``HistoryRecord``: item=1, step=2 (num=1); ``ConfigRecord``/``SummaryRecord``: update=1,
@@ -21,6 +22,9 @@ What becomes what:
   shows them (``{"val": {"acc": 1}}`` → ``val.acc``). Media and other objects (a value with a
   ``_type``: images, tables, histograms, ...) and strings are counted in ``skipped``. Keys starting
   with ``_`` are W&B's own bookkeeping.
+- System metrics samples (W&B's ``stats`` records, every 15 s or so) become metrics
+  ``sys/<W&B's key>`` (``sys/cpu``, ``sys/gpu.0.gpu``, ...), stepped by whole seconds since the
+  run started, as Tora's own system metrics are.
 - Config → params (nested dicts flattened with ``.``, lists as JSON text; ``_wandb`` left out);
   the final summary's numbers → results; display name, tags, group, notes; ``start_time`` →
   created_at; exit code ≠ 0 → ``failed``; no exit record (a crash, or a run still going) →
@@ -352,6 +356,36 @@ def _values(items: Iterable[tuple[Path_, str]]) -> Iterator[tuple[str, Any]]:
                 yield ".".join(leaf_path), leaf
 
 
+def _stats(run: _Run, buf: bytes) -> None:
+    """A system metrics sample: each number as ``sys/<W&B's key>``, at whole seconds since the
+    run started (Tora's step for system metrics), on the sample's own time."""
+    time_ms: int | None = None
+    items: list[tuple[str, str]] = []
+    for number, payload in pw.fields(buf):
+        if number == 2:
+            seconds = nanos = 0
+            for n, p in pw.fields(pw.message(payload)):
+                if n == 1:
+                    seconds = pw.int64(p)
+                elif n == 2:
+                    nanos = pw.int64(p)
+            time_ms = seconds * 1000 + nanos // 1_000_000
+        elif number == 3:
+            path, raw = _item(pw.message(payload))
+            items.append((".".join(path), raw))
+    if time_ms is None:
+        return
+    if run.start_ms is None:
+        run.start_ms = time_ms
+    step = max(0, (time_ms - run.start_ms) // 1000)
+    for key, text in items:
+        sample = _number(text)
+        if sample is None:
+            run.skip("system metrics that are not numbers", key)
+        else:
+            run.point(f"sys/{key}", Point(step, sample, time_ms))
+
+
 def _json(text: str) -> Any:
     try:
         return json.loads(text)
@@ -388,7 +422,7 @@ def _record(run: _Run, data: bytes) -> None:
         elif number == 5:
             _updates(pw.message(payload), run.config)
         elif number == 7:
-            run.skip("system metrics samples (stats records)", "", "W&B's system metric names differ from Tora's sys/")
+            _stats(run, pw.message(payload))
         elif number == 8:
             run.skip("artifacts", "", "the importer brings metrics, params and results")
         elif number == 9:
