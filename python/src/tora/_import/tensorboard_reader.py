@@ -175,13 +175,13 @@ def _tensor_scalar(buf: bytes) -> float | str:
         else:
             vals.setdefault(number, []).append(payload)
     if dtype not in _SCALAR_DTYPES:
-        return f"tensor of dtype {dtype}"
+        return f"tensors of dtype {dtype}"
     if math.prod(dims) != 1:
-        return "tensor of shape [" + ",".join(map(str, dims)) + "]"
+        return "tensors of shape [" + ",".join(map(str, dims)) + "]"
     fmt, val_field = _SCALAR_DTYPES[dtype]
     if content:
         if len(content) < struct.calcsize(fmt):
-            return "empty tensor"
+            return "empty tensors"
         (raw,) = struct.unpack_from(fmt, content)
         return _bfloat16(raw) if dtype == _DT_BFLOAT16 else float(raw)
     payloads = vals.get(val_field)
@@ -191,8 +191,8 @@ def _tensor_scalar(buf: bytes) -> float | str:
     if dtype in (_DT_FLOAT, _DT_DOUBLE):
         data = pw.message(first)
         if dtype == _DT_FLOAT:
-            return pw.float32(data[:4]) if len(data) >= 4 else "empty tensor"
-        return pw.double(data[:8]) if len(data) >= 8 else "empty tensor"
+            return pw.float32(data[:4]) if len(data) >= 4 else "empty tensors"
+        return pw.double(data[:8]) if len(data) >= 8 else "empty tensors"
     ints = pw.packed_varints(first)
     if not ints:
         return 0.0
@@ -207,22 +207,21 @@ def _tensor_scalar(buf: bytes) -> float | str:
     return float(raw_int)
 
 
-def _protobuf_value(buf: bytes) -> ParamValue | str:
-    """A google.protobuf.Value as a param; a struct or list comes back as a skip reason (str)
-    tagged by a leading NUL so it cannot be mistaken for a string value."""
+def _protobuf_value(buf: bytes) -> tuple[bool, ParamValue]:
+    """A google.protobuf.Value as a param: (True, value), or (False, None) for a struct or list."""
     for number, payload in pw.fields(buf):
         if number == 1:
-            return None
+            return True, None
         if number == 2:
             value = pw.double(payload)
-            return int(value) if value.is_integer() and abs(value) < 2**53 else value
+            return True, int(value) if value.is_integer() and abs(value) < 2**53 else value
         if number == 3:
-            return pw.string(payload)
+            return True, pw.string(payload)
         if number == 4:
-            return bool(pw.uint(payload))
+            return True, bool(pw.uint(payload))
         if number in (5, 6):
-            return "\0a struct or list value"
-    return None
+            return False, None
+    return True, None
 
 
 _STATUS_FAILURE = 2
@@ -263,16 +262,16 @@ def _hparams(part: _Part, content: bytes) -> None:
             for n, p in pw.fields(pw.message(payload)):
                 if n == 1:  # map entry: key=1, value=2
                     key = ""
-                    value: ParamValue | str = None
+                    ok, value = True, None
                     for k, v in pw.fields(pw.message(p)):
                         if k == 1:
                             key = pw.string(v)
                         elif k == 2:
-                            value = _protobuf_value(pw.message(v))
-                    if isinstance(value, str) and value.startswith("\0"):
-                        part.skip("hparams with a struct or list value", key)
-                    else:
+                            ok, value = _protobuf_value(pw.message(v))
+                    if ok:
                         part.params[key] = value
+                    else:
+                        part.skip("hparams with a struct or list value", key)
                 elif n == 4:
                     part.group = pw.string(p) or None
         elif number == 4:  # session_end_info
@@ -337,7 +336,7 @@ def _summary_value(part: _Part, buf: bytes, step: int, time_ms: int) -> None:
     if simple is None and tensor is not None and plugin in ("scalars", ""):
         scalar = _tensor_scalar(tensor)
         if isinstance(scalar, str):
-            part.skip(f"{scalar}s", tag)
+            part.skip(scalar, tag)
             return
         simple = scalar
     if simple is None:
