@@ -121,8 +121,8 @@ _INT = re.compile(r"[-+]?\d+")
 
 def _param(text: str) -> ParamValue:
     """MLflow keeps params as text: give numbers and booleans back their type."""
-    if _INT.fullmatch(text.strip()) and len(text.strip()) < 19:
-        return int(text)
+    if _INT.fullmatch(text) and len(text) < 19 and str(int(text)) == text.lstrip("+"):
+        return int(text)  # not "007" or "1_000": those stay text
     if text in ("True", "true", "False", "false"):
         return text.lower() == "true"
     try:
