@@ -37,6 +37,9 @@ def write() -> None:
         mlflow.log_param("seed", 7)
         mlflow.log_metric("loss", 3.0, step=0)
         mlflow.end_run(status="FAILED")
+    with mlflow.start_run(run_name="scratch") as scratch:
+        mlflow.log_metric("loss", 9.0, step=0)
+    MlflowClient().delete_run(scratch.info.run_id)  # deleted: not imported, and the summary says so
     mlflow.set_experiment("nlp")
     with mlflow.start_run(run_name="bert"):
         mlflow.log_metric("f1", 0.8)

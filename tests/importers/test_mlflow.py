@@ -96,6 +96,7 @@ def import_twice(tora: Tora, arg: str, written: list[dict[str, Any]]) -> None:
     assert "runs: 4 imported, 0 already present" in first, first
     assert f"points: {points:,} added, 0 already present" in first, first
     assert "MLflow system tags" in first, first
+    assert "mlflow: 1 deleted runs are not imported" in first, first
     check(tora, written)
     before = tora.counts()
     second = tora.imported("mlflow", arg)

@@ -28,7 +28,7 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ def read(arg: str) -> Iterator[ImportedRun]:
     return _convert(_file_runs(path, arg))
 
 
-def _convert(runs: Iterator[_Run]) -> Iterator[ImportedRun]:
+def _convert(runs: Iterable[_Run]) -> Iterator[ImportedRun]:
     """ImportedRuns; a parent's name is looked up among runs read earlier (MLflow lists parents
     first in time) or, failing that, left as the parent's id."""
     names: dict[str, str] = {}
@@ -121,8 +121,8 @@ _INT = re.compile(r"[-+]?\d+")
 
 def _param(text: str) -> ParamValue:
     """MLflow keeps params as text: give numbers and booleans back their type."""
-    if _INT.fullmatch(text.strip()) and len(text.strip()) < 19:
-        return int(text)
+    if _INT.fullmatch(text) and len(text) < 19 and str(int(text)) == text.lstrip("+"):
+        return int(text)  # not "007" or "1_000": those stay text
     if text in ("True", "true", "False", "false"):
         return text.lower() == "true"
     try:
@@ -182,16 +182,19 @@ def _key_files(directory: Path) -> dict[str, Path]:
     return {p.relative_to(directory).as_posix(): p for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def _file_runs(root: Path, arg: str) -> Iterator[_Run]:
+def _file_runs(root: Path, arg: str) -> list[_Run]:
+    """Every active run's metadata (its metrics are read later, by ``fill``)."""
     experiments = sorted(d for d in root.iterdir() if d.is_dir() and (d / "meta.yaml").is_file())
     if not experiments:
         raise ToraImportError(f"{arg}: not an MLflow file store (no <experiment>/meta.yaml inside)")
     trash = root / ".trash"
-    deleted = sum(1 for d in trash.iterdir() if d.is_dir()) if trash.is_dir() else 0
-    note = [f"mlflow: {deleted} deleted experiments (in .trash) are not imported"] if deleted else []
+    deleted_experiments = sum(1 for d in trash.iterdir() if d.is_dir()) if trash.is_dir() else 0
+    deleted_runs = 0
+    runs: list[_Run] = []
     for exp_dir in experiments:
         exp = _yaml(exp_dir / "meta.yaml")
         if exp.get("lifecycle_stage") == "deleted":
+            deleted_experiments += 1
             continue
         for run_dir in sorted(d for d in exp_dir.iterdir() if d.is_dir() and (d / "meta.yaml").is_file()):
             meta = _yaml(run_dir / "meta.yaml")
@@ -199,7 +202,7 @@ def _file_runs(root: Path, arg: str) -> Iterator[_Run]:
             if not run_id:
                 continue  # traces/, models/, datasets/: not runs
             if meta.get("lifecycle_stage") == "deleted":
-                note.append("mlflow: deleted runs are not imported")
+                deleted_runs += 1
                 continue
             run = _Run(
                 run_id=str(run_id),
@@ -207,9 +210,7 @@ def _file_runs(root: Path, arg: str) -> Iterator[_Run]:
                 name=str(meta.get("run_name") or ""),
                 status=_FILE_STATUS.get(meta.get("status") or 0, "RUNNING"),
                 start_time=meta.get("start_time") if isinstance(meta.get("start_time"), int) else None,
-                skipped=note,
             )
-            note = []
             run.params = {k: _read_text(p) for k, p in _key_files(run_dir / "params").items()}
             run.tags = {k: _read_text(p) for k, p in _key_files(run_dir / "tags").items()}
             run.fill = lambda r, d=run_dir: r.metrics.update(
@@ -218,7 +219,12 @@ def _file_runs(root: Path, arg: str) -> Iterator[_Run]:
             artifacts = run_dir / "artifacts"
             if artifacts.is_dir() and any(artifacts.iterdir()):
                 run.skipped.append("mlflow: artifacts are not imported")
-            yield run
+            runs.append(run)
+    if runs and deleted_experiments:
+        runs[0].skipped.append(f"mlflow: {deleted_experiments} deleted experiments are not imported")
+    if runs and deleted_runs:
+        runs[0].skipped.append(f"mlflow: {deleted_runs} deleted runs are not imported")
+    return runs
 
 
 def _metric_file(path: Path, run: _Run) -> list[Point]:
@@ -261,7 +267,10 @@ def _sqlite_runs(path: Path, arg: str) -> Iterator[_Run]:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"experiments", "runs", "metrics", "params", "tags"} <= tables:
             raise ToraImportError(f"{arg}: a SQLite database, but not MLflow's (no runs/metrics tables)")
-        deleted = db.execute("SELECT count(*) FROM runs WHERE lifecycle_stage = 'deleted'").fetchone()[0]
+        deleted = db.execute(
+            "SELECT count(*) FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
+            "WHERE r.lifecycle_stage = 'deleted' OR e.lifecycle_stage = 'deleted'"
+        ).fetchone()[0]
         note = [f"mlflow: {deleted} deleted runs are not imported"] if deleted else []
         rows = db.execute(
             "SELECT r.run_uuid, e.name, r.name, r.status, r.start_time FROM runs r "
@@ -336,33 +345,35 @@ class _Rest:
         return parsed
 
 
-def _rest_runs(base: str) -> Iterator[_Run]:
-    rest = _Rest(base)
-    experiments: list[dict[str, Any]] = []
+def _pages(rest: _Rest, path: str, body: dict[str, Any], items: str) -> Iterator[dict[str, Any]]:
+    """Every item of a paged search."""
     token = None
     while True:
-        body: dict[str, Any] = {"max_results": _PAGE, "view_type": "ACTIVE_ONLY"}
-        if token:
-            body["page_token"] = token
-        page = rest.call("POST", "experiments/search", body)
-        experiments.extend(page.get("experiments") or [])
+        page = rest.call("POST", path, {**body, "page_token": token} if token else body)
+        yield from page.get(items) or []
         token = page.get("next_page_token")
         if not token:
-            break
+            return
+
+
+def _rest_runs(base: str) -> list[_Run]:
+    """Every active run's metadata (its metrics are read later, by ``fill``)."""
+    rest = _Rest(base)
+    experiments = list(
+        _pages(rest, "experiments/search", {"max_results": _PAGE, "view_type": "ACTIVE_ONLY"}, "experiments")
+    )
+    runs: list[_Run] = []
+    deleted = 0
     for exp in experiments:
-        token = None
-        while True:
-            body = {"experiment_ids": [exp["experiment_id"]], "max_results": _PAGE, "run_view_type": "ACTIVE_ONLY"}
-            if token:
-                body["page_token"] = token
-            page = rest.call("POST", "runs/search", body)
-            for found in page.get("runs") or []:
-                run = _rest_run(str(exp.get("name") or exp["experiment_id"]), found)
-                run.fill = functools.partial(_rest_metrics, rest, _metric_keys(found))
-                yield run
-            token = page.get("next_page_token")
-            if not token:
-                break
+        search = {"experiment_ids": [exp["experiment_id"]], "max_results": _PAGE}
+        for found in _pages(rest, "runs/search", {**search, "run_view_type": "ACTIVE_ONLY"}, "runs"):
+            run = _rest_run(str(exp.get("name") or exp["experiment_id"]), found)
+            run.fill = functools.partial(_rest_metrics, rest, _metric_keys(found))
+            runs.append(run)
+        deleted += sum(1 for _ in _pages(rest, "runs/search", {**search, "run_view_type": "DELETED_ONLY"}, "runs"))
+    if runs and deleted:
+        runs[0].skipped.append(f"mlflow: {deleted} deleted runs are not imported")
+    return runs
 
 
 def _metric_keys(found: dict[str, Any]) -> list[str]:

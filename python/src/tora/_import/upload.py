@@ -106,6 +106,10 @@ class Progress:
             self.stream.flush()
 
 
+class ServerError(ToraImportError):
+    """The server cannot be reached or refuses the API key: nothing more can be imported."""
+
+
 class Api:
     """The few calls an import makes, on one keep-alive connection, retried on transient trouble."""
 
@@ -132,9 +136,9 @@ class Api:
                 time.sleep(answer.retry_after if answer.retry_after is not None else min(8.0, 0.25 * 2**attempt))
                 continue
             if answer.status == 401:
-                raise ToraImportError(f"the server at {self.base} refused the API key (HTTP 401)")
+                raise ServerError(f"the server at {self.base} refused the API key (HTTP 401)")
             return answer
-        raise ToraImportError(f"{method} {url}: no answer after {_ATTEMPTS} tries ({reason})")
+        raise ServerError(f"{method} {url}: no answer after {_ATTEMPTS} tries ({reason})")
 
     def close(self) -> None:
         self.session.close()
@@ -174,25 +178,29 @@ def import_runs(
     summary: Summary,
     progress: Progress | None = None,
 ) -> None:
-    """Upload every run (``api`` None: a dry run that only counts)."""
-    for count, run in enumerate(runs, start=1):
-        columns = _columns(run)
-        total = sum(len(points) for _, points in columns) + len(run.results)
-        for reason in run.skipped:
-            summary.skipped[reason] += 1
-        if api is None:
-            summary.runs_imported += 1
-            summary.points_added += total
-            continue
-        try:
-            _upload(api, run, columns, total, workspace_id, summary, progress, count)
-        except ToraImportError as e:
-            if "refused the API key" in str(e):
+    """Upload every run (``api`` None: a dry run that only counts). A run the server refuses is
+    counted as failed and the import goes on; a server that cannot be reached, or that refuses
+    the API key, stops it (ServerError)."""
+    try:
+        for count, run in enumerate(runs, start=1):
+            columns = _columns(run)
+            total = sum(len(points) for _, points in columns) + len(run.results)
+            for reason in run.skipped:
+                summary.skipped[reason] += 1
+            if api is None:
+                summary.runs_imported += 1
+                summary.points_added += total
+                continue
+            try:
+                _upload(api, run, columns, total, workspace_id, summary, progress, count)
+            except ServerError:
                 raise
-            summary.runs_failed += 1
-            summary.problems.append(f"run {run.name!r} ({run.source_id}): {e}")
-    if progress is not None:
-        progress.clear()
+            except ToraImportError as e:
+                summary.runs_failed += 1
+                summary.problems.append(f"run {run.name!r} ({run.source_id}): {e}")
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
 def _upload(
@@ -207,6 +215,11 @@ def _upload(
 ) -> None:
     exp_id = experiment_id(workspace_id, run.source, run.source_id)
     answer = api.call("POST", "/experiments", _experiment(run, exp_id, workspace_id, columns, summary))
+    if answer.status == 409:
+        # Another member imported the same run into this workspace: theirs stands.
+        summary.runs_present += 1
+        summary.skipped["runs another member of the workspace imported before: left as they are"] += 1
+        return
     if answer.status not in (200, 201):
         raise ToraImportError(f"creating its experiment: HTTP {answer.status} {answer.message}")
     new = answer.status == 201
