@@ -182,6 +182,11 @@ def test_reader_logdir_that_is_one_run_and_a_single_event_file(logdir: Path) -> 
     (one,) = tensorboard_reader.read(str(logdir / "keras"))
     assert one.name == "keras"
     assert "validation/epoch_loss" in one.metrics
+    # the same run whether its parent or its own directory is named: imported once either way
+    runs = by_name(list(tensorboard_reader.read(str(logdir))))
+    assert one.source_id == runs["keras"].source_id
+    (base,) = tensorboard_reader.read(str(logdir / "baseline"))
+    assert base.source_id == runs["baseline"].source_id
     event_file = next((logdir / "keras" / "train").iterdir())
     (single,) = tensorboard_reader.read(str(event_file))
     assert single.name == "train"
