@@ -4,8 +4,9 @@
 #   2. the published SDK tora==0.0.12 against the binary (compatibility)
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
-#   5. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
-#   6. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
+#   5. the importers: MLflow, TensorBoard, W&B, trackio and CSV files written by the real packages
+#   6. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
+#   7. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
 # Python tools live in venvs under target/, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -75,6 +76,15 @@ if [ -d python/tests ]; then
   step "python SDK: pytest against tora serve"
   (cd python && ../target/venv/bin/pytest -q tests)
 fi
+
+step "importers: MLflow, TensorBoard, W&B, trackio, CSV files into tora"
+# The real packages write the files (and run an MLflow tracking server); `python -m tora import`
+# reads them with the standard library alone. Pinned: a new release may change what it writes.
+if [ ! -x target/venv-importers/bin/python ]; then python3 -m venv target/venv-importers; fi
+target/venv-importers/bin/python -m pip install --quiet --upgrade pip
+target/venv-importers/bin/python -m pip install --quiet pytest mlflow==3.17.2 trackio==0.43.0 tensorboardX==2.6.5 tensorboard==2.21.0 wandb==0.31.0
+target/venv-importers/bin/python -m pip install --quiet --force-reinstall --no-deps ./python
+target/venv-importers/bin/pytest -q tests/importers
 
 step "README quickstart: its marked blocks as written (install.sh, tora serve, venv, SDK from the server)"
 # install.sh builds the release binary (minutes on a fresh machine) and installs it into a temp
