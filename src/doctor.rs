@@ -48,6 +48,7 @@ pub fn check(path: &Path) -> Result<Report> {
         )));
     }
     let len = meta.len();
+    surroundings(path, &mut report);
     let wal = crate::wal::wal_path(path);
     if let Ok(w) = std::fs::metadata(&wal)
         && w.len() > 0
@@ -77,6 +78,48 @@ pub fn check(path: &Path) -> Result<Report> {
     }
     Ok(report)
 }
+
+/// What a server on this file would meet: who can read it, the disk it is on, open files.
+fn surroundings(path: &Path, report: &mut Report) {
+    for (file, mode) in crate::db::readable_by_others(path) {
+        report.warnings.push(format!(
+            "{} can be read by other users (mode {mode:o}): it holds the token-signing secret; `chmod 600` it",
+            file.display()
+        ));
+    }
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let Ok(fs) = rustix::fs::statvfs(dir) {
+            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+            let total = fs.f_blocks.saturating_mul(fs.f_frsize).max(1);
+            report.facts.push(format!(
+                "{} MiB free of {} MiB on its filesystem",
+                free >> 20,
+                total >> 20
+            ));
+            if free < LOW_DISK || free.saturating_mul(20) < total {
+                report.warnings.push(format!(
+                    "only {} MiB free on the filesystem holding it: a full disk stops writes",
+                    free >> 20
+                ));
+            }
+        }
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+        report.facts.push(format!(
+            "open-file limit {} (hard {}; tora serve raises it to the hard limit)",
+            show(limit.current),
+            show(limit.maximum)
+        ));
+    }
+}
+
+/// Less free space than this (or under 5%) is worth a warning.
+const LOW_DISK: u64 = 1 << 30;
 
 /// Checks the 100-byte header; false when the file is not an SQLite database at all.
 fn header(path: &Path, len: u64, report: &mut Report) -> Result<bool> {

@@ -270,3 +270,29 @@ fn doctor_warns_about_a_wal_file_beside_the_one_it_checks() {
     let (_, out, _) = doctor(&server.db);
     assert!(out.contains("tora.db-wal"), "{out}");
 }
+
+/// doctor also says what a server on the file would meet: a file others can read, the disk.
+#[cfg(unix)]
+#[test]
+fn doctor_warns_about_a_database_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let exp = server.experiment(&alice, "resnet", None);
+    log_points(&server, &alice.key, &exp);
+    wait_until_folded(&server.db);
+    let dir = TempDir::new();
+    let copy = dir.join("copy.db");
+    copy_alone(&server.db, &copy);
+    let (ok, out, _) = doctor(&copy);
+    assert!(ok);
+    assert!(out.contains("MiB free"), "{out}");
+    assert!(!out.contains("can be read by other users"), "{out}");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out, _) = doctor(&copy);
+    assert!(ok, "a warning, not a fault of the file");
+    assert!(
+        out.contains("can be read by other users (mode 644)"),
+        "{out}"
+    );
+}
