@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from . import _config, _metadata, _transport, _validation
+from . import _config, _metadata, _system, _transport, _validation
 from ._artifacts import Uploader, artifact_name, artifact_url
 from ._exceptions import (
     ToraAPIError,
@@ -237,9 +237,22 @@ class Tora:
         server_url: str | None = None,
         *,
         mode: str | None = None,
+        system_metrics: bool | None = None,
     ) -> None:
         """A client for an experiment that exists already (see create_experiment, load_experiment)."""
-        self._open(experiment_id, url, description, hyperparams, tags, max_buffer_len, api_key, server_url, mode, None)
+        self._open(
+            experiment_id,
+            url,
+            description,
+            hyperparams,
+            tags,
+            max_buffer_len,
+            api_key,
+            server_url,
+            mode,
+            None,
+            system_metrics=system_metrics,
+        )
 
     def _open(
         self,
@@ -254,9 +267,14 @@ class Tora:
         mode: str | None,
         create: dict[str, Any] | None,
         reached: bool = True,
+        *,
+        system_metrics: bool | None = None,
+        started: float | None = None,
     ) -> None:
         if not experiment_id or not isinstance(experiment_id, str):
             raise ToraValidationError("Experiment ID must be a non-empty string")
+        if system_metrics is not None and not isinstance(system_metrics, bool):
+            raise ToraValidationError(f"system_metrics must be a bool or None, got {type(system_metrics).__name__}")
         settings = _config.load()
         self._mode = _validation.mode(mode, settings.mode)
         if self._mode != settings.mode:
@@ -287,6 +305,9 @@ class Tora:
         self._artifacts: Uploader | None = None
         self._run = Run(settings, self._sender, self._server_url, self._api_key)
         self._run.start()
+        self._system: _system.SystemMetrics | None = None
+        if settings.system_metrics if system_metrics is None else system_metrics:
+            self._system = _system.start(self.log_metrics, interval=settings.system_metrics_interval, started=started)
 
     @classmethod
     def _made(
@@ -302,6 +323,9 @@ class Tora:
         mode: str,
         create: dict[str, Any] | None,
         reached: bool = True,
+        *,
+        system_metrics: bool | None = None,
+        started: float | None = None,
     ) -> Tora:
         client = cls.__new__(cls)
         client._open(
@@ -316,6 +340,8 @@ class Tora:
             mode,
             create,
             reached,
+            system_metrics=system_metrics,
+            started=started,
         )
         return client
 
@@ -337,12 +363,15 @@ class Tora:
         *,
         mode: str | None = None,
         metadata: bool | None = None,
+        system_metrics: bool | None = None,
     ) -> Tora:
         """Create an experiment and return a client logging to it.
 
         ``mode="offline"`` (or ``TORA_MODE=offline``) contacts no server: the run is kept on disk
         and ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``)
         keeps the run's git commit, command line, host and versions from being recorded.
+        ``system_metrics=False`` (or ``TORA_SYSTEM_METRICS=0``) keeps it from logging ``sys/``
+        metrics (CPU, memory, disk, network, GPUs) every TORA_SYSTEM_METRICS_INTERVAL seconds.
 
         Raises:
             ToraValidationError: an argument is invalid, or the server refused the experiment.
@@ -387,6 +416,7 @@ class Tora:
                 chosen_mode,
                 payload,
                 reached,
+                system_metrics=system_metrics,
             )
             if not reached:
                 announce("tora: run %s will be at %s once the server answers", name, client.url)
@@ -431,8 +461,12 @@ class Tora:
         server_url: str | None = None,
         *,
         mode: str | None = None,
+        system_metrics: bool | None = None,
     ) -> Tora:
         """Return a client logging to an existing experiment.
+
+        ``system_metrics`` as in create_experiment; their steps go on counting seconds from the
+        run's ``started_at``.
 
         Raises:
             ToraExperimentError: the experiment does not exist (or is not visible to this key).
@@ -461,6 +495,8 @@ class Tora:
                 chosen_mode,
                 None,
                 chosen_mode == "offline" or bool(data),
+                system_metrics=system_metrics,
+                started=_system.started_at(data.get("started_at")),
             )
             if chosen_mode == "online" and data:
                 announce("tora: run %s: %s", data.get("name") or experiment_id, client.url)
@@ -598,6 +634,7 @@ class Tora:
         spool file for ``python -m tora sync``; returns how many."""
         if self._closed:
             return 0
+        self._stop_system(timeout)
         self._closed = True
         return self._run.end(self._close_artifacts(timeout))
 
@@ -606,8 +643,14 @@ class Tora:
         checked = end_state(state)
         if self._closed:
             return 0
+        self._stop_system(timeout)
         self._closed = True
         return self._run.end(self._close_artifacts(timeout), checked)
+
+    def _stop_system(self, timeout: float) -> None:
+        """The last system sample goes in before the run's points are delivered."""
+        if self._system is not None:
+            self._system.stop(min(_system.STOP_TIMEOUT, timeout))
 
     def _close_artifacts(self, timeout: float) -> float:
         """Upload the artifacts (or leave them for sync) before the run ends; returns the time left."""

@@ -48,12 +48,15 @@ def setup(
     max_buffer_len: int = 1,
     mode: str | None = None,
     metadata: bool | None = None,
+    system_metrics: bool | None = None,
 ) -> str:
     """Create an experiment and make it the one tmetric()/tresult() log to. Returns its id.
 
     ``mode="offline"`` (or ``TORA_MODE=offline``) logs the whole run to disk, with no server;
     ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``) keeps
     the run's git commit, command line, host and versions from being recorded.
+    ``system_metrics=False`` (or ``TORA_SYSTEM_METRICS=0``) keeps the run from logging ``sys/``
+    metrics (CPU, memory, disk, network, GPUs).
     """
     global _INSTANCE
     if _INSTANCE is not None:
@@ -69,6 +72,7 @@ def setup(
         max_buffer_len=max_buffer_len,
         mode=mode,
         metadata=metadata,
+        system_metrics=system_metrics,
     )
     _INSTANCE = client
     return client.experiment_id
