@@ -517,16 +517,23 @@ class SystemMetrics:
 
 def start(log: Log, *, interval: float, started: float | None = None) -> SystemMetrics:
     """A running monitor for one run."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        # Registered now, not at import: after the hooks of _run and _sender, so it runs before
+        # them (atexit is last in, first out) and the final sample goes out with the run's points.
+        _exit_hook_registered = True
+        atexit.register(_stop_all_at_exit)
     monitor = SystemMetrics(log, interval, started)
     monitor.start()
     return monitor
 
 
 _LIVE: weakref.WeakSet[SystemMetrics] = weakref.WeakSet()
+_exit_hook_registered = False
 
 
 def _stop_all_at_exit() -> None:
-    """Final samples before the runs end: registered after _run's hook, so it runs before it."""
+    """Final samples before the runs end."""
     monitors = list(_LIVE)
     deadline = time.monotonic() + STOP_TIMEOUT
     for monitor in monitors:
@@ -542,6 +549,5 @@ def _after_fork_in_child() -> None:
     _LIVE.clear()
 
 
-atexit.register(_stop_all_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
