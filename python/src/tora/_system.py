@@ -424,7 +424,9 @@ class SystemMetrics:
         self._dropped = False
         """Set when stop() stopped waiting: a sample that comes later is not logged."""
         self.samples = 0
-        """Samples taken (each a log_metrics call)."""
+        """Samples logged (each one log_metrics call)."""
+        self.cpu_seconds = 0.0
+        """CPU time the thread spent sampling and logging (what a run pays; bench/system_metrics.py)."""
         _LIVE.add(self)
 
     @property
@@ -490,6 +492,13 @@ class SystemMetrics:
                 source.close()
 
     def _sample(self, sources: list[_Source]) -> None:
+        began = time.thread_time()
+        try:
+            self._sample_once(sources)
+        finally:
+            self.cpu_seconds += time.thread_time() - began
+
+    def _sample_once(self, sources: list[_Source]) -> None:
         step = int(time.monotonic() - self._started)
         if step <= self._last_step:
             return
