@@ -19,8 +19,9 @@ fresh database (tests/helpers/toraserver.py), stopped by PID at the end. Three m
    * tmetric: a tight loop of `tora.tmetric("loss", v, step)` (`--calls` calls), the SDK's
      hottest path, in which the sampling thread competes for the GIL;
    * numpy: a 2-layer MLP trained by hand with numpy (batch 256, 512 -> 512 -> 10, `--steps`
-     steps of forward, backward and SGD), logging its loss every step.
-   Wall and process CPU time of the loop alone (setup and finish excluded).
+     steps of forward, backward and SGD, one BLAS thread), logging its loss every step.
+   Wall and process CPU time of the loop alone (setup and finish excluded), and the sampling
+   thread's CPU time over the loop's wall time: the share of one core that sampling took.
 
 Prints a markdown table and writes bench/results/system_metrics.json. On a 2-core machine with
 other work the slowdown column is within noise; the per-sample CPU is the figure that carries.
@@ -142,7 +143,15 @@ def worker(workload: str, interval: int | None, size: int) -> dict[str, Any]:
 def run_worker(
     workload: str, interval: int | None, size: int, env: dict[str, str]
 ) -> dict[str, Any]:
-    child_env = dict(env, TORA_SYSTEM_METRICS_INTERVAL=str(interval or 10))
+    # One BLAS thread: on a shared 2-core box, BLAS threads that spin while waiting for a core
+    # swamp everything else measured here.
+    child_env = dict(
+        env,
+        TORA_SYSTEM_METRICS_INTERVAL=str(interval or 10),
+        OPENBLAS_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
     done = subprocess.run(
         [sys.executable, __file__, "--worker", workload, str(interval or 0), str(size)],
         env=child_env,
@@ -169,7 +178,7 @@ def main() -> None:
     parser.add_argument(
         "--calls",
         type=int,
-        default=5_000_000,
+        default=3_000_000,
         help="tmetric calls in the tmetric workload",
     )
     parser.add_argument(
@@ -177,6 +186,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, to check that it runs"
+    )
+    parser.add_argument(
+        "--only", choices=("tmetric", "numpy"), help="run one workload, not both"
     )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,10 +211,15 @@ def main() -> None:
         env.pop("TORA_SYSTEM_METRICS", None)
         costs = sample_costs(args.reads, server.api, user.api_key)
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for workload, size in (("tmetric", args.calls), ("numpy", args.steps)):
+        workloads = (("tmetric", args.calls), ("numpy", args.steps))
+        for workload, size in workloads:
+            if args.only and workload != args.only:
+                continue
             runs[workload] = {label: [] for label, _ in CONFIGS}
-            for _ in range(args.runs):
-                for label, interval in CONFIGS:
+            for round_ in range(args.runs):
+                # Rotated each round, so a trend in the machine's load favours no setting.
+                order = CONFIGS[round_ % 3 :] + CONFIGS[: round_ % 3]
+                for label, interval in order:
                     runs[workload][label].append(
                         run_worker(workload, interval, size, env)
                     )
@@ -230,6 +247,9 @@ def main() -> None:
                     "cpu_change_pct": 100 * (cpu / base_cpu - 1),
                     "samples_per_run": samples / len(results),
                     "cpu_us_per_sample_in_situ": sample_us,
+                    "sampling_share_pct": 100
+                    * sum(r["sample_cpu_s"] for r in results)
+                    / sum(r["wall_s"] for r in results),
                     "walls": [r["wall_s"] for r in results],
                 }
             )
@@ -255,9 +275,10 @@ def main() -> None:
         f"\nSlowdown (median of {args.runs}; loadavg {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after):\n"
     )
     print(
-        "| workload | system metrics | wall s | wall vs off | CPU s | CPU vs off | samples/run | µs CPU/sample |"
+        "| workload | system metrics | wall s | wall vs off | CPU s | CPU vs off | samples/run "
+        "| µs CPU/sample | sampling CPU / wall |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         per = (
             ""
@@ -266,7 +287,8 @@ def main() -> None:
         )
         print(
             f"| {r['workload']} | {r['config']} | {r['wall_s']:.2f} | {r['wall_change_pct']:+.1f}% | "
-            f"{r['cpu_s']:.2f} | {r['cpu_change_pct']:+.1f}% | {r['samples_per_run']:.1f} | {per} |"
+            f"{r['cpu_s']:.2f} | {r['cpu_change_pct']:+.1f}% | {r['samples_per_run']:.1f} | {per} "
+            f"| {r['sampling_share_pct']:.3f}% |"
         )
 
 

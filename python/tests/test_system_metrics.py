@@ -136,7 +136,7 @@ def test_a_run_logs_plausible_system_metrics_at_whole_seconds_since_it_started(
             f.write(os.urandom(1 << 20))
         f.flush()
         os.fsync(f.fileno())
-    logged += train(t, 2.5 - (time.monotonic() - began))
+    logged += train(t, 1.2)  # so a sample comes after the allocation and the write
     assert t.finish() == 0
     elapsed = time.monotonic() - began
     del ballast
@@ -224,9 +224,14 @@ def test_the_argument_wins_over_the_environment(
     assert "sys/memory_percent" in {r["name"] for r in server.metrics(experiment_id)}
 
 
-def test_system_metrics_must_be_a_bool_or_none(server: ToraServer) -> None:
+def test_system_metrics_must_be_a_bool_or_none_and_is_checked_before_anything_is_sent(server: ToraServer) -> None:
+    workspace = tora.create_workspace("sys-bad-arg")
+    with pytest.raises(tora.ToraValidationError, match="system_metrics must be True, False or None, got str"):
+        Tora.create_experiment("sys-bad-arg", workspace["id"], system_metrics="no")  # type: ignore[arg-type]
+    assert server.get(f"/workspaces/{workspace['id']}/experiments") == []
     with pytest.raises(tora.ToraValidationError, match="system_metrics"):
-        Tora.create_experiment("sys-bad-arg", system_metrics="no")  # type: ignore[arg-type]
+        tora.setup("sys-bad-arg", system_metrics=1)  # type: ignore[arg-type]
+    assert not tora.is_initialized()
 
 
 def test_the_thread_is_gone_after_finish_shutdown_and_a_with_block(server: ToraServer, no_gpu_tools: None) -> None:

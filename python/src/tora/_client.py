@@ -65,6 +65,11 @@ def _api_key(api_key: str | None, settings: _config.Settings) -> str:
     return _validation.api_key(key, source)
 
 
+def _check_flag(value: object, name: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ToraValidationError(f"{name} must be True, False or None, got {type(value).__name__}")
+
+
 def _guess_url(server_url: str, experiment_id: str) -> str:
     """The experiment's page, for when the server could not say it: the API root minus ``/api``."""
     root = server_url[: -len("/api")] if server_url.endswith("/api") else server_url
@@ -273,8 +278,7 @@ class Tora:
     ) -> None:
         if not experiment_id or not isinstance(experiment_id, str):
             raise ToraValidationError("Experiment ID must be a non-empty string")
-        if system_metrics is not None and not isinstance(system_metrics, bool):
-            raise ToraValidationError(f"system_metrics must be a bool or None, got {type(system_metrics).__name__}")
+        _check_flag(system_metrics, "system_metrics")
         settings = _config.load()
         self._mode = _validation.mode(mode, settings.mode)
         if self._mode != settings.mode:
@@ -381,6 +385,7 @@ class Tora:
             ToraAPIError: the server refused for another reason.
         """
         name = _validation.experiment_name(name)
+        _check_flag(system_metrics, "system_metrics")
         workspace_id = _validation.workspace_id(workspace_id)
         checked_hp = _validation.hyperparams(hyperparams)
         tags = _validation.tags(tags)
@@ -474,6 +479,7 @@ class Tora:
         """
         if not experiment_id or not isinstance(experiment_id, str):
             raise ToraValidationError("Experiment ID must be a non-empty string")
+        _check_flag(system_metrics, "system_metrics")
         experiment_id = experiment_id.strip()
         settings = _config.load()
         chosen_mode = _validation.mode(mode, settings.mode)
