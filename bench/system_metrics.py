@@ -251,6 +251,7 @@ def main() -> None:
                     * sum(r["sample_cpu_s"] for r in results)
                     / sum(r["wall_s"] for r in results),
                     "walls": [r["wall_s"] for r in results],
+                    "cpus": [r["cpu_s"] for r in results],
                 }
             )
     out = {

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pynvml  # nvidia-ml-py, the real package (test.sh installs it)
 import pytest
 from conftest import ToraServer, run_python, spool_files, sync
 
@@ -56,7 +57,7 @@ def no_gpu_tools(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", os.pathsep.join(kept))
 
 
-def fake_nvidia_smi(directory: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Path:
+def fake_nvidia_smi(directory: Path, monkeypatch: pytest.MonkeyPatch, body: str, *, pynvml: bool = False) -> Path:
     """An `nvidia-smi` first on PATH (a stand-in for NVIDIA's tool, which this machine lacks): it
     answers only the query the SDK should send, as the real one refuses a malformed query, and
     counts its calls in ``calls``."""
@@ -72,7 +73,8 @@ def fake_nvidia_smi(directory: Path, monkeypatch: pytest.MonkeyPatch, body: str)
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setitem(sys.modules, "pynvml", None)
+    if not pynvml:
+        monkeypatch.setitem(sys.modules, "pynvml", None)
     return directory / "calls"
 
 
@@ -337,6 +339,22 @@ def test_two_gpus_from_nvidia_smi_when_pynvml_is_absent(
     assert last["sys/gpu1/power_w"] == pytest.approx(54.12)
     assert steps(got["sys/gpu1/temperature_c"]) == steps(got["sys/memory_percent"])
     assert len(calls.read_text().split()) == len(steps(got["sys/gpu0/utilization"])) + 1, "one call a sample, + a probe"
+
+
+def test_pynvml_without_a_driver_falls_back_to_nvidia_smi(
+    server: ToraServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nvidia-ml-py installed (test.sh installs it) where NVIDIA's driver is not, as on this machine."""
+    with pytest.raises(pynvml.NVMLError):
+        pynvml.nvmlInit()
+    caplog.set_level(logging.INFO, logger="tora")
+    fake_nvidia_smi(tmp_path / "bin", monkeypatch, f"printf '{TWO_A100}'\n", pynvml=True)
+    t = Tora.create_experiment("sys-gpu-no-driver")
+    time.sleep(1.2)
+    t.finish()
+    got = series(server, t.experiment_id)
+    assert got["sys/gpu1/temperature_c"][-1]["value"] == 31
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_no_pynvml_and_no_nvidia_smi_means_no_gpu_metrics_and_no_warning(
