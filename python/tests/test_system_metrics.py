@@ -341,6 +341,95 @@ def test_two_gpus_from_nvidia_smi_when_pynvml_is_absent(
     assert len(calls.read_text().split()) == len(steps(got["sys/gpu0/utilization"])) + 1, "one call a sample, + a probe"
 
 
+FAKE_PYNVML = """
+# A stand-in for nvidia-ml-py's pynvml on a host with two A100s (this machine has no GPU):
+# the calls and shapes of the real module; GPU 1 does not report its power.
+import os
+from types import SimpleNamespace
+
+NVML_TEMPERATURE_GPU = 0
+_MIB = 1 << 20
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_NotSupported(NVMLError):
+    pass
+
+
+def _note(what):
+    with open(os.environ["FAKE_NVML_CALLS"], "a") as f:
+        f.write(what + "\\n")
+
+
+def nvmlInit():
+    _note("init")
+
+
+def nvmlShutdown():
+    _note("shutdown")
+
+
+def nvmlDeviceGetCount():
+    return 2
+
+
+def nvmlDeviceGetHandleByIndex(i):
+    return ("handle", i)
+
+
+def nvmlDeviceGetUtilizationRates(handle):
+    return SimpleNamespace(gpu=(97, 0)[handle[1]], memory=(41, 0)[handle[1]])
+
+
+def nvmlDeviceGetMemoryInfo(handle):
+    used = (31457, 4)[handle[1]] * _MIB
+    return SimpleNamespace(total=40960 * _MIB, used=used, free=40960 * _MIB - used)
+
+
+def nvmlDeviceGetTemperature(handle, sensor):
+    assert sensor == NVML_TEMPERATURE_GPU
+    return (63, 31)[handle[1]]
+
+
+def nvmlDeviceGetPowerUsage(handle):
+    if handle[1] == 1:
+        raise NVMLError_NotSupported("Not Supported")
+    return 312450  # milliwatts
+"""
+
+
+def test_gpus_through_pynvml_when_it_imports_and_finds_them(
+    server: ToraServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "pynvml.py").write_text(FAKE_PYNVML)
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    calls = tmp_path / "nvml-calls"
+    monkeypatch.setenv("FAKE_NVML_CALLS", str(calls))
+    smi_calls = fake_nvidia_smi(tmp_path / "bin", monkeypatch, f"printf '{TWO_A100}'\n", pynvml=True)
+    t = Tora.create_experiment("sys-gpu-nvml")
+    time.sleep(1.2)
+    t.finish()
+    got = series(server, t.experiment_id)
+    last = {name: rows[-1]["value"] for name, rows in got.items()}
+    assert last["sys/gpu0/utilization"] == 97
+    assert last["sys/gpu0/memory_used_gb"] == pytest.approx(31457 / 1024)
+    assert last["sys/gpu0/memory_percent"] == pytest.approx(100 * 31457 / 40960)
+    assert last["sys/gpu0/temperature_c"] == 63
+    assert last["sys/gpu0/power_w"] == pytest.approx(312.45)
+    assert last["sys/gpu1/temperature_c"] == 31
+    assert "sys/gpu1/power_w" not in got, "a field the GPU does not report is left out"
+    assert steps(got["sys/gpu0/utilization"]) == steps(got["sys/memory_percent"])
+    assert calls.read_text().split() == ["init", "shutdown"], "NVML is started once and shut down at the end"
+    assert not smi_calls.exists(), "nvidia-smi is not needed"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def test_pynvml_without_a_driver_falls_back_to_nvidia_smi(
     server: ToraServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
