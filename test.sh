@@ -41,7 +41,7 @@ step "python: venvs (target/venv for our SDK, target/venv-0012 for the published
 if [ ! -x target/venv/bin/python ]; then python3 -m venv target/venv; fi
 target/venv/bin/python -m pip install --quiet --upgrade pip
 # Linters and schemathesis pinned: a new release may add default rules or change generated cases.
-target/venv/bin/python -m pip install --quiet pytest ruff==0.17.6 mypy==2.4.1 numpy scikit-learn schemathesis==4.32.5 mlflow-skinny==3.17.2 pandas
+target/venv/bin/python -m pip install --quiet pytest ruff==0.17.6 mypy==2.4.1 numpy scikit-learn schemathesis==4.32.5 mlflow-skinny==3.17.2 pandas nvidia-ml-py
 if [ -f python/pyproject.toml ]; then
   target/venv/bin/python -m pip install --quiet --force-reinstall --no-deps ./python
 fi

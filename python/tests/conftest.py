@@ -147,7 +147,8 @@ def own_server(tmp_path: Path) -> Iterator[ToraServer]:
 
 @pytest.fixture(autouse=True)
 def sdk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Spool files in the test's own directory; short intervals and backoff so tests run fast."""
+    """Spool files in the test's own directory; short intervals and backoff so tests run fast; no
+    system metrics."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("TORA_CACHE_DIR", str(cache))
     monkeypatch.setenv("TORA_FLUSH_INTERVAL", "0.05")
@@ -157,6 +158,9 @@ def sdk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORA_EXIT_TIMEOUT", "10")
     for name in ("TORA_MODE", "TORA_MAX_PENDING", "TORA_BATCH_SIZE"):
         monkeypatch.delenv(name, raising=False)
+    # Tests count the points they log; tests/test_system_metrics.py turns system metrics on.
+    monkeypatch.setenv("TORA_SYSTEM_METRICS", "0")
+    monkeypatch.delenv("TORA_SYSTEM_METRICS_INTERVAL", raising=False)
     monkeypatch.setenv("TORA_BASE_URL", f"http://127.0.0.1:{free_port()}/api")  # nothing listens there
     monkeypatch.delenv("TORA_API_KEY", raising=False)
     return cache

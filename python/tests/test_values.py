@@ -20,8 +20,11 @@ from tora._sender import encode
 
 
 @pytest.fixture
-def client() -> Iterator[Tora]:
-    """An offline client: validation runs exactly as online, and nothing needs a server."""
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tora]:
+    """An offline client: validation runs exactly as online, and nothing needs a server. Its
+    queue is spilled to disk only at shutdown, so the tests can read what was queued even on a
+    machine slow enough to take more than the usual 1 s flush interval over a loop."""
+    monkeypatch.setenv("TORA_FLUSH_INTERVAL", "3600")
     t = Tora.create_experiment("values", mode="offline")
     yield t
     t.shutdown()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from . import _config, _metadata, _transport, _validation
+from . import _config, _metadata, _system, _transport, _validation
 from ._artifacts import Uploader, artifact_name, artifact_url
 from ._exceptions import (
     ToraAPIError,
@@ -63,6 +63,11 @@ def _api_key(api_key: str | None, settings: _config.Settings) -> str:
             "Create a key with `tora api-key create` or in the dashboard (API keys)."
         )
     return _validation.api_key(key, source)
+
+
+def _check_flag(value: object, name: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ToraValidationError(f"{name} must be True, False or None, got {type(value).__name__}")
 
 
 def _guess_url(server_url: str, experiment_id: str) -> str:
@@ -217,6 +222,36 @@ def create_workspace(
     raise ToraAPIError(f"API error: {answer.message}", status_code=answer.status, response_text=answer.text[:500])
 
 
+def _new_run(
+    name: str,
+    experiment_id: str | None,
+    workspace_id: str | None,
+    description: str | None,
+    hyperparams: Mapping[str, HPValue] | None,
+    tags: list[str] | None,
+    group: str | None,
+    metadata: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The body of ``POST /experiments``: only what was given, and always a client-chosen id."""
+    payload: dict[str, Any] = {
+        "id": str(uuid.uuid4()) if experiment_id is None else _validation.experiment_uuid(experiment_id),
+        "name": name,
+    }
+    if group is not None:
+        payload["group"] = group
+    if metadata is not None:
+        payload["metadata"] = metadata
+    if workspace_id:
+        payload["workspaceId"] = workspace_id
+    if description:
+        payload["description"] = description
+    if hyperparams:
+        payload["hyperparams"] = [{"key": k, "value": v} for k, v in hyperparams.items()]
+    if tags:
+        payload["tags"] = tags
+    return payload
+
+
 class Tora:
     """A client logging to one experiment.
 
@@ -237,9 +272,22 @@ class Tora:
         server_url: str | None = None,
         *,
         mode: str | None = None,
+        system_metrics: bool | None = None,
     ) -> None:
         """A client for an experiment that exists already (see create_experiment, load_experiment)."""
-        self._open(experiment_id, url, description, hyperparams, tags, max_buffer_len, api_key, server_url, mode, None)
+        self._open(
+            experiment_id,
+            url,
+            description,
+            hyperparams,
+            tags,
+            max_buffer_len,
+            api_key,
+            server_url,
+            mode,
+            None,
+            system_metrics=system_metrics,
+        )
 
     def _open(
         self,
@@ -254,9 +302,13 @@ class Tora:
         mode: str | None,
         create: dict[str, Any] | None,
         reached: bool = True,
+        *,
+        system_metrics: bool | None = None,
+        started: float | None = None,
     ) -> None:
         if not experiment_id or not isinstance(experiment_id, str):
             raise ToraValidationError("Experiment ID must be a non-empty string")
+        _check_flag(system_metrics, "system_metrics")
         settings = _config.load()
         self._mode = _validation.mode(mode, settings.mode)
         if self._mode != settings.mode:
@@ -287,6 +339,9 @@ class Tora:
         self._artifacts: Uploader | None = None
         self._run = Run(settings, self._sender, self._server_url, self._api_key)
         self._run.start()
+        self._system: _system.SystemMetrics | None = None
+        if settings.system_metrics if system_metrics is None else system_metrics:
+            self._system = _system.start(self.log_metrics, interval=settings.system_metrics_interval, started=started)
 
     @classmethod
     def _made(
@@ -302,6 +357,9 @@ class Tora:
         mode: str,
         create: dict[str, Any] | None,
         reached: bool = True,
+        *,
+        system_metrics: bool | None = None,
+        started: float | None = None,
     ) -> Tora:
         client = cls.__new__(cls)
         client._open(
@@ -316,6 +374,8 @@ class Tora:
             mode,
             create,
             reached,
+            system_metrics=system_metrics,
+            started=started,
         )
         return client
 
@@ -339,6 +399,7 @@ class Tora:
         metadata: bool | None = None,
         experiment_id: str | None = None,
         group: str | None = None,
+        system_metrics: bool | None = None,
     ) -> Tora:
         """Create an experiment and return a client logging to it.
 
@@ -349,6 +410,8 @@ class Tora:
         ``mode="offline"`` (or ``TORA_MODE=offline``) contacts no server: the run is kept on disk
         and ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``)
         keeps the run's git commit, command line, host and versions from being recorded.
+        ``system_metrics=False`` (or ``TORA_SYSTEM_METRICS=0``) keeps it from logging ``sys/``
+        metrics (CPU, memory, disk, network, GPUs) every TORA_SYSTEM_METRICS_INTERVAL seconds.
 
         Raises:
             ToraValidationError: an argument is invalid, or the server refused the experiment.
@@ -358,6 +421,7 @@ class Tora:
             ToraAPIError: the server refused for another reason.
         """
         name = _validation.experiment_name(name)
+        _check_flag(system_metrics, "system_metrics")
         workspace_id = _validation.workspace_id(workspace_id)
         checked_hp = _validation.hyperparams(hyperparams)
         tags = _validation.tags(tags)
@@ -366,22 +430,16 @@ class Tora:
         url = _server_url(server_url, settings)
         key = (api_key or settings.api_key) if chosen_mode == "offline" else _api_key(api_key, settings)
 
-        payload: dict[str, Any] = {
-            "id": str(uuid.uuid4()) if experiment_id is None else _validation.experiment_uuid(experiment_id),
-            "name": name,
-        }
-        if group is not None:
-            payload["group"] = _validation.group(group)
-        if settings.metadata if metadata is None else metadata:
-            payload["metadata"] = _metadata.collect(_config.VERSION, key)
-        if workspace_id:
-            payload["workspaceId"] = workspace_id
-        if description:
-            payload["description"] = description
-        if checked_hp:
-            payload["hyperparams"] = [{"key": k, "value": v} for k, v in checked_hp.items()]
-        if tags:
-            payload["tags"] = tags
+        payload = _new_run(
+            name,
+            experiment_id,
+            workspace_id,
+            description,
+            checked_hp,
+            tags,
+            _validation.group(group) if group is not None else None,
+            _metadata.collect(_config.VERSION, key) if (settings.metadata if metadata is None else metadata) else None,
+        )
         experiment_id = payload["id"]
         page = _guess_url(url, experiment_id)
 
@@ -398,6 +456,7 @@ class Tora:
                 chosen_mode,
                 payload,
                 reached,
+                system_metrics=system_metrics,
             )
             if not reached:
                 announce("tora: run %s will be at %s once the server answers", name, client.url)
@@ -442,8 +501,12 @@ class Tora:
         server_url: str | None = None,
         *,
         mode: str | None = None,
+        system_metrics: bool | None = None,
     ) -> Tora:
         """Return a client logging to an existing experiment.
+
+        ``system_metrics`` as in create_experiment; their steps go on counting seconds from the
+        run's ``started_at``.
 
         Raises:
             ToraExperimentError: the experiment does not exist (or is not visible to this key).
@@ -451,6 +514,7 @@ class Tora:
         """
         if not experiment_id or not isinstance(experiment_id, str):
             raise ToraValidationError("Experiment ID must be a non-empty string")
+        _check_flag(system_metrics, "system_metrics")
         experiment_id = experiment_id.strip()
         settings = _config.load()
         chosen_mode = _validation.mode(mode, settings.mode)
@@ -472,6 +536,8 @@ class Tora:
                 chosen_mode,
                 None,
                 chosen_mode == "offline" or bool(data),
+                system_metrics=system_metrics,
+                started=_system.started_at(data.get("started_at")),
             )
             if chosen_mode == "online" and data:
                 announce("tora: run %s: %s", data.get("name") or experiment_id, client.url)
@@ -609,6 +675,7 @@ class Tora:
         spool file for ``python -m tora sync``; returns how many."""
         if self._closed:
             return 0
+        self._stop_system(timeout)
         self._closed = True
         return self._run.end(self._close_artifacts(timeout))
 
@@ -617,8 +684,14 @@ class Tora:
         checked = end_state(state)
         if self._closed:
             return 0
+        self._stop_system(timeout)
         self._closed = True
         return self._run.end(self._close_artifacts(timeout), checked)
+
+    def _stop_system(self, timeout: float) -> None:
+        """The last system sample goes in before the run's points are delivered."""
+        if self._system is not None:
+            self._system.stop(min(_system.STOP_TIMEOUT, timeout))
 
     def _close_artifacts(self, timeout: float) -> float:
         """Upload the artifacts (or leave them for sync) before the run ends; returns the time left."""

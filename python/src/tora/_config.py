@@ -6,6 +6,8 @@ Settings are read when a client is made (not at import), so a script or a test c
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +16,10 @@ from pathlib import Path
 VERSION = "0.1.0"
 """The SDK's version (pyproject.toml says the same)."""
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/api"
+_OFF = ("0", "false", "no", "off")
+
+logger = logging.getLogger("tora")
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ class Settings:
     artifact_copy_max: int = 64 * 1024 * 1024
     """TORA_ARTIFACT_COPY_MAX: files up to this many bytes are copied when logged as artifacts;
     larger ones are read when uploaded (default 64 MiB; 0: never copy)."""
+    system_metrics: bool = True
+    """TORA_SYSTEM_METRICS: ``0`` (or false, no, off) keeps runs from logging ``sys/`` metrics (CPU,
+    memory, disk, network, GPUs); the ``system_metrics=`` argument overrides it."""
+    system_metrics_interval: float = 10.0
+    """TORA_SYSTEM_METRICS_INTERVAL: seconds between two system samples (default 10, at least 1)."""
 
 
 def _float(name: str, default: float) -> float:
@@ -82,6 +93,26 @@ def _bytes(name: str, default: int) -> int:
     return value if value >= 0 else default
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "1").strip().lower() not in _OFF
+
+
+def _seconds(name: str, default: float, minimum: float) -> float:
+    """A number of seconds; a value that is not one, or is below ``minimum``, is named in one warning."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    chosen = default if not math.isfinite(value) or value <= 0 else max(minimum, value)
+    if chosen != value and f"{name}={raw}" not in _warned:
+        _warned.add(f"{name}={raw}")
+        logger.warning("tora: %s=%r is not a number of seconds >= %g; using %g", name, raw[:50], minimum, chosen)
+    return chosen
+
+
 def default_cache_dir() -> Path:
     override = os.environ.get("TORA_CACHE_DIR")
     if override:
@@ -110,6 +141,8 @@ def load() -> Settings:
         retry_max=_float("TORA_RETRY_MAX", 30.0),
         exit_timeout=_float("TORA_EXIT_TIMEOUT", 10.0),
         heartbeat_interval=_float("TORA_HEARTBEAT_INTERVAL", 30.0) or 30.0,
-        metadata=os.environ.get("TORA_METADATA", "1").strip().lower() not in ("0", "false", "no", "off"),
+        metadata=_flag("TORA_METADATA"),
         artifact_copy_max=_bytes("TORA_ARTIFACT_COPY_MAX", 64 * 1024 * 1024),
+        system_metrics=_flag("TORA_SYSTEM_METRICS"),
+        system_metrics_interval=_seconds("TORA_SYSTEM_METRICS_INTERVAL", 10.0, 1.0),
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import glob
-import inspect
 import json
 import logging
 import os
@@ -901,11 +900,9 @@ _RESUME = {
 
 
 def with_system_metrics(method: Callable[..., Tora], kwargs: dict[str, Any], system_metrics: bool | None) -> Tora:
-    """Call ``method`` with ``system_metrics`` when it takes that parameter (a client without
-    system metrics has none to turn on or off)."""
-    if system_metrics is not None and "system_metrics" in inspect.signature(method).parameters:
-        kwargs["system_metrics"] = system_metrics
-    return method(**kwargs)
+    """Call ``method`` (create_experiment or load_experiment) with ``kwargs`` and the run's
+    ``system_metrics`` choice."""
+    return method(**kwargs, system_metrics=system_metrics)
 
 
 def init(
