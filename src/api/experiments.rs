@@ -634,10 +634,15 @@ async fn heartbeat(
 struct FinishBody {
     #[schema(value_type = EndState)]
     state: String,
+    /// When it ended, in ms since the unix epoch, for a run imported from elsewhere: from the
+    /// run's `created_at` to a day past now. Default now.
+    #[schema(minimum = 0)]
+    ended_at: Option<i64>,
 }
 
-/// The run's client ended it: `finished`, or `failed` (an exception). Ending it again the same
-/// way keeps the first end time; a later heartbeat reopens it.
+/// The run's client ended it: `finished`, or `failed` (an exception), now or at `ended_at` (an
+/// imported run). Ending it again the same way keeps the first end time; a later heartbeat
+/// reopens it.
 #[utoipa::path(post, path = "/experiments/{id}/finish", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = FinishBody, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
 async fn finish(
     State(state): State<AppState>,
@@ -658,7 +663,18 @@ async fn finish(
         .write_then(
             move |tx| {
                 let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-                experiments::finish(tx, exp.rowid, end, now_ms())?;
+                let now = now_ms();
+                let latest = now + crate::time::MAX_AHEAD_MS;
+                let at = match body.ended_at {
+                    Some(t) if t < exp.created_at || t > latest => {
+                        return Err(Error::bad_request(format!(
+                            "ended_at must be ms since the unix epoch, from the run's created_at ({}) to a day past now ({latest}), not {t}",
+                            exp.created_at
+                        )));
+                    }
+                    t => t.unwrap_or(now),
+                };
+                experiments::finish(tx, exp.rowid, end, at)?;
                 experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
             },
             move |exp| hub.publish_run(exp),
