@@ -286,6 +286,20 @@ test('a researcher reads a grid search in the run table', async (t) => {
     const compared = await page.$$eval('.chart-section[data-section]', (els) => els.map((e) => e.dataset.section));
     assert.deepEqual(compared, ['', 'sys']);
     assert.deepEqual(await axes(), { loss: 'step', 'sys/cpu_percent': 'rel' });
+
+    // An editor puts a run in a group from its page, and takes it out again.
+    await page.goto(`${server.url}/experiments/${made.alone.id}`);
+    const about = page.locator('section[aria-labelledby="about-h"]');
+    await about.getByText('In no group.').waitFor();
+    assert.ok(await page.locator('.run-group').isHidden());
+    await about.getByLabel('Group').fill('  sweep-lr ');
+    await about.getByRole('button', { name: 'Set group' }).click();
+    await page.locator('.run-group a.group-chip', { hasText: 'sweep-lr' }).waitFor();
+    assert.equal((await api.call('GET', `/experiments/${made.alone.id}`)).group, 'sweep-lr');
+    await about.getByRole('button', { name: 'Take the run out of the group sweep-lr' }).click();
+    await about.getByText('In no group.').waitFor();
+    await page.locator('.run-group').waitFor({ state: 'hidden' });
+    assert.equal((await api.call('GET', `/experiments/${made.alone.id}`)).group, null);
   });
 
   await t.test('the description is markdown, rendered without ever running HTML', async () => {
