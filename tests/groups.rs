@@ -133,6 +133,49 @@ fn a_sweep_is_a_group_the_run_table_filters_on_and_a_run_can_leave_it() {
         ["lr-0.1"]
     );
 
+    // Sorted by group (any case), runs in no group last, a page at a time either way.
+    let sorted = |sort: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let r = server.get(
+                &format!("/api/workspaces/{ws}/experiments?sort={sort}&limit=2{cursor}"),
+                &alice.auth(),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            let page = r.json();
+            for e in page["data"].as_array().unwrap() {
+                out.push(format!(
+                    "{}:{}",
+                    e["group"].as_str().unwrap_or("-"),
+                    e["name"].as_str().unwrap()
+                ));
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return out,
+            }
+        }
+    };
+    let by_group = sorted("group");
+    let groups: Vec<&str> = by_group
+        .iter()
+        .map(|g| g.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        ["cv folds", "cv folds", "sweep-lr", "-", "-", "-", "-"],
+        "{by_group:?}"
+    );
+    let groups_desc: Vec<String> = sorted("-group")
+        .iter()
+        .map(|g| g.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        groups_desc,
+        ["sweep-lr", "cv folds", "cv folds", "-", "-", "-", "-"]
+    );
+
     // The table export has a group column.
     let r = server.get(
         &format!("/api/workspaces/{ws}/experiments.csv?q=group%3A%22cv+folds%22&sort=name"),

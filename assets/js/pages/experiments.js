@@ -217,7 +217,7 @@ export async function render(ctx) {
       withState ? h('th', {}, 'State') : null,
       h('th', {}, sortButton('Created', 'created')),
       withState ? h('th', { class: 'num' }, 'Duration') : null,
-      withGroups ? h('th', {}, 'Group') : null,
+      withGroups ? h('th', {}, sortButton('Group', 'group')) : null,
       h('th', { class: 'hide-narrow' }, 'Tags'),
     ].filter(Boolean);
     const groups = [];
