@@ -287,6 +287,17 @@ test('a researcher reads a grid search in the run table', async (t) => {
     assert.deepEqual(compared, ['', 'sys']);
     assert.deepEqual(await axes(), { loss: 'step', 'sys/cpu_percent': 'rel' });
 
+    // Watching a run that resumes from a checkpoint: steps it logs again arrive live, and the
+    // page asks the server for the chart again, where each step is one point with the newer value.
+    await page.goto(`${server.url}/experiments/${made['fold-2'].id}`);
+    await page.locator('section.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+    await page.locator('main[data-stream="live"]').waitFor();
+    const refetched = page.waitForResponse((r) => r.url().includes(`/experiments/${made['fold-2'].id}/series`) && r.url().includes('names=loss'));
+    await api.call('POST', `/experiments/${made['fold-2'].id}/points`, { metrics: [{ name: 'loss', steps: [2, 3], values: [30, 20] }] });
+    const folded = (await (await refetched).json()).data.series.find((x) => x.name === 'loss');
+    assert.deepEqual(folded.x, [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(folded.last, [6, 4, 30, 20, 1, 0.5]);
+
     // An editor puts a run in a group from its page, and takes it out again.
     await page.goto(`${server.url}/experiments/${made.alone.id}`);
     const about = page.locator('section[aria-labelledby="about-h"]');

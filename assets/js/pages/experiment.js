@@ -380,6 +380,9 @@ export async function render(ctx) {
       }
       drawStats(m);
       if (m.chart) {
+        // A step logged again (a resumed run) or a late one: the server's buckets fold it in.
+        const shownTo = m.chart.cols.x.length ? m.chart.cols.x[m.chart.cols.x.length - 1] : -Infinity;
+        if (pts.some((p) => p.x <= shownTo)) refetch.add(name);
         m.chart.append(pts);
         m.card.dataset.points = String(i.count);
         // Buckets of one pile up while a run streams: ask the server for fresh buckets now and then.
