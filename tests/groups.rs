@@ -242,3 +242,75 @@ fn a_group_name_that_is_too_long_or_not_plain_text_is_refused_with_the_reason() 
         .collect();
     assert_eq!(made.len(), 2, "nothing refused was made: {made:?}");
 }
+
+#[test]
+fn runs_chosen_in_the_table_are_put_in_a_group_at_once_and_taken_out_again() {
+    let server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let viewer = server.user("vic@lab.org");
+    let ws = server.workspace(&alice, "lab");
+    server.add_member(&ws, &viewer, 3);
+    let ids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| server.experiment(&alice, n, Some(&ws)))
+        .collect();
+    let bulk = |user: &User, body: Value| server.post("/api/experiments/bulk", &user.auth(), body);
+
+    let r = bulk(
+        &alice,
+        json!({"ids": [ids[0], ids[1]], "action": "group", "group": " sweep "}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["changed"], 2);
+    assert_eq!(
+        names(&found(&server, &alice, &ws, "group:sweep")),
+        ["a", "b"]
+    );
+    let again = bulk(
+        &alice,
+        json!({"ids": [ids[0], ids[1]], "action": "group", "group": "sweep"}),
+    );
+    assert_eq!(again.data()["changed"], 0, "already there: nothing changes");
+
+    // Refused: no group named, a name too long, a VIEWER. Nothing changes.
+    for (user, body, status, says) in [
+        (
+            &alice,
+            json!({"ids": [ids[2]], "action": "group"}),
+            400,
+            "null to take the runs out",
+        ),
+        (
+            &alice,
+            json!({"ids": [ids[2]], "action": "group", "group": "g".repeat(129)}),
+            400,
+            "the limit is 128",
+        ),
+        (
+            &viewer,
+            json!({"ids": [ids[2]], "action": "group", "group": "mine"}),
+            403,
+            "",
+        ),
+    ] {
+        let msg = bulk(user, body.clone()).expect_error(status);
+        assert!(msg.contains(says), "{body}: {msg}");
+    }
+    assert_eq!(
+        names(&found(&server, &alice, &ws, "not group:sweep")),
+        ["c"]
+    );
+    let c = server.get(&format!("/api/experiments/{}", ids[2]), &alice.auth());
+    assert_eq!(c.data()["group"], Value::Null);
+
+    // null takes every chosen run out of its group.
+    let r = bulk(
+        &alice,
+        json!({"ids": ids, "action": "group", "group": null}),
+    );
+    assert_eq!(r.data()["changed"], 2);
+    assert_eq!(
+        names(&found(&server, &alice, &ws, "group:sweep")),
+        Vec::<&str>::new()
+    );
+}

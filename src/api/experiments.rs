@@ -730,6 +730,8 @@ enum BulkAction {
     /// Move the runs, with everything under them, to `workspace_id` (EDITOR on each run's
     /// workspace and on the destination).
     Move,
+    /// Put the runs in `group`, or in none when it is null or blank (EDITOR).
+    Group,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -744,6 +746,9 @@ struct BulkBody {
     /// For move: the destination.
     #[serde(alias = "workspaceId")]
     workspace_id: Option<String>,
+    /// For group: the group's name (at most 128 characters), or null for none.
+    #[serde(default, deserialize_with = "present")]
+    group: Option<Option<String>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -789,6 +794,19 @@ async fn bulk_experiments(
             tags
         }
         _ => vec![],
+    };
+    let group = match (action, body.group) {
+        (BulkAction::Group, Some(g)) => g
+            .as_deref()
+            .map(crate::validate::group)
+            .transpose()?
+            .flatten(),
+        (BulkAction::Group, None) => {
+            return Err(Error::bad_request(
+                "group needs \"group\": a name, or null to take the runs out of their groups",
+            ));
+        }
+        _ => None,
     };
     let destination = match action {
         BulkAction::Move => Some(parse_id(
@@ -857,6 +875,23 @@ async fn bulk_experiments(
                                 tags: Some(&json),
                                 metadata: None,
                                 group: None,
+                            };
+                            experiments::update(tx, exp.rowid, &changes, now)?;
+                            let exp = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(Box::new(exp)));
+                        }
+                        BulkAction::Group => {
+                            if exp.group == group {
+                                continue;
+                            }
+                            let changes = Changes {
+                                name: None,
+                                description: None,
+                                hyperparams: None,
+                                tags: None,
+                                metadata: None,
+                                group: Some(group.as_deref()),
                             };
                             experiments::update(tx, exp.rowid, &changes, now)?;
                             let exp = experiments::get(tx, &exp.id)?

@@ -258,6 +258,20 @@ test('a researcher reads a grid search in the run table', async (t) => {
     await page.getByText('group:NAME').waitFor(); // the filter help names it
     await h.screenshot(page, 'table-groups');
 
+    // Chosen in the table, two runs are put in a group at once.
+    await page.goto(`${server.url}/workspaces/${ws.id}?q=${encodeURIComponent('not group:"cv folds"')}`);
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, ROWS);
+    for (const name of ['lr-0.1', 'alone']) await page.getByLabel(`Select ${name}`).check();
+    await page.getByLabel('Group for the selected runs').fill('sweep-lr-2');
+    await page.getByRole('button', { name: 'Set group' }).click();
+    await page.getByText('Put 2 runs in the group sweep-lr-2').waitFor();
+    await page.waitForFunction((sel) => [...document.querySelectorAll(sel)].map((tr) => tr.querySelector('td[data-cell="group"]').textContent).join() === 'sweep-lr-2,sweep-lr-2', ROWS);
+    for (const name of ['lr-0.1', 'alone']) await page.getByLabel(`Select ${name}`).check();
+    await page.getByRole('button', { name: 'No group' }).click();
+    await page.getByText('Took 2 runs out of their group').waitFor();
+    assert.equal((await api.call('GET', `/experiments/${made['lr-0.1'].id}`)).group, null);
+    await api.call('PATCH', `/experiments/${made['lr-0.1'].id}`, { group: 'sweep-lr' });
+
     // The run page: its group, linking back to the group's table; charts in sections, the
     // system metrics last and on the time since the run started, the rest on steps.
     await page.goto(`${server.url}/experiments/${made['fold-1'].id}`);
