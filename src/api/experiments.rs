@@ -195,8 +195,8 @@ pub struct ListQuery {
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// created, updated, name, group, hp.KEY, result.NAME or metric.NAME; '-' first for descending.
-    /// Default -created.
+    /// created, updated, name, group, hp.KEY, result.NAME or metric.NAME; '-' first for
+    /// descending. Default -created.
     sort: Option<String>,
     /// A filter in the query language, e.g. `lr < 0.01 and tag:baseline and acc >= 0.9`.
     q: Option<String>,
