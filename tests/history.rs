@@ -137,6 +137,33 @@ fn an_imported_run_keeps_when_it_began_and_when_each_point_was_taken() {
     }
     assert_eq!(chart(&server, &alice, &id, "")["total"], 10);
 
+    // It ended when it ended there, not when it was imported: its duration is its own.
+    let finish = |body: Value| {
+        server.post(
+            &format!("/api/experiments/{id}/finish"),
+            &alice.auth(),
+            body,
+        )
+    };
+    let msg = finish(json!({"state": "finished", "ended_at": THEN - 1})).expect_error(400);
+    assert!(
+        msg.contains("ended_at must be ms since the unix epoch"),
+        "{msg}"
+    );
+    let msg = finish(json!({"state": "finished", "ended_at": now + 2 * DAY})).expect_error(400);
+    assert!(msg.contains("a day past now"), "{msg}");
+    let r = finish(json!({"state": "finished", "ended_at": THEN + 600_000}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let done = r.data();
+    assert_eq!(
+        (&done["state"], &done["ended_at"], &done["duration_s"]),
+        (
+            &json!("finished"),
+            &json!("2023-11-14T22:23:20.000Z"),
+            &json!(600.0)
+        )
+    );
+
     // A client clock a little ahead of the server's is believed; three days ahead is held to a
     // day past now.
     let now = now_ms();

@@ -258,6 +258,20 @@ test('a researcher reads a grid search in the run table', async (t) => {
     await page.getByText('group:NAME').waitFor(); // the filter help names it
     await h.screenshot(page, 'table-groups');
 
+    // Chosen in the table, two runs are put in a group at once.
+    await page.goto(`${server.url}/workspaces/${ws.id}?q=${encodeURIComponent('not group:"cv folds"')}`);
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, ROWS);
+    for (const name of ['lr-0.1', 'alone']) await page.getByLabel(`Select ${name}`).check();
+    await page.getByLabel('Group for the selected runs').fill('sweep-lr-2');
+    await page.getByRole('button', { name: 'Set group' }).click();
+    await page.getByText('Put 2 runs in the group sweep-lr-2').waitFor();
+    await page.waitForFunction((sel) => [...document.querySelectorAll(sel)].map((tr) => tr.querySelector('td[data-cell="group"]').textContent).join() === 'sweep-lr-2,sweep-lr-2', ROWS);
+    for (const name of ['lr-0.1', 'alone']) await page.getByLabel(`Select ${name}`).check();
+    await page.getByRole('button', { name: 'No group' }).click();
+    await page.getByText('Took 2 runs out of their group').waitFor();
+    assert.equal((await api.call('GET', `/experiments/${made['lr-0.1'].id}`)).group, null);
+    await api.call('PATCH', `/experiments/${made['lr-0.1'].id}`, { group: 'sweep-lr' });
+
     // The run page: its group, linking back to the group's table; charts in sections, the
     // system metrics last and on the time since the run started, the rest on steps.
     await page.goto(`${server.url}/experiments/${made['fold-1'].id}`);
@@ -286,6 +300,31 @@ test('a researcher reads a grid search in the run table', async (t) => {
     const compared = await page.$$eval('.chart-section[data-section]', (els) => els.map((e) => e.dataset.section));
     assert.deepEqual(compared, ['', 'sys']);
     assert.deepEqual(await axes(), { loss: 'step', 'sys/cpu_percent': 'rel' });
+
+    // Watching a run that resumes from a checkpoint: steps it logs again arrive live, and the
+    // page asks the server for the chart again, where each step is one point with the newer value.
+    await page.goto(`${server.url}/experiments/${made['fold-2'].id}`);
+    await page.locator('section.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+    await page.locator('main[data-stream="live"]').waitFor();
+    const refetched = page.waitForResponse((r) => r.url().includes(`/experiments/${made['fold-2'].id}/series`) && r.url().includes('names=loss'));
+    await api.call('POST', `/experiments/${made['fold-2'].id}/points`, { metrics: [{ name: 'loss', steps: [2, 3], values: [30, 20] }] });
+    const folded = (await (await refetched).json()).data.series.find((x) => x.name === 'loss');
+    assert.deepEqual(folded.x, [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(folded.last, [6, 4, 30, 20, 1, 0.5]);
+
+    // An editor puts a run in a group from its page, and takes it out again.
+    await page.goto(`${server.url}/experiments/${made.alone.id}`);
+    const about = page.locator('section[aria-labelledby="about-h"]');
+    await about.getByText('In no group.').waitFor();
+    assert.ok(await page.locator('.run-group').isHidden());
+    await about.getByLabel('Group').fill('  sweep-lr ');
+    await about.getByRole('button', { name: 'Set group' }).click();
+    await page.locator('.run-group a.group-chip', { hasText: 'sweep-lr' }).waitFor();
+    assert.equal((await api.call('GET', `/experiments/${made.alone.id}`)).group, 'sweep-lr');
+    await about.getByRole('button', { name: 'Take the run out of the group sweep-lr' }).click();
+    await about.getByText('In no group.').waitFor();
+    await page.locator('.run-group').waitFor({ state: 'hidden' });
+    assert.equal((await api.call('GET', `/experiments/${made.alone.id}`)).group, null);
   });
 
   await t.test('the description is markdown, rendered without ever running HTML', async () => {

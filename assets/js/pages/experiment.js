@@ -1,4 +1,4 @@
-// /experiments/{id}: one run. Its description and tags (editable by EDITORs and OWNERs), its
+// /experiments/{id}: one run. Its description, tags and group (editable by EDITORs and OWNERs), its
 // hyperparameters and results, and a chart per metric from the server's downsampled series, in
 // sections by name prefix (system metrics last, on the time axis while the page is on steps),
 // with user-made panels of several metrics. The URL keeps x (step|rel|time), scale (log),
@@ -68,6 +68,12 @@ export async function render(ctx) {
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
 
   // ---------- header, metadata ----------
+  const groupBadge = h('span', { class: 'muted small run-group' });
+  const drawGroup = () => {
+    fill(groupBadge, exp.group ? ['group ', groupLink(exp)] : null);
+    groupBadge.hidden = !exp.group;
+  };
+  drawGroup();
   const csv = h('button', { onclick: (e) => busy(e.currentTarget, () => downloadCsv(exp)) }, 'Download CSV');
   const del = role === 'OWNER' ? h('button', {
     class: 'danger',
@@ -87,15 +93,13 @@ export async function render(ctx) {
         h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces'), ' / ',
           ws ? h('a', { href: `/workspaces/${ws.id}` }, ws.name) : 'workspace'),
         // With a run state (running/finished/...) the line below says more than "live" (a recent point).
-        h('div', { class: 'row' }, h('h1', {}, exp.name),
-          exp.group ? h('span', { class: 'muted small run-group' }, 'group ', groupLink(exp)) : null,
-          exp.state ? null : liveBadge),
+        h('div', { class: 'row' }, h('h1', {}, exp.name), groupBadge, exp.state ? null : liveBadge),
         exp.state ? runTiming(exp, ctx.signal) : null,
         h('p', { class: 'muted small' }, `Created ${dateTime(exp.created_at)} · updated ${dateTime(exp.updated_at)} · `,
           h('code', {}, exp.id), canEdit ? '' : ` · you are a ${role}`)),
       h('div', { class: 'row' }, csv, del)),
     h('div', { class: 'meta-grid' },
-      aboutPanel(exp, canEdit),
+      aboutPanel(exp, canEdit, (group) => { exp.group = group; drawGroup(); }),
       h('section', { class: 'panel', 'aria-labelledby': 'hp-h' }, h('h2', { id: 'hp-h' }, 'Hyperparameters'),
         exp.hyperparams.length ? h('table', { class: 'kv' }, h('tbody', {}, exp.hyperparams.map((p) => h('tr', {}, h('th', {}, p.key), h('td', {}, value(p.value))))))
           : h('p', { class: 'muted' }, 'None logged.')),
@@ -376,6 +380,9 @@ export async function render(ctx) {
       }
       drawStats(m);
       if (m.chart) {
+        // A step logged again (a resumed run) or a late one: the server's buckets fold it in.
+        const shownTo = m.chart.cols.x.length ? m.chart.cols.x[m.chart.cols.x.length - 1] : -Infinity;
+        if (pts.some((p) => p.x <= shownTo)) refetch.add(name);
         m.chart.append(pts);
         m.card.dataset.points = String(i.count);
         // Buckets of one pile up while a run streams: ask the server for fresh buckets now and then.
@@ -436,16 +443,24 @@ async function downloadCsv(exp) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-/** Description and tags; EDITORs and OWNERs get edit controls (the server checks again). */
-function aboutPanel(exp, canEdit) {
+/**
+ * Description, tags and group; EDITORs and OWNERs get edit controls (the server checks again).
+ * `onGroup(group)` hears of a changed group.
+ */
+function aboutPanel(exp, canEdit, onGroup) {
   const box = h('section', { class: 'panel', 'aria-labelledby': 'about-h' });
   let description = exp.description || '';
   let tags = (exp.tags || []).slice();
+  let group = exp.group || null;
 
   const save = async (changes) => {
     const updated = await api.put(`/experiments/${exp.id}`, changes);
     description = updated.description || '';
     tags = updated.tags || [];
+    if (updated.group !== group) {
+      group = updated.group || null;
+      onGroup(group);
+    }
   };
 
   function draw(editing = false) {
@@ -478,10 +493,25 @@ function aboutPanel(exp, canEdit) {
       'aria-label': `Remove tag ${t}`, title: 'Remove tag',
       onclick: (e) => busy(e.currentTarget, async () => { await save({ tags: tags.filter((x) => x !== t) }); draw(false); }),
     }, '×') : null));
+    const groupInput = h('input', { type: 'text', placeholder: 'group', 'aria-label': 'Group', maxlength: '128', class: 'small', value: group || '' });
+    const setGroup = h('form', { class: 'row small' }, groupInput, h('button', { type: 'submit', class: 'small' }, 'Set group'));
+    setGroup.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const g = groupInput.value.trim() || null;
+      if (g === group) return;
+      busy(setGroup.querySelector('button'), async () => { await save({ group: g }); toast(g ? `In the group ${g}` : 'In no group'); draw(false); });
+    });
+    const groupView = group ? h('span', { class: 'tag group-chip' }, group, canEdit ? h('button', {
+      'aria-label': `Take the run out of the group ${group}`, title: 'Remove from the group',
+      onclick: (e) => busy(e.currentTarget, async () => { await save({ group: null }); draw(false); }),
+    }, '×') : null) : h('span', { class: 'muted' }, 'In no group.');
     fill(box, head, descriptionView,
       h('h2', { class: 'subhead' }, 'Tags'),
       h('div', {}, tagList.length ? tagList : h('span', { class: 'muted' }, 'No tags.')),
-      canEdit ? h('div', { class: 'subhead' }, addTag) : null);
+      canEdit ? h('div', { class: 'subhead' }, addTag) : null,
+      h('h2', { class: 'subhead' }, 'Group'),
+      h('div', {}, groupView),
+      canEdit ? h('div', { class: 'subhead' }, setGroup) : null);
   }
   draw();
   return box;

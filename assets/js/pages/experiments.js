@@ -3,7 +3,7 @@
 // so 10,000 experiments cost no more than 100. Without chosen columns the table shows what
 // tells the runs apart (columns.js), and a Group column once a run on the page is in a group
 // (a click filters on it). One workspace stream keeps it current: new runs, states,
-// last values (live.js, followWorkspace). Selected runs can be compared, tagged, moved or deleted together.
+// last values (live.js, followWorkspace). Selected runs can be compared, tagged, grouped, moved or deleted together.
 
 import * as api from '../api.js';
 import { h, fill, empty, errorBox, toast, busy, confirmDanger } from '../dom.js';
@@ -217,7 +217,7 @@ export async function render(ctx) {
       withState ? h('th', {}, 'State') : null,
       h('th', {}, sortButton('Created', 'created')),
       withState ? h('th', { class: 'num' }, 'Duration') : null,
-      withGroups ? h('th', {}, 'Group') : null,
+      withGroups ? h('th', {}, sortButton('Group', 'group')) : null,
       h('th', { class: 'hide-narrow' }, 'Tags'),
     ].filter(Boolean);
     const groups = [];
@@ -358,6 +358,16 @@ export async function render(ctx) {
       run(e.currentTarget, action, { tags: [t] }, (n) => `${action === 'tag' ? 'Tagged' : 'Untagged'} ${n} run${n === 1 ? '' : 's'} ${action === 'tag' ? 'with' : 'from'} ${t}`)
         .then(() => { tagInput.value = ''; });
     } }, text);
+    const groupInput = h('input', { type: 'text', class: 'small', placeholder: 'group', 'aria-label': 'Group for the selected runs', maxlength: '128' });
+    const plural = (n) => `${n} run${n === 1 ? '' : 's'}`;
+    const setGroup = h('button', { class: 'small', type: 'button', onclick: (e) => {
+      const g = groupInput.value.trim();
+      if (!g) { groupInput.focus(); return; }
+      run(e.currentTarget, 'group', { group: g }, (n) => `Put ${plural(n)} in the group ${g}`).then(() => { groupInput.value = ''; });
+    } }, 'Set group');
+    const noGroup = h('button', { class: 'small', type: 'button', onclick: (e) => {
+      run(e.currentTarget, 'group', { group: null }, (n) => `Took ${plural(n)} out of their group`);
+    } }, 'No group');
     const target = h('select', { class: 'small', 'aria-label': 'Workspace to move the selected runs to' },
       h('option', { value: '' }, 'Move to…'), moveTargets.map((w) => h('option', { value: w.id }, w.name)));
     const move = h('button', { class: 'small', type: 'button', onclick: (e) => {
@@ -382,6 +392,7 @@ export async function render(ctx) {
     const box = h('div', { class: 'bulk row small', role: 'group', 'aria-label': 'Selected runs', hidden: true },
       count,
       canEdit ? [h('span', { class: 'row' }, tagInput, tagButton('tag', 'Add tag'), tagButton('untag', 'Remove tag'))] : null,
+      canEdit ? h('span', { class: 'row' }, groupInput, setGroup, noGroup) : null,
       canEdit && moveTargets.length ? h('span', { class: 'row' }, target, move) : null,
       ws.role === 'OWNER' ? del : null,
       clear);
