@@ -39,7 +39,8 @@ def write() -> None:
         mlflow.end_run(status="FAILED")
     with mlflow.start_run(run_name="scratch") as scratch:
         mlflow.log_metric("loss", 9.0, step=0)
-    MlflowClient().delete_run(scratch.info.run_id)  # deleted: not imported, and the summary says so
+    # A deleted run: not imported, and the summary says so.
+    MlflowClient().delete_run(scratch.info.run_id)
     mlflow.set_experiment("nlp")
     with mlflow.start_run(run_name="bert"):
         mlflow.log_metric("f1", 0.8)

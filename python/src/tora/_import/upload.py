@@ -55,6 +55,8 @@ class Summary:
     """Runs the server did not have before."""
     runs_present: int = 0
     """Runs it had already (from an earlier import); only their missing batches were sent."""
+    runs_completed: int = 0
+    """Runs an earlier import had stopped part-way through, whose missing points this one added."""
     runs_failed: int = 0
     points_added: int = 0
     points_present: int = 0
@@ -69,6 +71,7 @@ class Summary:
         else:
             out = [
                 f"runs: {self.runs_imported} imported, {self.runs_present} already present"
+                + (f", {self.runs_completed} completed (left part-way before)" if self.runs_completed else "")
                 + (f", {self.runs_failed} failed" if self.runs_failed else ""),
                 f"points: {self.points_added:,} added, {self.points_present:,} already present",
             ]
@@ -223,13 +226,14 @@ def _upload(
     if answer.status not in (200, 201):
         raise ToraImportError(f"creating its experiment: HTTP {answer.status} {answer.message}")
     new = answer.status == 201
-    done = 0
+    done = added = 0
     for n, body in enumerate(_batches(columns, run.results)):
         body["batch_id"] = f"import/{n}"
         stored = api.call("POST", f"/experiments/{exp_id}/points", body)
         if stored.status not in (200, 201):
             raise ToraImportError(f"batch import/{n}: HTTP {stored.status} {stored.message}")
         data = stored.data if isinstance(stored.data, dict) else {}
+        added += int(data.get("inserted", 0))
         summary.points_added += int(data.get("inserted", 0))
         summary.points_present += int(data.get("skipped", 0))
         done += int(data.get("inserted", 0)) + int(data.get("skipped", 0))
@@ -241,6 +245,8 @@ def _upload(
             raise ToraImportError(f"ending it as {run.state}: HTTP {ended.status} {ended.message}")
     if new:
         summary.runs_imported += 1
+    elif added:
+        summary.runs_completed += 1
     else:
         summary.runs_present += 1
 
