@@ -99,7 +99,7 @@ class Progress:
         width = 24
         filled = width * done // total if total else width
         bar = "#" * filled + "." * (width - filled)
-        label = name if len(name) <= 30 else name[:29] + "…"
+        label = name if len(name) <= 30 else name[:27] + "..."
         self.stream.write(f"\r\x1b[Krun {runs}: {label} [{bar}] {done:,}/{total:,} points")
         self.stream.flush()
 
