@@ -5,9 +5,11 @@ created with that client id (the server answers 200 with the existing experiment
 and its points go in columnar batches with the ids ``import/0``, ``import/1``, ...: a batch the
 server already holds is skipped whole. Batches are cut the same way from the same input (metrics
 in name order, points in the order the source logged them), so a second import, or one resumed
-after an interruption, stores only what is missing. A run found present whose every metric
-already has as many points as the import would send (the workspace's run summaries, read once)
-is not sent again at all. Last, the run is ended with its state.
+after an interruption, stores only what is missing. For a run found present, the points the
+server holds per metric (the workspace's run summaries, read once) say how many batches an
+earlier import stored: the rest are sent, none when it finished; a run whose points match no
+number of batches changed in its source since, and is left alone (resending would store a mix).
+Last, the run is ended with its state.
 """
 
 from __future__ import annotations
@@ -146,12 +148,9 @@ class Api:
             return answer
         raise ServerError(f"{method} {url}: no answer after {_ATTEMPTS} tries ({reason})")
 
-    def holds(
-        self, workspace_id: str, exp_id: str, columns: list[tuple[str, list[Point]]], results: dict[str, float]
-    ) -> bool:
-        """Whether the run already has as many points of each metric as the import would send,
-        and each result: then an earlier import finished it. Read once per import, on the first
-        run found present, from the workspace's run list with summaries."""
+    def held(self, workspace_id: str, exp_id: str) -> tuple[dict[str, int], set[str]]:
+        """What the server holds of a run: points per metric and result names. Read once per
+        import, on the first run found present, from the workspace's run list with summaries."""
         if self._held is None:
             self._held = {}
             answer = self.call("GET", f"/workspaces/{workspace_id}/experiments?summary=1")
@@ -160,14 +159,7 @@ class Api:
                 if isinstance(brief, dict):
                     counts = {k: int(v.get("count", 0)) for k, v in (brief.get("metrics") or {}).items()}
                     self._held[str(e.get("id"))] = (counts, set(brief.get("results") or {}))
-        held = self._held.get(exp_id)
-        if held is None:
-            return False
-        counts, names = held
-        want: dict[str, int] = {}
-        for name, points in columns:
-            want[name.strip()] = want.get(name.strip(), 0) + len(points)
-        return counts == want and {_clip(_printable(k), _MAX_NAME) for k in results} <= names
+        return self._held.get(exp_id, ({}, set()))
 
     def close(self) -> None:
         self.session.close()
@@ -252,13 +244,22 @@ def _upload(
     if answer.status not in (200, 201):
         raise ToraImportError(f"creating its experiment: HTTP {answer.status} {answer.message}")
     new = answer.status == 201
-    done = added = 0
-    batches = _batches(columns, run.results)
-    if not new and api.holds(workspace_id, exp_id, columns, run.results):
-        # Every batch is there already: resending them would store nothing.
-        summary.points_present += total
-        batches = iter(())
-    for n, body in enumerate(batches):
+    batches = list(_batches(columns, run.results))
+    start = 0
+    if not new:
+        start_at = _resume_at(batches, *api.held(workspace_id, exp_id))
+        if start_at is None:
+            summary.runs_present += 1
+            summary.skipped[
+                "runs whose points changed in their source since an earlier import: left as they are "
+                "(delete them in Tora and import again to replace them)"
+            ] += 1
+            return
+        start = start_at
+        summary.points_present += sum(_size(b) for b in batches[:start])
+    added = 0
+    done = sum(_size(b) for b in batches[:start])
+    for n, body in enumerate(batches[start:], start=start):
         body["batch_id"] = f"import/{n}"
         stored = api.call("POST", f"/experiments/{exp_id}/points", body)
         if stored.status not in (200, 201):
@@ -384,6 +385,26 @@ def _batches(columns: list[tuple[str, list[Point]]], results: dict[str, float]) 
     out = [r for r in out if r["name"]]
     if metrics or out:
         yield {"metrics": metrics, "results": out}
+
+
+def _size(batch: dict[str, Any]) -> int:
+    return sum(len(m["steps"]) for m in batch["metrics"]) + len(batch.get("results", ()))
+
+
+def _resume_at(batches: list[dict[str, Any]], counts: dict[str, int], results: set[str]) -> int | None:
+    """Where an earlier import of this run stopped: the number of batches k whose points are
+    exactly what the server holds (every batch: it finished; 0: it stored nothing). None when no
+    k fits: the source changed since, and resending would store a mix of old and new points."""
+    have: dict[str, int] = {}
+    names: set[str] = set()
+    found = 0 if not counts and not results else None
+    for k, batch in enumerate(batches, start=1):
+        for m in batch["metrics"]:
+            have[m["name"]] = have.get(m["name"], 0) + len(m["steps"])
+        names.update(r["name"] for r in batch.get("results", ()))
+        if have == counts and names <= results:
+            found = k
+    return found
 
 
 def _column(name: str, points: list[Point]) -> dict[str, Any]:
