@@ -18,6 +18,7 @@ import base64
 import math
 import sys
 import time
+import urllib.parse
 import uuid
 from array import array
 from collections import Counter
@@ -153,12 +154,21 @@ class Api:
         import, on the first run found present, from the workspace's run list with summaries."""
         if self._held is None:
             self._held = {}
-            answer = self.call("GET", f"/workspaces/{workspace_id}/experiments?summary=1")
-            for e in answer.data if answer.status == 200 and isinstance(answer.data, list) else []:
-                brief = e.get("summary") if isinstance(e, dict) else None
-                if isinstance(brief, dict):
-                    counts = {k: int(v.get("count", 0)) for k, v in (brief.get("metrics") or {}).items()}
-                    self._held[str(e.get("id"))] = (counts, set(brief.get("results") or {}))
+            cursor = ""
+            while True:
+                page = f"/workspaces/{workspace_id}/experiments?summary=1&limit=500"
+                answer = self.call("GET", page + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else ""))
+                if answer.status != 200 or not isinstance(answer.data, list):
+                    raise ServerError(f"cannot read the runs of the workspace: HTTP {answer.status} {answer.message}")
+                for e in answer.data:
+                    brief = e.get("summary") if isinstance(e, dict) else None
+                    if isinstance(brief, dict):
+                        counts = {k: int(v.get("count", 0)) for k, v in (brief.get("metrics") or {}).items()}
+                        self._held[str(e.get("id"))] = (counts, set(brief.get("results") or {}))
+                after = answer.body.get("next_cursor") if isinstance(answer.body, dict) else None
+                if not after:
+                    break
+                cursor = str(after)
         return self._held.get(exp_id, ({}, set()))
 
     def close(self) -> None:
