@@ -11,6 +11,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 STEPS = 120
+TRIAL = "trial: 0 'lr' #1"  # quoted in meta.yaml
 
 
 def write() -> None:
@@ -29,7 +30,7 @@ def write() -> None:
                 step=step,
             )
         mlflow.log_metric("loss", 0.5, step=3)  # re-logged step: both points are kept
-        with mlflow.start_run(run_name="trial-0", nested=True):
+        with mlflow.start_run(run_name=TRIAL, nested=True):
             mlflow.log_param("lr", 0.1)
             for step in range(10):
                 mlflow.log_metric("val/loss", 2.0 - step / 10, step=step * 10)
@@ -39,7 +40,8 @@ def write() -> None:
         mlflow.end_run(status="FAILED")
     with mlflow.start_run(run_name="scratch") as scratch:
         mlflow.log_metric("loss", 9.0, step=0)
-    MlflowClient().delete_run(scratch.info.run_id)  # deleted: not imported, and the summary says so
+    # A deleted run: not imported, and the summary says so.
+    MlflowClient().delete_run(scratch.info.run_id)
     mlflow.set_experiment("nlp")
     with mlflow.start_run(run_name="bert"):
         mlflow.log_metric("f1", 0.8)

@@ -61,7 +61,15 @@ def test_an_interrupted_import_is_finished_by_running_it_again(
     again = tora.imported("csv", str(path))
     imported = int(again.split("runs: ")[1].split(" imported")[0])
     present = int(again.split("imported, ")[1].split(" already")[0])
-    assert imported + present == RUNS and present >= partial - 1, again
+    completed = (
+        int(again.split("present, ")[1].split(" completed")[0])
+        if " completed" in again
+        else 0
+    )
+    assert imported + present + completed == RUNS and present + completed == partial, (
+        again
+    )
+    assert completed <= 1, again  # at most the run it was stopped in
     runs = tora.experiments()
     assert len(runs) == RUNS
     for name in ("r000", f"r{partial - 1:03d}", f"r{RUNS - 1:03d}"):
@@ -104,3 +112,23 @@ def test_progress_bar_on_a_terminal_only(tora: Tora, tmp_path: Path) -> None:
         terminal
     )
     assert "runs: 1 imported" in out and "\r" not in out, out
+
+
+def test_a_second_import_checks_every_run_of_a_large_workspace(
+    tora: Tora, tmp_path: Path
+) -> None:
+    """The server's run summaries are read page by page (500 a page): a changed run on the
+    second page is found as well."""
+    path = tmp_path / "wide.csv"
+    runs = 600
+    rows = [f"r{r:03d},{s},{s / 10}" for r in range(runs) for s in range(5)]
+    path.write_text("run,step,loss\n" + "\n".join(rows) + "\n")
+    first = tora.imported("csv", str(path))
+    assert f"runs: {runs} imported" in first, first
+    with path.open("a") as f:
+        f.write("r000,5,0.5\n")  # the oldest run, on the second page of the run list
+    again = tora.imported("csv", str(path))
+    assert f"runs: 0 imported, {runs} already present" in again, again
+    assert f"points: 0 added, {(runs - 1) * 5:,} already present" in again, again
+    assert "runs whose points changed in their source since an earlier import" in again
+    assert tora.counts() == (runs, runs * 5)

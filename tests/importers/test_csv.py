@@ -118,3 +118,25 @@ def test_dry_run_sends_nothing_and_errors_name_the_problem(
     assert bad_key.returncode != 0, bad_key
     assert "API key" in bad_key.stderr, bad_key.stderr
     assert tora.experiments() == {}
+
+
+def test_a_run_that_changed_in_its_source_is_left_as_it_was(
+    tora: Tora, tmp_path: Path
+) -> None:
+    path = tmp_path / "growing.csv"
+    path.write_text(
+        "run,step,metric,value\n"
+        + "".join(f"a,{s},loss,{s}\nb,{s},loss,{s}\n" for s in range(10))
+    )
+    tora.imported("csv", str(path))
+    with path.open("a") as f:
+        f.write("a,10,loss,10\n")  # run a went on after the import
+    again = tora.imported("csv", str(path))
+    assert "runs: 0 imported, 2 already present" in again, again
+    assert "points: 0 added, 10 already present" in again, again
+    assert (
+        "runs whose points changed in their source since an earlier import" in again
+    ), again
+    runs = tora.experiments()
+    assert [s for s, _ in tora.series(runs["a"]["id"])["loss"]] == list(range(10))
+    assert tora.counts() == (2, 20)

@@ -91,7 +91,7 @@ def _import(args: argparse.Namespace, settings: _config.Settings, api_key: str |
             print(f"importing {args.source} {args.arg} into workspace {name!r} on {api.base}", file=sys.stderr)
         import_runs(read(args.arg), api, workspace_id, summary, Progress())
     except ToraImportError as e:
-        if summary.runs_imported or summary.runs_present or summary.runs_failed:
+        if summary.runs_imported or summary.runs_present or summary.runs_completed or summary.runs_failed:
             for line in summary.lines(dry_run=args.dry_run):
                 print(line)
         return fail(str(e))

@@ -5,7 +5,11 @@ created with that client id (the server answers 200 with the existing experiment
 and its points go in columnar batches with the ids ``import/0``, ``import/1``, ...: a batch the
 server already holds is skipped whole. Batches are cut the same way from the same input (metrics
 in name order, points in the order the source logged them), so a second import, or one resumed
-after an interruption, stores only what is missing. Last, the run is ended with its state.
+after an interruption, stores only what is missing. For a run found present, the points the
+server holds per metric (the workspace's run summaries, read once) say how many batches an
+earlier import stored: the rest are sent, none when it finished; a run whose points match no
+number of batches changed in its source since, and is left alone (resending would store a mix).
+Last, the run is ended with its state.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import base64
 import math
 import sys
 import time
+import urllib.parse
 import uuid
 from array import array
 from collections import Counter
@@ -55,6 +60,8 @@ class Summary:
     """Runs the server did not have before."""
     runs_present: int = 0
     """Runs it had already (from an earlier import); only their missing batches were sent."""
+    runs_completed: int = 0
+    """Runs an earlier import had stopped part-way through, whose missing points this one added."""
     runs_failed: int = 0
     points_added: int = 0
     points_present: int = 0
@@ -69,6 +76,7 @@ class Summary:
         else:
             out = [
                 f"runs: {self.runs_imported} imported, {self.runs_present} already present"
+                + (f", {self.runs_completed} completed (left part-way before)" if self.runs_completed else "")
                 + (f", {self.runs_failed} failed" if self.runs_failed else ""),
                 f"points: {self.points_added:,} added, {self.points_present:,} already present",
             ]
@@ -96,7 +104,7 @@ class Progress:
         width = 24
         filled = width * done // total if total else width
         bar = "#" * filled + "." * (width - filled)
-        label = name if len(name) <= 30 else name[:29] + "…"
+        label = name if len(name) <= 30 else name[:27] + "..."
         self.stream.write(f"\r\x1b[Krun {runs}: {label} [{bar}] {done:,}/{total:,} points")
         self.stream.flush()
 
@@ -118,6 +126,7 @@ class Api:
         self.api_key = api_key
         self.timeout = timeout
         self.session = _transport.Session()
+        self._held: dict[str, tuple[dict[str, int], set[str]]] | None = None
 
     def call(self, method: str, path: str, body: Any = None) -> _transport.Response:
         """The answer (any status but a transient one); raises ToraImportError when none comes."""
@@ -139,6 +148,28 @@ class Api:
                 raise ServerError(f"the server at {self.base} refused the API key (HTTP 401)")
             return answer
         raise ServerError(f"{method} {url}: no answer after {_ATTEMPTS} tries ({reason})")
+
+    def held(self, workspace_id: str, exp_id: str) -> tuple[dict[str, int], set[str]]:
+        """What the server holds of a run: points per metric and result names. Read once per
+        import, on the first run found present, from the workspace's run list with summaries."""
+        if self._held is None:
+            self._held = {}
+            cursor = ""
+            while True:
+                page = f"/workspaces/{workspace_id}/experiments?summary=1&limit=500"
+                answer = self.call("GET", page + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else ""))
+                if answer.status != 200 or not isinstance(answer.data, list):
+                    raise ServerError(f"cannot read the runs of the workspace: HTTP {answer.status} {answer.message}")
+                for e in answer.data:
+                    brief = e.get("summary") if isinstance(e, dict) else None
+                    if isinstance(brief, dict):
+                        counts = {k: int(v.get("count", 0)) for k, v in (brief.get("metrics") or {}).items()}
+                        self._held[str(e.get("id"))] = (counts, set(brief.get("results") or {}))
+                after = answer.body.get("next_cursor") if isinstance(answer.body, dict) else None
+                if not after:
+                    break
+                cursor = str(after)
+        return self._held.get(exp_id, ({}, set()))
 
     def close(self) -> None:
         self.session.close()
@@ -223,13 +254,28 @@ def _upload(
     if answer.status not in (200, 201):
         raise ToraImportError(f"creating its experiment: HTTP {answer.status} {answer.message}")
     new = answer.status == 201
-    done = 0
-    for n, body in enumerate(_batches(columns, run.results)):
+    batches = list(_batches(columns, run.results))
+    start = 0
+    if not new:
+        start_at = _resume_at(batches, *api.held(workspace_id, exp_id))
+        if start_at is None:
+            summary.runs_present += 1
+            summary.skipped[
+                "runs whose points changed in their source since an earlier import: left as they are "
+                "(delete them in Tora and import again to replace them)"
+            ] += 1
+            return
+        start = start_at
+        summary.points_present += sum(_size(b) for b in batches[:start])
+    added = 0
+    done = sum(_size(b) for b in batches[:start])
+    for n, body in enumerate(batches[start:], start=start):
         body["batch_id"] = f"import/{n}"
         stored = api.call("POST", f"/experiments/{exp_id}/points", body)
         if stored.status not in (200, 201):
             raise ToraImportError(f"batch import/{n}: HTTP {stored.status} {stored.message}")
         data = stored.data if isinstance(stored.data, dict) else {}
+        added += int(data.get("inserted", 0))
         summary.points_added += int(data.get("inserted", 0))
         summary.points_present += int(data.get("skipped", 0))
         done += int(data.get("inserted", 0)) + int(data.get("skipped", 0))
@@ -241,6 +287,8 @@ def _upload(
             raise ToraImportError(f"ending it as {run.state}: HTTP {ended.status} {ended.message}")
     if new:
         summary.runs_imported += 1
+    elif added:
+        summary.runs_completed += 1
     else:
         summary.runs_present += 1
 
@@ -347,6 +395,26 @@ def _batches(columns: list[tuple[str, list[Point]]], results: dict[str, float]) 
     out = [r for r in out if r["name"]]
     if metrics or out:
         yield {"metrics": metrics, "results": out}
+
+
+def _size(batch: dict[str, Any]) -> int:
+    return sum(len(m["steps"]) for m in batch["metrics"]) + len(batch.get("results", ()))
+
+
+def _resume_at(batches: list[dict[str, Any]], counts: dict[str, int], results: set[str]) -> int | None:
+    """Where an earlier import of this run stopped: the number of batches k whose points are
+    exactly what the server holds (every batch: it finished; 0: it stored nothing). None when no
+    k fits: the source changed since, and resending would store a mix of old and new points."""
+    have: dict[str, int] = {}
+    names: set[str] = set()
+    found = 0 if not counts and not results else None
+    for k, batch in enumerate(batches, start=1):
+        for m in batch["metrics"]:
+            have[m["name"]] = have.get(m["name"], 0) + len(m["steps"])
+        names.update(r["name"] for r in batch.get("results", ()))
+        if have == counts and names <= results:
+            found = k
+    return found
 
 
 def _column(name: str, points: list[Point]) -> dict[str, Any]:
