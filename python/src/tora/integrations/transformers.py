@@ -1,0 +1,91 @@
+"""A Hugging Face Transformers callback: ``Trainer(..., callbacks=[ToraCallback(project="glue")])``.
+
+At the start of training, the ``TrainingArguments`` and the model's config (under ``model.``)
+become the run's config. Every log of the trainer becomes metrics at ``state.global_step``,
+named as W&B's callback names them (``train/loss``, ``eval/loss``, ``train/learning_rate``);
+the one-off figures of the end of training (``train_runtime``, ``train_loss``, ``total_flos``,
+...) become results. The end of training finishes a run the callback started. Set
+``report_to="none"`` in ``TrainingArguments`` so the trainer adds no other logger. Needs
+``pip install transformers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._common import RunHolder, hyperparams, numbers, require
+
+_transformers = require("transformers", "transformers", "transformers")
+
+__all__ = ["ToraCallback"]
+
+if TYPE_CHECKING:
+    _TrainerCallback = object
+else:
+    _TrainerCallback = _transformers.TrainerCallback
+
+_RESULTS = frozenset(
+    ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos")
+)
+
+
+def metric_names(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """The trainer's log keys as metric names: ``eval_loss`` -> ``eval/loss``, ``loss`` -> ``train/loss``."""
+    named: dict[str, Any] = {}
+    for key, value in logs.items():
+        for prefix in ("eval", "test"):
+            if key.startswith(prefix + "_"):
+                named[f"{prefix}/{key[len(prefix) + 1 :]}"] = value
+                break
+        else:
+            named[f"train/{key}"] = value
+    return named
+
+
+class ToraCallback(_TrainerCallback):
+    """Logs a Trainer's run to Tora: to the current run (``tora.run``) if there is one when
+    training starts, else to a run it starts with ``tora.init(project=..., name=..., **init_kwargs)``
+    (``name`` defaults to ``TrainingArguments.run_name``). Only the main process logs."""
+
+    def __init__(self, project: str | None = None, name: str | None = None, **init_kwargs: Any) -> None:
+        self._init_kwargs = dict(init_kwargs, project=project, name=name)
+        self._holder: RunHolder | None = None
+
+    def _run(self, args: Any) -> Any:
+        if self._holder is None:
+            kwargs = dict(self._init_kwargs)
+            if kwargs.get("name") is None and getattr(args, "run_name", None):
+                kwargs["name"] = str(args.run_name)
+            self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None})
+        return self._holder.get()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        config: dict[str, Any] = {}
+        model_config = getattr(model, "config", None)
+        if model_config is not None:
+            raw = model_config if isinstance(model_config, Mapping) else model_config.to_dict()
+            config.update(hyperparams(raw, prefix="model."))
+        config.update(hyperparams(args.to_dict()))
+        num_parameters = getattr(model, "num_parameters", None)
+        if callable(num_parameters):
+            config["model.num_parameters"] = int(num_parameters())
+        self._run(args).config.update(config)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        run = self._run(args)
+        values = numbers(logs)
+        results = {k: v for k, v in values.items() if k in _RESULTS}
+        metrics = metric_names({k: v for k, v in values.items() if k not in _RESULTS})
+        if metrics:
+            run.log(metrics, step=int(state.global_step))
+        if results:
+            run.summary.update(results)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self._holder is not None:
+            self._holder.end()
