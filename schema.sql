@@ -1,5 +1,5 @@
--- Tora schema, version 5: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 5. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- Tora schema, version 6: the whole current layout, applied once to a fresh database, then
+-- PRAGMA user_version = 6. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -114,9 +114,11 @@ CREATE TABLE experiments (
     heartbeat_at INTEGER,                     -- its client's last heartbeat; NULL = never sent one
     ended_at     INTEGER,                     -- set with end_state when its client ended it
     end_state    TEXT CHECK (end_state IN ('finished', 'failed')),
-    metadata     TEXT NOT NULL DEFAULT '{}'   -- JSON object from the client (git, host, command...)
+    metadata     TEXT NOT NULL DEFAULT '{}',  -- JSON object from the client (git, host, command...)
+    run_group    TEXT                         -- the group it belongs to (a sweep, CV folds); NULL = none
 );
 CREATE INDEX experiments_workspace ON experiments(workspace_id, created_at);
+CREATE INDEX experiments_group ON experiments(workspace_id, run_group COLLATE NOCASE);
 
 -- One row per (experiment, kind, name): the log table refers to it by number, so a metric's
 -- name is stored once, not once per point. kind: 0 = metric, 1 = result. The summary columns are

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
         include_str!("../migrations/0005_artifacts.sql"),
         sql_only,
     ),
+    (6, include_str!("../migrations/0006_groups.sql"), sql_only),
 ];
 
 /// The Rust step of a migration that SQL does whole.
@@ -618,6 +619,89 @@ mod tests {
         old.pragma_update(None, "user_version", 1).unwrap();
         migrate(&mut old).unwrap();
         assert_eq!(layout(&old), layout(&memory()));
+    }
+
+    /// A file of schema 5 (the last Tora before run groups) opens as version 6 with its runs
+    /// in no group; a group set afterwards is stored, read back and found by the `group:`
+    /// filter through the new index.
+    #[test]
+    fn a_version_5_file_is_upgraded_with_its_runs_in_no_group() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
+        conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        for &(to, sql, step) in MIGRATIONS.iter().filter(|m| m.0 <= 5) {
+            write_tx(&mut conn, |tx| {
+                tx.execute_batch(sql)?;
+                step(tx)?;
+                tx.pragma_update(None, "user_version", to)?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let u = users::create(&conn, "old@lab.org", "h", 0).unwrap();
+        let ws = workspaces::personal(&conn, &u.id, 0).unwrap();
+        // As version 5 made it: every column but run_group.
+        conn.execute(
+            "INSERT INTO experiments (id, uuid, workspace_id, created_by, name, tags, metadata, created_at, updated_at, ended_at, end_state)
+               VALUES (3, '00000000-0000-4000-8000-000000000005', ?1, ?2, 'v5 run', '[\"a\"]', '{\"host\":\"gpu-1\"}', 10, 10, 20, 'finished')",
+            [&ws, &u.id],
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let id = "00000000-0000-4000-8000-000000000005";
+        let old = experiments::get(&conn, id).unwrap().unwrap();
+        assert_eq!(
+            (
+                old.name.as_str(),
+                old.group,
+                old.tags.as_str(),
+                old.end_state
+            ),
+            (
+                "v5 run",
+                None,
+                "[\"a\"]",
+                Some(crate::run_state::EndState::Finished)
+            )
+        );
+        let changes = experiments::Changes {
+            name: None,
+            description: None,
+            hyperparams: None,
+            tags: None,
+            metadata: None,
+            group: Some(Some("Sweep-1")),
+        };
+        experiments::update(&conn, old.rowid, &changes, 30).unwrap();
+        assert_eq!(
+            experiments::get(&conn, id)
+                .unwrap()
+                .unwrap()
+                .group
+                .as_deref(),
+            Some("Sweep-1")
+        );
+        let filter = crate::query::parse("group:sweep-1").unwrap();
+        let sort = crate::query::parse_sort("-created").unwrap();
+        let page = experiments::page(&conn, &ws, Some(&filter), &sort, None, None, 40).unwrap();
+        assert_eq!(page.total, 1);
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id FROM experiments e
+                 WHERE e.workspace_id = ?1 AND e.run_group = ?2 COLLATE NOCASE",
+                [&ws, "SWEEP-1"],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("experiments_group"), "{plan}");
     }
 
     /// A file written by the previous Tora (schema 1: one `logs` row per point) opens with every

@@ -8,6 +8,7 @@
 //! primary := "(" or ")"
 //!          | "tag:" WORD                      experiments with that tag (case-insensitive)
 //!          | "state:" STATE                   running, finished, failed or crashed
+//!          | "group:" (WORD | STRING)         experiments in that group (case-insensitive)
 //!          | FIELD OP VALUE                   compare a field
 //!          | WORD | STRING                    the name contains it (case-insensitive)
 //! FIELD   := "name" | "hp." KEY | "result." NAME | "metric." NAME | KEY
@@ -43,6 +44,8 @@ pub enum Expr {
     Or(Vec<Expr>),
     Not(Box<Expr>),
     Tag(String),
+    /// Runs in this group, ignoring ASCII case.
+    Group(String),
     /// Runs in this state now (`run_state`).
     State(RunState),
     NameContains(String),
@@ -352,6 +355,21 @@ impl Parser {
                 }
             }
             Some(Tok::Word(w))
+                if w.eq_ignore_ascii_case("group")
+                    && self.tokens.get(self.at + 1).map(|t| &t.0) == Some(&Tok::Colon) =>
+            {
+                self.at += 2;
+                match self.peek().cloned() {
+                    Some(Tok::Word(g)) | Some(Tok::Str(g)) | Some(Tok::Num(_, g)) => {
+                        self.at += 1;
+                        Ok(Expr::Group(g))
+                    }
+                    _ => Err(self.error(
+                        "expected a group after 'group:' (in double quotes if it has spaces)",
+                    )),
+                }
+            }
+            Some(Tok::Word(w))
                 if w.eq_ignore_ascii_case("state")
                     && self.tokens.get(self.at + 1).map(|t| &t.0) == Some(&Tok::Colon) =>
             {
@@ -544,6 +562,8 @@ mod tests {
             ("lr < 0.1 acc > 2", 10, "expected 'and', 'or'"),
             ("< 3", 1, "expected a field"),
             ("tag:", 5, "expected a tag"),
+            ("group:", 7, "expected a group after 'group:'"),
+            ("group:(a)", 7, "expected a group"),
             ("name = \"open", 8, "unterminated string"),
             ("lr ! 3", 4, "'!' must be followed by '='"),
             ("lr < 0.1 and or", 14, "unexpected 'or'"),
@@ -638,6 +658,27 @@ mod tests {
                 Value::Text("finished".into())
             )
         );
+    }
+
+    #[test]
+    fn group_conditions_take_a_word_a_quoted_name_or_a_number() {
+        assert_eq!(
+            parse("group:sweep-lr/2").unwrap(),
+            Expr::Group("sweep-lr/2".into())
+        );
+        assert_eq!(
+            parse(r#"GROUP:"cv folds" and not group:2026"#).unwrap(),
+            Expr::And(vec![
+                Expr::Group("cv folds".into()),
+                Expr::Not(Box::new(Expr::Group("2026".into())))
+            ])
+        );
+        // Without the colon it is what it was: a hyperparameter or result named "group".
+        assert_eq!(
+            parse("group = a").unwrap(),
+            cmp(Field::Any("group".into()), Op::Eq, Value::Text("a".into()))
+        );
+        assert_eq!(parse("group").unwrap(), Expr::NameContains("group".into()));
     }
 
     #[test]

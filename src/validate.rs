@@ -1,5 +1,6 @@
 //! Rules for what people type that both the HTTP API and the admin CLI apply, so an account
-//! made either way obeys the same rules.
+//! made either way obeys the same rules; and the rules for a run's group, which every way of
+//! making or changing a run applies.
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_script::{Script, UnicodeScript};
@@ -8,6 +9,31 @@ use crate::error::{Error, Result};
 
 /// RFC 5321's longest address, in bytes.
 const MAX_EMAIL: usize = 254;
+
+/// The longest group name, in characters.
+pub const MAX_GROUP: usize = 128;
+
+/// A run's group as stored: trimmed, at most [`MAX_GROUP`] characters, no control characters;
+/// blank is no group (None). Otherwise a 400 that says what is wrong.
+pub fn group(raw: &str) -> Result<Option<String>> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let chars = trimmed.chars().count();
+    if chars > MAX_GROUP {
+        return Err(Error::bad_request(format!(
+            "the group is {chars} characters long; the limit is {MAX_GROUP}"
+        )));
+    }
+    if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
+        return Err(Error::bad_request(format!(
+            "the group must not contain control characters (U+{:04X})",
+            c as u32
+        )));
+    }
+    Ok(Some(trimmed.to_string()))
+}
 
 /// The canonical form of an e-mail address, or a 400 that says what is wrong with it.
 ///
@@ -124,6 +150,27 @@ mod tests {
             normalize_email("山田たろう@lab.jp").unwrap(),
             "山田たろう@lab.jp"
         );
+    }
+
+    #[test]
+    fn a_group_is_trimmed_blank_is_none_and_long_or_control_names_are_refused() {
+        assert_eq!(group("  sweep-lr ").unwrap().as_deref(), Some("sweep-lr"));
+        assert_eq!(
+            group("cv fold 3/5").unwrap().as_deref(),
+            Some("cv fold 3/5")
+        );
+        assert_eq!(group(" \t ").unwrap(), None);
+        let longest = "é".repeat(MAX_GROUP);
+        assert_eq!(group(&longest).unwrap(), Some(longest.clone()));
+        let msg = group(&format!("{longest}x")).unwrap_err().to_string();
+        assert!(
+            msg.contains("129 characters") && msg.contains("128"),
+            "{msg}"
+        );
+        for raw in ["a\nb", "a\u{7}b", "a\u{9B}b"] {
+            let msg = group(raw).unwrap_err().to_string();
+            assert!(msg.contains("control characters"), "{raw:?}: {msg}");
+        }
     }
 
     #[test]

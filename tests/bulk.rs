@@ -364,6 +364,7 @@ fn the_table_exports_the_filtered_runs_as_csv_a_spreadsheet_cannot_run() {
             "ended_at",
             "duration_s",
             "tags",
+            "group",
             "hp.lr",
             "hp.note",
             "hp.opt",
@@ -377,13 +378,14 @@ fn the_table_exports_the_filtered_runs_as_csv_a_spreadsheet_cannot_run() {
     // Text a spreadsheet would run starts with a quote; numbers stay numbers.
     assert_eq!(first[1], "'=cmd|' /C calc'!A0");
     assert_eq!(first[6], "'+x;base");
-    assert_eq!(&first[7..], ["0.01", "'@SUM(1)", "adam", "0.9", "0.5"]);
+    assert_eq!(first[7], "", "in no group");
+    assert_eq!(&first[8..], ["0.01", "'@SUM(1)", "adam", "0.9", "0.5"]);
     assert_eq!(first[2], "running", "points just arrived");
     assert_eq!(first[4], "", "not ended");
     assert!(first[5].parse::<f64>().unwrap() >= 0.0, "{}", first[5]);
     assert!(first[3].ends_with('Z'), "{}", first[3]);
     assert_eq!(second[0], plain);
-    assert_eq!(&second[7..], ["0.1", "", "'-sgd", "", "NaN"]);
+    assert_eq!(&second[8..], ["0.1", "", "'-sgd", "", "NaN"]);
 
     // The whole workspace by default; a bad filter is a 400; outsiders see nothing.
     let all = rows(&export(&server, &owner, &ws, "").text);

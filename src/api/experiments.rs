@@ -60,6 +60,8 @@ pub struct ExperimentOut {
     hyperparams: Value,
     #[schema(value_type = Vec<String>)]
     tags: Value,
+    /// The group it belongs to (a sweep, cross-validation folds, a resumed job), or null.
+    group: Option<String>,
     created_at: String,
     updated_at: String,
     workspace_id: String,
@@ -105,6 +107,7 @@ impl ExperimentOut {
             id: e.id,
             name: e.name,
             description: e.description,
+            group: e.group,
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
             live: e.last_log_at.is_some_and(|t| t > now - LIVE_WINDOW_MS),
@@ -345,6 +348,29 @@ struct NewExperimentBody {
     /// What the client records about the run: a JSON object of at most 200 keys and 16 KiB.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    /// The run's group: at most 128 characters, no control characters; blank or null is none.
+    group: Option<String>,
+    /// When the run began, in ms since the unix epoch, for a run imported from elsewhere:
+    /// from 0 to a day past now. Default now.
+    #[serde(rename = "created_at", alias = "createdAt")]
+    #[schema(minimum = 0)]
+    created_at: Option<i64>,
+}
+
+/// How far past the server's clock an imported run's `created_at` may be (clocks disagree).
+const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
+
+/// An imported run's start: ms since the epoch, not negative, at most a day past `now`.
+fn clean_created_at(raw: Option<i64>, now: i64) -> Result<Option<i64>> {
+    match raw {
+        Some(t) if !(0..=now + MAX_CLOCK_AHEAD_MS).contains(&t) => {
+            Err(Error::bad_request(format!(
+                "created_at must be ms since the unix epoch, from 0 to a day past now ({}), not {t}",
+                now + MAX_CLOCK_AHEAD_MS
+            )))
+        }
+        t => Ok(t),
+    }
 }
 
 #[utoipa::path(post, path = "/experiments", tag = "experiments", security(("api_key" = []), ("bearer" = [])), request_body = NewExperimentBody, responses((status = 201, body = Envelope<ExperimentOut>), (status = 200, description = "the experiment with this client id already existed", body = Envelope<ExperimentOut>), Errors))]
@@ -359,6 +385,13 @@ async fn create_experiment(
     let hyperparams = clean_hyperparams(body.hyperparams.unwrap_or(Value::Null))?;
     let tags = clean_tags(body.tags.unwrap_or(Value::Null))?;
     let metadata = clean_metadata(body.metadata.unwrap_or(Value::Null))?;
+    let group = body
+        .group
+        .as_deref()
+        .map(crate::validate::group)
+        .transpose()?
+        .flatten();
+    let created_at = clean_created_at(body.created_at, now_ms())?;
     let workspace = body
         .workspace_id
         .filter(|w| !w.trim().is_empty())
@@ -403,6 +436,8 @@ async fn create_experiment(
                     hyperparams: &hyperparams,
                     tags: &tags,
                     metadata: &metadata,
+                    group: group.as_deref(),
+                    created_at,
                 };
                 Ok((experiments::create(tx, &new, now)?, true))
             },
@@ -443,6 +478,10 @@ struct UpdateExperiment {
     /// Replaces the run's metadata (a JSON object, at most 200 keys and 16 KiB).
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    /// The run's group (at most 128 characters, no control characters); null or blank takes
+    /// the run out of its group.
+    #[serde(default, deserialize_with = "present")]
+    group: Option<Option<String>>,
 }
 
 /// One hyperparameter; `value` is a string, number, boolean or null.
@@ -503,6 +542,11 @@ async fn update(
     let hyperparams = body.hyperparams.map(clean_hyperparams).transpose()?;
     let tags = body.tags.map(clean_tags).transpose()?;
     let metadata = body.metadata.map(clean_metadata).transpose()?;
+    let group = body
+        .group
+        .map(|g| g.as_deref().map(crate::validate::group).transpose())
+        .transpose()?
+        .map(Option::flatten);
     let hub = state.live.clone();
     let exp = state
         .db
@@ -515,6 +559,7 @@ async fn update(
                     hyperparams: hyperparams.as_deref(),
                     tags: tags.as_deref(),
                     metadata: metadata.as_deref(),
+                    group: group.as_ref().map(|g| g.as_deref()),
                 };
                 experiments::update(tx, exp.rowid, &changes, now_ms())?;
                 experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
@@ -798,6 +843,7 @@ async fn bulk_experiments(
                                 hyperparams: None,
                                 tags: Some(&json),
                                 metadata: None,
+                                group: None,
                             };
                             experiments::update(tx, exp.rowid, &changes, now)?;
                             let exp = experiments::get(tx, &exp.id)?
@@ -878,6 +924,7 @@ fn export_row(
         ended_at.map(rfc3339).unwrap_or_default(),
         format!("{:.3}", duration_ms as f64 / 1000.0),
         super::spreadsheet_safe(&tags.join(";")).into_owned(),
+        super::spreadsheet_safe(e.group.as_deref().unwrap_or_default()).into_owned(),
     ];
     let hyperparams: Vec<Value> = serde_json::from_str(&e.hyperparams).unwrap_or_default();
     let hp: BTreeMap<&str, &Value> = hyperparams
@@ -908,7 +955,7 @@ fn export_row(
 }
 
 /// The run table as CSV: the runs `q` matches, in `sort` order, with `id, name, state,
-/// created_at, ended_at, duration_s, tags` (joined by `;`), then `hp.KEY` for every
+/// created_at, ended_at, duration_s, tags` (joined by `;`), `group`, then `hp.KEY` for every
 /// hyperparameter, `result.NAME` for every result and `metric.NAME` (its last value) for every
 /// metric among them. At most 10,000 runs and 2,000 columns of each kind (400 past either);
 /// text cells that a spreadsheet would run as a formula start with `'`. Streamed, 50 runs a
@@ -973,6 +1020,7 @@ async fn export_table(
         "ended_at",
         "duration_s",
         "tags",
+        "group",
     ];
     let named = |prefix: &str, names: &[String]| -> Vec<String> {
         names

@@ -285,7 +285,10 @@ pub(crate) async fn store_with(
                             kind: logs[i].kind,
                             step: logs[i].step,
                             value: logs[i].value,
-                            created_at: now,
+                            // As `logs::insert` keeps a client's time: within the run so far.
+                            created_at: logs[i].at.map_or(now, |at| {
+                                at.clamp(exp.created_at, now.max(exp.created_at))
+                            }),
                         })
                         .collect::<Vec<_>>();
                     (exp.rowid, batch)
@@ -373,6 +376,12 @@ struct ColumnIn {
     /// bits, and a fraction of the client's cost of decimal text (Python:
     /// `base64.b64encode(array("d", values).tobytes())`, byte-swapped on big-endian machines).
     values_f64: Option<String>,
+    /// When each point was taken, in ms since the unix epoch (`times[i]` goes with `steps[i]`),
+    /// for points logged earlier or elsewhere (an import); default: when the batch arrives.
+    /// Kept as the time since the run began (0 for earlier times, now for later ones).
+    #[schema(value_type = Option<Vec<u64>>)]
+    #[serde(default, deserialize_with = "super::at_most_opt::<_, _, MAX_BATCH>")]
+    times: Option<Vec<i64>>,
 }
 
 impl ColumnIn {
@@ -405,6 +414,9 @@ impl ColumnIn {
 struct ResultIn {
     name: String,
     value: LogValue,
+    /// When it was recorded, in ms since the unix epoch, as a metric's `times`.
+    #[schema(minimum = 0)]
+    time: Option<i64>,
 }
 
 /// The columnar batch: names once per metric instead of once per point, and one id for the whole
@@ -454,26 +466,52 @@ fn points(body: PointsIn) -> Result<(Option<String>, Vec<NewLog>)> {
         if let Some(j) = m.steps.iter().position(|&s| s < 0) {
             return Err(at(format!("steps[{j}] must be a non-negative integer")));
         }
-        logs.extend(m.steps.iter().zip(values).map(|(&step, value)| NewLog {
-            msg_id: None,
-            name: name.clone(),
-            kind: Kind::Metric,
-            step: Some(step),
-            value,
-            at: None,
-            extra_metadata: None,
-        }));
+        if let Some(times) = &m.times {
+            if times.len() != m.steps.len() {
+                return Err(at(format!(
+                    "{} steps but {} times; each step needs its time",
+                    m.steps.len(),
+                    times.len()
+                )));
+            }
+            if let Some(j) = times.iter().position(|&t| t < 0) {
+                return Err(at(format!(
+                    "times[{j}] must be ms since the unix epoch (not negative)"
+                )));
+            }
+        }
+        let times = m.times.as_deref().unwrap_or_default();
+        logs.extend(
+            m.steps
+                .iter()
+                .zip(values)
+                .enumerate()
+                .map(|(j, (&step, value))| NewLog {
+                    msg_id: None,
+                    name: name.clone(),
+                    kind: Kind::Metric,
+                    step: Some(step),
+                    value,
+                    at: times.get(j).copied(),
+                    extra_metadata: None,
+                }),
+        );
     }
     for (i, r) in body.results.into_iter().enumerate() {
         let name = super::clean_name(&r.name, "the name", MAX_NAME)
             .map_err(|e| Error::bad_request(format!("results[{i}]: {}", e.message())))?;
+        if r.time.is_some_and(|t| t < 0) {
+            return Err(Error::bad_request(format!(
+                "results[{i}]: time must be ms since the unix epoch (not negative)"
+            )));
+        }
         logs.push(NewLog {
             msg_id: None,
             name: name.into(),
             kind: Kind::Result,
             step: None,
             value: r.value.0,
-            at: None,
+            at: r.time,
             extra_metadata: None,
         });
     }

@@ -54,6 +54,7 @@ fn save(
         hyperparams: None,
         tags: None,
         metadata: Some(&text),
+        group: None,
     };
     runs::update(tx, exp.rowid, &changes, now_ms())
 }

@@ -240,6 +240,7 @@ impl Edit {
             hyperparams: Some(&hyperparams),
             tags: Some(&tags),
             metadata: Some(&metadata),
+            group: None,
         };
         runs::update(tx, exp.rowid, &changes, now_ms())
     }
@@ -285,6 +286,8 @@ pub async fn create(
                     hyperparams: "[]",
                     tags: "[]",
                     metadata: "{}",
+                    group: None,
+                    created_at: None,
                 };
                 let exp = runs::create(tx, &new, now)?;
                 let mut edit = Edit::of(&exp);

@@ -31,6 +31,8 @@ pub struct Experiment {
     pub end_state: Option<EndState>,
     /// JSON text: an object.
     pub metadata: String,
+    /// The group it belongs to (`validate::group`), if any.
+    pub group: Option<String>,
 }
 
 impl Experiment {
@@ -57,10 +59,10 @@ const COLUMNS: &str = concat!(
     "e.id, e.uuid, e.workspace_id, e.created_by, e.name, e.description, e.hyperparams, e.tags, ",
     "e.created_at, e.updated_at, ",
     last_point_sql!(),
-    ", e.heartbeat_at, e.ended_at, e.end_state, e.metadata"
+    ", e.heartbeat_at, e.ended_at, e.end_state, e.metadata, e.run_group"
 );
 /// How many columns [`COLUMNS`] selects: a query's own columns come after them.
-const COLUMN_COUNT: usize = 15;
+const COLUMN_COUNT: usize = 16;
 
 /// [`crate::run_state::Activity::state`] in SQL: the state word of `e` (an experiments row) at
 /// the time bound to the parameter `now`, its cases in the same order. The unit test
@@ -95,6 +97,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Experiment> {
             .as_deref()
             .and_then(EndState::parse),
         metadata: r.get(14)?,
+        group: r.get(15)?,
     })
 }
 
@@ -108,11 +111,14 @@ pub struct NewExperiment<'a> {
     pub tags: &'a str,
     /// JSON text: an object.
     pub metadata: &'a str,
+    pub group: Option<&'a str>,
+    /// When the run began, for an imported run; None: `now`.
+    pub created_at: Option<i64>,
 }
 
 pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experiment> {
-    conn.prepare_cached("INSERT INTO experiments (uuid, workspace_id, created_by, name, description, hyperparams, tags, metadata, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)")?.execute(params![
+    conn.prepare_cached("INSERT INTO experiments (uuid, workspace_id, created_by, name, description, hyperparams, tags, metadata, run_group, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![
             new.id,
             new.workspace_id,
             new.created_by,
@@ -121,6 +127,8 @@ pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experi
             new.hyperparams,
             new.tags,
             new.metadata,
+            new.group,
+            new.created_at.unwrap_or(now),
             now
         ])
     .map_err(|e| crate::error::conflict_on_unique(e, "an experiment with this id already exists"))?;
@@ -185,6 +193,8 @@ pub struct Changes<'a> {
     pub hyperparams: Option<&'a str>,
     pub tags: Option<&'a str>,
     pub metadata: Option<&'a str>,
+    /// None leaves the group as it is, Some(None) clears it (as `description`).
+    pub group: Option<Option<&'a str>>,
 }
 
 /// Mirrors the hyperparameters' JSON into `experiment_hyperparams`, where queries can use them.
@@ -222,7 +232,8 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
             hyperparams = coalesce(?5, hyperparams),
             tags = coalesce(?6, tags),
             metadata = coalesce(?7, metadata),
-            updated_at = ?8
+            updated_at = ?8,
+            run_group = CASE WHEN ?9 THEN ?10 ELSE run_group END
          WHERE id = ?1",
     )?
     .execute(params![
@@ -233,7 +244,9 @@ pub fn update(conn: &Connection, rowid: i64, c: &Changes, now: i64) -> Result<()
         c.hyperparams,
         c.tags,
         c.metadata,
-        now
+        now,
+        c.group.is_some(),
+        c.group.flatten()
     ])?;
     if let Some(hp) = c.hyperparams {
         set_hyperparams(conn, rowid, hp)?;
@@ -677,6 +690,11 @@ fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>, now: i64) -> String
                 "EXISTS (SELECT 1 FROM json_each(e.tags) WHERE json_each.value = {p} COLLATE NOCASE)"
             )
         }
+        Expr::Group(g) => {
+            let p = bind(Sql::Text(g.clone()), args);
+            // Never NULL, so `not group:x` holds the runs in no group.
+            format!("(e.run_group IS NOT NULL AND e.run_group = {p} COLLATE NOCASE)")
+        }
         Expr::NameContains(w) => {
             let p = bind(Sql::Text(w.to_lowercase()), args);
             format!("instr(lower(e.name), {p}) > 0")
@@ -823,6 +841,8 @@ mod tests {
                 hyperparams: "[]",
                 tags: "[]",
                 metadata: "{}",
+                group: None,
+                created_at: None,
             };
             let e = create(conn, &new, *created).unwrap();
             if let Some(t) = point {

@@ -31,6 +31,8 @@ pub fn test_experiment(conn: &rusqlite::Connection) -> experiments::Experiment {
         hyperparams: "[]",
         tags: "[]",
         metadata: "{}",
+        group: None,
+        created_at: None,
     };
     experiments::create(conn, &new, 0).unwrap()
 }

@@ -666,6 +666,10 @@ pub struct Bucketed {
 /// values, its point count and how many points were NaN/Inf, so no spike is ever averaged away.
 /// A large range is answered from the 128-point blocks; a small one, or a series whose steps
 /// arrived out of order, from the points themselves.
+///
+/// By step, points of the same step (a run resumed from a checkpoint logs some steps again)
+/// are one unit, never split between buckets: its line value is the one that arrived last,
+/// its min/max cover them all.
 pub fn downsample(
     conn: &Connection,
     exp: &Experiment,
@@ -746,6 +750,11 @@ pub fn downsample(
         }
         pts
     };
+    let units = if axis == Axis::Step {
+        same_steps_together(units)
+    } else {
+        units
+    };
 
     let total: i64 = units.iter().map(|u| u.count).sum();
     let raw = total as usize <= points && units.iter().all(|u| u.count == 1);
@@ -798,6 +807,20 @@ fn block_points(conn: &Connection, s: &Series, no: i64) -> Result<Vec<Block>> {
         .into_iter()
         .map(|p| Block::of(no, &p))
         .collect())
+}
+
+/// Folds each unit into the one before it when they share a step: points of one step, in
+/// arrival order (raw points come sorted by step, then arrival; blocks of an ordered series
+/// touch only at an edge step, and arrive in order). So the later value is the unit's last.
+fn same_steps_together(units: Vec<Block>) -> Vec<Block> {
+    let mut out: Vec<Block> = Vec::with_capacity(units.len());
+    for u in units {
+        match out.last_mut() {
+            Some(prev) if prev.last_step == u.first_step => prev.absorb(&u),
+            _ => out.push(u),
+        }
+    }
+    out
 }
 
 /// The points among `pts` whose x is in `lo..=hi`, folded into one unit.
@@ -960,6 +983,149 @@ mod tests {
                     .filter(|v| v.is_finite())
                     .fold(f64::MAX, f64::min)
             )
+        );
+    }
+
+    /// Stores `points` (step, value) as one batch of the metric "loss".
+    fn ingest_points(conn: &Connection, exp: &Experiment, points: &[(i64, f64)], now: i64) {
+        let logs: Vec<NewLog> = points
+            .iter()
+            .map(|&(step, value)| NewLog {
+                msg_id: None,
+                name: "loss".into(),
+                kind: Kind::Metric,
+                step: Some(step),
+                value,
+                at: None,
+                extra_metadata: None,
+            })
+            .collect();
+        logs::insert(conn, exp, &logs, now).unwrap();
+    }
+
+    /// Checks every bucket against a scan of `logged` (step, value), in arrival order: the
+    /// points with a step in (previous x, x], their min/max over all of them and, for the line,
+    /// the last finite value by step and then arrival. No step is in two buckets.
+    fn check_against_logged(b: &Bucketed, logged: &[(i64, f64)]) {
+        let mut prev = i64::MIN;
+        let mut total = 0;
+        for i in 0..b.x.len() {
+            assert!(b.x[i] > prev, "bucket {i}: x {} after {prev}", b.x[i]);
+            let mut pts: Vec<(usize, i64, f64)> = logged
+                .iter()
+                .enumerate()
+                .filter(|(_, (s, _))| *s > prev && *s <= b.x[i])
+                .map(|(arrival, &(s, v))| (arrival, s, v))
+                .collect();
+            pts.sort_by_key(|&(arrival, s, _)| (s, arrival));
+            let finite: Vec<f64> = pts.iter().map(|p| p.2).filter(|v| v.is_finite()).collect();
+            assert_eq!(b.count[i], pts.len() as i64, "bucket {i} count");
+            assert_eq!(
+                b.nonfinite[i],
+                (pts.len() - finite.len()) as i64,
+                "bucket {i} non-finite"
+            );
+            assert_eq!(
+                b.min[i],
+                finite.iter().copied().reduce(f64::min),
+                "bucket {i} min"
+            );
+            assert_eq!(
+                b.max[i],
+                finite.iter().copied().reduce(f64::max),
+                "bucket {i} max"
+            );
+            assert_eq!(b.last[i], finite.last().copied(), "bucket {i} last");
+            prev = b.x[i];
+            total += pts.len() as i64;
+        }
+        assert_eq!(b.total, total);
+    }
+
+    #[test]
+    fn a_relogged_step_is_one_unit_whose_line_is_the_later_value_and_band_covers_both() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        // Trained to step 2999, resumed from the checkpoint of step 1000: steps 1000..=1499
+        // again, with other values (one of them NaN), then on past the old end.
+        let first: Vec<(i64, f64)> = (0..3_000).map(|s| (s, value(s))).collect();
+        let again: Vec<(i64, f64)> = (1_000..1_500)
+            .map(|s| {
+                (
+                    s,
+                    if s == 1_234 {
+                        f64::NAN
+                    } else {
+                        10.0 - value(s)
+                    },
+                )
+            })
+            .chain((3_000..3_200).map(|s| (s, value(s))))
+            .collect();
+        ingest_points(&conn, &exp, &first[..1_700], 1_000);
+        ingest_points(&conn, &exp, &first[1_700..], 1_001);
+        ingest_points(&conn, &exp, &again, 1_002);
+        let logged: Vec<(i64, f64)> = first.iter().chain(&again).copied().collect();
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        assert!(!s.ordered);
+        assert_eq!(s.count, 3_700, "every point is kept");
+
+        // At full resolution: one entry per step, the later value on the line.
+        let b = downsample(&conn, &exp, &s, Axis::Step, None, None, 5_000).unwrap();
+        assert_eq!(b.x, (0..3_200).collect::<Vec<_>>());
+        check_against_logged(&b, &logged);
+        assert_eq!(b.last[1_100], Some(10.0 - value(1_100)));
+        assert_eq!(b.max[1_100], Some(10.0 - value(1_100)));
+        assert_eq!(b.min[1_100], Some(value(1_100)));
+        assert_eq!(b.count[1_100], 2);
+        assert_eq!(
+            (b.last[1_234], b.nonfinite[1_234]),
+            (Some(value(1_234)), 1),
+            "a NaN re-log is marked; the line keeps the finite value"
+        );
+        assert_eq!(b.last[2_000], Some(value(2_000)), "logged once");
+
+        // Fewer buckets than steps, zooms with edges inside the re-logged range.
+        for (from, to, points) in [
+            (None, None, 1_000),
+            (None, None, 7),
+            (Some(999), Some(1_001), 10),
+            (Some(1_200), Some(2_000), 333),
+            (Some(1_499), None, 50),
+        ] {
+            let b = downsample(&conn, &exp, &s, Axis::Step, from, to, points).unwrap();
+            assert!(b.x.len() <= points);
+            let inside: Vec<(i64, f64)> = logged
+                .iter()
+                .copied()
+                .filter(|&(st, _)| from.is_none_or(|f| st >= f) && to.is_none_or(|t| st <= t))
+                .collect();
+            check_against_logged(&b, &inside);
+        }
+    }
+
+    #[test]
+    fn a_step_logged_again_across_a_block_edge_stays_in_one_bucket() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        // Ordered all along (a step equal to the last is in order): step 127 ends block 0 and
+        // starts block 1.
+        let logged: Vec<(i64, f64)> = (0..128)
+            .map(|s| (s, s as f64))
+            .chain((127..1_000).map(|s| (s, -(s as f64))))
+            .collect();
+        ingest_points(&conn, &exp, &logged, 1_000);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        assert!(s.ordered);
+        for points in [1, 2, 3, 5, 8, 9, 64, 500, 2_000] {
+            let b = downsample(&conn, &exp, &s, Axis::Step, None, None, points).unwrap();
+            check_against_logged(&b, &logged);
+        }
+        let b = downsample(&conn, &exp, &s, Axis::Step, Some(100), Some(200), 1_000).unwrap();
+        assert_eq!(b.x, (100..=200).collect::<Vec<_>>());
+        assert_eq!(
+            (b.last[27], b.min[27], b.max[27]),
+            (Some(-127.0), Some(-127.0), Some(127.0))
         );
     }
 
