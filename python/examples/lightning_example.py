@@ -5,15 +5,15 @@ Random data, a few epochs on the CPU. ``save_hyperparameters()`` becomes the run
 adds to the same run.
 """
 
-import lightning as L
 import torch
+from lightning import LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tora.integrations.lightning import ToraLogger
 
 
-class Regressor(L.LightningModule):
+class Regressor(LightningModule):
     def __init__(self, hidden: int = 16, lr: float = 0.01) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -43,7 +43,7 @@ def loader(n: int, seed: int) -> DataLoader:
 def main() -> None:
     torch.manual_seed(0)
     logger = ToraLogger(project="tora-examples", name="lightning-regressor", tags=["lightning", "example"])
-    trainer = L.Trainer(
+    trainer = Trainer(
         max_epochs=3,
         logger=logger,
         log_every_n_steps=1,

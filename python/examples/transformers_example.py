@@ -21,7 +21,10 @@ def dataset(n: int, seq_len: int = 12, vocab: int = 64) -> list[dict[str, torch.
     generator = torch.Generator().manual_seed(n)
     ids = torch.randint(1, vocab, (n, seq_len), generator=generator)
     labels = (ids[:, 0] > vocab // 2).long()  # learnable: the label is a function of the first token
-    return [{"input_ids": ids[i], "attention_mask": torch.ones(seq_len, dtype=torch.long), "labels": labels[i]} for i in range(n)]
+    return [
+        {"input_ids": ids[i], "attention_mask": torch.ones(seq_len, dtype=torch.long), "labels": labels[i]}
+        for i in range(n)
+    ]
 
 
 def main() -> None:

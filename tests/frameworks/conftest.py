@@ -20,7 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "python" / "examples"
-_spec = importlib.util.spec_from_file_location("tora_sdk_fixtures", REPO / "python" / "tests" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "tora_sdk_fixtures", REPO / "python" / "tests" / "conftest.py"
+)
 assert _spec is not None and _spec.loader is not None
 sdk_fixtures = importlib.util.module_from_spec(_spec)
 sys.modules["tora_sdk_fixtures"] = sdk_fixtures
@@ -28,7 +30,7 @@ _spec.loader.exec_module(sdk_fixtures)
 
 # The SDK tests' fixtures, registered here by name: a server per session (`server`), the SDK's
 # environment pointed at it, spool files in the test's own directory.
-from tora_sdk_fixtures import ToraServer, sdk_env, server, shared_server  # noqa: E402
+from tora_sdk_fixtures import ToraServer, sdk_env, server, shared_server
 
 __all__ = ["ToraServer", "framework_env", "sdk_env", "server", "shared_server"]
 
@@ -46,7 +48,9 @@ def framework_env(monkeypatch: pytest.MonkeyPatch) -> None:
         tora.run.finish()
 
 
-def run_example(name: str, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+def run_example(
+    name: str, *args: str, timeout: float = 300
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run python/examples/<name> as a user would, with the test's environment; returns the
     process and the ids of the runs it announced (in order, each once)."""
     done = subprocess.run(
@@ -57,7 +61,9 @@ def run_example(name: str, *args: str, timeout: float = 300) -> tuple[subprocess
         timeout=timeout,
         check=False,
     )
-    assert done.returncode == 0, f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert done.returncode == 0, (
+        f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    )
     ids = list(dict.fromkeys(EXPERIMENT_URL.findall(done.stdout + done.stderr)))
     return done, ids
 
@@ -68,10 +74,14 @@ def experiment(server: ToraServer, experiment_id: str) -> dict[str, Any]:
 
 
 def hyperparams(server: ToraServer, experiment_id: str) -> dict[str, Any]:
-    return {h["key"]: h["value"] for h in experiment(server, experiment_id)["hyperparams"]}
+    return {
+        h["key"]: h["value"] for h in experiment(server, experiment_id)["hyperparams"]
+    }
 
 
-def series(server: ToraServer, experiment_id: str) -> dict[str, list[tuple[int, float]]]:
+def series(
+    server: ToraServer, experiment_id: str
+) -> dict[str, list[tuple[int, float]]]:
     """Each metric's (step, value) points, in step order; results (no step) left out."""
     out: dict[str, list[tuple[int, float]]] = {}
     for row in server.metrics(experiment_id):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from conftest import ToraServer, experiment, hyperparams, run_example, series
 
 
-def test_trainer_logs_hyperparams_and_metrics_at_global_steps(server: ToraServer) -> None:
+def test_trainer_logs_hyperparams_and_metrics_at_global_steps(
+    server: ToraServer,
+) -> None:
     done, ids = run_example("lightning_example.py")
     assert len(ids) == 1, ids  # validate() after fit() continues the same run
     (run_id,) = ids
@@ -20,5 +22,6 @@ def test_trainer_logs_hyperparams_and_metrics_at_global_steps(server: ToraServer
     assert points["train/loss"][-1][1] < points["train/loss"][0][1]
     # val/loss at the end of each epoch (steps 3, 7, 11), then validate() at the final step
     assert [s for s, _ in points["val/loss"]] == [3, 7, 11, 12]
-    # Lightning adds the epoch to each logged dict
-    assert {s: v for s, v in points["epoch"]} == {s: s // 4 for s in range(12)} | {12: 3}  # validate() after the 3 epochs
+    # Lightning adds the epoch to each logged dict; validate() comes after the 3 epochs
+    epochs = {s: s // 4 for s in range(12)} | {12: 3}
+    assert {s: v for s, v in points["epoch"]} == epochs

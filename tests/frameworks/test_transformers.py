@@ -24,4 +24,9 @@ def test_trainer_logs_config_metrics_and_results_to_one_run(server: ToraServer) 
     assert [s for s, _ in points["train/learning_rate"]] == [2, 4, 6, 8]
     # eval at steps 4 and 8 during training, then evaluate() at the final step 8 again
     assert [s for s, _ in points["eval/loss"]] == [4, 8, 8]
-    assert set(results(server, run_id)) >= {"train_runtime", "train_loss", "train_samples_per_second", "total_flos"}
+    assert set(results(server, run_id)) >= {
+        "train_runtime",
+        "train_loss",
+        "train_samples_per_second",
+        "total_flos",
+    }

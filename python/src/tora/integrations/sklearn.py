@@ -4,7 +4,7 @@ Every candidate of the search's ``cv_results_`` becomes a run in one group: its 
 run's hyperparameters; its mean and std test (and train) scores, fit and score times and rank
 are results under their ``cv_results_`` names (``mean_test_score``, ``rank_test_score``,
 ``mean_test_accuracy`` with several scorers, ...); its per-fold scores are metrics
-``split/test_<scorer>`` over the fold number. The best candidate is tagged ``best``. Any search
+``split/test_<scorer>`` over the fold number. The best candidate (``best_index_``) is tagged ``best``. Any search
 with ``cv_results_`` works (GridSearchCV, RandomizedSearchCV, the Halving searches). The
 current run, if there is one, stays current. Needs ``pip install scikit-learn``.
 """
@@ -46,10 +46,7 @@ def log_search(
         raise ValueError(f"log_search needs a fitted search with cv_results_ (call fit first), got {search!r:.80}")
     base = name or _estimator_name(search)
     group = group or f"{base}-{time.strftime('%Y%m%d-%H%M%S')}"
-    refit = getattr(search, "refit", True)
-    rank_key = f"rank_test_{refit}" if isinstance(refit, str) else "rank_test_score"
-    if rank_key not in results:
-        rank_key = next((k for k in results if k.startswith("rank_test_")), "")
+    best_index = _best_index(search, results)
     ids = []
     for i, params in enumerate(results["params"]):
         values: dict[str, int | float] = {}
@@ -65,8 +62,7 @@ def log_search(
                 folds.setdefault(f"split/{split.group(2)}", {})[int(split.group(1))] = number
             else:
                 values[key] = number
-        best = bool(rank_key) and values.get(rank_key) == 1
-        run_tags = [*(tags or []), "best"] if best else tags
+        run_tags = [*(tags or []), "best"] if i == best_index else tags
         kwargs = {k: v for k, v in init_kwargs.items() if v is not None}
         if project is not None:
             kwargs["project"] = project
@@ -80,6 +76,21 @@ def log_search(
                 run.summary.update(values)
             ids.append(run.id)
     return ids
+
+
+def _best_index(search: Any, results: dict[str, Any]) -> int | None:
+    """The search's ``best_index_`` (set when it refits), else the first candidate ranked 1st."""
+    best = scalar(getattr(search, "best_index_", None))
+    if best is not None:
+        return int(best)
+    refit = getattr(search, "refit", None)
+    key = f"rank_test_{refit}" if isinstance(refit, str) else "rank_test_score"
+    ranks = results.get(key)
+    if ranks is None:
+        ranks = next((v for k, v in results.items() if k.startswith("rank_test_")), None)
+    if ranks is None:
+        return None
+    return next((i for i, rank in enumerate(ranks) if rank == 1), None)
 
 
 def _estimator_name(search: Any) -> str:
