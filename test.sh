@@ -4,6 +4,7 @@
 #   2. the published SDK tora==0.0.12 against the binary (compatibility)
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
+#   4b. the framework integrations: each framework from PyPI trains a little with its callback
 #   5. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
 #   6. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
 # Python tools live in venvs under target/, so nothing is installed system-wide.
@@ -75,6 +76,22 @@ if [ -d python/tests ]; then
   step "python SDK: pytest against tora serve"
   (cd python && ../target/venv/bin/pytest -q tests)
 fi
+
+step "frameworks: Lightning, Transformers, Keras, XGBoost, LightGBM, Optuna, scikit-learn against tora serve"
+# torch from PyPI is the CUDA build (~3 GB with its nvidia-* wheels; it runs on the CPU). The
+# registry sends no caching headers, so pip's own cache keeps none of it: the wheels are kept in a
+# wheelhouse outside the clone (TORA_WHEELHOUSE, default ~/.cache/tora-wheels), filled once by
+# `pip download` and installed from without the network after that.
+frameworks=tests/frameworks/requirements.txt
+wheels=${TORA_WHEELHOUSE:-$HOME/.cache/tora-wheels}
+fw=target/venv-frameworks/bin/python
+if [ ! -x $fw ]; then python3 -m venv target/venv-frameworks; fi
+if ! $fw -m pip install --quiet --no-index --find-links "$wheels" -r $frameworks 2>/dev/null; then
+  $fw -m pip download --quiet --dest "$wheels" -r $frameworks
+  $fw -m pip install --quiet --no-index --find-links "$wheels" -r $frameworks
+fi
+$fw -m pip install --quiet --force-reinstall --no-deps ./python
+KERAS_BACKEND=jax HF_HUB_OFFLINE=1 target/venv-frameworks/bin/pytest -q tests/frameworks
 
 step "README quickstart: its marked blocks as written (install.sh, tora serve, venv, SDK from the server)"
 # install.sh builds the release binary (minutes on a fresh machine) and installs it into a temp

@@ -98,10 +98,30 @@ class RunHolder:
         self._run: _init.Run | None = None
         self._owned = False
         self._ended_id: str | None = None
+        self._ended_name: str | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RunHolder:
+        """A copy (sklearn's clone, XGBoost's advice to copy a callback before reuse) starts
+        afresh: it logs to the current run or starts its own."""
+        return RunHolder(self._init_kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a spawned worker process), the holder leaves the run behind; a copy that
+        logs continues an owned run by its id, or starts one."""
+        state = dict(self.__dict__)
+        if self._run is not None and self._owned:
+            state["_ended_id"], state["_ended_name"] = self._run.id, self._run.name
+        state.update(_run=None, _owned=False)
+        return state
 
     @property
-    def started(self) -> bool:
-        return self._run is not None
+    def run_id(self) -> str | None:
+        """The id of the run logged to, or of the last one ended; None before the first."""
+        return self._run.id if self._run is not None else self._ended_id
+
+    @property
+    def run_name(self) -> str | None:
+        return self._run.name if self._run is not None else self._ended_name
 
     def get(self) -> _init.Run:
         current = _init.current()
@@ -122,7 +142,7 @@ class RunHolder:
         if run is None or not owned:
             return
         self._run, self._owned = None, False
-        self._ended_id = run.id
+        self._ended_id, self._ended_name = run.id, run.name
         run.finish(exit_code=1 if failed else 0)
 
 

@@ -11,6 +11,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._init import Run
 from ._common import RunHolder, hyperparams, numbers, require
 
 _loggers = require("lightning.pytorch.loggers", "lightning", "lightning")
@@ -49,7 +50,7 @@ class ToraLogger(_Logger):
         self._name = name
 
     @property
-    def experiment(self) -> Any:
+    def experiment(self) -> Run | None:
         """The Tora run (``tora.init``'s run object), started on first use; None off rank 0."""
         if not _is_rank_zero():
             return None
@@ -57,13 +58,20 @@ class ToraLogger(_Logger):
 
     @property
     def name(self) -> str | None:
-        run = self.experiment if self._holder.started or self._name is None else None
-        return str(run.name) if run is not None else self._name
+        """The run's name (before the run starts: the name given, else the run is started)."""
+        if self._holder.run_name is not None or self._name is not None:
+            return self._holder.run_name or self._name
+        run = self.experiment
+        return run.name if run is not None else None
 
     @property
     def version(self) -> str | None:
+        """The run's id (Lightning names checkpoint folders after it); reading it after the
+        trainer finalized does not reopen the run."""
+        if self._holder.run_id is not None:
+            return self._holder.run_id
         run = self.experiment
-        return str(run.id) if run is not None else None
+        return run.id if run is not None else None
 
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         run = self.experiment

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._init import Run
 from ._common import RunHolder, hyperparams, numbers, require
 
 _transformers = require("transformers", "transformers", "transformers")
@@ -46,16 +47,22 @@ def metric_names(logs: Mapping[str, Any]) -> dict[str, Any]:
 class ToraCallback(_TrainerCallback):
     """Logs a Trainer's run to Tora: to the current run (``tora.run``) if there is one when
     training starts, else to a run it starts with ``tora.init(project=..., name=..., **init_kwargs)``
-    (``name`` defaults to ``TrainingArguments.run_name``). Only the main process logs."""
+    (``name`` defaults to ``TrainingArguments.run_name``). Only the main process logs. Under
+    ``Trainer.hyperparameter_search`` each trial is a run of its own, named after the trial, in
+    the group named after ``run_name`` (or ``output_dir``)."""
 
     def __init__(self, project: str | None = None, name: str | None = None, **init_kwargs: Any) -> None:
         self._init_kwargs = dict(init_kwargs, project=project, name=name)
         self._holder: RunHolder | None = None
 
-    def _run(self, args: Any) -> Any:
+    def _run(self, args: Any, state: Any = None) -> Run:
         if self._holder is None:
             kwargs = dict(self._init_kwargs)
-            if kwargs.get("name") is None and getattr(args, "run_name", None):
+            trial = getattr(state, "trial_name", None)
+            if trial is not None:  # Trainer.hyperparameter_search: a run per trial, one group
+                kwargs.setdefault("group", str(args.run_name or args.output_dir)[:128])
+                kwargs["name"] = str(trial)
+            elif kwargs.get("name") is None and getattr(args, "run_name", None):
                 kwargs["name"] = str(args.run_name)
             self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None})
         return self._holder.get()
@@ -63,6 +70,9 @@ class ToraCallback(_TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
+        if state.is_hyper_param_search and self._holder is not None:
+            self._holder.end()
+            self._holder = None
         config: dict[str, Any] = {}
         model_config = getattr(model, "config", None)
         if model_config is not None:
@@ -72,12 +82,12 @@ class ToraCallback(_TrainerCallback):
         num_parameters = getattr(model, "num_parameters", None)
         if callable(num_parameters):
             config["model.num_parameters"] = int(num_parameters())
-        self._run(args).config.update(config)
+        self._run(args, state).config.update(config)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        run = self._run(args)
+        run = self._run(args, state)
         values = numbers(logs)
         results = {k: v for k, v in values.items() if k in _RESULTS}
         metrics = metric_names({k: v for k, v in values.items() if k not in _RESULTS})
