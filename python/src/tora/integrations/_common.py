@@ -87,23 +87,26 @@ class RunHolder:
     """The run a single-run integration logs to.
 
     ``get()`` returns the current run (``tora.run``) if there is one; otherwise it starts one with
-    ``tora.init(**init_kwargs)``, which the holder owns. ``end()`` finishes an owned run and leaves
-    a run it did not start alone. Logging after ``end()`` (Lightning's ``trainer.test`` after
-    ``fit``, Transformers' ``evaluate`` after ``train``) continues the same run: it is resumed by
-    id, so one training script stays one run.
+    ``tora.init(**init_kwargs)``, which the holder owns. With ``own=True`` it always starts its
+    own (a trial of a search), leaving the current run current again when it ends. ``end()``
+    finishes an owned run and leaves a run it did not start alone. Logging after ``end()``
+    (Lightning's ``trainer.test`` after ``fit``, Transformers' ``evaluate`` after ``train``)
+    continues the same run: it is resumed by id, so one training script stays one run.
     """
 
-    def __init__(self, init_kwargs: Mapping[str, Any]) -> None:
+    def __init__(self, init_kwargs: Mapping[str, Any], own: bool = False) -> None:
         self._init_kwargs = dict(init_kwargs)
+        self._own = own
         self._run: _init.Run | None = None
         self._owned = False
+        self._previous: _init.Run | None = None
         self._ended_id: str | None = None
         self._ended_name: str | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> RunHolder:
         """A copy (sklearn's clone, XGBoost's advice to copy a callback before reuse) starts
         afresh: it logs to the current run or starts its own."""
-        return RunHolder(self._init_kwargs)
+        return RunHolder(self._init_kwargs, self._own)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (a spawned worker process), the holder leaves the run behind; a copy that
@@ -111,7 +114,7 @@ class RunHolder:
         state = dict(self.__dict__)
         if self._run is not None and self._owned:
             state["_ended_id"], state["_ended_name"] = self._run.id, self._run.name
-        state.update(_run=None, _owned=False)
+        state.update(_run=None, _owned=False, _previous=None)
         return state
 
     @property
@@ -124,26 +127,42 @@ class RunHolder:
         return self._run.name if self._run is not None else self._ended_name
 
     def get(self) -> _init.Run:
-        current = _init.current()
-        if self._run is not None and (self._owned or self._run is current):
-            return self._run
-        if current is not None:
-            self._run, self._owned = current, False
-            return current
-        kwargs = dict(self._init_kwargs)
-        if self._ended_id is not None:
-            kwargs.update(id=self._ended_id, resume="must")
-        run = _init.init(**kwargs)
-        self._run, self._owned = run, True
-        return run
+        with _init._lock:
+            if self._run is not None and self._run.finished:  # finished by the user (tora.finish())
+                if self._owned:
+                    self._ended_id, self._ended_name = self._run.id, self._run.name
+                self._run, self._owned = None, False
+            current = _init.current()
+            if self._run is not None and (self._owned or self._run is current):
+                return self._run
+            if current is not None and not self._own:
+                self._run, self._owned = current, False
+                return current
+            kwargs = dict(self._init_kwargs)
+            if self._ended_id is not None:
+                kwargs.update(id=self._ended_id, resume="must")
+            if self._own:
+                kwargs["reinit"] = "create_new"
+                self._previous = current
+            run = _init.init(**kwargs)
+            self._run, self._owned = run, True
+            return run
 
     def end(self, failed: bool = False) -> None:
-        run, owned = self._run, self._owned
+        run, owned, previous = self._run, self._owned, self._previous
         if run is None or not owned:
             return
-        self._run, self._owned = None, False
+        self._run, self._owned, self._previous = None, False, None
         self._ended_id, self._ended_name = run.id, run.name
         run.finish(exit_code=1 if failed else 0)
+        _restore(previous)
+
+
+def _restore(previous: _init.Run | None) -> None:
+    """Make ``previous`` current again, if it is still open and no other run took its place."""
+    with _init._lock:
+        if previous is not None and _init.current() is None and not previous.finished:
+            _init._set_current(previous)
 
 
 @contextlib.contextmanager
@@ -160,6 +179,4 @@ def side_run(**init_kwargs: Any) -> Iterator[_init.Run]:
         raise
     finally:
         run.finish(exit_code=0)  # finishing again does nothing
-        with _init._lock:
-            if _init.current() is None and previous is not None and not previous.finished:
-                _init._set_current(previous)
+        _restore(previous)

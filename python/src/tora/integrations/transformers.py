@@ -48,31 +48,36 @@ class ToraCallback(_TrainerCallback):
     """Logs a Trainer's run to Tora: to the current run (``tora.run``) if there is one when
     training starts, else to a run it starts with ``tora.init(project=..., name=..., **init_kwargs)``
     (``name`` defaults to ``TrainingArguments.run_name``). Only the main process logs. Under
-    ``Trainer.hyperparameter_search`` each trial is a run of its own, named after the trial, in
-    the group named after ``run_name`` (or ``output_dir``)."""
+    ``Trainer.hyperparameter_search`` each trial is a run of its own (named by ``hp_name``, else
+    ``trial-<n>``) in the group named after ``run_name`` (or ``output_dir``), ended by the
+    evaluation that follows the trial's training; the current run stays current."""
 
     def __init__(self, project: str | None = None, name: str | None = None, **init_kwargs: Any) -> None:
         self._init_kwargs = dict(init_kwargs, project=project, name=name)
         self._holder: RunHolder | None = None
+        self._trials = 0
+        self._trial_trained = False
 
     def _run(self, args: Any, state: Any = None) -> Run:
         if self._holder is None:
             kwargs = dict(self._init_kwargs)
-            trial = getattr(state, "trial_name", None)
-            if trial is not None:  # Trainer.hyperparameter_search: a run per trial, one group
+            search = bool(getattr(state, "is_hyper_param_search", False))
+            if search:  # a run per trial, in one group
+                self._trials += 1
                 kwargs.setdefault("group", str(args.run_name or args.output_dir)[:128])
-                kwargs["name"] = str(trial)
+                kwargs["name"] = str(getattr(state, "trial_name", None) or f"trial-{self._trials - 1}")
             elif kwargs.get("name") is None and getattr(args, "run_name", None):
                 kwargs["name"] = str(args.run_name)
-            self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None})
+            self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None}, own=search)
         return self._holder.get()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         if state.is_hyper_param_search and self._holder is not None:
-            self._holder.end()
+            self._holder.end()  # the last trial, if no evaluate() ended it
             self._holder = None
+        self._trial_trained = False
         config: dict[str, Any] = {}
         model_config = getattr(model, "config", None)
         if model_config is not None:
@@ -96,6 +101,16 @@ class ToraCallback(_TrainerCallback):
         if results:
             run.summary.update(results)
 
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # hyperparameter_search evaluates each trial after training it: that ends the trial's run
+        if self._trial_trained and state.is_world_process_zero and self._holder is not None:
+            self._holder.end()
+            self._holder, self._trial_trained = None, False
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.is_world_process_zero and self._holder is not None:
+        if not state.is_world_process_zero or self._holder is None:
+            return
+        if state.is_hyper_param_search:
+            self._trial_trained = True  # its run ends after the evaluate() that follows
+        else:
             self._holder.end()
