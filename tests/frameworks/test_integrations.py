@@ -190,3 +190,64 @@ def test_log_search_needs_a_fitted_search() -> None:
 
     with pytest.raises(ValueError, match="call fit first"):
         log_search(GridSearchCV(Ridge(), {"alpha": [1.0, 2.0]}))
+
+
+def test_cross_validation_logs_fold_means_and_deviations(server: ToraServer) -> None:
+    import lightgbm as lgb
+    import xgboost as xgb
+    from tora.integrations.lightgbm import ToraCallback as LightGBMCallback
+    from tora.integrations.xgboost import ToraCallback as XGBoostCallback
+
+    x, y = regression(1)
+    xgb_callback = XGBoostCallback(name="xgb-cv")
+    history = xgb.cv(
+        {"max_depth": 2}, xgb.DMatrix(x, label=y), num_boost_round=3, nfold=3,
+        callbacks=[xgb_callback],
+    )  # fmt: skip
+    run_id = xgb_callback._holder.run_id
+    assert run_id is not None
+    points = series(server, run_id)
+    assert set(points) == {"train/rmse", "train/rmse_std", "test/rmse", "test/rmse_std"}
+    assert [v for _, v in points["test/rmse"]] == pytest.approx(
+        list(history["test-rmse-mean"])
+    )
+    assert [v for _, v in points["test/rmse_std"]] == pytest.approx(
+        list(history["test-rmse-std"])
+    )
+    assert hyperparams(server, run_id)["max_depth"] == 2
+    assert experiment(server, run_id)["state"] == "finished"
+
+    lgb_callback = LightGBMCallback(name="lgb-cv")
+    params = {"objective": "regression", "num_leaves": 5, "verbose": -1}
+    result = lgb.cv(
+        params,
+        lgb.Dataset(x, label=y),
+        num_boost_round=4,
+        nfold=3,
+        stratified=False,
+        callbacks=[lgb_callback],
+    )
+    run_id = lgb_callback._holder.run_id
+    assert run_id is not None
+    points = series(server, run_id)
+    assert set(points) == {"valid/l2", "valid/l2_std"}
+    assert [v for _, v in points["valid/l2"]] == pytest.approx(result["valid l2-mean"])
+    assert [v for _, v in points["valid/l2_std"]] == pytest.approx(
+        result["valid l2-stdv"]
+    )
+    assert experiment(server, run_id)["state"] == "finished"
+
+
+def test_a_copied_callback_starts_afresh(server: ToraServer) -> None:
+    import copy
+    import pickle
+
+    from tora.integrations.keras import ToraCallback
+
+    run = tora.init(name="open")
+    callback = ToraCallback(project="p", log_every_n_batches=5)
+    assert callback._holder.get() is run
+    clone = copy.deepcopy(callback)  # sklearn's clone, XGBoost's advice before reuse
+    assert clone._holder.run_id is None and clone._every == 5
+    assert pickle.loads(pickle.dumps(callback._holder)).run_id is None  # not its run
+    run.finish()

@@ -40,12 +40,15 @@ class ToraCallback:
             self._holder.get().config.update(hyperparams(dict(env.params)))
         values: dict[str, int | float] = {}
         for entry in env.evaluation_result_list or []:
-            data, metric, mean = entry[0], entry[1], scalar(entry[2])
-            if data == "cv_agg":  # lgb.cv: ("cv_agg", "valid l2", mean, higher_better, std)
-                data, _, metric = str(metric).partition(" ")
-                std = scalar(entry[4]) if len(entry) > 4 else None
-                if std is not None:
-                    values[f"{data}/{metric}_std"] = std
+            # (data, metric, value, higher_better[, std]): a tuple before LightGBM 4.7, an
+            # EvalResult since; lgb.cv adds the std over the folds, and before 4.7 named the data
+            # "cv_agg" with the metric "valid l2"
+            data, metric, mean = str(entry[0]), str(entry[1]), scalar(entry[2])
+            if data == "cv_agg" and " " in metric:
+                data, _, metric = metric.partition(" ")
+            std = scalar(entry[4]) if len(entry) > 4 else None
+            if std is not None:
+                values[f"{data}/{metric}_std"] = std
             if mean is not None:
                 values[f"{data}/{metric}"] = mean
         if values:

@@ -105,5 +105,5 @@ def _number(text: Any) -> Any:
 def _attribute(model: Any, name: str) -> Any:
     try:
         return getattr(model, name)
-    except AttributeError:  # Booster.best_score without early stopping
+    except (AttributeError, TypeError, ValueError):  # no early stopping: Booster raises, xgb.cv's TypeError
         return None
