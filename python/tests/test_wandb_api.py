@@ -75,6 +75,33 @@ for epoch in range(2, epochs):
 run.finish()
 """
 
+WANDB_CONTEXT_QUICKSTART = """
+import wandb
+import random
+
+wandb.login()
+
+# Project that the run is recorded to
+project = "my-awesome-project"
+
+# Dictionary with hyperparameters
+config = {
+    'epochs' : 10,
+    'lr' : 0.01
+}
+
+with wandb.init(project=project, config=config) as run:
+    offset = random.random() / 5
+    print(f"lr: {config['lr']}")
+
+    # Simulate a training run
+    for epoch in range(2, config['epochs']):
+        acc = 1 - 2**-config['epochs'] - random.random() / config['epochs'] - offset
+        loss = 2**-config['epochs'] + random.random() / config['epochs'] + offset
+        print(f"epoch={config['epochs']}, accuracy={acc}, loss={loss}")
+        run.log({"accuracy": acc, "loss": loss})
+"""
+
 WANDB_MODULE_QUICKSTART = """
 import tora as wandb
 
@@ -113,6 +140,24 @@ def test_wandb_quickstart_runs_unchanged_and_the_server_has_the_run(server: Tora
         assert [step for step, _ in series(server, experiment["id"], name)] == list(range(8))
 
 
+def test_wandb_login_and_with_block_quickstart_runs_with_tora_installed_as_wandb(
+    server: ToraServer, tmp_path: Path
+) -> None:
+    # W&B's current quickstart says `import wandb`: a module named wandb that is tora runs it as written.
+    (tmp_path / "wandb.py").write_text("import sys\n\nimport tora\n\nsys.modules[__name__] = tora\n")
+    script = tmp_path / "quickstart.py"
+    script.write_text(WANDB_CONTEXT_QUICKSTART)
+    done = run_python([str(script)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "lr: 0.01" in done.stdout
+    workspace = workspace_named(server, "my-awesome-project")
+    assert workspace is not None
+    (experiment,) = [e for e in experiments_in(server, workspace["id"]) if e["url"] in done.stderr]
+    assert experiment["state"] == "finished", "leaving the with block finished the run"
+    assert hyperparams(server, experiment["id"]) == {"epochs": 10, "lr": 0.01}
+    assert sorted(step for step, _ in series(server, experiment["id"], "accuracy")) == list(range(8))
+
+
 def test_module_level_quickstart_uses_config_attributes_and_the_same_workspace(
     server: ToraServer, tmp_path: Path
 ) -> None:
@@ -145,13 +190,15 @@ def test_config_summary_notes_tags_and_group_reach_the_server(server: ToraServer
     run.log({"loss": 0.5})
     run.summary["best_acc"] = 0.93
     tora.summary.update({"test_acc": 0.91})
+    run.notes = "baseline, lr halved"
+    run.tags = [*run.tags, "halved"]
     experiment_id = run.id
     run.finish()
     assert tora.run is None
     experiment = server.get(f"/experiments/{experiment_id}")
     assert experiment["name"] == "cifar-resnet"
-    assert experiment["description"] == "baseline"
-    assert experiment["tags"] == ["resnet", "cifar-100"]
+    assert experiment["description"] == "baseline, lr halved"
+    assert experiment["tags"] == ["resnet", "cifar-100", "halved"]
     assert hyperparams(server, experiment_id) == {
         "lr": 0.05,
         "optimizer.name": "sgd",
@@ -161,8 +208,22 @@ def test_config_summary_notes_tags_and_group_reach_the_server(server: ToraServer
     }
     results = {r["name"]: r["value"] for r in server.results(experiment_id)}
     assert results == {"best_acc": 0.93, "test_acc": 0.91}
-    if "group" in experiment:  # the server of this wave keeps it; an older one ignores it
-        assert experiment["group"] == "sweep-7"
+
+
+def test_runs_of_one_group_are_found_by_the_group_filter(server: ToraServer) -> None:
+    group = f"sweep-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for lr in (0.1, 0.01):
+        with tora.init(project="group-tests", group=group, config={"lr": lr}) as run:
+            run.log({"loss": lr})
+            ids.append(run.id)
+    with tora.init(project="group-tests", group="other") as other:
+        other.log({"loss": 1.0})
+    assert [server.get(f"/experiments/{i}")["group"] for i in ids] == [group, group]
+    workspace = workspace_named(server, "group-tests")
+    assert workspace is not None
+    found = server.get(f"/experiments?workspace={workspace['id']}&q=group:{group.upper()}")
+    assert sorted(e["id"] for e in found) == sorted(ids)
 
 
 def test_steps_follow_wandb_commit_and_explicit_steps(server: ToraServer) -> None:
@@ -283,6 +344,15 @@ def test_disabled_mode_sends_nothing(server: ToraServer) -> None:
     assert workspace_named(server, "never-made") is None
 
 
+def test_tora_mode_disabled_turns_a_whole_script_off(server: ToraServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORA_MODE", "disabled")
+    before = len(server.get("/experiments"))
+    with tora.init(project="never-made", id="x", resume="must") as run:
+        assert run.disabled
+        tora.log({"loss": 1.0})
+    assert len(server.get("/experiments")) == before
+
+
 def test_resume_allow_continues_the_same_run(server: ToraServer) -> None:
     run_id = f"resumable-{uuid.uuid4().hex[:8]}"
     first = tora.init(project="resume-tests", id=run_id, resume="allow", config={"lr": 0.1})
@@ -293,6 +363,7 @@ def test_resume_allow_continues_the_same_run(server: ToraServer) -> None:
     assert second.id == first.id
     assert second.resumed
     assert second.step == 2, "a resumed run's steps go on after the last one stored"
+    assert second.summary["loss"] == 0.5, "and its summary holds what it logged last"
     assert second.config["lr"] == 0.1
     second.log({"loss": 0.25})
     second.finish()
@@ -317,6 +388,10 @@ def test_resume_must_on_a_missing_run_and_a_reused_id_without_resume_are_errors(
     resumed = tora.init(id=run_id, resume="must")
     assert resumed.id == run.id
     resumed.finish()
+    project = f"nowhere-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(tora.ToraExperimentError, match="no project"):
+        tora.init(project=project, id=run_id, resume="must")
+    assert workspace_named(server, project) is None, "resume='must' makes no workspace"
 
 
 def test_a_tora_experiment_id_resumes_as_it_is(server: ToraServer) -> None:
@@ -337,7 +412,7 @@ run = wandb.init(project="crash-tests", id=sys.argv[1], resume="allow", config={
 start = 0 if not run.resumed else int(sys.argv[2])
 for step in range(start, int(sys.argv[3])):
     run.log({"loss": 1.0 / (step + 1), "attempt": float(run.resumed)}, step=step)
-wandb.tora_flushed = run.client.flush()
+assert run.client.flush() == 0  # on the server before the crash
 print("logged", flush=True)
 if sys.argv[4] == "hang":
     time.sleep(600)
@@ -412,15 +487,86 @@ def test_a_second_init_returns_the_open_run_unless_told(server: ToraServer) -> N
     assert second is not first
     assert first.finished
     assert server.get(f"/experiments/{first.id}")["state"] == "finished"
+    side = tora.init(reinit="create_new")  # another run at once; it becomes the current one
+    assert tora.run is side
+    assert not second.finished
+    tora.log({"loss": 1.0})
+    side.finish()
+    assert tora.run is None, "finishing the current run leaves none current"
+    second.log({"loss": 2.0})
     second.finish()
+    assert series(server, side.id, "loss") == [(0, 1.0)]
+    assert series(server, second.id, "loss") == [(0, 2.0)]
+    third = tora.init()
+    assert third.client is not None
+    third.client.finish()  # ended through its client: no current run, the next init starts one
+    assert tora.run is None
+    fourth = tora.init()
+    assert third.finished
+    assert fourth is not third
+    fourth.finish()
 
 
 def test_offline_run_is_uploaded_by_sync(server: ToraServer) -> None:
-    run = tora.init(mode="offline", name="offline-run", config={"lr": 0.1}, group="g1")
+    project = f"offline-{uuid.uuid4().hex[:6]}"
+    run = tora.init(project=project, mode="offline", name="offline-run", config={"lr": 0.1}, id="night-1")
+    run.config.update({"epochs": 2})  # before the first point reaches the disk: kept
     run.log({"loss": 1.0})
-    run.config.update({"epochs": 2})
     run.finish()
+    assert workspace_named(server, project) is None, "nothing was sent while offline"
     done = sync()
     assert done.returncode == 0, done.stderr
+    workspace = workspace_named(server, project)
+    assert workspace is not None, "sync found (here: made) the project's workspace"
+    assert server.get(f"/experiments/{run.id}")["workspace_id"] == workspace["id"]
     assert series(server, run.id, "loss") == [(0, 1.0)]
     assert hyperparams(server, run.id) == {"lr": 0.1, "epochs": 2}
+    # The same id offline again continues that run once synced.
+    again = tora.init(project=project, mode="offline", id="night-1", resume="allow")
+    assert again.id == run.id
+    again.log({"loss": 0.5}, step=1)
+    again.finish()
+    assert sync().returncode == 0
+    assert series(server, run.id, "loss") == [(0, 1.0), (1, 0.5)]
+
+
+def test_init_without_a_server_keeps_the_run_or_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORA_API_KEY", "tora_sk_" + "a" * 40)  # TORA_BASE_URL: nothing listens there
+    # A project must be looked up: that needs the server, and the message says how to go on without it.
+    with pytest.raises(tora.ToraNetworkError, match="mode='offline'"):
+        tora.init(project="somewhere")
+    assert tora.run is None
+    # Without project or id nothing needs looking up: the run goes on and its points are kept on disk.
+    run = tora.init(config={"lr": 0.1})
+    run.log({"loss": 1.0})
+    run.log({"loss": 0.5})
+    assert run.finish(timeout=0.5) == 2
+
+
+def test_files_in_run_dir_and_saved_files_are_kept_as_artifacts(server: ToraServer, tmp_path: Path) -> None:
+    run = tora.init(dir=tmp_path / "runs")
+    assert Path(run.dir).parent == tmp_path / "runs"
+    Path(run.dir, "model.pt").write_bytes(b"weights")
+    Path(run.dir, "plots").mkdir()
+    Path(run.dir, "plots", "loss.png").write_bytes(b"png")
+    (tmp_path / "config.yaml").write_text("lr: 0.1\n")
+    assert tora.save(str(tmp_path / "*.yaml")) == [str(tmp_path / "config.yaml")]
+    run.finish()
+    kept = {a["path"]: a["size"] for a in server.get(f"/experiments/{run.id}/artifacts")}
+    assert kept == {"model.pt": 7, "plots/loss.png": 3, "config.yaml": 8}
+
+
+def test_a_config_change_the_server_never_gets_is_said_not_lost_silently(
+    lone_server: ToraServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = tora.init(config={"lr": 0.1})
+    run.log({"loss": 1.0})
+    assert run.client is not None
+    assert run.client.flush() == 0
+    lone_server.kill()
+    run.config.update({"lr": 0.2})
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="tora"):
+        run.finish(timeout=3)
+    assert time.monotonic() - started < 10, "finishing does not wait out retries"
+    assert any("hyperparams could not be sent" in r.getMessage() for r in caplog.records)

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 import uuid
@@ -61,7 +62,8 @@ _open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 
 def current() -> Run | None:
     """The current run: the last one started by init() or setup() and not finished yet."""
-    return _current
+    run = _current
+    return None if run is None or run.finished else run
 
 
 def _set_current(run: Run | None) -> None:
@@ -70,7 +72,7 @@ def _set_current(run: Run | None) -> None:
 
 
 def require_current(verb: str) -> Run:
-    run = _current
+    run = current()
     if run is None:
         raise ToraError(f"No run: call tora.init() (or tora.setup()) before {verb}.")
     return run
@@ -288,6 +290,9 @@ class _Patcher:
         self._busy = False
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._failures = 0
+        self._closing = False
+        self._inflight: dict[str, Any] = {}
 
     def push(self, fields: Mapping[str, Any]) -> None:
         with self._cond:
@@ -302,18 +307,29 @@ class _Patcher:
                     return
             self._cond.notify_all()
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until nothing is pending; True when all was sent."""
+    def close(self, timeout: float) -> None:
+        """Send what is pending: wait until it is sent, ``timeout`` passes, or a fresh attempt
+        fails (the server is away: then say what is lost). Later changes are not sent."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending or self._busy:
+            failures = self._failures
+            self._closing = True
+            self._cond.notify_all()  # a loop waiting out a backoff tries again now
+            while (self._pending or self._busy) and self._failures <= failures + (1 if self._busy else 0):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None or not self._thread.is_alive():
                     break
                 self._cond.wait(left)
             self._stopped = True
             self._cond.notify_all()
-            return not self._pending and not self._busy
+            lost = sorted({*self._pending, *self._inflight})
+        if lost:
+            logger.warning(
+                "tora: the run's %s could not be sent to %s (the server did not answer); set it again "
+                "after resuming the run, or in the dashboard",
+                ", ".join(lost),
+                self._client._server_url,
+            )
 
     def _loop(self) -> None:
         backoff = self._settings.retry_base
@@ -325,16 +341,19 @@ class _Patcher:
                     if not self._pending:
                         return
                     body, self._pending = self._pending, {}
+                    self._inflight = body
                     self._busy = True
                 ok = self._send(body)
                 with self._cond:
                     self._busy = False
+                    self._inflight = {}
                     if not ok:
+                        self._failures += 1
                         self._pending = {**body, **self._pending}
                     self._cond.notify_all()
                     if not ok:
-                        if self._stopped:
-                            return
+                        if self._stopped or self._closing:
+                            return  # close() said what is not sent
                         self._cond.wait(backoff)
                         backoff = min(backoff * 2, self._settings.retry_max)
                     else:
@@ -354,7 +373,7 @@ class _Patcher:
                 api_key=self._client._api_key,
                 timeout=self._settings.timeout,
             )
-        except (ToraNetworkError, ValueError):
+        except ToraNetworkError:
             return False
         if answer.status in (200, 201):
             return True
@@ -402,6 +421,9 @@ class Run:
         self._warned: set[str] = set()
         self._defined: set[str] = set()
         self._start_time = time.time()
+        self._disabled_id = str(uuid.uuid4())
+        self._dir: str | None = None
+        self._dir_parent: str | os.PathLike[str] | None = None
         self._patcher = None if client is None or mode != "online" else _Patcher(client, client._settings)
         if client is not None:
             _open_runs.add(self)
@@ -416,7 +438,7 @@ class Run:
     @property
     def id(self) -> str:
         """The run's id: the Tora experiment id (a UUID; ``tora.init(id=run.id)`` resumes it)."""
-        return self._client.experiment_id if self._client is not None else "disabled"
+        return self._client.experiment_id if self._client is not None else self._disabled_id
 
     @property
     def name(self) -> str:
@@ -504,12 +526,41 @@ class Run:
         return self._mode
 
     @property
+    def dir(self) -> str:
+        """A directory for the run's files, made on first use (under init's ``dir`` if given):
+        what it holds when the run finishes is kept as the run's artifacts, as W&B's run.dir."""
+        if self._dir is None:
+            parent = self._dir_parent
+            if parent is not None:
+                Path(parent).mkdir(parents=True, exist_ok=True)
+            self._dir = tempfile.mkdtemp(prefix="tora-run-", dir=parent)
+        return self._dir
+
+    def _keep_dir(self) -> None:
+        if self._dir is None or self._client is None:
+            return
+        root = Path(self._dir)
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                try:
+                    self._client.log_artifact(path, path.relative_to(root).as_posix())
+                except ToraError as e:
+                    logger.warning("tora: cannot keep %s from run.dir: %s", path, e)
+
+    def log_code(self, *_args: Any, **_kwargs: Any) -> None:
+        """Accepted and ignored, said once: the run's metadata records its git commit and command line."""
+        if "log_code" not in self._warned:
+            self._warned.add("log_code")
+            logger.warning("tora: log_code() is ignored: the run's metadata records its git commit and command line")
+
+    @property
     def start_time(self) -> float:
         return self._start_time
 
     @property
     def finished(self) -> bool:
-        return self._finished
+        """The run was finished (through it, or through its client)."""
+        return self._finished or (self._client is not None and self._client.is_closed)
 
     # --- logging ---
 
@@ -674,8 +725,9 @@ class Run:
         if self._client is None:
             return 0
         deadline = time.monotonic() + timeout
+        self._keep_dir()
         if self._patcher is not None:
-            self._patcher.flush(min(timeout, 10.0))
+            self._patcher.close(min(timeout, 10.0))
         left = max(0.0, deadline - time.monotonic())
         try:
             return self._client.finish(state, left) if state is not None else self._client.shutdown(left)
@@ -746,7 +798,7 @@ def _send_config_at_exit() -> None:
     for run in list(_open_runs):
         if run._patcher is not None:
             try:
-                run._patcher.flush(min(5.0, run._patcher._settings.exit_timeout))
+                run._patcher.close(min(5.0, run._patcher._settings.exit_timeout))
             except Exception:
                 logger.debug("tora: could not send the config at exit", exc_info=True)
 
@@ -761,8 +813,9 @@ def _unsupported(name: str) -> ToraUnsupportedError:
 # ---------- init ----------
 
 
-def _workspace_id(project: str, url: str, key: str, timeout: float) -> str:
-    """The id of the caller's workspace named ``project`` (the oldest, when several are), created if missing."""
+def workspace_id(project: str, url: str, key: str, timeout: float, *, create: bool = True) -> str:
+    """The id of the caller's workspace named ``project`` (the oldest, when several are), created
+    if missing (or, with ``create=False``, ToraExperimentError)."""
     answer, error, url = _client._setup_call("GET", "/workspaces", None, url, key, timeout)
     if answer is None or answer.status >= 500:
         reason = error.message if error is not None else answer.message if answer is not None else ""
@@ -777,6 +830,8 @@ def _workspace_id(project: str, url: str, key: str, timeout: float) -> str:
     for workspace in answer.data:
         if isinstance(workspace, dict) and workspace.get("name") == project:
             return str(workspace["id"])
+    if not create:
+        raise ToraExperimentError(f"There is no project (workspace) named {project!r} on {url}")
     made = _client.create_workspace(project, api_key=key, server_url=url)
     logger.info("tora: created the workspace %r for project %r", made.get("name"), project)
     return str(made["id"])
@@ -816,15 +871,22 @@ def _existing(url: str, key: str, experiment_id: str, timeout: float) -> dict[st
     raise ToraAPIError(f"Cannot look up run {experiment_id}: {answer.message}", status_code=answer.status)
 
 
-def _last_step(url: str, key: str, experiment_id: str, timeout: float) -> int:
-    """One past the highest step the run has, so a resumed run's log() goes on from there."""
+def _stored_summary(client: Tora, timeout: float) -> tuple[int, dict[str, Any]]:
+    """Where a resumed run left off: one past the last step of its metrics (system metrics,
+    whose steps count seconds, aside), and the last value of each metric and result."""
+    url = f"{client._server_url}/experiments/{client.experiment_id}/summary"
     try:
-        answer = _transport.request("GET", f"{url}/experiments/{experiment_id}/metrics", api_key=key, timeout=timeout)
+        answer = _transport.request("GET", url, api_key=client._api_key, timeout=timeout)
     except ToraNetworkError:
-        return 0
-    rows = answer.data if answer.status == 200 and isinstance(answer.data, list) else []
-    steps = [r["step"] for r in rows if isinstance(r, dict) and isinstance(r.get("step"), int)]
-    return max(steps) + 1 if steps else 0
+        return 0, {}
+    data = answer.data if answer.status == 200 and isinstance(answer.data, dict) else {}
+    metrics = [m for m in data.get("metrics") or [] if isinstance(m, dict) and isinstance(m.get("name"), str)]
+    steps = [
+        m["last_step"] for m in metrics if isinstance(m.get("last_step"), int) and not m["name"].startswith("sys/")
+    ]
+    values = {m["name"]: m.get("last") for m in metrics}
+    values.update({r["name"]: r.get("value") for r in data.get("results") or [] if isinstance(r, dict) and "name" in r})
+    return (max(steps) + 1 if steps else 0), values
 
 
 _RESUME = {
@@ -838,7 +900,9 @@ _RESUME = {
 }
 
 
-def _with_system_metrics(method: Callable[..., Tora], kwargs: dict[str, Any], system_metrics: bool | None) -> Tora:
+def with_system_metrics(method: Callable[..., Tora], kwargs: dict[str, Any], system_metrics: bool | None) -> Tora:
+    """Call ``method`` with ``system_metrics`` when it takes that parameter (a client without
+    system metrics has none to turn on or off)."""
     if system_metrics is not None and "system_metrics" in inspect.signature(method).parameters:
         kwargs["system_metrics"] = system_metrics
     return method(**kwargs)
@@ -874,7 +938,7 @@ def init(
     an error). ``mode``: "online" (default), "offline" (kept on disk for ``python -m tora sync``)
     or "disabled" (nothing is sent or kept). ``config`` becomes the run's hyperparameters,
     ``notes`` its description, ``group`` its group, ``tags`` its tags; ``job_type`` is added as
-    a tag. ``entity`` and ``dir`` are W&B's and ignored. ``api_key``/``server_url`` default to
+    a tag. ``dir`` is where ``run.dir`` is made; ``entity`` is W&B's and ignored. ``api_key``/``server_url`` default to
     ``tora.login()``'s, then TORA_API_KEY/TORA_BASE_URL.
 
     Raises:
@@ -888,8 +952,8 @@ def init(
             f"reinit must be 'return_previous', 'finish_previous' or 'create_new' (or a bool), got {reinit!r:.40}"
         )
     with _lock:
-        previous = _current
-        if previous is not None and not previous.finished:
+        previous = current()
+        if previous is not None:
             if reinit in (None, False, "default", "return_previous"):
                 logger.warning(
                     "tora.init(): run %s is still open and is returned; finish it first, or pass "
@@ -915,6 +979,7 @@ def init(
             api_key=api_key,
             server_url=server_url,
         )
+        run._dir_parent = dir
         _set_current(run)
         return run
 
@@ -1010,11 +1075,11 @@ def _start(
 
     url = _client._server_url(server_url, settings)
     key = _client._api_key(api_key, settings)
-    workspace_id = _workspace_id(project, url, key, settings.timeout) if project else None
+    in_workspace = workspace_id(project, url, key, settings.timeout, create=policy != "must") if project else None
     experiment_id = None
     existing = None
     if run_id is not None:
-        scope = workspace_id or f"user:{_user_id(url, key, settings.timeout)}"
+        scope = in_workspace or f"user:{_user_id(url, key, settings.timeout)}"
         experiment_id = experiment_id_for(run_id, scope)
         existing = _existing(url, key, experiment_id, settings.timeout)
         if existing is None and policy == "must":
@@ -1029,18 +1094,18 @@ def _start(
                 "pass resume='allow' (or 'must') to continue it, or choose another id"
             )
     if existing is not None and experiment_id is not None:
-        client = _with_system_metrics(
+        client = with_system_metrics(
             Tora.load_experiment,
             {"experiment_id": experiment_id, "api_key": key, "server_url": url, "mode": "online"},
             system_metrics,
         )
         return _resumed_run(client, existing, project, name, config_items, all_tags, checked_group, notes, job_type)
     run_name = name or (run_id if run_id is not None else _run_name())
-    client = _with_system_metrics(
+    client = with_system_metrics(
         Tora.create_experiment,
         {
             "name": run_name,
-            "workspace_id": workspace_id,
+            "workspace_id": in_workspace,
             "description": notes,
             "hyperparams": _hyperparams(config_items),
             "tags": all_tags or None,
@@ -1082,6 +1147,7 @@ def _resumed_run(
     config = {h["key"]: h["value"] for h in had if isinstance(h, dict)} if isinstance(had, list) else {}
     changed_config = any(config.get(k) != v for k, v in _hyperparams(config_items).items())
     config.update(config_items)
+    next_step, last_values = _stored_summary(client, client._settings.timeout)
     old_tags = [t for t in existing.get("tags") or [] if isinstance(t, str)]
     merged_tags = old_tags + [t for t in tags if t not in old_tags]
     run = Run(
@@ -1094,11 +1160,10 @@ def _resumed_run(
         config=config,
         job_type=job_type,
         resumed=True,
-        start_step=_last_step(
-            client._server_url, client._api_key or "", client.experiment_id, client._settings.timeout
-        ),
+        start_step=next_step,
         mode="online",
     )
+    run.summary._logged(last_values)
     fields: dict[str, Any] = {}
     if name is not None and name != existing.get("name"):
         fields["name"] = _validation.experiment_name(name)
@@ -1130,25 +1195,20 @@ def _start_offline(
     api_key: str | None,
     server_url: str | None,
 ) -> Run:
-    """Offline: nothing can be looked up, so the run goes to the Personal workspace and a W&B-style
-    id maps without one (``offline/<id>``); sync creates the run, or adds to it if it exists."""
-    if project is not None:
-        logger.warning(
-            "tora.init(mode='offline'): project %r is not looked up offline; `python -m tora sync` uploads "
-            "the run to the Personal workspace",
-            project,
-        )
-    experiment_id = None if run_id is None else experiment_id_for(run_id, "offline")
+    """Offline: nothing can be looked up. The project's name is recorded with the run, and
+    ``python -m tora sync`` finds (or makes) the workspace; a W&B-style id maps without the
+    workspace's id (``offline:<project>/<id>``). Sync creates the run, or adds to it if it exists."""
+    experiment_id = None if run_id is None else experiment_id_for(run_id, f"offline:{project or ''}")
     run_name = name or (run_id if run_id is not None else _run_name())
     if policy == "must":
         assert experiment_id is not None
-        client = _with_system_metrics(
+        client = with_system_metrics(
             Tora.load_experiment,
             {"experiment_id": experiment_id, "api_key": api_key, "server_url": server_url, "mode": "offline"},
             system_metrics,
         )
     else:
-        client = _with_system_metrics(
+        client = with_system_metrics(
             Tora.create_experiment,
             {
                 "name": run_name,
@@ -1164,6 +1224,9 @@ def _start_offline(
             },
             system_metrics,
         )
+        create = client._sender.create_payload
+        if project is not None and create is not None:
+            create["workspaceName"] = project  # read by sync (see _sync._placed), before any point is on disk
     return Run(
         client,
         name=run_name,
@@ -1266,7 +1329,7 @@ class _CurrentMapping(MutableMapping[str, Any]):
         return self._target().as_dict()
 
     def __repr__(self) -> str:
-        run = _current
+        run = current()
         if run is None:
             return f"<tora.{self.__dict__['_attribute']}: no run yet, call tora.init()>"
         return repr(getattr(run, self.__dict__["_attribute"]))

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import _transport
+from . import _init, _transport
 from ._artifacts import artifacts_dir, sync_dir
-from ._exceptions import ToraNetworkError
+from ._exceptions import ToraError, ToraNetworkError
 from ._spool import (
     END_SUFFIX,
     ENDPOINTS,
@@ -148,7 +148,12 @@ def _sync_file(
         pending = sum(points for _, _, points in lines)
         try:
             if header.get("create"):
-                _post(f"{url}/experiments", _transport.encode(header["create"]), api_key, timeout)
+                _post(
+                    f"{url}/experiments",
+                    _transport.encode(_placed(header["create"], url, api_key, timeout)),
+                    api_key,
+                    timeout,
+                )
             for start, end, points in lines:
                 _post(batches, data[start:end], api_key, timeout)
                 write_sent(path, end + 1)
@@ -203,6 +208,20 @@ def _points(body: Any, version: int) -> int:
 
 _OLD_SERVER = (404, 405)
 """What a server without run state answers to .../finish: nothing to mark there."""
+
+
+def _placed(create: dict[str, Any], url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+    """The create body with its workspace: an offline ``tora.init(project=...)`` names the
+    workspace (it could not be looked up offline), found now among the caller's, or made."""
+    name = create.get("workspaceName")
+    placed = {k: v for k, v in create.items() if k != "workspaceName"}
+    if not isinstance(name, str) or create.get("workspaceId") or not api_key:
+        return placed
+    try:
+        placed["workspaceId"] = _init.workspace_id(name, url, api_key, timeout)
+    except ToraError as e:
+        raise _RefusedError(f"cannot find or make the workspace {name!r}: {e}") from e
+    return placed
 
 
 def _post(url: str, body: bytes, api_key: str | None, timeout: float) -> None:

@@ -54,27 +54,34 @@ def setup(
     max_buffer_len: int = 1,
     mode: str | None = None,
     metadata: bool | None = None,
+    system_metrics: bool | None = None,
 ) -> str:
     """Create an experiment and make it the one tmetric()/tresult() log to. Returns its id.
 
     ``mode="offline"`` (or ``TORA_MODE=offline``) logs the whole run to disk, with no server;
     ``python -m tora sync`` uploads it later. ``metadata=False`` (or ``TORA_METADATA=0``) keeps
     the run's git commit, command line, host and versions from being recorded.
+    ``system_metrics=False`` (or ``TORA_SYSTEM_METRICS=0``) keeps the run from logging ``sys/``
+    metrics (CPU, memory, disk, network, GPUs).
     """
     with _init._lock:
         if _init.current() is not None:
             raise ToraError("Tora client already initialized. Call shutdown() first to reinitialize.")
-        client = Tora.create_experiment(
-            name=name,
-            workspace_id=workspace_id,
-            description=description,
-            hyperparams=hyperparams,
-            tags=tags,
-            api_key=api_key,
-            server_url=server_url,
-            max_buffer_len=max_buffer_len,
-            mode=mode,
-            metadata=metadata,
+        client = _init.with_system_metrics(
+            Tora.create_experiment,
+            {
+                "name": name,
+                "workspace_id": workspace_id,
+                "description": description,
+                "hyperparams": hyperparams,
+                "tags": tags,
+                "api_key": api_key,
+                "server_url": server_url,
+                "max_buffer_len": max_buffer_len,
+                "mode": mode,
+                "metadata": metadata,
+            },
+            system_metrics,
         )
         _init._set_current(
             _init.Run(
