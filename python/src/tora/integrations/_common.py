@@ -168,7 +168,9 @@ def _restore(previous: _init.Run | None) -> None:
 @contextlib.contextmanager
 def side_run(**init_kwargs: Any) -> Iterator[_init.Run]:
     """A run of its own (an Optuna trial, a search's candidate), finished when the block ends
-    (failed if it raised), that leaves the current run current afterwards."""
+    (failed if it raised), that leaves the current run current afterwards. It is logged after
+    the fact, in moments, so it samples no system metrics unless ``system_metrics=True``."""
+    init_kwargs.setdefault("system_metrics", False)
     with _init._lock:
         previous = _init.current()
         run = _init.init(reinit="create_new", **init_kwargs)
