@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
 from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
@@ -13,8 +12,6 @@ from typing import Any
 from .. import _init
 from .._init import _hp_value
 from .._validation import HPValue
-
-logger = logging.getLogger("tora")
 
 _MAX_KEY = 100
 _MAX_DEPTH = 8

@@ -18,7 +18,7 @@ _keras = require("keras", "keras", "keras")
 
 __all__ = ["ToraCallback"]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mypy checks tora without the frameworks: the base is the framework's at run time
     _Callback = object
 else:
     _Callback = _keras.callbacks.Callback

@@ -19,7 +19,7 @@ _rank_zero = require("lightning.pytorch.utilities.rank_zero", "lightning", "ligh
 
 __all__ = ["ToraLogger"]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mypy checks tora without the frameworks: the base is the framework's at run time
     _Logger = object
 else:
     _Logger = _loggers.Logger

@@ -21,7 +21,7 @@ _transformers = require("transformers", "transformers", "transformers")
 
 __all__ = ["ToraCallback"]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mypy checks tora without the frameworks: the base is the framework's at run time
     _TrainerCallback = object
 else:
     _TrainerCallback = _transformers.TrainerCallback

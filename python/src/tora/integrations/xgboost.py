@@ -19,7 +19,7 @@ _callback = require("xgboost.callback", "xgboost", "xgboost")
 
 __all__ = ["ToraCallback"]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mypy checks tora without the frameworks: the base is the framework's at run time
     _TrainingCallback = object
 else:
     _TrainingCallback = _callback.TrainingCallback
