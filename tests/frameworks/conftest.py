@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ EXPERIMENT_URL = re.compile(r"/experiments/([0-9a-f-]{36})")
 
 
 @pytest.fixture(autouse=True)
-def framework_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def framework_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No system metrics (their sys/ names would join every metric list) and no run left current."""
     monkeypatch.setenv("TORA_SYSTEM_METRICS", "0")
     yield
