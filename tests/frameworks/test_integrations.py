@@ -251,3 +251,42 @@ def test_a_copied_callback_starts_afresh(server: ToraServer) -> None:
     assert clone._holder.run_id is None and clone._every == 5
     assert pickle.loads(pickle.dumps(callback._holder)).run_id is None  # not its run
     run.finish()
+
+
+def test_lightgbm_run_stopped_early_ends_when_the_next_training_starts(
+    server: ToraServer,
+) -> None:
+    import lightgbm as lgb
+    from tora.integrations.lightgbm import ToraCallback
+
+    def stop_after_third(
+        env: Any,
+    ) -> None:  # as lgb.early_stopping does, deterministically
+        if env.iteration == 2:
+            raise lgb.callback.EarlyStopException(2, env.evaluation_result_list)
+
+    stop_after_third.order = 40  # type: ignore[attr-defined]
+    x, y = regression(2)
+    data = lgb.Dataset(x, label=y, free_raw_data=False)
+    params = {"objective": "regression", "num_leaves": 5, "verbose": -1}
+    callback = ToraCallback(name="boost")
+    lgb.train(
+        params,
+        data,
+        num_boost_round=10,
+        valid_sets=[data],
+        callbacks=[callback, stop_after_third],
+    )
+    first = callback._holder.run_id
+    assert first is not None and tora.run is not None and tora.run.id == first
+    # LightGBM told its callbacks nothing of the stop
+    assert experiment(server, first)["state"] == "running"
+
+    lgb.train(params, data, num_boost_round=4, valid_sets=[data], callbacks=[callback])
+    second = callback._holder.run_id
+    assert second is not None and second != first
+    assert experiment(server, first)["state"] == "finished"
+    assert experiment(server, second)["state"] == "finished"
+    assert [s for s, _ in series(server, first)["training/l2"]] == [0, 1, 2]
+    assert [s for s, _ in series(server, second)["training/l2"]] == [0, 1, 2, 3]
+    assert tora.run is None

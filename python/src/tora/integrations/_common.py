@@ -86,14 +86,16 @@ class RunHolder:
     ``get()`` returns the current run (``tora.run``) if there is one; otherwise it starts one with
     ``tora.init(**init_kwargs)``, which the holder owns. With ``own=True`` it always starts its
     own (a trial of a search), leaving the current run current again when it ends. ``end()``
-    finishes an owned run and leaves a run it did not start alone. Logging after ``end()``
-    (Lightning's ``trainer.test`` after ``fit``, Transformers' ``evaluate`` after ``train``)
-    continues the same run: it is resumed by id, so one training script stays one run.
+    finishes an owned run and leaves a run it did not start alone. With ``resume=True``,
+    logging after ``end()`` (Lightning's ``trainer.test`` after ``fit``, Transformers'
+    ``evaluate`` after ``train``) continues the same run, resumed by id, so one training script
+    stays one run; without, it starts a new run (a booster's next training is another model).
     """
 
-    def __init__(self, init_kwargs: Mapping[str, Any], own: bool = False) -> None:
+    def __init__(self, init_kwargs: Mapping[str, Any], own: bool = False, resume: bool = True) -> None:
         self._init_kwargs = dict(init_kwargs)
         self._own = own
+        self._resume = resume
         self._run: _init.Run | None = None
         self._owned = False
         self._previous: _init.Run | None = None
@@ -103,7 +105,7 @@ class RunHolder:
     def __deepcopy__(self, memo: dict[int, Any]) -> RunHolder:
         """A copy (sklearn's clone, XGBoost's advice to copy a callback before reuse) starts
         afresh: it logs to the current run or starts its own."""
-        return RunHolder(self._init_kwargs, self._own)
+        return RunHolder(self._init_kwargs, self._own, self._resume)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (a spawned worker process), the holder leaves the run behind; a copy that
@@ -136,7 +138,7 @@ class RunHolder:
                 self._run, self._owned = current, False
                 return current
             kwargs = dict(self._init_kwargs)
-            if self._ended_id is not None:
+            if self._ended_id is not None and self._resume:
                 kwargs.update(id=self._ended_id, resume="must")
             if self._own:
                 kwargs["reinit"] = "create_new"

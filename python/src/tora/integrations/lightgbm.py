@@ -29,7 +29,7 @@ class ToraCallback:
 
     def __init__(self, project: str | None = None, name: str | None = None, **init_kwargs: Any) -> None:
         kwargs = dict(init_kwargs, project=project, name=name)
-        self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None})
+        self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None}, resume=False)
         self._model: Any = None
 
     def __call__(self, env: Any) -> None:

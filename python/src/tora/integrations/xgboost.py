@@ -33,7 +33,7 @@ class ToraCallback(_TrainingCallback):
     def __init__(self, project: str | None = None, name: str | None = None, **init_kwargs: Any) -> None:
         super().__init__()
         kwargs = dict(init_kwargs, project=project, name=name)
-        self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None})
+        self._holder = RunHolder({k: v for k, v in kwargs.items() if v is not None}, resume=False)
 
     def before_training(self, model: Any) -> Any:
         self._holder.get().config.update(booster_params(model))
