@@ -461,7 +461,8 @@ fn field(word: &str) -> Field {
     Field::Any(word.to_string())
 }
 
-/// A sort order for experiment lists: `created`, `-created`, `name`, `hp.lr`, `-result.acc`, ...
+/// A sort order for experiment lists: `created`, `-created`, `name`, `group`, `hp.lr`,
+/// `-result.acc`, ...
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sort {
     pub key: SortKey,
@@ -473,6 +474,8 @@ pub enum SortKey {
     Created,
     Updated,
     Name,
+    /// The group's name, ignoring case; runs in no group last.
+    Group,
     Hyperparam(String),
     Result(String),
     Metric(String),
@@ -487,13 +490,14 @@ pub fn parse_sort(raw: &str) -> Result<Sort> {
     let key = match field(name) {
         _ if name == "created" => SortKey::Created,
         _ if name == "updated" => SortKey::Updated,
+        _ if name == "group" => SortKey::Group,
         Field::Name => SortKey::Name,
         Field::Hyperparam(k) => SortKey::Hyperparam(k),
         Field::Result(k) => SortKey::Result(k),
         Field::Metric(k) => SortKey::Metric(k),
         Field::Any(_) => {
             return Err(Error::bad_request(format!(
-                "sort must be created, updated, name, hp.KEY, result.NAME or metric.NAME (with '-' for descending), not '{raw}'"
+                "sort must be created, updated, name, group, hp.KEY, result.NAME or metric.NAME (with '-' for descending), not '{raw}'"
             )));
         }
     };
@@ -701,6 +705,7 @@ mod tests {
             parse_sort("-result.acc").unwrap().key,
             SortKey::Result("acc".into())
         );
+        assert_eq!(parse_sort("-group").unwrap().key, SortKey::Group);
         assert!(parse_sort("lr").is_err());
     }
 }

@@ -10,6 +10,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How far past the server's clock a client's time may be (an imported run's start, a point's
+/// time): clocks disagree, but not by more than this.
+pub const MAX_AHEAD_MS: i64 = 24 * 3600 * 1000;
+
 /// A UTC instant split into calendar parts.
 struct Civil {
     year: i64,

@@ -133,6 +133,49 @@ fn a_sweep_is_a_group_the_run_table_filters_on_and_a_run_can_leave_it() {
         ["lr-0.1"]
     );
 
+    // Sorted by group (any case), runs in no group last, a page at a time either way.
+    let sorted = |sort: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let r = server.get(
+                &format!("/api/workspaces/{ws}/experiments?sort={sort}&limit=2{cursor}"),
+                &alice.auth(),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            let page = r.json();
+            for e in page["data"].as_array().unwrap() {
+                out.push(format!(
+                    "{}:{}",
+                    e["group"].as_str().unwrap_or("-"),
+                    e["name"].as_str().unwrap()
+                ));
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return out,
+            }
+        }
+    };
+    let by_group = sorted("group");
+    let groups: Vec<&str> = by_group
+        .iter()
+        .map(|g| g.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        ["cv folds", "cv folds", "sweep-lr", "-", "-", "-", "-"],
+        "{by_group:?}"
+    );
+    let groups_desc: Vec<String> = sorted("-group")
+        .iter()
+        .map(|g| g.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        groups_desc,
+        ["sweep-lr", "cv folds", "cv folds", "-", "-", "-", "-"]
+    );
+
     // The table export has a group column.
     let r = server.get(
         &format!("/api/workspaces/{ws}/experiments.csv?q=group%3A%22cv+folds%22&sort=name"),
@@ -198,4 +241,76 @@ fn a_group_name_that_is_too_long_or_not_plain_text_is_refused_with_the_reason() 
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert_eq!(made.len(), 2, "nothing refused was made: {made:?}");
+}
+
+#[test]
+fn runs_chosen_in_the_table_are_put_in_a_group_at_once_and_taken_out_again() {
+    let server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let viewer = server.user("vic@lab.org");
+    let ws = server.workspace(&alice, "lab");
+    server.add_member(&ws, &viewer, 3);
+    let ids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| server.experiment(&alice, n, Some(&ws)))
+        .collect();
+    let bulk = |user: &User, body: Value| server.post("/api/experiments/bulk", &user.auth(), body);
+
+    let r = bulk(
+        &alice,
+        json!({"ids": [ids[0], ids[1]], "action": "group", "group": " sweep "}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["changed"], 2);
+    assert_eq!(
+        names(&found(&server, &alice, &ws, "group:sweep")),
+        ["a", "b"]
+    );
+    let again = bulk(
+        &alice,
+        json!({"ids": [ids[0], ids[1]], "action": "group", "group": "sweep"}),
+    );
+    assert_eq!(again.data()["changed"], 0, "already there: nothing changes");
+
+    // Refused: no group named, a name too long, a VIEWER. Nothing changes.
+    for (user, body, status, says) in [
+        (
+            &alice,
+            json!({"ids": [ids[2]], "action": "group"}),
+            400,
+            "null to take the runs out",
+        ),
+        (
+            &alice,
+            json!({"ids": [ids[2]], "action": "group", "group": "g".repeat(129)}),
+            400,
+            "the limit is 128",
+        ),
+        (
+            &viewer,
+            json!({"ids": [ids[2]], "action": "group", "group": "mine"}),
+            403,
+            "",
+        ),
+    ] {
+        let msg = bulk(user, body.clone()).expect_error(status);
+        assert!(msg.contains(says), "{body}: {msg}");
+    }
+    assert_eq!(
+        names(&found(&server, &alice, &ws, "not group:sweep")),
+        ["c"]
+    );
+    let c = server.get(&format!("/api/experiments/{}", ids[2]), &alice.auth());
+    assert_eq!(c.data()["group"], Value::Null);
+
+    // null takes every chosen run out of its group.
+    let r = bulk(
+        &alice,
+        json!({"ids": ids, "action": "group", "group": null}),
+    );
+    assert_eq!(r.data()["changed"], 2);
+    assert_eq!(
+        names(&found(&server, &alice, &ws, "group:sweep")),
+        Vec::<&str>::new()
+    );
 }

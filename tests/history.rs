@@ -136,6 +136,51 @@ fn an_imported_run_keeps_when_it_began_and_when_each_point_was_taken() {
         assert!(msg.contains(says), "{body}: {msg}");
     }
     assert_eq!(chart(&server, &alice, &id, "")["total"], 10);
+
+    // It ended when it ended there, not when it was imported: its duration is its own.
+    let finish = |body: Value| {
+        server.post(
+            &format!("/api/experiments/{id}/finish"),
+            &alice.auth(),
+            body,
+        )
+    };
+    let msg = finish(json!({"state": "finished", "ended_at": THEN - 1})).expect_error(400);
+    assert!(
+        msg.contains("ended_at must be ms since the unix epoch"),
+        "{msg}"
+    );
+    let msg = finish(json!({"state": "finished", "ended_at": now + 2 * DAY})).expect_error(400);
+    assert!(msg.contains("a day past now"), "{msg}");
+    let r = finish(json!({"state": "finished", "ended_at": THEN + 600_000}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let done = r.data();
+    assert_eq!(
+        (&done["state"], &done["ended_at"], &done["duration_s"]),
+        (
+            &json!("finished"),
+            &json!("2023-11-14T22:23:20.000Z"),
+            &json!(600.0)
+        )
+    );
+
+    // A client clock a little ahead of the server's is believed; three days ahead is held to a
+    // day past now.
+    let now = now_ms();
+    let r = points(
+        &server,
+        &alice,
+        &id,
+        json!({"metrics": [{"name": "loss", "steps": [10, 11], "values": [0, 0], "times": [now + 10_000, now + 3 * DAY]}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let x = numbers(&chart(&server, &alice, &id, "x=time")["x"]);
+    assert_eq!(x[10], (now + 10_000) as f64);
+    let held = x[11] as i64;
+    assert!(
+        held > now + DAY - 60_000 && held <= now_ms() + DAY,
+        "{held} vs {now}"
+    );
 }
 
 #[test]

@@ -203,14 +203,20 @@ fn a_bad_column_rejects_the_whole_batch_and_names_the_spot() {
     let two = json!({"metrics": [column("a"), column("b")]});
     let err = send(&server, &user, &exp, two).expect_error(400);
     assert!(err.contains("100002 points in one batch"), "{err}");
-    // However the arrays are split, one body's arrays hold at most 210,000 values in all: the
+    // However the arrays are split, one body's arrays hold at most 310,000 values in all: the
     // parse stops there instead of building them (a 2-byte step is an 8-byte integer).
-    let third = 40_000;
+    let fifth = 40_000;
     let column =
-        |name: &str| json!({"name": name, "steps": vec![1; third], "values": vec![0.5; third]});
-    let three = json!({"metrics": [column("a"), column("b"), column("c")]});
-    let err = send(&server, &user, &exp, three).expect_error(400);
-    assert!(err.contains("more than 210000 values in one body"), "{err}");
+        |name: &str| json!({"name": name, "steps": vec![1; fifth], "values": vec![0.5; fifth]});
+    let four = json!({"metrics": [column("a"), column("b"), column("c"), column("d")]});
+    let err = send(&server, &user, &exp, four).expect_error(400);
+    assert!(err.contains("more than 310000 values in one body"), "{err}");
+    // That is room for the largest batch with a time for each point (an import).
+    let n = 100_000;
+    let full = json!({"metrics": [{"name": "x", "steps": (0..n).collect::<Vec<i64>>(), "values": vec![0.5; n as usize], "times": vec![1_700_000_000_000_i64; n as usize]}]});
+    let r = send(&server, &user, &exp, full);
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.data()["inserted"], 100_000);
 }
 
 #[test]

@@ -1,9 +1,11 @@
 // The run table's columns: hp.KEY (a hyperparameter), result.NAME and metric.NAME (its last
 // value), which ones exist among the runs shown, and which to show when the URL names none:
 // the hyperparameters that vary across those runs (a grid search's axes), the results, and the
-// main metrics (loss- and accuracy-like names first, then the most common).
+// main metrics (loss- and accuracy-like names first, then the most common; never the system
+// metrics, sys/..., which every run of the SDK has and which tell runs apart by nothing).
 
 import { num, value } from './format.js';
+import { prefixOf, SYSTEM } from './sections.js';
 
 export const KINDS = ['hp', 'result', 'metric'];
 const MAX_VARYING = 10; // hyperparameters shown by default
@@ -54,7 +56,7 @@ export function defaultColumns(rows) {
     return values.size > 1;
   }).slice(0, MAX_VARYING);
   const results = byCount(all.filter((c) => kindOf(c) === 'result')).slice(0, MAX_RESULTS);
-  const metrics = all.filter((c) => kindOf(c) === 'metric');
+  const metrics = all.filter((c) => kindOf(c) === 'metric' && prefixOf(columnLabel(c)) !== SYSTEM);
   const main = [...byCount(metrics.filter((c) => MAIN_METRIC.test(columnLabel(c)))),
     ...byCount(metrics.filter((c) => !MAIN_METRIC.test(columnLabel(c))))].slice(0, MAX_METRICS);
   return [...varying, ...results, ...main];

@@ -1,6 +1,6 @@
-// What a run is, for people: a name that tells it apart from its namesakes, its state (running,
-// finished, failed, crashed) with a mark of its own, how long it ran, and the metadata its SDK
-// recorded (git, command, host, Python, packages).
+// What a run is, for people: a name that tells it apart from its namesakes, its group, its state
+// (running, finished, failed, crashed) with a mark of its own, how long it ran, and the metadata
+// its SDK recorded (git, command, host, Python, packages).
 
 import * as api from './api.js';
 import { h, fill } from './dom.js';
@@ -47,6 +47,23 @@ export function stateMark(state, attrs = {}) {
   if (!s) return null;
   return h(attrs.href ? 'a' : 'span', { class: `state state-${state}`, title: s.help, dataset: { state }, ...attrs },
     h('span', { class: 'state-mark', 'aria-hidden': 'true' }, s.mark), state);
+}
+
+/** A tag or group as the query language reads it: a bare word, else a quoted string. */
+export function queryWord(t) {
+  return /^[\p{L}\p{N}_./-]+$/u.test(t) && !/^[-+.\d]/.test(t) ? t : `"${t.replace(/"/g, '\\"')}"`;
+}
+
+/** The run table's filter for a group. */
+export const groupTerm = (group) => `group:${queryWord(group)}`;
+
+/** A run's group as a chip linking to the run table of that group; null for a run in none. */
+export function groupLink(run, attrs = {}) {
+  if (!run.group) return null;
+  return h('a', {
+    class: 'tag group-chip', href: `/workspaces/${run.workspace_id}?q=${encodeURIComponent(groupTerm(run.group))}`,
+    title: `Every run in the group ${run.group}`, dataset: { group: run.group }, ...attrs,
+  }, run.group);
 }
 
 /** A run's duration in seconds as "45 s", "12 min 03 s", "3 h 07 min", "2 d 04 h". */

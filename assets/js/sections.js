@@ -1,15 +1,37 @@
 // Charts grouped by the prefix of their name ("train/loss" goes to "train"), W&B-style: one
-// collapsible section per prefix, in name order, names without a "/" first under "Charts".
+// collapsible section per prefix, in name order, names without a "/" first under "Charts", and
+// the system metrics (sys/cpu_percent, sys/gpu0/utilization: what the SDK samples while a run
+// goes) last under "System", drawn against time while the page is on steps.
 // The pages keep the collapsed prefixes in the URL (collapsed=train,val).
 
 import { h } from './dom.js';
 
 const UNGROUPED = '';
+/** The prefix of system metrics. */
+export const SYSTEM = 'sys';
 
 /** The section a metric belongs to: the part of its name before the first "/". */
 export function prefixOf(name) {
   const i = name.indexOf('/');
   return i > 0 ? name.slice(0, i) : UNGROUPED;
+}
+
+/**
+ * The x a chart of `name` is drawn on when the page is on `pageX` ('step' | 'rel' | 'time'):
+ * the page's, except that system metrics, sampled by the clock, go on the time since the run
+ * started while the page is on steps.
+ */
+export function xmodeOf(name, pageX) {
+  return pageX === 'step' && prefixOf(name) === SYSTEM ? 'rel' : pageX;
+}
+
+/** Sections in order: ungrouped first, system last, the others by prefix. */
+function rank(prefix) {
+  return prefix === UNGROUPED ? 0 : prefix === SYSTEM ? 2 : 1;
+}
+
+function before(a, b) {
+  return rank(a) - rank(b) || a.localeCompare(b, undefined, { numeric: true });
 }
 
 /** The collapsed prefixes of a `collapsed` URL value. */
@@ -41,7 +63,7 @@ export class Sections {
 
   add(prefix) {
     const open = !this.collapsed.has(prefix);
-    const title = prefix === UNGROUPED ? 'Charts' : prefix;
+    const title = prefix === UNGROUPED ? 'Charts' : prefix === SYSTEM ? 'System' : prefix;
     const count = h('span', { class: 'muted small' });
     const grid = h('div', { class: 'charts', hidden: !open });
     const button = h('button', { type: 'button', class: 'section-toggle', 'aria-expanded': String(open) }, h('span', { class: 'caret', 'aria-hidden': 'true' }), title);
@@ -57,10 +79,8 @@ export class Sections {
     });
     const s = { el, grid, count, button };
     this.sections.set(prefix, s);
-    // In order: ungrouped first, then by prefix.
-    const after = [...this.sections.keys()].filter((p) => p !== prefix)
-      .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))
-      .find((p) => p !== UNGROUPED && (prefix === UNGROUPED || p.localeCompare(prefix, undefined, { numeric: true }) > 0));
+    const after = [...this.sections.keys()].filter((p) => p !== prefix).sort(before)
+      .find((p) => before(p, prefix) > 0);
     if (after !== undefined) this.root.insertBefore(el, this.sections.get(after).el);
     else this.root.append(el);
     return s;

@@ -195,8 +195,8 @@ pub struct ListQuery {
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// created, updated, name, hp.KEY, result.NAME or metric.NAME; '-' first for descending.
-    /// Default -created.
+    /// created, updated, name, group, hp.KEY, result.NAME or metric.NAME; '-' first for
+    /// descending. Default -created.
     sort: Option<String>,
     /// A filter in the query language, e.g. `lr < 0.01 and tag:baseline and acc >= 0.9`.
     q: Option<String>,
@@ -357,16 +357,13 @@ struct NewExperimentBody {
     created_at: Option<i64>,
 }
 
-/// How far past the server's clock an imported run's `created_at` may be (clocks disagree).
-const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
-
 /// An imported run's start: ms since the epoch, not negative, at most a day past `now`.
 fn clean_created_at(raw: Option<i64>, now: i64) -> Result<Option<i64>> {
     match raw {
-        Some(t) if !(0..=now + MAX_CLOCK_AHEAD_MS).contains(&t) => {
+        Some(t) if !(0..=now + crate::time::MAX_AHEAD_MS).contains(&t) => {
             Err(Error::bad_request(format!(
                 "created_at must be ms since the unix epoch, from 0 to a day past now ({}), not {t}",
-                now + MAX_CLOCK_AHEAD_MS
+                now + crate::time::MAX_AHEAD_MS
             )))
         }
         t => Ok(t),
@@ -637,10 +634,15 @@ async fn heartbeat(
 struct FinishBody {
     #[schema(value_type = EndState)]
     state: String,
+    /// When it ended, in ms since the unix epoch, for a run imported from elsewhere: from the
+    /// run's `created_at` to a day past now. Default now.
+    #[schema(minimum = 0)]
+    ended_at: Option<i64>,
 }
 
-/// The run's client ended it: `finished`, or `failed` (an exception). Ending it again the same
-/// way keeps the first end time; a later heartbeat reopens it.
+/// The run's client ended it: `finished`, or `failed` (an exception), now or at `ended_at` (an
+/// imported run). Ending it again the same way keeps the first end time; a later heartbeat
+/// reopens it.
 #[utoipa::path(post, path = "/experiments/{id}/finish", tag = "experiments", security(("api_key" = []), ("bearer" = [])), params(("id" = uuid::Uuid, Path)), request_body = FinishBody, responses((status = 200, body = Envelope<ExperimentOut>), Errors))]
 async fn finish(
     State(state): State<AppState>,
@@ -661,7 +663,18 @@ async fn finish(
         .write_then(
             move |tx| {
                 let exp = authorize(tx, &id, &user.id, Role::Editor)?;
-                experiments::finish(tx, exp.rowid, end, now_ms())?;
+                let now = now_ms();
+                let latest = now + crate::time::MAX_AHEAD_MS;
+                let at = match body.ended_at {
+                    Some(t) if t < exp.created_at || t > latest => {
+                        return Err(Error::bad_request(format!(
+                            "ended_at must be ms since the unix epoch, from the run's created_at ({}) to a day past now ({latest}), not {t}",
+                            exp.created_at
+                        )));
+                    }
+                    t => t.unwrap_or(now),
+                };
+                experiments::finish(tx, exp.rowid, end, at)?;
                 experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
             },
             move |exp| hub.publish_run(exp),
@@ -717,6 +730,8 @@ enum BulkAction {
     /// Move the runs, with everything under them, to `workspace_id` (EDITOR on each run's
     /// workspace and on the destination).
     Move,
+    /// Put the runs in `group`, or in none when it is null or blank (EDITOR).
+    Group,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -731,6 +746,9 @@ struct BulkBody {
     /// For move: the destination.
     #[serde(alias = "workspaceId")]
     workspace_id: Option<String>,
+    /// For group: the group's name (at most 128 characters), or null for none.
+    #[serde(default, deserialize_with = "present")]
+    group: Option<Option<String>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -776,6 +794,19 @@ async fn bulk_experiments(
             tags
         }
         _ => vec![],
+    };
+    let group = match (action, body.group) {
+        (BulkAction::Group, Some(g)) => g
+            .as_deref()
+            .map(crate::validate::group)
+            .transpose()?
+            .flatten(),
+        (BulkAction::Group, None) => {
+            return Err(Error::bad_request(
+                "group needs \"group\": a name, or null to take the runs out of their groups",
+            ));
+        }
+        _ => None,
     };
     let destination = match action {
         BulkAction::Move => Some(parse_id(
@@ -844,6 +875,23 @@ async fn bulk_experiments(
                                 tags: Some(&json),
                                 metadata: None,
                                 group: None,
+                            };
+                            experiments::update(tx, exp.rowid, &changes, now)?;
+                            let exp = experiments::get(tx, &exp.id)?
+                                .ok_or_else(|| Error::not_found("experiment"))?;
+                            done.push(Done::Run(Box::new(exp)));
+                        }
+                        BulkAction::Group => {
+                            if exp.group == group {
+                                continue;
+                            }
+                            let changes = Changes {
+                                name: None,
+                                description: None,
+                                hyperparams: None,
+                                tags: None,
+                                metadata: None,
+                                group: Some(group.as_deref()),
                             };
                             experiments::update(tx, exp.rowid, &changes, now)?;
                             let exp = experiments::get(tx, &exp.id)?

@@ -285,9 +285,10 @@ pub(crate) async fn store_with(
                             kind: logs[i].kind,
                             step: logs[i].step,
                             value: logs[i].value,
-                            // As `logs::insert` keeps a client's time: within the run so far.
+                            // As `logs::insert` keeps a client's time.
                             created_at: logs[i].at.map_or(now, |at| {
-                                at.clamp(exp.created_at, now.max(exp.created_at))
+                                let latest = now + crate::time::MAX_AHEAD_MS;
+                                at.clamp(exp.created_at, latest.max(exp.created_at))
                             }),
                         })
                         .collect::<Vec<_>>();
@@ -378,7 +379,8 @@ struct ColumnIn {
     values_f64: Option<String>,
     /// When each point was taken, in ms since the unix epoch (`times[i]` goes with `steps[i]`),
     /// for points logged earlier or elsewhere (an import); default: when the batch arrives.
-    /// Kept as the time since the run began (0 for earlier times, now for later ones).
+    /// Kept as the time since the run began: an earlier time counts as its start, and a time
+    /// may be at most a day past the server's clock.
     #[schema(value_type = Option<Vec<u64>>)]
     #[serde(default, deserialize_with = "super::at_most_opt::<_, _, MAX_BATCH>")]
     times: Option<Vec<i64>>,

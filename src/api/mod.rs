@@ -250,9 +250,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// The most array elements read through [`at_most`] in one body, all arrays together: a body's
 /// size limit bounds its bytes, this bounds what they expand to once parsed (a 2-byte JSON step
-/// is an 8-byte integer, a 22-byte log a ~100-byte struct). Two per point (step and value) of
-/// the largest batch, with room for its results.
-pub const MAX_ELEMENTS: usize = 2 * logs::MAX_BATCH + 10_000;
+/// is an 8-byte integer, a 22-byte log a ~100-byte struct). Three per point (step, value and
+/// time) of the largest batch, with room for its results.
+pub const MAX_ELEMENTS: usize = 3 * logs::MAX_BATCH + 10_000;
 
 thread_local! {
     /// Elements [`at_most`] may still read in the body being parsed on this thread.

@@ -103,7 +103,7 @@ struct SeriesOut {
     name: String,
     /// Points of this series in the range.
     total: i64,
-    /// One entry per point (the range held no more points than asked for).
+    /// One entry per point (the range held no more points than asked for, and no step twice).
     raw: bool,
     /// The x of each bucket's last point.
     x: Vec<i64>,

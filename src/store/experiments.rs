@@ -390,6 +390,7 @@ pub fn page(
         SortKey::Created => "e.created_at".to_string(),
         SortKey::Updated => "e.updated_at".to_string(),
         SortKey::Name => "lower(e.name)".to_string(),
+        SortKey::Group => "lower(e.run_group)".to_string(),
         SortKey::Hyperparam(k) => {
             args.push(Sql::Text(k.clone()));
             format!(
@@ -411,12 +412,12 @@ pub fn page(
     } else {
         (">", "ASC")
     };
-    // Only hyperparameters and results can be missing. For the other keys the NULL ordering
+    // Only groups, hyperparameters and results can be missing. For the other keys the NULL ordering
     // term is left out, so SQLite can walk the (workspace_id, created_at) index instead of
     // sorting every run of the workspace (45 ms -> well under 1 ms at 10,000 runs).
     let nullable = matches!(
         sort.key,
-        SortKey::Hyperparam(_) | SortKey::Result(_) | SortKey::Metric(_)
+        SortKey::Group | SortKey::Hyperparam(_) | SortKey::Result(_) | SortKey::Metric(_)
     );
     let mut page_clause = clause.clone();
     if let Some(c) = after {

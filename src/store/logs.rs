@@ -79,8 +79,10 @@ pub struct NewLog {
     pub value: f64,
     /// Metadata beyond `type`, as JSON text; None for the usual `{"type": ..}` or no metadata.
     pub extra_metadata: Option<String>,
-    /// When the client says it took the point (ms since the epoch; MLflow's `timestamp`), kept
-    /// as the point's time within the run's life so far; None: when it is stored.
+    /// When the client says it took the point (ms since the epoch; MLflow's `timestamp`, the
+    /// `times` of a columnar batch), kept as its time since the run began: from 0 (an earlier
+    /// time) to a day past now (`time::MAX_AHEAD_MS`, for a client clock ahead of ours). None:
+    /// when it is stored.
     pub at: Option<i64>,
 }
 
@@ -173,9 +175,9 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
         let point = Point {
             step,
             seq: next_seq,
-            t: log
-                .at
-                .map_or(t, |at| (at - exp.created_at).clamp(0, t.max(0))),
+            t: log.at.map_or(t, |at| {
+                (at - exp.created_at).clamp(0, (t + crate::time::MAX_AHEAD_MS).max(0))
+            }),
             value: log.value,
             msg_id: log.msg_id.clone(),
         };

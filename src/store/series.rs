@@ -651,7 +651,8 @@ pub enum Axis {
 #[derive(Debug, Clone, Default)]
 pub struct Bucketed {
     pub total: i64,
-    /// One entry per point: the range held no more points than were asked for.
+    /// One entry per point: the range held no more points than were asked for, and (by step)
+    /// no step twice.
     pub raw: bool,
     pub x: Vec<i64>,
     pub min: Vec<Option<f64>>,

@@ -219,6 +219,114 @@ test('a researcher reads a grid search in the run table', async (t) => {
     assert.ok((await headers(page)).includes('penalty'), 'the sorted column is shown');
   });
 
+  await t.test('runs in groups: a Group column whose click filters, the group on the run page and in compare, system metrics last and on time', async () => {
+    await page.goto(table());
+    await page.locator(ROWS).nth(5).waitFor();
+    assert.ok(!(await headers(page)).includes('Group'), 'no run in a group: no Group column');
+
+    const ws = await api.call('POST', '/workspaces', { name: 'groups' });
+    const made = {};
+    for (const [name, group] of [['fold-1', 'cv folds'], ['fold-2', 'cv folds'], ['lr-0.1', 'sweep-lr'], ['alone', null]]) {
+      made[name] = await api.call('POST', '/experiments', { name, workspaceId: ws.id, group });
+    }
+    // fold-1 logs a metric by step, one in a section, and system metrics by the second.
+    const start = Date.parse(made['fold-1'].created_at);
+    const steps = [0, 1, 2, 3, 4, 5];
+    await api.call('POST', `/experiments/${made['fold-1'].id}/points`, {
+      metrics: [
+        { name: 'loss', steps, values: [6, 5, 4, 3, 2, 1] },
+        { name: 'val/loss', steps, values: [7, 6, 5, 4, 3, 2] },
+        { name: 'sys/cpu_percent', steps, values: [10, 80, 90, 85, 95, 20], times: steps.map((s) => start + s * 1000) },
+        { name: 'sys/gpu0/utilization', steps, values: [0, 99, 98, 97, 99, 0], times: steps.map((s) => start + s * 1000) },
+      ],
+    });
+    await api.call('POST', `/experiments/${made['fold-2'].id}/points`, {
+      metrics: [{ name: 'loss', steps, values: [6, 4, 3, 2, 1, 0.5] }, { name: 'sys/cpu_percent', steps, values: [1, 2, 3, 4, 5, 6] }],
+    });
+
+    await page.goto(`${server.url}/workspaces/${ws.id}`);
+    await page.locator(ROWS).nth(3).waitFor();
+    assert.ok((await headers(page)).includes('Group'), `runs in groups: a Group column: ${await headers(page)}`);
+    const groups = await page.$$eval(ROWS, (trs) => Object.fromEntries(trs.map((tr) => [tr.querySelector('td.name a').textContent, tr.querySelector('td[data-cell="group"]').textContent])));
+    assert.deepEqual(groups, { 'fold-1': 'cv folds', 'fold-2': 'cv folds', 'lr-0.1': 'sweep-lr', alone: '' });
+    const cols = await headers(page);
+    assert.ok(cols.includes('loss') && !cols.some((c) => c.startsWith('sys/')), `system metrics are no default column: ${cols}`);
+    await page.locator(`${ROWS} a.group-chip`, { hasText: 'cv folds' }).first().click();
+    await page.waitForURL(/q=group%3A%22cv(\+|%20)folds%22/);
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, ROWS);
+    assert.equal(await page.getByLabel('Filter experiments').inputValue(), 'group:"cv folds"');
+    await page.getByText('group:NAME').waitFor(); // the filter help names it
+    await h.screenshot(page, 'table-groups');
+
+    // Chosen in the table, two runs are put in a group at once.
+    await page.goto(`${server.url}/workspaces/${ws.id}?q=${encodeURIComponent('not group:"cv folds"')}`);
+    await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, ROWS);
+    for (const name of ['lr-0.1', 'alone']) await page.getByLabel(`Select ${name}`).check();
+    await page.getByLabel('Group for the selected runs').fill('sweep-lr-2');
+    await page.getByRole('button', { name: 'Set group' }).click();
+    await page.getByText('Put 2 runs in the group sweep-lr-2').waitFor();
+    await page.waitForFunction((sel) => [...document.querySelectorAll(sel)].map((tr) => tr.querySelector('td[data-cell="group"]').textContent).join() === 'sweep-lr-2,sweep-lr-2', ROWS);
+    for (const name of ['lr-0.1', 'alone']) await page.getByLabel(`Select ${name}`).check();
+    await page.getByRole('button', { name: 'No group' }).click();
+    await page.getByText('Took 2 runs out of their group').waitFor();
+    assert.equal((await api.call('GET', `/experiments/${made['lr-0.1'].id}`)).group, null);
+    await api.call('PATCH', `/experiments/${made['lr-0.1'].id}`, { group: 'sweep-lr' });
+
+    // The run page: its group, linking back to the group's table; charts in sections, the
+    // system metrics last and on the time since the run started, the rest on steps.
+    await page.goto(`${server.url}/experiments/${made['fold-1'].id}`);
+    const chip = page.locator('.run-group a.group-chip');
+    await chip.waitFor();
+    assert.equal(await chip.textContent(), 'cv folds');
+    assert.match(await chip.getAttribute('href'), new RegExp(`/workspaces/${ws.id}\\?q=group%3A%22cv%20folds%22`));
+    await page.locator('section.chart[data-metric="sys/gpu0/utilization"][data-state="drawn"]').waitFor();
+    const sections = await page.$$eval('.chart-section[data-section]', (els) => els.map((e) => [e.dataset.section, e.querySelector('.section-toggle').textContent]));
+    assert.deepEqual(sections, [['', 'Charts'], ['val', 'val'], ['sys', 'System']]);
+    const axes = () => page.$$eval('section.chart[data-metric]', (els) => Object.fromEntries(els.map((e) => [e.dataset.metric, e.dataset.x])));
+    await page.locator('section.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+    assert.deepEqual(await axes(), { loss: 'step', 'val/loss': 'step', 'sys/cpu_percent': 'rel', 'sys/gpu0/utilization': 'rel' });
+    await h.screenshot(page, 'run-system-metrics');
+    // On wall time every chart is on wall time.
+    await page.getByRole('button', { name: 'Wall time' }).click();
+    await page.waitForFunction(() => [...document.querySelectorAll('section.chart[data-metric]')].every((e) => e.dataset.x === 'time' && e.dataset.state === 'drawn'));
+
+    // Compare: each run's group in the legend; the system section last and on time.
+    await page.goto(`${server.url}/compare?ids=${made['fold-1'].id},${made['fold-2'].id}`);
+    const legend = page.locator('.legend');
+    await legend.locator('a.group-chip').first().waitFor();
+    assert.deepEqual(await legend.locator('a.group-chip').allTextContents(), ['cv folds', 'cv folds']);
+    await page.locator('section.chart[data-metric="sys/cpu_percent"][data-state="drawn"]').waitFor();
+    await page.locator('section.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+    const compared = await page.$$eval('.chart-section[data-section]', (els) => els.map((e) => e.dataset.section));
+    assert.deepEqual(compared, ['', 'sys']);
+    assert.deepEqual(await axes(), { loss: 'step', 'sys/cpu_percent': 'rel' });
+
+    // Watching a run that resumes from a checkpoint: steps it logs again arrive live, and the
+    // page asks the server for the chart again, where each step is one point with the newer value.
+    await page.goto(`${server.url}/experiments/${made['fold-2'].id}`);
+    await page.locator('section.chart[data-metric="loss"][data-state="drawn"]').waitFor();
+    await page.locator('main[data-stream="live"]').waitFor();
+    const refetched = page.waitForResponse((r) => r.url().includes(`/experiments/${made['fold-2'].id}/series`) && r.url().includes('names=loss'));
+    await api.call('POST', `/experiments/${made['fold-2'].id}/points`, { metrics: [{ name: 'loss', steps: [2, 3], values: [30, 20] }] });
+    const folded = (await (await refetched).json()).data.series.find((x) => x.name === 'loss');
+    assert.deepEqual(folded.x, [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(folded.last, [6, 4, 30, 20, 1, 0.5]);
+
+    // An editor puts a run in a group from its page, and takes it out again.
+    await page.goto(`${server.url}/experiments/${made.alone.id}`);
+    const about = page.locator('section[aria-labelledby="about-h"]');
+    await about.getByText('In no group.').waitFor();
+    assert.ok(await page.locator('.run-group').isHidden());
+    await about.getByLabel('Group').fill('  sweep-lr ');
+    await about.getByRole('button', { name: 'Set group' }).click();
+    await page.locator('.run-group a.group-chip', { hasText: 'sweep-lr' }).waitFor();
+    assert.equal((await api.call('GET', `/experiments/${made.alone.id}`)).group, 'sweep-lr');
+    await about.getByRole('button', { name: 'Take the run out of the group sweep-lr' }).click();
+    await about.getByText('In no group.').waitFor();
+    await page.locator('.run-group').waitFor({ state: 'hidden' });
+    assert.equal((await api.call('GET', `/experiments/${made.alone.id}`)).group, null);
+  });
+
   await t.test('the description is markdown, rendered without ever running HTML', async () => {
     const run = state.runs[0];
     const description = [

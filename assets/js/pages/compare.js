@@ -1,16 +1,17 @@
 // /compare?ids=a,b,c: runs side by side. Every shared metric overlaid (in sections by name
 // prefix, plus user-made panels of several metrics), the hyperparameters with the differing rows
 // highlighted, the results, and a parallel-coordinates plot from the hyperparameters to a chosen
-// result. The URL also keeps x (step|rel|time), scale, smooth, from/to, collapsed, panels,
-// target and diff.
+// result. System metrics (sys/) come last, on the time axis while the page is on steps. The URL
+// also keeps x (step|rel|time), scale, smooth, from/to (zx: the axis they are on, when not x),
+// collapsed, panels, target and diff.
 
 import * as api from '../api.js';
 import { h, fill, empty, errorBox, segmented } from '../dom.js';
 import { num, value, toNumber } from '../format.js';
-import { displayName, nameSuffixes, stateMark } from '../runinfo.js';
+import { displayName, nameSuffixes, stateMark, groupLink } from '../runinfo.js';
 import { OverlayChart, runColor, toColumns, dash } from '../chart.js';
 import { draw as drawParcoords } from '../parcoords.js';
-import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
+import { Sections, parseCollapsed, formatCollapsed, xmodeOf } from '../sections.js';
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { followWorkspace } from '../live.js';
 
@@ -49,9 +50,17 @@ export async function render(ctx) {
     zoom: q.has('from') && q.has('to') && Number.isFinite(Number(q.get('from'))) && Number.isFinite(Number(q.get('to')))
       ? [Number(q.get('from')), Number(q.get('to'))] : null,
   };
+  // The zoom belongs to the charts of one kind of x axis (system metrics may be on another).
+  view.zoomX = ['step', 'rel', 'time'].includes(q.get('zx')) ? q.get('zx') : view.xmode;
+  const xOf = (name) => xmodeOf(name, view.xmode);
+  const zoomFor = (x) => (view.zoom && view.zoomX === x ? view.zoom : null);
+  // A panel is on the page's axis, unless every metric in it is a system metric.
+  const panelX = (names) => (names.every((n) => xOf(n) !== view.xmode) ? xOf(names[0]) : view.xmode);
+  const chartX = (c) => (c.names ? panelX(c.names) : xOf(c.name));
   const save = () => ctx.setQuery({
     x: view.xmode === 'step' ? null : view.xmode, scale: view.log ? 'log' : null, smooth: view.smoothing || null,
     diff: view.diff ? '1' : null, from: view.zoom ? String(view.zoom[0]) : null, to: view.zoom ? String(view.zoom[1]) : null,
+    zx: view.zoom && view.zoomX !== view.xmode ? view.zoomX : null,
   });
   // Panels are kept per workspace: the first run's (a comparison usually stays in one).
   const workspaceId = runs[0] ? runs[0].workspace_id : null;
@@ -70,7 +79,7 @@ export async function render(ctx) {
     return s;
   };
   const legend = h('div', { class: 'legend', 'aria-label': 'Runs' }, runs.map((r) => h('span', {},
-    swatch(r), h('a', { href: `/experiments/${r.id}` }, r.label), ' ', stateMark(r.state))));
+    swatch(r), h('a', { href: `/experiments/${r.id}` }, r.label), ' ', stateMark(r.state), r.group ? ' ' : null, groupLink(r))));
   const chartsStatus = h('span', { class: 'muted small', role: 'status' });
   const grid = h('div', { class: 'chart-sections', 'aria-label': 'Metrics' });
   const panelGrid = h('div', { class: 'charts' });
@@ -203,10 +212,11 @@ export async function render(ctx) {
   }
 
   function chartOptions(c) {
+    const x = chartX(c);
     return {
-      xmode: view.xmode, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
-      onZoom: (min, max) => setZoom([min, max]),
-      onReset: () => { if (view.zoom) setZoom(null); },
+      xmode: x, log: view.log, smoothing: view.smoothing, zoom: zoomFor(x),
+      onZoom: (min, max) => setZoom([min, max], x),
+      onReset: () => { if (zoomFor(x)) setZoom(null); },
       onCursor: (text) => { c.readout.textContent = text || ''; },
     };
   }
@@ -217,12 +227,13 @@ export async function render(ctx) {
       dropChart(c);
       fill(c.body, h('p', { class: 'muted small' }, 'No points in this range.'));
     } else if (c.chart) {
-      c.chart.setLines(lines, view.zoom);
+      c.chart.setLines(lines, zoomFor(chartX(c)));
     } else {
       fill(c.body);
       c.chart = new OverlayChart(c.body, lines, chartOptions(c));
     }
     c.card.dataset.state = 'drawn';
+    c.card.dataset.x = chartX(c);
     c.card.dataset.points = String(lines.reduce((n, l) => n + l.cols.count.reduce((a, b) => a + b, 0), 0));
   }
 
@@ -235,7 +246,7 @@ export async function render(ctx) {
       h('div', { class: 'chart-head' }, h('h3', {}, name), h('div', { class: 'chart-stats' }, n === runs.length ? `${n} runs` : `${n} of ${runs.length} runs`)),
       body, h('div', { class: 'chart-foot' }, readout));
     sections.grid(name).append(card);
-    charts.set(name, { card, body, readout, chart: null });
+    charts.set(name, { card, body, readout, chart: null, name });
   }
   sections.refresh();
 
@@ -271,7 +282,9 @@ export async function render(ctx) {
     }
     if (!c.names.every((n) => loaded.has(n) || !metricRuns.has(n))) return; // not all fetched yet
     const lines = [];
+    const x = panelX(c.names);
     c.names.forEach((name, k) => {
+      if (xOf(name) !== x) return; // one axis per panel
       for (const { run, cols } of loaded.get(name) || []) {
         lines.push({ label: c.names.length > 1 ? `${run.label} · ${name}` : run.label, color: run.color, dash: dash(k), cols });
       }
@@ -279,8 +292,9 @@ export async function render(ctx) {
     draw(c, lines);
   }
 
-  function setZoom(zoom) {
+  function setZoom(zoom, x = view.xmode) {
     view.zoom = zoom && [Math.floor(zoom[0]), Math.ceil(zoom[1])]; // whole steps or milliseconds
+    view.zoomX = x;
     resetZoom.hidden = !zoom;
     save();
     loadAll();
@@ -301,16 +315,18 @@ export async function render(ctx) {
    * different wall-time range per run: one request per run then.
    */
   async function fetchMetric(name) {
-    const base = { names: name, points: points(), x: view.xmode === 'step' ? 'step' : 'time' };
-    const perRun = view.xmode === 'rel' && view.zoom;
+    const x = xOf(name);
+    const zoom = zoomFor(x);
+    const base = { names: name, points: points(), x: x === 'step' ? 'step' : 'time' };
+    const perRun = x === 'rel' && zoom;
     const requests = perRun
-      ? runs.map((r) => ({ ...base, experiments: r.id, from: view.zoom[0] + startOf(r), to: view.zoom[1] + startOf(r) }))
-      : [{ ...base, experiments: runs.map((r) => r.id).join(','), ...(view.zoom ? { from: view.zoom[0], to: view.zoom[1] } : {}) }];
+      ? runs.map((r) => ({ ...base, experiments: r.id, from: zoom[0] + startOf(r), to: zoom[1] + startOf(r) }))
+      : [{ ...base, experiments: runs.map((r) => r.id).join(','), ...(zoom ? { from: zoom[0], to: zoom[1] } : {}) }];
     const lists = await Promise.all(requests.map((query) => api.get('/series', query, { signal: ctx.signal })));
     const byRun = new Map(lists.flat().map((e) => [e.experiment_id, e.series.find((x) => x.name === name)]));
     return runs.map((run) => {
       const s = byRun.get(run.id);
-      const cols = toColumns(s || { x: [], min: [], max: [], last: [] }, view.xmode === 'rel' ? startOf(run) : 0);
+      const cols = toColumns(s || { x: [], min: [], max: [], last: [] }, x === 'rel' ? startOf(run) : 0);
       return { run, cols };
     });
   }
@@ -321,8 +337,9 @@ export async function render(ctx) {
     const started = performance.now();
     chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
     loaded.clear();
-    // Metrics of the panels first, then the rest in section order.
-    const queue = [...new Set([...panels.flat().filter((n) => metricRuns.has(n)), ...metricNames])];
+    // Metrics of the panels first, then the rest in section order, system metrics last.
+    const queue = [...new Set([...panels.flat().filter((n) => metricRuns.has(n)), ...metricNames])]
+      .sort((a, b) => (xOf(a) !== view.xmode) - (xOf(b) !== view.xmode));
     let first = true;
     const one = async (name) => {
       const got = await fetchMetric(name);
@@ -357,21 +374,26 @@ export async function render(ctx) {
   async function refetchRun(run) {
     const names = charted();
     if (!names.length) return;
-    const shift = view.xmode === 'rel' ? startOf(run) : 0;
-    const query = { experiments: run.id, names: names.join(','), points: points(), x: view.xmode === 'step' ? 'step' : 'time' };
-    if (view.zoom) { query.from = view.zoom[0] + shift; query.to = view.zoom[1] + shift; }
     const mine = generation;
-    const [got] = await api.get('/series', query, { signal: ctx.signal });
-    if (mine !== generation || !got) return; // the view changed meanwhile: loadAll has it
-    for (const name of names) {
-      const list = loaded.get(name);
-      if (!list) continue;
-      const s = got.series.find((x) => x.name === name);
-      const k = list.findIndex((e) => e.run.id === run.id);
-      if (k < 0) continue;
-      list[k] = { run, cols: toColumns(s || { x: [], min: [], max: [], last: [] }, shift) };
-      const c = charts.get(name);
-      if (c) draw(c, list.map((e) => ({ label: e.run.label, color: e.run.color, cols: e.cols })));
+    // One request per kind of x axis (system metrics may be on time while the rest is on steps).
+    for (const x of new Set(names.map(xOf))) {
+      const these = names.filter((n) => xOf(n) === x);
+      const shift = x === 'rel' ? startOf(run) : 0;
+      const query = { experiments: run.id, names: these.join(','), points: points(), x: x === 'step' ? 'step' : 'time' };
+      const zoom = zoomFor(x);
+      if (zoom) { query.from = zoom[0] + shift; query.to = zoom[1] + shift; }
+      const [got] = await api.get('/series', query, { signal: ctx.signal });
+      if (mine !== generation || !got) return; // the view changed meanwhile: loadAll has it
+      for (const name of these) {
+        const list = loaded.get(name);
+        if (!list) continue;
+        const s = got.series.find((e) => e.name === name);
+        const k = list.findIndex((e) => e.run.id === run.id);
+        if (k < 0) continue;
+        list[k] = { run, cols: toColumns(s || { x: [], min: [], max: [], last: [] }, shift) };
+        const c = charts.get(name);
+        if (c) draw(c, list.map((e) => ({ label: e.run.label, color: e.run.color, cols: e.cols })));
+      }
     }
     for (const p of panelCharts) refreshPanel(p);
   }

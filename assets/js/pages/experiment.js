@@ -1,7 +1,9 @@
-// /experiments/{id}: one run. Its description and tags (editable by EDITORs and OWNERs), its
+// /experiments/{id}: one run. Its description, tags and group (editable by EDITORs and OWNERs), its
 // hyperparameters and results, and a chart per metric from the server's downsampled series, in
-// sections by name prefix, with user-made panels of several metrics. The URL keeps x
-// (step|rel|time), scale (log), smooth, filter, the zoom (from, to), collapsed and panels.
+// sections by name prefix (system metrics last, on the time axis while the page is on steps),
+// with user-made panels of several metrics. The URL keeps x (step|rel|time), scale (log),
+// smooth, filter, the zoom (from, to, and zx when it is on another axis than x), collapsed and
+// panels.
 
 import * as api from '../api.js';
 import { h, fill, toast, busy, empty, confirmDanger, segmented } from '../dom.js';
@@ -9,8 +11,8 @@ import { count, dateTime, num, value, toNumber } from '../format.js';
 import { MetricChart, OverlayChart, runColor, toColumns } from '../chart.js';
 import { follow } from '../live.js';
 import { markdown } from '../markdown.js';
-import { runTiming, metadataPanel } from '../runinfo.js';
-import { Sections, parseCollapsed, formatCollapsed } from '../sections.js';
+import { runTiming, metadataPanel, groupLink } from '../runinfo.js';
+import { Sections, parseCollapsed, formatCollapsed, xmodeOf } from '../sections.js';
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { artifactsPanel } from '../artifacts.js';
 
@@ -38,11 +40,16 @@ export async function render(ctx) {
     filter: q.get('filter') || '',
     zoom: q.has('from') && q.has('to') ? [Number(q.get('from')), Number(q.get('to'))] : null,
   };
+  // The zoom belongs to the charts of one kind of x axis (system metrics may be on another).
+  view.zoomX = ['step', 'rel', 'time'].includes(q.get('zx')) ? q.get('zx') : view.xmode;
+  const xOf = (name) => xmodeOf(name, view.xmode);
+  const zoomFor = (x) => (view.zoom && view.zoomX === x ? view.zoom : null);
   const start = Date.parse(exp.started_at || exp.created_at) || 0; // relative time counts from here
   const saveView = () => ctx.setQuery({
     x: view.xmode === 'step' ? null : view.xmode, scale: view.log ? 'log' : null,
     smooth: view.smoothing ? String(view.smoothing) : null, filter: view.filter || null,
     from: view.zoom ? String(view.zoom[0]) : null, to: view.zoom ? String(view.zoom[1]) : null,
+    zx: view.zoom && view.zoomX !== view.xmode ? view.zoomX : null,
   });
 
   const metrics = new Map(); // name -> {card, body, stats, readout, warn, info (summary), chart, requested}
@@ -61,6 +68,12 @@ export async function render(ctx) {
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
 
   // ---------- header, metadata ----------
+  const groupBadge = h('span', { class: 'muted small run-group' });
+  const drawGroup = () => {
+    fill(groupBadge, exp.group ? ['group ', groupLink(exp)] : null);
+    groupBadge.hidden = !exp.group;
+  };
+  drawGroup();
   const csv = h('button', { onclick: (e) => busy(e.currentTarget, () => downloadCsv(exp)) }, 'Download CSV');
   const del = role === 'OWNER' ? h('button', {
     class: 'danger',
@@ -80,13 +93,13 @@ export async function render(ctx) {
         h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces'), ' / ',
           ws ? h('a', { href: `/workspaces/${ws.id}` }, ws.name) : 'workspace'),
         // With a run state (running/finished/...) the line below says more than "live" (a recent point).
-        h('div', { class: 'row' }, h('h1', {}, exp.name), exp.state ? null : liveBadge),
+        h('div', { class: 'row' }, h('h1', {}, exp.name), groupBadge, exp.state ? null : liveBadge),
         exp.state ? runTiming(exp, ctx.signal) : null,
         h('p', { class: 'muted small' }, `Created ${dateTime(exp.created_at)} · updated ${dateTime(exp.updated_at)} · `,
           h('code', {}, exp.id), canEdit ? '' : ` · you are a ${role}`)),
       h('div', { class: 'row' }, csv, del)),
     h('div', { class: 'meta-grid' },
-      aboutPanel(exp, canEdit),
+      aboutPanel(exp, canEdit, (group) => { exp.group = group; drawGroup(); }),
       h('section', { class: 'panel', 'aria-labelledby': 'hp-h' }, h('h2', { id: 'hp-h' }, 'Hyperparameters'),
         exp.hyperparams.length ? h('table', { class: 'kv' }, h('tbody', {}, exp.hyperparams.map((p) => h('tr', {}, h('th', {}, p.key), h('td', {}, value(p.value))))))
           : h('p', { class: 'muted' }, 'None logged.')),
@@ -176,21 +189,24 @@ export async function render(ctx) {
   }
 
   function chartOptions(m) {
+    const x = xOf(m.info.name);
     return {
-      xmode: view.xmode, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
-      syncKey: `exp-${id}`,
-      onZoom: (min, max) => setZoom([min, max]),
-      onReset: () => { if (view.zoom) setZoom(null); },
+      xmode: x, log: view.log, smoothing: view.smoothing, zoom: zoomFor(x),
+      syncKey: `exp-${id}-${x}`,
+      onZoom: (min, max) => setZoom([min, max], x),
+      onReset: () => { if (zoomFor(x)) setZoom(null); },
       onCursor: (text) => { m.readout.textContent = text || ''; },
     };
   }
 
   function show(m, series) {
-    const cols = toColumns(series, view.xmode === 'rel' ? start : 0);
+    const x = xOf(series.name);
+    const cols = toColumns(series, x === 'rel' ? start : 0);
     m.requested = cols.x.length;
-    if (m.chart) m.chart.setColumns(cols, view.zoom);
+    if (m.chart) m.chart.setColumns(cols, zoomFor(x));
     else m.chart = new MetricChart(m.body, cols, chartOptions(m));
     m.card.dataset.state = 'drawn';
+    m.card.dataset.x = x;
     m.card.dataset.points = String(series.total);
     for (const p of panelCharts) if (p.names.includes(series.name)) refreshPanel(p);
   }
@@ -221,16 +237,18 @@ export async function render(ctx) {
       p.card.dataset.state = 'drawn';
       return;
     }
-    const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).chart)
+    // One axis per panel: the page's, unless every metric in it is a system metric.
+    const x = p.names.every((n) => xOf(n) !== view.xmode) ? xOf(p.names[0]) : view.xmode;
+    const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).chart && xOf(n) === x)
       .map((n) => ({ label: n, color: runColor(p.names.indexOf(n)), cols: metrics.get(n).chart.cols }));
     if (!lines.length) return;
-    if (p.chart) p.chart.setLines(lines, view.zoom);
+    if (p.chart) p.chart.setLines(lines, zoomFor(x));
     else {
       p.body.replaceChildren();
       p.chart = new OverlayChart(p.body, lines, {
-        xmode: view.xmode, log: view.log, smoothing: view.smoothing, zoom: view.zoom,
-        onZoom: (min, max) => setZoom([min, max]),
-        onReset: () => { if (view.zoom) setZoom(null); },
+        xmode: x, log: view.log, smoothing: view.smoothing, zoom: zoomFor(x),
+        onZoom: (min, max) => setZoom([min, max], x),
+        onReset: () => { if (zoomFor(x)) setZoom(null); },
         onCursor: (text) => { p.readout.textContent = text || ''; },
       });
     }
@@ -244,26 +262,40 @@ export async function render(ctx) {
     return Math.max(100, Math.min(700, Math.round(w - 60)));
   }
 
+  /** The series of `names`, all drawn on the same kind of x axis. */
   async function fetchSeries(names) {
-    const query = { names: names.join(','), points: points(), x: view.xmode === 'step' ? 'step' : 'time' };
-    if (view.zoom) {
-      const shift = view.xmode === 'rel' ? start : 0; // the server counts wall time
-      query.from = view.zoom[0] + shift;
-      query.to = view.zoom[1] + shift;
+    const x = xOf(names[0]);
+    const query = { names: names.join(','), points: points(), x: x === 'step' ? 'step' : 'time' };
+    const zoom = zoomFor(x);
+    if (zoom) {
+      const shift = x === 'rel' ? start : 0; // the server counts wall time
+      query.from = zoom[0] + shift;
+      query.to = zoom[1] + shift;
     }
     return (await api.get(`/experiments/${id}/series`, query, { signal: ctx.signal })).series;
+  }
+
+  /** `names` cut into lists of at most `size` whose charts share a kind of x axis, in order. */
+  function batchesOf(names, size) {
+    const out = [];
+    for (const n of names) {
+      const last = out[out.length - 1];
+      if (last && last.length < size && xOf(last[0]) === xOf(n)) last.push(n);
+      else out.push([n]);
+    }
+    return out;
   }
 
   let generation = 0;
   /** Fetches every metric's series (first a small batch, then the rest a few requests at a time). */
   async function loadAll() {
     const mine = ++generation;
-    const names = [...metrics.keys()];
+    // The charts on the page's axis first; system metrics (on time) after them.
+    const names = [...metrics.keys()].sort((a, b) => (xOf(a) !== view.xmode) - (xOf(b) !== view.xmode));
     if (!names.length) return;
     const started = performance.now();
     chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
-    const batches = [names.slice(0, FIRST_BATCH)];
-    for (let i = FIRST_BATCH; i < names.length; i += BATCH) batches.push(names.slice(i, i + BATCH));
+    const batches = [...batchesOf(names.slice(0, FIRST_BATCH), FIRST_BATCH), ...batchesOf(names.slice(FIRST_BATCH), BATCH)];
     let first = true;
     const run = async (batch) => {
       const list = await fetchSeries(batch);
@@ -293,8 +325,9 @@ export async function render(ctx) {
     chartsStatus.textContent = `${names.length} chart${names.length === 1 ? '' : 's'} in ${Math.round(performance.now() - started)} ms`;
   }
 
-  function setZoom(zoom) {
+  function setZoom(zoom, x = view.xmode) {
     view.zoom = zoom && [Math.floor(zoom[0]), Math.ceil(zoom[1])]; // whole steps or milliseconds
+    view.zoomX = x;
     resetZoom.hidden = !zoom;
     saveView();
     loadAll();
@@ -323,7 +356,7 @@ export async function render(ctx) {
         continue;
       }
       if (!byMetric.has(p.name)) byMetric.set(p.name, []);
-      const x = { step: p.step, time: Date.parse(p.created_at), rel: Date.parse(p.created_at) - start }[view.xmode];
+      const x = { step: p.step, time: Date.parse(p.created_at), rel: Date.parse(p.created_at) - start }[xOf(p.name)];
       byMetric.get(p.name).push({ x, value: v });
     }
     if (resultsChanged) drawResults();
@@ -347,10 +380,13 @@ export async function render(ctx) {
       }
       drawStats(m);
       if (m.chart) {
+        // A step logged again (a resumed run) or a late one: the server's buckets fold it in.
+        const shownTo = m.chart.cols.x.length ? m.chart.cols.x[m.chart.cols.x.length - 1] : -Infinity;
+        if (pts.some((p) => p.x <= shownTo)) refetch.add(name);
         m.chart.append(pts);
         m.card.dataset.points = String(i.count);
         // Buckets of one pile up while a run streams: ask the server for fresh buckets now and then.
-        if (!view.zoom && m.chart.cols.x.length > Math.max(2 * m.requested, 200)) refetch.add(name);
+        if (!zoomFor(xOf(name)) && m.chart.cols.x.length > Math.max(2 * m.requested, 200)) refetch.add(name);
       }
     }
     for (const p of panelCharts) if (p.names.some((n) => byMetric.has(n))) refreshPanel(p);
@@ -362,9 +398,11 @@ export async function render(ctx) {
     if (refetch.size) {
       const names = [...refetch];
       refetch.clear();
-      fetchSeries(names).then((list) => {
-        for (const s of list) if (metrics.get(s.name)) show(metrics.get(s.name), s);
-      }).catch((err) => { if (err.name !== 'AbortError') toast(err.message, 'error'); });
+      for (const batch of batchesOf(names, names.length)) {
+        fetchSeries(batch).then((list) => {
+          for (const s of list) if (metrics.get(s.name)) show(metrics.get(s.name), s);
+        }).catch((err) => { if (err.name !== 'AbortError') toast(err.message, 'error'); });
+      }
     }
   }
   const stop = follow(id, onPoints, (state) => {
@@ -405,16 +443,24 @@ async function downloadCsv(exp) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-/** Description and tags; EDITORs and OWNERs get edit controls (the server checks again). */
-function aboutPanel(exp, canEdit) {
+/**
+ * Description, tags and group; EDITORs and OWNERs get edit controls (the server checks again).
+ * `onGroup(group)` hears of a changed group.
+ */
+function aboutPanel(exp, canEdit, onGroup) {
   const box = h('section', { class: 'panel', 'aria-labelledby': 'about-h' });
   let description = exp.description || '';
   let tags = (exp.tags || []).slice();
+  let group = exp.group || null;
 
   const save = async (changes) => {
     const updated = await api.put(`/experiments/${exp.id}`, changes);
     description = updated.description || '';
     tags = updated.tags || [];
+    if (updated.group !== group) {
+      group = updated.group || null;
+      onGroup(group);
+    }
   };
 
   function draw(editing = false) {
@@ -447,10 +493,25 @@ function aboutPanel(exp, canEdit) {
       'aria-label': `Remove tag ${t}`, title: 'Remove tag',
       onclick: (e) => busy(e.currentTarget, async () => { await save({ tags: tags.filter((x) => x !== t) }); draw(false); }),
     }, '×') : null));
+    const groupInput = h('input', { type: 'text', placeholder: 'group', 'aria-label': 'Group', maxlength: '128', class: 'small', value: group || '' });
+    const setGroup = h('form', { class: 'row small' }, groupInput, h('button', { type: 'submit', class: 'small' }, 'Set group'));
+    setGroup.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const g = groupInput.value.trim() || null;
+      if (g === group) return;
+      busy(setGroup.querySelector('button'), async () => { await save({ group: g }); toast(g ? `In the group ${g}` : 'In no group'); draw(false); });
+    });
+    const groupView = group ? h('span', { class: 'tag group-chip' }, group, canEdit ? h('button', {
+      'aria-label': `Take the run out of the group ${group}`, title: 'Remove from the group',
+      onclick: (e) => busy(e.currentTarget, async () => { await save({ group: null }); draw(false); }),
+    }, '×') : null) : h('span', { class: 'muted' }, 'In no group.');
     fill(box, head, descriptionView,
       h('h2', { class: 'subhead' }, 'Tags'),
       h('div', {}, tagList.length ? tagList : h('span', { class: 'muted' }, 'No tags.')),
-      canEdit ? h('div', { class: 'subhead' }, addTag) : null);
+      canEdit ? h('div', { class: 'subhead' }, addTag) : null,
+      h('h2', { class: 'subhead' }, 'Group'),
+      h('div', {}, groupView),
+      canEdit ? h('div', { class: 'subhead' }, setGroup) : null);
   }
   draw();
   return box;

@@ -1,14 +1,15 @@
 // /workspaces/{id}: the experiments of a workspace as a table. The URL keeps the query (q), the
 // sort, the chosen columns (cols) and the page (cursor). Pages of 100 rows come from the server,
 // so 10,000 experiments cost no more than 100. Without chosen columns the table shows what
-// tells the runs apart (columns.js). One workspace stream keeps it current: new runs, states,
-// last values (live.js, followWorkspace). Selected runs can be compared, tagged, moved or deleted together.
+// tells the runs apart (columns.js), and a Group column once a run on the page is in a group
+// (a click filters on it). One workspace stream keeps it current: new runs, states,
+// last values (live.js, followWorkspace). Selected runs can be compared, tagged, grouped, moved or deleted together.
 
 import * as api from '../api.js';
 import { h, fill, empty, errorBox, toast, busy, confirmDanger } from '../dom.js';
 import { ago, dateTime } from '../format.js';
 import { availableColumns, defaultColumns, ordered, kindOf, columnLabel, cellText } from '../columns.js';
-import { nameSuffixes, displayName, stateMark, duration, runSeconds } from '../runinfo.js';
+import { nameSuffixes, displayName, stateMark, duration, runSeconds, queryWord, groupTerm } from '../runinfo.js';
 import { firstRun } from '../gettingstarted.js';
 import { followWorkspace } from '../live.js';
 
@@ -57,7 +58,7 @@ export async function render(ctx) {
   const pager = h('div', { class: 'pager' });
   const bulkBar = bulkActions();
   const filterRow = h('div', { class: 'row' }, queryForm);
-  const hint = h('p', { class: 'muted small' }, 'Filter with ', h('code', {}, 'tag:NAME'), ', ', h('code', {}, 'state:running'), ', ', h('code', {}, 'name ~ "resnet"'),
+  const hint = h('p', { class: 'muted small' }, 'Filter with ', h('code', {}, 'tag:NAME'), ', ', h('code', {}, 'group:NAME'), ', ', h('code', {}, 'state:running'), ', ', h('code', {}, 'name ~ "resnet"'),
     ', ', h('code', {}, 'lr < 0.01'), ', ', h('code', {}, 'acc >= 0.9'), ', joined by ', h('code', {}, 'and'), ' / ', h('code', {}, 'or'), ' / ', h('code', {}, 'not'), '. ', summary);
 
   fill(ctx.root,
@@ -161,7 +162,12 @@ export async function render(ctx) {
 
   /** What decides the table's shape: its rows (and their names), its columns, whether runs have a state. */
   function drawnKey(chosen) {
-    return JSON.stringify([state.rows.map((r) => [r.id, r.name, r.tags]), chosen, hasState(), state.sort]);
+    return JSON.stringify([state.rows.map((r) => [r.id, r.name, r.tags, r.group]), chosen, hasState(), state.sort]);
+  }
+
+  /** Whether the table has a Group column: some run on the page is in a group. */
+  function hasGroups() {
+    return state.rows.some((r) => r.group);
   }
 
   function hasState() {
@@ -197,6 +203,7 @@ export async function render(ctx) {
 
   function table(chosen) {
     const withState = hasState();
+    const withGroups = hasGroups();
     const pageBox = h('input', { type: 'checkbox', 'aria-label': 'Select every experiment on this page' });
     pageBox.addEventListener('change', () => {
       for (const r of state.rows) pageBox.checked ? state.selected.set(r.id, r) : state.selected.delete(r.id);
@@ -210,6 +217,7 @@ export async function render(ctx) {
       withState ? h('th', {}, 'State') : null,
       h('th', {}, sortButton('Created', 'created')),
       withState ? h('th', { class: 'num' }, 'Duration') : null,
+      withGroups ? h('th', {}, sortButton('Group', 'group')) : null,
       h('th', { class: 'hide-narrow' }, 'Tags'),
     ].filter(Boolean);
     const groups = [];
@@ -237,6 +245,7 @@ export async function render(ctx) {
         withState ? h('td', { class: 'state-cell', dataset: { cell: 'state' } }, stateCell(row)) : null,
         h('td', { class: 'muted nowrap', title: dateTime(row.created_at) }, ago(row.created_at)),
         withState ? h('td', { class: 'num', dataset: { cell: 'duration' } }, duration(runSeconds(row))) : null,
+        withGroups ? h('td', { class: 'group-cell', dataset: { cell: 'group' } }, groupLinkOf(row)) : null,
         h('td', { class: 'hide-narrow tags' }, tagLinks(row)),
         chosen.map((col) => h('td', { class: 'num mono', dataset: { col } }, cellText(row, col))));
       box.addEventListener('change', () => {
@@ -258,7 +267,11 @@ export async function render(ctx) {
   }
 
   function tagLinks(row) {
-    return (row.tags || []).map((t) => filterLink(`tag:${quoteTag(t)}`, { class: 'tag', title: `Show only runs tagged ${t}` }, t));
+    return (row.tags || []).map((t) => filterLink(`tag:${queryWord(t)}`, { class: 'tag', title: `Show only runs tagged ${t}` }, t));
+  }
+
+  function groupLinkOf(row) {
+    return row.group ? filterLink(groupTerm(row.group), { class: 'tag group-chip', title: `Show only the runs in the group ${row.group}` }, row.group) : '';
   }
 
   /** Updates the values of a table whose rows and columns did not change (live progress). */
@@ -345,6 +358,16 @@ export async function render(ctx) {
       run(e.currentTarget, action, { tags: [t] }, (n) => `${action === 'tag' ? 'Tagged' : 'Untagged'} ${n} run${n === 1 ? '' : 's'} ${action === 'tag' ? 'with' : 'from'} ${t}`)
         .then(() => { tagInput.value = ''; });
     } }, text);
+    const groupInput = h('input', { type: 'text', class: 'small', placeholder: 'group', 'aria-label': 'Group for the selected runs', maxlength: '128' });
+    const plural = (n) => `${n} run${n === 1 ? '' : 's'}`;
+    const setGroup = h('button', { class: 'small', type: 'button', onclick: (e) => {
+      const g = groupInput.value.trim();
+      if (!g) { groupInput.focus(); return; }
+      run(e.currentTarget, 'group', { group: g }, (n) => `Put ${plural(n)} in the group ${g}`).then(() => { groupInput.value = ''; });
+    } }, 'Set group');
+    const noGroup = h('button', { class: 'small', type: 'button', onclick: (e) => {
+      run(e.currentTarget, 'group', { group: null }, (n) => `Took ${plural(n)} out of their group`);
+    } }, 'No group');
     const target = h('select', { class: 'small', 'aria-label': 'Workspace to move the selected runs to' },
       h('option', { value: '' }, 'Move to…'), moveTargets.map((w) => h('option', { value: w.id }, w.name)));
     const move = h('button', { class: 'small', type: 'button', onclick: (e) => {
@@ -369,6 +392,7 @@ export async function render(ctx) {
     const box = h('div', { class: 'bulk row small', role: 'group', 'aria-label': 'Selected runs', hidden: true },
       count,
       canEdit ? [h('span', { class: 'row' }, tagInput, tagButton('tag', 'Add tag'), tagButton('untag', 'Remove tag'))] : null,
+      canEdit ? h('span', { class: 'row' }, groupInput, setGroup, noGroup) : null,
       canEdit && moveTargets.length ? h('span', { class: 'row' }, target, move) : null,
       ws.role === 'OWNER' ? del : null,
       clear);
@@ -449,9 +473,4 @@ export async function render(ctx) {
   });
 
   await load();
-}
-
-/** A tag as the query language reads it: a bare word, else a quoted string. */
-function quoteTag(t) {
-  return /^[\p{L}\p{N}_./-]+$/u.test(t) && !/^[-+.\d]/.test(t) ? t : `"${t.replace(/"/g, '\\"')}"`;
 }
