@@ -4,9 +4,10 @@
 #   2. the published SDK tora==0.0.12 against the binary (compatibility)
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
-#   5. the importers: MLflow, TensorBoard, W&B, trackio and CSV files written by the real packages
-#   6. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
-#   7. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
+#   5. the framework integrations: each framework from PyPI trains a little with its callback
+#   6. the importers: MLflow, TensorBoard, W&B, trackio and CSV files written by the real packages
+#   7. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
+#   8. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
 # Python tools live in venvs under target/, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -76,6 +77,22 @@ if [ -d python/tests ]; then
   step "python SDK: pytest against tora serve"
   (cd python && ../target/venv/bin/pytest -q tests)
 fi
+
+step "frameworks: Lightning, Transformers, Keras, XGBoost, LightGBM, Optuna, scikit-learn against tora serve"
+# torch from PyPI is the CUDA build (~3 GB with its nvidia-* wheels; it runs on the CPU). The
+# registry sends no caching headers, so pip's own cache keeps none of it: the wheels are kept in a
+# wheelhouse outside the clone (TORA_WHEELHOUSE, default ~/.cache/tora-wheels), filled once by
+# `pip download` and installed from without the network after that.
+frameworks=tests/frameworks/requirements.txt
+wheels=${TORA_WHEELHOUSE:-$HOME/.cache/tora-wheels}
+fw=target/venv-frameworks/bin/python
+if [ ! -x $fw ]; then python3 -m venv target/venv-frameworks; fi
+if ! $fw -m pip install --quiet --no-index --find-links "$wheels" -r $frameworks 2>/dev/null; then
+  $fw -m pip download --quiet --dest "$wheels" -r $frameworks
+  $fw -m pip install --quiet --no-index --find-links "$wheels" -r $frameworks
+fi
+$fw -m pip install --quiet --force-reinstall --no-deps ./python
+KERAS_BACKEND=jax HF_HUB_OFFLINE=1 target/venv-frameworks/bin/pytest -q tests/frameworks
 
 step "importers: MLflow, TensorBoard, W&B, trackio, CSV files into tora"
 # The real packages write the files (and run an MLflow tracking server); `python -m tora import`
