@@ -140,6 +140,10 @@ fn curves() -> Vec<(&'static str, Vec<Point>)> {
                 _ => f32(loss(s, r)),
             }),
         ),
+        (
+            "uniform random doubles (the benches' values)",
+            points(|_, r| r.uniform()),
+        ),
         ("constant 1.0", points(|_, _| 1.0)),
         (
             "epoch as float (step / 1000)",

@@ -22,12 +22,15 @@
 //!     0 none, 1 + 16 UUID bytes, 2 + varint length + UTF-8 text
 //! ```
 //!
-//! A training curve costs 1-2 bytes a point when constant (learning rates), ~3-4 when it came
-//! from float32 tensors (the XOR of two float32-born doubles has 29 zero bits at the end), and ~8
-//! for full-precision noise, which no XOR scheme shrinks. Values keep their exact bits (NaN
-//! payloads, ±Inf, -0.0). Version 1 (a flag byte, varint deltas and 8 value bytes per point)
-//! still decodes: an open block written before is decoded, extended and written back as
-//! version 2.
+//! A point costs ~0.7 bytes in a constant series or a step schedule, 1.5-4.6 when its values
+//! came from float32 tensors (the XOR of two float32-born doubles ends in 29 zero bits), and
+//! 6-7.5 for full-precision noise, which no XOR scheme shrinks much. Values keep their exact
+//! bits (NaN payloads, ±Inf, -0.0). Gorilla's bit-level XOR was smaller than a byte-level
+//! XOR (a header byte of zero-byte counts) and than a float32 detector on every curve measured.
+//! Decoding takes ~9 ns a point (v1: ~8), encoding ~10 (v1: ~4).
+//!
+//! Version 1 (a flag byte, varint deltas and 8 value bytes per point) still decodes: an open
+//! block written before is decoded, extended and written back as version 2.
 
 use crate::error::{Error, Result};
 use crate::store::logs::MsgId;
@@ -343,49 +346,34 @@ impl Xor {
     }
 
     fn get(&mut self, r: &mut BitReader) -> Result<u64> {
-        // From one 57-bit window when the code fits in it, else field by field.
+        // One 57-bit window holds the control bits, and the XOR's bits too when they are few.
         let w = r.window();
         if w >> 63 == 0 {
             r.advance(1)?;
             return Ok(self.prev);
         }
-        match (w >> 62 == 0b10, self.window) {
-            (true, Some((l, t))) if 64 - l - t <= 55 => {
-                let len = 64 - l - t;
-                self.prev ^= ((w << 2) >> (64 - len)) << t;
-                r.advance(2 + len)?;
-                return Ok(self.prev);
-            }
-            (false, _) => {
-                let lead = (w >> 57) as u32 & 31;
-                let len = (w >> 51) as u32 & 63;
-                if len != 0 && lead + len <= 64 && len <= 44 {
-                    let trail = 64 - lead - len;
-                    self.window = Some((lead, trail));
-                    self.prev ^= ((w << 13) >> (64 - len)) << trail;
-                    r.advance(13 + len)?;
-                    return Ok(self.prev);
-                }
-            }
-            _ => {}
-        }
-        if r.get(1)? == 0 {
-            return Ok(self.prev);
-        }
-        let (l, t) = if r.get(1)? == 0 {
-            self.window.ok_or_else(corrupt)?
+        let (lead, trail, head) = if w >> 62 == 0b10 {
+            let (l, t) = self.window.ok_or_else(corrupt)?;
+            (l, t, 2)
         } else {
-            let lead = r.get(5)? as u32;
-            let len = match r.get(6)? as u32 {
+            let lead = (w >> 57) as u32 & 31;
+            let len = match (w >> 51) as u32 & 63 {
                 0 => 64,
                 n => n,
             };
             let trail = 64u32.checked_sub(lead + len).ok_or_else(corrupt)?;
             self.window = Some((lead, trail));
-            (lead, trail)
+            (lead, trail, 13)
         };
-        let x = r.get(64 - l - t)? << t;
-        self.prev ^= x;
+        let len = 64 - lead - trail;
+        let x = if head + len <= 57 {
+            r.advance(head + len)?;
+            (w << head) >> (64 - len)
+        } else {
+            r.advance(head)?;
+            r.get(len)?
+        };
+        self.prev ^= x << trail;
         Ok(self.prev)
     }
 }
@@ -491,7 +479,7 @@ impl<'a> BitReader<'a> {
         if width == 0 {
             return Ok(0);
         }
-        if width > 56 {
+        if width > 57 {
             let high = self.get(width - 32)?;
             return Ok((high << 32) | self.get(32)?);
         }
