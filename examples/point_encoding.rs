@@ -144,6 +144,10 @@ fn curves() -> Vec<(&'static str, Vec<Point>)> {
             "uniform random doubles (the benches' values)",
             points(|_, r| r.uniform()),
         ),
+        (
+            "decay + uniform noise (bench/query.py's values)",
+            points(|s, r| (-(s as f64) / 20_000.0).exp() + 0.05 * r.uniform()),
+        ),
         ("constant 1.0", points(|_, _| 1.0)),
         (
             "epoch as float (step / 1000)",
