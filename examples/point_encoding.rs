@@ -17,8 +17,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use tora::store::logs::MsgId;
+use tora::store::logs::{Kind, MsgId, NewLog};
 use tora::store::packed::{self, Point};
+use tora::store::{experiments, logs, series, users, workspaces};
 
 const N: i64 = 100_000;
 const CHUNK: usize = 128;
@@ -298,4 +299,91 @@ fn main() {
             dec(&v2_refs),
         );
     }
+    read_path();
+}
+
+fn read_path() {
+    let dir = std::env::temp_dir().join(format!("tora-point-encoding-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut conn = tora::db::open_connection(&dir.join("tora.db")).expect("database");
+    tora::db::migrate(&mut conn).expect("schema");
+    let u = users::create(&conn, "bench@example.org", "h", 0).expect("user");
+    let ws = workspaces::personal(&conn, &u.id, 0).expect("workspace");
+    let new = experiments::NewExperiment {
+        id: "00000000-0000-4000-8000-000000000001",
+        workspace_id: &ws,
+        created_by: &u.id,
+        name: "run",
+        description: None,
+        hyperparams: "[]",
+        tags: "[]",
+        metadata: "{}",
+        group: None,
+        created_at: None,
+    };
+    let exp = experiments::create(&conn, &new, 0).expect("experiment");
+    let names: Vec<std::sync::Arc<str>> = (0..20).map(|i| format!("m{i}").into()).collect();
+    let mut r = Rng(5);
+    for start in (0..20_000).step_by(250) {
+        let batch: Vec<NewLog> = (start..start + 250)
+            .flat_map(|s| names.iter().map(move |n| (s, n.clone())))
+            .map(|(s, name)| NewLog {
+                msg_id: None,
+                name,
+                kind: Kind::Metric,
+                step: Some(s),
+                value: (-(s as f64) / 4_000.0).exp() + 0.05 * r.uniform(),
+                extra_metadata: None,
+                at: None,
+            })
+            .collect();
+        let tx = conn.transaction().expect("transaction");
+        logs::insert(&tx, &exp, &batch, 1_000 + start).expect("insert");
+        tx.commit().expect("commit");
+    }
+    let all = series::list(&conn, exp.rowid).expect("series");
+    let time = |f: &dyn Fn(&series::Series)| {
+        let mut runs: Vec<f64> = (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                for s in &all {
+                    f(s);
+                }
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        runs[3]
+    };
+    let measure = |label: &str| {
+        let points = time(&|s| {
+            black_box(series::points(&conn, s, i64::MIN, i64::MAX, false).expect("points"));
+        });
+        let chart = time(&|s| {
+            let b = series::downsample(&conn, &exp, s, series::Axis::Step, None, None, 1_000);
+            black_box(b.expect("downsample"));
+        });
+        println!("| {label} | {points:.1} ms | {chart:.1} ms |");
+    };
+    println!();
+    println!(
+        "| 20 series x 20,000 points | series::points, all | downsample to 1,000 (raw points) |"
+    );
+    println!("|---|---|---|");
+    measure("chunks in version 2");
+    let chunks: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT id, data FROM chunks")
+        .and_then(|mut st| st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("chunks");
+    for (id, data) in chunks {
+        let old = packed::encode_v1(&packed::decode(&data, true).expect("decodes"));
+        conn.execute(
+            "UPDATE chunks SET data = ?2 WHERE id = ?1",
+            rusqlite::params![id, old],
+        )
+        .expect("rewrite");
+    }
+    measure("the same chunks in version 1");
+    drop(conn);
+    std::fs::remove_dir_all(&dir).expect("remove temp dir");
 }
