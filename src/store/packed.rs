@@ -489,15 +489,20 @@ impl<'a> BitReader<'a> {
     }
 
     fn int(&mut self) -> Result<u64> {
-        match self.window().leading_ones().min(4) {
-            0 => {
-                self.advance(1)?;
-                Ok(0)
-            }
-            n => {
-                self.advance((n + 1).min(4))?;
-                self.get(INT_WIDTHS[n as usize - 1])
-            }
+        let w = self.window();
+        let n = w.leading_ones().min(4);
+        if n == 0 {
+            self.advance(1)?;
+            return Ok(0);
+        }
+        let head = (n + 1).min(4);
+        let width = INT_WIDTHS[n as usize - 1];
+        if head + width <= 57 {
+            self.advance(head + width)?;
+            Ok((w << head) >> (64 - width))
+        } else {
+            self.advance(head)?;
+            self.get(width)
         }
     }
 
