@@ -178,10 +178,11 @@ CREATE TABLE experiment_hyperparams (
 CREATE INDEX experiment_hyperparams_key ON experiment_hyperparams(key, value);
 
 -- Every logged point, packed: one row per block of series_blocks, holding that block's (up to)
--- 128 points in the format of src/store/packed.rs (step, seq and t as tiny deltas, the value's
--- 8 bytes, the client's msg_id if it sent one). A point costs a few bytes appended to a buffer
--- instead of a B-tree row of its own (about 12 bytes a point instead of 47, and several times
--- faster to write). The rowid is series_id * 2^32 + block, so a block's points are found without
+-- 128 points in the format of src/store/packed.rs, whose first byte is its version (2: a
+-- Gorilla-style bit stream of step/seq deltas of deltas, t deltas and value XORs, then the
+-- clients' msg_ids if any; 1, still read: varint deltas and the value's 8 bytes a point). A
+-- point costs 1-8 bytes in a buffer instead of a B-tree row of its own (47 bytes), and is
+-- several times faster to write. The rowid is series_id * 2^32 + block, so a block's points are found without
 -- a second index and a series' blocks are one rowid range.
 CREATE TABLE chunks (
     id   INTEGER PRIMARY KEY,

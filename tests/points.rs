@@ -299,3 +299,93 @@ fn values_can_travel_as_packed_doubles_with_every_bit_kept() {
         "nothing more stored"
     );
 }
+
+/// The value as `/metrics` shows it: non-finite values are strings.
+fn shown(v: f64) -> Value {
+    match v {
+        v if v.is_nan() => json!("NaN"),
+        f64::INFINITY => json!("Infinity"),
+        f64::NEG_INFINITY => json!("-Infinity"),
+        v => json!(v),
+    }
+}
+
+#[test]
+fn a_run_logged_in_many_batches_reads_back_bit_for_bit() {
+    use base64::Engine;
+    let (server, user, exp) = setup();
+    // Shapes the point codec treats differently: float32-born values, full doubles, repeats,
+    // the special values, and a rewind (a resume from a checkpoint).
+    let value = |i: usize| -> f64 {
+        match i % 50 {
+            0 => f64::NAN,
+            1 => f64::INFINITY,
+            2 => f64::NEG_INFINITY,
+            3 => -0.0,
+            4 => 5e-324,
+            5 => f64::MAX,
+            6..=15 => 0.001,
+            16..=30 => f64::from((2.5 / (1.0 + i as f64)) as f32),
+            _ => 1.0 / (3.0 + i as f64) + (i % 7) as f64 * 1e-9,
+        }
+    };
+    let steps: Vec<i64> = (0..1_000)
+        .map(|i| if i < 600 { i } else { i - 250 })
+        .collect();
+    let values: Vec<f64> = (0..1_000).map(value).collect();
+    // Uneven batches, so open blocks are extended again and again.
+    let mut at = 0;
+    for size in [1, 127, 2, 200, 300, 5, 365] {
+        let bytes: Vec<u8> = values[at..at + size]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let r = send(
+            &server,
+            &user,
+            &exp,
+            json!({"metrics": [{"name": "loss", "steps": &steps[at..at + size], "values_f64": b64}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+        at += size;
+    }
+    assert_eq!(at, 1_000);
+    // And points with msg_ids, through the 0.0.12 SDK's format.
+    let rows: Vec<Value> = (0..300)
+        .map(|i| json!({"msg_id": format!("m-{i}"), "name": "acc", "value": 0.5 + i as f64 / 1024.0, "step": i}))
+        .collect();
+    let r = server.post(
+        &format!("/api/experiments/{exp}/logs/batch"),
+        &user.auth(),
+        json!({"logs": rows}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let got = read(&server, &user, &exp, "metrics");
+    let loss: Vec<&Value> = got.iter().filter(|p| p["name"] == "loss").collect();
+    assert_eq!(loss.len(), 1_000);
+    // By step, then in the order logged; each value with its bits (JSON numbers round-trip
+    // doubles exactly).
+    let mut order: Vec<usize> = (0..1_000).collect();
+    order.sort_by_key(|&i| steps[i]);
+    for (p, &i) in loss.iter().zip(&order) {
+        assert_eq!(p["step"], json!(steps[i]), "point {i}");
+        assert_eq!(p["value"], shown(values[i]), "point {i}");
+        if let Some(v) = p["value"].as_f64() {
+            assert_eq!(v.to_bits(), values[i].to_bits(), "point {i}: {v}");
+        }
+    }
+    let acc: Vec<&Value> = got.iter().filter(|p| p["name"] == "acc").collect();
+    assert_eq!(acc.len(), 300);
+    for (i, p) in acc.iter().enumerate() {
+        assert_eq!(
+            (&p["step"], &p["value"], &p["msg_id"]),
+            (
+                &json!(i),
+                &json!(0.5 + i as f64 / 1024.0),
+                &json!(format!("m-{i}"))
+            ),
+        );
+    }
+}

@@ -1151,4 +1151,44 @@ mod tests {
             .unwrap();
         assert_eq!(blocks, (20_000 + BLOCK - 1) / BLOCK);
     }
+
+    #[test]
+    fn a_block_written_as_version_one_is_extended_and_rewritten_as_version_two() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        ingest(&conn, &exp, 0..200, 200);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        // Both blocks back in the old format, as a database from before version 2 holds them.
+        for no in 0..2 {
+            let old = packed::encode_v1(&chunk(&conn, s.id, no, true).unwrap());
+            conn.execute(
+                "UPDATE chunks SET data = ?2 WHERE id = ?1",
+                params![chunk_id(s.id, no), old],
+            )
+            .unwrap();
+        }
+        let version = |no| -> u8 {
+            conn.query_row(
+                "SELECT data FROM chunks WHERE id = ?1",
+                [chunk_id(s.id, no)],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .unwrap()[0]
+        };
+        assert_eq!((version(0), version(1)), (1, 1));
+
+        ingest(&conn, &exp, 200..300, 100);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        let got = points(&conn, &s, 0, i64::MAX, false).unwrap();
+        assert_eq!(
+            got.iter().map(|p| p.step).collect::<Vec<_>>(),
+            (0..300).collect::<Vec<_>>()
+        );
+        assert!(
+            got.iter()
+                .all(|p| p.value.to_bits() == value(p.step).to_bits())
+        );
+        // The full block stays as it was; the open one was extended and written anew.
+        assert_eq!((version(0), version(1), version(2)), (1, 2, 2));
+    }
 }
