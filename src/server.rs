@@ -311,7 +311,10 @@ fn describe(every: std::time::Duration) -> String {
     [(86_400, "d"), (3_600, "h"), (60, "m")]
         .iter()
         .find(|(unit, _)| s.is_multiple_of(*unit))
-        .map_or_else(|| format!("{s}s"), |(unit, name)| format!("{}{name}", s / unit))
+        .map_or_else(
+            || format!("{s}s"),
+            |(unit, name)| format!("{}{name}", s / unit),
+        )
 }
 
 /// The URL to tell people: `--public-url`, else the address listened on, with a loopback
