@@ -546,6 +546,12 @@ struct LogOut<'a> {
 }
 
 /// A log's metadata: `{"type": ..}` for nearly every log, written without building a map.
+/// Answers are written by [`JsonLogs`]; this type describes them (OpenAPI) and is what tests
+/// hold that writer to.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "built only by the tests' serde reference")
+)]
 enum Metadata {
     Type(Kind),
     Extra(Value),
@@ -903,8 +909,15 @@ where
                 )
                 .await;
             match read {
-                Ok((pages, render, Ok(Some(out)))) => {
-                    st.walk = Some((pages, render));
+                Ok((pages, render, Ok(Some(mut out)))) => {
+                    if pages.finished() {
+                        // The last page: the tail goes with it, and no reader is taken again.
+                        if let Some(tail) = st.tail.take() {
+                            out.extend_from_slice(tail.as_bytes());
+                        }
+                    } else {
+                        st.walk = Some((pages, render));
+                    }
                     if out.is_empty() {
                         continue;
                     }

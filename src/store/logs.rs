@@ -273,6 +273,12 @@ const WINDOWS: usize = 32;
 pub trait Pages: Send + 'static {
     type Item: Send + 'static;
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Self::Item>>>;
+
+    /// True when the next `next_page` would surely be None, so a download can end with its
+    /// last page instead of taking a reader once more to learn that. False when unsure.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `f` inside one read transaction, so a page sees one consistent state of the file even
@@ -351,6 +357,10 @@ impl ById {
 
 impl Pages for ById {
     type Item = Log;
+
+    fn finished(&self) -> bool {
+        self.after >= self.end
+    }
 
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
         if self.after >= self.end {
@@ -607,6 +617,10 @@ impl ByStep {
 impl Pages for ByStep {
     type Item = Log;
 
+    fn finished(&self) -> bool {
+        self.done
+    }
+
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
         if self.done {
             return Ok(None);
@@ -684,6 +698,10 @@ impl BySeries {
 
 impl Pages for BySeries {
     type Item = Log;
+
+    fn finished(&self) -> bool {
+        self.series.len() == 0 && self.walk.as_ref().is_none_or(|w| w.finished())
+    }
 
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
         loop {
