@@ -136,6 +136,19 @@ impl Db {
         read_on(self.readers.clone(), f).await
     }
 
+    /// Like [`Db::read`], then `after` with what `f` read, on the same blocking thread once the
+    /// connection is back in its pool (see [`Db::read_page_then`]).
+    pub async fn read_then<T, U, F, A>(&self, f: F, after: A) -> Result<U>
+    where
+        T: Send + 'static,
+        U: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        A: FnOnce(T) -> U + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        blocking(move || Ok(after(read_with(&pool, f)?))).await
+    }
+
     /// Like [`Db::read`], on the connections kept for the pages of long downloads.
     pub async fn read_page<T, F>(&self, f: F) -> Result<T>
     where
@@ -905,7 +918,7 @@ mod tests {
         let acc: Vec<Option<i64>> = logs::list(&conn, &exp, Selection::Metrics)
             .unwrap()
             .into_iter()
-            .filter(|l| l.name == "acc")
+            .filter(|l| &*l.name == "acc")
             .map(|l| l.step)
             .collect();
         assert_eq!(
@@ -914,7 +927,7 @@ mod tests {
             "by step, though stored 9, 2, 5"
         );
         let best = &all[303];
-        assert_eq!((best.name.as_str(), best.step), ("best", None));
+        assert_eq!((&*best.name, best.step), ("best", None));
         assert_eq!(
             best.extra_metadata.as_deref(),
             Some("{\"type\":\"result\",\"epoch\":3}")

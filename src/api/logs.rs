@@ -11,7 +11,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -599,7 +599,7 @@ fn log_out<'a>(experiment_id: &'a str, l: Log, times: &mut Times) -> LogOut<'a> 
         id: l.seq,
         experiment_id,
         msg_id: l.msg_id.map(|m| m.to_string()),
-        name: l.name,
+        name: l.name.to_string(),
         value: LogValue(l.value),
         step: l.step,
         metadata,
@@ -650,7 +650,7 @@ struct JsonLogs {
     /// `,"experiment_id":"...","msg_id":`
     after_id: Vec<u8>,
     /// The last name written and its JSON string.
-    name: Option<(String, Vec<u8>)>,
+    name: Option<(Arc<str>, Vec<u8>)>,
     times: Stamps,
 }
 
@@ -687,7 +687,7 @@ impl JsonLogs {
         }
         out.extend_from_slice(b",\"name\":");
         if self.name.as_ref().is_none_or(|(name, _)| *name != l.name) {
-            let json = serde_json::to_vec(&l.name).unwrap_or_default();
+            let json = serde_json::to_vec(&*l.name).unwrap_or_default();
             self.name = Some((l.name.clone(), json));
         }
         if let Some((_, json)) = &self.name {
@@ -745,7 +745,7 @@ fn debug_f64(out: &mut Vec<u8>, v: f64) {
 #[derive(Default)]
 struct CsvLogs {
     /// The last (name, kind) written and the row's start: `name,type,`.
-    series: Option<(String, Kind, Vec<u8>)>,
+    series: Option<(Arc<str>, Kind, Vec<u8>)>,
     times: Stamps,
 }
 
@@ -780,65 +780,93 @@ impl CsvLogs {
     }
 }
 
+/// The walk of a JSON list: by step for `/metrics`, by id for the others.
+enum Walk {
+    ByStep(logs::ByStep),
+    ById(logs::ById),
+}
+
+impl Pages for Walk {
+    type Item = Log;
+
+    fn next_page(&mut self, conn: &rusqlite::Connection) -> Result<Option<Vec<Log>>> {
+        match self {
+            Walk::ByStep(w) => w.next_page(conn),
+            Walk::ById(w) => w.next_page(conn),
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self {
+            Walk::ByStep(w) => w.finished(),
+            Walk::ById(w) => w.finished(),
+        }
+    }
+}
+
 /// `/logs`, `/metrics`, `/results`: the usual `{"status": 200, "data": [...]}`, streamed a
-/// page at a time (see [`paged`]), so a run of any size costs a page or two of memory.
+/// page at a time (see [`paged`]), so a run of any size costs a page or two of memory. The
+/// first page is read in the same read as the authorization (and rendered after its reader is
+/// back), so an answer of one page takes one trip to the blocking pool, not three.
 async fn read_logs(
     state: AppState,
     user: AuthUser,
     id: String,
     which: Selection,
 ) -> Result<Response> {
-    let (exp, end) = state
-        .db
-        .read(move |c| {
-            let exp = authorize(c, &id, &user.id, Role::Viewer)?;
-            let end = logs::last_seq(c, &exp)?;
-            Ok((exp, end))
-        })
-        .await?;
-    let place = download_place(&state)?;
-    let mut json = JsonLogs::new(&exp.id);
-    let mut first = true;
-    let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
-        // About 200 bytes a log with a msg_id and a name of a few letters.
-        out.reserve(page.len() * 200);
-        for l in &page {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            json.write(l, out);
-        }
-    };
     const HEAD: &str = r#"{"status":200,"data":["#;
     const TAIL: &str = "]}";
-    let body = match which {
-        Selection::Metrics => paged(
-            state.db.clone(),
-            place,
-            logs::ByStep::metrics(exp, end, true),
-            HEAD,
-            TAIL,
-            render,
-        ),
-        _ => paged(
-            state.db.clone(),
-            place,
-            logs::ById::new(exp, which, 0, end, true),
-            HEAD,
-            TAIL,
-            render,
-        ),
-    };
+    let downloads = state.downloads.clone();
+    let (walk, place, render, first) = state
+        .db
+        .read_then(
+            move |c| {
+                let exp = authorize(c, &id, &user.id, Role::Viewer)?;
+                let end = logs::last_seq(c, &exp)?;
+                // Taken after the caller was authorized, so an outsider still gets a 404.
+                let place = take_place(downloads)?;
+                let exp_id = exp.id.clone();
+                let mut walk = match which {
+                    Selection::Metrics => Walk::ByStep(logs::ByStep::metrics(exp, end, true)),
+                    _ => Walk::ById(logs::ById::new(exp, which, 0, end, true)),
+                };
+                let page = walk.next_page(c)?;
+                Ok((walk, place, exp_id, page))
+            },
+            |(walk, place, exp_id, page)| {
+                let mut json = JsonLogs::new(&exp_id);
+                let mut first = true;
+                let mut render = move |page: Vec<Log>, out: &mut Vec<u8>| {
+                    // About 200 bytes a log with a msg_id and a name of a few letters.
+                    out.reserve(page.len() * 200);
+                    for l in &page {
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        json.write(l, out);
+                    }
+                };
+                let mut out = HEAD.as_bytes().to_vec();
+                if let Some(items) = page {
+                    render(items, &mut out);
+                }
+                (walk, place, render, out)
+            },
+        )
+        .await?;
+    let body = paged(state.db.clone(), place, walk, first, TAIL, render);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// A place among the [`MAX_DOWNLOADS`] paged downloads, or a 503: taken after the caller was
 /// authorized, so an outsider still gets a 404.
 pub(super) fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
-    state
-        .downloads
-        .clone()
+    take_place(state.downloads.clone())
+}
+
+fn take_place(downloads: Arc<Semaphore>) -> Result<OwnedSemaphorePermit> {
+    downloads
         .try_acquire_owned()
         .map_err(|_| Error::Unavailable {
             message: format!(
@@ -878,7 +906,8 @@ where
     let start = State {
         db,
         _place: place,
-        walk: Some((pages, render)),
+        // A walk already done (its only page went out with the head) takes no reader.
+        walk: (!pages.finished()).then_some((pages, render)),
         head: Some(head.into()),
         tail: Some(tail),
     };
