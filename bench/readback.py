@@ -279,6 +279,10 @@ def csv_download(srv: ToraServer, user: User, exp: str, rows: int) -> dict[str, 
     }
 
 
+def log(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
 def environment(binary: Path) -> dict[str, Any]:
     version = subprocess.run(
         [str(binary), "--version"], check=False, capture_output=True, text=True
@@ -306,8 +310,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     binary = tora_bin()
-    res: dict[str, Any] = {"env": environment(binary), "args": vars(args) | {"out": str(args.out)}}
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    res: dict[str, Any] = {
+        "env": environment(binary),
+        "args": vars(args) | {"out": str(args.out)},
+    }
     log(f"binary: {binary} ({res['env']['tora_version']}), load {os.getloadavg()}")
     with ToraServer() as srv:
         user = new_user(srv.api)
@@ -319,15 +325,38 @@ def main() -> None:
         big_exp = new_experiment(srv, user, "columns-100k")
         ingest_columns(conn, big_exp, 10, 10_000, 50_000)
         reads = [
-            ("a", "/metrics, 10k points with msg_ids (0.0.12 rows)", rows_exp, "metrics", 10_000),
-            ("b", "/logs, 10k points with msg_ids (0.0.12 rows)", rows_exp, "logs", 10_000),
+            (
+                "a",
+                "/metrics, 10k points with msg_ids (0.0.12 rows)",
+                rows_exp,
+                "metrics",
+                10_000,
+            ),
+            (
+                "b",
+                "/logs, 10k points with msg_ids (0.0.12 rows)",
+                rows_exp,
+                "logs",
+                10_000,
+            ),
             ("c", "/metrics, 10k points (columns)", cols_exp, "metrics", 10_000),
-            ("d", "/metrics, 100k points (10 x 10k, columns)", big_exp, "metrics", 100_000),
+            (
+                "d",
+                "/metrics, 100k points (10 x 10k, columns)",
+                big_exp,
+                "metrics",
+                100_000,
+            ),
         ]
         res["reads"] = []
         for key, label, exp, what, n in reads:
             r = timed_reads(
-                srv, conn, f"/api/experiments/{exp}/{what}", args.repeats, args.cpu_reads, n
+                srv,
+                conn,
+                f"/api/experiments/{exp}/{what}",
+                args.repeats,
+                args.cpu_reads,
+                n,
             )
             r |= {"key": key, "label": label}
             res["reads"].append(r)
@@ -371,7 +400,9 @@ def main() -> None:
         f" {res['csv']['worst_rows_per_s']:,.0f}; peak RSS growth at most"
         f" {res['csv']['worst_peak_rss_growth_kib'] / 1024:.1f} MiB"
     )
-    log(f"load average at start {res['env']['loadavg_at_start']}, end {res['env']['loadavg_at_end']}")
+    log(
+        f"load average at start {res['env']['loadavg_at_start']}, end {res['env']['loadavg_at_end']}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2))
     log(f"wrote {args.out}")

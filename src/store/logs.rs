@@ -806,7 +806,7 @@ impl From<Log> for Recent {
     fn from(l: Log) -> Recent {
         Recent {
             seq: l.seq,
-            name: l.name.into(),
+            name: l.name,
             kind: l.kind,
             step: l.step,
             value: l.value,
