@@ -11,7 +11,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -546,6 +546,12 @@ struct LogOut<'a> {
 }
 
 /// A log's metadata: `{"type": ..}` for nearly every log, written without building a map.
+/// Answers are written by [`JsonLogs`]; this type describes them (OpenAPI) and is what tests
+/// hold that writer to.
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "built only by the tests' serde reference")
+)]
 enum Metadata {
     Type(Kind),
     Extra(Value),
@@ -582,6 +588,8 @@ impl Times {
     }
 }
 
+/// The `LogOut` that serde would write for `l` (what [`JsonLogs`] is tested against).
+#[cfg(test)]
 fn log_out<'a>(experiment_id: &'a str, l: Log, times: &mut Times) -> LogOut<'a> {
     let metadata = match l.extra_metadata.and_then(|m| serde_json::from_str(&m).ok()) {
         Some(extra) => Metadata::Extra(extra),
@@ -591,7 +599,7 @@ fn log_out<'a>(experiment_id: &'a str, l: Log, times: &mut Times) -> LogOut<'a> 
         id: l.seq,
         experiment_id,
         msg_id: l.msg_id.map(|m| m.to_string()),
-        name: l.name,
+        name: l.name.to_string(),
         value: LogValue(l.value),
         step: l.step,
         metadata,
@@ -599,65 +607,266 @@ fn log_out<'a>(experiment_id: &'a str, l: Log, times: &mut Times) -> LogOut<'a> 
     }
 }
 
+/// `created_at` as RFC 3339 written into a buffer: the text up to the second is formatted once
+/// per second met, the milliseconds each time.
+#[derive(Default)]
+struct Stamps {
+    /// The second (ms / 1000) and its text up to and including the `.`.
+    second: Option<(i64, String)>,
+}
+
+impl Stamps {
+    fn write(&mut self, t: i64, out: &mut Vec<u8>) {
+        let second = t.div_euclid(1000);
+        if self.second.as_ref().is_none_or(|(s, _)| *s != second) {
+            let mut text = rfc3339(second * 1000);
+            // `...:09.000Z` without `000Z`.
+            text.truncate(text.len() - 4);
+            self.second = Some((second, text));
+        }
+        if let Some((_, prefix)) = &self.second {
+            out.extend_from_slice(prefix.as_bytes());
+        }
+        let ms = t.rem_euclid(1000) as u32;
+        out.extend_from_slice(&[
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b'Z',
+        ]);
+    }
+}
+
+/// A number as serde_json writes it (itoa for integers, ryu's shortest round-trip digits for
+/// finite floats); writing into a Vec cannot fail.
+fn number(out: &mut Vec<u8>, n: impl Serialize) {
+    let _ = serde_json::to_writer(out, &n);
+}
+
+/// Logs as the JSON objects of `LogOut`, written by hand into the page's buffer: the same bytes
+/// serde writes for `log_out` (a test holds the two together), without a `String` per field
+/// per log. Names, the experiment id and the time's date part are escaped or formatted once.
+struct JsonLogs {
+    /// `,"experiment_id":"...","msg_id":`
+    after_id: Vec<u8>,
+    /// The last name written and its JSON string.
+    name: Option<(Arc<str>, Vec<u8>)>,
+    times: Stamps,
+}
+
+impl JsonLogs {
+    fn new(experiment_id: &str) -> JsonLogs {
+        let mut after_id = b",\"experiment_id\":".to_vec();
+        let _ = serde_json::to_writer(&mut after_id, experiment_id);
+        after_id.extend_from_slice(b",\"msg_id\":");
+        JsonLogs {
+            after_id,
+            name: None,
+            times: Stamps::default(),
+        }
+    }
+
+    fn write(&mut self, l: &Log, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        number(out, l.seq);
+        out.extend_from_slice(&self.after_id);
+        match &l.msg_id {
+            None => out.extend_from_slice(b"null"),
+            Some(MsgId::Uuid(b)) => {
+                let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let text = uuid::Uuid::from_bytes(*b)
+                    .hyphenated()
+                    .encode_lower(&mut text);
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+            }
+            Some(MsgId::Text(t)) => {
+                let _ = serde_json::to_writer(&mut *out, t);
+            }
+        }
+        out.extend_from_slice(b",\"name\":");
+        if self.name.as_ref().is_none_or(|(name, _)| *name != l.name) {
+            let json = serde_json::to_vec(&*l.name).unwrap_or_default();
+            self.name = Some((l.name.clone(), json));
+        }
+        if let Some((_, json)) = &self.name {
+            out.extend_from_slice(json);
+        }
+        out.extend_from_slice(b",\"value\":");
+        let v = l.value;
+        if v.is_nan() {
+            out.extend_from_slice(b"\"NaN\"");
+        } else if v == f64::INFINITY {
+            out.extend_from_slice(b"\"Infinity\"");
+        } else if v == f64::NEG_INFINITY {
+            out.extend_from_slice(b"\"-Infinity\"");
+        } else {
+            number(out, v);
+        }
+        out.extend_from_slice(b",\"step\":");
+        match l.step {
+            Some(step) => number(out, step),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"metadata\":");
+        match l
+            .extra_metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        {
+            Some(extra) => {
+                let _ = serde_json::to_writer(&mut *out, &extra);
+            }
+            None => {
+                out.extend_from_slice(b"{\"type\":\"");
+                out.extend_from_slice(l.kind.name().as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+        }
+        out.extend_from_slice(b",\"created_at\":\"");
+        self.times.write(l.created_at, out);
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+/// A value as `{:?}` writes it (shortest round-trip digits; `NaN`, `inf`, `-inf`): what the CSV
+/// export has always sent. Not ryu, though it is faster: among equally short digit strings the
+/// two sometimes pick differently (887437575057898.3 against ryu's ...898.2), and a download
+/// should not change its values' text between versions.
+fn debug_f64(out: &mut Vec<u8>, v: f64) {
+    use std::io::Write;
+    let _ = write!(out, "{v:?}");
+}
+
+/// Logs as CSV rows `name,type,step,value,created_at`, written by hand: the bytes the csv
+/// crate writes for the same fields (a test holds the two together). Only the name can need
+/// quoting, so its field is made (spreadsheet-safe, quoted by the csv crate) once per series.
+#[derive(Default)]
+struct CsvLogs {
+    /// The last (name, kind) written and the row's start: `name,type,`.
+    series: Option<(Arc<str>, Kind, Vec<u8>)>,
+    times: Stamps,
+}
+
+impl CsvLogs {
+    fn write(&mut self, l: &Log, out: &mut Vec<u8>) {
+        if self
+            .series
+            .as_ref()
+            .is_none_or(|(name, kind, _)| *kind != l.kind || *name != l.name)
+        {
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            let _ =
+                csv.write_record([super::spreadsheet_safe(&l.name).as_ref(), l.kind.name(), ""]);
+            let mut start = csv.into_inner().unwrap_or_default();
+            // The record's terminator goes; its empty last field leaves the `,` we want.
+            while start.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                start.pop();
+            }
+            self.series = Some((l.name.clone(), l.kind, start));
+        }
+        if let Some((_, _, start)) = &self.series {
+            out.extend_from_slice(start);
+        }
+        if let Some(step) = l.step {
+            number(out, step);
+        }
+        out.push(b',');
+        debug_f64(out, l.value);
+        out.push(b',');
+        self.times.write(l.created_at, out);
+        out.push(b'\n');
+    }
+}
+
+/// The walk of a JSON list: by step for `/metrics`, by id for the others.
+enum Walk {
+    ByStep(logs::ByStep),
+    ById(logs::ById),
+}
+
+impl Pages for Walk {
+    type Item = Log;
+
+    fn next_page(&mut self, conn: &rusqlite::Connection) -> Result<Option<Vec<Log>>> {
+        match self {
+            Walk::ByStep(w) => w.next_page(conn),
+            Walk::ById(w) => w.next_page(conn),
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self {
+            Walk::ByStep(w) => w.finished(),
+            Walk::ById(w) => w.finished(),
+        }
+    }
+}
+
 /// `/logs`, `/metrics`, `/results`: the usual `{"status": 200, "data": [...]}`, streamed a
-/// page at a time (see [`paged`]), so a run of any size costs a page or two of memory.
+/// page at a time (see [`paged`]), so a run of any size costs a page or two of memory. The
+/// first page is read in the same read as the authorization (and rendered after its reader is
+/// back), so an answer of one page takes one trip to the blocking pool, not three.
 async fn read_logs(
     state: AppState,
     user: AuthUser,
     id: String,
     which: Selection,
 ) -> Result<Response> {
-    let (exp, end) = state
-        .db
-        .read(move |c| {
-            let exp = authorize(c, &id, &user.id, Role::Viewer)?;
-            let end = logs::last_seq(c, &exp)?;
-            Ok((exp, end))
-        })
-        .await?;
-    let place = download_place(&state)?;
-    let exp_id = exp.id.clone();
-    let mut first = true;
-    let mut times = Times::default();
-    let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
-        for l in page {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            // Serializing plain structs and strings into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &log_out(&exp_id, l, &mut times));
-        }
-    };
     const HEAD: &str = r#"{"status":200,"data":["#;
     const TAIL: &str = "]}";
-    let body = match which {
-        Selection::Metrics => paged(
-            state.db.clone(),
-            place,
-            logs::ByStep::metrics(exp, end, true),
-            HEAD,
-            TAIL,
-            render,
-        ),
-        _ => paged(
-            state.db.clone(),
-            place,
-            logs::ById::new(exp, which, 0, end, true),
-            HEAD,
-            TAIL,
-            render,
-        ),
-    };
+    let downloads = state.downloads.clone();
+    let (walk, place, render, first) = state
+        .db
+        .read_then(
+            move |c| {
+                let exp = authorize(c, &id, &user.id, Role::Viewer)?;
+                let end = logs::last_seq(c, &exp)?;
+                // Taken after the caller was authorized, so an outsider still gets a 404.
+                let place = take_place(downloads)?;
+                let exp_id = exp.id.clone();
+                let mut walk = match which {
+                    Selection::Metrics => Walk::ByStep(logs::ByStep::metrics(exp, end, true)),
+                    _ => Walk::ById(logs::ById::new(exp, which, 0, end, true)),
+                };
+                let page = walk.next_page(c)?;
+                Ok((walk, place, exp_id, page))
+            },
+            |(walk, place, exp_id, page)| {
+                let mut json = JsonLogs::new(&exp_id);
+                let mut first = true;
+                let mut render = move |page: Vec<Log>, out: &mut Vec<u8>| {
+                    // About 200 bytes a log with a msg_id and a name of a few letters.
+                    out.reserve(page.len() * 200);
+                    for l in &page {
+                        if !first {
+                            out.push(b',');
+                        }
+                        first = false;
+                        json.write(l, out);
+                    }
+                };
+                let mut out = HEAD.as_bytes().to_vec();
+                if let Some(items) = page {
+                    render(items, &mut out);
+                }
+                (walk, place, render, out)
+            },
+        )
+        .await?;
+    let body = paged(state.db.clone(), place, walk, first, TAIL, render);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// A place among the [`MAX_DOWNLOADS`] paged downloads, or a 503: taken after the caller was
 /// authorized, so an outsider still gets a 404.
 pub(super) fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
-    state
-        .downloads
-        .clone()
+    take_place(state.downloads.clone())
+}
+
+fn take_place(downloads: Arc<Semaphore>) -> Result<OwnedSemaphorePermit> {
+    downloads
         .try_acquire_owned()
         .map_err(|_| Error::Unavailable {
             message: format!(
@@ -668,33 +877,37 @@ pub(super) fn download_place(state: &AppState) -> Result<OwnedSemaphorePermit> {
 }
 
 /// A response body read from the database a page at a time: `head`, each page as `render`
-/// writes it, `tail`. Each page is one short [`Db::read`] (one read transaction, within the
-/// query budget); the next is read only when the server has written the last to the socket,
-/// that is, when the client is taking it. A client that stalls holds no connection and no
+/// writes it, `tail`. Each page is one short [`Db::read_page_then`] (one read transaction,
+/// within the query budget), rendered on the same blocking thread after its reader is back in
+/// the pool; the next is read only when the server has written the last to the socket, that
+/// is, when the client is taking it. A client that stalls holds no connection and no
 /// transaction, only the page it has not taken; a client that leaves drops the body, which
 /// ends the walk. A failure after the head cuts the response short (the status is sent).
-pub(super) fn paged<P: Pages>(
+pub(super) fn paged<P: Pages, R>(
     db: Db,
     place: OwnedSemaphorePermit,
     pages: P,
     head: impl Into<Bytes>,
     tail: &'static str,
-    render: impl FnMut(Vec<P::Item>, &mut Vec<u8>) + Send + 'static,
-) -> Body {
+    render: R,
+) -> Body
+where
+    R: FnMut(Vec<P::Item>, &mut Vec<u8>) + Send + 'static,
+{
     struct State<P, R> {
         db: Db,
         /// Held until the body is done or dropped.
         _place: OwnedSemaphorePermit,
-        pages: Option<P>,
-        render: R,
+        /// Both away on the blocking thread while a page is read and rendered.
+        walk: Option<(P, R)>,
         head: Option<Bytes>,
         tail: Option<&'static str>,
     }
     let start = State {
         db,
         _place: place,
-        pages: Some(pages),
-        render,
+        // A walk already done (its only page went out with the head) takes no reader.
+        walk: (!pages.finished()).then_some((pages, render)),
         head: Some(head.into()),
         tail: Some(tail),
     };
@@ -702,26 +915,45 @@ pub(super) fn paged<P: Pages>(
         if let Some(head) = st.head.take() {
             return Some((Ok(head), st));
         }
-        while let Some(mut pages) = st.pages.take() {
+        while let Some((mut pages, mut render)) = st.walk.take() {
             let read = st
                 .db
-                .read_page(move |c| {
-                    let page = pages.next_page(c);
-                    Ok((pages, page))
-                })
+                .read_page_then(
+                    move |c| {
+                        let page = pages.next_page(c);
+                        Ok((pages, page))
+                    },
+                    move |(pages, page)| {
+                        let page = page.map(|items| {
+                            items.map(|items| {
+                                let mut out = Vec::new();
+                                if !items.is_empty() {
+                                    render(items, &mut out);
+                                }
+                                out
+                            })
+                        });
+                        (pages, render, page)
+                    },
+                )
                 .await;
             match read {
-                Ok((pages, Ok(Some(items)))) => {
-                    st.pages = Some(pages);
-                    if items.is_empty() {
+                Ok((pages, render, Ok(Some(mut out)))) => {
+                    if pages.finished() {
+                        // The last page: the tail goes with it, and no reader is taken again.
+                        if let Some(tail) = st.tail.take() {
+                            out.extend_from_slice(tail.as_bytes());
+                        }
+                    } else {
+                        st.walk = Some((pages, render));
+                    }
+                    if out.is_empty() {
                         continue;
                     }
-                    let mut out = Vec::new();
-                    (st.render)(items, &mut out);
                     return Some((Ok(Bytes::from(out)), st));
                 }
-                Ok((_, Ok(None))) => {}
-                Ok((_, Err(e))) | Err(e) => {
+                Ok((_, _, Ok(None))) => {}
+                Ok((_, _, Err(e))) | Err(e) => {
                     eprintln!("error: a paged response stopped: {e}");
                     st.tail = None;
                     return Some((Err(std::io::Error::other(e.to_string())), st));
@@ -779,23 +1011,12 @@ async fn export_csv(
         .await?;
     let place = download_place(&state)?;
     let filename = super::file_name(&walk.experiment().name);
-    let mut times = Times::default();
+    let mut rows = CsvLogs::default();
     let render = move |page: Vec<Log>, out: &mut Vec<u8>| {
-        let mut csv = csv::Writer::from_writer(out);
-        for row in page {
-            let step = row.step.map(|s| s.to_string()).unwrap_or_default();
-            // Debug formatting: shortest round-trip digits, and NaN / inf / -inf.
-            let value = format!("{:?}", row.value);
-            // Writing to a Vec cannot fail.
-            let _ = csv.write_record([
-                super::spreadsheet_safe(&row.name).as_ref(),
-                row.kind.name(),
-                &step,
-                &value,
-                &times.format(row.created_at),
-            ]);
+        out.reserve(page.len() * 48);
+        for l in &page {
+            rows.write(l, out);
         }
-        let _ = csv.flush();
     };
     let body = paged(
         state.db.clone(),
@@ -816,4 +1037,152 @@ async fn export_csv(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values whose text differs most between formatters: signed zeros, the ends of the
+    /// decimal range, exponents, subnormals, the extremes, NaN and the infinities.
+    fn tricky_values() -> Vec<f64> {
+        let mut v = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            0.1,
+            1.0 / 3.0,
+            1e-4,
+            9.999_999_999_999_999e-5,
+            1e-5,
+            1.5e-5,
+            3e-5,
+            1e-7,
+            1e15,
+            1e16,
+            9_999_999_999_999_998.0,
+            123_456_789_012_345.67,
+            1e21,
+            1e22,
+            1e308,
+            -1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MAX,
+            f64::MIN,
+            f64::EPSILON,
+            f64::NAN,
+            -f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        // Random bit patterns (every exponent), and random values near the decimal range's ends.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for i in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.push(match i % 3 {
+                0 => f64::from_bits(x),
+                1 => (x >> 11) as f64 / (1u64 << 53) as f64 * 2e-4,
+                _ => (x >> 11) as f64 * (1e16 / (1u64 << 53) as f64) * 1.5,
+            });
+        }
+        v
+    }
+
+    fn log(seq: i64, name: &str, kind: Kind, step: Option<i64>, value: f64) -> Log {
+        Log {
+            seq,
+            msg_id: None,
+            name: name.into(),
+            kind,
+            step,
+            value,
+            extra_metadata: None,
+            created_at: 1_764_000_000_000 + seq * 7,
+        }
+    }
+
+    /// Logs of every shape a page holds: kinds, names that need escaping or quoting or start
+    /// like a formula, msg_ids of both kinds, metadata, times across seconds, days and years.
+    fn logs() -> Vec<Log> {
+        let mut logs = Vec::new();
+        let names = [
+            "loss",
+            "a \"quoted\", name",
+            "=1+1",
+            "ünï\tcode\n",
+            "-x",
+            "x",
+        ];
+        for (i, v) in tricky_values().into_iter().take(20_000).enumerate() {
+            let i = i as i64;
+            let name = names[(i / 3 % names.len() as i64) as usize];
+            let kind = if i % 11 == 0 {
+                Kind::Result
+            } else {
+                Kind::Metric
+            };
+            let step = (kind == Kind::Metric).then_some(i * 1_000_003);
+            let mut l = log(i + 1, name, kind, step, v);
+            l.msg_id = match i % 4 {
+                0 => None,
+                1 => Some(MsgId::random()),
+                2 => Some(MsgId::Text(format!("client \"{i}\"\\é"))),
+                _ => Some(MsgId::parse("6f1c1f0e-8b3a-4c59-9d1e-1a2b3c4d5e6f")),
+            };
+            if i % 13 == 0 {
+                l.extra_metadata = Some(format!(r#"{{"type":"result","z":1,"a":[{i}]}}"#));
+            }
+            l.created_at = match i % 5 {
+                0 => i * 999,
+                1 => 1_764_000_000_000 + i * 123_457,
+                2 => 253_402_300_799_000 - i,
+                _ => 1_764_000_000_000 + i / 50,
+            };
+            logs.push(l);
+        }
+        logs
+    }
+
+    #[test]
+    fn hand_written_json_is_what_serde_writes() {
+        let exp = "0b6a0c6e-3c2c-4a3e-9c57-3f1f5f5e2a10";
+        let mut json = JsonLogs::new(exp);
+        let mut times = Times::default();
+        for l in logs() {
+            let mut fast = Vec::new();
+            json.write(&l, &mut fast);
+            let expected = serde_json::to_string(&log_out(exp, l.clone(), &mut times)).unwrap();
+            assert_eq!(String::from_utf8(fast).unwrap(), expected, "{l:?}");
+        }
+    }
+
+    #[test]
+    fn hand_written_csv_is_what_the_csv_crate_writes() {
+        let mut rows = CsvLogs::default();
+        let mut times = Times::default();
+        for l in logs() {
+            let mut fast = Vec::new();
+            rows.write(&l, &mut fast);
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            let step = l.step.map(|s| s.to_string()).unwrap_or_default();
+            csv.write_record([
+                super::super::spreadsheet_safe(&l.name).as_ref(),
+                l.kind.name(),
+                &step,
+                &format!("{:?}", l.value),
+                &times.format(l.created_at),
+            ])
+            .unwrap();
+            let expected = csv.into_inner().unwrap();
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "{l:?}"
+            );
+        }
+    }
 }

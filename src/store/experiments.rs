@@ -566,6 +566,10 @@ impl Export {
 impl super::logs::Pages for Export {
     type Item = (Experiment, Vec<super::series::Series>);
 
+    fn finished(&self) -> bool {
+        self.left == 0
+    }
+
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Self::Item>>> {
         if self.left == 0 {
             return Ok(None);

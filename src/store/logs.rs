@@ -241,7 +241,8 @@ pub fn pack_v1_logs(conn: &Connection) -> Result<()> {
 pub struct Log {
     pub seq: i64,
     pub msg_id: Option<MsgId>,
-    pub name: String,
+    /// Shared by the logs of one series in a page.
+    pub name: Arc<str>,
     pub kind: Kind,
     pub step: Option<i64>,
     pub value: f64,
@@ -273,6 +274,12 @@ const WINDOWS: usize = 32;
 pub trait Pages: Send + 'static {
     type Item: Send + 'static;
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Self::Item>>>;
+
+    /// True when the next `next_page` would surely be None, so a download can end with its
+    /// last page instead of taking a reader once more to learn that. False when unsure.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `f` inside one read transaction, so a page sees one consistent state of the file even
@@ -285,7 +292,7 @@ fn snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> R
 }
 
 /// The series a read walks: those of one kind, or all, or one; empty ones left out.
-fn wanted(conn: &Connection, exp: &Experiment, which: Which) -> Result<Vec<series::Series>> {
+fn wanted(conn: &Connection, exp: &Experiment, which: Which) -> Result<Vec<Walked>> {
     let mut all = series::list(conn, exp.rowid)?;
     all.retain(|s| {
         s.count > 0
@@ -296,7 +303,13 @@ fn wanted(conn: &Connection, exp: &Experiment, which: Which) -> Result<Vec<serie
                 Which::Series(id) => s.id == id,
             }
     });
-    Ok(all)
+    Ok(all
+        .into_iter()
+        .map(|s| Walked {
+            name: s.name.as_str().into(),
+            series: s,
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -305,7 +318,21 @@ enum Which {
     Series(i64),
 }
 
-fn log_of(exp: &Experiment, s: &series::Series, p: Point) -> Log {
+/// A series a read walks, with its name shared by every log read from it (a log costs no copy
+/// of its name).
+struct Walked {
+    series: series::Series,
+    name: Arc<str>,
+}
+
+impl std::ops::Deref for Walked {
+    type Target = series::Series;
+    fn deref(&self) -> &series::Series {
+        &self.series
+    }
+}
+
+fn log_of(exp: &Experiment, s: &Walked, p: Point) -> Log {
     Log {
         seq: p.seq,
         msg_id: p.msg_id,
@@ -351,6 +378,10 @@ impl ById {
 
 impl Pages for ById {
     type Item = Log;
+
+    fn finished(&self) -> bool {
+        self.after >= self.end
+    }
 
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
         if self.after >= self.end {
@@ -466,7 +497,7 @@ impl ByStep {
     }
 
     /// Steps per window such that a window holds about a page, if points were spread evenly.
-    fn estimate(series: &[series::Series]) -> i64 {
+    fn estimate(series: &[Walked]) -> i64 {
         let per_step: f64 = series
             .iter()
             .map(|s| {
@@ -481,7 +512,7 @@ impl ByStep {
     fn one_step(
         &mut self,
         c: &Connection,
-        series: &[series::Series],
+        series: &[Walked],
         step: i64,
         out: &mut Vec<Log>,
     ) -> Result<()> {
@@ -491,12 +522,12 @@ impl ByStep {
         for s in series {
             if let Some((a_step, a_name, _)) = &after
                 && *a_step == step
-                && s.name.as_str() < a_name.as_str()
+                && &*s.name < a_name.as_str()
             {
                 continue;
             }
             let a_seq = match &after {
-                Some((a_step, a_name, a_seq)) if *a_step == step && *a_name == s.name => *a_seq,
+                Some((a_step, a_name, a_seq)) if *a_step == step && **a_name == *s.name => *a_seq,
                 _ => i64::MIN,
             };
             series::points_in_steps(
@@ -523,7 +554,7 @@ impl ByStep {
             }
         }
         if let Some(last) = out[start..].last() {
-            self.after = Some((step, last.name.clone(), last.seq));
+            self.after = Some((step, last.name.to_string(), last.seq));
         }
         if !full {
             // The step is done; try wider windows again.
@@ -540,7 +571,7 @@ impl ByStep {
     fn window(
         &mut self,
         c: &Connection,
-        series: &[series::Series],
+        series: &[Walked],
         lo: i64,
         room: usize,
         out: &mut Vec<Log>,
@@ -560,7 +591,7 @@ impl ByStep {
                 |p| {
                     let newer = p.seq <= end
                         && after.as_ref().is_none_or(|(a_step, a_name, a_seq)| {
-                            (p.step, s.name.as_str(), p.seq) > (*a_step, a_name.as_str(), *a_seq)
+                            (p.step, &*s.name, p.seq) > (*a_step, a_name.as_str(), *a_seq)
                         });
                     if newer {
                         found.push(((p.step, i, p.seq), p));
@@ -582,7 +613,7 @@ impl ByStep {
             out.push(log_of(&self.exp, &series[i], p));
         }
         if let (Some(last), Some(step)) = (out.last(), last_step) {
-            self.after = Some((step, last.name.clone(), last.seq));
+            self.after = Some((step, last.name.to_string(), last.seq));
         }
         match (overflow, last_step) {
             (true, Some(step)) => {
@@ -606,6 +637,10 @@ impl ByStep {
 
 impl Pages for ByStep {
     type Item = Log;
+
+    fn finished(&self) -> bool {
+        self.done
+    }
 
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
         if self.done {
@@ -684,6 +719,10 @@ impl BySeries {
 
 impl Pages for BySeries {
     type Item = Log;
+
+    fn finished(&self) -> bool {
+        self.series.len() == 0 && self.walk.as_ref().is_none_or(|w| w.finished())
+    }
 
     fn next_page(&mut self, conn: &Connection) -> Result<Option<Vec<Log>>> {
         loop {
@@ -767,7 +806,7 @@ impl From<Log> for Recent {
     fn from(l: Log) -> Recent {
         Recent {
             seq: l.seq,
-            name: l.name.into(),
+            name: l.name,
             kind: l.kind,
             step: l.step,
             value: l.value,
@@ -958,7 +997,7 @@ mod walk_tests {
             .map(|l| {
                 (
                     l.seq,
-                    l.name.clone(),
+                    l.name.to_string(),
                     l.kind,
                     l.step,
                     l.value.to_bits(),
@@ -1080,7 +1119,7 @@ mod walk_tests {
         // Resumed from a cursor in the middle of the crowded step, and elsewhere.
         for at in [10, all.len() / 3, all.len() / 2 + 17, all.len() - 1] {
             let l = &all[at];
-            let cursor = (l.step.unwrap(), l.name.clone(), l.seq);
+            let cursor = (l.step.unwrap(), l.name.to_string(), l.seq);
             let rest = drain(
                 &conn,
                 ByStep::metrics(exp.clone(), end, true).resume(cursor),
@@ -1110,6 +1149,10 @@ mod walk_tests {
         let mut expected = Vec::new();
         for s in series::list(&conn, exp.rowid).unwrap() {
             for p in series::points(&conn, &s, i64::MIN, i64::MAX, false).unwrap() {
+                let s = Walked {
+                    name: s.name.as_str().into(),
+                    series: s.clone(),
+                };
                 expected.push(log_of(&exp, &s, p));
             }
         }
