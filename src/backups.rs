@@ -160,13 +160,21 @@ pub struct Restored {
     /// Where the database that was replaced now is (with its -wal and -shm), if there was one.
     pub aside: Option<PathBuf>,
     pub bytes: u64,
+    /// Artifact files put in the artifacts directory, and where the one replaced went.
+    pub artifacts: Option<(usize, Option<PathBuf>)>,
+    /// Artifact files the backup names as files beside it, left alone (no `--artifacts-dir`).
+    pub artifacts_left: usize,
 }
 
 /// Puts `backup` in place as the database `db`: refuses a backup that is not complete and
 /// intact or is from a newer Tora, and a database a server is using; moves the current file
 /// (with its -wal and -shm, which belong to it) aside to `DB.replaced-TIME`; copies the backup
 /// in under a temporary name and renames it, so `db` is never half-written.
-pub fn restore(backup: &Path, db: &Path) -> Result<Restored> {
+///
+/// With `artifacts_dir` (the server's `--artifacts-dir`), the files the backup names are put
+/// back from `BACKUP.artifacts/` the same way: copied in first, the directory they replace
+/// moved aside.
+pub fn restore(backup: &Path, db: &Path, artifacts_dir: Option<&Path>) -> Result<Restored> {
     let report = crate::doctor::check(backup)?;
     if !report.ok() {
         return Err(Error::bad_request(format!(
@@ -181,19 +189,41 @@ pub fn restore(backup: &Path, db: &Path) -> Result<Restored> {
             db.display()
         )));
     }
+    let external = crate::artifact_files::external_count(backup)?;
+    let files = artifacts_beside(backup);
+    let staged_files = match artifacts_dir {
+        Some(dir) if external > 0 => {
+            if !files.is_dir() {
+                return Err(Error::bad_request(format!(
+                    "{} names {external} artifact files kept beside it, but {} is not there; nothing was changed",
+                    backup.display(),
+                    files.display()
+                )));
+            }
+            let staging = with_suffix(dir, ".restoring");
+            let _ = std::fs::remove_dir_all(&staging);
+            let (copied, _, missing) = crate::artifact_files::backup(backup, &files, &staging)?;
+            if missing > 0 {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(Error::bad_request(format!(
+                    "{missing} of the artifact files {} names are missing from {}; nothing was changed",
+                    backup.display(),
+                    files.display()
+                )));
+            }
+            Some((dir, staging, copied))
+        }
+        _ => None,
+    };
     let staging = with_suffix(db, ".restoring");
     let _ = std::fs::remove_file(&staging);
     let bytes = copy_with_progress(backup, &staging)?;
+    let stamp = name_at(crate::time::now_ms())
+        .trim_start_matches(PREFIX)
+        .trim_end_matches(SUFFIX)
+        .to_string();
     let aside = if db.exists() {
-        let aside = with_suffix(
-            db,
-            &format!(
-                ".replaced-{}",
-                name_at(crate::time::now_ms())
-                    .trim_start_matches(PREFIX)
-                    .trim_end_matches(SUFFIX)
-            ),
-        );
+        let aside = with_suffix(db, &format!(".replaced-{stamp}"));
         for suffix in ["-wal", "-shm", ""] {
             let from = with_suffix(db, suffix);
             if from.exists() {
@@ -212,7 +242,30 @@ pub fn restore(backup: &Path, db: &Path) -> Result<Restored> {
     };
     std::fs::rename(&staging, db)
         .map_err(|e| Error::Internal(format!("cannot put the backup at {}: {e}", db.display())))?;
-    Ok(Restored { aside, bytes })
+    let artifacts = match staged_files {
+        Some((dir, staging, copied)) => {
+            let replaced = if dir.exists() {
+                let aside = with_suffix(dir, &format!(".replaced-{stamp}"));
+                std::fs::rename(dir, &aside).map_err(|e| {
+                    Error::Internal(format!("cannot move {} aside: {e}", dir.display()))
+                })?;
+                Some(aside)
+            } else {
+                None
+            };
+            std::fs::rename(&staging, dir).map_err(|e| {
+                Error::Internal(format!("cannot put the files at {}: {e}", dir.display()))
+            })?;
+            Some((copied, replaced))
+        }
+        None => None,
+    };
+    Ok(Restored {
+        aside,
+        bytes,
+        artifacts,
+        artifacts_left: if artifacts_dir.is_none() { external } else { 0 },
+    })
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

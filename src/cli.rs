@@ -50,6 +50,11 @@ pub enum Command {
         backup: PathBuf,
         #[command(flatten)]
         db: DbArg,
+        /// The server's --artifacts-dir: the files the backup names are put back into it from
+        /// BACKUP.artifacts/ (what `tora backup --artifacts-dir` and --backup-dir write), and
+        /// the directory they replace is kept aside as DIR.replaced-TIME.
+        #[arg(long, env = "TORA_ARTIFACTS_DIR")]
+        artifacts_dir: Option<PathBuf>,
     },
     /// Check that a database file alone (a copy, a backup) is complete and intact: SQLite's
     /// integrity check, the schema version, and every stored point. Exits 1 if it is not.
@@ -184,12 +189,32 @@ pub fn run(cli: Cli) -> Result<()> {
             ApiKeyCommand::List { user, db } => admin::api_key_list(&db.path, user.as_deref()),
             ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
         },
-        Command::Restore { backup, db } => {
-            let done = crate::backups::restore(&backup, &db.path)?;
+        Command::Restore {
+            backup,
+            db,
+            artifacts_dir,
+        } => {
+            let done = crate::backups::restore(&backup, &db.path, artifacts_dir.as_deref())?;
             if let Some(aside) = &done.aside {
                 println!(
                     "moved the database that was there to {} (with its -wal and -shm, if any)",
                     aside.display()
+                );
+            }
+            if let (Some((files, replaced)), Some(dir)) = (&done.artifacts, &artifacts_dir) {
+                println!("put {files} artifact files back into {}", dir.display());
+                if let Some(old) = replaced {
+                    println!(
+                        "moved the artifact files that were there to {}",
+                        old.display()
+                    );
+                }
+            }
+            if done.artifacts_left > 0 {
+                eprintln!(
+                    "warning: the backup names {} artifact files kept as files beside it, in {}.artifacts/; copy them into the server's --artifacts-dir (or restore with --artifacts-dir DIR)",
+                    done.artifacts_left,
+                    backup.display()
                 );
             }
             println!(

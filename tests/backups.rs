@@ -289,3 +289,83 @@ fn restore_puts_a_backup_back_and_keeps_what_it_replaced() {
         "the replaced database, with its -wal, is whole"
     );
 }
+
+#[test]
+fn restore_with_artifacts_dir_puts_the_backups_files_back() {
+    let dir = TempDir::new();
+    let db = dir.join("tora.db");
+    let files = dir.join("artifacts");
+    let files_arg = files.to_str().unwrap().to_string();
+    let mut server = TestServer::start_on(&db, &["--artifacts-dir", &files_arg]);
+    let alice = server.user("alice@lab.org");
+    let exp = server.experiment(&alice, "with files", None);
+    let put = |server: &TestServer, name: &str, body: &[u8]| {
+        let r = server.raw(
+            "PUT",
+            &format!("/api/experiments/{exp}/artifacts/{name}"),
+            &alice.auth(),
+            Some(body),
+            Some("application/octet-stream"),
+        );
+        assert_eq!(r.status, 201, "{}", r.text);
+    };
+    put(&server, "model.bin", b"weights as they were at the backup");
+    let backup = dir.join("backup.db");
+    let (ok, out, err) = tora(&[
+        "backup",
+        backup.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--artifacts-dir",
+        &files_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    put(&server, "later.bin", b"uploaded after the backup");
+    server.sigkill();
+    drop(server);
+
+    // Without the directory the database comes back and the command says what it left.
+    let plain = dir.join("plain.db");
+    let (ok, _, err) = tora(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--db",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("1 artifact files kept as files beside it"),
+        "{err}"
+    );
+
+    let (ok, out, err) = tora(&[
+        "restore",
+        backup.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--artifacts-dir",
+        &files_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("put 1 artifact files back"), "{out}");
+    let replaced = out
+        .lines()
+        .find_map(|l| l.strip_prefix("moved the artifact files that were there to "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+
+    let restored = TestServer::start_on(&db, &["--artifacts-dir", &files_arg]);
+    let r = restored.get(
+        &format!("/api/experiments/{exp}/artifacts/model.bin"),
+        &alice.auth(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text, "weights as they were at the backup");
+    let r = restored.get(
+        &format!("/api/experiments/{exp}/artifacts/later.bin"),
+        &alice.auth(),
+    );
+    assert_eq!(r.status, 404);
+    // What was replaced is kept: both files of the later state are in the directory set aside.
+    assert_eq!(std::fs::read_dir(&replaced).unwrap().count(), 2);
+}
