@@ -30,7 +30,6 @@ replaces the artifact, so an artifact sent twice is stored once.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
@@ -41,7 +40,6 @@ import threading
 import time
 import unicodedata
 import uuid
-import weakref
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +47,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from . import _transport
+from ._closing import Registry
 from ._config import Settings
 from ._exceptions import ToraNetworkError, ToraValidationError
 from ._spool import spool_dir, try_lock
@@ -512,27 +511,4 @@ def _sync_record(
     return outcome, name, reason
 
 
-_LIVE: weakref.WeakSet[Uploader] = weakref.WeakSet()
-
-
-def _close_all_at_exit() -> None:
-    uploaders = list(_LIVE)
-    if not uploaders:
-        return
-    deadline = time.monotonic() + uploaders[0]._settings.exit_timeout
-    for uploader in uploaders:
-        try:
-            uploader.close(max(0.0, deadline - time.monotonic()))
-        except Exception:
-            logger.exception("tora: error while closing the artifact uploader at exit")
-
-
-def _after_fork_in_child() -> None:
-    for uploader in list(_LIVE):
-        uploader.after_fork_in_child()
-        _LIVE.discard(uploader)
-
-
-atexit.register(_close_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_LIVE: Registry[Uploader] = Registry("artifact uploader", lambda u: u._settings.exit_timeout, forget_in_child=True)

@@ -27,17 +27,14 @@ starts its own threads. A child never touches the parent's sender or spool.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import logging
-import os
 import random
 import sys
 import threading
 import time
 import uuid
-import weakref
 from array import array
 from collections import deque
 from dataclasses import dataclass
@@ -45,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from . import _transport
+from ._closing import Registry
 from ._config import Settings
 from ._exceptions import ToraNetworkError
 from ._spool import Spool, spool_dir
@@ -431,27 +429,5 @@ class Sender:
         return delay
 
 
-_LIVE: weakref.WeakSet[Sender] = weakref.WeakSet()
-
-
-def _close_all_at_exit() -> None:
-    """Give every open sender a shared deadline to deliver, then keep the rest on disk."""
-    senders = list(_LIVE)
-    if not senders:
-        return
-    deadline = time.monotonic() + senders[0]._settings.exit_timeout
-    for sender in senders:
-        try:
-            sender.close(max(0.0, deadline - time.monotonic()))
-        except Exception:
-            logger.exception("tora: error while closing at exit")
-
-
-def _after_fork_in_child() -> None:
-    for sender in list(_LIVE):
-        sender.after_fork_in_child()
-
-
-atexit.register(_close_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+# Every open sender gets a share of one deadline to deliver at exit, then keeps the rest on disk.
+_LIVE: Registry[Sender] = Registry("sender", lambda s: s._settings.exit_timeout, forget_in_child=False)
