@@ -404,7 +404,14 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        authenticate(state, &parts.headers).await
+        let user = authenticate(state, &parts.headers).await?;
+        if let Some(note) = parts
+            .extensions
+            .get::<std::sync::Arc<crate::logging::RequestNote>>()
+        {
+            note.set_user(&user.id);
+        }
+        Ok(user)
     }
 }
 

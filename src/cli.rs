@@ -155,6 +155,7 @@ pub enum ApiKeyCommand {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(config) => {
+            crate::logging::init(config.log_format, config.log_level)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

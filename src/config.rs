@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+pub use crate::logging::{LogFormat, LogLevel};
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address and port to listen on; port 0 picks a free one. Use 0.0.0.0:8080 to serve a LAN.
@@ -78,6 +80,30 @@ pub struct ServeConfig {
     /// its check.
     #[arg(long, env = "TORA_BACKUP_KEEP", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "backup_dir")]
     pub backup_keep: u32,
+
+    /// How the log on stderr is written: text (one line per event) or json (one object per
+    /// line). Every request gets a line: method, route, status, milliseconds, user, bytes.
+    #[arg(long, env = "TORA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The least severe events logged: error, warn, info (one line per request), debug or
+    /// trace. RUST_LOG, when set, overrides it with tracing's filter syntax
+    /// (`tora=info,tora::request=warn`).
+    #[arg(long, env = "TORA_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Let clients on other machines read GET /metrics (Prometheus) with this Bearer token;
+    /// clients on this machine need none. Without it, /metrics answers loopback only.
+    #[arg(long, env = "TORA_METRICS_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub metrics_token: Option<String>,
+}
+
+fn parse_token(raw: &str) -> Result<String, String> {
+    let token = raw.trim();
+    if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("the metrics token must be at least 16 printable characters, no spaces".into());
+    }
+    Ok(token.to_string())
 }
 
 /// A time interval: a whole number followed by s, m, h or d; at least one second.

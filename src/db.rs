@@ -133,7 +133,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        read_on(self.readers.clone(), f).await
+        read_on(self.readers.clone(), crate::telemetry::Pool::Read, f).await
     }
 
     /// Like [`Db::read`], then `after` with what `f` read, on the same blocking thread once the
@@ -146,7 +146,7 @@ impl Db {
         A: FnOnce(T) -> U + Send + 'static,
     {
         let pool = self.readers.clone();
-        blocking(move || Ok(after(read_with(&pool, f)?))).await
+        blocking(move || Ok(after(read_with(&pool, crate::telemetry::Pool::Read, f)?))).await
     }
 
     /// Like [`Db::read`], on the connections kept for the pages of long downloads.
@@ -155,7 +155,7 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        read_on(self.downloads.clone(), f).await
+        read_on(self.downloads.clone(), crate::telemetry::Pool::Page, f).await
     }
 
     /// Like [`Db::read_page`], then `after` with what `f` read, on the same blocking thread
@@ -170,7 +170,7 @@ impl Db {
         A: FnOnce(T) -> U + Send + 'static,
     {
         let pool = self.downloads.clone();
-        blocking(move || Ok(after(read_with(&pool, f)?))).await
+        blocking(move || Ok(after(read_with(&pool, crate::telemetry::Pool::Page, f)?))).await
     }
 
     /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the single writer connection and
@@ -183,7 +183,7 @@ impl Db {
     {
         let pool = self.writer.clone();
         blocking(move || {
-            let mut conn = pool.get()?;
+            let mut conn = acquire(&pool, crate::telemetry::Pool::Write)?;
             write_tx(&mut conn, f)
         })
         .await
@@ -200,7 +200,7 @@ impl Db {
     {
         let pool = self.writer.clone();
         blocking(move || {
-            let mut conn = pool.get()?;
+            let mut conn = acquire(&pool, crate::telemetry::Pool::Write)?;
             let out = write_tx(&mut conn, f)?;
             after(&out);
             Ok(out)
@@ -249,19 +249,34 @@ impl Db {
     }
 }
 
+/// A connection from `pool`, the wait counted for `/metrics`.
+fn acquire(
+    pool: &Pool<Manager>,
+    which: crate::telemetry::Pool,
+) -> Result<r2d2::PooledConnection<Manager>> {
+    let asked = Instant::now();
+    let conn = pool.get();
+    crate::telemetry::note_acquire(which, asked.elapsed());
+    Ok(conn?)
+}
+
 /// Runs `f` on a connection from `pool`, within [`QUERY_BUDGET`].
-async fn read_on<T, F>(pool: Pool<Manager>, f: F) -> Result<T>
+async fn read_on<T, F>(pool: Pool<Manager>, which: crate::telemetry::Pool, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
 {
-    blocking(move || read_with(&pool, f)).await
+    blocking(move || read_with(&pool, which, f)).await
 }
 
 /// Runs `f` on a connection from `pool`, within [`QUERY_BUDGET`], on the calling thread; the
 /// connection goes back to the pool before this returns.
-fn read_with<T>(pool: &Pool<Manager>, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    let conn = pool.get()?;
+fn read_with<T>(
+    pool: &Pool<Manager>,
+    which: crate::telemetry::Pool,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let conn = acquire(pool, which)?;
     let deadline = Instant::now() + QUERY_BUDGET;
     conn.progress_handler(BUDGET_CHECK_EVERY, Some(move || Instant::now() > deadline))?;
     let out = f(&conn);

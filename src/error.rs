@@ -157,7 +157,7 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         if let Error::Internal(cause) = &self {
-            eprintln!("error: {cause}");
+            tracing::error!(cause = %cause, "internal error");
         }
         let status = self.status();
         let mut response = (status, Json(self.body())).into_response();
@@ -225,7 +225,7 @@ impl IntoResponse for MlflowError {
             MlflowError::EndpointNotFound(m) => m.as_str(),
             MlflowError::Tora(e) => {
                 if let Error::Internal(cause) = e {
-                    eprintln!("error: {cause}");
+                    tracing::error!(cause = %cause, "internal error");
                 }
                 e.message()
             }
@@ -283,7 +283,7 @@ impl From<rusqlite::Error> for Error {
 impl From<r2d2::Error> for Error {
     /// r2d2's only error is a timeout waiting for a free connection: every reader is busy.
     fn from(e: r2d2::Error) -> Self {
-        eprintln!("warning: database connection pool: {e}");
+        tracing::warn!(cause = %e, "no database connection free");
         Error::Unavailable {
             message: "the server is busy (every database connection is in use); try again".into(),
             retry_after: 1,

@@ -31,6 +31,8 @@ pub mod error;
 pub mod limits;
 /// Live updates: per-experiment broadcast of committed batches.
 pub mod live;
+/// The server's log: text or JSON lines, one per request.
+pub mod logging;
 /// Outgoing mail (optional): a small SMTP client for confirmation and invitation links.
 pub mod mail;
 /// MLflow's tracking REST API under /api/2.0/mlflow, over the same store.
@@ -47,6 +49,8 @@ pub mod sdk;
 pub mod server;
 /// All SQL, one module per resource.
 pub mod store;
+/// What the server counts about itself, and `GET /metrics` (Prometheus).
+pub mod telemetry;
 /// Unix milliseconds and RFC 3339.
 pub mod time;
 /// Input rules the API and the CLI share: e-mail addresses.

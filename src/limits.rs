@@ -86,6 +86,12 @@ pub enum Key {
 }
 
 impl Key {
+    pub fn action(&self) -> Action {
+        match self {
+            Key::Address(a, _) | Key::Account(a, _) | Key::AccountAddress(a, _, _) => *a,
+        }
+    }
+
     pub fn address(action: Action, ip: IpAddr) -> Key {
         Key::Address(action, group(ip))
     }
@@ -142,6 +148,9 @@ impl Limiter {
                 let w = (1.0 - tokens) * rule.every.as_secs_f64();
                 wait = Some(wait.map_or(w, |old: f64| old.max(w)));
             }
+        }
+        if let (Some(_), Some((key, _))) = (wait, checks.first()) {
+            crate::telemetry::note_refusal(key.action());
         }
         if let Some(w) = wait {
             return Err(Error::TooManyRequests {

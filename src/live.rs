@@ -48,6 +48,8 @@ pub const MAX_PROGRESS_SERIES: usize = 1_000;
 /// What a queue holds: something with a size, counted toward the hub's total while any queue
 /// holds it.
 pub trait Item: Send + Sync + 'static {
+    /// Whether its streams are workspace streams (for `/metrics`' count of open streams).
+    const WORKSPACE: bool;
     fn bytes(&self) -> usize;
     /// The queues holding it now.
     fn holders(&self) -> &AtomicUsize;
@@ -73,6 +75,7 @@ impl Published {
 }
 
 impl Item for Published {
+    const WORKSPACE: bool = false;
     /// What holding the batch costs a queue: the JSON and the points (the names are shared).
     fn bytes(&self) -> usize {
         self.json.len() + self.points.len() * std::mem::size_of::<Recent>()
@@ -147,6 +150,7 @@ impl Notice {
 }
 
 impl Item for Notice {
+    const WORKSPACE: bool = true;
     fn bytes(&self) -> usize {
         self.size
     }
@@ -409,8 +413,16 @@ impl<T: Item> Receiver<T> {
     }
 }
 
+impl<T: Item> Receiver<T> {
+    fn new(watcher: Arc<Watcher<T>>) -> Receiver<T> {
+        crate::telemetry::note_stream(T::WORKSPACE, 1);
+        Receiver { watcher }
+    }
+}
+
 impl<T: Item> Drop for Receiver<T> {
     fn drop(&mut self) {
+        crate::telemetry::note_stream(T::WORKSPACE, -1);
         self.watcher.close();
     }
 }
@@ -444,7 +456,7 @@ impl Hub {
             prune(list);
             list.push(watcher.clone());
         }
-        Receiver { watcher }
+        Receiver::new(watcher)
     }
 
     /// Whether anyone watches `rowid`: ingest builds a live batch only then.
@@ -496,7 +508,7 @@ impl Hub {
             prune(list);
             list.push(watcher.clone());
         }
-        Receiver { watcher }
+        Receiver::new(watcher)
     }
 
     /// Whether anyone watches `workspace`: ingest gathers a run's progress only then.

@@ -78,7 +78,10 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
-        .nest(crate::mlflow_api::ROOT, crate::mlflow_api::router())
+        .nest(
+            crate::mlflow_api::ROOT,
+            crate::mlflow_api::router().layer(middleware::from_fn(crate::logging::note_route)),
+        )
         .route(
             "/api/2.0/preview/mlflow/{*rest}",
             axum::routing::any(crate::mlflow_api::not_served),
@@ -87,16 +90,24 @@ pub fn router(state: AppState) -> Router {
             "/api/3.0/mlflow/{*rest}",
             axum::routing::any(crate::mlflow_api::not_served),
         )
-        .nest(crate::api::ROOT, crate::api::router())
+        .nest(
+            crate::api::ROOT,
+            crate::api::router().layer(middleware::from_fn(crate::logging::note_route)),
+        )
         .route("/sdk", axum::routing::get(crate::sdk::serve))
         .route("/sdk/", axum::routing::get(crate::sdk::serve))
         .route("/sdk/{*rest}", axum::routing::get(crate::sdk::serve))
+        .route("/metrics", axum::routing::get(crate::telemetry::serve))
+        .route_layer(middleware::from_fn(crate::logging::note_route))
         .fallback(crate::assets::serve)
         .layer(middleware::from_fn_with_state(state.clone(), check_host));
     if !state.config.cors_origins.is_empty() {
         router = router.layer(cors(&state.config.cors_origins));
     }
-    router.with_state(state)
+    // Outermost: every request gets its line, the refused ones included.
+    router
+        .layer(middleware::from_fn(crate::logging::log_requests))
+        .with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -225,16 +236,44 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             state.config.db.path.display()
         );
     }
-    println!("database: {}", state.config.db.path.display());
+    println!(
+        "database: {} (schema version {}); tora {}",
+        state.config.db.path.display(),
+        crate::db::SCHEMA_VERSION,
+        env!("CARGO_PKG_VERSION")
+    );
     for (file, mode) in crate::db::readable_by_others(&state.config.db.path) {
         println!(
             "warning: {} is readable by other users (mode {mode:o}); it holds the token-signing secret: chmod 600 it",
             file.display()
         );
     }
-    let connections = Arc::new(Connections::new(connection_cap(
-        state.config.max_connections,
-    )));
+    let cap = connection_cap(state.config.max_connections);
+    let connections = Arc::new(Connections::new(cap));
+    println!(
+        "limits: {cap} connections, request bodies up to {} MiB ({} MiB being read at once), {} points a batch, {} s a query, {} downloads at once, artifacts up to {} MiB each and {} MiB a workspace",
+        BODY_LIMIT >> 20,
+        crate::api::BODY_BUDGET >> 20,
+        crate::api::logs::MAX_BATCH,
+        crate::db::QUERY_BUDGET.as_secs(),
+        MAX_DOWNLOADS,
+        state.config.max_artifact_size >> 20,
+        state.config.max_workspace_artifacts >> 20,
+    );
+    println!(
+        "log: {} on stderr, {}; metrics: GET /metrics from this machine{}",
+        state.config.log_format.name(),
+        if std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty()) {
+            "filtered by RUST_LOG".to_string()
+        } else {
+            format!("{} and above", state.config.log_level.directive())
+        },
+        if state.config.metrics_token.is_some() {
+            " or with the --metrics-token"
+        } else {
+            ""
+        }
+    );
     match &state.mailer {
         Some(m) => println!(
             "mail: through {} as {} (signup confirmations, invitation links)",

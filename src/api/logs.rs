@@ -311,6 +311,7 @@ pub(crate) async fn store_with(
             },
         )
         .await?;
+    crate::telemetry::note_points(inserted as u64);
     Ok(created(Stored { inserted, skipped }))
 }
 

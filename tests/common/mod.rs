@@ -75,14 +75,28 @@ impl TestServer {
 
     /// A server on an existing database file (a restart, or a backup copy).
     pub fn start_on(db: &Path, args: &[&str]) -> TestServer {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--bind", "127.0.0.1:0", "--db"])
+        let mut command = Command::new(BIN);
+        // One log line per request would bury the test output: warnings and errors only.
+        command.env(
+            "TORA_LOG_LEVEL",
+            std::env::var("TORA_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        );
+        command.stderr(Stdio::inherit());
+        Self::spawn(command, db, &["--bind", "127.0.0.1:0"], args)
+    }
+
+    /// A fresh server started by `command` (its environment and stderr set by the caller),
+    /// listening as `bind` says (`["--bind", ADDR]`).
+    pub fn spawn(mut command: Command, db: &Path, bind: &[&str], args: &[&str]) -> TestServer {
+        let mut child = command
+            .arg("serve")
+            .args(bind)
+            .arg("--db")
             .arg(db)
             .args(args)
             .env_remove("TORA_PUBLIC_URL")
             .env_remove("TORA_SIGNUP")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start tora serve");
         let stdout = child.stdout.take().unwrap();
