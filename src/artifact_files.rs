@@ -61,7 +61,7 @@ impl ArtifactDir {
     pub async fn sweep_forever(self: Arc<Self>, db: Db) {
         loop {
             if let Err(e) = sweep(&self, &db).await {
-                eprintln!("error: sweeping the artifacts directory: {e}");
+                tracing::error!(cause = %e, "sweeping the artifacts directory");
             }
             tokio::select! {
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -96,7 +96,7 @@ pub async fn sweep(dir: &Arc<ArtifactDir>, db: &Db) -> Result<usize> {
             match std::fs::remove_file(dir.path_of(id)) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => eprintln!("error: cannot remove artifact file {id}: {e}"),
+                Err(e) => tracing::error!(cause = %e, file = id, "cannot remove an artifact file"),
             }
         }
         removed

@@ -139,17 +139,18 @@ pub async fn run_forever(db: PathBuf, schedule: Schedule) {
         let started = Instant::now();
         let (db2, schedule2) = (db.clone(), schedule.clone());
         match tokio::task::spawn_blocking(move || take(&db2, &schedule2)).await {
-            Ok(Ok((path, bytes))) => println!(
-                "backup: wrote {} ({bytes} bytes, checked) in {} ms",
-                path.display(),
-                started.elapsed().as_millis()
+            Ok(Ok((path, bytes))) => tracing::info!(
+                file = %path.display(),
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "backup written and checked"
             ),
-            Ok(Err(e)) => eprintln!(
-                "backup into {} failed: {}",
-                schedule.dir.display(),
-                e.plain()
+            Ok(Err(e)) => tracing::error!(
+                dir = %schedule.dir.display(),
+                cause = e.plain(),
+                "backup failed"
             ),
-            Err(e) => eprintln!("backup task failed: {e}"),
+            Err(e) => tracing::error!(cause = %e, "backup task failed"),
         }
         wait = schedule.every.saturating_sub(started.elapsed());
     }

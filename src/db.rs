@@ -422,6 +422,7 @@ pub fn backup(src: &Path, dest: &Path) -> Result<u64> {
 /// The descriptor is leaked on purpose: closing any descriptor of a file drops the process's
 /// `fcntl` locks on it, SQLite's included, so it must stay open as long as the process.
 pub fn hold_for_serving(path: &Path) -> Result<()> {
+    check_writable(path)?;
     create_private(path)?;
     match try_lock(path)? {
         Some(file) => {
@@ -432,6 +433,52 @@ pub fn hold_for_serving(path: &Path) -> Result<()> {
             "another tora serve is using {}; stop it first, or give this one its own --db",
             path.display()
         ))),
+    }
+}
+
+/// Refuses, saying what to do, a database a server could not write: a directory that does not
+/// exist, is on a read-only filesystem, or does not let this user create files (SQLite creates
+/// `-wal` and `-shm` beside the database), or a database file that cannot be written.
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Internal(format!(
+            "the directory {0} (for the database {1}) does not exist: create it (mkdir -p {0}) or choose another --db",
+            dir.display(),
+            path.display()
+        )));
+    }
+    let why = |e: &std::io::Error, what: &Path| match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => format!(
+            "{} is on a read-only filesystem, and tora serve writes the database and its -wal and -shm files there: mount it read-write or choose another --db",
+            what.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "this user may not write {} (tora serve writes the database and creates -wal and -shm files beside it): fix its owner or permissions, or choose another --db",
+            what.display()
+        ),
+        std::io::ErrorKind::StorageFull => format!(
+            "the disk holding {} is full: free space, then start again",
+            what.display()
+        ),
+        _ => format!("cannot write {}: {e}", what.display()),
+    };
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::Internal(why(&e, path)))?;
+    }
+    let probe = dir.join(format!(".tora-probe-{}", std::process::id()));
+    match private_options().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::Internal(why(&e, &dir))),
     }
 }
 

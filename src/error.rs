@@ -33,6 +33,10 @@ pub enum Error {
         message: String,
         retry_after: u64,
     },
+    /// The disk holding the database (or the artifacts directory) is full: nothing of the
+    /// request was stored, and the same request succeeds once space is freed. Holds the cause,
+    /// for the log.
+    StorageFull(String),
     /// A bug or an environment failure: logged in full, sent to the client as a bare 500.
     Internal(String),
 }
@@ -60,6 +64,7 @@ impl Error {
             Error::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +83,7 @@ impl Error {
             Error::MisdirectedRequest(_) => "MISDIRECTED_REQUEST",
             Error::RequestTimeout(_) => "REQUEST_TIMEOUT",
             Error::Unavailable { .. } => "SERVICE_UNAVAILABLE",
+            Error::StorageFull(_) => "STORAGE_FULL",
             Error::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -94,6 +100,9 @@ impl Error {
             | Error::MisdirectedRequest(m)
             | Error::RequestTimeout(m)
             | Error::Unavailable { message: m, .. } => m,
+            Error::StorageFull(_) => {
+                "the server's disk is full: nothing of this request was stored, and everything stored before is safe; retry once the server's admin has freed space (reads still work)"
+            }
             Error::TooManyRequests { .. } => {
                 "too many attempts; wait and try again (see Retry-After)"
             }
@@ -121,7 +130,24 @@ impl Error {
     pub fn plain(&self) -> String {
         match self {
             Error::Internal(cause) => cause.clone(),
+            Error::StorageFull(cause) => {
+                format!(
+                    "the disk is full ({cause}); nothing was changed: free space and run it again"
+                )
+            }
             other => other.message().to_string(),
+        }
+    }
+
+    /// What the admin must know of a failure sent to a client: the causes clients never see.
+    fn log(&self) {
+        match self {
+            Error::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            Error::StorageFull(cause) => tracing::error!(
+                cause = %cause,
+                "disk full: a write was refused (nothing of it stored); writes succeed again once space is freed"
+            ),
+            _ => {}
         }
     }
 
@@ -156,9 +182,7 @@ impl Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if let Error::Internal(cause) = &self {
-            tracing::error!(cause = %cause, "internal error");
-        }
+        self.log();
         let status = self.status();
         let mut response = (status, Json(self.body())).into_response();
         if let Error::TooManyRequests { retry_after } | Error::Unavailable { retry_after, .. } =
@@ -209,7 +233,8 @@ impl MlflowError {
             Error::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED")
             }
-            Error::Unavailable { .. } => {
+            // MLflow's client retries 503 (not 507): a full disk is worth waiting out.
+            Error::Unavailable { .. } | Error::StorageFull(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
             }
             Error::MisdirectedRequest(_) | Error::RequestTimeout(_) => (e.status(), "BAD_REQUEST"),
@@ -224,9 +249,7 @@ impl IntoResponse for MlflowError {
         let message = match &self {
             MlflowError::EndpointNotFound(m) => m.as_str(),
             MlflowError::Tora(e) => {
-                if let Error::Internal(cause) = e {
-                    tracing::error!(cause = %cause, "internal error");
-                }
+                e.log();
                 e.message()
             }
         };
@@ -258,6 +281,9 @@ impl From<rusqlite::Error> for Error {
                 ),
                 retry_after: 1,
             };
+        }
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return Error::StorageFull(format!("sqlite: {e}"));
         }
         // SQLite refuses statements past its own limits (expression depth, variables, string
         // size); only a request can make one that big, so it is the request that is at fault.
@@ -293,6 +319,9 @@ impl From<r2d2::Error> for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            return Error::StorageFull(format!("io: {e}"));
+        }
         Error::Internal(format!("io: {e}"))
     }
 }

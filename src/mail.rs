@@ -67,8 +67,8 @@ impl Mailer {
         {
             Ok(Ok(slot)) => slot,
             _ => {
-                eprintln!(
-                    "warning: mail to {to} not sent: {MAX_SENDING} mails were being sent for {SEND_TIMEOUT:?}"
+                tracing::warn!(
+                    "mail to {to} not sent: {MAX_SENDING} mails were being sent for {SEND_TIMEOUT:?}"
                 );
                 return false;
             }
@@ -84,11 +84,11 @@ impl Mailer {
         match job.await {
             Ok(Ok(())) => true,
             Ok(Err(why)) => {
-                eprintln!("warning: mail to {to} not sent: {why}");
+                tracing::warn!("mail to {to} not sent: {why}");
                 false
             }
             Err(e) => {
-                eprintln!("warning: mail to {to} not sent: the sending task failed: {e}");
+                tracing::warn!("mail to {to} not sent: the sending task failed: {e}");
                 false
             }
         }

@@ -64,11 +64,11 @@ pub async fn fold_when_idle(db: Db) {
             Ok(Err(e)) => {
                 let error = format!("folding the WAL into {}: {e}", db.path().display());
                 if error != last_error {
-                    eprintln!("{error}");
+                    tracing::warn!("{error}");
                     last_error = error;
                 }
             }
-            Err(e) => eprintln!("folding the WAL: {e}"),
+            Err(e) => tracing::warn!("folding the WAL: {e}"),
         }
     }
 }
