@@ -285,10 +285,20 @@ fn read_with<T>(
 }
 
 pub fn write_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = f(&tx)?;
-    tx.commit()?;
-    Ok(out)
+    let done = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    })();
+    // What /api/health says about writes: the last one's fate (a refusal for a full disk, until
+    // one commits again).
+    match &done {
+        Ok(_) => crate::telemetry::note_write(true),
+        Err(Error::StorageFull(_)) => crate::telemetry::note_write(false),
+        Err(_) => {}
+    }
+    done
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -433,6 +443,35 @@ pub fn hold_for_serving(path: &Path) -> Result<()> {
             "another tora serve is using {}; stop it first, or give this one its own --db",
             path.display()
         ))),
+    }
+}
+
+/// The filesystem holding a database file: its free and total bytes, and whether it is mounted
+/// read-only. None where it cannot be asked.
+pub struct Space {
+    pub free: u64,
+    pub total: u64,
+    pub read_only: bool,
+}
+
+pub fn space(path: &Path) -> Option<Space> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    #[cfg(unix)]
+    {
+        let fs = rustix::fs::statvfs(dir).ok()?;
+        Some(Space {
+            free: fs.f_bavail.saturating_mul(fs.f_frsize),
+            total: fs.f_blocks.saturating_mul(fs.f_frsize).max(1),
+            read_only: fs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
     }
 }
 

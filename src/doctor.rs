@@ -87,27 +87,22 @@ fn surroundings(path: &Path, report: &mut Report) {
             file.display()
         ));
     }
+    if let Some(space) = crate::db::space(path) {
+        let (free, total) = (space.free, space.total);
+        report.facts.push(format!(
+            "{} MiB free of {} MiB on its filesystem",
+            free >> 20,
+            total >> 20
+        ));
+        if free < LOW_DISK || free.saturating_mul(20) < total {
+            report.warnings.push(format!(
+                "only {} MiB free on the filesystem holding it: a full disk stops writes",
+                free >> 20
+            ));
+        }
+    }
     #[cfg(unix)]
     {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if let Ok(fs) = rustix::fs::statvfs(dir) {
-            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
-            let total = fs.f_blocks.saturating_mul(fs.f_frsize).max(1);
-            report.facts.push(format!(
-                "{} MiB free of {} MiB on its filesystem",
-                free >> 20,
-                total >> 20
-            ));
-            if free < LOW_DISK || free.saturating_mul(20) < total {
-                report.warnings.push(format!(
-                    "only {} MiB free on the filesystem holding it: a full disk stops writes",
-                    free >> 20
-                ));
-            }
-        }
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
         report.facts.push(format!(

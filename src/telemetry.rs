@@ -135,6 +135,8 @@ pub struct Telemetry {
     refusals: [AtomicU64; 5],
     run_streams: AtomicI64,
     workspace_streams: AtomicI64,
+    /// The last write transaction was refused for a full disk (cleared by the next commit).
+    disk_full: std::sync::atomic::AtomicBool,
 }
 
 static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(|| Telemetry {
@@ -148,6 +150,7 @@ static TELEMETRY: LazyLock<Telemetry> = LazyLock::new(|| Telemetry {
     refusals: Default::default(),
     run_streams: AtomicI64::new(0),
     workspace_streams: AtomicI64::new(0),
+    disk_full: std::sync::atomic::AtomicBool::new(false),
 });
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -207,6 +210,26 @@ pub fn note_stream(workspace: bool, delta: i64) {
         &TELEMETRY.run_streams
     };
     gauge.fetch_add(delta, Ordering::Relaxed);
+}
+
+/// A write transaction committed (true) or was refused for a full disk (false).
+pub fn note_write(committed: bool) {
+    TELEMETRY.disk_full.store(!committed, Ordering::Relaxed);
+}
+
+/// Whether the server can write its database now, and if not why: the filesystem is mounted
+/// read-only, has no space left, or refused the last write for lack of space. Two system calls
+/// and an atomic read: no database connection, so it answers even when every one is busy.
+pub fn writable(db: &std::path::Path) -> (bool, Option<&'static str>, Option<u64>) {
+    let space = crate::db::space(db);
+    let free = space.as_ref().map(|s| s.free);
+    if space.as_ref().is_some_and(|s| s.read_only) {
+        return (false, Some("read-only filesystem"), free);
+    }
+    if free == Some(0) || TELEMETRY.disk_full.load(Ordering::Relaxed) {
+        return (false, Some("disk full"), free);
+    }
+    (true, None, free)
 }
 
 /// Whether `peer` may scrape without a token: a client on this machine.
@@ -280,6 +303,8 @@ struct Files {
     /// first backup.
     backup_age: Option<f64>,
     backups: usize,
+    writable: bool,
+    free: Option<u64>,
 }
 
 impl Files {
@@ -299,7 +324,10 @@ impl Files {
                     .unwrap_or_default()
                     .as_secs_f64()
             });
+        let (writable, _, free) = writable(db);
         Files {
+            writable,
+            free,
             db_bytes: size(db),
             wal_bytes: size(std::path::Path::new(&wal)),
             backup_age,
@@ -425,6 +453,22 @@ fn render(files: &Files) -> String {
         "tora_database_bytes{{file=\"wal\"}} {}",
         files.wal_bytes
     );
+    family(
+        &mut out,
+        "tora_database_writable",
+        "gauge",
+        "1 while the database can be written; 0 on a read-only filesystem, a full disk, or after a write refused for lack of space.",
+    );
+    let _ = writeln!(out, "tora_database_writable {}", u8::from(files.writable));
+    if let Some(free) = files.free {
+        family(
+            &mut out,
+            "tora_disk_free_bytes",
+            "gauge",
+            "Bytes free (for this user) on the filesystem holding the database.",
+        );
+        let _ = writeln!(out, "tora_disk_free_bytes {free}");
+    }
     family(
         &mut out,
         "tora_db_acquire_seconds",

@@ -120,6 +120,11 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_when_space_returns() {
     server
         .post(&path, &user.auth(), points(refused))
         .expect_error(507);
+    // The health check says so, without needing a database connection.
+    let health = server.get("/api/health", &common::Auth::None).json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["database"]["writable"], false, "{health}");
+    assert_eq!(health["database"]["reason"], "disk full", "{health}");
 
     // Space comes back; the same batch, sent again as any client retries, is stored once.
     disk.remount("size=64m");
@@ -129,6 +134,13 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_when_space_returns() {
     let r = server.post(&path, &user.auth(), points(refused + 1));
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(stored(&server, &user.auth(), &run), acknowledged + 2000);
+    let health = server.get("/api/health", &common::Auth::None).json();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"]["writable"], true, "{health}");
+    assert!(
+        health["database"]["free_bytes"].as_u64().unwrap() > 32 << 20,
+        "{health}"
+    );
 
     // A clean stop folds everything into the file, which is sound.
     server.sigterm();

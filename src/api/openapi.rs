@@ -66,12 +66,27 @@ pub enum Errors {
     /// Too many attempts; see Retry-After
     #[response(status = 429)]
     TooManyRequests(ErrorBody),
+    /// The server's disk is full: nothing was stored; retry once space is freed
+    #[response(status = 507)]
+    StorageFull(ErrorBody),
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// Always "ok".
-    pub status: String,
+    /// "ok", or "degraded" while the database cannot be written (reads still work).
+    pub status: &'static str,
+    pub database: DatabaseHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DatabaseHealth {
+    pub writable: bool,
+    /// Why not: "read-only filesystem" or "disk full".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Bytes free on the filesystem holding the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
 }
 
 #[derive(OpenApi)]
@@ -103,11 +118,21 @@ impl Modify for Security {
     }
 }
 
-/// Liveness: answers without credentials.
+/// Liveness, and whether the database can be written: answers without credentials and without
+/// a database connection (always 200 while the process serves; `status` says "degraded" when
+/// writes would be refused).
 #[utoipa::path(get, path = "/health", tag = "server", responses((status = 200, body = Health)))]
-pub async fn health() -> Json<Health> {
+pub async fn health(
+    axum::extract::State(state): axum::extract::State<crate::server::AppState>,
+) -> Json<Health> {
+    let (writable, reason, free_bytes) = crate::telemetry::writable(state.db.path());
     Json(Health {
-        status: "ok".into(),
+        status: if writable { "ok" } else { "degraded" },
+        database: DatabaseHealth {
+            writable,
+            reason,
+            free_bytes,
+        },
     })
 }
 
