@@ -329,6 +329,9 @@ fn manager(path: &Path, read_only: bool) -> Manager {
 pub fn open_connection(path: &Path) -> Result<Connection> {
     create_private(path)?;
     let conn = Connection::open(path)?;
+    // Before anything changes the file (WAL below is written into its header): a file from a
+    // newer Tora is left exactly as it was.
+    refuse_newer(&conn)?;
     conn.execute_batch(CONNECTION_PRAGMAS)?;
     // WAL is a property of the file: set once, it stays for every later connection.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -340,15 +343,21 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Applies `schema.sql` to a fresh database, upgrades a file from an older Tora one version per
-/// transaction, and refuses a file from a newer Tora.
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+/// The file's schema version, or an error saying to upgrade Tora if it is newer than this one.
+fn refuse_newer(conn: &Connection) -> Result<i64> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(Error::Internal(format!(
             "database schema version {version} is newer than this tora understands ({SCHEMA_VERSION}); upgrade tora"
         )));
     }
+    Ok(version)
+}
+
+/// Applies `schema.sql` to a fresh database, upgrades a file from an older Tora one version per
+/// transaction, and refuses a file from a newer Tora.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let version = refuse_newer(conn)?;
     if version == 0 {
         write_tx(conn, |tx| {
             tx.execute_batch(SCHEMA)?;
