@@ -35,6 +35,15 @@ sys.exit("dependencies newer than rust-version " + ours + ": " + "; ".join(newer
 '
 
 step "rust: unit and integration tests"
+# tests/service.rs checks the systemd unit with systemd-analyze (Debian's systemd package).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+  else
+    echo "test.sh: tests/service.rs needs systemd-analyze: sudo apt-get install systemd" >&2
+  fi
+fi
 cargo build --locked --quiet
 cargo test --locked
 

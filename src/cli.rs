@@ -62,6 +62,25 @@ pub enum Command {
         /// The file to check; it is only read (nothing is created beside it).
         file: PathBuf,
     },
+    /// Run Tora as a systemd service: print the hardened unit, or install it.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Print the systemd unit (its own user, StateDirectory /var/lib/tora, daily backups there,
+    /// restart on failure, hardened).
+    Unit(crate::service::ServiceArgs),
+    /// As root: create the system user, copy this binary to --binary, write
+    /// /etc/systemd/system/tora.service and start it (never overwriting a unit).
+    Install {
+        #[command(flatten)]
+        args: crate::service::ServiceArgs,
+        /// Print each step instead of doing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +209,13 @@ pub fn run(cli: Cli) -> Result<()> {
             ApiKeyCommand::List { user, db } => admin::api_key_list(&db.path, user.as_deref()),
             ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
         },
+        Command::Service(ServiceCommand::Unit(args)) => {
+            print!("{}", crate::service::unit(&args)?);
+            Ok(())
+        }
+        Command::Service(ServiceCommand::Install { args, dry_run }) => {
+            crate::service::install(&args, dry_run)
+        }
         Command::Restore {
             backup,
             db,

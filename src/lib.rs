@@ -47,6 +47,8 @@ pub mod run_state;
 pub mod sdk;
 /// AppState, the router, and serving with a graceful shutdown.
 pub mod server;
+/// `tora service`: the hardened systemd unit, and installing it.
+pub mod service;
 /// All SQL, one module per resource.
 pub mod store;
 /// What the server counts about itself, and `GET /metrics` (Prometheus).
