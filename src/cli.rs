@@ -62,6 +62,15 @@ pub enum Command {
         /// The file to check; it is only read (nothing is created beside it).
         file: PathBuf,
     },
+    /// Give a database file's free space back to the filesystem, and make it do so by itself
+    /// from then on (files made before Tora did this need it once). The server must be stopped.
+    Vacuum {
+        /// Only say how much would be given back.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
     /// Run Tora as a systemd service: print the hardened unit, or install it.
     #[command(subcommand)]
     Service(ServiceCommand),
@@ -209,6 +218,31 @@ pub fn run(cli: Cli) -> Result<()> {
             ApiKeyCommand::List { user, db } => admin::api_key_list(&db.path, user.as_deref()),
             ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
         },
+        Command::Vacuum { dry_run, db } => {
+            let done = crate::db::vacuum(&db.path, dry_run)?;
+            let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+            if dry_run {
+                println!(
+                    "{}: {}, of which {} free pages a vacuum would give back; {}",
+                    db.path.display(),
+                    mib(done.before),
+                    mib(done.reclaimable),
+                    if done.incremental {
+                        "the server already gives free pages back by itself"
+                    } else {
+                        "after a vacuum the server gives free pages back by itself"
+                    }
+                );
+            } else {
+                println!(
+                    "{}: {} -> {}; free pages are now given back by the server as runs are deleted",
+                    db.path.display(),
+                    mib(done.before),
+                    mib(done.after)
+                );
+            }
+            Ok(())
+        }
         Command::Service(ServiceCommand::Unit(args)) => {
             print!("{}", crate::service::unit(&args)?);
             Ok(())

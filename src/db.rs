@@ -230,6 +230,30 @@ impl Db {
         Ok(())
     }
 
+    /// Gives up to `pages` free pages back to the filesystem (`PRAGMA incremental_vacuum`) in
+    /// one short write, if the file frees pages incrementally and has more than `at_least`
+    /// free; the pages it freed (0 when there was nothing worth doing). `None` when the writer
+    /// is busy: the server is not idle.
+    pub fn reclaim(&self, at_least: i64, pages: i64) -> Result<Option<i64>> {
+        let Some(mut conn) = self.writer.try_get() else {
+            return Ok(None);
+        };
+        let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        if mode != 2 || free <= at_least {
+            return Ok(Some(0));
+        }
+        write_tx(&mut conn, |tx| {
+            // The pragma frees one page per step of its statement: step it to the end.
+            let mut stmt = tx.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        })?;
+        let left: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        Ok(Some(free - left))
+    }
+
     /// One checkpoint attempt for [`crate::wal`]: folds the WAL into the main file and
     /// truncates it, waiting at most `wait` for readers still on the WAL. `None` when the
     /// writer is busy (a write is under way, so the server is not idle); else whether every
@@ -332,6 +356,13 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     // Before anything changes the file (WAL below is written into its header): a file from a
     // newer Tora is left exactly as it was.
     refuse_newer(&conn)?;
+    // A new file frees the pages of deleted rows back to the filesystem bit by bit (the server
+    // does it when idle: `Db::reclaim`). Only an empty file can take the setting without a
+    // VACUUM (`tora vacuum` converts an older one), and only before WAL is written into it.
+    let empty: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    if empty == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     conn.execute_batch(CONNECTION_PRAGMAS)?;
     // WAL is a property of the file: set once, it stays for every later connection.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -433,6 +464,70 @@ pub fn backup(src: &Path, dest: &Path) -> Result<u64> {
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// What `tora vacuum` found and did.
+pub struct Vacuumed {
+    pub before: u64,
+    pub after: u64,
+    /// Free pages (bytes) inside the file before: what a vacuum gives back.
+    pub reclaimable: u64,
+    /// Whether the file frees pages incrementally now (it was converted if it did not).
+    pub incremental: bool,
+}
+
+/// `tora vacuum`: rewrites a database file that no server is using so it holds no free pages
+/// and gives the pages of later deletions back by itself (auto_vacuum = INCREMENTAL, which an
+/// older file only takes through a VACUUM). With `dry_run`, only measures. Needs free space
+/// about the file's size for the rewrite, checked first.
+pub fn vacuum(path: &Path, dry_run: bool) -> Result<Vacuumed> {
+    if !path.exists() {
+        return Err(Error::NotFound(format!(
+            "no database at {}",
+            path.display()
+        )));
+    }
+    if in_use(path)? {
+        return Err(Error::Conflict(format!(
+            "a tora serve is using {}: stop it first (the server gives free pages back by itself once the file has been vacuumed once)",
+            path.display()
+        )));
+    }
+    let mut conn = open_connection(path)?;
+    migrate(&mut conn)?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    let before = std::fs::metadata(path)?.len();
+    let reclaimable = (free * page_size) as u64;
+    if dry_run {
+        return Ok(Vacuumed {
+            before,
+            after: before - reclaimable,
+            reclaimable,
+            incremental: mode == 2,
+        });
+    }
+    if let Some(space) = space(path)
+        && space.free < before.saturating_add(64 << 20)
+    {
+        return Err(Error::StorageFull(format!(
+            "vacuuming {} rewrites it: it needs about {} MiB free beside it, and {} MiB are",
+            path.display(),
+            before >> 20,
+            space.free >> 20
+        )));
+    }
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    drop(conn);
+    Ok(Vacuumed {
+        before,
+        after: std::fs::metadata(path)?.len(),
+        reclaimable,
+        incremental: mode == 2,
+    })
 }
 
 /// Marks `path` (created owner-only if new) as served by this process until it exits: an exclusive `flock` on the database

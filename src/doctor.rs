@@ -218,6 +218,19 @@ fn contents(conn: &Connection, report: &mut Report) -> Result<()> {
     } else {
         report.facts.push(format!("schema version {version}"));
     }
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let incremental = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0))? == 2;
+    let free_mib = (free * page) as f64 / 1048576.0;
+    if incremental {
+        report.facts.push(format!(
+            "{free_mib:.1} MiB of free pages inside (a running server gives them back when idle)"
+        ));
+    } else if free * page > 64 << 20 {
+        report.warnings.push(format!(
+            "{free_mib:.1} MiB of free pages inside, which this file never gives back: run `tora vacuum` once with the server stopped"
+        ));
+    }
 
     let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
         r.get(0)
