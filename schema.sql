@@ -1,5 +1,5 @@
 -- Tora schema, version 6: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 6. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- PRAGMA user_version = 7. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -69,6 +69,16 @@ CREATE TABLE workspaces (
     personal_of TEXT UNIQUE REFERENCES users(id) ON DELETE CASCADE,
     created_at  INTEGER NOT NULL
 );
+
+-- A workspace's retention policy, set by an OWNER (schema 7): runs whose last activity is older
+-- than delete_after_days are deleted, unless tagged keep_tag.
+CREATE TABLE retention (
+    workspace_id      TEXT PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
+    delete_after_days INTEGER NOT NULL,
+    keep_tag          TEXT NOT NULL,
+    set_by            TEXT REFERENCES users(id) ON DELETE SET NULL,
+    set_at            INTEGER NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE workspace_members (
     workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,

@@ -41,6 +41,8 @@ pub mod mlflow_api;
 pub mod mlflow_query;
 /// The experiment filter language and sort orders (pure parsing).
 pub mod query;
+/// Applies the workspaces' retention policies: at start, hourly, and when one is set.
+pub mod retention;
 /// A run's state (running, finished, failed, crashed): the one rule, derived when read.
 pub mod run_state;
 /// The Python SDK's wheel, built by build.rs, and the pages that serve it under /sdk/.

@@ -53,6 +53,8 @@ pub struct AppState {
     pub mailer: Option<crate::mail::Mailer>,
     /// Where new artifacts' bytes go as files, when `--artifacts-dir` is set.
     pub artifact_dir: Option<Arc<crate::artifact_files::ArtifactDir>>,
+    /// Wakes the retention pass (`crate::retention`) when a policy is set.
+    pub retention: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -213,6 +215,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)),
         mailer,
         artifact_dir: artifact_dir.clone(),
+        retention: Arc::new(tokio::sync::Notify::new()),
     };
     if let Some(dir) = artifact_dir {
         tokio::spawn(dir.sweep_forever(db.clone()));
@@ -284,6 +287,11 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
     let folder = tokio::spawn(crate::wal::fold_when_idle(db.clone()));
+    let expiry = tokio::spawn(crate::retention::apply_forever(
+        db.clone(),
+        state.live.clone(),
+        state.retention.clone(),
+    ));
     let backups = match backup_schedule(&state.config) {
         Some(schedule) => {
             crate::backups::prepare(&schedule)?;
@@ -317,6 +325,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     }
     saver.abort();
     folder.abort();
+    expiry.abort();
     if let Some(task) = backups {
         task.abort();
     }

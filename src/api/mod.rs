@@ -26,6 +26,7 @@ mod experiments;
 mod invitations;
 pub(crate) mod logs;
 mod openapi;
+mod retention;
 mod series;
 mod stream;
 mod workspaces;
@@ -44,6 +45,7 @@ fn described() -> OpenApiRouter<AppState> {
         .merge(accounts::routes())
         .merge(api_keys::routes())
         .merge(workspaces::routes())
+        .merge(retention::routes())
         .merge(experiments::routes())
         .merge(invitations::routes())
         .merge(logs::routes())

@@ -7,6 +7,7 @@ pub mod experiments;
 pub mod invitations;
 pub mod logs;
 pub mod packed;
+pub mod retention;
 pub mod series;
 pub mod settings;
 pub mod tokens;
