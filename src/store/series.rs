@@ -841,6 +841,17 @@ fn fold_points(pts: &[Block], axis: Axis, lo: i64, hi: i64) -> Option<Block> {
     Some(unit)
 }
 
+/// The metric `name` of an experiment, if it has one (grouped charts ask for a few names
+/// across many runs, so they read those rows alone rather than every series of each run).
+pub fn metric_named(conn: &Connection, experiment: i64, name: &str) -> Result<Option<Series>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM series WHERE experiment_id = ?1 AND kind = 0 AND name = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![experiment, name], from_row)
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
