@@ -124,6 +124,11 @@ fn compare_keys(a: &Value, b: &Value) -> Ordering {
             .total_cmp(&y.as_f64().unwrap_or(f64::NAN)),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
         (Value::String(x), Value::String(y)) => x.cmp(y),
+        // Tag sets: element by element, a set before the longer sets it begins.
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .map(Value::to_string)
+            .cmp(y.iter().map(Value::to_string)),
         _ => a.to_string().cmp(&b.to_string()),
     })
 }
@@ -613,6 +618,7 @@ mod tests {
             key(serde_json::json!("b")),
             key(serde_json::json!(10)),
             key(serde_json::json!(2.5)),
+            key(serde_json::json!(["x", "y"])),
             key(serde_json::json!(["x"])),
             key(serde_json::json!("a")),
         ];
@@ -620,7 +626,7 @@ mod tests {
         let keys: Vec<Value> = g.iter().map(|g| g.key.clone()).collect();
         assert_eq!(
             keys,
-            serde_json::json!([2.5, 10, "a", "b", ["x"], null])
+            serde_json::json!([2.5, 10, "a", "b", ["x"], ["x", "y"], null])
                 .as_array()
                 .unwrap()
                 .clone()
