@@ -211,7 +211,9 @@ export async function render(ctx) {
       }
       state.drawn = null;
       fill(tableBox, h('div', { class: 'table-wrap' }, groupedTable(chosen)));
-      fill(pager, h('p', { class: 'muted small' }, `${state.groups.length} group${state.groups.length === 1 ? '' : 's'} of ${state.groups.reduce((n, g) => n + g.runs, 0).toLocaleString('en-US')} runs`));
+      const inGroups = `${state.groups.length} group${state.groups.length === 1 ? '' : 's'} of ${state.groups.reduce((n, g) => n + g.runs, 0).toLocaleString('en-US')} runs`;
+      summary.textContent = inGroups;
+      fill(pager, h('p', { class: 'muted small' }, inGroups));
       updateSelection();
       return;
     }
