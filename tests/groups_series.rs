@@ -64,6 +64,9 @@ fn value(seed: u64, step: i64) -> f64 {
     }
 }
 
+/// A run to make: name, group, lr, tags and the step ranges it logs, in order.
+type Spec = (&'static str, Value, Value, Value, &'static [(i64, i64)]);
+
 struct World {
     server: TestServer,
     owner: User,
@@ -80,35 +83,35 @@ fn world() -> World {
     let ws = server.workspace(&owner, "sweep");
     let base = now_ms() + 60_000;
     let mut runs = Vec::new();
-    let specs: [(&str, Value, Value, Value, Vec<std::ops::Range<i64>>); 9] = [
-        ("a1", json!("a"), json!(0.1), json!(["x"]), vec![0..300]),
-        ("a2", json!("a"), json!(0.1), json!(["x"]), vec![0..250]),
-        ("a3", json!("a"), json!(0.1), json!(["x"]), vec![5..420]),
-        ("a4", json!("a"), json!(0.1), json!(["x"]), vec![0..60]),
+    let specs: [Spec; 9] = [
+        ("a1", json!("a"), json!(0.1), json!(["x"]), &[(0, 300)]),
+        ("a2", json!("a"), json!(0.1), json!(["x"]), &[(0, 250)]),
+        ("a3", json!("a"), json!(0.1), json!(["x"]), &[(5, 420)]),
+        ("a4", json!("a"), json!(0.1), json!(["x"]), &[(0, 60)]),
         // Resumed from a checkpoint: steps 250..400 logged again.
         (
             "b1",
             json!("b"),
             json!(0.01),
             json!(["y", "x"]),
-            vec![0..400, 250..500],
+            &[(0, 400), (250, 500)],
         ),
         (
             "b2",
             json!("b"),
             json!(0.01),
             json!(["x", "y"]),
-            vec![100..110],
+            &[(100, 110)],
         ),
         (
             "b3",
             json!("b"),
             json!(0.01),
             json!(["y", "x"]),
-            vec![0..333],
+            &[(0, 333)],
         ),
-        ("c1", Value::Null, json!(0.01), json!([]), vec![0..150]),
-        ("c2", Value::Null, Value::Null, json!([]), vec![]),
+        ("c1", Value::Null, json!(0.01), json!([]), &[(0, 150)]),
+        ("c2", Value::Null, Value::Null, json!([]), &[]),
     ];
     for (i, (name, group, lr, tags, ranges)) in specs.into_iter().enumerate() {
         let mut hps = vec![json!({"key": "seed", "value": i})];
@@ -123,9 +126,9 @@ fn world() -> World {
         assert_eq!(r.status, 201, "{}", r.text);
         let id = r.data()["id"].as_str().unwrap().to_string();
         let mut points = Vec::new();
-        for range in ranges {
+        for &(first, end) in ranges {
             let mut batch = Vec::new();
-            for step in range {
+            for step in first..end {
                 let v = if name == "b2" {
                     f64::NAN
                 } else {
@@ -436,7 +439,7 @@ fn bad_requests_and_bounds_are_400s_that_say_what_to_do() {
     for (q, says) in [
         (format!("by=color&names=loss&workspace={ws}"), "by must be"),
         (format!("by=group&workspace={ws}"), "names must list"),
-        (format!("by=group&names=loss"), "either experiments"),
+        ("by=group&names=loss".to_string(), "either experiments"),
         (
             format!(
                 "by=group&names=loss&workspace={ws}&experiments={}",
