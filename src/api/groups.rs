@@ -103,7 +103,6 @@ struct GroupSeriesOut {
 struct GroupOut {
     /// The runs' value for the key: a JSON value, a sorted array of tags, or null for the
     /// runs without one.
-    #[schema(value_type = Object)]
     key: Value,
     label: String,
     /// Runs in the group.
@@ -336,7 +335,6 @@ struct StatOut {
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct TableGroupOut {
-    #[schema(value_type = Object)]
     key: Value,
     label: String,
     runs: usize,
