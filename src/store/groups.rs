@@ -327,7 +327,8 @@ pub fn series_of(
 }
 
 /// Calls `each(x, seq, value)` for every point of `s` (run `e`) whose x may be in
-/// `lo..=hi`: by step, only the blocks that reach those steps are decoded.
+/// `lo..=hi` (and some outside it, which the caller leaves out): by step, only the blocks from
+/// the first to the last that reach those steps are decoded.
 fn each_point(
     conn: &Connection,
     e: &Experiment,
@@ -341,22 +342,13 @@ fn each_point(
         Axis::Step => (lo, hi),
         Axis::Time => (i64::MIN, i64::MAX),
     };
-    series::points_in_steps(
-        conn,
-        s,
-        steps_lo,
-        steps_hi,
-        false,
-        |_| false,
-        |p| {
-            let x = match axis {
-                Axis::Step => p.step,
-                Axis::Time => p.t.saturating_add(e.created_at),
-            };
-            each(x, p.seq, p.value);
-            true
-        },
-    )
+    series::scan_points(conn, s, steps_lo, steps_hi, |p| {
+        let x = match axis {
+            Axis::Step => p.step,
+            Axis::Time => p.t.saturating_add(e.created_at),
+        };
+        each(x, p.seq, p.value);
+    })
 }
 
 /// The x range a request covers: `from`/`to` where given, else the series' own extent (by
