@@ -200,7 +200,13 @@ impl Grid {
         if x < self.lo || x > self.hi {
             return None;
         }
-        Some(((i128::from(x) - i128::from(self.lo)) / self.width) as usize)
+        // x - lo fits in a u64 whatever the range; so does the width unless one bucket spans
+        // every i64 (points = 1 over the whole range), where 128-bit division is rare enough.
+        let offset = x.wrapping_sub(self.lo) as u64;
+        Some(match u64::try_from(self.width) {
+            Ok(w) => (offset / w) as usize,
+            Err(_) => (u128::from(offset) / self.width as u128) as usize,
+        })
     }
 
     /// The x a bucket is drawn at: its last x (the range's end for the last bucket).
