@@ -583,6 +583,8 @@ mod tests {
             (5, 104, 300),
             (-7, 1_000_003, 7),
             (i64::MIN, i64::MAX, 1000),
+            (i64::MIN, i64::MAX, 1),
+            (i64::MIN, i64::MAX, 2),
             (3, 10, 1),
         ] {
             let g = Grid::new(lo, hi, points).unwrap();
