@@ -120,6 +120,24 @@ test('a sweep read in groups: counts, aggregates, a group opened page by page, a
     assert.deepEqual(new Set(ids), new Set(runs.filter((r) => r.lr === 0.01).map((r) => r.id)));
   });
 
+  await t.test('at 375 px the grouped table scrolls inside its box, the page does not', async () => {
+    const narrow = await browser.newContext({ viewport: { width: 375, height: 800 }, colorScheme: 'dark' });
+    const p = await h.newPage(narrow, [/status of 404 .*\/stream-token/]);
+    await p.goto(`${server.url}/login`);
+    await p.getByLabel('E-mail').fill(OWNER.email);
+    await p.getByLabel('Password', { exact: true }).fill(OWNER.password);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.waitForURL('**/workspaces');
+    await p.goto(`${server.url}/workspaces/${ws.id}?by=group`);
+    await p.locator(GROUP_ROWS).first().waitFor();
+    await p.locator('tbody.group').nth(2).getByRole('button', { name: /no group/ }).click();
+    await p.locator('tbody.group').nth(2).locator('tr[data-id]').nth(2).waitFor();
+    assert.ok(await p.evaluate(() => document.documentElement.scrollWidth) <= 375);
+    await h.screenshot(p, 'groups-table-375-dark');
+    assert.deepEqual(p.errors, []);
+    await narrow.close();
+  });
+
   assert.deepEqual(page.errors, []);
   await context.close();
 });
