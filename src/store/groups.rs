@@ -358,7 +358,7 @@ fn each_point(
 }
 
 /// The x range a request covers: `from`/`to` where given, else the series' own extent (by
-/// step from their summaries; by time from their points, read once more).
+/// step from their summaries, by time from their block rows).
 fn range(
     conn: &Connection,
     runs: &[Experiment],
@@ -379,14 +379,10 @@ fn range(
                     }
                 }
                 Axis::Time => {
-                    let from = req.from.unwrap_or(i64::MIN);
-                    let to = req.to.unwrap_or(i64::MAX);
-                    each_point(conn, e, s, Axis::Time, from, to, |x, _, _| {
-                        if x >= from && x <= to {
-                            lo = lo.min(x);
-                            hi = hi.max(x);
-                        }
-                    })?;
+                    if let Some((f, l)) = series::time_extent(conn, s)? {
+                        lo = lo.min(f.saturating_add(e.created_at));
+                        hi = hi.max(l.saturating_add(e.created_at));
+                    }
                 }
             }
         }

@@ -884,6 +884,15 @@ pub fn scan_points(
     Ok(())
 }
 
+/// The least and greatest time of the points of `s` (ms after its experiment's creation), from
+/// its block rows, without decoding a point.
+pub fn time_extent(conn: &Connection, s: &Series) -> Result<Option<(i64, i64)>> {
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT min(first_t), max(last_t) FROM series_blocks WHERE series_id = ?1")?
+        .query_row([s.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(lo.zip(hi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
