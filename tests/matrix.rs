@@ -347,6 +347,34 @@ fn endpoints() -> Vec<Endpoint> {
             needs: Needs::Viewer,
         },
         Endpoint {
+            method: "GET",
+            path: |f, _| {
+                format!(
+                    "/api/series/groups?by=group&names={SECRET}-loss&points=10&workspace={}",
+                    f.ws
+                )
+            },
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "GET",
+            path: |f, _| {
+                format!(
+                    "/api/workspaces/{}/experiments/groups?by=group&cols=metric.{SECRET}-loss",
+                    f.ws
+                )
+            },
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
+            method: "GET",
+            path: |f, _| format!("/api/workspaces/{}/experiments/rows?ids={}", f.ws, f.exp),
+            body: none,
+            needs: Needs::Viewer,
+        },
+        Endpoint {
             method: "POST",
             path: |f, _| format!("/api/experiments/{}/logs/stream-token", f.exp),
             body: none,
@@ -601,7 +629,7 @@ fn every_endpoint_admits_exactly_the_callers_it_should() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 44 * 8);
+    assert_eq!(checked, 47 * 8);
 }
 
 #[test]

@@ -115,6 +115,12 @@ impl ExperimentOut {
             summary: None,
         }
     }
+
+    /// With the results and metric summaries a run table shows (`summary=1`).
+    pub fn with_summary(mut self, summary: Option<RunSummary>) -> Self {
+        self.summary = summary;
+        self
+    }
 }
 
 /// A run counts as live while points keep arriving within this window.
@@ -137,7 +143,7 @@ pub struct MetricBrief {
     last_step: Option<i64>,
 }
 
-fn run_summary(all: Vec<Series>) -> RunSummary {
+pub fn run_summary(all: Vec<Series>) -> RunSummary {
     let mut out = RunSummary {
         results: BTreeMap::new(),
         metrics: BTreeMap::new(),

@@ -23,6 +23,7 @@ mod accounts;
 mod api_keys;
 mod artifacts;
 mod experiments;
+mod groups;
 mod invitations;
 pub(crate) mod logs;
 mod openapi;
@@ -50,6 +51,7 @@ fn described() -> OpenApiRouter<AppState> {
         .merge(invitations::routes())
         .merge(logs::routes())
         .merge(series::routes())
+        .merge(groups::routes())
         .merge(stream::routes())
         .merge(artifacts::routes())
 }

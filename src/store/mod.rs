@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod artifacts;
 pub mod experiments;
+pub mod groups;
 pub mod invitations;
 pub mod logs;
 pub mod packed;

@@ -841,6 +841,58 @@ fn fold_points(pts: &[Block], axis: Axis, lo: i64, hi: i64) -> Option<Block> {
     Some(unit)
 }
 
+/// The metric `name` of an experiment, if it has one (grouped charts ask for a few names
+/// across many runs, so they read those rows alone rather than every series of each run).
+pub fn metric_named(conn: &Connection, experiment: i64, name: &str) -> Result<Option<Series>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM series WHERE experiment_id = ?1 AND kind = 0 AND name = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![experiment, name], from_row)
+        .optional()?)
+}
+
+/// Calls `each` with every point of the blocks of `s` whose steps meet `lo..=hi` (and of any
+/// block between them, whose points may lie outside: the caller filters), block by block in
+/// arrival order. One range scan over the series' chunks rather than a lookup per block, for
+/// reads that take most of a series (grouped charts read every run's whole line).
+pub fn scan_points(
+    conn: &Connection,
+    s: &Series,
+    lo: i64,
+    hi: i64,
+    mut each: impl FnMut(&Point),
+) -> Result<()> {
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT min(block), max(block) FROM series_blocks
+             WHERE series_id = ?1 AND last_step >= ?2 AND first_step <= ?3",
+        )?
+        .query_row(params![s.id, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(());
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT data FROM chunks WHERE id BETWEEN ?1 AND ?2 ORDER BY id")?;
+    let mut rows = stmt.query(params![chunk_id(s.id, first), chunk_id(s.id, last)])?;
+    while let Some(r) = rows.next()? {
+        let data = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+        for p in packed::decode(data, false)? {
+            each(&p);
+        }
+    }
+    Ok(())
+}
+
+/// The least and greatest time of the points of `s` (ms after its experiment's creation), from
+/// its block rows, without decoding a point.
+pub fn time_extent(conn: &Connection, s: &Series) -> Result<Option<(i64, i64)>> {
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT min(first_t), max(last_t) FROM series_blocks WHERE series_id = ?1")?
+        .query_row([s.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(lo.zip(hi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

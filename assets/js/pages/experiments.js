@@ -4,16 +4,21 @@
 // tells the runs apart (columns.js), and a Group column once a run on the page is in a group
 // (a click filters on it). One workspace stream keeps it current: new runs, states,
 // last values (live.js, followWorkspace). Selected runs can be compared, tagged, grouped, moved or deleted together.
+// "Group by" (kept in the URL as `by`: group, tags or hp.KEY) folds every matching run into
+// collapsible group rows with their counts and the mean (min–max) of each column shown, read
+// from the server (/experiments/groups); a group's runs are read a page at a time when opened
+// (/experiments/rows), and a group's box selects all its runs, for Compare.
 
 import * as api from '../api.js';
 import { h, fill, empty, errorBox, toast, busy, confirmDanger } from '../dom.js';
-import { ago, dateTime } from '../format.js';
+import { ago, dateTime, num } from '../format.js';
 import { availableColumns, defaultColumns, ordered, kindOf, columnLabel, cellText } from '../columns.js';
 import { nameSuffixes, displayName, stateMark, duration, runSeconds, queryWord, groupTerm } from '../runinfo.js';
 import { firstRun } from '../gettingstarted.js';
 import { followWorkspace } from '../live.js';
 
 const PAGE = 100;
+const GROUP_PAGE = 50; // runs of an opened group read at a time
 const GROUPS = { hp: 'Hyperparameters', result: 'Results', metric: 'Metrics (last value)' };
 
 export async function render(ctx) {
@@ -38,6 +43,10 @@ export async function render(ctx) {
     total: null,
     next: null,
     drawn: null, // the column key of the table on screen, to patch it in place when unchanged
+    by: ctx.query.get('by') || '', // group rows by this key (group, tags, hp.KEY), or none
+    groups: null, // the server's groups for `by`, with their aggregates
+    groupsKey: null, // what `groups` was read for (by, q, sort, columns)
+    open: new Map(), // JSON of an opened group's key -> {rows: its runs read so far}
   };
 
   const queryInput = h('input', {
@@ -53,6 +62,16 @@ export async function render(ctx) {
   const compare = h('button', { class: 'primary', disabled: true, onclick: () => ctx.navigate(`/compare?ids=${[...state.selected.keys()].join(',')}`) }, 'Compare');
   const exportCsv = h('button', { title: 'Every run that matches the filter, with every column', onclick: (e) => busy(e.currentTarget, download) }, 'Export CSV');
   const columns = columnPicker();
+  const groupBy = h('select', { class: 'small', 'aria-label': 'Group by' });
+  groupBy.addEventListener('change', () => {
+    state.by = groupBy.value;
+    state.open.clear();
+    state.groups = null;
+    state.drawn = null;
+    ctx.setQuery({ by: state.by || null });
+    load();
+  });
+  const groupByBox = h('label', { class: 'row small' }, 'Group by', groupBy);
   const summary = h('span', { class: 'muted small', role: 'status' });
   const tableBox = h('div');
   const pager = h('div', { class: 'pager' });
@@ -67,7 +86,7 @@ export async function render(ctx) {
         h('div', { class: 'crumbs' }, h('a', { href: '/workspaces' }, 'Workspaces')),
         h('h1', {}, ws.name),
         h('p', { class: 'muted small' }, ws.description || '', ws.description ? ' · ' : '', `You are ${ws.role}. `, h('a', { href: `/workspaces/${id}/members` }, 'Members'))),
-      h('div', { class: 'row' }, exportCsv, columns.menu, compare)),
+      h('div', { class: 'row' }, exportCsv, groupByBox, columns.menu, compare)),
     filterRow, queryError, hint, bulkBar.box, tableBox, pager);
 
   function setFilter(q) {
@@ -111,7 +130,47 @@ export async function render(ctx) {
     state.rows = reply.data;
     state.next = reply.next_cursor || null;
     state.total = reply.total ?? reply.data.length;
+    if (state.by) await loadGroups(mine);
+    if (mine !== loading) return;
     draw();
+  }
+
+  /** Reads the groups of every matching run for `state.by`, with the chosen columns' aggregates. */
+  async function loadGroups(mine = loading) {
+    const cols = chosenColumns();
+    const key = JSON.stringify([state.by, state.q, state.sort, cols]);
+    try {
+      const reply = await api.get(`/workspaces/${id}/experiments/groups`, {
+        by: state.by, q: state.q || null, sort: state.sort, cols: cols.join(',') || null,
+      }, { signal: ctx.signal });
+      if (mine !== loading) return;
+      state.groups = reply.groups;
+      state.groupsKey = key;
+    } catch (err) {
+      if (err.name === 'AbortError' || mine !== loading) return;
+      state.groups = null;
+      state.groupsKey = null;
+      queryError.textContent = err.message;
+      return;
+    }
+    // Opened groups stay open: their rows are read again (runs may have come or gone).
+    await Promise.all(state.groups.filter((g) => state.open.has(groupId(g))).map((g) => {
+      const shown = Math.max(GROUP_PAGE, state.open.get(groupId(g)).rows.length);
+      return readRows(g, 0, shown, true);
+    }));
+  }
+
+  const groupId = (g) => JSON.stringify(g.key);
+
+  /** Reads the rows of `g` from index `from` (count at most), replacing (`fresh`) or adding to what is open. */
+  async function readRows(g, from, count, fresh) {
+    const ids = g.experiment_ids.slice(from, from + count);
+    const rows = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      rows.push(...await api.get(`/workspaces/${id}/experiments/rows`, { ids: ids.slice(i, i + 500).join(',') }, { signal: ctx.signal }));
+    }
+    const open = state.open.get(groupId(g));
+    state.open.set(groupId(g), { rows: fresh || !open ? rows : [...open.rows, ...rows] });
   }
 
   function chosenColumns() {
@@ -132,7 +191,7 @@ export async function render(ctx) {
     exportCsv.disabled = state.total === 0;
     // A workspace with no runs at all: only the way to log the first one.
     const blank = state.total === 0 && !state.q && !state.cursor;
-    for (const el of [exportCsv, columns.menu, compare, filterRow, hint]) el.hidden = blank;
+    for (const el of [exportCsv, groupByBox, columns.menu, compare, filterRow, hint]) el.hidden = blank;
     if (state.rows.length === 0) {
       state.drawn = null;
       fill(tableBox, state.q
@@ -141,6 +200,20 @@ export async function render(ctx) {
           ? empty('No experiments on this page', h('p', {}, h('button', { class: 'small', onclick: () => { state.cursor = null; state.previous = []; load(); } }, 'Go to the first page')))
           : firstRun(id, canEdit));
       fill(pager);
+      updateSelection();
+      return;
+    }
+    drawGroupBy();
+    if (state.by && state.groups) {
+      if (state.groupsKey !== JSON.stringify([state.by, state.q, state.sort, chosen])) {
+        // The columns changed: their aggregates are read again, then drawn.
+        loadGroups().then(draw);
+      }
+      state.drawn = null;
+      fill(tableBox, h('div', { class: 'table-wrap' }, groupedTable(chosen)));
+      const inGroups = `${state.groups.length} group${state.groups.length === 1 ? '' : 's'} of ${state.groups.reduce((n, g) => n + g.runs, 0).toLocaleString('en-US')} runs`;
+      summary.textContent = inGroups;
+      fill(pager, h('p', { class: 'muted small' }, inGroups));
       updateSelection();
       return;
     }
@@ -158,6 +231,19 @@ export async function render(ctx) {
         h('button', { disabled: !state.cursor, onclick: () => { state.cursor = state.previous.pop() || null; load(); } }, '← Previous'),
         h('button', { disabled: !state.next, onclick: () => { state.previous.push(state.cursor); state.cursor = state.next; load(); } }, 'Next →')));
     updateSelection();
+  }
+
+  /** The "Group by" choices: none, group, tags, and every hyperparameter some run on the page has. */
+  function drawGroupBy() {
+    const hps = availableColumns(state.rows).filter((c) => kindOf(c) === 'hp');
+    if (state.by.startsWith('hp.') && !hps.includes(state.by)) hps.push(state.by);
+    const choices = [['', 'No groups'], ['group', 'Group'], ['tags', 'Tags'], ...hps.map((c) => [c, columnLabel(c)])];
+    const key = JSON.stringify(choices);
+    if (groupBy.dataset.choices !== key) {
+      groupBy.dataset.choices = key;
+      fill(groupBy, choices.map(([v, label]) => h('option', { value: v }, label)));
+    }
+    groupBy.value = state.by;
   }
 
   /** What decides the table's shape: its rows (and their names), its columns, whether runs have a state. */
@@ -180,7 +266,13 @@ export async function render(ctx) {
     compare.textContent = n ? `Compare ${n}` : 'Compare';
     bulkBar.update(n);
     const pageBox = tableBox.querySelector('thead input[type="checkbox"]');
-    if (pageBox) pageBox.checked = state.rows.length > 0 && state.rows.every((r) => state.selected.has(r.id));
+    const shown = state.by && state.groups ? state.groups.flatMap((g) => g.experiment_ids) : state.rows.map((r) => r.id);
+    if (pageBox) pageBox.checked = shown.length > 0 && shown.every((r) => state.selected.has(r));
+    for (const tbody of tableBox.querySelectorAll('tbody.group')) {
+      const g = state.groups && state.groups.find((x) => groupId(x) === tbody.dataset.group);
+      const box = tbody.querySelector('tr.group-row input[type="checkbox"]');
+      if (g && box) box.checked = g.experiment_ids.length > 0 && g.experiment_ids.every((r) => state.selected.has(r));
+    }
   }
 
   function sortButton(label, key, title) {
@@ -211,6 +303,13 @@ export async function render(ctx) {
       for (const tr of tableBox.querySelectorAll('tbody tr')) tr.classList.toggle('selected', pageBox.checked);
       updateSelection();
     });
+    const suffixes = nameSuffixes(state.rows);
+    const body = state.rows.map((row) => runRow(row, chosen, withState, withGroups, suffixes));
+    return h('table', { 'aria-label': 'Experiments' }, tableHead(chosen, withState, withGroups, pageBox), h('tbody', {}, body));
+  }
+
+  /** The header rows: the fixed columns, then the chosen ones under their kind. */
+  function tableHead(chosen, withState, withGroups, pageBox) {
     const fixed = [
       h('th', { class: 'check' }, pageBox),
       h('th', {}, sortButton('Name', 'name')),
@@ -232,30 +331,94 @@ export async function render(ctx) {
     const head = h('tr', {}, fixed,
       chosen.map((col) => h('th', { class: `num col-${kindOf(col)}`, dataset: { col } },
         sortButton(columnLabel(col), col, `${GROUPS[kindOf(col)]}: ${columnLabel(col)}`))));
-    const suffixes = nameSuffixes(state.rows);
-    const body = state.rows.map((row) => {
-      const picked = state.selected.has(row.id);
-      const label = displayName(row, suffixes.get(row.id));
-      const box = h('input', { type: 'checkbox', checked: picked, 'aria-label': `Select ${label}` });
-      const tr = h('tr', { class: picked ? 'selected' : '', dataset: { id: row.id } },
-        h('td', { class: 'check' }, box),
-        h('td', { class: 'name' }, h('a', { href: `/experiments/${row.id}` }, row.name),
-          suffixes.get(row.id) ? h('span', { class: 'run-id mono', title: `id ${row.id}` }, ` ${suffixes.get(row.id)}`) : null,
-          !withState && row.live ? h('span', { class: 'live', title: 'a point arrived in the last minute' }, ' live') : null),
-        withState ? h('td', { class: 'state-cell', dataset: { cell: 'state' } }, stateCell(row)) : null,
-        h('td', { class: 'muted nowrap', title: dateTime(row.created_at) }, ago(row.created_at)),
-        withState ? h('td', { class: 'num', dataset: { cell: 'duration' } }, duration(runSeconds(row))) : null,
-        withGroups ? h('td', { class: 'group-cell', dataset: { cell: 'group' } }, groupLinkOf(row)) : null,
-        h('td', { class: 'hide-narrow tags' }, tagLinks(row)),
-        chosen.map((col) => h('td', { class: 'num mono', dataset: { col } }, cellText(row, col))));
-      box.addEventListener('change', () => {
-        box.checked ? state.selected.set(row.id, row) : state.selected.delete(row.id);
-        tr.classList.toggle('selected', box.checked);
-        updateSelection();
-      });
-      return tr;
+    return h('thead', {}, groupRow, head);
+  }
+
+  /** One run's row. */
+  function runRow(row, chosen, withState, withGroups, suffixes) {
+    const picked = state.selected.has(row.id);
+    const label = displayName(row, suffixes.get(row.id));
+    const box = h('input', { type: 'checkbox', checked: picked, 'aria-label': `Select ${label}` });
+    const tr = h('tr', { class: picked ? 'selected' : '', dataset: { id: row.id } },
+      h('td', { class: 'check' }, box),
+      h('td', { class: 'name' }, h('a', { href: `/experiments/${row.id}` }, row.name),
+        suffixes.get(row.id) ? h('span', { class: 'run-id mono', title: `id ${row.id}` }, ` ${suffixes.get(row.id)}`) : null,
+        !withState && row.live ? h('span', { class: 'live', title: 'a point arrived in the last minute' }, ' live') : null),
+      withState ? h('td', { class: 'state-cell', dataset: { cell: 'state' } }, stateCell(row)) : null,
+      h('td', { class: 'muted nowrap', title: dateTime(row.created_at) }, ago(row.created_at)),
+      withState ? h('td', { class: 'num', dataset: { cell: 'duration' } }, duration(runSeconds(row))) : null,
+      withGroups ? h('td', { class: 'group-cell', dataset: { cell: 'group' } }, groupLinkOf(row)) : null,
+      h('td', { class: 'hide-narrow tags' }, tagLinks(row)),
+      chosen.map((col) => h('td', { class: 'num mono', dataset: { col } }, cellText(row, col))));
+    box.addEventListener('change', () => {
+      box.checked ? state.selected.set(row.id, row) : state.selected.delete(row.id);
+      tr.classList.toggle('selected', box.checked);
+      updateSelection();
     });
-    return h('table', { 'aria-label': 'Experiments' }, h('thead', {}, groupRow, head), h('tbody', {}, body));
+    return tr;
+  }
+
+  /** The table in groups: per group a row with its box, its toggle, its count and its columns'
+   * aggregates, then (opened) its runs a page at a time. */
+  function groupedTable(chosen) {
+    const withState = hasState();
+    const withGroups = hasGroups();
+    const fixedCount = 4 + (withState ? 2 : 0) + (withGroups ? 1 : 0) - 1; // after the box column
+    const everyId = state.groups.flatMap((g) => g.experiment_ids);
+    const allBox = h('input', { type: 'checkbox', 'aria-label': 'Select every experiment in every group' });
+    allBox.addEventListener('change', () => {
+      for (const runId of everyId) allBox.checked ? state.selected.set(runId, state.selected.get(runId) || { id: runId, name: runId }) : state.selected.delete(runId);
+      draw();
+    });
+    const sections = state.groups.map((g) => {
+      const gid = groupId(g);
+      const open = state.open.get(gid);
+      const picked = g.experiment_ids.length > 0 && g.experiment_ids.every((r) => state.selected.has(r));
+      const box = h('input', { type: 'checkbox', checked: picked, 'aria-label': `Select the ${g.runs} runs of ${g.label}` });
+      box.addEventListener('change', () => {
+        const rows = new Map((open ? open.rows : []).map((r) => [r.id, r]));
+        for (const runId of g.experiment_ids) {
+          box.checked ? state.selected.set(runId, rows.get(runId) || state.selected.get(runId) || { id: runId, name: runId }) : state.selected.delete(runId);
+        }
+        draw();
+      });
+      const toggle = h('button', {
+        class: 'link group-toggle', 'aria-expanded': open ? 'true' : 'false', title: open ? 'Hide its runs' : 'Show its runs',
+        onclick: (e) => busy(e.currentTarget, async () => {
+          if (state.open.has(gid)) state.open.delete(gid);
+          else await readRows(g, 0, GROUP_PAGE, true);
+          draw();
+        }),
+      }, open ? '▾ ' : '▸ ', h('span', { class: 'group-label' }, g.label));
+      const head = h('tr', { class: 'group-row', dataset: { group: gid } },
+        h('td', { class: 'check' }, box),
+        h('td', { colspan: String(fixedCount) }, toggle, ' ', h('span', { class: 'muted small group-count' }, `${g.runs} run${g.runs === 1 ? '' : 's'}`)),
+        chosen.map((col) => aggregateCell(g.columns[col], col)));
+      const body = [head];
+      if (open) {
+        const suffixes = nameSuffixes(open.rows);
+        body.push(...open.rows.map((row) => runRow(row, chosen, withState, withGroups, suffixes)));
+        const left = g.experiment_ids.length - open.rows.length;
+        if (left > 0) {
+          body.push(h('tr', { class: 'group-more' }, h('td', { colspan: String(1 + fixedCount + chosen.length) },
+            h('button', { class: 'small', onclick: (e) => busy(e.currentTarget, async () => {
+              await readRows(g, open.rows.length, GROUP_PAGE, false);
+              draw();
+            }) }, `Show ${Math.min(left, GROUP_PAGE)} more of ${left}`))));
+        }
+      }
+      return h('tbody', { class: 'group', dataset: { group: gid } }, body);
+    });
+    allBox.checked = everyId.length > 0 && everyId.every((r) => state.selected.has(r));
+    return h('table', { 'aria-label': 'Experiments', class: 'grouped' }, tableHead(chosen, withState, withGroups, allBox), sections);
+  }
+
+  /** A group's aggregate of one column: the mean, with min–max beneath. */
+  function aggregateCell(stat, col) {
+    if (!stat || !stat.count) return h('td', { class: 'num mono', dataset: { col } }, '');
+    const range = stat.min === stat.max ? '' : `${num(stat.min)}–${num(stat.max)}`;
+    return h('td', { class: 'num mono aggregate', dataset: { col }, title: `mean of ${stat.count} run${stat.count === 1 ? '' : 's'}; min ${num(stat.min)}, max ${num(stat.max)}` },
+      h('span', { class: 'mean' }, num(stat.mean)), range ? h('span', { class: 'range muted small' }, range) : null);
   }
 
   function stateCell(row) {
