@@ -139,6 +139,9 @@ CREATE TABLE series (
     -- cover the series in order (a late, lower step falls back to reading raw points).
     ordered       INTEGER NOT NULL DEFAULT 1,
     updated_at    INTEGER,
+    -- A metric's last step-ordered unit and how many there are (src/store/units.rs); NULL for
+    -- results and for metrics without points.
+    open_unit     BLOB,
     UNIQUE (experiment_id, kind, name)
 );
 
@@ -193,6 +196,21 @@ CREATE TABLE chunks (
 -- removes its rowid range here.
 CREATE TRIGGER series_chunks_gone AFTER DELETE ON series BEGIN
     DELETE FROM chunks WHERE id BETWEEN old.id * 4294967296 AND old.id * 4294967296 + 4294967295;
+END;
+
+-- A metric series in step order, as aggregates only (src/store/units.rs): level-0 units hold
+-- whole steps in ascending, disjoint ranges (one per 128 points while steps arrive in order;
+-- a step logged again is folded into the unit that holds it), level l unit j aggregates level-0
+-- units j*4^l .. (j+1)*4^l. Closed units packed 32 to a row of 80-byte records; the rowid is
+-- series_id * 2^32 + level * 2^27 + part. A chart by step reads these, so its cost follows the
+-- buckets drawn, not the points stored, whether or not the steps arrived in order.
+CREATE TABLE series_units (
+    id   INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+
+CREATE TRIGGER series_units_gone AFTER DELETE ON series BEGIN
+    DELETE FROM series_units WHERE id BETWEEN old.id * 4294967296 AND old.id * 4294967296 + 4294967295;
 END;
 
 -- Idempotency keys of columnar batches (POST /api/experiments/{id}/points): a batch whose id is

@@ -8,6 +8,7 @@ pub mod invitations;
 pub mod logs;
 pub mod packed;
 pub mod series;
+pub mod units;
 pub mod settings;
 pub mod tokens;
 pub mod users;

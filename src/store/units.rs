@@ -1,0 +1,527 @@
+//! A metric series in step order, as aggregates only: what a chart by step reads, so that its
+//! cost follows the buckets drawn rather than the points stored, whether or not the series'
+//! steps arrived in order.
+//!
+//! A **unit** is the aggregate of the points of a range of steps: least and greatest step and
+//! time, min/max over its finite values, the last finite value by (step, arrival) and its step,
+//! how many points, how many NaN/Inf. Level 0 cuts the series into units that hold whole steps
+//! (a step is in exactly one unit), in ascending, disjoint step ranges; a new unit starts when
+//! a point arrives past the last unit's steps while that unit holds 128 points or more, so a
+//! series logged in step order has one unit per block. Level `l` unit `j` is the aggregate of
+//! level-0 units `j * 4^l .. (j + 1) * 4^l`, stored once all of them are closed.
+//!
+//! A point never moves a unit's edges past its neighbours': one logged again at an old step (a
+//! run resumed from a checkpoint) is folded into the unit that holds that step (or the one
+//! before the gap it falls in), and into each stored unit above it; being later than every
+//! point already folded in, it becomes the line's value when its step is at or past the unit's
+//! last finite step. Units only ever grow, so every stored aggregate stays exact.
+//!
+//! Storage: the last (open) level-0 unit and the count of units sit in `series.open_unit`
+//! (written with the summary each batch); closed units are packed 32 to a `series_units` row
+//! whose rowid is `series_id << 32 | level << 27 | part` (units `part * 32 ..`), 80 bytes each,
+//! little-endian. So a 1M-point series is ~250 rows of level 0, ~60 of level 1, and a chart of
+//! it at 300 buckets reads ~10 rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::store::packed::Point;
+
+/// Level-0 units close once they hold this many points (the block size).
+pub const UNIT_POINTS: i64 = 128;
+/// Units of one level per unit of the next.
+pub const FAN: i64 = 4;
+/// Units packed in one row.
+pub const PER_ROW: i64 = 32;
+/// Bytes of one unit as stored.
+const SIZE: usize = 80;
+/// Levels 0..MAX_LEVEL; 4^16 units is more than a series can hold (2^32 blocks).
+const MAX_LEVEL: u32 = 16;
+
+/// The aggregate of the points of a range of steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit {
+    pub first_step: i64,
+    pub last_step: i64,
+    pub first_t: i64,
+    pub last_t: i64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The last finite value by (step, arrival), and its step.
+    pub last_finite: Option<(i64, f64)>,
+    pub count: i64,
+    pub nonfinite: i64,
+}
+
+impl Unit {
+    pub fn of(p: &Point) -> Unit {
+        let finite = p.value.is_finite();
+        Unit {
+            first_step: p.step,
+            last_step: p.step,
+            first_t: p.t,
+            last_t: p.t,
+            min: finite.then_some(p.value),
+            max: finite.then_some(p.value),
+            last_finite: finite.then_some((p.step, p.value)),
+            count: 1,
+            nonfinite: i64::from(!finite),
+        }
+    }
+
+    /// Folds in a point that arrived after every point already in the unit.
+    pub fn add(&mut self, p: &Point) {
+        self.first_step = self.first_step.min(p.step);
+        self.last_step = self.last_step.max(p.step);
+        self.first_t = self.first_t.min(p.t);
+        self.last_t = self.last_t.max(p.t);
+        self.count += 1;
+        if p.value.is_finite() {
+            self.min = Some(self.min.map_or(p.value, |m| m.min(p.value)));
+            self.max = Some(self.max.map_or(p.value, |m| m.max(p.value)));
+            if self.last_finite.is_none_or(|(s, _)| p.step >= s) {
+                self.last_finite = Some((p.step, p.value));
+            }
+        } else {
+            self.nonfinite += 1;
+        }
+    }
+
+    /// Folds in `next`, whose steps all come after this unit's.
+    pub fn then(&mut self, next: &Unit) {
+        self.first_step = self.first_step.min(next.first_step);
+        self.last_step = self.last_step.max(next.last_step);
+        self.first_t = self.first_t.min(next.first_t);
+        self.last_t = self.last_t.max(next.last_t);
+        self.min = match (self.min, next.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, next.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_finite = next.last_finite.or(self.last_finite);
+        self.count += next.count;
+        self.nonfinite += next.nonfinite;
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let (lf_step, lf) = self.last_finite.unwrap_or((0, f64::NAN));
+        for v in [self.first_step, self.last_step, self.first_t, self.last_t] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [
+            self.min.unwrap_or(f64::NAN),
+            self.max.unwrap_or(f64::NAN),
+            lf,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [lf_step, self.count, self.nonfinite] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn read(b: &[u8]) -> Unit {
+        let word = |i: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            w
+        };
+        let int = |i| i64::from_le_bytes(word(i));
+        // min, max and the last finite value are finite or absent (stored as NaN).
+        let float = |i| Some(f64::from_le_bytes(word(i))).filter(|v| !v.is_nan());
+        Unit {
+            first_step: int(0),
+            last_step: int(1),
+            first_t: int(2),
+            last_t: int(3),
+            min: float(4),
+            max: float(5),
+            last_finite: float(6).map(|v| (int(7), v)),
+            count: int(8),
+            nonfinite: int(9),
+        }
+    }
+}
+
+fn encode(units: &[Unit]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(units.len() * SIZE);
+    for u in units {
+        u.write(&mut out);
+    }
+    out
+}
+
+fn decode(data: &[u8]) -> Result<Vec<Unit>> {
+    if data.len() % SIZE != 0 {
+        return Err(Error::Internal(format!(
+            "a row of series units is {} bytes",
+            data.len()
+        )));
+    }
+    Ok(data.chunks_exact(SIZE).map(Unit::read).collect())
+}
+
+/// `series.open_unit`: the number of units, then the open (last) one.
+pub fn encode_open(count: i64, open: &Unit) -> Vec<u8> {
+    let mut out = count.to_le_bytes().to_vec();
+    open.write(&mut out);
+    out
+}
+
+fn decode_open(data: &[u8]) -> Result<(i64, Unit)> {
+    if data.len() != 8 + SIZE {
+        return Err(Error::Internal(format!(
+            "an open series unit is {} bytes",
+            data.len()
+        )));
+    }
+    let mut w = [0; 8];
+    w.copy_from_slice(&data[..8]);
+    Ok((i64::from_le_bytes(w), Unit::read(&data[8..])))
+}
+
+fn row_id(series: i64, level: u32, part: i64) -> i64 {
+    (series << 32) | (i64::from(level) << 27) | part
+}
+
+/// How many units of `level` are stored (closed) when the series has `n` level-0 units.
+fn stored(n: i64, level: u32) -> i64 {
+    if level == 0 {
+        (n - 1).max(0)
+    } else {
+        (n - 1).max(0) >> (2 * level)
+    }
+}
+
+/// The units of one series: the open one and the rows read or changed so far.
+pub struct Units {
+    series: i64,
+    /// Level-0 units, the open one included.
+    n: i64,
+    open: Option<Unit>,
+    rows: BTreeMap<(u32, i64), Vec<Unit>>,
+    dirty: BTreeSet<(u32, i64)>,
+    /// Nothing is stored yet (a fresh build): no row needs reading.
+    fresh: bool,
+}
+
+impl Units {
+    /// The units of `series` as `series.open_unit` describes them (None: no point yet).
+    pub fn new(series: i64, open_unit: Option<&[u8]>) -> Result<Units> {
+        let (n, open) = match open_unit {
+            Some(data) => {
+                let (n, u) = decode_open(data)?;
+                (n, Some(u))
+            }
+            None => (0, None),
+        };
+        Ok(Units {
+            series,
+            n,
+            open,
+            rows: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            fresh: n == 0,
+        })
+    }
+
+    pub fn series(&self) -> i64 {
+        self.series
+    }
+
+    /// Level-0 units, the open one included.
+    pub fn len(&self) -> i64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// What `series.open_unit` holds now.
+    pub fn open_column(&self) -> Option<Vec<u8>> {
+        self.open.as_ref().map(|u| encode_open(self.n, u))
+    }
+
+    fn row(&mut self, conn: &Connection, level: u32, part: i64) -> Result<&mut Vec<Unit>> {
+        if !self.rows.contains_key(&(level, part)) {
+            let data: Option<Vec<u8>> = if self.fresh {
+                None
+            } else {
+                conn.prepare_cached("SELECT data FROM series_units WHERE id = ?1")?
+                    .query_row([row_id(self.series, level, part)], |r| r.get(0))
+                    .optional()?
+            };
+            let units = match data {
+                Some(d) => decode(&d)?,
+                None => Vec::new(),
+            };
+            self.rows.insert((level, part), units);
+        }
+        Ok(self.rows.get_mut(&(level, part)).expect("just inserted"))
+    }
+
+    /// Unit `i` of `level`, which must be stored (or be the open one).
+    pub fn get(&mut self, conn: &Connection, level: u32, i: i64) -> Result<Unit> {
+        if level == 0 && i == self.n - 1 {
+            return self.open.ok_or_else(|| Error::Internal("no open unit".into()));
+        }
+        let series = self.series;
+        self.row(conn, level, i / PER_ROW)?
+            .get((i % PER_ROW) as usize)
+            .copied()
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "unit {i} of level {level} of series {series} is missing"
+                ))
+            })
+    }
+
+    fn get_mut(&mut self, conn: &Connection, level: u32, i: i64) -> Result<&mut Unit> {
+        if level == 0 && i == self.n - 1 {
+            return self
+                .open
+                .as_mut()
+                .ok_or_else(|| Error::Internal("no open unit".into()));
+        }
+        let series = self.series;
+        self.dirty.insert((level, i / PER_ROW));
+        self.row(conn, level, i / PER_ROW)?
+            .get_mut((i % PER_ROW) as usize)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "unit {i} of level {level} of series {series} is missing"
+                ))
+            })
+    }
+
+    /// Stores unit `i` of `level`, the next one of its level.
+    fn append(&mut self, conn: &Connection, level: u32, i: i64, u: Unit) -> Result<()> {
+        let part = i / PER_ROW;
+        self.dirty.insert((level, part));
+        let row = self.row(conn, level, part)?;
+        if row.len() as i64 != i % PER_ROW {
+            return Err(Error::Internal(format!(
+                "unit {i} of level {level} of series does not follow its row"
+            )));
+        }
+        row.push(u);
+        Ok(())
+    }
+
+    /// The level-0 unit that holds `step`: the last one starting at or before it (the first
+    /// when none does).
+    fn find(&mut self, conn: &Connection, step: i64) -> Result<i64> {
+        let (mut lo, mut hi) = (0, self.n);
+        // The last unit starting at or before `step` is below `lo`... found by bisection.
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(conn, 0, mid)?.first_step <= step {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Folds in the next point of the series (in arrival order).
+    pub fn add(&mut self, conn: &Connection, p: &Point) -> Result<()> {
+        let Some(open) = self.open.as_mut() else {
+            self.open = Some(Unit::of(p));
+            self.n = 1;
+            return Ok(());
+        };
+        if p.step >= open.first_step || self.n == 1 {
+            if open.count >= UNIT_POINTS && p.step > open.last_step {
+                let closed = *open;
+                self.open = Some(Unit::of(p));
+                let i = self.n - 1;
+                self.n += 1;
+                self.append(conn, 0, i, closed)?;
+                return self.close_above(conn, i);
+            }
+            open.add(p);
+            return Ok(());
+        }
+        let i = self.find(conn, p.step)?;
+        self.get_mut(conn, 0, i)?.add(p);
+        for level in 1..MAX_LEVEL {
+            let j = i >> (2 * level);
+            if j >= stored(self.n, level) {
+                break;
+            }
+            self.get_mut(conn, level, j)?.add(p);
+        }
+        Ok(())
+    }
+
+    /// Level-0 unit `i` was just closed: stores every unit above it that it completes.
+    fn close_above(&mut self, conn: &Connection, mut i: i64) -> Result<()> {
+        let mut level = 1;
+        while i % FAN == FAN - 1 && level < MAX_LEVEL {
+            let j = i / FAN;
+            let mut u = self.get(conn, level - 1, j * FAN)?;
+            for c in 1..FAN {
+                u.then(&self.get(conn, level - 1, j * FAN + c)?);
+            }
+            self.append(conn, level, j, u)?;
+            i = j;
+            level += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows changed since they were read.
+    pub fn save(&mut self, conn: &Connection) -> Result<()> {
+        let mut put =
+            conn.prepare_cached("INSERT OR REPLACE INTO series_units (id, data) VALUES (?1, ?2)")?;
+        for key in std::mem::take(&mut self.dirty) {
+            put.execute(params![
+                row_id(self.series, key.0, key.1),
+                encode(&self.rows[&key])
+            ])?;
+        }
+        self.fresh = false;
+        Ok(())
+    }
+
+    /// Every stored row as (rowid, bytes), for a fresh build (`tora doctor` compares them).
+    pub fn rows(&self) -> Vec<(i64, Vec<u8>)> {
+        self.rows
+            .iter()
+            .filter(|(_, u)| !u.is_empty())
+            .map(|(k, u)| (row_id(self.series, k.0, k.1), encode(u)))
+            .collect()
+    }
+
+    /// The first level-0 unit whose steps reach `lo` (n when none), by bisection.
+    pub fn first_reaching(&mut self, conn: &Connection, lo: i64) -> Result<i64> {
+        let (mut a, mut b) = (0, self.n);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if self.get(conn, 0, mid)?.last_step >= lo {
+                b = mid;
+            } else {
+                a = mid + 1;
+            }
+        }
+        Ok(a)
+    }
+
+    /// The last level-0 unit starting at or before `hi` (-1 when none), by bisection.
+    pub fn last_starting(&mut self, conn: &Connection, hi: i64) -> Result<i64> {
+        let (mut a, mut b) = (0, self.n);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if self.get(conn, 0, mid)?.first_step <= hi {
+                a = mid + 1;
+            } else {
+                b = mid;
+            }
+        }
+        Ok(a - 1)
+    }
+
+    /// Level-0 units `c0..=c1` in order, as few units as levels up to `top` allow: each taken
+    /// from the highest stored level whose unit starts there and ends within the range.
+    pub fn cover(&mut self, conn: &Connection, c0: i64, c1: i64, top: u32) -> Result<Vec<Unit>> {
+        let mut out = Vec::new();
+        let mut p = c0;
+        while p <= c1 {
+            let mut level = top.min(MAX_LEVEL - 1);
+            loop {
+                let span = 1i64 << (2 * level);
+                if level == 0
+                    || (p % span == 0 && p + span - 1 <= c1 && p / span < stored(self.n, level))
+                {
+                    out.push(self.get(conn, level, p / span)?);
+                    p += span;
+                    break;
+                }
+                level -= 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest level whose units over `n` level-0 units still give at least `want`.
+    pub fn level_for(n: i64, want: i64) -> u32 {
+        let mut level = 0;
+        while level + 1 < MAX_LEVEL && (n >> (2 * (level + 1))) >= want {
+            level += 1;
+        }
+        level
+    }
+}
+
+/// Builds the units of one series from its points in arrival order (nothing stored yet), and
+/// what `series.open_unit` becomes.
+pub fn build(
+    conn: &Connection,
+    series: i64,
+    points: impl IntoIterator<Item = Point>,
+) -> Result<Units> {
+    let mut units = Units::new(series, None)?;
+    for p in points {
+        units.add(conn, &p)?;
+    }
+    Ok(units)
+}
+
+/// Schema 6 to 7: builds the units of every metric series from its blocks.
+pub fn build_all(conn: &Connection) -> Result<()> {
+    let series: Vec<i64> = conn
+        .prepare("SELECT id FROM series WHERE kind = 0 ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in series {
+        let mut units = build(conn, id, crate::store::series::all_points(conn, id)?)?;
+        units.save(conn)?;
+        conn.prepare_cached("UPDATE series SET open_unit = ?2 WHERE id = ?1")?
+            .execute(params![id, units.open_column()])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(step: i64, value: f64, seq: i64) -> Point {
+        Point {
+            step,
+            seq,
+            t: seq,
+            value,
+            msg_id: None,
+        }
+    }
+
+    #[test]
+    fn a_unit_round_trips_its_bytes() {
+        let mut u = Unit::of(&point(3, f64::NAN, 0));
+        assert_eq!(Unit::read(&encode(&[u])), u);
+        u.add(&point(-1, -0.0, 1));
+        u.add(&point(9, f64::NEG_INFINITY, 2));
+        u.add(&point(5, 2.5, 3));
+        let back = Unit::read(&encode(&[u]));
+        assert_eq!(back, u);
+        assert_eq!(back.last_finite, Some((5, 2.5)));
+        assert_eq!((back.count, back.nonfinite), (4, 2));
+        assert_eq!(back.min.map(f64::to_bits), Some((-0.0f64).to_bits()));
+    }
+
+    #[test]
+    fn levels_are_chosen_to_give_at_least_what_is_wanted() {
+        assert_eq!(Units::level_for(782, 150), 1);
+        assert_eq!(Units::level_for(782, 391), 0);
+        assert_eq!(Units::level_for(7_813, 500), 2);
+        assert_eq!(Units::level_for(1, 1), 0);
+    }
+}
