@@ -1462,7 +1462,7 @@ mod tests {
         let s = list(&conn, exp.rowid).unwrap().remove(0);
         let mut u = Units::new(s.id, s.open_unit.as_deref()).unwrap();
         assert_eq!(u.len(), (300_000 + BLOCK - 1) / BLOCK, "a unit per block");
-        // 300 buckets over 2,344 units: level 1 (586 units of 512 points) answers.
+        // 300 buckets over 2,344 units: level 1 (units of 512 points) answers.
         let b = downsample(&conn, &exp, &s, Axis::Step, None, None, 300).unwrap();
         assert!(b.x.len() >= 150 && b.x.len() <= 300, "{}", b.x.len());
         check_against_scan(&b, &(0..300_000).collect::<Vec<_>>());
