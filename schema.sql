@@ -201,7 +201,7 @@ END;
 -- A metric series in step order, as aggregates only (src/store/units.rs): level-0 units hold
 -- whole steps in ascending, disjoint ranges (one per 128 points while steps arrive in order;
 -- a step logged again is folded into the unit that holds it), level l unit j aggregates level-0
--- units j*4^l .. (j+1)*4^l. Closed units packed 32 to a row of 80-byte records; the rowid is
+-- units j*4^l .. (j+1)*4^l. Closed units packed 32 to a row of 64-byte records; the rowid is
 -- series_id * 2^32 + level * 2^27 + part. A chart by step reads these, so its cost follows the
 -- buckets drawn, not the points stored, whether or not the steps arrived in order.
 CREATE TABLE series_units (

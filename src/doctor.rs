@@ -243,6 +243,8 @@ struct UnitCheck {
     /// Metric series and their `open_unit`; empty before schema 7.
     metrics: HashMap<i64, Option<Vec<u8>>>,
     current: Option<crate::store::units::Units>,
+    /// Whether the file has units to check (schema 7 on).
+    checked: bool,
 }
 
 impl UnitCheck {
@@ -263,6 +265,7 @@ impl UnitCheck {
         Ok(UnitCheck {
             metrics,
             current: None,
+            checked: has,
         })
     }
 
@@ -366,7 +369,11 @@ fn points(conn: &Connection, report: &mut Report) -> Result<()> {
     if bad.is_empty() {
         report
             .facts
-            .push(format!("{total} points, every block decoded and counted"));
+            .push(format!("{total} points, every block decoded and counted{}", if units.checked {
+                ", every metric's units rebuilt and compared"
+            } else {
+                ""
+            }));
     } else {
         let more = bad.len().saturating_sub(MAX_MESSAGES);
         bad.truncate(MAX_MESSAGES);

@@ -343,3 +343,55 @@ fn an_unknown_format_is_refused() {
     assert_eq!(runs.len(), 1);
     assert!(runs[0].1.is_empty());
 }
+
+/// `tora doctor` rebuilds every metric's units from its points and compares them with the
+/// stored ones: a stopped server's file passes, one whose units were changed does not.
+#[test]
+fn doctor_rebuilds_the_units_and_finds_a_changed_one() {
+    let mut server = TestServer::start();
+    let alice = server.user("alice@lab.org");
+    let id = server.experiment(&alice, "resumed", None);
+    let logged: Vec<(i64, f64)> = (0..3_000)
+        .chain(1_000..2_000)
+        .map(|s| (s, s as f64))
+        .collect();
+    log(&server, &alice, &id, "loss", &logged);
+    server.sigterm();
+    let doctor = |file: &std::path::Path| {
+        let out = std::process::Command::new(BIN)
+            .arg("doctor")
+            .arg(file)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = doctor(&server.db);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("units rebuilt and compared"), "{out}");
+
+    let dir = TempDir::new();
+    let changed = dir.join("changed.db");
+    std::fs::copy(&server.db, &changed).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&changed).unwrap();
+        // The count of the first stored unit, one more than its points.
+        let (row, mut data): (i64, Vec<u8>) = conn
+            .query_row("SELECT id, data FROM series_units ORDER BY id LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        data[64] = data[64].wrapping_add(1);
+        conn.execute(
+            "UPDATE series_units SET data = ?2 WHERE id = ?1",
+            rusqlite::params![row, data],
+        )
+        .unwrap();
+    }
+    let (ok, _, err) = doctor(&changed);
+    assert!(!ok);
+    assert!(err.contains("step-ordered units of series"), "{err}");
+}

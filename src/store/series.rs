@@ -887,8 +887,9 @@ fn block_of_unit(u: &Unit) -> Block {
         no: 0,
         first_step: u.first_step,
         last_step: u.last_step,
-        first_t: u.first_t,
-        last_t: u.last_t,
+        // Not read: by step, buckets take their x from steps.
+        first_t: 0,
+        last_t: 0,
         min: u.min,
         max: u.max,
         last: u.last_finite.map_or(f64::NAN, |(_, v)| v),
@@ -913,21 +914,26 @@ fn points_in_ranges(conn: &Connection, s: &Series, ranges: &[(i64, i64)]) -> Res
         }
         return Ok(out);
     }
-    let within = |a: i64, b: i64| ranges.iter().any(|&(lo, hi)| b >= lo && a <= hi);
+    let within = |step: i64| ranges.iter().any(|&(lo, hi)| step >= lo && step <= hi);
+    let (a, b) = (ranges[0], ranges[ranges.len() - 1]);
+    if ranges.len() > 2 {
+        return Err(Error::Internal("at most two edge ranges".into()));
+    }
+    // SQLite filters the block rows; only those that meet a range come back.
     let mut stmt = conn.prepare_cached(
-        "SELECT block, first_step, last_step FROM series_blocks WHERE series_id = ?1 ORDER BY block",
+        "SELECT block FROM series_blocks WHERE series_id = ?1
+           AND ((last_step >= ?2 AND first_step <= ?3) OR (last_step >= ?4 AND first_step <= ?5))
+         ORDER BY block",
     )?;
-    let blocks: Vec<(i64, i64, i64)> = stmt
-        .query_map([s.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    let blocks: Vec<i64> = stmt
+        .query_map(params![s.id, a.0, a.1, b.0, b.1], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for (no, a, b) in blocks {
-        if within(a, b) {
-            out.extend(
-                chunk(conn, s.id, no, false)?
-                    .into_iter()
-                    .filter(|p| within(p.step, p.step)),
-            );
-        }
+    for no in blocks {
+        out.extend(
+            chunk(conn, s.id, no, false)?
+                .into_iter()
+                .filter(|p| within(p.step)),
+        );
     }
     out.sort_by_key(|p| (p.step, p.seq));
     Ok(out)

@@ -2,8 +2,8 @@
 //! cost follows the buckets drawn rather than the points stored, whether or not the series'
 //! steps arrived in order.
 //!
-//! A **unit** is the aggregate of the points of a range of steps: least and greatest step and
-//! time, min/max over its finite values, the last finite value by (step, arrival) and its step,
+//! A **unit** is the aggregate of the points of a range of steps: least and greatest step,
+//! min/max over its finite values, the last finite value by (step, arrival) and its step,
 //! how many points, how many NaN/Inf. Level 0 cuts the series into units that hold whole steps
 //! (a step is in exactly one unit), in ascending, disjoint step ranges; a new unit starts when
 //! a point arrives past the last unit's steps while that unit holds 128 points or more, so a
@@ -18,9 +18,9 @@
 //!
 //! Storage: the last (open) level-0 unit and the count of units sit in `series.open_unit`
 //! (written with the summary each batch); closed units are packed 32 to a `series_units` row
-//! whose rowid is `series_id << 32 | level << 27 | part` (units `part * 32 ..`), 80 bytes each,
+//! whose rowid is `series_id << 32 | level << 27 | part` (units `part * 32 ..`), 64 bytes each,
 //! little-endian. So a 1M-point series is ~250 rows of level 0, ~60 of level 1, and a chart of
-//! it at 300 buckets reads ~10 rows.
+//! it at 300 buckets reads ~10 rows. Units are for charts by step: they keep no times.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,7 +36,7 @@ pub const FAN: i64 = 4;
 /// Units packed in one row.
 pub const PER_ROW: i64 = 32;
 /// Bytes of one unit as stored.
-const SIZE: usize = 80;
+const SIZE: usize = 64;
 /// Levels 0..MAX_LEVEL; 4^16 units is more than a series can hold (2^32 blocks).
 const MAX_LEVEL: u32 = 16;
 
@@ -45,8 +45,6 @@ const MAX_LEVEL: u32 = 16;
 pub struct Unit {
     pub first_step: i64,
     pub last_step: i64,
-    pub first_t: i64,
-    pub last_t: i64,
     pub min: Option<f64>,
     pub max: Option<f64>,
     /// The last finite value by (step, arrival), and its step.
@@ -61,8 +59,6 @@ impl Unit {
         Unit {
             first_step: p.step,
             last_step: p.step,
-            first_t: p.t,
-            last_t: p.t,
             min: finite.then_some(p.value),
             max: finite.then_some(p.value),
             last_finite: finite.then_some((p.step, p.value)),
@@ -75,8 +71,6 @@ impl Unit {
     pub fn add(&mut self, p: &Point) {
         self.first_step = self.first_step.min(p.step);
         self.last_step = self.last_step.max(p.step);
-        self.first_t = self.first_t.min(p.t);
-        self.last_t = self.last_t.max(p.t);
         self.count += 1;
         if p.value.is_finite() {
             self.min = Some(self.min.map_or(p.value, |m| m.min(p.value)));
@@ -93,8 +87,6 @@ impl Unit {
     pub fn then(&mut self, next: &Unit) {
         self.first_step = self.first_step.min(next.first_step);
         self.last_step = self.last_step.max(next.last_step);
-        self.first_t = self.first_t.min(next.first_t);
-        self.last_t = self.last_t.max(next.last_t);
         self.min = match (self.min, next.min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -110,7 +102,7 @@ impl Unit {
 
     fn write(&self, out: &mut Vec<u8>) {
         let (lf_step, lf) = self.last_finite.unwrap_or((0, f64::NAN));
-        for v in [self.first_step, self.last_step, self.first_t, self.last_t] {
+        for v in [self.first_step, self.last_step] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for v in [
@@ -137,33 +129,22 @@ impl Unit {
         Unit {
             first_step: int(0),
             last_step: int(1),
-            first_t: int(2),
-            last_t: int(3),
-            min: float(4),
-            max: float(5),
-            last_finite: float(6).map(|v| (int(7), v)),
-            count: int(8),
-            nonfinite: int(9),
+            min: float(2),
+            max: float(3),
+            last_finite: float(4).map(|v| (int(5), v)),
+            count: int(6),
+            nonfinite: int(7),
         }
     }
 }
 
+#[cfg(test)]
 fn encode(units: &[Unit]) -> Vec<u8> {
     let mut out = Vec::with_capacity(units.len() * SIZE);
     for u in units {
         u.write(&mut out);
     }
     out
-}
-
-fn decode(data: &[u8]) -> Result<Vec<Unit>> {
-    if data.len() % SIZE != 0 {
-        return Err(Error::Internal(format!(
-            "a row of series units is {} bytes",
-            data.len()
-        )));
-    }
-    Ok(data.chunks_exact(SIZE).map(Unit::read).collect())
 }
 
 /// `series.open_unit`: the number of units, then the open (last) one.
@@ -204,8 +185,12 @@ pub struct Units {
     /// Level-0 units, the open one included.
     n: i64,
     open: Option<Unit>,
-    rows: BTreeMap<(u32, i64), Vec<Unit>>,
+    /// Rows as stored (records of `SIZE` bytes), read or changed so far.
+    rows: BTreeMap<(u32, i64), Vec<u8>>,
     dirty: BTreeSet<(u32, i64)>,
+    /// Units appended to a row that was not read: (its length before, the bytes appended),
+    /// saved by appending in SQL, so the usual batch neither reads nor rewrites a row.
+    tails: BTreeMap<(u32, i64), (usize, Vec<u8>)>,
     /// Nothing is stored yet (a fresh build): no row needs reading.
     fresh: bool,
 }
@@ -226,6 +211,7 @@ impl Units {
             open,
             rows: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            tails: BTreeMap::new(),
             fresh: n == 0,
         })
     }
@@ -248,7 +234,7 @@ impl Units {
         self.open.as_ref().map(|u| encode_open(self.n, u))
     }
 
-    fn row(&mut self, conn: &Connection, level: u32, part: i64) -> Result<&mut Vec<Unit>> {
+    fn row(&mut self, conn: &Connection, level: u32, part: i64) -> Result<&mut Vec<u8>> {
         if !self.rows.contains_key(&(level, part)) {
             let data: Option<Vec<u8>> = if self.fresh {
                 None
@@ -257,13 +243,39 @@ impl Units {
                     .query_row([row_id(self.series, level, part)], |r| r.get(0))
                     .optional()?
             };
-            let units = match data {
-                Some(d) => decode(&d)?,
-                None => Vec::new(),
-            };
-            self.rows.insert((level, part), units);
+            let mut data = data.unwrap_or_default();
+            if let Some((base, tail)) = self.tails.remove(&(level, part)) {
+                if data.len() != base {
+                    return Err(Error::Internal(format!(
+                        "a row of series units is {} bytes, not {base}",
+                        data.len()
+                    )));
+                }
+                data.extend_from_slice(&tail);
+                self.dirty.insert((level, part));
+            }
+            if data.len() % SIZE != 0 {
+                return Err(Error::Internal(format!(
+                    "a row of series units is {} bytes",
+                    data.len()
+                )));
+            }
+            self.rows.insert((level, part), data);
         }
         Ok(self.rows.get_mut(&(level, part)).expect("just inserted"))
+    }
+
+    /// The bytes of unit `i` of `level` within its row.
+    fn place(&mut self, conn: &Connection, level: u32, i: i64) -> Result<&mut [u8]> {
+        let series = self.series;
+        let at = (i % PER_ROW) as usize * SIZE;
+        let row = self.row(conn, level, i / PER_ROW)?;
+        match row.get_mut(at..at + SIZE) {
+            Some(bytes) => Ok(bytes),
+            None => Err(Error::Internal(format!(
+                "unit {i} of level {level} of series {series} is missing"
+            ))),
+        }
     }
 
     /// Unit `i` of `level`, which must be stored (or be the open one).
@@ -271,46 +283,66 @@ impl Units {
         if level == 0 && i == self.n - 1 {
             return self.open.ok_or_else(|| Error::Internal("no open unit".into()));
         }
-        let series = self.series;
-        self.row(conn, level, i / PER_ROW)?
-            .get((i % PER_ROW) as usize)
-            .copied()
-            .ok_or_else(|| {
-                Error::Internal(format!(
-                    "unit {i} of level {level} of series {series} is missing"
-                ))
-            })
+        let at = (i % PER_ROW) as usize * SIZE;
+        if let Some((base, tail)) = self.tails.get(&(level, i / PER_ROW))
+            && at >= *base
+            && at + SIZE <= base + tail.len()
+        {
+            return Ok(Unit::read(&tail[at - base..at - base + SIZE]));
+        }
+        Ok(Unit::read(self.place(conn, level, i)?))
     }
 
-    fn get_mut(&mut self, conn: &Connection, level: u32, i: i64) -> Result<&mut Unit> {
+    /// Folds a point into unit `i` of `level` (stored, or the open one).
+    fn add_to(&mut self, conn: &Connection, level: u32, i: i64, p: &Point) -> Result<()> {
         if level == 0 && i == self.n - 1 {
-            return self
-                .open
-                .as_mut()
-                .ok_or_else(|| Error::Internal("no open unit".into()));
+            return match self.open.as_mut() {
+                Some(u) => {
+                    u.add(p);
+                    Ok(())
+                }
+                None => Err(Error::Internal("no open unit".into())),
+            };
         }
-        let series = self.series;
         self.dirty.insert((level, i / PER_ROW));
-        self.row(conn, level, i / PER_ROW)?
-            .get_mut((i % PER_ROW) as usize)
-            .ok_or_else(|| {
-                Error::Internal(format!(
-                    "unit {i} of level {level} of series {series} is missing"
-                ))
-            })
+        let bytes = self.place(conn, level, i)?;
+        let mut u = Unit::read(bytes);
+        u.add(p);
+        let mut out = Vec::with_capacity(SIZE);
+        u.write(&mut out);
+        bytes.copy_from_slice(&out);
+        Ok(())
     }
 
     /// Stores unit `i` of `level`, the next one of its level.
     fn append(&mut self, conn: &Connection, level: u32, i: i64, u: Unit) -> Result<()> {
         let part = i / PER_ROW;
+        let at = (i % PER_ROW) as usize * SIZE;
+        let series = self.series;
+        let wrong = || {
+            Error::Internal(format!(
+                "unit {i} of level {level} of series {series} does not follow its row"
+            ))
+        };
+        if let Some((base, tail)) = self.tails.get_mut(&(level, part)) {
+            if *base + tail.len() != at {
+                return Err(wrong());
+            }
+            u.write(tail);
+            return Ok(());
+        }
+        if !self.rows.contains_key(&(level, part)) && at > 0 && !self.fresh {
+            let mut tail = Vec::with_capacity(SIZE * 4);
+            u.write(&mut tail);
+            self.tails.insert((level, part), (at, tail));
+            return Ok(());
+        }
         self.dirty.insert((level, part));
         let row = self.row(conn, level, part)?;
-        if row.len() as i64 != i % PER_ROW {
-            return Err(Error::Internal(format!(
-                "unit {i} of level {level} of series does not follow its row"
-            )));
+        if row.len() != at {
+            return Err(wrong());
         }
-        row.push(u);
+        u.write(row);
         Ok(())
     }
 
@@ -350,13 +382,13 @@ impl Units {
             return Ok(());
         }
         let i = self.find(conn, p.step)?;
-        self.get_mut(conn, 0, i)?.add(p);
+        self.add_to(conn, 0, i, p)?;
         for level in 1..MAX_LEVEL {
             let j = i >> (2 * level);
             if j >= stored(self.n, level) {
                 break;
             }
-            self.get_mut(conn, level, j)?.add(p);
+            self.add_to(conn, level, j, p)?;
         }
         Ok(())
     }
@@ -382,10 +414,21 @@ impl Units {
         let mut put =
             conn.prepare_cached("INSERT OR REPLACE INTO series_units (id, data) VALUES (?1, ?2)")?;
         for key in std::mem::take(&mut self.dirty) {
-            put.execute(params![
-                row_id(self.series, key.0, key.1),
-                encode(&self.rows[&key])
-            ])?;
+            put.execute(params![row_id(self.series, key.0, key.1), &self.rows[&key]])?;
+        }
+        // `||` makes text of the two blobs' bytes, unchanged in a UTF-8 database (Tora's);
+        // the cast makes a blob of them again.
+        let mut extend = conn.prepare_cached(
+            "UPDATE series_units SET data = CAST(data || ?2 AS BLOB) WHERE id = ?1 AND length(data) = ?3",
+        )?;
+        for ((level, part), (base, tail)) in std::mem::take(&mut self.tails) {
+            let id = row_id(self.series, level, part);
+            if extend.execute(params![id, tail, base as i64])? != 1 {
+                return Err(Error::Internal(format!(
+                    "row {part} of level {level} of series {} is not {base} bytes long",
+                    self.series
+                )));
+            }
         }
         self.fresh = false;
         Ok(())
@@ -396,7 +439,7 @@ impl Units {
         self.rows
             .iter()
             .filter(|(_, u)| !u.is_empty())
-            .map(|(k, u)| (row_id(self.series, k.0, k.1), encode(u)))
+            .map(|(k, u)| (row_id(self.series, k.0, k.1), u.clone()))
             .collect()
     }
 
@@ -521,7 +564,8 @@ mod tests {
     fn levels_are_chosen_to_give_at_least_what_is_wanted() {
         assert_eq!(Units::level_for(782, 150), 1);
         assert_eq!(Units::level_for(782, 391), 0);
-        assert_eq!(Units::level_for(7_813, 500), 2);
+        assert_eq!(Units::level_for(7_813, 500), 1);
+        assert_eq!(Units::level_for(7_813, 400), 2);
         assert_eq!(Units::level_for(1, 1), 0);
     }
 }
