@@ -16,8 +16,9 @@
 //! point already folded in, it becomes the line's value when its step is at or past the unit's
 //! last finite step. Units only ever grow, so every stored aggregate stays exact.
 //!
-//! Storage: the last (open) level-0 unit and the count of units sit in `series.open_unit`
-//! (written with the summary each batch); closed units are packed 32 to a `series_units` row
+//! Storage: the last (open) level-0 unit, the count of units and up to three closed level-0
+//! units not yet in a row sit in `series.open_unit` (written with the summary each batch);
+//! closed units are packed 32 to a `series_units` row
 //! whose rowid is `series_id << 32 | level << 27 | part` (units `part * 32 ..`), 64 bytes each,
 //! little-endian. So a 1M-point series is ~250 rows of level 0, ~60 of level 1, and a chart of
 //! it at 300 buckets reads ~10 rows. Units are for charts by step: they keep no times.
@@ -147,15 +148,20 @@ fn encode(units: &[Unit]) -> Vec<u8> {
     out
 }
 
-/// `series.open_unit`: the number of units, then the open (last) one.
-pub fn encode_open(count: i64, open: &Unit) -> Vec<u8> {
+/// `series.open_unit`: the number of units, the open (last) one, then the closed ones not yet
+/// in a row (at most 3: they go to their row four at a time, with the level-1 unit they make,
+/// so the usual batch touches no row of `series_units`, only the series row it rewrites anyway).
+fn encode_open(count: i64, open: &Unit, pending: &[Unit]) -> Vec<u8> {
     let mut out = count.to_le_bytes().to_vec();
     open.write(&mut out);
+    for u in pending {
+        u.write(&mut out);
+    }
     out
 }
 
-fn decode_open(data: &[u8]) -> Result<(i64, Unit)> {
-    if data.len() != 8 + SIZE {
+fn decode_open(data: &[u8]) -> Result<(i64, Unit, Vec<Unit>)> {
+    if data.len() < 8 + SIZE || (data.len() - 8) % SIZE != 0 || data.len() > 8 + SIZE * 4 {
         return Err(Error::Internal(format!(
             "an open series unit is {} bytes",
             data.len()
@@ -163,7 +169,8 @@ fn decode_open(data: &[u8]) -> Result<(i64, Unit)> {
     }
     let mut w = [0; 8];
     w.copy_from_slice(&data[..8]);
-    Ok((i64::from_le_bytes(w), Unit::read(&data[8..])))
+    let units: Vec<Unit> = data[8..].chunks_exact(SIZE).map(Unit::read).collect();
+    Ok((i64::from_le_bytes(w), units[0], units[1..].to_vec()))
 }
 
 fn row_id(series: i64, level: u32, part: i64) -> i64 {
@@ -185,6 +192,8 @@ pub struct Units {
     /// Level-0 units, the open one included.
     n: i64,
     open: Option<Unit>,
+    /// Closed level-0 units not yet in their row: units `n - 1 - pending.len() .. n - 1`.
+    pending: Vec<Unit>,
     /// Rows as stored (records of `SIZE` bytes), read or changed so far.
     rows: BTreeMap<(u32, i64), Vec<u8>>,
     dirty: BTreeSet<(u32, i64)>,
@@ -198,17 +207,18 @@ pub struct Units {
 impl Units {
     /// The units of `series` as `series.open_unit` describes them (None: no point yet).
     pub fn new(series: i64, open_unit: Option<&[u8]>) -> Result<Units> {
-        let (n, open) = match open_unit {
+        let (n, open, pending) = match open_unit {
             Some(data) => {
-                let (n, u) = decode_open(data)?;
-                (n, Some(u))
+                let (n, u, pending) = decode_open(data)?;
+                (n, Some(u), pending)
             }
-            None => (0, None),
+            None => (0, None, Vec::new()),
         };
         Ok(Units {
             series,
             n,
             open,
+            pending,
             rows: BTreeMap::new(),
             dirty: BTreeSet::new(),
             tails: BTreeMap::new(),
@@ -231,7 +241,9 @@ impl Units {
 
     /// What `series.open_unit` holds now.
     pub fn open_column(&self) -> Option<Vec<u8>> {
-        self.open.as_ref().map(|u| encode_open(self.n, u))
+        self.open
+            .as_ref()
+            .map(|u| encode_open(self.n, u, &self.pending))
     }
 
     fn row(&mut self, conn: &Connection, level: u32, part: i64) -> Result<&mut Vec<u8>> {
@@ -283,6 +295,9 @@ impl Units {
         if level == 0 && i == self.n - 1 {
             return self.open.ok_or_else(|| Error::Internal("no open unit".into()));
         }
+        if let Some(k) = self.pending_index(level, i) {
+            return Ok(self.pending[k]);
+        }
         let at = (i % PER_ROW) as usize * SIZE;
         if let Some((base, tail)) = self.tails.get(&(level, i / PER_ROW))
             && at >= *base
@@ -291,6 +306,12 @@ impl Units {
             return Ok(Unit::read(&tail[at - base..at - base + SIZE]));
         }
         Ok(Unit::read(self.place(conn, level, i)?))
+    }
+
+    /// Where unit `i` of `level` is in `pending`, if it is there.
+    fn pending_index(&self, level: u32, i: i64) -> Option<usize> {
+        let first = self.n - 1 - self.pending.len() as i64;
+        (level == 0 && i >= first && i < self.n - 1).then(|| (i - first) as usize)
     }
 
     /// Folds a point into unit `i` of `level` (stored, or the open one).
@@ -303,6 +324,10 @@ impl Units {
                 }
                 None => Err(Error::Internal("no open unit".into())),
             };
+        }
+        if let Some(k) = self.pending_index(level, i) {
+            self.pending[k].add(p);
+            return Ok(());
         }
         self.dirty.insert((level, i / PER_ROW));
         let bytes = self.place(conn, level, i)?;
@@ -375,7 +400,14 @@ impl Units {
                 self.open = Some(Unit::of(p));
                 let i = self.n - 1;
                 self.n += 1;
-                self.append(conn, 0, i, closed)?;
+                self.pending.push(closed);
+                if i % FAN != FAN - 1 {
+                    return Ok(());
+                }
+                let first = i + 1 - self.pending.len() as i64;
+                for (k, u) in std::mem::take(&mut self.pending).into_iter().enumerate() {
+                    self.append(conn, 0, first + k as i64, u)?;
+                }
                 return self.close_above(conn, i);
             }
             open.add(p);
