@@ -891,18 +891,28 @@ mod tests {
         let (loss, acc) = (&all[0], &all[1]);
         assert_eq!((loss.name.as_str(), acc.name.as_str()), ("loss", "acc"));
         assert!(acc.open_unit.is_none(), "results have no units");
-        let built =
-            crate::store::units::build(&conn, loss.id, points.iter().cloned()).unwrap();
+        let built = crate::store::units::build(&conn, loss.id, points.iter().cloned()).unwrap();
         assert_eq!(loss.open_unit, built.open_column());
-        let b = series::downsample(&conn, &exp, loss, series::Axis::Step, None, None, 5_000)
-            .unwrap();
+        let b =
+            series::downsample(&conn, &exp, loss, series::Axis::Step, None, None, 5_000).unwrap();
         assert_eq!(b.x, (0..1_000).collect::<Vec<_>>(), "each step once");
         assert_eq!(b.last[400], Some(-400.0), "the later value on the line");
-        assert_eq!((b.min[400], b.max[400], b.count[400]), (Some(-400.0), Some(400.0), 2));
+        assert_eq!(
+            (b.min[400], b.max[400], b.count[400]),
+            (Some(-400.0), Some(400.0), 2)
+        );
         assert_eq!((b.last[309], b.nonfinite[309]), (Some(309.0), 1));
         assert_eq!((b.last[307], b.nonfinite[307]), (None, 2));
-        let b = series::downsample(&conn, &exp, loss, series::Axis::Step, Some(10), Some(990), 3)
-            .unwrap();
+        let b = series::downsample(
+            &conn,
+            &exp,
+            loss,
+            series::Axis::Step,
+            Some(10),
+            Some(990),
+            3,
+        )
+        .unwrap();
         assert_eq!(b.total, 981 + 400);
         assert_eq!(b.count.iter().sum::<i64>(), b.total);
 

@@ -367,13 +367,14 @@ fn points(conn: &Connection, report: &mut Report) -> Result<()> {
         bad.push(format!("points of series {series}, which is not there"));
     }
     if bad.is_empty() {
-        report
-            .facts
-            .push(format!("{total} points, every block decoded and counted{}", if units.checked {
+        report.facts.push(format!(
+            "{total} points, every block decoded and counted{}",
+            if units.checked {
                 ", every metric's units rebuilt and compared"
             } else {
                 ""
-            }));
+            }
+        ));
     } else {
         let more = bad.len().saturating_sub(MAX_MESSAGES);
         bad.truncate(MAX_MESSAGES);

@@ -86,7 +86,11 @@ fn from_json(s: &Value) -> Chart {
             .collect()
     };
     let floats = |k: &str| -> Vec<Option<f64>> {
-        s[k].as_array().unwrap().iter().map(|v| v.as_f64()).collect()
+        s[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64())
+            .collect()
     };
     Chart {
         total: s["total"].as_i64().unwrap(),
@@ -187,7 +191,11 @@ fn check(chart: &Chart, logged: &[(i64, f64)], from: Option<i64>, to: Option<i64
             .filter(|&(_, s, _)| s > prev && s <= chart.x[i])
             .collect();
         assert!(!pts.is_empty(), "{what}: bucket {i} is empty");
-        assert_eq!(pts.iter().map(|p| p.1).max(), Some(chart.x[i]), "{what}: bucket {i} x");
+        assert_eq!(
+            pts.iter().map(|p| p.1).max(),
+            Some(chart.x[i]),
+            "{what}: bucket {i} x"
+        );
         pts.sort_by_key(|&(arrival, s, _)| (s, arrival));
         let finite: Vec<f64> = pts.iter().map(|p| p.2).filter(|v| v.is_finite()).collect();
         assert_eq!(chart.count[i], pts.len() as i64, "{what}: bucket {i} count");
@@ -196,13 +204,29 @@ fn check(chart: &Chart, logged: &[(i64, f64)], from: Option<i64>, to: Option<i64
             (pts.len() - finite.len()) as i64,
             "{what}: bucket {i} non-finite"
         );
-        assert_eq!(chart.min[i], finite.iter().copied().reduce(f64::min), "{what}: bucket {i} min");
-        assert_eq!(chart.max[i], finite.iter().copied().reduce(f64::max), "{what}: bucket {i} max");
-        assert_eq!(chart.last[i], finite.last().copied(), "{what}: bucket {i} last");
+        assert_eq!(
+            chart.min[i],
+            finite.iter().copied().reduce(f64::min),
+            "{what}: bucket {i} min"
+        );
+        assert_eq!(
+            chart.max[i],
+            finite.iter().copied().reduce(f64::max),
+            "{what}: bucket {i} max"
+        );
+        assert_eq!(
+            chart.last[i],
+            finite.last().copied(),
+            "{what}: bucket {i} last"
+        );
         prev = chart.x[i];
         total += pts.len() as i64;
     }
-    assert_eq!(total, inside.len() as i64, "{what}: every point in a bucket");
+    assert_eq!(
+        total,
+        inside.len() as i64,
+        "{what}: every point in a bucket"
+    );
     assert_eq!(chart.total, total, "{what}: total");
 }
 
@@ -274,7 +298,10 @@ fn every_bucket_of_every_zoom_matches_a_scan_of_the_points_in_both_formats() {
             let data = r.data();
             let series = data["series"].as_array().unwrap();
             let json_chart = from_json(&series[0]);
-            assert!(json_chart.x.len() <= points, "{what}: at most {points} buckets");
+            assert!(
+                json_chart.x.len() <= points,
+                "{what}: at most {points} buckets"
+            );
             check(&json_chart, logged, from, to, &what);
 
             let (status, kind, bytes) = get_bytes(
@@ -293,7 +320,11 @@ fn every_bucket_of_every_zoom_matches_a_scan_of_the_points_in_both_formats() {
 
     // /api/series: every run at once, the two formats agreeing run by run.
     let list = ids.join(",");
-    for query in ["points=300", "points=40&from=3000&to=16000", "points=7&to=0"] {
+    for query in [
+        "points=300",
+        "points=40&from=3000&to=16000",
+        "points=7&to=0",
+    ] {
         let r = server.get(
             &format!("/api/series?experiments={list}&names=loss&{query}"),
             &alice.auth(),
@@ -380,9 +411,11 @@ fn doctor_rebuilds_the_units_and_finds_a_changed_one() {
         let conn = rusqlite::Connection::open(&changed).unwrap();
         // The count of the first stored unit, one more than its points.
         let (row, mut data): (i64, Vec<u8>) = conn
-            .query_row("SELECT id, data FROM series_units ORDER BY id LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT id, data FROM series_units ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         data[64] = data[64].wrapping_add(1);
         conn.execute(

@@ -257,11 +257,7 @@ fn binary(runs: &[ExperimentSeries]) -> Vec<u8> {
         })
         .collect();
     let head = serde_json::to_vec(&head).expect("plain data serializes");
-    let buckets: usize = runs
-        .iter()
-        .flat_map(|r| &r.series)
-        .map(|s| s.x.len())
-        .sum();
+    let buckets: usize = runs.iter().flat_map(|r| &r.series).map(|s| s.x.len()).sum();
     let start = (8 + head.len()).div_ceil(8) * 8;
     let mut out = Vec::with_capacity(start + buckets * 48);
     out.extend_from_slice(b"TSB1");
@@ -290,11 +286,9 @@ impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
         match self {
             Answer::Json(data) => ok(data).into_response(),
-            Answer::Binary(bytes) => (
-                [(header::CONTENT_TYPE, "application/octet-stream")],
-                bytes,
-            )
-                .into_response(),
+            Answer::Binary(bytes) => {
+                ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+            }
         }
     }
 }

@@ -8,9 +8,9 @@ pub mod invitations;
 pub mod logs;
 pub mod packed;
 pub mod series;
-pub mod units;
 pub mod settings;
 pub mod tokens;
+pub mod units;
 pub mod users;
 pub mod workspaces;
 

@@ -373,10 +373,7 @@ impl Tracker {
             }
         }
         // A metric keeps its units from its first point on (or from schema 7's build).
-        if s.kind == Kind::Metric
-            && tr.units.is_none()
-            && (s.open_unit.is_some() || index == 0)
-        {
+        if s.kind == Kind::Metric && tr.units.is_none() && (s.open_unit.is_some() || index == 0) {
             tr.units = Some(Units::new(series_id, s.open_unit.as_deref())?);
         }
         if let Some(u) = tr.units.as_mut() {
@@ -472,10 +469,18 @@ pub fn points(
     let mut out = Vec::new();
     if step_sorted(s) {
         // Found by bisection rather than by a scan of the block rows.
-        points_in_steps(conn, s, lo, hi, msg_ids, |_| false, |p| {
-            out.push(p);
-            true
-        })?;
+        points_in_steps(
+            conn,
+            s,
+            lo,
+            hi,
+            msg_ids,
+            |_| false,
+            |p| {
+                out.push(p);
+                true
+            },
+        )?;
         return Ok(out);
     }
     for block in blocks_with_steps(conn, s, lo, hi)? {
@@ -1431,7 +1436,12 @@ mod tests {
                 let mut i = 0;
                 while i < u.len() {
                     let unit = u.get(&conn, 0, i).unwrap();
-                    for e in [unit.first_step - 1, unit.first_step, unit.last_step, unit.last_step + 1] {
+                    for e in [
+                        unit.first_step - 1,
+                        unit.first_step,
+                        unit.last_step,
+                        unit.last_step + 1,
+                    ] {
                         edges.push(Some(e));
                     }
                     i += span * (1 + rng.below(3));
@@ -1444,8 +1454,8 @@ mod tests {
             for _ in 0..400 {
                 let from = edges[rng.below(edges.len() as u64) as usize];
                 let to = edges[rng.below(edges.len() as u64) as usize];
-                let points = [1, 2, 3, 7, 64, 128, 299, 300, 1_000, 5_000, 10_000]
-                    [rng.below(11) as usize];
+                let points =
+                    [1, 2, 3, 7, 64, 128, 299, 300, 1_000, 5_000, 10_000][rng.below(11) as usize];
                 let b = downsample(&conn, &exp, &s, Axis::Step, from, to, points).unwrap();
                 assert!(b.x.len() <= points);
                 let inside: Vec<(i64, f64)> = logged
@@ -1476,8 +1486,16 @@ mod tests {
         assert_eq!(u.cover(&conn, 0, u.len() - 1, 1).unwrap().len(), 585 + 4);
         // A zoom whose edges fall inside units, at every bucket count.
         for points in [1, 10, 150, 300, 1_000] {
-            let b = downsample(&conn, &exp, &s, Axis::Step, Some(1_001), Some(299_000), points)
-                .unwrap();
+            let b = downsample(
+                &conn,
+                &exp,
+                &s,
+                Axis::Step,
+                Some(1_001),
+                Some(299_000),
+                points,
+            )
+            .unwrap();
             check_against_scan(&b, &(1_001..=299_000).collect::<Vec<_>>());
         }
     }

@@ -293,7 +293,9 @@ impl Units {
     /// Unit `i` of `level`, which must be stored (or be the open one).
     pub fn get(&mut self, conn: &Connection, level: u32, i: i64) -> Result<Unit> {
         if level == 0 && i == self.n - 1 {
-            return self.open.ok_or_else(|| Error::Internal("no open unit".into()));
+            return self
+                .open
+                .ok_or_else(|| Error::Internal("no open unit".into()));
         }
         if let Some(k) = self.pending_index(level, i) {
             return Ok(self.pending[k]);
