@@ -161,7 +161,8 @@ fn encode_open(count: i64, open: &Unit, pending: &[Unit]) -> Vec<u8> {
 }
 
 fn decode_open(data: &[u8]) -> Result<(i64, Unit, Vec<Unit>)> {
-    if data.len() < 8 + SIZE || (data.len() - 8) % SIZE != 0 || data.len() > 8 + SIZE * 4 {
+    if data.len() < 8 + SIZE || !(data.len() - 8).is_multiple_of(SIZE) || data.len() > 8 + SIZE * 4
+    {
         return Err(Error::Internal(format!(
             "an open series unit is {} bytes",
             data.len()
@@ -266,7 +267,7 @@ impl Units {
                 data.extend_from_slice(&tail);
                 self.dirty.insert((level, part));
             }
-            if data.len() % SIZE != 0 {
+            if !data.len().is_multiple_of(SIZE) {
                 return Err(Error::Internal(format!(
                     "a row of series units is {} bytes",
                     data.len()
