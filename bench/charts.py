@@ -206,7 +206,9 @@ def main() -> None:
 
         out = res["results"]
         ids = ",".join(runs)
-        log(f"(a) 1 metric x {args.runs} runs x {args.run_points} points, 300 buckets a run")
+        log(
+            f"(a) 1 metric x {args.runs} runs x {args.run_points} points, 300 buckets a run"
+        )
         for fmt in ["json", "binary"]:
             path = f"/api/series?experiments={ids}&names=loss&points=300"
             if fmt == "binary":
