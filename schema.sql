@@ -1,5 +1,5 @@
 -- Tora schema, version 6: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 7. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- PRAGMA user_version = 8. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -149,6 +149,9 @@ CREATE TABLE series (
     -- cover the series in order (a late, lower step falls back to reading raw points).
     ordered       INTEGER NOT NULL DEFAULT 1,
     updated_at    INTEGER,
+    -- A metric's last step-ordered unit and how many there are (src/store/units.rs); NULL for
+    -- results and for metrics without points.
+    open_unit     BLOB,
     UNIQUE (experiment_id, kind, name)
 );
 
@@ -203,6 +206,21 @@ CREATE TABLE chunks (
 -- removes its rowid range here.
 CREATE TRIGGER series_chunks_gone AFTER DELETE ON series BEGIN
     DELETE FROM chunks WHERE id BETWEEN old.id * 4294967296 AND old.id * 4294967296 + 4294967295;
+END;
+
+-- A metric series in step order, as aggregates only (src/store/units.rs): level-0 units hold
+-- whole steps in ascending, disjoint ranges (one per 128 points while steps arrive in order;
+-- a step logged again is folded into the unit that holds it), level l unit j aggregates level-0
+-- units j*4^l .. (j+1)*4^l. Closed units packed 32 to a row of 64-byte records; the rowid is
+-- series_id * 2^32 + level * 2^27 + part. A chart by step reads these, so its cost follows the
+-- buckets drawn, not the points stored, whether or not the steps arrived in order.
+CREATE TABLE series_units (
+    id   INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+
+CREATE TRIGGER series_units_gone AFTER DELETE ON series BEGIN
+    DELETE FROM series_units WHERE id BETWEEN old.id * 4294967296 AND old.id * 4294967296 + 4294967295;
 END;
 
 -- Idempotency keys of columnar batches (POST /api/experiments/{id}/points): a batch whose id is

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -46,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         7,
         include_str!("../migrations/0007_retention.sql"),
         sql_only,
+    ),
+    (
+        8,
+        include_str!("../migrations/0008_series_units.sql"),
+        crate::store::units::build_all,
     ),
 ];
 
@@ -1015,6 +1020,138 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("experiments_group"), "{plan}");
+    }
+
+    /// A file of schema 6 (blocks, no step-ordered units) opens as version 8 with the units of
+    /// every metric built from its points: the same units ingest would have kept, charts by
+    /// step that match a scan of the points (a resumed run's re-logged steps included), and new
+    /// points folded in after the old ones.
+    #[test]
+    fn a_version_6_file_is_upgraded_with_units_for_every_metric() {
+        use crate::store::packed::Point;
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
+        conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        for &(to, sql, step) in MIGRATIONS.iter().filter(|m| m.0 <= 6) {
+            write_tx(&mut conn, |tx| {
+                tx.execute_batch(sql)?;
+                step(tx)?;
+                tx.pragma_update(None, "user_version", to)?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let u = users::create(&conn, "old@lab.org", "h", 0).unwrap();
+        let ws = workspaces::personal(&conn, &u.id, 0).unwrap();
+        conn.execute(
+            "INSERT INTO experiments (id, uuid, workspace_id, created_by, name, created_at, updated_at)
+               VALUES (4, '00000000-0000-4000-8000-000000000006', ?1, ?2, 'v6 run', 0, 0)",
+            [&ws, &u.id],
+        )
+        .unwrap();
+        // As version 6 stored them: a metric resumed from a checkpoint (steps 0..1000, then
+        // 300..700 again), with NaN and Inf, and a result.
+        let value = |s: i64, again: bool| match s % 50 {
+            7 => f64::NAN,
+            9 if again => f64::INFINITY,
+            _ => s as f64 * if again { -1.0 } else { 1.0 },
+        };
+        let logged: Vec<(i64, f64)> = (0..1_000)
+            .map(|s| (s, value(s, false)))
+            .chain((300..700).map(|s| (s, value(s, true))))
+            .collect();
+        let points: Vec<Point> = logged
+            .iter()
+            .enumerate()
+            .map(|(i, &(step, value))| Point {
+                step,
+                seq: i as i64 + 1,
+                t: i as i64,
+                value,
+                msg_id: None,
+            })
+            .collect();
+        conn.execute_batch(
+            "INSERT INTO series (id, experiment_id, kind, name, count, nonfinite, first_step, last_step, ordered)
+               VALUES (1, 4, 0, 'loss', 1400, 32, 0, 999, 0), (2, 4, 1, 'acc', 1, 0, -1, -1, 1);",
+        )
+        .unwrap();
+        series::rebuild_blocks(&conn, 1, &points).unwrap();
+        let acc = [Point {
+            step: -1,
+            seq: 1_401,
+            t: 5,
+            value: 0.9,
+            msg_id: None,
+        }];
+        series::rebuild_blocks(&conn, 2, &acc).unwrap();
+
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+
+        let exp = experiments::get(&conn, "00000000-0000-4000-8000-000000000006")
+            .unwrap()
+            .unwrap();
+        let all = series::list(&conn, exp.rowid).unwrap();
+        let (loss, acc) = (&all[0], &all[1]);
+        assert_eq!((loss.name.as_str(), acc.name.as_str()), ("loss", "acc"));
+        assert!(acc.open_unit.is_none(), "results have no units");
+        let built = crate::store::units::build(&conn, loss.id, points.iter().cloned()).unwrap();
+        assert_eq!(loss.open_unit, built.open_column());
+        let b =
+            series::downsample(&conn, &exp, loss, series::Axis::Step, None, None, 5_000).unwrap();
+        assert_eq!(b.x, (0..1_000).collect::<Vec<_>>(), "each step once");
+        assert_eq!(b.last[400], Some(-400.0), "the later value on the line");
+        assert_eq!(
+            (b.min[400], b.max[400], b.count[400]),
+            (Some(-400.0), Some(400.0), 2)
+        );
+        assert_eq!((b.last[309], b.nonfinite[309]), (Some(309.0), 1));
+        assert_eq!((b.last[307], b.nonfinite[307]), (None, 2));
+        let b = series::downsample(
+            &conn,
+            &exp,
+            loss,
+            series::Axis::Step,
+            Some(10),
+            Some(990),
+            3,
+        )
+        .unwrap();
+        assert_eq!(b.total, 981 + 400);
+        assert_eq!(b.count.iter().sum::<i64>(), b.total);
+
+        // New points go on after the old ones, as if the file had always had units.
+        let more: Vec<logs::NewLog> = (500..1_200)
+            .map(|s| logs::NewLog {
+                msg_id: None,
+                name: "loss".into(),
+                kind: logs::Kind::Metric,
+                step: Some(s),
+                value: s as f64 / 7.0,
+                at: None,
+                extra_metadata: None,
+            })
+            .collect();
+        logs::insert(&conn, &exp, &more, 10).unwrap();
+        let loss = series::list(&conn, exp.rowid).unwrap().remove(0);
+        let every = series::all_points(&conn, loss.id).unwrap();
+        assert_eq!(every.len(), 2_100);
+        let rebuilt = crate::store::units::build(&conn, loss.id, every).unwrap();
+        assert_eq!(loss.open_unit, rebuilt.open_column());
+        let stored: Vec<(i64, Vec<u8>)> = conn
+            .prepare("SELECT id, data FROM series_units ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(stored, rebuilt.rows());
     }
 
     /// A file written by the previous Tora (schema 1: one `logs` row per point) opens with every

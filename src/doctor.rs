@@ -245,6 +245,80 @@ fn contents(conn: &Connection, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
+/// Rebuilds each metric's units ([`crate::store::units`]) from its points and compares them
+/// with what is stored.
+struct UnitCheck {
+    /// Metric series and their `open_unit`; empty before schema 8.
+    metrics: HashMap<i64, Option<Vec<u8>>>,
+    current: Option<crate::store::units::Units>,
+    /// Whether the file has units to check (schema 8 on).
+    checked: bool,
+}
+
+impl UnitCheck {
+    fn new(conn: &Connection) -> Result<UnitCheck> {
+        let has: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'series_units'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut metrics = HashMap::new();
+        if has {
+            let mut stmt = conn.prepare("SELECT id, open_unit FROM series WHERE kind = 0")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                metrics.insert(r.get(0)?, r.get(1)?);
+            }
+        }
+        Ok(UnitCheck {
+            metrics,
+            current: None,
+            checked: has,
+        })
+    }
+
+    fn feed(
+        &mut self,
+        conn: &Connection,
+        series: i64,
+        points: &[crate::store::packed::Point],
+        bad: &mut Vec<String>,
+    ) -> Result<()> {
+        if !self.metrics.contains_key(&series) {
+            return Ok(());
+        }
+        if self.current.as_ref().map(|u| u.series()) != Some(series) {
+            self.finish(conn, bad)?;
+            self.current = Some(crate::store::units::Units::new(series, None)?);
+        }
+        let units = self.current.as_mut().expect("set above");
+        for p in points {
+            units.add(conn, p)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, conn: &Connection, bad: &mut Vec<String>) -> Result<()> {
+        let Some(built) = self.current.take() else {
+            return Ok(());
+        };
+        let id = built.series();
+        let stored: Vec<(i64, Vec<u8>)> = conn
+            .prepare_cached(
+                "SELECT id, data FROM series_units WHERE id BETWEEN ?1 AND ?1 + 4294967295 ORDER BY id",
+            )?
+            .query_map([id << 32], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let open = self.metrics.get(&id).cloned().flatten();
+        if stored != built.rows() || open != built.open_column() {
+            bad.push(format!(
+                "the step-ordered units of series {id} disagree with its points"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Decodes every packed block and checks its count against the block index and the series.
 fn points(conn: &Connection, report: &mut Report) -> Result<()> {
     let mut blocks: HashMap<(i64, i64), i64> = HashMap::new();
@@ -257,8 +331,11 @@ fn points(conn: &Connection, report: &mut Report) -> Result<()> {
     }
     let mut per_series: HashMap<i64, i64> = HashMap::new();
     let mut bad = Vec::new();
+    // The step-ordered units of each metric (schema 8), rebuilt from its points as the chunks
+    // come by in rowid order (a series' blocks in arrival order) and compared with the stored.
+    let mut units = UnitCheck::new(conn)?;
     {
-        let mut stmt = conn.prepare("SELECT id, data FROM chunks")?;
+        let mut stmt = conn.prepare("SELECT id, data FROM chunks ORDER BY id")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
@@ -266,6 +343,7 @@ fn points(conn: &Connection, report: &mut Report) -> Result<()> {
             let data = r.get_ref(1)?.as_blob().unwrap_or_default();
             match crate::store::packed::decode(data, false) {
                 Ok(p) => {
+                    units.feed(conn, series, &p, &mut bad)?;
                     *per_series.entry(series).or_default() += p.len() as i64;
                     if blocks.remove(&(series, block)) != Some(p.len() as i64) {
                         bad.push(format!(
@@ -277,6 +355,7 @@ fn points(conn: &Connection, report: &mut Report) -> Result<()> {
             }
         }
     }
+    units.finish(conn, &mut bad)?;
     for (series, block) in blocks.keys().take(MAX_MESSAGES) {
         bad.push(format!("block {block} of series {series} is missing"));
     }
@@ -296,9 +375,14 @@ fn points(conn: &Connection, report: &mut Report) -> Result<()> {
         bad.push(format!("points of series {series}, which is not there"));
     }
     if bad.is_empty() {
-        report
-            .facts
-            .push(format!("{total} points, every block decoded and counted"));
+        report.facts.push(format!(
+            "{total} points, every block decoded and counted{}",
+            if units.checked {
+                ", every metric's units rebuilt and compared"
+            } else {
+                ""
+            }
+        ));
     } else {
         let more = bad.len().saturating_sub(MAX_MESSAGES);
         bad.truncate(MAX_MESSAGES);

@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -54,6 +56,9 @@ struct SeriesQuery {
     x: Option<String>,
     /// For /api/series: comma-separated experiment ids.
     experiments: Option<String>,
+    /// `json` (default) or `binary`: the same answer as little-endian columns (see the 200
+    /// response's `application/octet-stream` content).
+    format: Option<String>,
 }
 
 struct Request {
@@ -63,6 +68,7 @@ struct Request {
     from: Option<i64>,
     to: Option<i64>,
     axis: Axis,
+    binary: bool,
 }
 
 impl SeriesQuery {
@@ -73,6 +79,15 @@ impl SeriesQuery {
             other => {
                 return Err(Error::bad_request(format!(
                     "x must be 'step' or 'time', not '{other}'"
+                )));
+            }
+        };
+        let binary = match self.format.as_deref().unwrap_or("json") {
+            "json" => false,
+            "binary" => true,
+            other => {
+                return Err(Error::bad_request(format!(
+                    "format must be 'json' or 'binary', not '{other}'"
                 )));
             }
         };
@@ -94,6 +109,7 @@ impl SeriesQuery {
             from: self.from,
             to: self.to,
             axis,
+            binary,
         })
     }
 }
@@ -202,37 +218,122 @@ fn bucket_experiment(
     })
 }
 
+/// An answer in `format=binary`: `TSB1`, the header's length (u32), the header (JSON: the
+/// experiments and series with `n`, their bucket counts, instead of the columns), zero bytes up
+/// to a multiple of 8, then each series' six columns of `n` little-endian f64 in header order:
+/// x, min, max, last, count, nonfinite (NaN where JSON has null). A client can view the
+/// columns as Float64Arrays without copying or parsing numbers.
+const BINARY_DOC: &str = "format=binary: the bytes `TSB1`, a u32 (little-endian) header length H, H bytes of JSON     header ([{experiment_id, x, series: [{name, total, raw, n}]}], the JSON answer without its columns, n the     bucket count), zero bytes up to the next multiple of 8, then for each series in header order six     columns of n little-endian f64: x, min, max, last, count, nonfinite; NaN where the JSON answer has null.";
+
+fn binary(runs: &[ExperimentSeries]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Head<'a> {
+        name: &'a str,
+        total: i64,
+        raw: bool,
+        n: usize,
+    }
+    #[derive(Serialize)]
+    struct Run<'a> {
+        experiment_id: &'a str,
+        x: &'a str,
+        series: Vec<Head<'a>>,
+    }
+    let head: Vec<Run> = runs
+        .iter()
+        .map(|r| Run {
+            experiment_id: &r.experiment_id,
+            x: r.x,
+            series: r
+                .series
+                .iter()
+                .map(|s| Head {
+                    name: &s.name,
+                    total: s.total,
+                    raw: s.raw,
+                    n: s.x.len(),
+                })
+                .collect(),
+        })
+        .collect();
+    let head = serde_json::to_vec(&head).expect("plain data serializes");
+    let buckets: usize = runs.iter().flat_map(|r| &r.series).map(|s| s.x.len()).sum();
+    let start = (8 + head.len()).div_ceil(8) * 8;
+    let mut out = Vec::with_capacity(start + buckets * 48);
+    out.extend_from_slice(b"TSB1");
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.resize(start, 0);
+    let opt = |v: &Option<f64>| v.unwrap_or(f64::NAN).to_le_bytes();
+    for s in runs.iter().flat_map(|r| &r.series) {
+        out.extend(s.x.iter().flat_map(|&v| (v as f64).to_le_bytes()));
+        out.extend(s.min.iter().flat_map(opt));
+        out.extend(s.max.iter().flat_map(opt));
+        out.extend(s.last.iter().flat_map(opt));
+        out.extend(s.count.iter().flat_map(|&v| (v as f64).to_le_bytes()));
+        out.extend(s.nonfinite.iter().flat_map(|&v| (v as f64).to_le_bytes()));
+    }
+    out
+}
+
+/// The answer in the format asked for: the JSON envelope, or [`binary`]'s bytes.
+enum Answer<T> {
+    Json(T),
+    Binary(Vec<u8>),
+}
+
+impl<T: Serialize> IntoResponse for Answer<T> {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Json(data) => ok(data).into_response(),
+            Answer::Binary(bytes) => {
+                ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+            }
+        }
+    }
+}
+
 /// Downsampled metric series of one experiment: at most `points` buckets each.
 #[utoipa::path(get, path = "/experiments/{id}/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
-    params(("id" = uuid::Uuid, Path), SeriesQuery), responses((status = 200, body = Envelope<ExperimentSeries>), Errors))]
+    params(("id" = uuid::Uuid, Path), SeriesQuery),
+    responses((status = 200, description = BINARY_DOC, content(
+        (Envelope<ExperimentSeries> = "application/json"),
+        (Vec<u8> = "application/octet-stream"))), Errors))]
 async fn get_series(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
     Query(q): Query<SeriesQuery>,
-) -> Result<Reply<ExperimentSeries>> {
+) -> Result<Answer<ExperimentSeries>> {
     let req = q.parse()?;
-    let out = state
+    state
         .db
         .read(move |c| {
             let exp = authorize(c, &id, &user.id, Role::Viewer)?;
             let wanted = wanted(c, &exp, &req)?;
             within_cap(wanted.len(), req.points)?;
-            bucket_experiment(c, &exp, &wanted, &req)
+            let out = bucket_experiment(c, &exp, &wanted, &req)?;
+            Ok(if req.binary {
+                Answer::Binary(binary(std::slice::from_ref(&out)))
+            } else {
+                Answer::Json(out)
+            })
         })
-        .await?;
-    Ok(ok(out))
+        .await
 }
 
 /// The same for many experiments in one request (comparisons): those the caller may not see
 /// are left out.
 #[utoipa::path(get, path = "/series", tag = "charts", security(("api_key" = []), ("bearer" = [])),
-    params(SeriesQuery), responses((status = 200, body = Envelope<Vec<ExperimentSeries>>), Errors))]
+    params(SeriesQuery),
+    responses((status = 200, description = BINARY_DOC, content(
+        (Envelope<Vec<ExperimentSeries>> = "application/json"),
+        (Vec<u8> = "application/octet-stream"))), Errors))]
 async fn compare_series(
     State(state): State<AppState>,
     user: AuthUser,
     Query(q): Query<SeriesQuery>,
-) -> Result<Reply<Vec<ExperimentSeries>>> {
+) -> Result<Answer<Vec<ExperimentSeries>>> {
     let req = q.parse()?;
     let mut seen = HashSet::new();
     let mut ids = Vec::new();
@@ -252,17 +353,21 @@ async fn compare_series(
             "experiments must list 1 to {MAX_EXPERIMENTS} ids"
         )));
     }
-    let out = state
+    state
         .db
         .read(move |c| {
             let visible = experiments::visible_among(c, &user.id, &ids)?;
-            plan(c, visible, &req)?
+            let out = plan(c, visible, &req)?
                 .iter()
                 .map(|(exp, wanted)| bucket_experiment(c, exp, wanted, &req))
-                .collect()
+                .collect::<Result<Vec<_>>>()?;
+            Ok(if req.binary {
+                Answer::Binary(binary(&out))
+            } else {
+                Answer::Json(out)
+            })
         })
-        .await?;
-    Ok(ok(out))
+        .await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

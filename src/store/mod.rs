@@ -12,6 +12,7 @@ pub mod retention;
 pub mod series;
 pub mod settings;
 pub mod tokens;
+pub mod units;
 pub mod users;
 pub mod workspaces;
 

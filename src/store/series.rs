@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::store::experiments::Experiment;
 use crate::store::logs::{Kind, MsgId};
 use crate::store::packed::{self, Point};
+use crate::store::units::{Unit, Units};
 
 /// Points per block. Small enough that a zoomed-in chart reads few raw points at the edges,
 /// large enough that a 1M-point series is ~8k block rows.
@@ -30,9 +31,12 @@ pub struct Series {
     pub max_value: Option<f64>,
     pub ordered: bool,
     pub updated_at: Option<i64>,
+    /// `series.open_unit`: the last step-ordered unit of a metric ([`units`]); None for
+    /// results and metrics without points.
+    pub open_unit: Option<Vec<u8>>,
 }
 
-const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at";
+const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, open_unit";
 
 fn from_row(r: &Row) -> rusqlite::Result<Series> {
     let count: i64 = r.get(3)?;
@@ -58,6 +62,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Series> {
         max_value: r.get(9)?,
         ordered: r.get(10)?,
         updated_at: r.get(11)?,
+        open_unit: r.get(12)?,
     })
 }
 
@@ -256,6 +261,8 @@ struct Tracked {
     loaded: bool,
     finished: Vec<(Block, Vec<Point>)>,
     touched: bool,
+    /// The series in step order (metrics only), loaded on first use.
+    units: Option<Units>,
 }
 
 impl Tracked {
@@ -267,6 +274,7 @@ impl Tracked {
             loaded,
             finished: Vec::new(),
             touched: false,
+            units: None,
         }
     }
 }
@@ -295,6 +303,7 @@ impl Tracker {
             max_value: None,
             ordered: true,
             updated_at: None,
+            open_unit: None,
         };
         self.state.insert(id, Tracked::new(series, true));
     }
@@ -363,6 +372,13 @@ impl Tracker {
                 }
             }
         }
+        // A metric keeps its units from its first point on (or from schema 8's build).
+        if s.kind == Kind::Metric && tr.units.is_none() && (s.open_unit.is_some() || index == 0) {
+            tr.units = Some(Units::new(series_id, s.open_unit.as_deref())?);
+        }
+        if let Some(u) = tr.units.as_mut() {
+            u.add(conn, &point)?;
+        }
         let b = Block::of(no, &point);
         match &mut tr.open {
             Some((open, points)) if open.no == no => {
@@ -383,12 +399,20 @@ impl Tracker {
     pub fn save(self, conn: &Connection, now: i64) -> Result<()> {
         let mut update = conn.prepare_cached(
             "UPDATE series SET count = ?2, nonfinite = ?3, first_step = ?4, last_step = ?5, last_value = ?6,
-                min_value = ?7, max_value = ?8, ordered = ?9, updated_at = ?10 WHERE id = ?1",
+                min_value = ?7, max_value = ?8, ordered = ?9, updated_at = ?10, open_unit = ?11
+             WHERE id = ?1",
         )?;
-        for (id, tr) in self.state {
+        for (id, mut tr) in self.state {
             if !tr.touched {
                 continue;
             }
+            let open_unit = match tr.units.as_mut() {
+                Some(u) => {
+                    u.save(conn)?;
+                    u.open_column()
+                }
+                None => tr.series.open_unit.clone(),
+            };
             let s = &tr.series;
             update.execute(params![
                 id,
@@ -400,7 +424,8 @@ impl Tracker {
                 s.min_value,
                 s.max_value,
                 s.ordered,
-                now
+                now,
+                open_unit
             ])?;
             for (b, points) in tr.finished.iter().chain(tr.open.iter()) {
                 write_block(conn, id, b, points)?;
@@ -420,6 +445,19 @@ fn blocks_with_steps(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Every point of a series in arrival order (schema 8 builds its units from them).
+pub fn all_points(conn: &Connection, series: i64) -> Result<Vec<Point>> {
+    let blocks: Vec<i64> = conn
+        .prepare_cached("SELECT block FROM series_blocks WHERE series_id = ?1 ORDER BY block")?
+        .query_map([series], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for no in blocks {
+        out.extend(chunk(conn, series, no, false)?);
+    }
+    Ok(out)
+}
+
 /// The points of `s` with steps in `lo..=hi`, in step order (arrival order within a step).
 pub fn points(
     conn: &Connection,
@@ -429,6 +467,22 @@ pub fn points(
     msg_ids: bool,
 ) -> Result<Vec<Point>> {
     let mut out = Vec::new();
+    if step_sorted(s) {
+        // Found by bisection rather than by a scan of the block rows.
+        points_in_steps(
+            conn,
+            s,
+            lo,
+            hi,
+            msg_ids,
+            |_| false,
+            |p| {
+                out.push(p);
+                true
+            },
+        )?;
+        return Ok(out);
+    }
     for block in blocks_with_steps(conn, s, lo, hi)? {
         out.extend(
             chunk(conn, s.id, block, msg_ids)?
@@ -707,6 +761,12 @@ pub fn downsample(
         }
     };
 
+    if axis == Axis::Step
+        && s.kind == Kind::Metric
+        && let Some(open) = s.open_unit.as_deref()
+    {
+        return by_units(conn, s, Units::new(s.id, Some(open))?, lo, hi, points);
+    }
     let blocks = if s.ordered {
         blocks_in(conn, s.id, axis, lo, hi)?
     } else {
@@ -757,6 +817,135 @@ pub fn downsample(
         units
     };
 
+    Ok(bucket(&units, points, shift, axis))
+}
+
+/// [`downsample`] by step from the series' units: the units wholly inside `lo..=hi` at the
+/// coarsest level that still gives half the buckets asked for, the points of the (at most two)
+/// units reaching past an edge folded into one each; or, when fewer units than that lie
+/// inside, the points themselves. Whether the steps arrived in order does not matter.
+fn by_units(
+    conn: &Connection,
+    s: &Series,
+    mut u: Units,
+    lo: i64,
+    hi: i64,
+    points: usize,
+) -> Result<Bucketed> {
+    let first = if lo == i64::MIN {
+        0
+    } else {
+        u.first_reaching(conn, lo)?
+    };
+    let last = if hi == i64::MAX {
+        u.len() - 1
+    } else {
+        u.last_starting(conn, hi)?
+    };
+    if first > last {
+        return Ok(Bucketed::default());
+    }
+    let (a, b) = (u.get(conn, 0, first)?, u.get(conn, 0, last)?);
+    let c0 = if a.first_step >= lo { first } else { first + 1 };
+    let c1 = if b.last_step <= hi { last } else { last - 1 };
+    let inside = (c1 - c0 + 1).max(0);
+    let want = (points as i64 + 1) / 2;
+    let units: Vec<Block> = if inside >= want {
+        let mut edges = Vec::new();
+        if c0 > first {
+            edges.push((lo, a.last_step));
+        }
+        if c1 < last {
+            edges.push((b.first_step, hi));
+        }
+        let pts = points_in_ranges(conn, s, &edges)?;
+        let edge = |(from, to): (i64, i64)| {
+            fold_points(
+                &pts.iter()
+                    .filter(|p| p.step >= from && p.step <= to)
+                    .map(|p| Block::of(0, p))
+                    .collect::<Vec<_>>(),
+                Axis::Step,
+                from,
+                to,
+            )
+        };
+        let mut out = Vec::with_capacity(points * 2 + 2);
+        if c0 > first {
+            out.extend(edge(edges[0]));
+        }
+        let level = Units::level_for(inside, want);
+        out.extend(u.cover(conn, c0, c1, level)?.iter().map(block_of_unit));
+        if c1 < last {
+            out.extend(edge(*edges.last().expect("pushed above")));
+        }
+        out
+    } else {
+        same_steps_together(raw_points(conn, s, lo, hi)?)
+    };
+    Ok(bucket(&units, points, 0, Axis::Step))
+}
+
+/// A unit as the bucketing sees it (a block of consecutive steps).
+fn block_of_unit(u: &Unit) -> Block {
+    Block {
+        no: 0,
+        first_step: u.first_step,
+        last_step: u.last_step,
+        // Not read: by step, buckets take their x from steps.
+        first_t: 0,
+        last_t: 0,
+        min: u.min,
+        max: u.max,
+        last: u.last_finite.map_or(f64::NAN, |(_, v)| v),
+        last_finite: u.last_finite.map(|(_, v)| v),
+        count: u.count,
+        nonfinite: u.nonfinite,
+        min_seq: 0,
+        max_seq: 0,
+    }
+}
+
+/// The points of `s` with a step in any of `ranges`, in step order (arrival within a step):
+/// one walk over the block rows for a series whose steps arrived out of order.
+fn points_in_ranges(conn: &Connection, s: &Series, ranges: &[(i64, i64)]) -> Result<Vec<Point>> {
+    let mut out = Vec::new();
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    if step_sorted(s) {
+        for &(lo, hi) in ranges {
+            out.extend(points(conn, s, lo, hi, false)?);
+        }
+        return Ok(out);
+    }
+    let within = |step: i64| ranges.iter().any(|&(lo, hi)| step >= lo && step <= hi);
+    let (a, b) = (ranges[0], ranges[ranges.len() - 1]);
+    if ranges.len() > 2 {
+        return Err(Error::Internal("at most two edge ranges".into()));
+    }
+    // SQLite filters the block rows; only those that meet a range come back.
+    let mut stmt = conn.prepare_cached(
+        "SELECT block FROM series_blocks WHERE series_id = ?1
+           AND ((last_step >= ?2 AND first_step <= ?3) OR (last_step >= ?4 AND first_step <= ?5))
+         ORDER BY block",
+    )?;
+    let blocks: Vec<i64> = stmt
+        .query_map(params![s.id, a.0, a.1, b.0, b.1], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for no in blocks {
+        out.extend(
+            chunk(conn, s.id, no, false)?
+                .into_iter()
+                .filter(|p| within(p.step)),
+        );
+    }
+    out.sort_by_key(|p| (p.step, p.seq));
+    Ok(out)
+}
+
+/// Cuts `units` (consecutive, in x order) into at most `points` buckets of whole units.
+fn bucket(units: &[Block], points: usize, shift: i64, axis: Axis) -> Bucketed {
     let total: i64 = units.iter().map(|u| u.count).sum();
     let raw = total as usize <= points && units.iter().all(|u| u.count == 1);
     let n = units.len().min(points);
@@ -771,14 +960,20 @@ pub fn downsample(
         for next in &group[1..] {
             b.absorb(next);
         }
-        out.x.push(x_of(&b) + shift);
+        out.x.push(
+            if axis == Axis::Step {
+                b.last_step
+            } else {
+                b.last_t
+            } + shift,
+        );
         out.min.push(b.min);
         out.max.push(b.max);
         out.last.push(b.last_finite);
         out.count.push(b.count);
         out.nonfinite.push(b.nonfinite);
     }
-    Ok(out)
+    out
 }
 
 fn blocks_in(conn: &Connection, series: i64, axis: Axis, lo: i64, hi: i64) -> Result<Vec<Block>> {
@@ -897,6 +1092,7 @@ pub fn time_extent(conn: &Connection, s: &Series) -> Result<Option<(i64, i64)>> 
 mod tests {
     use super::*;
     use crate::store::logs::{self, NewLog};
+    use crate::store::units;
 
     fn experiment(conn: &Connection) -> Experiment {
         crate::store::test_experiment(conn)
@@ -1180,6 +1376,180 @@ mod tests {
             (b.last[27], b.min[27], b.max[27]),
             (Some(-127.0), Some(-127.0), Some(127.0))
         );
+    }
+
+    /// A small deterministic generator (xorshift), so a failure can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> i64 {
+            (self.next() % n) as i64
+        }
+
+        /// Mostly a noisy curve; sometimes NaN, +-Inf, -0.0, 0.0 or a spike.
+        fn value(&mut self, step: i64) -> f64 {
+            match self.below(40) {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => f64::NEG_INFINITY,
+                3 => -0.0,
+                4 => 0.0,
+                5 => 1e9,
+                _ => 1.0 / (1.0 + step as f64) + self.below(1_000) as f64 * 1e-5,
+            }
+        }
+    }
+
+    /// The series as it was logged: steps in arrival order, with rewinds (a run resumed from a
+    /// checkpoint), steps logged twice in a row, gaps, and a part logged in step order.
+    fn history(rng: &mut Rng, shape: u8) -> Vec<(i64, f64)> {
+        let mut steps: Vec<i64> = Vec::new();
+        match shape {
+            // In order, a step now and then logged again at once, gaps of 1-3.
+            0 => {
+                let mut s = 0;
+                for _ in 0..6_000 {
+                    steps.push(s);
+                    if rng.below(10) != 0 {
+                        s += 1 + rng.below(3) * i64::from(rng.below(5) == 0);
+                    }
+                }
+            }
+            // Resumed three times, each from an earlier checkpoint.
+            1 => {
+                steps.extend(0..3_000);
+                steps.extend(1_000..4_000);
+                steps.extend(2_500..2_600);
+                steps.extend((3_900..7_000).step_by(2));
+                steps.extend(0..50);
+            }
+            // Logged backwards in small runs (every point is a rewind).
+            2 => {
+                for run in (0..60).rev() {
+                    steps.extend(run * 50..run * 50 + 50);
+                }
+            }
+            // One point.
+            _ => steps.push(42),
+        }
+        steps.into_iter().map(|s| (s, rng.value(s))).collect()
+    }
+
+    /// Stores `logged` in batches of random sizes, as one run would send them.
+    fn ingest_history(conn: &Connection, exp: &Experiment, rng: &mut Rng, logged: &[(i64, f64)]) {
+        let mut at = 0;
+        let mut now = 1_000;
+        while at < logged.len() {
+            let n = (1 + rng.below(700) as usize).min(logged.len() - at);
+            ingest_points(conn, exp, &logged[at..at + n], now);
+            at += n;
+            now += 1;
+        }
+    }
+
+    #[test]
+    fn units_answer_every_zoom_and_bucket_count_as_a_scan_of_the_points_does() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for shape in 0..4 {
+            let conn = crate::db::memory();
+            let exp = experiment(&conn);
+            let logged = history(&mut rng, shape);
+            ingest_history(&conn, &exp, &mut rng, &logged);
+            let s = list(&conn, exp.rowid).unwrap().remove(0);
+            assert_eq!(s.ordered, shape == 0 || shape == 3, "shape {shape}");
+            assert!(s.open_unit.is_some(), "a metric has units");
+
+            // What ingest built, batch by batch, is what a build from every point gives (the
+            // schema 8 migration and `tora doctor` rebuild them so).
+            let built = units::build(&conn, s.id, all_points(&conn, s.id).unwrap()).unwrap();
+            let stored: Vec<(i64, Vec<u8>)> = conn
+                .prepare("SELECT id, data FROM series_units ORDER BY id")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert_eq!(stored, built.rows(), "shape {shape}: stored units");
+            assert_eq!(s.open_unit, built.open_column(), "shape {shape}: open unit");
+
+            // Zoom edges on the steps where units and levels begin and end, one either side,
+            // and random ones.
+            let mut u = Units::new(s.id, s.open_unit.as_deref()).unwrap();
+            let mut edges = vec![None];
+            for level in 0..3u32 {
+                let span = 1i64 << (2 * level);
+                let mut i = 0;
+                while i < u.len() {
+                    let unit = u.get(&conn, 0, i).unwrap();
+                    for e in [
+                        unit.first_step - 1,
+                        unit.first_step,
+                        unit.last_step,
+                        unit.last_step + 1,
+                    ] {
+                        edges.push(Some(e));
+                    }
+                    i += span * (1 + rng.below(3));
+                }
+            }
+            for _ in 0..20 {
+                edges.push(Some(rng.below(8_000) - 100));
+            }
+            let mut checked = 0;
+            for _ in 0..400 {
+                let from = edges[rng.below(edges.len() as u64) as usize];
+                let to = edges[rng.below(edges.len() as u64) as usize];
+                let points =
+                    [1, 2, 3, 7, 64, 128, 299, 300, 1_000, 5_000, 10_000][rng.below(11) as usize];
+                let b = downsample(&conn, &exp, &s, Axis::Step, from, to, points).unwrap();
+                assert!(b.x.len() <= points);
+                let inside: Vec<(i64, f64)> = logged
+                    .iter()
+                    .copied()
+                    .filter(|&(st, _)| from.is_none_or(|f| st >= f) && to.is_none_or(|t| st <= t))
+                    .collect();
+                check_against_logged(&b, &inside);
+                checked += usize::from(!b.x.is_empty());
+            }
+            assert!(checked > 100, "shape {shape}: most ranges hold points");
+        }
+    }
+
+    #[test]
+    fn a_wide_range_is_answered_from_coarse_units_with_exact_bands() {
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        ingest(&conn, &exp, 0..300_000, 7_000);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        let mut u = Units::new(s.id, s.open_unit.as_deref()).unwrap();
+        assert_eq!(u.len(), (300_000 + BLOCK - 1) / BLOCK, "a unit per block");
+        // 300 buckets over 2,344 units: level 1 (units of 512 points) answers.
+        let b = downsample(&conn, &exp, &s, Axis::Step, None, None, 300).unwrap();
+        assert!(b.x.len() >= 150 && b.x.len() <= 300, "{}", b.x.len());
+        check_against_scan(&b, &(0..300_000).collect::<Vec<_>>());
+        // 585 closed level-1 units (units 0..2340), then 2340..=2342 and the open one.
+        assert_eq!(u.cover(&conn, 0, u.len() - 1, 1).unwrap().len(), 585 + 4);
+        // A zoom whose edges fall inside units, at every bucket count.
+        for points in [1, 10, 150, 300, 1_000] {
+            let b = downsample(
+                &conn,
+                &exp,
+                &s,
+                Axis::Step,
+                Some(1_001),
+                Some(299_000),
+                points,
+            )
+            .unwrap();
+            check_against_scan(&b, &(1_001..=299_000).collect::<Vec<_>>());
+        }
     }
 
     #[test]
