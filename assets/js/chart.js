@@ -52,10 +52,13 @@ export function xLabel(x, xmode) {
 }
 
 /** A colour of the palette (#rrggbb) made faint: raw lines under smoothed ones. */
-function faint(color) {
+function faint(color, alpha = 0.28) {
   const n = parseInt(color.slice(1), 16);
-  return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, 0.28)`;
+  return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
 }
+
+/** Above this many lines a chart shows no dot per line under the cursor. */
+const MAX_CURSOR_DOTS = 20;
 
 const dark = () => window.matchMedia('(prefers-color-scheme: dark)').matches;
 
@@ -142,7 +145,7 @@ function makePlot(el, opts) {
     cursor: {
       drag: { x: true, y: false, setScale: false },
       sync: opts.syncKey ? { key: opts.syncKey } : undefined,
-      points: { size: 5 },
+      points: opts.cursorDots === false ? { show: false } : { size: 5 },
     },
     hooks: {
       setSelect: [(u) => {
@@ -427,16 +430,18 @@ export class OverlayChart {
 
   /** The identity of the lines: another set of lines needs a new plot, not new data. */
   static key(lines) {
-    return lines.map((l) => `${l.label}\u0000${l.color}\u0000${l.dash || ''}`).join('\u0001');
+    return lines.map((l) => `${l.label}\u0000${l.color}\u0000${l.dash || ''}\u0000${l.band ? 'band' : ''}`).join('\u0001');
   }
 
   data() {
     const { lines, options } = this;
     const f = options.log ? positive : (v) => v;
     this.smoothed = lines.map((l) => (options.smoothing ? ema(l.cols.last, options.smoothing) : l.cols.last));
-    const tables = lines.map((l, i) => (options.smoothing
-      ? [l.cols.x, f(l.cols.last), f(this.smoothed[i])]
-      : [l.cols.x, f(l.cols.last)]));
+    const tables = lines.map((l, i) => {
+      const t = options.smoothing ? [l.cols.x, f(l.cols.last), f(this.smoothed[i])] : [l.cols.x, f(l.cols.last)];
+      if (l.band) t.push(f(l.cols.min), f(l.cols.max));
+      return t;
+    });
     return tables.length ? uPlot.join(tables) : [[]];
   }
 
@@ -445,9 +450,19 @@ export class OverlayChart {
     const c = themeColors();
     this.joined = this.data();
     const series = [];
+    const bands = [];
+    // Many lines: no hover dot per line (a DOM element each, per chart); the tooltip lists them.
+    const dots = this.lines.length <= MAX_CURSOR_DOTS;
     for (const l of this.lines) {
       if (options.smoothing) series.push({ label: `${l.label} (raw)`, stroke: faint(l.color), width: 1, dash: l.dash, points: { show: false } });
       series.push({ label: l.label, stroke: l.color, width: 1.5, dash: l.dash, points: { show: false } });
+      if (l.band) {
+        // A group's spread: the area between two invisible series, in the group's colour.
+        const k = series.length; // uPlot numbers series from 1 (0 is x): k + 1 is the low edge
+        series.push({ label: `${l.label} (low)`, stroke: 'transparent', width: 0, points: { show: false } },
+          { label: `${l.label} (high)`, stroke: 'transparent', width: 0, points: { show: false } });
+        bands.push({ series: [k + 2, k + 1], fill: faint(l.color, 0.16) });
+      }
     }
     this.key = OverlayChart.key(this.lines);
     this.u = makePlot(this.el, {
@@ -455,6 +470,8 @@ export class OverlayChart {
       xmode: options.xmode,
       log: options.log,
       series,
+      bands,
+      cursorDots: dots,
       data: this.joined,
       onZoom: options.onZoom,
       onReset: options.onReset,
@@ -472,7 +489,8 @@ export class OverlayChart {
       const j = bucketAt(l.cols.x, x);
       if (j < 0) return;
       const v = this.smoothed[i][j];
-      if (v !== null && v !== undefined) rows.push({ label: l.label, color: l.color, value: v, text: num(v) });
+      const spread = l.band && l.cols.min[j] !== null && l.cols.max[j] !== null ? ` (${num(l.cols.min[j])} … ${num(l.cols.max[j])})` : '';
+      if (v !== null && v !== undefined) rows.push({ label: l.label, color: l.color, value: v, text: num(v) + spread });
       else if (l.cols.nonfinite[j]) rows.push({ label: l.label, color: l.color, value: -Infinity, text: 'NaN/Inf' });
     });
     return rows.sort((a, b) => b.value - a.value);
