@@ -746,8 +746,8 @@ async fn batch_experiments(
     Ok(ok(list
         .into_iter()
         .map(|e| {
-            let summary = with_summary
-                .then(|| run_summary(summaries.remove(&e.rowid).unwrap_or_default()));
+            let summary =
+                with_summary.then(|| run_summary(summaries.remove(&e.rowid).unwrap_or_default()));
             let mut out = ExperimentOut::new(e, &base);
             out.summary = summary;
             out

@@ -29,7 +29,7 @@ const MAX_FILTERED = 1000; // runs of a workspace filter (the group view draws t
 const MAX_BUCKETS = 250000; // buckets one /series request may ask for (src/api/series.rs)
 const IN_FLIGHT = 2;
 const BATCHES = 4; // the metrics after the first go in about this many requests
-const GROUP_BATCH = 5; // metrics per group request
+const BATCH_MS = 600; // ...each expected to take about this long at most (see batchSize)
 const REFETCH_EVERY = 2000; // ms: a streaming run's charts are fetched again at most this often
 const MAX_STREAMS = 3; // workspace streams one compare page keeps open
 const NO_SERIES = { x: [], min: [], max: [], last: [] };
@@ -440,17 +440,15 @@ export async function render(ctx) {
   }
 
   /**
-   * The metrics in requests: the first alone (a small answer, the first chart), the others
-   * several to a request, in about BATCHES requests, each within the server's MAX_BUCKETS.
+   * How many metrics go in one request after the first: the rest in about BATCHES requests,
+   * within the server's MAX_BUCKETS, and few enough that a request should take about
+   * BATCH_MS by what the first (one metric) took: a slow server (or a debug build) is asked
+   * one metric at a time, as a request over the server's query budget would fail.
    */
-  function batches(names, pts, lines) {
-    if (!names.length) return [];
-    const [head, ...rest] = names;
+  function batchSize(rest, pts, lines, firstMs) {
     const fit = Math.max(1, Math.floor(MAX_BUCKETS / (Math.max(1, lines) * pts)));
-    const size = Math.min(fit, Math.max(1, Math.ceil(rest.length / BATCHES)));
-    const out = [[head]];
-    for (let i = 0; i < rest.length; i += size) out.push(rest.slice(i, i + size));
-    return out;
+    const paced = Math.max(1, Math.floor(BATCH_MS / Math.max(1, firstMs)));
+    return Math.max(1, Math.min(fit, paced, Math.ceil(rest / BATCHES)));
   }
 
   /**
@@ -508,10 +506,8 @@ export async function render(ctx) {
     groupsLoaded.clear();
     const pts = points();
     const order = drawingOrder();
-    const queue = view.group
-      ? (order.length ? [[order[0]], ...chunk(order.slice(1), GROUP_BATCH)] : [])
-      : batches(order, pts, runs.length);
-    if (!queue.length) return;
+    if (!order.length) return;
+    const lines = view.group ? 1 : runs.length; // a group request's buckets: the server caps them
     let first = true;
     const one = async (names) => {
       if (view.group) {
@@ -534,7 +530,10 @@ export async function render(ctx) {
       if (first) { first = false; performance.mark('tora:first-chart'); }
     };
     try {
-      await one(queue.shift()); // alone, so the first chart does not share the server with the rest
+      const t0 = performance.now();
+      await one([order[0]]); // alone, so the first chart does not share the server with the rest
+      const rest = order.slice(1);
+      const queue = chunk(rest, batchSize(rest.length, pts, lines, performance.now() - t0));
       await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
         while (queue.length) await one(queue.shift());
       }));
