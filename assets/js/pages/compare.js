@@ -23,6 +23,10 @@ import { Sections, parseCollapsed, formatCollapsed, xmodeOf } from '../sections.
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { followWorkspace } from '../live.js';
 import { fetchSeries, fetchGroups } from '../seriesdata.js';
+// Imported by the modules above; named here too so that the browser fetches them beside those
+// (one round of module requests less before the page can start).
+import '/vendor/uplot/uPlot.esm.js';
+import '../net.js';
 
 const MAX_RUNS = 200; // runs a link names, and runs drawn one line each (the server's /series cap)
 const MAX_FILTERED = 1000; // runs of a workspace filter (the group view draws them all)
@@ -151,6 +155,9 @@ export async function render(ctx) {
     h('h2', { class: 'section-head' }, 'Panels'), panelGrid);
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
   const sections = new Sections(grid, parseCollapsed(q.get('collapsed')), (set) => ctx.setQuery({ collapsed: formatCollapsed(set) }));
+  // The hyperparameters, results and parallel coordinates: filled once the first chart's
+  // request is on its way (building them overlaps the server's work).
+  const tablesBox = h('div');
 
   fill(ctx.root,
     h('div', { class: 'page-head' }, h('div', { class: 'grow' },
@@ -160,9 +167,7 @@ export async function render(ctx) {
       missing ? h('p', { class: 'error small' }, `${missing} of the runs in the link are deleted or not visible to you.`) : null)),
     everyRun.length === 0 ? (chosen.workspace ? empty('No run matches', 'No run of this workspace matches the filter.')
       : empty('None of these runs is visible to you', 'They may have been deleted, or you are not a member of their workspace.')) : [
-      hyperparamSection(),
-      resultsSection(),
-      parcoordsSection(),
+      tablesBox,
       h('h2', { class: 'section' }, 'Metrics'),
       toolbar(),
       h('div', { class: 'section' }, legend),
@@ -507,6 +512,7 @@ export async function render(ctx) {
     const pts = points();
     const order = drawingOrder();
     if (!order.length) return;
+    if (mine === 1) performance.mark('tora:compare-fetch');
     const lines = view.group ? 1 : runs.length; // a group request's buckets: the server caps them
     let first = true;
     const one = async (names) => {
@@ -539,6 +545,11 @@ export async function render(ctx) {
       }));
     } catch (err) {
       if (err.name === 'AbortError') return;
+      if (view.group && err.status === 404 && !groupsLoaded.size) {
+        // A server from before groups: say so rather than "not found".
+        fill(chartsStatus, errorBox('This server cannot group runs (it has no /api/series/groups): choose "Nothing" under Group by.'));
+        return;
+      }
       fill(chartsStatus, errorBox(err));
       return;
     }
@@ -660,7 +671,8 @@ export async function render(ctx) {
   const perWorkspace = new Map();
   for (const r of followedRuns) perWorkspace.set(r.workspace_id, (perWorkspace.get(r.workspace_id) || 0) + 1);
   const followed = [...perWorkspace.keys()].sort((a, b) => perWorkspace.get(b) - perWorkspace.get(a)).slice(0, MAX_STREAMS);
-  const stops = followed.map((ws) => followWorkspace(ws, {
+  let stops = [];
+  const follow = () => followed.map((ws) => followWorkspace(ws, {
     // A (re)connection may have missed progress: fetch every run again (no replay).
     hello: () => {
       if (greeted.has(ws)) for (const r of followedRuns) if (r.workspace_id === ws) pace(r);
@@ -680,5 +692,8 @@ export async function render(ctx) {
     for (const c of allCharts()) dropChart(c);
   });
   drawPanels();
-  if (everyRun.length && (metricNames.length || panels.length)) await loadAll();
+  const loading = everyRun.length && (metricNames.length || panels.length) ? loadAll() : null;
+  if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
+  stops = follow(); // the streams' tokens after the first chart's request
+  await loading;
 }
