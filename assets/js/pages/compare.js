@@ -36,6 +36,7 @@ const BATCHES = 4; // the metrics after the first go in about this many requests
 const BATCH_MS = 600; // ...each expected to take about this long at most (see batchSize)
 const REFETCH_EVERY = 2000; // ms: a streaming run's charts are fetched again at most this often
 const MAX_STREAMS = 3; // workspace streams one compare page keeps open
+const TABLES_WAIT = 500; // ms: the tables wait this long at most for the first chart
 const NO_SERIES = { x: [], min: [], max: [], last: [] };
 
 const chunk = (list, size) => Array.from({ length: Math.ceil(list.length / size) }, (_, i) => list.slice(i * size, (i + 1) * size));
@@ -155,8 +156,8 @@ export async function render(ctx) {
     h('h2', { class: 'section-head' }, 'Panels'), panelGrid);
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
   const sections = new Sections(grid, parseCollapsed(q.get('collapsed')), (set) => ctx.setQuery({ collapsed: formatCollapsed(set) }));
-  // The hyperparameters, results and parallel coordinates: filled once the first chart's
-  // request is on its way (building them overlaps the server's work).
+  // The hyperparameters, results and parallel coordinates: filled once the first chart is
+  // drawn (building them would hold up the first answer).
   const tablesBox = h('div');
 
   fill(ctx.root,
@@ -421,10 +422,14 @@ export async function render(ctx) {
   const allCharts = () => [...charts.values(), ...panelCharts];
 
   function points() {
+    const most = runs.length > 8 || view.group ? 300 : 700;
+    // On a wide screen a card is at least 380 px wide (.charts): room for 300 buckets, known
+    // without reading a width (which would lay the page out before the first request).
+    if (most === 300 && window.innerWidth > 640) return most;
     const card = [...ctx.root.querySelectorAll('.chart-body')].find((b) => b.clientWidth > 0);
     const w = card ? card.clientWidth : Math.min(grid.clientWidth || 600, 600);
     // Many overlaid lines hide detail anyway: fewer buckets each keeps the payload small.
-    return Math.max(100, Math.min(runs.length > 8 || view.group ? 300 : 700, Math.round(w - 60)));
+    return Math.max(100, Math.min(most, Math.round(w - 60)));
   }
 
   /**
@@ -434,7 +439,7 @@ export async function render(ctx) {
   function drawingOrder() {
     const names = [...new Set([...panels.flat().filter((n) => metricRuns.has(n)), ...metricNames])];
     const rank = new Map(names.map((n, i) => [n, i]));
-    const hidden = (n) => { const c = charts.get(n); return c ? c.card.offsetParent === null : false; };
+    const hidden = (n) => { const c = charts.get(n); return c ? c.card.closest('[hidden]') !== null : false; }; // a collapsed section
     const before = (a, b) => {
       const ca = charts.get(a);
       const cb = charts.get(b);
@@ -500,10 +505,11 @@ export async function render(ctx) {
 
   let generation = 0;
   /**
-   * Fetches and draws every chart: `fetch(names)` answers a Map name -> data, `show(name, data)`
-   * draws it. Batches go two at a time; each answer is drawn as it arrives.
+   * Fetches and draws every chart (a line per run, or in the group view a band per group): the
+   * first chart's metric alone, then the others in batches (batchSize), IN_FLIGHT at a time,
+   * each answer drawn as it arrives. A newer call (zoom, x axis) makes an older one stop.
    */
-  async function loadAll() {
+  async function loadAll(onFirst = null) {
     const mine = ++generation;
     const started = performance.now();
     chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
@@ -533,7 +539,11 @@ export async function render(ctx) {
         }
         for (const p of panelCharts) if (p.names.some((n) => got.has(n))) refreshPanel(p);
       }
-      if (first) { first = false; performance.mark('tora:first-chart'); }
+      if (first) {
+        first = false;
+        performance.mark('tora:first-chart');
+        if (onFirst) onFirst();
+      }
     };
     try {
       const t0 = performance.now();
@@ -692,8 +702,20 @@ export async function render(ctx) {
     for (const c of allCharts()) dropChart(c);
   });
   drawPanels();
-  const loading = everyRun.length && (metricNames.length || panels.length) ? loadAll() : null;
-  if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
-  stops = follow(); // the streams' tokens after the first chart's request
-  await loading;
+  // The tables and the live streams once the first chart is drawn (or at once, without charts).
+  let started = false;
+  const rest = () => {
+    if (started || ctx.signal.aborted) return;
+    started = true;
+    if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
+    stops = follow();
+  };
+  const loading = everyRun.length && (metricNames.length || panels.length) ? loadAll(rest) : null;
+  const late = setTimeout(rest, TABLES_WAIT); // a slow first answer does not hold the tables long
+  ctx.onLeave(() => clearTimeout(late));
+  try {
+    await loading;
+  } finally {
+    rest(); // also when loading failed or stopped early
+  }
 }
