@@ -36,7 +36,6 @@ const BATCHES = 4; // the metrics after the first go in about this many requests
 const BATCH_MS = 600; // ...each expected to take about this long at most (see batchSize)
 const REFETCH_EVERY = 2000; // ms: a streaming run's charts are fetched again at most this often
 const MAX_STREAMS = 3; // workspace streams one compare page keeps open
-const TABLES_WAIT = 500; // ms: the tables wait this long at most for the first chart
 const NO_SERIES = { x: [], min: [], max: [], last: [] };
 
 const chunk = (list, size) => Array.from({ length: Math.ceil(list.length / size) }, (_, i) => list.slice(i * size, (i + 1) * size));
@@ -156,8 +155,8 @@ export async function render(ctx) {
     h('h2', { class: 'section-head' }, 'Panels'), panelGrid);
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
   const sections = new Sections(grid, parseCollapsed(q.get('collapsed')), (set) => ctx.setQuery({ collapsed: formatCollapsed(set) }));
-  // The hyperparameters, results and parallel coordinates: filled once the first chart is
-  // drawn (building them would hold up the first answer).
+  // The hyperparameters, results and parallel coordinates: filled once the first chart's
+  // request is out (see the end of render).
   const tablesBox = h('div');
 
   fill(ctx.root,
@@ -491,7 +490,7 @@ export async function render(ctx) {
     }
     return new Map(names.map((name) => [name, runs.map((run) => {
       const s = byRun.has(run.id) ? byRun.get(run.id).get(name) : undefined;
-      return { run, cols: toColumns(s || NO_SERIES, xOf(name) === 'rel' ? startOf(run) : 0) };
+      return { run, cols: toColumns(s || NO_SERIES, xOf(name) === 'rel' ? startOf(run) : 0, !s) };
     })]));
   }
 
@@ -702,17 +701,17 @@ export async function render(ctx) {
     for (const c of allCharts()) dropChart(c);
   });
   drawPanels();
-  // The tables and the live streams once the first chart is drawn (or at once, without charts).
+  // The live streams once the first chart is drawn (or at once, without charts).
   let started = false;
   const rest = () => {
     if (started || ctx.signal.aborted) return;
     started = true;
-    if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
     stops = follow();
   };
   const loading = everyRun.length && (metricNames.length || panels.length) ? loadAll(rest) : null;
-  const late = setTimeout(rest, TABLES_WAIT); // a slow first answer does not hold the tables long
-  ctx.onLeave(() => clearTimeout(late));
+  // The first chart's request is out: the tables are built while the server works on it
+  // (before the browser draws a frame, so nothing moves once they are in).
+  if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
   try {
     await loading;
   } finally {
