@@ -145,6 +145,18 @@ test('12 runs: one request for the runs, a few batched series requests, every po
   await page.close();
 });
 
+test('charts are fetched in page order, those of a collapsed section last', async () => {
+  const page = await open(`/compare?ids=${state.ids.join(',')}&collapsed=-`); // "Charts" (lr) collapsed
+  const series = page.apiCalls.filter((u) => u.pathname === '/api/series').map((u) => u.searchParams.get('names').split(','));
+  const order = series.flat();
+  const visible = await page.locator('.chart-sections > section:not(:has(.charts[hidden])) .chart').evaluateAll((cards) => cards.map((c) => c.dataset.metric));
+  assert.deepEqual(order.slice(0, visible.length), visible);
+  assert.equal(order[order.length - 1], 'lr');
+  assert.equal(await page.locator('.chart[data-metric="lr"]').getAttribute('data-state'), 'drawn');
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
 test('a workspace filter opens the compare page on the runs that match', async () => {
   const page = await open(`/compare?workspace=${state.workspace}&filter=${encodeURIComponent('tag:sweep and lr < 0.05')}`);
   await page.getByRole('heading', { name: `Compare ${(GROUPS - 1) * PER_GROUP} runs` }).waitFor();
@@ -166,6 +178,7 @@ test('a workspace filter opens the compare page on the runs that match', async (
 test('group by: a mean line in a min–max band per group, switchable to ±1 std, kept in the URL', async () => {
   const page = await open(`/compare?ids=${state.ids.join(',')}&group=group`);
   assert.equal(await page.getByLabel('Group runs by').inputValue(), 'group');
+  assert.equal(await page.getByRole('button', { name: 'Relative' }).count(), 0, 'groups have no common time since the start');
   const legend = page.locator('.legend[aria-label="Groups"] > span');
   assert.equal(await legend.count(), GROUPS);
   assert.match(await legend.first().textContent(), new RegExp(`${PER_GROUP} runs`));

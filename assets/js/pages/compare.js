@@ -272,7 +272,8 @@ export async function render(ctx) {
       save();
     });
     return h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Chart options' },
-      segmented('x', [['step', 'Step'], ['rel', 'Relative'], ['time', 'Wall time']], view.xmode, (k) => {
+      // Groups have no common "time since the start": steps or wall time only.
+      segmented('x', [['step', 'Step'], ...(view.group ? [] : [['rel', 'Relative']]), ['time', 'Wall time']], view.xmode, (k) => {
         view.xmode = k;
         view.zoom = null;
         resetZoom.hidden = true;
