@@ -520,39 +520,41 @@ export async function render(ctx) {
     if (!order.length) return;
     if (mine === 1) performance.mark('tora:compare-fetch');
     const lines = view.group ? 1 : runs.length; // a group request's buckets: the server caps them
-    let first = true;
-    const one = async (names) => {
+    const fetchNames = (names) => (view.group ? fetchGroups(groupQuery(names, pts), { signal: ctx.signal }) : fetchBatch(names, pts));
+    const show = (names, got) => {
       if (view.group) {
-        const got = await fetchGroups(groupQuery(names, pts), { signal: ctx.signal });
-        if (mine !== generation) return;
         for (const name of names) groupsLoaded.set(name, got.groups || []);
         showGroupLegend(got.groups || []);
         for (const name of names) { const c = charts.get(name); if (c) drawGroups(c, name); }
-        for (const p of panelCharts) if (p.names.some((n) => names.includes(n))) refreshPanel(p);
       } else {
-        const got = await fetchBatch(names, pts);
-        if (mine !== generation) return;
         for (const [name, list] of got) {
           loaded.set(name, list);
           const c = charts.get(name);
           if (c) draw(c, list.map(({ run, cols }) => ({ label: run.label, color: run.color, cols })));
         }
-        for (const p of panelCharts) if (p.names.some((n) => got.has(n))) refreshPanel(p);
       }
-      if (first) {
-        first = false;
-        performance.mark('tora:first-chart');
-        if (onFirst) onFirst();
-      }
+      for (const p of panelCharts) if (p.names.some((n) => names.includes(n))) refreshPanel(p);
     };
     try {
       const t0 = performance.now();
-      await one([order[0]]); // alone, so the first chart does not share the server with the rest
+      const head = [order[0]];
+      const got = await fetchNames(head); // alone, so the first chart does not share the server with the rest
+      if (mine !== generation) return;
+      // The other requests go out before the first chart is drawn: the server works meanwhile.
       const rest = order.slice(1);
       const queue = chunk(rest, batchSize(rest.length, pts, lines, performance.now() - t0));
-      await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
-        while (queue.length) await one(queue.shift());
+      const others = Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
+        while (queue.length) {
+          const names = queue.shift();
+          const answer = await fetchNames(names);
+          if (mine !== generation) return;
+          show(names, answer);
+        }
       }));
+      show(head, got);
+      performance.mark('tora:first-chart');
+      if (onFirst) onFirst();
+      await others;
     } catch (err) {
       if (err.name === 'AbortError') return;
       if (view.group && err.status === 404 && !groupsLoaded.size) {
