@@ -149,6 +149,7 @@ async function load(context, url, expect, profile) {
     start: (performance.getEntriesByName('tora:compare-start')[0] || {}).startTime,
     runs: (performance.getEntriesByName('tora:compare-runs')[0] || {}).startTime,
     fetch: (performance.getEntriesByName('tora:compare-fetch')[0] || {}).startTime,
+    answer: (performance.getEntriesByName('tora:compare-first-answer')[0] || {}).startTime,
     requests: performance.getEntriesByType('resource').filter((r) => r.name.includes('/api/')).length,
     bytes: performance.getEntriesByType('resource').filter((r) => r.name.includes('/api/')).reduce((n, r) => n + r.encodedBodySize, 0),
   }));
@@ -201,13 +202,13 @@ async function main() {
           const firsts = warm.map((w) => w.first);
           const alls = warm.map((w) => w.all);
           const row = { cold: { first: cold.first, all: cold.all }, first: firsts, all: alls, requests: cold.requests, bytes: cold.bytes,
-            page_start: median(warm.map((w) => w.start || 0)), runs_loaded: median(warm.map((w) => w.runs || 0)), series_asked: median(warm.map((w) => w.fetch || 0)) };
+            page_start: median(warm.map((w) => w.start || 0)), runs_loaded: median(warm.map((w) => w.runs || 0)), series_asked: median(warm.map((w) => w.fetch || 0)), first_answer: median(warm.map((w) => w.answer || 0)) };
           out.results[`${label} ${view}`] = row;
           const f = (xs) => xs.map((x) => Math.round(x)).join(' / ');
           console.log(`${label} (${view}): ${RUNS} runs × ${METRICS} metrics × ${POINTS.toLocaleString('en-US')} points: `
             + `first chart median ${Math.round(median(firsts))} ms (worst ${Math.round(worst(firsts))}), all charts median ${Math.round(median(alls))} ms (worst ${Math.round(worst(alls))}); `
             + `warm loads ${f(firsts)} | ${f(alls)}; cold ${Math.round(cold.first)} | ${Math.round(cold.all)}; ${cold.requests} API requests, ${(cold.bytes / 1e6).toFixed(1)} MB`
-            + (row.page_start ? `; the page's code ran at ${Math.round(row.page_start)} ms, had its runs at ${Math.round(row.runs_loaded)} ms, asked for the first series at ${Math.round(row.series_asked)} ms` : ''));
+            + (row.page_start ? `; the page's code ran at ${Math.round(row.page_start)} ms, had its runs at ${Math.round(row.runs_loaded)} ms, asked for the first series at ${Math.round(row.series_asked)} ms, had it at ${Math.round(row.first_answer)} ms` : ''));
           if (process.env.PROFILE === '1') {
             const p = await load(context, url, METRICS, true);
             console.log(`  profile of one warm load (${Math.round(p.all)} ms), self time:\n  ${hotspots(p.profile).join('\n  ')}`);

@@ -36,6 +36,7 @@ const BATCHES = 4; // the metrics after the first go in about this many requests
 const BATCH_MS = 600; // ...each expected to take about this long at most (see batchSize)
 const REFETCH_EVERY = 2000; // ms: a streaming run's charts are fetched again at most this often
 const MAX_STREAMS = 3; // workspace streams one compare page keeps open
+const TABLES_WAIT = 400; // ms: the tables wait this long at most for the first chart's answer
 const NO_SERIES = { x: [], min: [], max: [], last: [] };
 
 const chunk = (list, size) => Array.from({ length: Math.ceil(list.length / size) }, (_, i) => list.slice(i * size, (i + 1) * size));
@@ -155,8 +156,8 @@ export async function render(ctx) {
     h('h2', { class: 'section-head' }, 'Panels'), panelGrid);
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
   const sections = new Sections(grid, parseCollapsed(q.get('collapsed')), (set) => ctx.setQuery({ collapsed: formatCollapsed(set) }));
-  // The hyperparameters, results and parallel coordinates: filled once the first chart's
-  // request is out (see the end of render).
+  // The hyperparameters, results and parallel coordinates: filled with the first chart (see
+  // the end of render).
   const tablesBox = h('div');
 
   fill(ctx.root,
@@ -509,7 +510,7 @@ export async function render(ctx) {
    * first chart's metric alone, then the others in batches (batchSize), IN_FLIGHT at a time,
    * each answer drawn as it arrives. A newer call (zoom, x axis) makes an older one stop.
    */
-  async function loadAll(onFirst = null) {
+  async function loadAll({ beforeFirst = null, afterFirst = null } = {}) {
     const mine = ++generation;
     const started = performance.now();
     chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
@@ -540,6 +541,7 @@ export async function render(ctx) {
       const head = [order[0]];
       const got = await fetchNames(head); // alone, so the first chart does not share the server with the rest
       if (mine !== generation) return;
+      if (mine === 1) performance.mark('tora:compare-first-answer');
       // The other requests go out before the first chart is drawn: the server works meanwhile.
       const rest = order.slice(1);
       const queue = chunk(rest, batchSize(rest.length, pts, lines, performance.now() - t0));
@@ -551,9 +553,10 @@ export async function render(ctx) {
           show(names, answer);
         }
       }));
+      if (beforeFirst) beforeFirst();
       show(head, got);
       performance.mark('tora:first-chart');
-      if (onFirst) onFirst();
+      if (afterFirst) afterFirst();
       await others;
     } catch (err) {
       if (err.name === 'AbortError') return;
@@ -704,20 +707,29 @@ export async function render(ctx) {
     for (const c of allCharts()) dropChart(c);
   });
   drawPanels();
-  // The live streams once the first chart is drawn (or at once, without charts).
-  let started = false;
-  const rest = () => {
-    if (started || ctx.signal.aborted) return;
-    started = true;
+  // The tables once the first answer is in and the other requests are out (in the task that
+  // draws the first chart: no frame shows the chart without them, so nothing moves), or after
+  // TABLES_WAIT if that answer is slow; the live streams once the first chart is drawn.
+  let built = false;
+  const tables = () => {
+    if (built || ctx.signal.aborted) return;
+    built = true;
+    if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
+  };
+  let following = false;
+  const live = () => {
+    if (following || ctx.signal.aborted) return;
+    following = true;
     stops = follow();
   };
-  const loading = everyRun.length && (metricNames.length || panels.length) ? loadAll(rest) : null;
-  // The first chart's request is out: the tables are built while the server works on it
-  // (before the browser draws a frame, so nothing moves once they are in).
-  if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
+  const late = setTimeout(tables, TABLES_WAIT);
+  ctx.onLeave(() => clearTimeout(late));
+  const loading = everyRun.length && (metricNames.length || panels.length) ? loadAll({ beforeFirst: tables, afterFirst: live }) : null;
   try {
     await loading;
   } finally {
-    rest(); // also when loading failed or stopped early
+    tables(); // also without charts, or when loading failed or stopped early
+    live();
+    clearTimeout(late);
   }
 }
