@@ -714,7 +714,9 @@ export async function render(ctx) {
   const tables = () => {
     if (built || ctx.signal.aborted) return;
     built = true;
+    const t0 = performance.now();
     if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
+    performance.measure('tora:compare-tables', { start: t0 });
   };
   let following = false;
   const live = () => {
