@@ -233,3 +233,36 @@ test('group by a hyperparameter over a workspace filter', async () => {
   assert.deepEqual(page.errors, []);
   await page.close();
 });
+
+test('a workspace filter of 230 runs: the tables and lines show the first 200, the group view asks for all', async () => {
+  const ws = await state.api.call('POST', '/workspaces', { name: 'wide' });
+  const total = 230;
+  let next = 0;
+  await Promise.all(Array.from({ length: 6 }, async () => {
+    while (next < total) {
+      const i = next++;
+      const exp = await state.api.call('POST', '/experiments', { name: `w-${i}`, workspaceId: ws.id, group: `g${i % 3}` });
+      await state.api.call('POST', `/experiments/${exp.id}/points`, { metrics: [{ name: 'loss', steps: [0, 1], values: [i, i / 2] }] });
+    }
+  }));
+  const page = await open(`/compare?workspace=${ws.id}`);
+  await page.getByRole('heading', { name: `Compare ${total} runs` }).waitFor();
+  assert.match(await page.locator('[data-matching]').textContent(), /first 200, the group view all 230/);
+  assert.equal(await page.locator('.legend[aria-label="Runs"] > span').count(), 200);
+  const series = page.apiCalls.filter((u) => u.pathname === '/api/series');
+  assert.ok(series.length > 0);
+  for (const u of series) assert.equal(u.searchParams.get('experiments').split(',').length, 200);
+  assert.equal(await page.locator('.chart[data-metric="loss"]').getAttribute('data-points'), String(200 * 2));
+  assert.deepEqual(page.errors, []);
+  await page.close();
+
+  const grouped = await open(`/compare?workspace=${ws.id}&group=group`);
+  const calls = grouped.apiCalls.filter((u) => u.pathname === '/api/series/groups');
+  assert.ok(calls.length > 0);
+  for (const u of calls) {
+    assert.equal(u.searchParams.get('workspace'), ws.id, 'the server gets the filter, not 200 ids');
+    assert.equal(u.searchParams.get('experiments'), null);
+  }
+  assert.deepEqual(grouped.errors, []);
+  await grouped.close();
+});
