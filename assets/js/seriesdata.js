@@ -52,3 +52,12 @@ export function decodeSeries(buf) {
     })),
   }));
 }
+
+/**
+ * Runs aggregated by group: GET /api/series/groups (query: by = group | tags | hp.NAME, names,
+ * points, x, from, to, and experiments=ID,... or workspace + filter) answers {by, x, groups:
+ * [{key, label, runs, experiment_ids, series: [{name, x, mean, min, max, std, runs}]}]}.
+ */
+export function fetchGroups(query, options = {}) {
+  return api.get('/series/groups', query, options);
+}

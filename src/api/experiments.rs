@@ -44,6 +44,10 @@ const MAX_HYPERPARAMS: usize = 1000;
 const MAX_TAGS: usize = 100;
 const MAX_DESCRIPTION: usize = 10_000;
 const MAX_BATCH_IDS: usize = 1000;
+/// `POST /experiments/batch` with `summary`: at most this many ids...
+const MAX_BATCH_SUMMARY_IDS: usize = 200;
+/// ...and this many series (metrics and results) over all of them.
+const MAX_BATCH_SUMMARY_SERIES: usize = 200_000;
 /// The most runs one bulk change names.
 pub const MAX_BULK_IDS: usize = 1000;
 /// Run metadata: at most this many bytes as compact JSON...
@@ -692,6 +696,10 @@ async fn finish(
 #[derive(Deserialize, utoipa::ToSchema)]
 struct BatchBody {
     ids: Vec<String>,
+    /// true to include each run's results and metric summaries (as `summary=1` on lists), so a
+    /// comparison needs one request for its runs instead of one `/summary` each.
+    #[serde(default)]
+    summary: bool,
 }
 
 /// The experiments among `ids` that the caller may see; others are left out, not reported,
@@ -713,14 +721,43 @@ async fn batch_experiments(
         .iter()
         .map(|id| parse_id(id, "experiment"))
         .collect::<Result<Vec<_>>>()?;
-    let list = state
+    let with_summary = body.summary;
+    if with_summary && body.ids.len() > MAX_BATCH_SUMMARY_IDS {
+        return Err(Error::bad_request(format!(
+            "at most {MAX_BATCH_SUMMARY_IDS} ids at once with summary"
+        )));
+    }
+    let (list, summaries) = state
         .db
-        .read(move |c| experiments::visible_among(c, &user.id, &ids))
+        .read(move |c| {
+            let list = experiments::visible_among(c, &user.id, &ids)?;
+            let summaries = if with_summary {
+                let rowids: Vec<i64> = list.iter().map(|e| e.rowid).collect();
+                let found = series::for_experiments(c, &rowids)?;
+                let total: usize = found.values().map(Vec::len).sum();
+                if total > MAX_BATCH_SUMMARY_SERIES {
+                    return Err(Error::bad_request(format!(
+                        "these runs have {total} series, over the {MAX_BATCH_SUMMARY_SERIES} one summary answer holds; ask for fewer runs"
+                    )));
+                }
+                found
+            } else {
+                Default::default()
+            };
+            Ok((list, summaries))
+        })
         .await?;
     let base = state.public_url(&headers);
+    let mut summaries = summaries;
     Ok(ok(list
         .into_iter()
-        .map(|e| ExperimentOut::new(e, &base))
+        .map(|e| {
+            let summary =
+                with_summary.then(|| run_summary(summaries.remove(&e.rowid).unwrap_or_default()));
+            let mut out = ExperimentOut::new(e, &base);
+            out.summary = summary;
+            out
+        })
         .collect()))
 }
 

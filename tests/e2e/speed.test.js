@@ -1,5 +1,5 @@
-// How fast the charts appear with real volumes: one run with 20 metrics × 100,000 points, and a
-// comparison of 20 runs with 20 metrics each. The figures are printed, not asserted (the goal:
+// How fast the charts appear with real volumes: one run with 20 metrics × 100,000 points, a
+// comparison of 20 runs with 20 metrics each, and one of 100 runs × 20 metrics × 2,000 points. The figures are printed, not asserted (the goal:
 // first chart under 1 s, all under 2 s, measured from navigation start in headless Chromium).
 
 'use strict';
@@ -105,6 +105,43 @@ test('charts of 20 metrics × 100k points and of a 20-run comparison appear quic
   report(`experiment with ${METRICS} metrics × ${BIG.toLocaleString('en-US')} points`,
     await measure(context, `${server.url}/experiments/${ids[0]}`, METRICS));
   report(`compare ${RUNS} runs × ${METRICS} metrics (one run ${BIG.toLocaleString('en-US')} points a metric, the others ${SMALL.toLocaleString('en-US')})`,
+    await measure(context, `${server.url}/compare?ids=${ids.join(',')}`, METRICS));
+  await context.close();
+});
+
+test('a comparison of 100 runs × 20 metrics × 2,000 points (issue 15\'s workload, scaled down)', async () => {
+  // bench/compare_browser.js runs it at 100,000 points a metric against the release binary.
+  const runs = 100;
+  const points = 2000;
+  const api = await h.account(server.url, 'wide@lab.org', 'wide-password');
+  const ws = await api.call('POST', '/workspaces', { name: 'wide' });
+  const t0 = Date.now();
+  const steps = Array.from({ length: points }, (_, i) => i);
+  const ids = [];
+  for (let r = 0; r < runs; r++) {
+    const exp = await api.call('POST', '/experiments', {
+      name: `sweep-${String(r).padStart(3, '0')}`, workspaceId: ws.id, group: `cfg-${r % 10}`,
+      hyperparams: [{ key: 'lr', value: 10 ** -(1 + (r % 5)) }, { key: 'seed', value: Math.floor(r / 10) }],
+    });
+    const metrics = Array.from({ length: METRICS }, (_, m) => {
+      const values = new Float64Array(points);
+      for (let i = 0; i < points; i++) values[i] = (m + 1) * Math.exp(-i / (points / 4)) * (1 + 0.1 * Math.sin(i / 7 + r)) + 0.001 * ((i * 7919 + r) % 101);
+      return { name: `${m < METRICS / 2 ? 'train' : 'eval'}/metric_${String(m).padStart(2, '0')}`, steps, values_f64: Buffer.from(values.buffer).toString('base64') };
+    });
+    await api.call('POST', `/experiments/${exp.id}/points`, { metrics, results: [{ name: 'accuracy', value: 0.8 + (r % 10) / 100 }] });
+    ids.push(exp.id);
+  }
+  console.log(`ingest: ${(runs * METRICS * points).toLocaleString('en-US')} points through /points in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const login = await h.newPage(context);
+  await login.goto(`${server.url}/login`);
+  await login.getByLabel('E-mail').fill('wide@lab.org');
+  await login.getByLabel('Password', { exact: true }).fill('wide-password');
+  await login.getByRole('button', { name: 'Sign in' }).click();
+  await login.waitForURL('**/workspaces');
+  await login.close();
+  report(`compare ${runs} runs × ${METRICS} metrics × ${points.toLocaleString('en-US')} points`,
     await measure(context, `${server.url}/compare?ids=${ids.join(',')}`, METRICS));
   await context.close();
 });

@@ -3,7 +3,15 @@
 // highlighted, the results, and a parallel-coordinates plot from the hyperparameters to a chosen
 // result. System metrics (sys/) come last, on the time axis while the page is on steps. The URL
 // also keeps x (step|rel|time), scale, smooth, from/to (zx: the axis they are on, when not x),
-// collapsed, panels, target and diff.
+// collapsed, panels, target and diff; group=KEY (group, tags, hp.NAME) draws each group of runs
+// as a mean line in a band (band=minmax|std), aggregated on the server.
+// /compare?workspace=ID&filter=Q: the runs of a workspace that match a filter (up to
+// MAX_FILTERED; the per-run views show the first MAX_RUNS, the group view all of them).
+//
+// Loading: one request for the runs with their summaries, then the series: the first chart's
+// metric alone (small, so it comes back first), then the other metrics several to a request
+// (within the server's MAX_BUCKETS), two requests in flight, each chart drawn as its answer
+// arrives, charts nearest the top of the page first.
 
 import * as api from '../api.js';
 import { h, fill, empty, errorBox, segmented } from '../dom.js';
@@ -14,32 +22,85 @@ import { draw as drawParcoords } from '../parcoords.js';
 import { Sections, parseCollapsed, formatCollapsed, xmodeOf } from '../sections.js';
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { followWorkspace } from '../live.js';
+import { fetchSeries, fetchGroups } from '../seriesdata.js';
+// Imported by the modules above; named here too so that the browser fetches them beside those
+// (one round of module requests less before the page can start).
+import '/vendor/uplot/uPlot.esm.js';
+import '../net.js';
 
-const MAX_RUNS = 200;
+const MAX_RUNS = 200; // runs a link names, and runs drawn one line each (the server's /series cap)
+const MAX_FILTERED = 1000; // runs of a workspace filter (the group view draws them all)
+const MAX_BUCKETS = 250000; // buckets one /series request may ask for (src/api/series.rs)
 const IN_FLIGHT = 2;
+const BATCHES = 4; // the metrics after the first go in about this many requests
+const BATCH_MS = 600; // ...each expected to take about this long at most (see batchSize)
 const REFETCH_EVERY = 2000; // ms: a streaming run's charts are fetched again at most this often
 const MAX_STREAMS = 3; // workspace streams one compare page keeps open
+const TABLES_WAIT = 400; // ms: the tables wait this long at most for the first chart's answer
+const NO_SERIES = { x: [], min: [], max: [], last: [] };
+
+const chunk = (list, size) => Array.from({ length: Math.ceil(list.length / size) }, (_, i) => list.slice(i * size, (i + 1) * size));
+
+/** A group-by key of the URL: group, tags or hp.NAME; anything else is none. */
+function groupKeyOf(text) {
+  if (text === 'group' || text === 'tags') return text;
+  return text && /^hp\.[^,]{1,200}$/.test(text) ? text : null;
+}
+
+/** A run summary of the batch or list endpoint ({results: {name: v}, metrics: {name: {last}}}) as the page reads it. */
+function summaryOf(s) {
+  return {
+    metrics: Object.entries((s && s.metrics) || {}).map(([name, m]) => ({ name, last: m.last })),
+    results: Object.entries((s && s.results) || {}).map(([name, v]) => ({ name, value: v })),
+  };
+}
+
+/** The runs of a link (ids=) or of a workspace filter, with summaries; {all, missing, total}. */
+async function loadRuns(ctx) {
+  const q = ctx.query;
+  const ids = (q.get('ids') || '').split(',').map((s) => s.trim()).filter(Boolean).slice(0, MAX_RUNS);
+  if (ids.length) {
+    const found = await api.post('/experiments/batch', { ids, summary: true }, { signal: ctx.signal, retry: true }); // a read
+    const byId = new Map(found.map((e) => [e.id, e]));
+    const all = ids.filter((id) => byId.has(id)).map((id) => byId.get(id));
+    return { all, missing: ids.length - all.length, total: all.length };
+  }
+  const ws = q.get('workspace');
+  if (!ws) return null;
+  const all = [];
+  let cursor = null;
+  let total = 0;
+  do {
+    const reply = await api.page(`/workspaces/${encodeURIComponent(ws)}/experiments`, {
+      q: q.get('filter') || '', limit: 500, cursor, summary: 1,
+    }, { signal: ctx.signal });
+    all.push(...reply.data);
+    total = reply.total ?? all.length;
+    cursor = reply.next_cursor;
+  } while (cursor && all.length < MAX_FILTERED);
+  return { all: all.slice(0, MAX_FILTERED), missing: 0, total, workspace: ws, filter: q.get('filter') || '' };
+}
 
 export async function render(ctx) {
-  const ids = (ctx.query.get('ids') || '').split(',').map((s) => s.trim()).filter(Boolean).slice(0, MAX_RUNS);
+  performance.mark('tora:compare-start');
   document.title = 'Compare · Tora';
-  if (ids.length === 0) {
+  const chosen = await loadRuns(ctx);
+  if (!chosen) {
     fill(ctx.root, h('h1', {}, 'Compare runs'),
       empty('No runs chosen', 'Select two or more experiments in a workspace table and press Compare.'));
     return;
   }
-  const found = await api.post('/experiments/batch', { ids }, { signal: ctx.signal, retry: true }); // a read
-  const byId = new Map(found.map((e) => [e.id, e]));
-  const runs = ids.filter((id) => byId.has(id)).map((id) => byId.get(id));
-  const missing = ids.length - runs.length;
-  const summaries = await Promise.all(runs.map((r) => api.get(`/experiments/${r.id}/summary`, null, { signal: ctx.signal })));
+  performance.mark('tora:compare-runs');
+  const { missing, total: matching } = chosen;
+  const everyRun = chosen.all; // the group view's (up to MAX_FILTERED)
+  const runs = everyRun.slice(0, MAX_RUNS); // drawn one line each
   const suffixes = nameSuffixes(runs); // the run table's short ids, so a run reads the same on both
+  for (const r of everyRun) r.summary = summaryOf(r.summary);
   runs.forEach((r, i) => {
     r.label = displayName(r, suffixes.get(r.id));
     r.color = runColor(i);
-    r.summary = summaries[i];
   });
-  document.title = `Compare ${runs.length} runs · Tora`;
+  document.title = `Compare ${everyRun.length} runs · Tora`;
 
   const q = ctx.query;
   const view = {
@@ -49,10 +110,15 @@ export async function render(ctx) {
     diff: q.get('diff') === '1',
     zoom: q.has('from') && q.has('to') && Number.isFinite(Number(q.get('from'))) && Number.isFinite(Number(q.get('to')))
       ? [Number(q.get('from')), Number(q.get('to'))] : null,
+    group: groupKeyOf(q.get('group')),
+    band: q.get('band') === 'std' ? 'std' : 'minmax',
   };
+  // Groups are aggregated over steps or wall time: the time since each run started has no
+  // common buckets, so a group view on it is drawn on steps.
+  if (view.group && view.xmode === 'rel') view.xmode = 'step';
   // The zoom belongs to the charts of one kind of x axis (system metrics may be on another).
   view.zoomX = ['step', 'rel', 'time'].includes(q.get('zx')) ? q.get('zx') : view.xmode;
-  const xOf = (name) => xmodeOf(name, view.xmode);
+  const xOf = (name) => (view.group ? view.xmode : xmodeOf(name, view.xmode));
   const zoomFor = (x) => (view.zoom && view.zoomX === x ? view.zoom : null);
   // A panel is on the page's axis, unless every metric in it is a system metric.
   const panelX = (names) => (names.every((n) => xOf(n) !== view.xmode) ? xOf(names[0]) : view.xmode);
@@ -61,6 +127,7 @@ export async function render(ctx) {
     x: view.xmode === 'step' ? null : view.xmode, scale: view.log ? 'log' : null, smooth: view.smoothing || null,
     diff: view.diff ? '1' : null, from: view.zoom ? String(view.zoom[0]) : null, to: view.zoom ? String(view.zoom[1]) : null,
     zx: view.zoom && view.zoomX !== view.xmode ? view.zoomX : null,
+    group: view.group, band: view.group && view.band !== 'minmax' ? view.band : null,
   });
   // Panels are kept per workspace: the first run's (a comparison usually stays in one).
   const workspaceId = runs[0] ? runs[0].workspace_id : null;
@@ -69,8 +136,8 @@ export async function render(ctx) {
 
   // Metrics: those every run has first, then those only some have.
   const metricRuns = new Map();
-  for (const r of runs) for (const m of r.summary.metrics) metricRuns.set(m.name, (metricRuns.get(m.name) || 0) + 1);
-  const metricNames = [...metricRuns.keys()].filter((n) => metricRuns.get(n) > 1 || runs.length === 1)
+  for (const r of everyRun) for (const m of r.summary.metrics) metricRuns.set(m.name, (metricRuns.get(m.name) || 0) + 1);
+  const metricNames = [...metricRuns.keys()].filter((n) => metricRuns.get(n) > 1 || everyRun.length === 1)
     .sort((a, b) => (metricRuns.get(b) - metricRuns.get(a)) || a.localeCompare(b, undefined, { numeric: true }));
 
   const swatch = (r) => {
@@ -78,8 +145,10 @@ export async function render(ctx) {
     s.style.background = r.color;
     return s;
   };
-  const legend = h('div', { class: 'legend', 'aria-label': 'Runs' }, runs.map((r) => h('span', {},
-    swatch(r), h('a', { href: `/experiments/${r.id}` }, r.label), ' ', stateMark(r.state), r.group ? ' ' : null, groupLink(r))));
+  // The runs, or in the group view the groups (once the first answer names them).
+  const legend = view.group ? h('div', { class: 'legend', 'aria-label': 'Groups' })
+    : h('div', { class: 'legend', 'aria-label': 'Runs' }, runs.map((r) => h('span', {},
+      swatch(r), h('a', { href: `/experiments/${r.id}` }, r.label), ' ', stateMark(r.state), r.group ? ' ' : null, groupLink(r))));
   const chartsStatus = h('span', { class: 'muted small', role: 'status' });
   const grid = h('div', { class: 'chart-sections', 'aria-label': 'Metrics' });
   const panelGrid = h('div', { class: 'charts' });
@@ -87,22 +156,38 @@ export async function render(ctx) {
     h('h2', { class: 'section-head' }, 'Panels'), panelGrid);
   const resetZoom = h('button', { class: 'small', hidden: !view.zoom, onclick: () => setZoom(null) }, 'Reset zoom');
   const sections = new Sections(grid, parseCollapsed(q.get('collapsed')), (set) => ctx.setQuery({ collapsed: formatCollapsed(set) }));
+  // The hyperparameters, results and parallel coordinates: filled with the first chart (see
+  // the end of render).
+  const tablesBox = h('div');
 
   fill(ctx.root,
     h('div', { class: 'page-head' }, h('div', { class: 'grow' },
-      runs[0] ? h('div', { class: 'crumbs' }, h('a', { href: `/workspaces/${runs[0].workspace_id}` }, 'Back to the workspace')) : null,
-      h('h1', {}, `Compare ${runs.length} runs`),
+      runs[0] || chosen.workspace ? h('div', { class: 'crumbs' }, h('a', { href: backLink() }, 'Back to the workspace')) : null,
+      h('h1', {}, `Compare ${everyRun.length} runs`),
+      chosen.workspace ? h('p', { class: 'muted small', dataset: { matching: String(matching) } }, filteredNote()) : null,
       missing ? h('p', { class: 'error small' }, `${missing} of the runs in the link are deleted or not visible to you.`) : null)),
-    runs.length === 0 ? empty('None of these runs is visible to you', 'They may have been deleted, or you are not a member of their workspace.') : [
-      hyperparamSection(),
-      resultsSection(),
-      parcoordsSection(),
+    everyRun.length === 0 ? (chosen.workspace ? empty('No run matches', 'No run of this workspace matches the filter.')
+      : empty('None of these runs is visible to you', 'They may have been deleted, or you are not a member of their workspace.')) : [
+      tablesBox,
       h('h2', { class: 'section' }, 'Metrics'),
       toolbar(),
       h('div', { class: 'section' }, legend),
       panelBox,
       metricNames.length ? grid : empty('No shared metrics', 'These runs have no metric name in common.'),
     ]);
+
+  function backLink() {
+    if (!chosen.workspace) return `/workspaces/${runs[0].workspace_id}`;
+    return `/workspaces/${encodeURIComponent(chosen.workspace)}${chosen.filter ? `?q=${encodeURIComponent(chosen.filter)}` : ''}`;
+  }
+
+  function filteredNote() {
+    const what = chosen.filter ? `The runs matching “${chosen.filter}”` : 'Every run of the workspace';
+    const counted = matching > everyRun.length ? ` (the first ${everyRun.length} of ${matching})` : '';
+    const drawn = everyRun.length > runs.length
+      ? `; the tables and the lines show the first ${runs.length}, the group view all ${everyRun.length}` : '';
+    return `${what}${counted}${drawn}.`;
+  }
 
   // ---------- hyperparameters and results ----------
   function hyperparamSection() {
@@ -188,7 +273,8 @@ export async function render(ctx) {
       save();
     });
     return h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Chart options' },
-      segmented('x', [['step', 'Step'], ['rel', 'Relative'], ['time', 'Wall time']], view.xmode, (k) => {
+      // Groups have no common "time since the start": steps or wall time only.
+      segmented('x', [['step', 'Step'], ...(view.group ? [] : [['rel', 'Relative']]), ['time', 'Wall time']], view.xmode, (k) => {
         view.xmode = k;
         view.zoom = null;
         resetZoom.hidden = true;
@@ -203,7 +289,30 @@ export async function render(ctx) {
       }),
       h('label', { class: 'control' }, 'Smoothing', smooth, out),
       metricNames.length ? panelPicker(() => metricNames, (names) => { panels = [...panels, names]; savePanels(panels, ctx.setQuery, workspaceId); drawPanels(); }) : null,
+      groupControl(),
+      view.group ? segmented('band', [['minmax', 'Min–max'], ['std', '±1 std']], view.band, (k) => {
+        view.band = k;
+        save();
+        redrawGroups();
+      }) : null,
       resetZoom, chartsStatus);
+  }
+
+  /** Group by: nothing (a line per run), the runs' group, their tag sets or a hyperparameter. */
+  function groupControl() {
+    const keys = [];
+    for (const r of runs) for (const p of r.hyperparams) if (!keys.includes(p.key)) keys.push(p.key);
+    const options = [['', 'Nothing (a line per run)'], ['group', 'Group'], ['tags', 'Tags'],
+      ...keys.sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).map((k) => [`hp.${k}`, k])];
+    if (view.group && !options.some(([k]) => k === view.group)) options.push([view.group, view.group.replace(/^hp\./, '')]);
+    const select = h('select', { class: 'shrink', 'aria-label': 'Group runs by' },
+      options.map(([k, text]) => h('option', { value: k, selected: k === (view.group || '') }, text)));
+    select.addEventListener('change', () => {
+      // Another kind of chart: the page is drawn again from its URL.
+      ctx.setQuery({ group: select.value || null, band: select.value && view.band !== 'minmax' ? view.band : null });
+      ctx.navigate(location.pathname + location.search, { replace: true });
+    });
+    return h('label', { class: 'control' }, 'Group by', select);
   }
 
   function dropChart(c) {
@@ -243,7 +352,7 @@ export async function render(ctx) {
     const readout = h('span', { class: 'readout' });
     const n = metricRuns.get(name);
     const card = h('section', { class: 'chart', 'aria-label': `Metric ${name}`, dataset: { metric: name, state: 'loading' } },
-      h('div', { class: 'chart-head' }, h('h3', {}, name), h('div', { class: 'chart-stats' }, n === runs.length ? `${n} runs` : `${n} of ${runs.length} runs`)),
+      h('div', { class: 'chart-head' }, h('h3', {}, name), h('div', { class: 'chart-stats' }, n === everyRun.length ? `${n} runs` : `${n} of ${everyRun.length} runs`)),
       body, h('div', { class: 'chart-foot' }, readout));
     sections.grid(name).append(card);
     charts.set(name, { card, body, readout, chart: null, name });
@@ -280,9 +389,20 @@ export async function render(ctx) {
       c.card.dataset.state = 'drawn';
       return;
     }
-    if (!c.names.every((n) => loaded.has(n) || !metricRuns.has(n))) return; // not all fetched yet
+    const have = view.group ? groupsLoaded : loaded;
+    if (!c.names.every((n) => have.has(n) || !metricRuns.has(n))) return; // not all fetched yet
     const lines = [];
     const x = panelX(c.names);
+    if (view.group) {
+      c.names.forEach((name, k) => {
+        for (const g of groupsLoaded.get(name) || []) {
+          const line = groupLine(g, name, c.names.length > 1 ? `${g.label} · ${name}` : g.label);
+          if (line) lines.push({ ...line, dash: dash(k) });
+        }
+      });
+      draw(c, lines);
+      return;
+    }
     c.names.forEach((name, k) => {
       if (xOf(name) !== x) return; // one axis per panel
       for (const { run, cols } of loaded.get(name) || []) {
@@ -303,67 +423,200 @@ export async function render(ctx) {
   const allCharts = () => [...charts.values(), ...panelCharts];
 
   function points() {
+    const most = runs.length > 8 || view.group ? 300 : 700;
+    // On a wide screen a card is at least 380 px wide (.charts): room for 300 buckets, known
+    // without reading a width (which would lay the page out before the first request).
+    if (most === 300 && window.innerWidth > 640) return most;
     const card = [...ctx.root.querySelectorAll('.chart-body')].find((b) => b.clientWidth > 0);
     const w = card ? card.clientWidth : Math.min(grid.clientWidth || 600, 600);
     // Many overlaid lines hide detail anyway: fewer buckets each keeps the payload small.
-    return Math.max(100, Math.min(runs.length > 8 ? 300 : 700, Math.round(w - 60)));
+    return Math.max(100, Math.min(most, Math.round(w - 60)));
   }
 
   /**
-   * One metric of every run: [{run, cols}], every run present (empty columns where it has no
-   * point in range). Relative time is wall time minus each run's start, so a zoomed range is a
-   * different wall-time range per run: one request per run then.
+   * The metrics to fetch, in the order they are drawn: those of the panels (at the top), then
+   * the charts by their place on the page, those in collapsed sections last.
    */
-  async function fetchMetric(name) {
-    const x = xOf(name);
-    const zoom = zoomFor(x);
-    const base = { names: name, points: points(), x: x === 'step' ? 'step' : 'time' };
-    const perRun = x === 'rel' && zoom;
-    const requests = perRun
-      ? runs.map((r) => ({ ...base, experiments: r.id, from: zoom[0] + startOf(r), to: zoom[1] + startOf(r) }))
-      : [{ ...base, experiments: runs.map((r) => r.id).join(','), ...(zoom ? { from: zoom[0], to: zoom[1] } : {}) }];
-    const lists = await Promise.all(requests.map((query) => api.get('/series', query, { signal: ctx.signal })));
-    const byRun = new Map(lists.flat().map((e) => [e.experiment_id, e.series.find((x) => x.name === name)]));
-    return runs.map((run) => {
-      const s = byRun.get(run.id);
-      const cols = toColumns(s || { x: [], min: [], max: [], last: [] }, x === 'rel' ? startOf(run) : 0);
-      return { run, cols };
-    });
+  function drawingOrder() {
+    const names = [...new Set([...panels.flat().filter((n) => metricRuns.has(n)), ...metricNames])];
+    const rank = new Map(names.map((n, i) => [n, i]));
+    const hidden = (n) => { const c = charts.get(n); return c ? c.card.closest('[hidden]') !== null : false; }; // a collapsed section
+    const before = (a, b) => {
+      const ca = charts.get(a);
+      const cb = charts.get(b);
+      if (!ca || !cb) return (ca ? 1 : 0) - (cb ? 1 : 0) || rank.get(a) - rank.get(b); // panels' first
+      return ca.card.compareDocumentPosition(cb.card) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1;
+    };
+    return names.sort((a, b) => (hidden(a) - hidden(b)) || before(a, b));
+  }
+
+  /**
+   * How many metrics go in one request after the first: the rest in about BATCHES requests,
+   * within the server's MAX_BUCKETS, and few enough that a request should take about
+   * BATCH_MS by what the first (one metric) took: a slow server (or a debug build) is asked
+   * one metric at a time, as a request over the server's query budget would fail.
+   */
+  function batchSize(rest, pts, lines, firstMs) {
+    const fit = Math.max(1, Math.floor(MAX_BUCKETS / (Math.max(1, lines) * pts)));
+    const paced = Math.max(1, Math.floor(BATCH_MS / Math.max(1, firstMs)));
+    return Math.max(1, Math.min(fit, paced, Math.ceil(rest / BATCHES)));
+  }
+
+  /**
+   * The /series queries for `names` of every run: one per kind of x axis, except that a zoom on
+   * the time since each run started is another wall-time range per run (one request per run).
+   */
+  function seriesQueries(names, pts) {
+    const out = [];
+    for (const x of new Set(names.map(xOf))) {
+      const these = names.filter((n) => xOf(n) === x).join(',');
+      const zoom = zoomFor(x);
+      const base = { names: these, points: pts, x: x === 'step' ? 'step' : 'time' };
+      if (x === 'rel' && zoom) {
+        for (const r of runs) out.push({ ...base, experiments: r.id, from: zoom[0] + startOf(r), to: zoom[1] + startOf(r) });
+      } else {
+        out.push({ ...base, experiments: runs.map((r) => r.id).join(','), ...(zoom ? { from: zoom[0], to: zoom[1] } : {}) });
+      }
+    }
+    return out;
+  }
+
+  /** `names` of every run: Map name -> [{run, cols}], every run present (empty where it has none). */
+  async function fetchBatch(names, pts) {
+    const lists = await Promise.all(seriesQueries(names, pts).map((query) => fetchSeries(query, { signal: ctx.signal })));
+    const byRun = new Map();
+    for (const e of lists.flat()) {
+      let m = byRun.get(e.experiment_id);
+      if (!m) byRun.set(e.experiment_id, m = new Map());
+      for (const s of e.series) m.set(s.name, s);
+    }
+    return new Map(names.map((name) => [name, runs.map((run) => {
+      const s = byRun.has(run.id) ? byRun.get(run.id).get(name) : undefined;
+      return { run, cols: toColumns(s || NO_SERIES, xOf(name) === 'rel' ? startOf(run) : 0, !s) };
+    })]));
+  }
+
+  /** The group view's query for `names` (the runs of the link, or the workspace filter). */
+  function groupQuery(names, pts) {
+    const x = view.xmode === 'time' ? 'time' : 'step';
+    const zoom = zoomFor(view.xmode);
+    const runsOf = chosen.workspace ? { workspace: chosen.workspace, filter: chosen.filter } : { experiments: everyRun.map((r) => r.id).join(',') };
+    return { by: view.group, names: names.join(','), points: pts, x, ...runsOf, ...(zoom ? { from: zoom[0], to: zoom[1] } : {}) };
   }
 
   let generation = 0;
-  async function loadAll() {
+  /**
+   * Fetches and draws every chart (a line per run, or in the group view a band per group): the
+   * first chart's metric alone, then the others in batches (batchSize), IN_FLIGHT at a time,
+   * each answer drawn as it arrives. A newer call (zoom, x axis) makes an older one stop.
+   */
+  async function loadAll({ beforeFirst = null, afterFirst = null } = {}) {
     const mine = ++generation;
     const started = performance.now();
     chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
     loaded.clear();
-    // Metrics of the panels first, then the rest in section order, system metrics last.
-    const queue = [...new Set([...panels.flat().filter((n) => metricRuns.has(n)), ...metricNames])]
-      .sort((a, b) => (xOf(a) !== view.xmode) - (xOf(b) !== view.xmode));
-    let first = true;
-    const one = async (name) => {
-      const got = await fetchMetric(name);
-      if (mine !== generation) return;
-      loaded.set(name, got);
-      const c = charts.get(name);
-      if (c) draw(c, got.map(({ run, cols }) => ({ label: run.label, color: run.color, cols })));
-      for (const p of panelCharts) if (p.names.includes(name)) refreshPanel(p);
-      if (first) { first = false; performance.mark('tora:first-chart'); }
+    groupsLoaded.clear();
+    const pts = points();
+    const order = drawingOrder();
+    if (!order.length) return;
+    if (mine === 1) performance.mark('tora:compare-fetch');
+    const lines = view.group ? 1 : runs.length; // a group request's buckets: the server caps them
+    const fetchNames = (names) => (view.group ? fetchGroups(groupQuery(names, pts), { signal: ctx.signal }) : fetchBatch(names, pts));
+    const show = (names, got) => {
+      if (view.group) {
+        for (const name of names) groupsLoaded.set(name, got.groups || []);
+        showGroupLegend(got.groups || []);
+        for (const name of names) { const c = charts.get(name); if (c) drawGroups(c, name); }
+      } else {
+        for (const [name, list] of got) {
+          loaded.set(name, list);
+          const c = charts.get(name);
+          if (c) draw(c, list.map(({ run, cols }) => ({ label: run.label, color: run.color, cols })));
+        }
+      }
+      for (const p of panelCharts) if (p.names.some((n) => names.includes(n))) refreshPanel(p);
     };
-    if (!queue.length) return;
     try {
-      await one(queue.shift()); // alone, so the first chart does not share the server with the rest
-      await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
-        while (queue.length) await one(queue.shift());
+      const t0 = performance.now();
+      const head = [order[0]];
+      const got = await fetchNames(head); // alone, so the first chart does not share the server with the rest
+      if (mine !== generation) return;
+      if (mine === 1) performance.mark('tora:compare-first-answer');
+      // The other requests go out before the first chart is drawn: the server works meanwhile.
+      const rest = order.slice(1);
+      const queue = chunk(rest, batchSize(rest.length, pts, lines, performance.now() - t0));
+      const others = Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
+        while (queue.length) {
+          const names = queue.shift();
+          const answer = await fetchNames(names);
+          if (mine !== generation) return;
+          show(names, answer);
+        }
       }));
+      if (beforeFirst) beforeFirst();
+      show(head, got);
+      performance.mark('tora:first-chart');
+      if (afterFirst) afterFirst();
+      await others;
     } catch (err) {
       if (err.name === 'AbortError') return;
+      if (view.group && err.status === 404 && !groupsLoaded.size) {
+        // A server from before groups: say so rather than "not found".
+        fill(chartsStatus, errorBox('This server cannot group runs (it has no /api/series/groups): choose "Nothing" under Group by.'));
+        return;
+      }
       fill(chartsStatus, errorBox(err));
       return;
     }
     if (mine !== generation) return;
     performance.mark('tora:all-charts');
-    chartsStatus.textContent = `${metricNames.length} charts × ${runs.length} runs in ${Math.round(performance.now() - started)} ms`;
+    const what = view.group ? `${groupCount} groups of ${everyRun.length} runs` : `${runs.length} runs`;
+    chartsStatus.textContent = `${metricNames.length} charts × ${what} in ${Math.round(performance.now() - started)} ms`;
+  }
+
+  // ---------- groups: a mean line in a band per group ----------
+  const groupsLoaded = new Map(); // metric -> groups of the last answer that had it
+  const groupColors = new Map(); // JSON of a group's key -> colour, kept across answers
+  let groupCount = 0;
+
+  function groupColor(g) {
+    const k = JSON.stringify(g.key ?? null);
+    if (!groupColors.has(k)) groupColors.set(k, runColor(groupColors.size));
+    return groupColors.get(k);
+  }
+
+  /** One group's series of `name` as a line with its band (min–max or mean ± std), or null. */
+  function groupLine(g, name, label = g.label) {
+    const s = (g.series || []).find((x) => x.name === name);
+    if (!s) return null;
+    const std = view.band === 'std';
+    const around = (sign) => s.mean.map((m, j) => (m === null || s.std[j] === null || s.std[j] === undefined ? null : m + sign * s.std[j]));
+    return {
+      label, color: groupColor(g), band: true,
+      cols: {
+        x: s.x, last: s.mean, min: std ? around(-1) : s.min, max: std ? around(1) : s.max,
+        count: s.runs || s.x.map(() => 1), nonfinite: s.x.map(() => 0),
+      },
+    };
+  }
+
+  function drawGroups(c, name) {
+    const groups = groupsLoaded.get(name) || [];
+    draw(c, groups.map((g) => groupLine(g, name, `${g.label} (${g.runs})`)).filter(Boolean));
+    c.card.dataset.groups = String(groups.length);
+  }
+
+  function redrawGroups() {
+    for (const [name] of groupsLoaded) { const c = charts.get(name); if (c) drawGroups(c, name); }
+    for (const p of panelCharts) refreshPanel(p);
+  }
+
+  function showGroupLegend(groups) {
+    groupCount = Math.max(groupCount, groups.length);
+    if (legend.dataset.groups === String(groups.length)) return;
+    legend.dataset.groups = String(groups.length);
+    fill(legend, groups.map((g) => h('span', { class: 'legend-group' },
+      swatch({ color: groupColor(g) }), g.label, h('span', { class: 'muted' }, ` ${g.runs} run${g.runs === 1 ? '' : 's'}`))));
   }
 
   // ---------- live: one workspace stream per workspace of the compared runs ----------
@@ -382,7 +635,7 @@ export async function render(ctx) {
       const query = { experiments: run.id, names: these.join(','), points: points(), x: x === 'step' ? 'step' : 'time' };
       const zoom = zoomFor(x);
       if (zoom) { query.from = zoom[0] + shift; query.to = zoom[1] + shift; }
-      const [got] = await api.get('/series', query, { signal: ctx.signal });
+      const [got] = await fetchSeries(query, { signal: ctx.signal });
       if (mine !== generation || !got) return; // the view changed meanwhile: loadAll has it
       for (const name of these) {
         const list = loaded.get(name);
@@ -390,7 +643,7 @@ export async function render(ctx) {
         const s = got.series.find((e) => e.name === name);
         const k = list.findIndex((e) => e.run.id === run.id);
         if (k < 0) continue;
-        list[k] = { run, cols: toColumns(s || { x: [], min: [], max: [], last: [] }, shift) };
+        list[k] = { run, cols: toColumns(s || NO_SERIES, shift) };
         const c = charts.get(name);
         if (c) draw(c, list.map((e) => ({ label: e.run.label, color: e.run.color, cols: e.cols })));
       }
@@ -398,8 +651,12 @@ export async function render(ctx) {
     for (const p of panelCharts) refreshPanel(p);
   }
 
-  /** Refetches a run now, or once REFETCH_EVERY has passed since its last refetch. */
+  /**
+   * Refetches a run now, or once REFETCH_EVERY has passed since its last refetch. In the group
+   * view a run's progress moves its group's aggregate: every group is fetched again (paced as one).
+   */
   function pace(run) {
+    if (view.group) run = { id: '', label: 'the groups', groups: true };
     let p = paced.get(run.id);
     if (!p) { p = { timer: 0, busy: false, again: false, last: 0 }; paced.set(run.id, p); }
     if (p.busy || p.timer) { p.again = true; return; }
@@ -408,7 +665,8 @@ export async function render(ctx) {
       p.busy = true;
       p.last = performance.now();
       try {
-        await refetchRun(run);
+        if (run.groups) await loadAll();
+        else await refetchRun(run);
       } catch (err) {
         if (err.name !== 'AbortError') chartsStatus.textContent = `Could not update ${run.label}: ${err.message}`;
       }
@@ -419,21 +677,23 @@ export async function render(ctx) {
     p.timer = setTimeout(go, wait);
   }
 
-  const compared = new Map(runs.map((r) => [r.id, r]));
+  const followedRuns = view.group ? everyRun : runs;
+  const compared = new Map(followedRuns.map((r) => [r.id, r]));
   const states = new Map();
   const greeted = new Set(); // workspaces whose stream said hello once: later hellos are reconnections
   // A browser keeps about six connections to a server over HTTP/1.1 and each stream holds one:
   // follow the MAX_STREAMS workspaces with the most compared runs, the others stay as loaded.
   const perWorkspace = new Map();
-  for (const r of runs) perWorkspace.set(r.workspace_id, (perWorkspace.get(r.workspace_id) || 0) + 1);
+  for (const r of followedRuns) perWorkspace.set(r.workspace_id, (perWorkspace.get(r.workspace_id) || 0) + 1);
   const followed = [...perWorkspace.keys()].sort((a, b) => perWorkspace.get(b) - perWorkspace.get(a)).slice(0, MAX_STREAMS);
-  const stops = followed.map((ws) => followWorkspace(ws, {
+  let stops = [];
+  const follow = () => followed.map((ws) => followWorkspace(ws, {
     // A (re)connection may have missed progress: fetch every run again (no replay).
     hello: () => {
-      if (greeted.has(ws)) for (const r of runs) if (r.workspace_id === ws) pace(r);
+      if (greeted.has(ws)) for (const r of followedRuns) if (r.workspace_id === ws) pace(r);
       greeted.add(ws);
     },
-    progress: (d) => { if (compared.has(d.id) && loaded.size) pace(compared.get(d.id)); },
+    progress: (d) => { if (compared.has(d.id) && (loaded.size || groupsLoaded.size)) pace(compared.get(d.id)); },
   }, (st) => {
     states.set(ws, st);
     const all = [...states.values()];
@@ -447,5 +707,31 @@ export async function render(ctx) {
     for (const c of allCharts()) dropChart(c);
   });
   drawPanels();
-  if (runs.length && (metricNames.length || panels.length)) await loadAll();
+  // The tables once the first answer is in and the other requests are out (in the task that
+  // draws the first chart: no frame shows the chart without them, so nothing moves), or after
+  // TABLES_WAIT if that answer is slow; the live streams once the first chart is drawn.
+  let built = false;
+  const tables = () => {
+    if (built || ctx.signal.aborted) return;
+    built = true;
+    const t0 = performance.now();
+    if (everyRun.length) fill(tablesBox, hyperparamSection(), resultsSection(), parcoordsSection());
+    performance.measure('tora:compare-tables', { start: t0 });
+  };
+  let following = false;
+  const live = () => {
+    if (following || ctx.signal.aborted) return;
+    following = true;
+    stops = follow();
+  };
+  const late = setTimeout(tables, TABLES_WAIT);
+  ctx.onLeave(() => clearTimeout(late));
+  const loading = everyRun.length && (metricNames.length || panels.length) ? loadAll({ beforeFirst: tables, afterFirst: live }) : null;
+  try {
+    await loading;
+  } finally {
+    tables(); // also without charts, or when loading failed or stopped early
+    live();
+    clearTimeout(late);
+  }
 }
