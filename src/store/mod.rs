@@ -9,6 +9,7 @@ pub mod logs;
 pub mod packed;
 pub mod series;
 pub mod settings;
+pub mod summaries;
 pub mod tokens;
 pub mod users;
 pub mod workspaces;
