@@ -85,9 +85,10 @@ fn main() {
         for n in i..end {
             let created = start + n as i64 * 1_000;
             let lr = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2][n % 5];
+            let batch_size = [32, 64, 128, 256][(n / 5) % 4];
             let hp = serde_json::json!([
                 {"key": "lr", "value": lr},
-                {"key": "batch_size", "value": [32, 64, 128, 256][(n / 5) % 4]},
+                {"key": "batch_size", "value": batch_size},
                 {"key": "seed", "value": n},
                 {"key": "optimizer", "value": optimizers[(n / 20) % 4]},
             ])

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         sql_only,
     ),
     (6, include_str!("../migrations/0006_groups.sql"), sql_only),
+    (
+        7,
+        include_str!("../migrations/0007_big_workspaces.sql"),
+        sql_only,
+    ),
 ];
 
 /// The Rust step of a migration that SQL does whole.

@@ -372,7 +372,10 @@ fn decode_after(raw: &str) -> Option<summaries::After> {
     }
     let bytes: Option<Vec<u8>> = (0..raw.len())
         .step_by(2)
-        .map(|i| raw.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            raw.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect();
     let text = String::from_utf8(bytes?).ok()?;
     let (kind, name) = text.split_once(':')?;
@@ -418,7 +421,8 @@ async fn get_summary(
         .cursor
         .as_deref()
         .map(|c| {
-            decode_after(c).ok_or_else(|| Error::bad_request("cursor is not one this server gave out"))
+            decode_after(c)
+                .ok_or_else(|| Error::bad_request("cursor is not one this server gave out"))
         })
         .transpose()?;
     let names = summaries::Names {
