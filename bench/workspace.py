@@ -61,14 +61,23 @@ def fill(runs: int, extra: list[str]) -> tuple[ToraServer, Any, str]:
     user = new_user(server.api)
     me = call_ok("GET", f"{server.api}/me", api_key=user.api_key)
     ws = call_ok("GET", f"{server.api}/workspaces", api_key=user.api_key)[0]["id"]
-    call_ok("POST", f"{server.api}/experiments", {"name": "over-http", "workspaceId": ws},
-            expect=201, api_key=user.api_key)
+    call_ok(
+        "POST",
+        f"{server.api}/experiments",
+        {"name": "over-http", "workspaceId": ws},
+        expect=201,
+        api_key=user.api_key,
+    )
     server.stop()
     if not FIXTURE.is_file():
-        raise SystemExit(f"{FIXTURE} missing: cargo build --release --example scale_fixture")
+        raise SystemExit(
+            f"{FIXTURE} missing: cargo build --release --example scale_fixture"
+        )
     t = time.perf_counter()
-    subprocess.run([str(FIXTURE), str(server.db), ws, me["id"], "--runs", str(runs), *extra],
-                   check=True)
+    subprocess.run(
+        [str(FIXTURE), str(server.db), ws, me["id"], "--runs", str(runs), *extra],
+        check=True,
+    )
     print(f"fixture: {runs} runs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     server.start()
     return server, user, ws
@@ -76,7 +85,9 @@ def fill(runs: int, extra: list[str]) -> tuple[ToraServer, Any, str]:
 
 def sort_value(row: dict[str, Any], key: str) -> Any:
     if key.startswith("hp."):
-        return next((p["value"] for p in row["hyperparams"] if p["key"] == key[3:]), None)
+        return next(
+            (p["value"] for p in row["hyperparams"] if p["key"] == key[3:]), None
+        )
     if key.startswith("result."):
         return (row.get("summary") or {}).get("results", {}).get(key[7:])
     if key.startswith("metric."):
@@ -102,10 +113,21 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ("filter group:g07", {"q": "group:g07"}, None),
     ("filter state:finished", {"q": "state:finished"}, None),
     ("filter name ~ run-9999", {"q": 'name ~ "run-9999"'}, None),
-    ("filter acc >= 0.9, sort -result.acc", {"q": "acc >= 0.9", "sort": "-result.acc", "summary": 1}, None),
-    ("filter optimizer = adam and lr < 0.001, sort hp.lr",
-     {"q": "optimizer = adam and lr < 0.001", "sort": "hp.lr", "summary": 1}, "hp.lr"),
-    ("filter tag:baseline, sort -metric.loss", {"q": "tag:baseline", "sort": "-metric.loss", "summary": 1}, None),
+    (
+        "filter acc >= 0.9, sort -result.acc",
+        {"q": "acc >= 0.9", "sort": "-result.acc", "summary": 1},
+        None,
+    ),
+    (
+        "filter optimizer = adam and lr < 0.001, sort hp.lr",
+        {"q": "optimizer = adam and lr < 0.001", "sort": "hp.lr", "summary": 1},
+        "hp.lr",
+    ),
+    (
+        "filter tag:baseline, sort -metric.loss",
+        {"q": "tag:baseline", "sort": "-metric.loss", "summary": 1},
+        None,
+    ),
 ]
 
 
@@ -131,24 +153,40 @@ def measure(client: Client, ws: str, repeat: int, runs: int) -> list[dict[str, A
             vals = [sort_value(r, check) for r in rows]
             present = [v for v in vals if v is not None]
             assert present == sorted(present), f"{label}: not sorted by {check}"
-        out.append({
-            "label": label, "total": body["total"],
-            "median_ms": 1000 * statistics.median(times),
-            "best_ms": 1000 * min(times), "worst_ms": 1000 * max(times),
-            "bytes": len(json.dumps(body)),
-        })
-        print(f"{label:55} total {body['total']:>7}  median {out[-1]['median_ms']:7.1f} ms  "
-              f"best {out[-1]['best_ms']:7.1f}  worst {out[-1]['worst_ms']:7.1f}", file=sys.stderr)
+        out.append(
+            {
+                "label": label,
+                "total": body["total"],
+                "median_ms": 1000 * statistics.median(times),
+                "best_ms": 1000 * min(times),
+                "worst_ms": 1000 * max(times),
+                "bytes": len(json.dumps(body)),
+            }
+        )
+        print(
+            f"{label:55} total {body['total']:>7}  median {out[-1]['median_ms']:7.1f} ms  "
+            f"best {out[-1]['best_ms']:7.1f}  worst {out[-1]['worst_ms']:7.1f}",
+            file=sys.stderr,
+        )
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--save", help="copy the filled database file here (for a later --db)")
-    ap.add_argument("--db", help="serve a copy of this kept file instead of filling a new one")
-    ap.add_argument("--user-key", help="with --db: an API key of the workspace's owner (saved beside it)")
+    ap.add_argument(
+        "--save", help="copy the filled database file here (for a later --db)"
+    )
+    ap.add_argument(
+        "--db", help="serve a copy of this kept file instead of filling a new one"
+    )
+    ap.add_argument(
+        "--user-key",
+        help="with --db: an API key of the workspace's owner (saved beside it)",
+    )
     args = ap.parse_args()
 
     if args.db:
@@ -163,7 +201,9 @@ def main() -> None:
         if args.save:
             server.stop()
             shutil.copy(server.db, args.save)
-            Path(args.save + ".json").write_text(json.dumps({"api_key": key, "workspace": ws, "runs": runs}))
+            Path(args.save + ".json").write_text(
+                json.dumps({"api_key": key, "workspace": ws, "runs": runs})
+            )
             server.start()
     try:
         client = Client(server.url, key)
@@ -171,11 +211,15 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
-    print(f"\n{runs + 1} runs in one workspace, binary {tora_bin()}, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n{runs + 1} runs in one workspace, binary {tora_bin()}, load {os.getloadavg()[0]:.2f}"
+    )
     print("| query (limit=100) | matches | median ms | best | worst |")
     print("|---|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['label']} | {r['total']} | {r['median_ms']:.1f} | {r['best_ms']:.1f} | {r['worst_ms']:.1f} |")
+        print(
+            f"| {r['label']} | {r['total']} | {r['median_ms']:.1f} | {r['best_ms']:.1f} | {r['worst_ms']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
