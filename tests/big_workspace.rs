@@ -26,6 +26,9 @@ struct Run {
 
 const N: usize = 41;
 
+/// Which runs a filter keeps, by brute force.
+type Keep = fn(&Run) -> bool;
+
 fn make(server: &TestServer, user: &User, ws: &str) -> Vec<Run> {
     let names = ["alpha", "Alpha", "beta", "BETA", "gamma", "Zeta", "eta"];
     let groups = [None, Some("g-A"), Some("g-b"), Some("G-a")];
@@ -210,7 +213,7 @@ fn every_sort_pages_every_run_once_in_the_brute_force_order() {
     let other = server.workspace(&user, "other");
     make(&server, &user, &other);
 
-    let filters: [(&str, fn(&Run) -> bool); 3] = [
+    let filters: [(&str, Keep); 3] = [
         ("", |_| true),
         ("group:g-a", |r| {
             r.group

@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 const METRICS: usize = 2_345;
 const RESULTS: usize = 30;
 
+/// Which names a narrowed page keeps, by brute force.
+type Keep = Box<dyn Fn(&str) -> bool>;
+
 /// Metric names as a per-layer logger makes them, in sections, with a few odd ones.
 fn metric_names() -> Vec<String> {
     let mut names: Vec<String> = (0..METRICS - 3)
@@ -138,7 +141,7 @@ fn summary_pages_cover_every_series_once_in_order() {
         assert_eq!(got, all, "limit={limit}");
         assert_eq!((m, r), (METRICS as i64, RESULTS as i64));
     }
-    let cases: [(&str, &str, Box<dyn Fn(&str) -> bool>); 5] = [
+    let cases: [(&str, &str, Keep); 5] = [
         (
             "prefix",
             "block07/",

@@ -367,7 +367,8 @@ fn encode_after(a: &summaries::After) -> String {
 }
 
 fn decode_after(raw: &str) -> Option<summaries::After> {
-    if raw.len() % 2 != 0 || raw.len() > 4 * MAX_SUMMARY_NEEDLE {
+    // Hex of "K:" and a name of at most 255 characters of up to 4 bytes each.
+    if !raw.len().is_multiple_of(2) || raw.len() > 2 * (2 + 4 * MAX_SUMMARY_NEEDLE) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..raw.len())
