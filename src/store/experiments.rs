@@ -365,6 +365,10 @@ pub struct Page {
     pub total: i64,
 }
 
+/// Past this many matching runs, a sort on a value that can be missing walks that value's index
+/// for its page; up to it, the matching runs are found first and sorted.
+const FEW: i64 = 5_000;
+
 /// A workspace's experiments matching `filter` at time `now` (a run's state depends on it),
 /// ordered by `sort` (missing values last, then by id), `limit` at a time from `after`. Keyset
 /// pagination: a page starts after the previous page's last row, so experiments created
@@ -378,6 +382,22 @@ pub fn page(
     after: Option<&Cursor>,
     now: i64,
 ) -> Result<Page> {
+    page_with(conn, workspace_id, filter, sort, limit, after, now, FEW)
+}
+
+/// [`page`] with the threshold between its two plans as a parameter, so a test can hold them
+/// to the same answers.
+#[allow(clippy::too_many_arguments)]
+fn page_with(
+    conn: &Connection,
+    workspace_id: &str,
+    filter: Option<&Expr>,
+    sort: &Sort,
+    limit: Option<usize>,
+    after: Option<&Cursor>,
+    now: i64,
+    few: i64,
+) -> Result<Page> {
     use rusqlite::types::Value as Sql;
     let (clause, args) = matching(workspace_id, filter, now);
     let total: i64 = conn
@@ -386,6 +406,13 @@ pub fn page(
         ))?
         .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
 
+    if total == 0 {
+        return Ok(Page {
+            experiments: Vec::new(),
+            next: None,
+            total,
+        });
+    }
     let (cmp, dir) = if sort.descending {
         ("<", "DESC")
     } else {
@@ -431,6 +458,54 @@ pub fn page(
         }
         // Can be missing, and missing sorts last either way: first the runs that have the value,
         // walking an index on it in order; then, once those run out, the others by id.
+        // A filter that leaves few runs: sort those (walking a value index for a page could
+        // pass every run of the workspace, and of the others, to find none).
+        SortKey::Group | SortKey::Hyperparam(_) | SortKey::Result(_) | SortKey::Metric(_)
+            if filter.is_some() && total <= few =>
+        {
+            let mut args = args.clone();
+            let key = match &sort.key {
+                SortKey::Group => "e.run_group COLLATE NOCASE".to_string(),
+                SortKey::Hyperparam(k) => {
+                    args.push(Sql::Text(k.clone()));
+                    format!(
+                        "(SELECT value FROM experiment_hyperparams WHERE experiment_id = e.id AND key = ?{})",
+                        args.len()
+                    )
+                }
+                SortKey::Result(n) | SortKey::Metric(n) => {
+                    let kind = i64::from(matches!(sort.key, SortKey::Result(_)));
+                    args.push(Sql::Text(n.clone()));
+                    format!(
+                        "(SELECT last_value FROM series WHERE experiment_id = e.id AND kind = {kind} AND name = ?{})",
+                        args.len()
+                    )
+                }
+                _ => unreachable!("matched above"),
+            };
+            let mut page_clause = clause.clone();
+            if let Some(c) = after {
+                args.push(Sql::Integer(c.rowid));
+                let id = args.len();
+                if c.value == Sql::Null {
+                    page_clause += &format!(" AND ({key}) IS NULL AND e.id {cmp} ?{id}");
+                } else {
+                    args.push(c.value.clone());
+                    let v = args.len();
+                    page_clause += &format!(
+                        " AND (({key}) IS NULL OR ({key}) {cmp} ?{v} OR (({key}) = ?{v} AND e.id {cmp} ?{id}))"
+                    );
+                }
+            }
+            read(
+                &format!(
+                    "SELECT {COLUMNS}, ({key}) FROM experiments e WHERE {page_clause}
+                     ORDER BY ({key}) IS NULL, ({key}) {dir}, e.id {dir}{}",
+                    limit_sql(more)
+                ),
+                &args,
+            )?
+        }
         SortKey::Group | SortKey::Hyperparam(_) | SortKey::Result(_) | SortKey::Metric(_) => {
             let mut args_a = args.clone();
             let mut args_b = args.clone();
@@ -987,6 +1062,89 @@ mod tests {
             rule.sort();
             assert_eq!(filtered, rule, "state:{}", state.as_str());
             assert_eq!(page.total as usize, rule.len());
+        }
+    }
+
+    /// Both plans of a sort on a value that can be missing (walk its index; or filter, then
+    /// sort) give the same pages, cursor by cursor, for every key, direction and page size.
+    #[test]
+    fn the_index_walk_and_the_filtered_sort_agree() {
+        let conn = crate::db::memory();
+        let first = crate::store::test_experiment(&conn);
+        let ws = first.workspace_id.clone();
+        for i in 0..30i64 {
+            let id = format!("00000000-0000-4000-8000-0000000002{i:02}");
+            let lr = match i % 5 {
+                0 => String::new(),
+                1 => r#",{"key":"lr","value":null}"#.to_string(),
+                2 => r#",{"key":"lr","value":"auto"}"#.to_string(),
+                _ => format!(r#",{{"key":"lr","value":{}}}"#, (i % 3) as f64 * 0.5),
+            };
+            let hp = format!(r#"[{{"key":"seed","value":{i}}}{lr}]"#);
+            let group = ["a", "B", "b"][i as usize % 3];
+            let new = NewExperiment {
+                id: &id,
+                workspace_id: &ws,
+                created_by: first.created_by.as_deref().unwrap(),
+                name: "run",
+                description: None,
+                hyperparams: &hp,
+                tags: if i % 2 == 0 { r#"["even"]"# } else { "[]" },
+                metadata: "{}",
+                group: (i % 4 != 0).then_some(group),
+                created_at: None,
+            };
+            let e = create(&conn, &new, i).unwrap();
+            if i % 3 != 0 {
+                conn.execute(
+                    "INSERT INTO series (experiment_id, kind, name, count, last_value) VALUES (?1, 1, 'acc', 1, ?2)",
+                    params![e.rowid, if i % 7 == 0 { None } else { Some((i % 4) as f64) }],
+                )
+                .unwrap();
+            }
+        }
+        let filter = crate::query::parse("tag:even or seed > 20").unwrap();
+        for key in [
+            SortKey::Group,
+            SortKey::Hyperparam("lr".into()),
+            SortKey::Result("acc".into()),
+        ] {
+            for descending in [false, true] {
+                let sort = Sort {
+                    key: key.clone(),
+                    descending,
+                };
+                for limit in [1, 4, 100] {
+                    let walk = |few: i64| {
+                        let mut out = vec![];
+                        let mut after = None;
+                        loop {
+                            let p = page_with(
+                                &conn,
+                                &ws,
+                                Some(&filter),
+                                &sort,
+                                Some(limit),
+                                after.as_ref(),
+                                NOW,
+                                few,
+                            )
+                            .unwrap();
+                            out.extend(p.experiments.iter().map(|e| e.rowid));
+                            match p.next {
+                                Some(c) => after = Some(c),
+                                None => return out,
+                            }
+                        }
+                    };
+                    let (index, sorted) = (walk(0), walk(i64::MAX));
+                    assert_eq!(index.len(), 20, "{key:?} every match once");
+                    assert_eq!(
+                        index, sorted,
+                        "{key:?} descending={descending} limit={limit}"
+                    );
+                }
+            }
         }
     }
 
