@@ -128,6 +128,21 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         {"q": "tag:baseline", "sort": "-metric.loss", "summary": 1},
         None,
     ),
+    (
+        "filter group:g07, sort -metric.loss",
+        {"q": "group:g07", "sort": "-metric.loss"},
+        None,
+    ),
+    (
+        "filter name ~ zzz (no match), sort hp.lr",
+        {"q": 'name ~ "zzz"', "sort": "hp.lr"},
+        None,
+    ),
+    (
+        "filter state:running (the newest few), sort result.acc",
+        {"q": "state:running", "sort": "result.acc"},
+        None,
+    ),
 ]
 
 
@@ -145,7 +160,7 @@ def measure(client: Client, ws: str, repeat: int, runs: int) -> list[dict[str, A
             if i:
                 times.append(took)
         rows = body["data"]
-        assert rows, f"{label}: no rows"
+        assert rows or body["total"] == 0, f"{label}: no rows"
         if not q.get("q"):
             assert body["total"] == runs + 1, f"{label}: total {body['total']}"
             assert len(rows) == 100, f"{label}: {len(rows)} rows"
