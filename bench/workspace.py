@@ -139,7 +139,7 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         None,
     ),
     (
-        "filter state:running (the newest few), sort result.acc",
+        "filter state:running, sort result.acc",
         {"q": "state:running", "sort": "result.acc"},
         None,
     ),
