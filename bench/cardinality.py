@@ -73,6 +73,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--wide", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--table-only",
+        action="store_true",
+        help="only (b): for a binary without /summary paging",
+    )
     args = ap.parse_args()
     if not FIXTURE.is_file():
         raise SystemExit(
@@ -111,77 +116,80 @@ def main() -> None:
             file=sys.stderr,
         )
 
-        client = Client(server.url, user.api_key)
-        summary = f"/experiments/{exp}/summary"
+        if not args.table_only:
+            client = Client(server.url, user.api_key)
+            summary = f"/experiments/{exp}/summary"
 
-        def whole(b: dict[str, Any]) -> None:
-            d = b["data"]
-            assert len(d["metrics"]) == METRICS and d["next"] is None, (
-                len(d["metrics"]),
-                d["next"],
+            def whole(b: dict[str, Any]) -> None:
+                d = b["data"]
+                assert len(d["metrics"]) == METRICS and d["next"] is None, (
+                    len(d["metrics"]),
+                    d["next"],
+                )
+
+            rows.append(
+                (
+                    "run page: GET /summary (10,000 metrics, one page)",
+                    timed(client, summary, {}, args.repeat, whole),
+                )
             )
 
-        rows.append(
-            (
-                "run page: GET /summary (10,000 metrics, one page)",
-                timed(client, summary, {}, args.repeat, whole),
-            )
-        )
+            def page(n: int):
+                def check(b: dict[str, Any]) -> None:
+                    assert len(b["data"]["metrics"]) == n, len(b["data"]["metrics"])
 
-        def page(n: int):
-            def check(b: dict[str, Any]) -> None:
-                assert len(b["data"]["metrics"]) == n, len(b["data"]["metrics"])
+                return check
 
-            return check
+            rows.append(
+                (
+                    "GET /summary?limit=500",
+                    timed(client, summary, {"limit": 500}, args.repeat, page(500)),
+                )
+            )
+            _, first = client.get(summary, {"limit": 500})
+            rows.append(
+                (
+                    "GET /summary?limit=500&cursor= (page 2)",
+                    timed(
+                        client,
+                        summary,
+                        {"limit": 500, "cursor": first["data"]["next"]},
+                        args.repeat,
+                        page(500),
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    "GET /summary?prefix=block42/",
+                    timed(
+                        client, summary, {"prefix": "block42/"}, args.repeat, page(100)
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    "GET /summary?search=p0123",
+                    timed(client, summary, {"search": "p0123"}, args.repeat, page(10)),
+                )
+            )
+            four = ",".join(all_names[1:5])
 
-        rows.append(
-            (
-                "GET /summary?limit=500",
-                timed(client, summary, {"limit": 500}, args.repeat, page(500)),
-            )
-        )
-        _, first = client.get(summary, {"limit": 500})
-        rows.append(
-            (
-                "GET /summary?limit=500&cursor= (page 2)",
-                timed(
-                    client,
-                    summary,
-                    {"limit": 500, "cursor": first["data"]["next"]},
-                    args.repeat,
-                    page(500),
-                ),
-            )
-        )
-        rows.append(
-            (
-                "GET /summary?prefix=block42/",
-                timed(client, summary, {"prefix": "block42/"}, args.repeat, page(100)),
-            )
-        )
-        rows.append(
-            (
-                "GET /summary?search=p0123",
-                timed(client, summary, {"search": "p0123"}, args.repeat, page(10)),
-            )
-        )
-        four = ",".join(all_names[1:5])
+            def four_series(b: dict[str, Any]) -> None:
+                assert len(b["data"]["series"]) == 4, b["data"]
 
-        def four_series(b: dict[str, Any]) -> None:
-            assert len(b["data"]["series"]) == 4, b["data"]
-
-        rows.append(
-            (
-                "run page chart batch: GET .../series?names=4&points=600",
-                timed(
-                    client,
-                    f"/experiments/{exp}/series",
-                    {"names": four, "points": 600},
-                    args.repeat,
-                    four_series,
-                ),
+            rows.append(
+                (
+                    "run page chart batch: GET .../series?names=4&points=600",
+                    timed(
+                        client,
+                        f"/experiments/{exp}/series",
+                        {"names": four, "points": 600},
+                        args.repeat,
+                        four_series,
+                    ),
+                )
             )
-        )
 
         # (b) the run table over many wide runs
         server.stop()
@@ -211,6 +219,8 @@ def main() -> None:
         def bounded(b: dict[str, Any]) -> None:
             assert len(b["data"]) == 100
             for r in b["data"]:
+                if args.table_only:  # an older binary: every metric, no `partial`
+                    continue
                 s = r["summary"]
                 assert len(s["metrics"]) <= 102 and s["partial"], (
                     r["name"],

@@ -34,7 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from toraserver import REPO, ToraServer, call_ok, new_user, tora_bin
 
-FIXTURE = REPO / "target" / "release" / "examples" / "scale_fixture"
+# TORA_FIXTURE: the generator built from another checkout (an older schema, for "before").
+FIXTURE = Path(os.environ.get("TORA_FIXTURE") or REPO / "target" / "release" / "examples" / "scale_fixture")
 
 
 class Client:
