@@ -1,5 +1,5 @@
--- Tora schema, version 6: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 8. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- Tora schema, version 9: the whole current layout, applied once to a fresh database, then
+-- PRAGMA user_version = 9. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -129,6 +129,9 @@ CREATE TABLE experiments (
 );
 CREATE INDEX experiments_workspace ON experiments(workspace_id, created_at);
 CREATE INDEX experiments_group ON experiments(workspace_id, run_group COLLATE NOCASE);
+-- Run tables sorted by name or last update walk these and stop after the page.
+CREATE INDEX experiments_name ON experiments(workspace_id, name COLLATE NOCASE);
+CREATE INDEX experiments_updated ON experiments(workspace_id, updated_at);
 
 -- One row per (experiment, kind, name): the log table refers to it by number, so a metric's
 -- name is stored once, not once per point. kind: 0 = metric, 1 = result. The summary columns are
@@ -154,6 +157,10 @@ CREATE TABLE series (
     open_unit     BLOB,
     UNIQUE (experiment_id, kind, name)
 );
+-- A run's last point (max(updated_at) of its series) is one probe: run lists select it per row.
+CREATE INDEX series_last_point ON series(experiment_id, updated_at);
+-- Sorting and filtering runs on a result's or metric's last value walks this in value order.
+CREATE INDEX series_value ON series(kind, name, last_value, experiment_id);
 
 -- Each series cut into blocks of 128 consecutive points (in arrival order), with the block's
 -- extent and aggregates; the points themselves are in `chunks`. A chart of a 1M-point series

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         8,
         include_str!("../migrations/0008_series_units.sql"),
         crate::store::units::build_all,
+    ),
+    (
+        9,
+        include_str!("../migrations/0009_big_workspaces.sql"),
+        sql_only,
     ),
 ];
 

@@ -39,6 +39,9 @@ export function savePanels(panels, setQuery, workspaceId) {
  * An "Add panel" menu: a search box, a checkbox per metric name (names() is read when opened)
  * and a button that hands the picked names to onAdd.
  */
+/** Metric names the panel picker lists at once. */
+const PICKER_ROWS = 200;
+
 export function panelPicker(names, onAdd) {
   const menu = h('details', { class: 'menu panel-picker' });
   const search = h('input', { type: 'search', placeholder: 'Find metrics', 'aria-label': 'Find metrics for the panel' });
@@ -48,7 +51,9 @@ export function panelPicker(names, onAdd) {
   const add = h('button', { type: 'button', class: 'primary small', disabled: true }, 'Create panel');
   const draw = () => {
     const needle = search.value.trim().toLowerCase();
-    const shown = names().filter((n) => !needle || n.toLowerCase().includes(needle));
+    const matching = names().filter((n) => !needle || n.toLowerCase().includes(needle));
+    // A run with thousands of metrics: the first PICKER_ROWS matches, and a word to search.
+    const shown = matching.slice(0, PICKER_ROWS);
     fill(list, shown.map((n) => {
       const box = h('input', { type: 'checkbox', checked: picked.has(n) });
       box.addEventListener('change', () => {
@@ -60,6 +65,7 @@ export function panelPicker(names, onAdd) {
       return h('label', {}, box, n);
     }));
     if (!shown.length) list.append(h('p', { class: 'muted small' }, 'No metric matches.'));
+    if (matching.length > shown.length) list.append(h('p', { class: 'muted small' }, `${matching.length - shown.length} more: type to narrow.`));
     update();
   };
   const update = () => {

@@ -34,6 +34,9 @@ function before(a, b) {
   return rank(a) - rank(b) || a.localeCompare(b, undefined, { numeric: true });
 }
 
+/** The order of sections, for Array.sort over prefixes. */
+export const compareSections = before;
+
 /** The collapsed prefixes of a `collapsed` URL value. */
 export function parseCollapsed(text) {
   return new Set((text || '').split(',').map((s) => s.trim()).filter(Boolean).map((s) => (s === '-' ? UNGROUPED : s)));
@@ -45,12 +48,39 @@ export function formatCollapsed(set) {
 }
 
 export class Sections {
-  /** root: the element the sections go in; collapsed: a Set of prefixes; onToggle(set) saves it. */
-  constructor(root, collapsed, onToggle) {
+  /**
+   * root: the element the sections go in; collapsed: a Set of prefixes; onToggle(set) saves it.
+   * options.onOpen(prefix): a section was opened (a page that builds its cards lazily fills it).
+   */
+  constructor(root, collapsed, onToggle, options = {}) {
     this.root = root;
     this.collapsed = collapsed;
     this.onToggle = onToggle;
+    this.onOpen = options.onOpen || (() => {});
     this.sections = new Map(); // prefix -> {el, grid, count, button}
+  }
+
+  /** Whether the section of `prefix` is open (not collapsed). */
+  isOpen(prefix) {
+    return !this.collapsed.has(prefix);
+  }
+
+  /** The section of `prefix` (made on first use). */
+  section(prefix) {
+    return this.sections.get(prefix) || this.add(prefix);
+  }
+
+  /**
+   * For a page that builds cards lazily: the section says `shown` of `total` and is hidden
+   * when nothing in it matches; `forceOpen` shows its grid even while collapsed (a search).
+   */
+  setCount(prefix, shown, total, forceOpen = false) {
+    const s = this.section(prefix);
+    s.count.textContent = shown === total ? `${total}` : `${shown} of ${total}`;
+    s.el.hidden = shown === 0;
+    const open = forceOpen || this.isOpen(prefix);
+    s.grid.hidden = !open;
+    s.button.setAttribute('aria-expanded', String(open));
   }
 
   /** The grid a chart of `name` goes in (its section made on first use). */
@@ -76,6 +106,7 @@ export class Sections {
       if (opening) this.collapsed.delete(prefix);
       else this.collapsed.add(prefix);
       this.onToggle(this.collapsed);
+      if (opening) this.onOpen(prefix);
     });
     const s = { el, grid, count, button };
     this.sections.set(prefix, s);

@@ -19,7 +19,8 @@ use crate::run_state::{EndState, RunState};
 use crate::server::AppState;
 use crate::store::experiments::{self, Changes, Experiment, NewExperiment};
 use crate::store::logs::Kind;
-use crate::store::series::{self, Series};
+use crate::store::series::Series;
+use crate::store::summaries;
 use crate::store::workspaces::{self, Role, require_role};
 use crate::time::{now_ms, rfc3339};
 use std::collections::BTreeMap;
@@ -136,6 +137,9 @@ pub struct RunSummary {
     #[schema(value_type = Object)]
     results: BTreeMap<String, Option<LogValue>>,
     metrics: BTreeMap<String, MetricBrief>,
+    /// True when the run has more metrics or results than listed here: `summary=1` lists the
+    /// first 100 of each kind by name, plus those `columns` and `sort` name.
+    partial: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -147,10 +151,11 @@ pub struct MetricBrief {
     last_step: Option<i64>,
 }
 
-pub fn run_summary(all: Vec<Series>) -> RunSummary {
+pub fn run_summary(all: Vec<Series>, partial: bool) -> RunSummary {
     let mut out = RunSummary {
         results: BTreeMap::new(),
         metrics: BTreeMap::new(),
+        partial,
     };
     for s in all {
         match s.kind {
@@ -210,8 +215,55 @@ pub struct ListQuery {
     sort: Option<String>,
     /// A filter in the query language, e.g. `lr < 0.01 and tag:baseline and acc >= 0.9`.
     q: Option<String>,
-    /// 1 to include each run's results and metric summaries.
+    /// 1 to include each run's results and metric summaries: the first 100 metrics and 100
+    /// results of each run by name, plus those named in `columns` and `sort`.
     summary: Option<String>,
+    /// With `summary=1`: the table's columns (`metric.NAME`, `result.NAME`; `hp.KEY` and
+    /// others are ignored), comma-separated, at most 100.
+    columns: Option<String>,
+}
+
+/// Metrics, and results, listed per run with `summary=1` before the ones asked for by name.
+pub const SUMMARY_PER_KIND: usize = 100;
+/// The most names `columns` may hold.
+pub const MAX_SUMMARY_COLUMNS: usize = 100;
+
+/// The (kind, name) pairs `summary=1` lists whatever their rank: the `columns` asked for and
+/// the sort's, each once.
+fn summary_names(columns: Option<&str>, sort: &query::Sort) -> Result<Vec<(Kind, String)>> {
+    let mut out = std::collections::BTreeSet::new();
+    let listed: Vec<&str> = columns
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if listed.len() > MAX_SUMMARY_COLUMNS {
+        return Err(Error::bad_request(format!(
+            "columns may name at most {MAX_SUMMARY_COLUMNS} columns, not {}",
+            listed.len()
+        )));
+    }
+    for c in listed {
+        if let Some(n) = c.strip_prefix("metric.") {
+            out.insert((0, n.to_string()));
+        } else if let Some(n) = c.strip_prefix("result.") {
+            out.insert((1, n.to_string()));
+        }
+    }
+    match &sort.key {
+        query::SortKey::Metric(n) => {
+            out.insert((0, n.clone()));
+        }
+        query::SortKey::Result(n) => {
+            out.insert((1, n.clone()));
+        }
+        _ => {}
+    }
+    Ok(out
+        .into_iter()
+        .map(|(k, n)| (if k == 0 { Kind::Metric } else { Kind::Result }, n))
+        .collect())
 }
 
 impl ListQuery {
@@ -243,6 +295,7 @@ pub async fn list_in_workspace(
         })
         .transpose()?;
     let with_summary = matches!(q.summary.as_deref(), Some("1" | "true"));
+    let named = summary_names(q.columns.as_deref(), &sort)?;
     let now = now_ms();
     let (page, summaries) = state
         .db
@@ -266,7 +319,7 @@ pub async fn list_in_workspace(
             )?;
             let summaries = if with_summary {
                 let ids: Vec<i64> = page.experiments.iter().map(|e| e.rowid).collect();
-                Some(series::for_experiments(c, &ids)?)
+                Some(summaries::briefs(c, &ids, SUMMARY_PER_KIND, &named)?)
             } else {
                 None
             };
@@ -279,7 +332,9 @@ pub async fn list_in_workspace(
         .experiments
         .into_iter()
         .map(|e| {
-            let summary = summaries.remove(&e.rowid).map(run_summary);
+            let summary = summaries
+                .remove(&e.rowid)
+                .map(|b| run_summary(b.series, b.partial));
             let mut out = ExperimentOut::new(e, &base);
             out.summary = summary;
             out
@@ -733,7 +788,7 @@ async fn batch_experiments(
             let list = experiments::visible_among(c, &user.id, &ids)?;
             let summaries = if with_summary {
                 let rowids: Vec<i64> = list.iter().map(|e| e.rowid).collect();
-                let found = series::for_experiments(c, &rowids)?;
+                let found = crate::store::series::for_experiments(c, &rowids)?;
                 let total: usize = found.values().map(Vec::len).sum();
                 if total > MAX_BATCH_SUMMARY_SERIES {
                     return Err(Error::bad_request(format!(
@@ -752,8 +807,8 @@ async fn batch_experiments(
     Ok(ok(list
         .into_iter()
         .map(|e| {
-            let summary =
-                with_summary.then(|| run_summary(summaries.remove(&e.rowid).unwrap_or_default()));
+            let summary = with_summary
+                .then(|| run_summary(summaries.remove(&e.rowid).unwrap_or_default(), false));
             let mut out = ExperimentOut::new(e, &base);
             out.summary = summary;
             out

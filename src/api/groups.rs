@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::experiments::{ExperimentOut, run_summary};
+use super::experiments::{ExperimentOut, SUMMARY_PER_KIND, run_summary};
 #[allow(unused_imports)]
 use super::openapi::{Envelope, Errors};
 use super::series::MAX_BUCKETS;
@@ -22,7 +22,8 @@ use crate::query;
 use crate::server::AppState;
 use crate::store::experiments::{self, Experiment};
 use crate::store::groups::{self, Column, Key, Request};
-use crate::store::series::{self, Axis};
+use crate::store::series::Axis;
+use crate::store::summaries;
 use crate::store::workspaces::{Role, require_role};
 use crate::time::now_ms;
 
@@ -464,14 +465,17 @@ async fn table_rows(
             let mut runs = experiments::visible_among(c, &user.id, &ids)?;
             runs.retain(|e| e.workspace_id == workspace);
             let rowids: Vec<i64> = runs.iter().map(|e| e.rowid).collect();
-            Ok((runs, series::for_experiments(c, &rowids)?))
+            // Bounded per run as the list's summary=1 is (a run may have 10,000 metrics).
+            Ok((runs, summaries::briefs(c, &rowids, SUMMARY_PER_KIND, &[])?))
         })
         .await?;
     let base = state.public_url(&headers);
     Ok(ok(runs
         .into_iter()
         .map(|e| {
-            let summary = summaries.remove(&e.rowid).map(run_summary);
+            let summary = summaries
+                .remove(&e.rowid)
+                .map(|b| run_summary(b.series, b.partial));
             ExperimentOut::new(e, &base).with_summary(summary)
         })
         .collect()))

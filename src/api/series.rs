@@ -21,6 +21,7 @@ use crate::server::AppState;
 use crate::store::experiments::{self, Experiment};
 use crate::store::logs::Kind;
 use crate::store::series::{self, Axis, Series};
+use crate::store::summaries;
 use crate::store::workspaces::Role;
 use crate::time::rfc3339;
 
@@ -396,8 +397,16 @@ pub struct ResultSummary {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Summary {
     experiment_id: String,
+    /// This page's metrics, by name.
     metrics: Vec<MetricSummary>,
+    /// This page's results, by name (they come after every metric).
     results: Vec<ResultSummary>,
+    /// Pass as `cursor` for the next page; null on the last (always, for a run with no more
+    /// than `limit` metrics and results together).
+    next: Option<String>,
+    /// How many metrics and results match `prefix` and `search`, over all pages.
+    metrics_total: i64,
+    results_total: i64,
 }
 
 pub fn summarize(experiment_id: &str, all: Vec<Series>) -> Summary {
@@ -405,6 +414,9 @@ pub fn summarize(experiment_id: &str, all: Vec<Series>) -> Summary {
         experiment_id: experiment_id.to_string(),
         metrics: Vec::new(),
         results: Vec::new(),
+        next: None,
+        metrics_total: 0,
+        results_total: 0,
     };
     for s in all {
         let updated_at = s.updated_at.map(rfc3339);
@@ -427,23 +439,112 @@ pub fn summarize(experiment_id: &str, all: Vec<Series>) -> Summary {
             }),
         }
     }
+    summary.metrics_total = summary.metrics.len() as i64;
+    summary.results_total = summary.results.len() as i64;
     summary
 }
 
-/// Every metric with count, first and last step, last value, min and max, and every result;
-/// kept current at ingest, so this never scans the points.
+/// Series a `/summary` page holds when the request names no `limit`, and the most it may name:
+/// every metric and result of an ordinary run in one answer (~2 MB of JSON at the cap).
+pub const MAX_SUMMARY_PAGE: usize = 10_000;
+/// The longest `prefix` or `search`: a metric name's own limit.
+const MAX_SUMMARY_NEEDLE: usize = 255;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SummaryQuery {
+    /// Metrics and results per page, together (1 to 10000; default 10000).
+    limit: Option<usize>,
+    /// `next` of the previous page.
+    cursor: Option<String>,
+    /// Only names starting with this (case matters), e.g. `train/`.
+    prefix: Option<String>,
+    /// Only names containing this, ASCII case ignored.
+    search: Option<String>,
+}
+
+/// A `/summary` cursor: hex of `KIND:NAME` (0 metric, 1 result), opaque to clients.
+fn encode_after(a: &summaries::After) -> String {
+    format!("{}:{}", a.kind as i64, a.name)
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_after(raw: &str) -> Option<summaries::After> {
+    // Hex of "K:" and a name of at most 255 characters of up to 4 bytes each.
+    if !raw.len().is_multiple_of(2) || raw.len() > 2 * (2 + 4 * MAX_SUMMARY_NEEDLE) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..raw.len())
+        .step_by(2)
+        .map(|i| {
+            raw.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (kind, name) = text.split_once(':')?;
+    let kind = match kind {
+        "0" => Kind::Metric,
+        "1" => Kind::Result,
+        _ => return None,
+    };
+    Some(summaries::After {
+        kind,
+        name: name.to_string(),
+    })
+}
+
+fn needle(raw: Option<String>, what: &str) -> Result<Option<String>> {
+    match raw {
+        Some(n) if n.chars().count() > MAX_SUMMARY_NEEDLE => Err(Error::bad_request(format!(
+            "{what} must be at most {MAX_SUMMARY_NEEDLE} characters"
+        ))),
+        Some(n) if n.is_empty() => Ok(None),
+        n => Ok(n),
+    }
+}
+
+/// Metrics with count, first and last step, last value, min and max, then results; kept
+/// current at ingest, so this never scans the points. Paged by name (`limit`, `cursor`),
+/// narrowed by `prefix` and `search`.
 #[utoipa::path(get, path = "/experiments/{id}/summary", tag = "charts", security(("api_key" = []), ("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<Summary>), Errors))]
+    params(("id" = uuid::Uuid, Path), SummaryQuery), responses((status = 200, body = Envelope<Summary>), Errors))]
 async fn get_summary(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
+    Query(q): Query<SummaryQuery>,
 ) -> Result<Reply<Summary>> {
+    let limit = q.limit.unwrap_or(MAX_SUMMARY_PAGE);
+    if limit == 0 || limit > MAX_SUMMARY_PAGE {
+        return Err(Error::bad_request(format!(
+            "limit must be between 1 and {MAX_SUMMARY_PAGE}"
+        )));
+    }
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            decode_after(c)
+                .ok_or_else(|| Error::bad_request("cursor is not one this server gave out"))
+        })
+        .transpose()?;
+    let names = summaries::Names {
+        prefix: needle(q.prefix, "prefix")?,
+        search: needle(q.search, "search")?,
+    };
     let out = state
         .db
         .read(move |c| {
             let exp = authorize(c, &id, &user.id, Role::Viewer)?;
-            Ok(summarize(&exp.id, series::list(c, exp.rowid)?))
+            let page = summaries::page(c, exp.rowid, &names, after.as_ref(), limit)?;
+            let mut out = summarize(&exp.id, page.series);
+            out.next = page.next.as_ref().map(encode_after);
+            out.metrics_total = page.metrics_total;
+            out.results_total = page.results_total;
+            Ok(out)
         })
         .await?;
     Ok(ok(out))

@@ -11,6 +11,7 @@ pub mod packed;
 pub mod retention;
 pub mod series;
 pub mod settings;
+pub mod summaries;
 pub mod tokens;
 pub mod units;
 pub mod users;

@@ -4,6 +4,10 @@
 // with user-made panels of several metrics. The URL keeps x (step|rel|time), scale (log),
 // smooth, filter, the zoom (from, to, and zx when it is on another axis than x), collapsed and
 // panels.
+// A run with thousands of metrics (per-layer statistics): past EAGER metrics, a chart card is
+// built only when its section is open and scrolls near (CHUNK cards at a time), and its series
+// is fetched only once the card is near the viewport (IntersectionObserver), in batches; past
+// MANY, sections start collapsed but the first. The filter box searches every name.
 
 import * as api from '../api.js';
 import { h, fill, toast, busy, empty, confirmDanger, segmented } from '../dom.js';
@@ -12,19 +16,37 @@ import { MetricChart, OverlayChart, runColor, toColumns } from '../chart.js';
 import { follow } from '../live.js';
 import { markdown } from '../markdown.js';
 import { runTiming, metadataPanel, groupLink } from '../runinfo.js';
-import { Sections, parseCollapsed, formatCollapsed, xmodeOf } from '../sections.js';
+import { Sections, parseCollapsed, formatCollapsed, xmodeOf, prefixOf, compareSections } from '../sections.js';
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { artifactsPanel } from '../artifacts.js';
 
 const FIRST_BATCH = 2; // metrics in the first request, so the first chart shows early
 const BATCH = 3; // metrics per later request, several requests in flight
 const IN_FLIGHT = 4;
+const EAGER = 60; // up to this many metrics, every card is built and fetched at once
+const MANY = 200; // past this many, sections start collapsed (all but the first)
+const CHUNK = 24; // cards a section adds at a time as its end scrolls near
+const SUMMARY_PAGES = 10; // /summary pages read at most (10,000 series each)
+
+/** Every metric and result of the run, following `next` for at most SUMMARY_PAGES pages. */
+async function loadSummary(id, signal) {
+  const first = await api.get(`/experiments/${id}/summary`, null, { signal });
+  let next = first.next;
+  for (let i = 1; next && i < SUMMARY_PAGES; i++) {
+    const page = await api.get(`/experiments/${id}/summary`, { cursor: next }, { signal });
+    first.metrics.push(...page.metrics);
+    first.results.push(...page.results);
+    next = page.next;
+  }
+  first.partial = Boolean(next);
+  return first;
+}
 
 export async function render(ctx) {
   const id = ctx.params.id;
   const [exp, summary, workspaces] = await Promise.all([
     api.get(`/experiments/${id}`, null, { signal: ctx.signal }),
-    api.get(`/experiments/${id}/summary`, null, { signal: ctx.signal }),
+    loadSummary(id, ctx.signal),
     api.get('/workspaces', null, { signal: ctx.signal }),
   ]);
   const ws = workspaces.find((w) => w.id === exp.workspace_id);
@@ -52,12 +74,25 @@ export async function render(ctx) {
     zx: view.zoom && view.zoomX !== view.xmode ? view.zoomX : null,
   });
 
-  const metrics = new Map(); // name -> {card, body, stats, readout, warn, info (summary), chart, requested}
+  const metrics = new Map(); // name -> {info (summary), gen, cols, chart, requested; once built: card, body, stats, readout, warn}
+  const bySection = new Map(); // prefix -> {names (sorted), shown (cards built), more (its "show more" button)}
+  const lazy = summary.metrics.length > EAGER;
   const results = new Map(summary.results.map((r) => [r.name, r.value]));
   const liveBadge = h('span', { class: 'live', hidden: !recentlyUpdated(summary) }, 'live');
   const resultsBox = h('div');
   const grid = h('div', { class: 'chart-sections', 'aria-label': 'Metrics' });
-  const sections = new Sections(grid, parseCollapsed(q.get('collapsed')), (set) => ctx.setQuery({ collapsed: formatCollapsed(set) }));
+  // With many metrics, a URL without `collapsed` collapses all sections but the first; "~" is the
+  // URL's word for "none collapsed" then.
+  const collapsedParam = q.get('collapsed');
+  const collapsed = parseCollapsed(collapsedParam === '~' ? '' : collapsedParam);
+  if (summary.metrics.length > MANY && collapsedParam === null) {
+    const prefixes = [...new Set(summary.metrics.map((m) => prefixOf(m.name)))].sort(compareSections);
+    for (const p of prefixes.slice(1)) collapsed.add(p);
+  }
+  const sections = new Sections(grid, collapsed,
+    (set) => ctx.setQuery({ collapsed: formatCollapsed(set) || (summary.metrics.length > MANY ? '~' : null) }),
+    { onOpen: (prefix) => renderSection(prefix) });
+  const countBox = h('span', { class: 'muted small metric-count', role: 'status', 'aria-live': 'polite' });
   let panels = loadPanels(q, exp.workspace_id);
   const panelCharts = [];
   const panelGrid = h('div', { class: 'charts' });
@@ -132,7 +167,7 @@ export async function render(ctx) {
     const filter = h('input', { type: 'search', value: view.filter, placeholder: 'Filter metrics', 'aria-label': 'Filter metrics by name' });
     filter.addEventListener('input', () => {
       view.filter = filter.value.trim();
-      applyFilter();
+      renderAll();
       saveView();
     });
     return h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': 'Chart options' },
@@ -143,6 +178,7 @@ export async function render(ctx) {
         for (const m of [...metrics.values(), ...panelCharts]) { // a new kind of axis: new plots
           if (m.chart) m.chart.destroy();
           m.chart = null;
+          m.cols = null;
         }
         saveView();
         loadAll();
@@ -153,36 +189,110 @@ export async function render(ctx) {
         saveView();
       }),
       h('label', { class: 'control' }, 'Smoothing', smooth, smoothValue),
-      filter,
+      filter, countBox,
       panelPicker(() => [...metrics.keys()], (names) => { panels = [...panels, names]; savePanels(panels, ctx.setQuery, exp.workspace_id); drawPanels(); }),
       resetZoom, chartsStatus);
   }
 
-  function applyFilter() {
-    const needle = view.filter.toLowerCase();
-    for (const [name, m] of metrics) m.card.hidden = Boolean(needle) && !name.toLowerCase().includes(needle);
-    sections.refresh();
+  const matches = (name) => !view.filter || name.toLowerCase().includes(view.filter.toLowerCase());
+
+  /** Shows the matching names of every section, and the count. */
+  function renderAll() {
+    let matching = 0;
+    for (const [prefix, sec] of bySection) matching += renderSection(prefix, sec);
+    const total = metrics.size;
+    countBox.dataset.total = String(total);
+    countBox.dataset.matching = String(matching);
+    countBox.textContent = total === 0 ? '' : matching === total
+      ? `${count(total)} metric${total === 1 ? '' : 's'}${summary.partial ? ' (more not listed)' : ''}`
+      : `${count(matching)} of ${count(total)} metrics`;
   }
 
-  // ---------- charts ----------
-  function addCard(info) {
-    const stats = h('div', { class: 'chart-stats' });
-    const body = h('div', { class: 'chart-body', role: 'group', 'aria-label': `Chart of ${info.name}; + and - zoom, arrows pan, 0 resets` });
-    const readout = h('span', { class: 'readout' });
-    const warn = h('span', { class: 'warn' });
-    const card = h('section', { class: 'chart', 'aria-label': `Metric ${info.name}`, dataset: { metric: info.name, state: 'loading' } },
-      h('div', { class: 'chart-head' }, h('h3', {}, info.name), stats),
-      body,
-      h('div', { class: 'chart-foot' }, readout, warn));
-    const m = { card, body, stats, readout, warn, info, chart: null, requested: 0 };
+  /**
+   * The cards of one section: its matching names, the first `shown` of them built (all when
+   * not lazy), and a "show more" button that builds CHUNK more when it scrolls near. A
+   * collapsed section builds none, unless a filter is on (a search opens what it finds).
+   */
+  function renderSection(prefix, sec = bySection.get(prefix)) {
+    const names = sec.names.filter(matches);
+    sections.setCount(prefix, names.length, sec.names.length, Boolean(view.filter) && names.length > 0);
+    const s = sections.section(prefix);
+    if (s.grid.hidden) return names.length;
+    const n = lazy ? Math.min(names.length, Math.max(sec.shown, CHUNK)) : names.length;
+    sec.shown = n;
+    const cards = names.slice(0, n).map((name) => cardOf(metrics.get(name)));
+    if (n < names.length) {
+      sec.more.textContent = `Show ${Math.min(CHUNK, names.length - n)} more (${count(names.length - n)} not shown)`;
+      cards.push(sec.more);
+    }
+    s.grid.replaceChildren(...cards);
+    return names.length;
+  }
+
+  /** Registers a metric (its card is built when shown). */
+  function track(info) {
+    const m = { info, gen: 0, cols: null, chart: null, requested: 0, card: null };
     metrics.set(info.name, m);
-    sections.grid(info.name).append(card);
+    const prefix = prefixOf(info.name);
+    let sec = bySection.get(prefix);
+    if (!sec) {
+      const more = h('button', { type: 'button', class: 'small more-charts', dataset: { section: prefix } });
+      sec = { names: [], shown: 0, more };
+      more.addEventListener('click', () => grow(prefix));
+      nearEnd.observe(more);
+      bySection.set(prefix, sec);
+      sections.section(prefix);
+    }
+    sec.names.push(info.name);
     emptyCharts.remove();
-    drawStats(m);
     return m;
   }
 
+  function grow(prefix) {
+    const sec = bySection.get(prefix);
+    sec.shown += CHUNK;
+    renderSection(prefix, sec);
+  }
+
+  // A section's "show more" button near the viewport builds its next cards.
+  const nearEnd = new IntersectionObserver((entries) => {
+    for (const e of entries) if (e.isIntersecting && e.target.isConnected) grow(e.target.dataset.section);
+  }, { rootMargin: '600px 0px' });
+  // Cards near the viewport: the only ones whose series are fetched (lazy mode).
+  const visible = new Set();
+  const near = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const name = e.target.dataset.metric;
+      if (e.isIntersecting) {
+        visible.add(name);
+        const m = metrics.get(name);
+        if (m && m.gen !== generation) want(name);
+      } else {
+        visible.delete(name);
+      }
+    }
+  }, { rootMargin: '300px 0px' });
+
+  function cardOf(m) {
+    if (m.card) return m.card;
+    const info = m.info;
+    m.stats = h('div', { class: 'chart-stats' });
+    m.body = h('div', { class: 'chart-body', role: 'group', 'aria-label': `Chart of ${info.name}; + and - zoom, arrows pan, 0 resets` });
+    m.readout = h('span', { class: 'readout' });
+    m.warn = h('span', { class: 'warn' });
+    m.card = h('section', { class: 'chart', 'aria-label': `Metric ${info.name}`, dataset: { metric: info.name, state: 'loading' } },
+      h('div', { class: 'chart-head' }, h('h3', {}, info.name), m.stats),
+      m.body,
+      h('div', { class: 'chart-foot' }, m.readout, m.warn));
+    drawStats(m);
+    if (m.cols) draw(m);
+    if (lazy) near.observe(m.card);
+    else if (m.gen !== generation) want(info.name);
+    return m.card;
+  }
+
   function drawStats(m) {
+    if (!m.card) return;
     const i = m.info;
     m.stats.textContent = `last ${num(i.last)} · min ${num(i.min)} · max ${num(i.max)} · ${count(i.count)} pts`;
     m.warn.textContent = i.nonfinite ? `${count(i.nonfinite)} NaN/Inf ▲` : '';
@@ -201,14 +311,20 @@ export async function render(ctx) {
 
   function show(m, series) {
     const x = xOf(series.name);
-    const cols = toColumns(series, x === 'rel' ? start : 0);
-    m.requested = cols.x.length;
-    if (m.chart) m.chart.setColumns(cols, zoomFor(x));
-    else m.chart = new MetricChart(m.body, cols, chartOptions(m));
+    m.cols = toColumns(series, x === 'rel' ? start : 0);
+    m.total = series.total;
+    m.requested = m.cols.x.length;
+    if (m.card) draw(m);
+    for (const p of panelCharts) if (p.names.includes(series.name)) refreshPanel(p);
+  }
+
+  function draw(m) {
+    const x = xOf(m.info.name);
+    if (m.chart) m.chart.setColumns(m.cols, zoomFor(x));
+    else m.chart = new MetricChart(m.body, m.cols, chartOptions(m));
     m.card.dataset.state = 'drawn';
     m.card.dataset.x = x;
-    m.card.dataset.points = String(series.total);
-    for (const p of panelCharts) if (p.names.includes(series.name)) refreshPanel(p);
+    m.card.dataset.points = String(m.total);
   }
 
   // ---------- panels: several metrics of this run on one chart ----------
@@ -239,8 +355,9 @@ export async function render(ctx) {
     }
     // One axis per panel: the page's, unless every metric in it is a system metric.
     const x = p.names.every((n) => xOf(n) !== view.xmode) ? xOf(p.names[0]) : view.xmode;
-    const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).chart && xOf(n) === x)
-      .map((n) => ({ label: n, color: runColor(p.names.indexOf(n)), cols: metrics.get(n).chart.cols }));
+    for (const n of p.names) if (metrics.has(n) && metrics.get(n).gen !== generation) want(n);
+    const lines = p.names.filter((n) => metrics.get(n) && metrics.get(n).cols && xOf(n) === x)
+      .map((n) => ({ label: n, color: runColor(p.names.indexOf(n)), cols: metrics.get(n).chart ? metrics.get(n).chart.cols : metrics.get(n).cols }));
     if (!lines.length) return;
     if (p.chart) p.chart.setLines(lines, zoomFor(x));
     else {
@@ -286,43 +403,86 @@ export async function render(ctx) {
     return out;
   }
 
-  let generation = 0;
-  /** Fetches every metric's series (first a small batch, then the rest a few requests at a time). */
-  async function loadAll() {
-    const mine = ++generation;
-    // The charts on the page's axis first; system metrics (on time) after them.
-    const names = [...metrics.keys()].sort((a, b) => (xOf(a) !== view.xmode) - (xOf(b) !== view.xmode));
-    if (!names.length) return;
-    const started = performance.now();
-    chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
-    const batches = [...batchesOf(names.slice(0, FIRST_BATCH), FIRST_BATCH), ...batchesOf(names.slice(FIRST_BATCH), BATCH)];
-    let first = true;
-    const run = async (batch) => {
-      const list = await fetchSeries(batch);
-      if (mine !== generation) return;
-      for (const s of list) {
-        const m = metrics.get(s.name);
-        if (m) show(m, s);
+  let generation = 1;
+  const queue = []; // names waiting for a request
+  const queued = new Set();
+  let inFlight = 0;
+  let sent = 0; // requests of this generation
+  let started = performance.now();
+  const pinned = () => new Set(panels.flat());
+
+  /** Asks for the series of `name` (for this generation), batched with its neighbours. */
+  function want(name) {
+    if (queued.has(name) || !metrics.has(name)) return;
+    queued.add(name);
+    queue.push(name);
+    pump();
+  }
+
+  /**
+   * Sends requests while fewer than IN_FLIGHT are out: each the next names of the queue that
+   * share an x axis (FIRST_BATCH for the first, so the first chart shows early). Lazily, a name
+   * whose card left the viewport before its turn is dropped (it is asked for again on return).
+   */
+  function pump() {
+    const keep = lazy ? pinned() : null;
+    while (inFlight < IN_FLIGHT && queue.length) {
+      const size = sent === 0 ? FIRST_BATCH : BATCH;
+      const batch = [];
+      const x = xOf(queue[0]);
+      for (let i = 0; i < queue.length && batch.length < size;) {
+        const n = queue[i];
+        if (keep && !visible.has(n) && !keep.has(n)) {
+          queue.splice(i, 1);
+          queued.delete(n);
+        } else if (xOf(n) === x) {
+          batch.push(n);
+          queue.splice(i, 1);
+        } else {
+          i++;
+        }
       }
-      if (first && list.length) {
-        first = false;
-        performance.mark('tora:first-chart');
-      }
-    };
-    try {
-      await run(batches.shift());
-      const queue = batches.slice();
-      await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, async () => {
-        while (queue.length) await run(queue.shift());
-      }));
-    } catch (err) {
-      if (err.name === 'AbortError') return;
-      chartsStatus.textContent = `Could not load the charts: ${err.message}`;
-      return;
+      if (!batch.length) continue;
+      inFlight++;
+      sent++;
+      const mine = generation;
+      fetchSeries(batch).then((list) => {
+        if (mine !== generation) return;
+        for (const s of list) {
+          const m = metrics.get(s.name);
+          if (!m) continue;
+          m.gen = mine;
+          show(m, s);
+        }
+        if (list.length && !performance.getEntriesByName('tora:first-chart').length) performance.mark('tora:first-chart');
+      }).catch((err) => {
+        if (err.name !== 'AbortError') chartsStatus.textContent = `Could not load the charts: ${err.message}`;
+      }).finally(() => {
+        inFlight--;
+        if (mine === generation) for (const n of batch) queued.delete(n);
+        pump();
+        if (mine === generation && !inFlight && !queue.length) {
+          performance.mark('tora:all-charts');
+          const drawn = [...metrics.values()].filter((m) => m.gen === generation).length;
+          chartsStatus.textContent = `${drawn} chart${drawn === 1 ? '' : 's'} in ${Math.round(performance.now() - started)} ms`;
+        }
+      });
     }
-    if (mine !== generation) return;
-    performance.mark('tora:all-charts');
-    chartsStatus.textContent = `${names.length} chart${names.length === 1 ? '' : 's'} in ${Math.round(performance.now() - started)} ms`;
+  }
+
+  /** Fetches again every chart in view (a new axis or zoom); the others when they come near. */
+  function loadAll() {
+    generation++;
+    queue.length = 0;
+    queued.clear();
+    sent = 0;
+    started = performance.now();
+    const names = lazy ? [...new Set([...visible, ...pinned()])].filter((n) => metrics.has(n)) : [...metrics.keys()];
+    // The charts on the page's axis first; system metrics (on time) after them.
+    names.sort((a, b) => (xOf(a) !== view.xmode) - (xOf(b) !== view.xmode));
+    if (!names.length) return;
+    chartsStatus.textContent = view.zoom ? 'Loading the zoomed range…' : 'Loading charts…';
+    for (const n of names) want(n);
   }
 
   function setZoom(zoom, x = view.xmode) {
@@ -363,8 +523,9 @@ export async function render(ctx) {
     for (const [name, pts] of byMetric) {
       let m = metrics.get(name);
       if (!m) {
-        m = addCard({ name, count: 0, last: null, min: null, max: null, nonfinite: 0 });
-        applyFilter();
+        m = track({ name, count: 0, last: null, min: null, max: null, nonfinite: 0 });
+        bySection.get(prefixOf(name)).names.sort(byName);
+        renderAll();
         refetch.add(name);
       }
       const i = m.info;
@@ -417,11 +578,17 @@ export async function render(ctx) {
     for (const m of [...metrics.values(), ...panelCharts]) if (m.chart) m.chart.destroy();
   });
 
-  const ordered = summary.metrics.slice().sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
-  for (const info of ordered) addCard(info);
-  applyFilter();
+  ctx.onLeave(() => { near.disconnect(); nearEnd.disconnect(); });
+  const ordered = summary.metrics.slice().sort((a, b) => byName(a.name, b.name));
+  for (const info of ordered) track(info);
+  renderAll();
   drawPanels();
-  await loadAll();
+  if (!lazy) loadAll();
+  else chartsStatus.textContent = 'Loading charts…';
+}
+
+function byName(a, b) {
+  return a.localeCompare(b, undefined, { numeric: true });
 }
 
 function clampSmoothing(v) {

@@ -870,15 +870,28 @@ def _existing(url: str, key: str, experiment_id: str, timeout: float) -> dict[st
     raise ToraAPIError(f"Cannot look up run {experiment_id}: {answer.message}", status_code=answer.status)
 
 
+_SUMMARY_PAGES = 10
+
+
 def _stored_summary(client: Tora, timeout: float) -> tuple[int, dict[str, Any]]:
     """Where a resumed run left off: one past the last step of its metrics (system metrics,
     whose steps count seconds, aside), and the last value of each metric and result."""
     url = f"{client._server_url}/experiments/{client.experiment_id}/summary"
-    try:
-        answer = _transport.request("GET", url, api_key=client._api_key, timeout=timeout)
-    except ToraNetworkError:
-        return 0, {}
-    data = answer.data if answer.status == 200 and isinstance(answer.data, dict) else {}
+    data: dict[str, Any] = {}
+    # One page holds 10,000 metrics and results; a wider run's next pages follow (a bounded few).
+    cursor = None
+    for _ in range(_SUMMARY_PAGES):
+        page_url = url if cursor is None else f"{url}?cursor={cursor}"
+        try:
+            answer = _transport.request("GET", page_url, api_key=client._api_key, timeout=timeout)
+        except ToraNetworkError:
+            return 0, {}
+        page = answer.data if answer.status == 200 and isinstance(answer.data, dict) else {}
+        for key in ("metrics", "results"):
+            data.setdefault(key, []).extend(page.get(key) or [])
+        cursor = page.get("next")
+        if not isinstance(cursor, str) or not cursor.isalnum():
+            break
     metrics = [m for m in data.get("metrics") or [] if isinstance(m, dict) and isinstance(m.get("name"), str)]
     steps = [
         m["last_step"] for m in metrics if isinstance(m.get("last_step"), int) and not m["name"].startswith("sys/")
