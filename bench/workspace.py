@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"
 from toraserver import REPO, ToraServer, call_ok, new_user, tora_bin
 
 # TORA_FIXTURE: the generator built from another checkout (an older schema, for "before").
-FIXTURE = Path(os.environ.get("TORA_FIXTURE") or REPO / "target" / "release" / "examples" / "scale_fixture")
+FIXTURE = Path(
+    os.environ.get("TORA_FIXTURE")
+    or REPO / "target" / "release" / "examples" / "scale_fixture"
+)
 
 
 class Client:
