@@ -8,6 +8,7 @@
 #   6. the importers: MLflow, TensorBoard, W&B, trackio and CSV files written by the real packages
 #   7. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
 #   8. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
+#   9. the static build (deploy/static.sh --check), run alone in an empty root
 # Python tools live in venvs under target/, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -132,5 +133,8 @@ if [ -d tests/e2e ]; then
   # One suite at a time: the speed suite prints timings that a parallel suite would skew.
   node --test --test-concurrency=1 tests/e2e/*.test.js
 fi
+
+step "deploy: one static executable, run alone in an empty root (what the Dockerfile's image runs)"
+deploy/static.sh --check
 
 step "all suites passed"
