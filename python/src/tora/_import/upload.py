@@ -127,6 +127,8 @@ class Api:
         self.timeout = timeout
         self.session = _transport.Session()
         self._held: dict[str, tuple[dict[str, int], set[str]]] | None = None
+        # Runs whose list summary left series out (`partial`): read whole when first asked for.
+        self._partial: set[str] = set()
 
     def call(self, method: str, path: str, body: Any = None) -> _transport.Response:
         """The answer (any status but a transient one); raises ToraImportError when none comes."""
@@ -165,11 +167,36 @@ class Api:
                     if isinstance(brief, dict):
                         counts = {k: int(v.get("count", 0)) for k, v in (brief.get("metrics") or {}).items()}
                         self._held[str(e.get("id"))] = (counts, set(brief.get("results") or {}))
+                        if brief.get("partial"):
+                            # The list names a run's first 100 metrics and results: read the rest.
+                            self._partial.add(str(e.get("id")))
                 after = answer.body.get("next_cursor") if isinstance(answer.body, dict) else None
                 if not after:
                     break
                 cursor = str(after)
+        if exp_id in self._partial:
+            self._partial.discard(exp_id)
+            self._held[exp_id] = self._whole(exp_id)
         return self._held.get(exp_id, ({}, set()))
+
+    def _whole(self, exp_id: str) -> tuple[dict[str, int], set[str]]:
+        """Every metric's count and every result name of one run, from its paged summary."""
+        counts: dict[str, int] = {}
+        results: set[str] = set()
+        cursor = ""
+        for _ in range(1_000):
+            path = f"/experiments/{exp_id}/summary" + (f"?cursor={urllib.parse.quote(cursor)}" if cursor else "")
+            answer = self.call("GET", path)
+            if answer.status != 200 or not isinstance(answer.data, dict):
+                raise ServerError(f"cannot read the summary of run {exp_id}: HTTP {answer.status} {answer.message}")
+            for m in answer.data.get("metrics") or []:
+                counts[str(m.get("name"))] = int(m.get("count", 0))
+            results.update(str(r.get("name")) for r in answer.data.get("results") or [])
+            after = answer.data.get("next")
+            if not after:
+                break
+            cursor = str(after)
+        return counts, results
 
     def close(self) -> None:
         self.session.close()
