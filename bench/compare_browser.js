@@ -154,6 +154,19 @@ async function load(context, url, expect, profile) {
     requests: performance.getEntriesByType('resource').filter((r) => r.name.includes('/api/')).length,
     bytes: performance.getEntriesByType('resource').filter((r) => r.name.includes('/api/')).reduce((n, r) => n + r.encodedBodySize, 0),
   }));
+  if (process.env.TIMELINE === '1') {
+    // Where the time before the first chart goes: navigation, then each resource's start and end.
+    const lines = await page.evaluate(() => {
+      const nav = performance.getEntriesByType('navigation')[0];
+      const out = [`html: request ${nav.requestStart.toFixed(0)}, response end ${nav.responseEnd.toFixed(0)}, DOMContentLoaded ${nav.domContentLoadedEventEnd.toFixed(0)}`];
+      for (const r of performance.getEntriesByType('resource')) {
+        if (r.startTime < 400) out.push(`${r.startTime.toFixed(0).padStart(5)} → ${r.responseEnd.toFixed(0).padStart(5)}  ${r.name.replace(location.origin, '').slice(0, 90)}`);
+      }
+      for (const m of performance.getEntriesByType('mark')) out.push(`${m.startTime.toFixed(0).padStart(5)}  mark ${m.name}`);
+      return out;
+    });
+    console.log(lines.join('\n'));
+  }
   const drawn = await page.locator('.chart[data-state="drawn"]').count();
   if (drawn !== expect) throw new Error(`${drawn} charts drawn, not ${expect}`);
   if (page.errors.length) throw new Error(page.errors.join('\n'));

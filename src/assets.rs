@@ -22,16 +22,82 @@ struct Uplot;
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/// Where versioned files live: `/v/<BUILD>/js/app.js` is `/js/app.js` of this build. index.html
+/// names its scripts, styles and preloads there (see [`index`]), and the modules import each
+/// other by relative paths, so the whole dashboard loads from one versioned tree whose files a
+/// browser may keep for good: a new binary has a new build id, hence new URLs.
+const VERSIONED: &str = "v/";
+
+/// The dashboard's build id: a hash of every embedded file.
+fn build() -> &'static str {
+    static BUILD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        let mut names: Vec<String> = Assets::iter().map(|f| f.to_string()).collect();
+        names.sort();
+        for name in names {
+            if let Some(f) = Assets::get(&name) {
+                hash.update(name.as_bytes());
+                hash.update(f.metadata.sha256_hash());
+            }
+        }
+        for name in Uplot::iter() {
+            if let Some(f) = Uplot::get(&name) {
+                hash.update(name.as_bytes());
+                hash.update(f.metadata.sha256_hash());
+            }
+        }
+        hex(&hash.finalize()[..6])
+    });
+    &BUILD
+}
+
+/// index.html with its `/js/`, `/css/` and `/vendor/` references moved under this build's
+/// versioned tree.
+fn index() -> Option<&'static [u8]> {
+    static INDEX: std::sync::LazyLock<Option<Vec<u8>>> = std::sync::LazyLock::new(|| {
+        let raw = Assets::get("index.html")?;
+        let text = String::from_utf8_lossy(&raw.data);
+        let prefix = format!("/{VERSIONED}{}/", build());
+        let mut out = text.into_owned();
+        for dir in ["js/", "css/", "vendor/"] {
+            for attr in ["src=\"/", "href=\"/"] {
+                out = out.replace(
+                    &format!("{attr}{dir}"),
+                    &format!("{}{prefix}{dir}", &attr[..attr.len() - 1]),
+                );
+            }
+        }
+        Some(out.into_bytes())
+    });
+    INDEX.as_deref()
+}
+
 pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
-    let path = uri.path().trim_start_matches('/');
+    let mut path = uri.path().trim_start_matches('/');
+    // A versioned file: the same file, cached for good when it is this build's.
+    let mut immutable = false;
+    if let Some(rest) = path.strip_prefix(VERSIONED)
+        && let Some((id, file)) = rest.split_once('/')
+    {
+        immutable = id == build();
+        path = file;
+    }
     let found = match path.strip_prefix("vendor/uplot/") {
         Some(vendored) => Uplot::get(vendored),
         None => Assets::get(path),
     };
-    let (path, file) = match found {
-        Some(f) if !path.is_empty() => (path, f),
-        _ => match Assets::get("index.html") {
-            Some(f) => ("index.html", f),
+    let (path, etag, body) = match found {
+        Some(f) if !path.is_empty() && path != "index.html" => (
+            path,
+            hex(&f.metadata.sha256_hash()[..12]),
+            f.data.into_owned(),
+        ),
+        _ => match index() {
+            Some(page) => {
+                immutable = false;
+                ("index.html", format!("i{}", build()), page.to_vec())
+            }
             None => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -41,7 +107,7 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
             }
         },
     };
-    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..12]));
+    let etag = format!("\"{etag}\"");
     let mut response = if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -49,7 +115,7 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (StatusCode::OK, file.data.into_owned()).into_response()
+        (StatusCode::OK, body).into_response()
     };
     let h = response.headers_mut();
     h.insert(
@@ -59,8 +125,16 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
-    // index.html must be revalidated so a new binary's dashboard shows up at once.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // index.html (and any unversioned path) is revalidated, so a new binary's dashboard shows
+    // up at once; this build's versioned files never change, so they are kept.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }),
+    );
     secure(h);
     response
 }
@@ -99,4 +173,33 @@ fn content_type(path: &str) -> &'static str {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// index.html preloads every module the dashboard has (and uPlot), so the browser fetches
+    /// them in one round instead of one import level at a time; a module added later without
+    /// its line would bring the waterfall back.
+    #[test]
+    fn index_preloads_every_module() {
+        let index = Assets::get("index.html").expect("index.html");
+        let index = String::from_utf8_lossy(&index.data);
+        let mut modules: Vec<String> = Assets::iter()
+            .filter(|f| f.starts_with("js/") && f.ends_with(".js"))
+            .map(|f| format!("/{f}"))
+            .collect();
+        modules.push("/vendor/uplot/uPlot.esm.js".into());
+        for m in &modules {
+            assert!(
+                index.contains(&format!("<link rel=\"modulepreload\" href=\"{m}\">")),
+                "index.html does not preload {m}"
+            );
+        }
+        assert_eq!(
+            index.matches("rel=\"modulepreload\"").count(),
+            modules.len()
+        );
+    }
 }

@@ -387,3 +387,61 @@ fn a_port_in_use_is_named_with_a_fix_and_leaves_no_file() {
     assert!(!err.contains("BAD_REQUEST"), "{err}");
     drop(busy);
 }
+
+/// The dashboard loads from one versioned tree (`/v/BUILD/...`) that browsers keep for good,
+/// while index.html is revalidated every time: a warm load fetches one small file, and a new
+/// binary's dashboard (a new build id, so new URLs) shows up at once.
+#[test]
+fn the_dashboard_is_cached_for_good_under_its_build_and_index_html_never() {
+    let server = TestServer::start();
+    let index = server.get("/", &Auth::None);
+    assert_eq!(index.header("cache-control"), Some("no-cache"));
+    let urls: Vec<String> = index
+        .text
+        .split('"')
+        .filter(|s| s.starts_with("/v/"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        urls.iter().any(|u| u.ends_with("/js/app.js")),
+        "{}",
+        index.text
+    );
+    assert!(
+        urls.iter().any(|u| u.ends_with("/css/app.css")),
+        "{}",
+        index.text
+    );
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with("/vendor/uplot/uPlot.esm.js"))
+    );
+    assert!(
+        !index.text.contains("\"/js/"),
+        "an unversioned script: {}",
+        index.text
+    );
+    for url in &urls {
+        let r = server.get(url, &Auth::None);
+        assert_eq!(r.status, 200, "{url}");
+        assert_eq!(
+            r.header("cache-control"),
+            Some("public, max-age=31536000, immutable"),
+            "{url}"
+        );
+        let kind = r.header("content-type").unwrap();
+        assert!(
+            kind.starts_with("text/javascript") || kind.starts_with("text/css"),
+            "{url}: {kind}"
+        );
+        // The same bytes as the unversioned file, which is revalidated instead.
+        let plain = url.splitn(4, '/').nth(3).unwrap();
+        let same = server.get(&format!("/{plain}"), &Auth::None);
+        assert_eq!(same.text, r.text, "{url}");
+        assert_eq!(same.header("cache-control"), Some("no-cache"));
+    }
+    // Another build's URL (a page open across an upgrade) still gets the file, revalidated.
+    let old = server.get("/v/000000000000/js/app.js", &Auth::None);
+    assert_eq!(old.status, 200);
+    assert_eq!(old.header("cache-control"), Some("no-cache"));
+}

@@ -3,7 +3,7 @@
 // floating tooltip. The x axis is the step, the time since the run started (ms) or the wall
 // time (epoch ms). Colours come from the CSS variables of the theme.
 
-import uPlot from '/vendor/uplot/uPlot.esm.js';
+import uPlot from '../vendor/uplot/uPlot.esm.js';
 import { num, tick } from './format.js';
 import { h, fill } from './dom.js';
 

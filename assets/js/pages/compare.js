@@ -23,10 +23,7 @@ import { Sections, parseCollapsed, formatCollapsed, xmodeOf } from '../sections.
 import { loadPanels, savePanels, panelPicker, panelCard } from '../panels.js';
 import { followWorkspace } from '../live.js';
 import { fetchSeries, fetchGroups } from '../seriesdata.js';
-// Imported by the modules above; named here too so that the browser fetches them beside those
-// (one round of module requests less before the page can start).
-import '/vendor/uplot/uPlot.esm.js';
-import '../net.js';
+// (uPlot and net.js come with the modules above; index.html preloads every module at once.)
 
 const MAX_RUNS = 200; // runs a link names, and runs drawn one line each (the server's /series cap)
 const MAX_FILTERED = 1000; // runs of a workspace filter (the group view draws them all)
