@@ -129,9 +129,11 @@ pub async fn log_requests(mut request: Request, next: Next) -> Response {
         Body::new(Counted {
             inner: body,
             bytes: received.clone(),
+            _line: None,
         })
     });
     let response = next.run(request).await;
+    let sent = Arc::new(AtomicU64::new(0));
     let line = Line {
         started,
         head: started.elapsed(),
@@ -139,16 +141,26 @@ pub async fn log_requests(mut request: Request, next: Next) -> Response {
         status: response.status().as_u16(),
         note,
         received,
-        sent: 0,
+        sent: sent.clone(),
         api,
     };
-    response.map(|body| Body::new(Sent { inner: body, line }))
+    response.map(|body| {
+        Body::new(Counted {
+            inner: body,
+            bytes: sent,
+            _line: Some(line),
+        })
+    })
 }
 
-/// Counts a request body's bytes as the handler reads them.
+/// A body that counts its bytes as they pass: a request's as the handler reads them, a
+/// response's as hyper sends them. A response's carries its request's line, written when the
+/// body ends or is dropped (a client that went away).
 struct Counted {
     inner: Body,
     bytes: Arc<AtomicU64>,
+    /// Held for its `Drop`, which writes the line.
+    _line: Option<Line>,
 }
 
 impl http_body::Body for Counted {
@@ -184,7 +196,7 @@ struct Line {
     status: u16,
     note: Arc<RequestNote>,
     received: Arc<AtomicU64>,
-    sent: u64,
+    sent: Arc<AtomicU64>,
     /// The path is under /api/.
     api: bool,
 }
@@ -206,8 +218,9 @@ impl Drop for Line {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         let received = self.received.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
         crate::telemetry::note_request(&route, &self.method, self.status, self.head, received);
-        crate::telemetry::note_bytes(received, self.sent);
+        crate::telemetry::note_bytes(received, sent);
         tracing::info!(
             target: "tora::request",
             method = %self.method,
@@ -217,7 +230,7 @@ impl Drop for Line {
             done_ms = round_ms(self.started.elapsed()),
             user = user.as_deref().unwrap_or("-"),
             bytes_in = received,
-            bytes_out = self.sent,
+            bytes_out = sent,
             "request"
         );
     }
@@ -226,37 +239,4 @@ impl Drop for Line {
 /// Milliseconds to a hundredth: finer is noise in a log.
 fn round_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
-}
-
-/// A response body that counts what it hands to hyper and writes the request's line when it
-/// ends or is dropped (a client that went away).
-struct Sent {
-    inner: Body,
-    line: Line,
-}
-
-impl http_body::Body for Sent {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.line.sent += data.len() as u64;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }

@@ -481,7 +481,11 @@ fn page_with(
                         args.len()
                     )
                 }
-                _ => unreachable!("matched above"),
+                other => {
+                    return Err(Error::Internal(format!(
+                        "sort {other:?} reached a value sort"
+                    )));
+                }
             };
             let mut page_clause = clause.clone();
             if let Some(c) = after {
@@ -550,7 +554,11 @@ fn page_with(
                         ),
                     )
                 }
-                _ => unreachable!("matched above"),
+                other => {
+                    return Err(Error::Internal(format!(
+                        "sort {other:?} reached a value sort"
+                    )));
+                }
             };
             let in_missing = after.is_some_and(|c| c.value == Sql::Null);
             let mut rows = if in_missing {
