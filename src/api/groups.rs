@@ -200,6 +200,10 @@ async fn series_groups(
         let n = n.trim();
         if !n.is_empty() && !names.iter().any(|m| m == n) {
             names.push(n.to_string());
+            // One past the cap is enough to refuse: the check above is linear in what is kept.
+            if names.len() > MAX_NAMES {
+                break;
+            }
         }
     }
     if names.is_empty() || names.len() > MAX_NAMES {
@@ -372,12 +376,13 @@ async fn table_groups(
         if raw.is_empty() || cols.iter().any(|(c, _)| c == raw) {
             continue;
         }
+        // Refused as soon as it is past the cap: the dedup check above is linear in what is kept.
+        if cols.len() == MAX_COLUMNS {
+            return Err(Error::bad_request(format!(
+                "cols may name at most {MAX_COLUMNS} columns"
+            )));
+        }
         cols.push((raw.to_string(), Column::parse(raw)?));
-    }
-    if cols.len() > MAX_COLUMNS {
-        return Err(Error::bad_request(format!(
-            "cols may name at most {MAX_COLUMNS} columns"
-        )));
     }
     let by = key.name();
     let out = state
