@@ -8,7 +8,8 @@
 #   6. the importers: MLflow, TensorBoard, W&B, trackio and CSV files written by the real packages
 #   7. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
 #   8. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
-#   9. the static build (deploy/static.sh --check), run alone in an empty root
+#   9. the static build run alone in an empty root, and the Dockerfile's image built by buildah and
+#      run (deploy/image.sh --check, which runs deploy/static.sh --check first)
 # Python tools live in venvs under target/, so nothing is installed system-wide.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -63,8 +64,8 @@ export TORA_BIN="$root/target/debug/tora"
 export TORA_COMPAT_PYTHON="$root/target/venv-0012/bin/python"
 
 step "python: lint"
-target/venv/bin/ruff check tests bench
-target/venv/bin/ruff format --check tests bench
+target/venv/bin/ruff check tests bench deploy
+target/venv/bin/ruff format --check tests bench deploy
 if [ -d python ]; then
   target/venv/bin/ruff check python
   target/venv/bin/ruff format --check python
@@ -134,7 +135,7 @@ if [ -d tests/e2e ]; then
   node --test --test-concurrency=1 tests/e2e/*.test.js
 fi
 
-step "deploy: one static executable, run alone in an empty root (what the Dockerfile's image runs)"
-deploy/static.sh --check
+step "deploy: one static executable, run alone in an empty root, and the Dockerfile's image run by buildah"
+deploy/image.sh --check
 
 step "all suites passed"

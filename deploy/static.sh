@@ -32,28 +32,8 @@ mknod -m 444 "$root/dev/urandom" c 1 9
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 chroot "$root" /tora serve --bind "127.0.0.1:$port" --db /data/tora.db >"$root.out" 2>&1 &
 pid=$!
-python3 - "$port" <<'PY'
-import json, sys, time, urllib.request
-base = f"http://127.0.0.1:{sys.argv[1]}/api"
-def call(method, path, body=None, headers=None):
-    req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"content-type": "application/json", **(headers or {})})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
-for _ in range(100):
-    try:
-        call("GET", "/health"); break
-    except OSError:
-        time.sleep(0.05)
-call("POST", "/signup", {"email": "ada@lab.org", "password": "correct horse battery"})
-token = call("POST", "/login", {"email": "ada@lab.org", "password": "correct horse battery"})["data"]["access_token"]
-auth = {"authorization": "Bearer " + token}
-run = call("POST", "/experiments", {"name": "static"}, auth)["data"]["id"]
-call("POST", f"/experiments/{run}/logs/batch", {"logs": [{"name": "loss", "value": 0.5, "step": 1}]}, auth)
-got = call("GET", f"/experiments/{run}/summary", None, auth)["data"]["metrics"]
-assert got[0]["count"] == 1, got
-print("static.sh: the static binary serves from an empty root")
-PY
+python3 deploy/smoke.py "$port"
+echo "static.sh: the static binary serves from an empty root"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 test -s "$root/data/tora.db"
 rm -f "$root.out"
