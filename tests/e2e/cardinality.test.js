@@ -118,3 +118,15 @@ test('the search finds any metric, opens its section, says how many match and st
   await page.waitForFunction(() => document.querySelector('.metric-count').dataset.matching === '1000');
   assert.deepEqual(page.errors, []);
 });
+
+test('a link to the run table naming a metric past the run’s first 100 shows its value', async () => {
+  const { page } = state;
+  // Metric names sort block00/… first: the last one is far past the 100 a page lists per run
+  // unless the table asks for it by name.
+  const col = `metric.${nameOf(METRICS - 1)}`;
+  await page.goto(`${server.url}/workspaces/${state.exp.workspace_id}?cols=${encodeURIComponent(col)}`);
+  const cell = page.locator(`td[data-col="${col}"]`);
+  await cell.waitFor();
+  assert.equal(Number((await cell.textContent()).replace(/[,\s]/g, '')), METRICS - 1 + 2, 'its last value, at step 2');
+  assert.deepEqual(page.errors, []);
+});

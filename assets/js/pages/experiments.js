@@ -115,6 +115,9 @@ export async function render(ctx) {
     try {
       reply = await api.page(`/workspaces/${id}/experiments`, {
         limit: PAGE, cursor: state.cursor, sort: state.sort, q: state.q, summary: 1,
+        // A run with more than 100 metrics lists its first 100 by name: the chosen ones are
+        // asked for by name, so a link naming a later metric still shows its values.
+        columns: summaryColumns(state.cols),
       }, { signal: ctx.signal });
     } catch (err) {
       if (err.name === 'AbortError' || mine !== loading) return;
@@ -636,4 +639,10 @@ export async function render(ctx) {
   });
 
   await load();
+}
+
+/** The chosen results and metrics as the `columns` a page is read with (the server takes 100). */
+function summaryColumns(cols) {
+  const named = (cols || []).filter((c) => kindOf(c) === 'result' || kindOf(c) === 'metric');
+  return named.slice(0, 100).join(',') || null;
 }
