@@ -34,9 +34,12 @@ pub struct Series {
     /// `series.open_unit`: the last step-ordered unit of a metric ([`units`]); None for
     /// results and metrics without points.
     pub open_unit: Option<Vec<u8>>,
+    /// When retention deleted its raw points (`chunks`), keeping the summary, its blocks'
+    /// aggregates and its units; None while every point is stored.
+    pub compacted_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, open_unit";
+const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, open_unit, compacted_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<Series> {
     let count: i64 = r.get(3)?;
@@ -63,6 +66,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Series> {
         ordered: r.get(10)?,
         updated_at: r.get(11)?,
         open_unit: r.get(12)?,
+        compacted_at: r.get(13)?,
     })
 }
 
@@ -192,15 +196,42 @@ fn chunk_id(series: i64, block: i64) -> i64 {
     (series << 32) | block
 }
 
+/// What a read of the raw points of a run retention compacted answers (410): the run's points
+/// were reduced to aggregates on that date.
+pub fn compacted(at: i64) -> Error {
+    Error::Gone(format!(
+        "this run's metric points were compacted to aggregates on {} by its workspace's \
+         retention policy: charts, the summary and results still work; the raw points are gone \
+         and the run takes no new points",
+        &crate::time::rfc3339(at)[..10]
+    ))
+}
+
+/// Refuses to read the raw points of a series whose points retention deleted.
+pub fn require_points(s: &Series) -> Result<()> {
+    match s.compacted_at {
+        Some(at) => Err(compacted(at)),
+        None => Ok(()),
+    }
+}
+
 /// The points of one block, as stored.
 fn chunk(conn: &Connection, series: i64, block: i64, msg_ids: bool) -> Result<Vec<Point>> {
     let data: Option<Vec<u8>> = conn
         .prepare_cached("SELECT data FROM chunks WHERE id = ?1")?
         .query_row([chunk_id(series, block)], |r| r.get(0))
         .optional()?;
-    let data = data.ok_or_else(|| {
-        Error::Internal(format!("block {block} of series {series} has no points"))
-    })?;
+    let Some(data) = data else {
+        // Compacted since the caller read the series (a long download's later page).
+        let at: Option<Option<i64>> = conn
+            .prepare_cached("SELECT compacted_at FROM series WHERE id = ?1")?
+            .query_row([series], |r| r.get(0))
+            .optional()?;
+        return Err(match at.flatten() {
+            Some(at) => compacted(at),
+            None => Error::Internal(format!("block {block} of series {series} has no points")),
+        });
+    };
     packed::decode(&data, msg_ids)
 }
 
@@ -304,6 +335,7 @@ impl Tracker {
             ordered: true,
             updated_at: None,
             open_unit: None,
+            compacted_at: None,
         };
         self.state.insert(id, Tracked::new(series, true));
     }
@@ -466,6 +498,7 @@ pub fn points(
     hi: i64,
     msg_ids: bool,
 ) -> Result<Vec<Point>> {
+    require_points(s)?;
     let mut out = Vec::new();
     if step_sorted(s) {
         // Found by bisection rather than by a scan of the block rows.
@@ -603,6 +636,7 @@ pub fn points_by_seq(
     msg_ids: bool,
     mut each: impl FnMut(Point),
 ) -> Result<()> {
+    require_points(s)?;
     let Some(first) = first_block(conn, s, |e| e.max_seq >= lo)? else {
         return Ok(());
     };
@@ -623,6 +657,7 @@ pub fn points_by_seq(
 /// a metric's history and whether another follows. Reads windows of seqs from the first one
 /// above `after`, so it holds at most a few pages' worth of points whatever the series' size.
 pub fn after_seq(conn: &Connection, s: &Series, after: i64, limit: usize) -> Result<Vec<Point>> {
+    require_points(s)?;
     let window = (limit as i64).saturating_mul(4).max(BLOCK);
     let mut out = Vec::new();
     let mut from = after;
@@ -668,6 +703,7 @@ pub fn points_in_steps(
     skip: impl Fn(&Extent) -> bool,
     mut each: impl FnMut(Point) -> bool,
 ) -> Result<()> {
+    require_points(s)?;
     let sorted = step_sorted(s);
     let from = if sorted {
         match first_block(conn, s, |e| e.last_step >= lo)? {
@@ -767,6 +803,19 @@ pub fn downsample(
     {
         return by_units(conn, s, Units::new(s.id, Some(open))?, lo, hi, points);
     }
+    if s.compacted_at.is_some() {
+        // The points are gone: every block reaching the range counts whole.
+        let mut blocks = blocks_in(conn, s.id, axis, lo, hi)?;
+        if !s.ordered {
+            blocks.sort_by_key(|b| (first_x(b), x_of(b), b.no));
+        }
+        let units = if axis == Axis::Step {
+            same_steps_together(blocks)
+        } else {
+            blocks
+        };
+        return Ok(bucket(&units, points, shift, axis));
+    }
     let blocks = if s.ordered {
         blocks_in(conn, s.id, axis, lo, hi)?
     } else {
@@ -845,11 +894,22 @@ fn by_units(
     if first > last {
         return Ok(Bucketed::default());
     }
+    let want = (points as i64 + 1) / 2;
+    if s.compacted_at.is_some() {
+        // The points are gone: the units reaching past an edge count whole, and a range of
+        // fewer units than buckets is drawn unit by unit.
+        let level = Units::level_for(last - first + 1, want);
+        let units: Vec<Block> = u
+            .cover(conn, first, last, level)?
+            .iter()
+            .map(block_of_unit)
+            .collect();
+        return Ok(bucket(&units, points, 0, Axis::Step));
+    }
     let (a, b) = (u.get(conn, 0, first)?, u.get(conn, 0, last)?);
     let c0 = if a.first_step >= lo { first } else { first + 1 };
     let c1 = if b.last_step <= hi { last } else { last - 1 };
     let inside = (c1 - c0 + 1).max(0);
-    let want = (points as i64 + 1) / 2;
     let units: Vec<Block> = if inside >= want {
         let mut edges = Vec::new();
         if c0 > first {
@@ -1058,6 +1118,7 @@ pub fn scan_points(
     hi: i64,
     mut each: impl FnMut(&Point),
 ) -> Result<()> {
+    require_points(s)?;
     let (first, last): (Option<i64>, Option<i64>) = conn
         .prepare_cached(
             "SELECT min(block), max(block) FROM series_blocks
@@ -1075,6 +1136,28 @@ pub fn scan_points(
         for p in packed::decode(data, false)? {
             each(&p);
         }
+    }
+    Ok(())
+}
+
+/// For a series whose raw points retention deleted: calls `each(step, t, seq, value)` once per
+/// block whose steps meet `lo..=hi`, with the block's last point as its aggregates keep it (its
+/// greatest step and time, its last seq and value; NaN when that value was not finite).
+pub fn scan_block_ends(
+    conn: &Connection,
+    s: &Series,
+    lo: i64,
+    hi: i64,
+    mut each: impl FnMut(i64, i64, i64, f64),
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT last_step, last_t, max_seq, last_value FROM series_blocks
+         WHERE series_id = ?1 AND last_step >= ?2 AND first_step <= ?3 ORDER BY block",
+    )?;
+    let mut rows = stmt.query(params![s.id, lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let value: Option<f64> = r.get(3)?;
+        each(r.get(0)?, r.get(1)?, r.get(2)?, value.unwrap_or(f64::NAN));
     }
     Ok(())
 }
