@@ -429,7 +429,7 @@ fn endpoints() -> Vec<Endpoint> {
             method: "GET",
             path: |f, _| {
                 format!(
-                    "/api/workspaces/{}/retention/preview?delete_after_days=30",
+                    "/api/workspaces/{}/retention/preview?delete_after_days=30&aggregate_after_days=7",
                     f.ws
                 )
             },
@@ -439,26 +439,9 @@ fn endpoints() -> Vec<Endpoint> {
         Endpoint {
             method: "PUT",
             path: |f, _| format!("/api/workspaces/{}/retention", f.ws),
-            body: |_, _| Some(json!({"delete_after_days": 36500})),
-            needs: Needs::Owner,
-        },
-        // The aggregate mode is the OWNER's as well, and its dry run any member's.
-        Endpoint {
-            method: "PUT",
-            path: |f, _| format!("/api/workspaces/{}/retention", f.ws),
+            // Both modes: the aggregate one is the OWNER's as well.
             body: |_, _| Some(json!({"aggregate_after_days": 36499, "delete_after_days": 36500})),
             needs: Needs::Owner,
-        },
-        Endpoint {
-            method: "GET",
-            path: |f, _| {
-                format!(
-                    "/api/workspaces/{}/retention/preview?aggregate_after_days=30",
-                    f.ws
-                )
-            },
-            body: none,
-            needs: Needs::Viewer,
         },
         Endpoint {
             method: "DELETE",

@@ -1696,4 +1696,119 @@ mod tests {
         // The full block stays as it was; the open one was extended and written anew.
         assert_eq!((version(0), version(1), version(2)), (1, 2, 2));
     }
+
+    type Columns = (
+        i64,
+        bool,
+        Vec<i64>,
+        Vec<Option<f64>>,
+        Vec<Option<f64>>,
+        Vec<Option<f64>>,
+        Vec<i64>,
+        Vec<i64>,
+    );
+
+    fn columns(b: &Bucketed) -> Columns {
+        (
+            b.total,
+            b.raw,
+            b.x.clone(),
+            b.min.clone(),
+            b.max.clone(),
+            b.last.clone(),
+            b.count.clone(),
+            b.nonfinite.clone(),
+        )
+    }
+
+    /// Compaction deletes the chunks in bounded steps, done once; charts answered from
+    /// aggregates answer the same after it, a zoom past a unit answers whole units (exact for
+    /// the steps they hold), and what needs the points is refused.
+    #[test]
+    fn a_compacted_series_charts_from_its_aggregates_and_refuses_raw_reads() {
+        use crate::store::retention;
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        ingest(&conn, &exp, 0..50_000, 5_000);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        let charts = |s: &Series| {
+            [
+                downsample(&conn, &exp, s, Axis::Step, None, None, 100).unwrap(),
+                downsample(&conn, &exp, s, Axis::Step, None, None, 300).unwrap(),
+                downsample(&conn, &exp, s, Axis::Step, Some(1_280), Some(12_799), 40).unwrap(),
+                downsample(&conn, &exp, s, Axis::Time, None, None, 100).unwrap(),
+            ]
+            .map(|b| columns(&b))
+        };
+        let before = charts(&s);
+
+        retention::compact(&conn, exp.rowid, 86_400_000).unwrap();
+        let blocks = (50_000 + BLOCK - 1) / BLOCK;
+        let mut steps = 0;
+        loop {
+            let d = retention::drop_chunks(&conn, 100).unwrap();
+            assert!(d.chunks <= 100);
+            steps += 1;
+            if !d.more {
+                break;
+            }
+        }
+        assert_eq!(steps, (blocks + 99) / 100);
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        // Done once: nothing is queued any more.
+        assert_eq!(
+            retention::drop_chunks(&conn, 100).unwrap(),
+            retention::Dropped::default()
+        );
+
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        assert_eq!(s.compacted_at, Some(86_400_000));
+        assert_eq!(s.count, 50_000);
+        assert_eq!(charts(&s), before);
+        // A narrow zoom: the units that hold it, whole and exact.
+        let b = downsample(
+            &conn,
+            &exp,
+            &s,
+            Axis::Step,
+            Some(15_000),
+            Some(40_000),
+            1000,
+        )
+        .unwrap();
+        assert!(!b.raw);
+        check_against_scan(&b, &(14_976..40_064).collect::<Vec<_>>());
+        let b = downsample(&conn, &exp, &s, Axis::Time, None, None, 1000).unwrap();
+        assert_eq!(b.total, 50_000);
+
+        for e in [
+            points(&conn, &s, 0, 10, false).unwrap_err(),
+            after_seq(&conn, &s, 0, 10).unwrap_err(),
+            scan_points(&conn, &s, 0, 10, |_| {}).unwrap_err(),
+            logs::insert(
+                &conn,
+                &exp,
+                &[NewLog {
+                    msg_id: None,
+                    name: "loss".into(),
+                    kind: Kind::Metric,
+                    step: Some(50_000),
+                    value: 1.0,
+                    at: None,
+                    extra_metadata: None,
+                }],
+                2_000,
+            )
+            .unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::Gone(_)), "{e:?}");
+            assert!(e.message().contains("1970-01-02"), "{}", e.message());
+        }
+        let mut ends = 0;
+        scan_block_ends(&conn, &s, i64::MIN, i64::MAX, |_, _, _, _| ends += 1).unwrap();
+        assert_eq!(ends, blocks);
+    }
 }
