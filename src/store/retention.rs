@@ -34,7 +34,8 @@ pub struct Policy {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Due {
     pub runs: i64,
-    /// Their points (deleting) or their metric points (compacting: the raw points that go).
+    /// The raw points that go: all the runs' points still stored (deleting; a compacted
+    /// metric's are gone already), or their metrics' points (compacting).
     pub points: i64,
     /// Bytes of what goes: the runs' packed points and artifacts (deleting), or their
     /// metrics' packed points (compacting). About what it frees.
@@ -258,7 +259,8 @@ pub fn preview(conn: &Connection, workspace: &str, policy: &Policy, now: i64) ->
         let sql = format!(
             "WITH gone AS ({})
              SELECT (SELECT count(*) FROM gone),
-                    (SELECT coalesce(sum(s.count), 0) FROM series s WHERE s.experiment_id IN (SELECT id FROM gone)),
+                    (SELECT coalesce(sum(s.count), 0) FROM series s
+                     WHERE s.compacted_at IS NULL AND s.experiment_id IN (SELECT id FROM gone)),
                     (SELECT coalesce(sum(length(c.data)), 0) FROM series s JOIN chunks c
                        ON c.id BETWEEN s.id * 4294967296 AND s.id * 4294967296 + 4294967295
                      WHERE s.experiment_id IN (SELECT id FROM gone))

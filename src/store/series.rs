@@ -199,11 +199,12 @@ fn chunk_id(series: i64, block: i64) -> i64 {
 /// What a read of the raw points of a run retention compacted answers (410): the run's points
 /// were reduced to aggregates on that date.
 pub fn compacted(at: i64) -> Error {
+    let when = crate::time::rfc3339(at);
     Error::Gone(format!(
         "this run's metric points were compacted to aggregates on {} by its workspace's \
          retention policy: charts, the summary and results still work; the raw points are gone \
          and the run takes no new points",
-        &crate::time::rfc3339(at)[..10]
+        when.get(..10).unwrap_or(&when)
     ))
 }
 
