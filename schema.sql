@@ -1,5 +1,5 @@
--- Tora schema, version 9: the whole current layout, applied once to a fresh database, then
--- PRAGMA user_version = 9. A file made by an older Tora is brought here by migrations/NNNN_*.sql
+-- Tora schema, version 10: the whole current layout, applied once to a fresh database, then
+-- PRAGMA user_version = 10. A file made by an older Tora is brought here by migrations/NNNN_*.sql
 -- (plus the Rust steps in db.rs), applied in order; schema.sql and the migrations must agree.
 -- Times are unix milliseconds. Public ids are UUID text; the point tables use numeric ids only,
 -- because they are the ones that grow to 100 million points.
@@ -70,14 +70,18 @@ CREATE TABLE workspaces (
     created_at  INTEGER NOT NULL
 );
 
--- A workspace's retention policy, set by an OWNER (schema 7): runs whose last activity is older
--- than delete_after_days are deleted, unless tagged keep_tag.
+-- A workspace's retention policy, set by an OWNER (schema 7; schema 10 added the aggregate
+-- mode): runs whose last activity is older than delete_after_days are deleted, and those older
+-- than aggregate_after_days keep only their metrics' aggregates (series_blocks, series_units,
+-- the summary; their chunks go), unless tagged keep_tag. Either may be NULL, not both.
 CREATE TABLE retention (
-    workspace_id      TEXT PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
-    delete_after_days INTEGER NOT NULL,
-    keep_tag          TEXT NOT NULL,
-    set_by            TEXT REFERENCES users(id) ON DELETE SET NULL,
-    set_at            INTEGER NOT NULL
+    workspace_id         TEXT PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
+    delete_after_days    INTEGER,
+    keep_tag             TEXT NOT NULL,
+    set_by               TEXT REFERENCES users(id) ON DELETE SET NULL,
+    set_at               INTEGER NOT NULL,
+    aggregate_after_days INTEGER,
+    CHECK (delete_after_days IS NOT NULL OR aggregate_after_days IS NOT NULL)
 ) WITHOUT ROWID;
 
 CREATE TABLE workspace_members (
@@ -125,7 +129,9 @@ CREATE TABLE experiments (
     ended_at     INTEGER,                     -- set with end_state when its client ended it
     end_state    TEXT CHECK (end_state IN ('finished', 'failed')),
     metadata     TEXT NOT NULL DEFAULT '{}',  -- JSON object from the client (git, host, command...)
-    run_group    TEXT                         -- the group it belongs to (a sweep, CV folds); NULL = none
+    run_group    TEXT,                        -- the group it belongs to (a sweep, CV folds); NULL = none
+    -- when retention compacted its metrics to aggregates (their raw points are gone); NULL = whole
+    compacted_at INTEGER
 );
 CREATE INDEX experiments_workspace ON experiments(workspace_id, created_at);
 CREATE INDEX experiments_group ON experiments(workspace_id, run_group COLLATE NOCASE);
@@ -155,6 +161,10 @@ CREATE TABLE series (
     -- A metric's last step-ordered unit and how many there are (src/store/units.rs); NULL for
     -- results and for metrics without points.
     open_unit     BLOB,
+    -- When retention deleted this metric's raw points (its chunks), keeping the summary above,
+    -- its blocks' aggregates and its units; NULL while every point is stored. Set with
+    -- experiments.compacted_at.
+    compacted_at  INTEGER,
     UNIQUE (experiment_id, kind, name)
 );
 -- A run's last point (max(updated_at) of its series) is one probe: run lists select it per row.
@@ -229,6 +239,12 @@ CREATE TABLE series_units (
 CREATE TRIGGER series_units_gone AFTER DELETE ON series BEGIN
     DELETE FROM series_units WHERE id BETWEEN old.id * 4294967296 AND old.id * 4294967296 + 4294967295;
 END;
+
+-- Compacted series whose chunks the retention pass is still deleting, a bounded number per
+-- write transaction (src/retention.rs); a row goes once the series has no chunk left.
+CREATE TABLE compacting (
+    series_id INTEGER PRIMARY KEY REFERENCES series(id) ON DELETE CASCADE
+);
 
 -- Idempotency keys of columnar batches (POST /api/experiments/{id}/points): a batch whose id is
 -- here was stored whole, in the transaction that added the id, so a resend is skipped whole.

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes: `schema.sql` is all of it, for fresh files.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 const SCHEMA: &str = include_str!("../schema.sql");
 
 /// A migration: the version it brings a file to, its SQL, then a Rust step for what SQL alone
@@ -55,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
     (
         9,
         include_str!("../migrations/0009_big_workspaces.sql"),
+        sql_only,
+    ),
+    (
+        10,
+        include_str!("../migrations/0010_aggregate_retention.sql"),
         sql_only,
     ),
 ];

@@ -17,6 +17,9 @@ pub enum Error {
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
+    /// What was asked for existed and was removed on purpose (a run's raw points, compacted to
+    /// aggregates by its workspace's retention policy).
+    Gone(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     /// Too many tries; come back after `retry_after` seconds.
@@ -58,6 +61,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -77,6 +81,7 @@ impl Error {
             Error::NotFound(_) => "NOT_FOUND",
             Error::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Error::Conflict(_) => "CONFLICT",
+            Error::Gone(_) => "GONE",
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Error::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Error::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
@@ -95,6 +100,7 @@ impl Error {
             | Error::Forbidden(m)
             | Error::NotFound(m)
             | Error::Conflict(m)
+            | Error::Gone(m)
             | Error::PayloadTooLarge(m)
             | Error::UnsupportedMediaType(m)
             | Error::MisdirectedRequest(m)
@@ -229,6 +235,8 @@ impl MlflowError {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "ENDPOINT_NOT_FOUND"),
             Error::Conflict(_) => (StatusCode::BAD_REQUEST, "RESOURCE_ALREADY_EXISTS"),
+            // MLflow has no code for it; its client does not retry a 400 with this message.
+            Error::Gone(_) => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
             Error::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RESOURCE_EXHAUSTED"),
             Error::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED")

@@ -429,7 +429,7 @@ fn endpoints() -> Vec<Endpoint> {
             method: "GET",
             path: |f, _| {
                 format!(
-                    "/api/workspaces/{}/retention/preview?delete_after_days=30",
+                    "/api/workspaces/{}/retention/preview?delete_after_days=30&aggregate_after_days=7",
                     f.ws
                 )
             },
@@ -439,7 +439,8 @@ fn endpoints() -> Vec<Endpoint> {
         Endpoint {
             method: "PUT",
             path: |f, _| format!("/api/workspaces/{}/retention", f.ws),
-            body: |_, _| Some(json!({"delete_after_days": 36500})),
+            // Both modes: the aggregate one is the OWNER's as well.
+            body: |_, _| Some(json!({"aggregate_after_days": 36499, "delete_after_days": 36500})),
             needs: Needs::Owner,
         },
         Endpoint {

@@ -89,6 +89,11 @@ pub struct ExperimentOut {
     /// What its client recorded about it (git commit, command, host, ...): a JSON object.
     #[schema(value_type = Object)]
     metadata: Value,
+    /// When the workspace's retention policy compacted its metrics to aggregates: charts and
+    /// the summary still work, its raw points are gone (their reads answer 410) and it takes no
+    /// new points. Absent while every point is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compacted_at: Option<String>,
     /// With `summary=1` on lists: results and metric summaries, for run tables.
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<RunSummary>,
@@ -117,6 +122,7 @@ impl ExperimentOut {
             updated_at: rfc3339(e.updated_at),
             live: e.last_log_at.is_some_and(|t| t > now - LIVE_WINDOW_MS),
             workspace_id: e.workspace_id,
+            compacted_at: e.compacted_at.map(rfc3339),
             summary: None,
         }
     }

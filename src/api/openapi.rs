@@ -54,6 +54,10 @@ pub enum Errors {
     /// Already exists
     #[response(status = 409)]
     Conflict(ErrorBody),
+    /// Removed on purpose: a run's raw points, compacted to aggregates by its workspace's
+    /// retention policy (reading them, or logging to the run)
+    #[response(status = 410)]
+    Gone(ErrorBody),
     /// The body is over the limit
     #[response(status = 413)]
     PayloadTooLarge(ErrorBody),

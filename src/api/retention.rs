@@ -1,5 +1,5 @@
 //! A workspace's retention policy: read by any member, set or removed by an OWNER, with a dry
-//! run of what it deletes. Setting one applies it at once (the server then applies every policy
+//! run of what it deletes and compacts. Setting one applies it at once (the server then applies every policy
 //! hourly: `crate::retention`).
 
 use axum::extract::State;
@@ -13,7 +13,7 @@ use super::{Json, Path, Query, Reply, ok, parse_id};
 use crate::auth::AuthUser;
 use crate::error::{Error, Result};
 use crate::server::AppState;
-use crate::store::retention::{self, MAX_DAYS, MIN_DAYS, Policy, Preview};
+use crate::store::retention::{self, Due, MAX_DAYS, MIN_DAYS, Policy, Preview};
 use crate::store::workspaces::{Role, require_role};
 use crate::time::now_ms;
 
@@ -30,18 +30,43 @@ const MAX_TAG: usize = 64;
 #[into_params(parameter_in = Query)]
 pub struct PolicyIo {
     /// Runs whose last activity (creation, last point, heartbeat, end) is older than this many
-    /// days are deleted; 1 to 36500.
-    delete_after_days: i64,
-    /// Runs with this tag (any case) are kept whatever their age; default "keep".
+    /// days are deleted; 1 to 36500. Null or absent: none is deleted.
+    #[serde(default)]
+    delete_after_days: Option<i64>,
+    /// Runs older than this many days keep only their metrics' aggregates (the summary and
+    /// each 128-point block's min/max/last/count, which charts draw at every zoom): their raw
+    /// points are deleted; 1 to 36500, below delete_after_days. Null or absent: none is
+    /// compacted. At least one of the two is set.
+    #[serde(default)]
+    aggregate_after_days: Option<i64>,
+    /// Runs with this tag (any case) are kept whole whatever their age; default "keep".
     #[serde(default)]
     keep_tag: Option<String>,
 }
 
 impl PolicyIo {
     fn policy(&self) -> Result<Policy> {
-        if !(MIN_DAYS..=MAX_DAYS).contains(&self.delete_after_days) {
+        let (delete, aggregate) = (self.delete_after_days, self.aggregate_after_days);
+        if delete.is_none() && aggregate.is_none() {
+            return Err(Error::bad_request(
+                "set delete_after_days, aggregate_after_days or both",
+            ));
+        }
+        for (name, days) in [
+            ("delete_after_days", delete),
+            ("aggregate_after_days", aggregate),
+        ] {
+            if days.is_some_and(|d| !(MIN_DAYS..=MAX_DAYS).contains(&d)) {
+                return Err(Error::bad_request(format!(
+                    "{name} must be from {MIN_DAYS} to {MAX_DAYS}"
+                )));
+            }
+        }
+        if let (Some(d), Some(a)) = (delete, aggregate)
+            && a >= d
+        {
             return Err(Error::bad_request(format!(
-                "delete_after_days must be from {MIN_DAYS} to {MAX_DAYS}"
+                "aggregate_after_days ({a}) must be below delete_after_days ({d}): runs are compacted first, deleted later"
             )));
         }
         let tag = self.keep_tag.as_deref().unwrap_or("keep").trim();
@@ -51,28 +76,50 @@ impl PolicyIo {
             )));
         }
         Ok(Policy {
-            delete_after_days: self.delete_after_days,
+            delete_after_days: delete,
+            aggregate_after_days: aggregate,
             keep_tag: tag.to_string(),
         })
     }
 }
 
+/// What one mode of a policy does if applied now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DueOut {
+    /// Runs it deletes (or compacts) now.
+    runs: i64,
+    /// Their points (deleting), or their metrics' raw points (compacting).
+    points: i64,
+    /// About the bytes it frees: the runs' packed points and artifacts (deleting), or their
+    /// metrics' packed points (compacting).
+    bytes: i64,
+}
+
+impl From<Due> for DueOut {
+    fn from(d: Due) -> Self {
+        DueOut {
+            runs: d.runs,
+            points: d.points,
+            bytes: d.bytes,
+        }
+    }
+}
+
+/// A dry run: what each mode of a policy does if applied now (a run old enough for both is
+/// counted as deleted).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PreviewOut {
-    /// Runs it deletes now.
-    runs: i64,
-    /// Their points.
-    points: i64,
-    /// About the bytes deleting them frees (packed points and artifacts).
-    bytes: i64,
+    /// The delete mode; null when the policy does not delete.
+    delete: Option<DueOut>,
+    /// The aggregate mode; null when the policy does not compact.
+    aggregate: Option<DueOut>,
 }
 
 impl From<Preview> for PreviewOut {
     fn from(p: Preview) -> Self {
         PreviewOut {
-            runs: p.runs,
-            points: p.points,
-            bytes: p.bytes,
+            delete: p.delete.map(Into::into),
+            aggregate: p.aggregate.map(Into::into),
         }
     }
 }
@@ -81,7 +128,7 @@ impl From<Preview> for PreviewOut {
 pub struct RetentionOut {
     /// The policy in force, if any.
     policy: Option<PolicyIo>,
-    /// What it deletes if applied now (null without a policy).
+    /// What it does if applied now (null without a policy).
     due: Option<PreviewOut>,
 }
 
@@ -94,6 +141,7 @@ fn answer(c: &rusqlite::Connection, workspace: &str) -> Result<RetentionOut> {
     Ok(RetentionOut {
         policy: policy.map(|p| PolicyIo {
             delete_after_days: p.delete_after_days,
+            aggregate_after_days: p.aggregate_after_days,
             keep_tag: Some(p.keep_tag),
         }),
         due,
@@ -119,7 +167,7 @@ async fn get_retention(
     Ok(ok(out))
 }
 
-/// A dry run: what a policy would delete from the workspace now (nothing is changed).
+/// A dry run: what a policy would delete and compact in the workspace now (nothing is changed).
 #[utoipa::path(get, path = "/workspaces/{id}/retention/preview", tag = "workspaces", security(("api_key" = []), ("bearer" = [])),
     params(("id" = uuid::Uuid, Path), PolicyIo), responses((status = 200, body = Envelope<PreviewOut>), Errors))]
 async fn preview_retention(
@@ -140,8 +188,8 @@ async fn preview_retention(
     Ok(ok(out.into()))
 }
 
-/// Sets the policy (OWNER) and applies it at once: the runs it names are deleted within
-/// seconds, then every hour those that come of age.
+/// Sets the policy (OWNER) and applies it at once: the runs it names are deleted or compacted
+/// within seconds, then every hour those that come of age.
 #[utoipa::path(put, path = "/workspaces/{id}/retention", tag = "workspaces", security(("api_key" = []), ("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = PolicyIo, responses((status = 200, body = Envelope<RetentionOut>), Errors))]
 async fn set_retention(
@@ -164,7 +212,8 @@ async fn set_retention(
     Ok(ok(out))
 }
 
-/// Removes the policy (OWNER): nothing is deleted by age any more.
+/// Removes the policy (OWNER): nothing is deleted or compacted by age any more (runs already
+/// compacted stay so).
 #[utoipa::path(delete, path = "/workspaces/{id}/retention", tag = "workspaces", security(("api_key" = []), ("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), responses((status = 200, body = Envelope<RetentionOut>), Errors))]
 async fn clear_retention(

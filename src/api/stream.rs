@@ -327,6 +327,12 @@ async fn stream(
     state.db.write(|_| Ok(())).await?;
     let now_exp = exp.clone();
     let current = state.db.read(move |c| logs::last_seq(c, &now_exp)).await?;
+    if let (Some(c), Some(at)) = (cursor, exp.compacted_at)
+        && c < current
+    {
+        // The points to replay were compacted to aggregates; none will come after them.
+        return Err(crate::store::series::compacted(at));
+    }
     let (replay, pending, last) = match cursor {
         Some(c) => (
             Some(ById::new(exp.clone(), Selection::All, c, current, false)),

@@ -33,6 +33,8 @@ pub struct Experiment {
     pub metadata: String,
     /// The group it belongs to (`validate::group`), if any.
     pub group: Option<String>,
+    /// When retention compacted its metrics to aggregates (their raw points are gone).
+    pub compacted_at: Option<i64>,
 }
 
 impl Experiment {
@@ -59,10 +61,10 @@ const COLUMNS: &str = concat!(
     "e.id, e.uuid, e.workspace_id, e.created_by, e.name, e.description, e.hyperparams, e.tags, ",
     "e.created_at, e.updated_at, ",
     last_point_sql!(),
-    ", e.heartbeat_at, e.ended_at, e.end_state, e.metadata, e.run_group"
+    ", e.heartbeat_at, e.ended_at, e.end_state, e.metadata, e.run_group, e.compacted_at"
 );
 /// How many columns [`COLUMNS`] selects: a query's own columns come after them.
-const COLUMN_COUNT: usize = 16;
+const COLUMN_COUNT: usize = 17;
 
 /// [`crate::run_state::Activity::state`] in SQL: the state word of `e` (an experiments row) at
 /// the time bound to the parameter `now`, its cases in the same order. The unit test
@@ -98,6 +100,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Experiment> {
             .and_then(EndState::parse),
         metadata: r.get(14)?,
         group: r.get(15)?,
+        compacted_at: r.get(16)?,
     })
 }
 

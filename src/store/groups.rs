@@ -334,7 +334,8 @@ pub fn series_of(
 
 /// Calls `each(x, seq, value)` for every point of `s` (run `e`) whose x may be in
 /// `lo..=hi` (and some outside it, which the caller leaves out): by step, only the blocks from
-/// the first to the last that reach those steps are decoded.
+/// the first to the last that reach those steps are decoded. A series retention compacted has
+/// no points left: each block's last one stands for it.
 fn each_point(
     conn: &Connection,
     e: &Experiment,
@@ -348,6 +349,16 @@ fn each_point(
         Axis::Step => (lo, hi),
         Axis::Time => (i64::MIN, i64::MAX),
     };
+    if s.compacted_at.is_some() {
+        // Its points are gone: each block's last point stands for the block.
+        return series::scan_block_ends(conn, s, steps_lo, steps_hi, |step, t, seq, v| {
+            let x = match axis {
+                Axis::Step => step,
+                Axis::Time => t.saturating_add(e.created_at),
+            };
+            each(x, seq, v);
+        });
+    }
     series::scan_points(conn, s, steps_lo, steps_hi, |p| {
         let x = match axis {
             Axis::Step => p.step,

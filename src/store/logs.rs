@@ -103,10 +103,15 @@ pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) ->
     for s in &known {
         ids[s.kind as usize].insert(s.name.clone(), s.id);
     }
+    // Read in this write transaction, so a run compacted a moment ago is seen.
+    let (mut next_seq, compacted_at): (i64, Option<i64>) = conn
+        .prepare_cached("SELECT next_seq, compacted_at FROM experiments WHERE id = ?1")?
+        .query_row([exp.rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // Its blocks cannot grow without their points: a compacted run takes no new points.
+    if let Some(at) = compacted_at {
+        return Err(series::compacted(at));
+    }
     let mut tracker = series::Tracker::new(known);
-    let mut next_seq: i64 = conn
-        .prepare_cached("SELECT next_seq FROM experiments WHERE id = ?1")?
-        .query_row([exp.rowid], |r| r.get(0))?;
     let t = now - exp.created_at;
 
     let mut new_series = conn.prepare_cached(
@@ -303,6 +308,9 @@ fn wanted(conn: &Connection, exp: &Experiment, which: Which) -> Result<Vec<Walke
                 Which::Series(id) => s.id == id,
             }
     });
+    for s in &all {
+        series::require_points(s)?;
+    }
     Ok(all
         .into_iter()
         .map(|s| Walked {
@@ -699,11 +707,13 @@ pub struct BySeries {
 
 impl BySeries {
     pub fn new(conn: &Connection, exp: Experiment, end: i64) -> Result<BySeries> {
-        let ids: Vec<i64> = series::list(conn, exp.rowid)?
-            .into_iter()
-            .filter(|s| s.count > 0)
-            .map(|s| s.id)
-            .collect();
+        let mut ids = Vec::new();
+        for s in series::list(conn, exp.rowid)? {
+            if s.count > 0 {
+                series::require_points(&s)?;
+                ids.push(s.id);
+            }
+        }
         Ok(BySeries {
             exp,
             end,

@@ -34,9 +34,12 @@ pub struct Series {
     /// `series.open_unit`: the last step-ordered unit of a metric ([`units`]); None for
     /// results and metrics without points.
     pub open_unit: Option<Vec<u8>>,
+    /// When retention deleted its raw points (`chunks`), keeping the summary, its blocks'
+    /// aggregates and its units; None while every point is stored.
+    pub compacted_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, open_unit";
+const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, open_unit, compacted_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<Series> {
     let count: i64 = r.get(3)?;
@@ -63,6 +66,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Series> {
         ordered: r.get(10)?,
         updated_at: r.get(11)?,
         open_unit: r.get(12)?,
+        compacted_at: r.get(13)?,
     })
 }
 
@@ -192,15 +196,43 @@ fn chunk_id(series: i64, block: i64) -> i64 {
     (series << 32) | block
 }
 
+/// What a read of the raw points of a run retention compacted answers (410): the run's points
+/// were reduced to aggregates on that date.
+pub fn compacted(at: i64) -> Error {
+    let when = crate::time::rfc3339(at);
+    Error::Gone(format!(
+        "this run's metric points were compacted to aggregates on {} by its workspace's \
+         retention policy: charts, the summary and results still work; the raw points are gone \
+         and the run takes no new points",
+        when.get(..10).unwrap_or(&when)
+    ))
+}
+
+/// Refuses to read the raw points of a series whose points retention deleted.
+pub fn require_points(s: &Series) -> Result<()> {
+    match s.compacted_at {
+        Some(at) => Err(compacted(at)),
+        None => Ok(()),
+    }
+}
+
 /// The points of one block, as stored.
 fn chunk(conn: &Connection, series: i64, block: i64, msg_ids: bool) -> Result<Vec<Point>> {
     let data: Option<Vec<u8>> = conn
         .prepare_cached("SELECT data FROM chunks WHERE id = ?1")?
         .query_row([chunk_id(series, block)], |r| r.get(0))
         .optional()?;
-    let data = data.ok_or_else(|| {
-        Error::Internal(format!("block {block} of series {series} has no points"))
-    })?;
+    let Some(data) = data else {
+        // Compacted since the caller read the series (a long download's later page).
+        let at: Option<Option<i64>> = conn
+            .prepare_cached("SELECT compacted_at FROM series WHERE id = ?1")?
+            .query_row([series], |r| r.get(0))
+            .optional()?;
+        return Err(match at.flatten() {
+            Some(at) => compacted(at),
+            None => Error::Internal(format!("block {block} of series {series} has no points")),
+        });
+    };
     packed::decode(&data, msg_ids)
 }
 
@@ -304,6 +336,7 @@ impl Tracker {
             ordered: true,
             updated_at: None,
             open_unit: None,
+            compacted_at: None,
         };
         self.state.insert(id, Tracked::new(series, true));
     }
@@ -466,6 +499,7 @@ pub fn points(
     hi: i64,
     msg_ids: bool,
 ) -> Result<Vec<Point>> {
+    require_points(s)?;
     let mut out = Vec::new();
     if step_sorted(s) {
         // Found by bisection rather than by a scan of the block rows.
@@ -603,6 +637,7 @@ pub fn points_by_seq(
     msg_ids: bool,
     mut each: impl FnMut(Point),
 ) -> Result<()> {
+    require_points(s)?;
     let Some(first) = first_block(conn, s, |e| e.max_seq >= lo)? else {
         return Ok(());
     };
@@ -623,6 +658,7 @@ pub fn points_by_seq(
 /// a metric's history and whether another follows. Reads windows of seqs from the first one
 /// above `after`, so it holds at most a few pages' worth of points whatever the series' size.
 pub fn after_seq(conn: &Connection, s: &Series, after: i64, limit: usize) -> Result<Vec<Point>> {
+    require_points(s)?;
     let window = (limit as i64).saturating_mul(4).max(BLOCK);
     let mut out = Vec::new();
     let mut from = after;
@@ -668,6 +704,7 @@ pub fn points_in_steps(
     skip: impl Fn(&Extent) -> bool,
     mut each: impl FnMut(Point) -> bool,
 ) -> Result<()> {
+    require_points(s)?;
     let sorted = step_sorted(s);
     let from = if sorted {
         match first_block(conn, s, |e| e.last_step >= lo)? {
@@ -767,6 +804,19 @@ pub fn downsample(
     {
         return by_units(conn, s, Units::new(s.id, Some(open))?, lo, hi, points);
     }
+    if s.compacted_at.is_some() {
+        // The points are gone: every block reaching the range counts whole.
+        let mut blocks = blocks_in(conn, s.id, axis, lo, hi)?;
+        if !s.ordered {
+            blocks.sort_by_key(|b| (first_x(b), x_of(b), b.no));
+        }
+        let units = if axis == Axis::Step {
+            same_steps_together(blocks)
+        } else {
+            blocks
+        };
+        return Ok(bucket(&units, points, shift, axis));
+    }
     let blocks = if s.ordered {
         blocks_in(conn, s.id, axis, lo, hi)?
     } else {
@@ -845,11 +895,22 @@ fn by_units(
     if first > last {
         return Ok(Bucketed::default());
     }
+    let want = (points as i64 + 1) / 2;
+    if s.compacted_at.is_some() {
+        // The points are gone: the units reaching past an edge count whole, and a range of
+        // fewer units than buckets is drawn unit by unit.
+        let level = Units::level_for(last - first + 1, want);
+        let units: Vec<Block> = u
+            .cover(conn, first, last, level)?
+            .iter()
+            .map(block_of_unit)
+            .collect();
+        return Ok(bucket(&units, points, 0, Axis::Step));
+    }
     let (a, b) = (u.get(conn, 0, first)?, u.get(conn, 0, last)?);
     let c0 = if a.first_step >= lo { first } else { first + 1 };
     let c1 = if b.last_step <= hi { last } else { last - 1 };
     let inside = (c1 - c0 + 1).max(0);
-    let want = (points as i64 + 1) / 2;
     let units: Vec<Block> = if inside >= want {
         let mut edges = Vec::new();
         if c0 > first {
@@ -1058,6 +1119,7 @@ pub fn scan_points(
     hi: i64,
     mut each: impl FnMut(&Point),
 ) -> Result<()> {
+    require_points(s)?;
     let (first, last): (Option<i64>, Option<i64>) = conn
         .prepare_cached(
             "SELECT min(block), max(block) FROM series_blocks
@@ -1075,6 +1137,28 @@ pub fn scan_points(
         for p in packed::decode(data, false)? {
             each(&p);
         }
+    }
+    Ok(())
+}
+
+/// For a series whose raw points retention deleted: calls `each(step, t, seq, value)` once per
+/// block whose steps meet `lo..=hi`, with the block's last point as its aggregates keep it (its
+/// greatest step and time, its last seq and value; NaN when that value was not finite).
+pub fn scan_block_ends(
+    conn: &Connection,
+    s: &Series,
+    lo: i64,
+    hi: i64,
+    mut each: impl FnMut(i64, i64, i64, f64),
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT last_step, last_t, max_seq, last_value FROM series_blocks
+         WHERE series_id = ?1 AND last_step >= ?2 AND first_step <= ?3 ORDER BY block",
+    )?;
+    let mut rows = stmt.query(params![s.id, lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let value: Option<f64> = r.get(3)?;
+        each(r.get(0)?, r.get(1)?, r.get(2)?, value.unwrap_or(f64::NAN));
     }
     Ok(())
 }
@@ -1612,5 +1696,120 @@ mod tests {
         );
         // The full block stays as it was; the open one was extended and written anew.
         assert_eq!((version(0), version(1), version(2)), (1, 2, 2));
+    }
+
+    type Columns = (
+        i64,
+        bool,
+        Vec<i64>,
+        Vec<Option<f64>>,
+        Vec<Option<f64>>,
+        Vec<Option<f64>>,
+        Vec<i64>,
+        Vec<i64>,
+    );
+
+    fn columns(b: &Bucketed) -> Columns {
+        (
+            b.total,
+            b.raw,
+            b.x.clone(),
+            b.min.clone(),
+            b.max.clone(),
+            b.last.clone(),
+            b.count.clone(),
+            b.nonfinite.clone(),
+        )
+    }
+
+    /// Compaction deletes the chunks in bounded steps, done once; charts answered from
+    /// aggregates answer the same after it, a zoom past a unit answers whole units (exact for
+    /// the steps they hold), and what needs the points is refused.
+    #[test]
+    fn a_compacted_series_charts_from_its_aggregates_and_refuses_raw_reads() {
+        use crate::store::retention;
+        let conn = crate::db::memory();
+        let exp = experiment(&conn);
+        ingest(&conn, &exp, 0..50_000, 5_000);
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        let charts = |s: &Series| {
+            [
+                downsample(&conn, &exp, s, Axis::Step, None, None, 100).unwrap(),
+                downsample(&conn, &exp, s, Axis::Step, None, None, 300).unwrap(),
+                downsample(&conn, &exp, s, Axis::Step, Some(1_280), Some(12_799), 40).unwrap(),
+                downsample(&conn, &exp, s, Axis::Time, None, None, 100).unwrap(),
+            ]
+            .map(|b| columns(&b))
+        };
+        let before = charts(&s);
+
+        retention::compact(&conn, exp.rowid, 86_400_000).unwrap();
+        let blocks = (50_000 + BLOCK - 1) / BLOCK;
+        let mut steps = 0;
+        loop {
+            let d = retention::drop_chunks(&conn, 100).unwrap();
+            assert!(d.chunks <= 100);
+            steps += 1;
+            if !d.more {
+                break;
+            }
+        }
+        assert_eq!(steps, (blocks + 99) / 100);
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        // Done once: nothing is queued any more.
+        assert_eq!(
+            retention::drop_chunks(&conn, 100).unwrap(),
+            retention::Dropped::default()
+        );
+
+        let s = list(&conn, exp.rowid).unwrap().remove(0);
+        assert_eq!(s.compacted_at, Some(86_400_000));
+        assert_eq!(s.count, 50_000);
+        assert_eq!(charts(&s), before);
+        // A narrow zoom: the units that hold it, whole and exact.
+        let b = downsample(
+            &conn,
+            &exp,
+            &s,
+            Axis::Step,
+            Some(15_000),
+            Some(40_000),
+            1000,
+        )
+        .unwrap();
+        assert!(!b.raw);
+        check_against_scan(&b, &(14_976..40_064).collect::<Vec<_>>());
+        let b = downsample(&conn, &exp, &s, Axis::Time, None, None, 1000).unwrap();
+        assert_eq!(b.total, 50_000);
+
+        for e in [
+            points(&conn, &s, 0, 10, false).unwrap_err(),
+            after_seq(&conn, &s, 0, 10).unwrap_err(),
+            scan_points(&conn, &s, 0, 10, |_| {}).unwrap_err(),
+            logs::insert(
+                &conn,
+                &exp,
+                &[NewLog {
+                    msg_id: None,
+                    name: "loss".into(),
+                    kind: Kind::Metric,
+                    step: Some(50_000),
+                    value: 1.0,
+                    at: None,
+                    extra_metadata: None,
+                }],
+                2_000,
+            )
+            .unwrap_err(),
+        ] {
+            assert!(matches!(e, Error::Gone(_)), "{e:?}");
+            assert!(e.message().contains("1970-01-02"), "{}", e.message());
+        }
+        let mut ends = 0;
+        scan_block_ends(&conn, &s, i64::MIN, i64::MAX, |_, _, _, _| ends += 1).unwrap();
+        assert_eq!(ends, blocks);
     }
 }

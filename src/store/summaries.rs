@@ -11,7 +11,7 @@ use super::logs::Kind;
 use super::series::Series;
 use crate::error::Result;
 
-const COLUMNS: &str = "kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, id";
+const COLUMNS: &str = "kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, id, compacted_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<Series> {
     let count: i64 = r.get(2)?;
@@ -38,6 +38,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Series> {
         ordered: r.get::<_, i64>(9)? != 0,
         updated_at: r.get(10)?,
         id: r.get(11)?,
+        compacted_at: r.get(12)?,
         // Summaries never need a metric's open unit (charts read it through `series::list`).
         open_unit: None,
     })
