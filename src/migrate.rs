@@ -350,7 +350,7 @@ impl HyperValue {
     /// What a value becomes after a trip through JSONB: itself, except -0.0.
     fn canonical(v: Val) -> Val {
         match v {
-            Val::Real(f) if f == 0.0 => Val::Real(0.0),
+            Val::Real(f) if f.to_bits() == (-0.0f64).to_bits() => Val::Real(0.0),
             v => v,
         }
     }
@@ -611,21 +611,30 @@ fn pg_counts(tx: &mut postgres::Transaction, tables: &[Table]) -> Result<Vec<u64
 
 /// Connects, and takes [`ADVISORY_LOCK`] for this session (refusing if another holds it).
 fn pg_connect(url: &str, shown: &str) -> Result<postgres::Client> {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| Error::bad_request(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+    config.application_name("tora migrate");
+    let mut client = config.connect(postgres::NoTls).map_err(|e| {
         let Error::Internal(msg) = pg(e) else {
             unreachable!("pg() makes internal errors")
         };
         Error::bad_request(format!("cannot connect to {shown}: {msg}"))
     })?;
-    let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&ADVISORY_LOCK])
-        .map_err(pg)?
-        .get(0);
-    if !locked {
-        return Err(Error::Conflict(format!(
-            "another tora (a server or a migrate) is using {shown}; stop it first (nothing was changed)"
-        )));
+    // A holder that was just killed keeps the lock until its backend notices the closed
+    // connection (when its statement ends): wait a little for that, not for a live holder.
+    client
+        .batch_execute("SET lock_timeout = '10s'")
+        .map_err(pg)?;
+    if let Err(e) = client.query_one("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK]) {
+        if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            return Err(Error::Conflict(format!(
+                "another tora (a server or a migrate) is using {shown}; stop it first (nothing was changed)"
+            )));
+        }
+        return Err(pg(e));
     }
+    client.batch_execute("RESET lock_timeout").map_err(pg)?;
     Ok(client)
 }
 

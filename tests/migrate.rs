@@ -32,18 +32,16 @@ fn cluster() -> &'static str {
             .output()
             .expect("run tests/postgres/cluster.sh");
         assert!(out.status.success(), "cluster.sh start failed");
+        // In the background of a shell that exits at once: the watcher outlives this process.
         Command::new("sh")
             .args([
                 "-c",
-                "tail --pid=\"$0\" -f /dev/null; \"$1\" stop \"$2\"; rm -rf \"$2\"",
+                "(tail --pid=\"$0\" -f /dev/null; \"$1\" stop \"$2\"; rm -rf \"$2\") >/dev/null 2>&1 </dev/null &",
             ])
             .arg(std::process::id().to_string())
             .arg(&script)
             .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("start the cluster's watcher");
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     })
