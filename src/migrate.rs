@@ -954,9 +954,15 @@ fn postgres_to_sqlite(url: &str, shown: &str, dest: &Path) -> Result<Migrated> {
         .map_err(pg)?
         .get(0);
 
-    let exists = std::fs::metadata(dest)
-        .map(|m| m.len() > 0)
-        .unwrap_or(false);
+    let exists = match std::fs::metadata(dest) {
+        // An empty file (what a server makes before its schema) holds nothing to keep.
+        Ok(m) if m.len() == 0 && !crate::db::in_use(dest)? => {
+            std::fs::remove_file(dest)?;
+            false
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    };
     if exists {
         let Some(_lock) = crate::db::try_lock(dest)? else {
             return Err(Error::Conflict(format!(
