@@ -1,5 +1,5 @@
 //! The command line: `tora serve`, `tora user ..`, `tora api-key ..`, `tora backup`,
-//! `tora restore`, `tora doctor`.
+//! `tora restore`, `tora doctor`, `tora vacuum`, `tora migrate`, `tora service`.
 
 use std::path::PathBuf;
 
@@ -70,6 +70,18 @@ pub enum Command {
         dry_run: bool,
         #[command(flatten)]
         db: DbArg,
+    },
+    /// Copy a whole database between SQLite and PostgreSQL (either way), exactly, then check
+    /// the copy table by table. The server must be stopped. The copy is one transaction: if it
+    /// is interrupted nothing is left, and running it again starts over; a destination that
+    /// already holds the same data is left as it is, one with other data is refused.
+    Migrate {
+        /// The database to copy: a SQLite file, or a postgres:// URL.
+        #[arg(long, value_name = "FILE|URL")]
+        from: String,
+        /// Where to copy it: a new SQLite file, or a postgres:// URL of an empty database.
+        #[arg(long, value_name = "FILE|URL")]
+        to: String,
     },
     /// Run Tora as a systemd service: print the hardened unit, or install it.
     #[command(subcommand)]
@@ -239,6 +251,39 @@ pub fn run(cli: Cli) -> Result<()> {
                     db.path.display(),
                     mib(done.before),
                     mib(done.after)
+                );
+            }
+            Ok(())
+        }
+        Command::Migrate { from, to } => {
+            let done = crate::migrate::run(&from, &to)?;
+            let (from, to) = (
+                crate::migrate::Place::parse(&from).shown(),
+                crate::migrate::Place::parse(&to).shown(),
+            );
+            let rows: u64 = done.tables.iter().map(|t| t.1).sum();
+            let bytes: u64 = done.tables.iter().map(|t| t.2).sum();
+            if done.already {
+                println!(
+                    "{to} already holds exactly what {from} holds ({} tables, {rows} rows, checked); nothing was written",
+                    done.tables.len()
+                );
+            } else {
+                println!("{:<24} {:>12} {:>14}", "table", "rows", "bytes");
+                for (name, rows, bytes) in &done.tables {
+                    println!("{name:<24} {rows:>12} {bytes:>14}");
+                }
+                println!(
+                    "copied {from} to {to}: {} tables, {rows} rows, {:.1} MiB in {:.1} s; every table's row count and SHA-256 match",
+                    done.tables.len(),
+                    bytes as f64 / 1048576.0,
+                    done.seconds
+                );
+            }
+            if done.external_artifacts > 0 {
+                eprintln!(
+                    "note: {} artifacts are files in the server's --artifacts-dir, not rows: keep that directory and pass the same --artifacts-dir to the server on {to}",
+                    done.external_artifacts
                 );
             }
             Ok(())

@@ -654,8 +654,10 @@ pub fn in_use(path: &Path) -> Result<bool> {
     Ok(try_lock(path)?.is_none())
 }
 
-/// The file open with an exclusive `flock` taken, or `None` if another process holds one.
-fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
+/// The file open with an exclusive `flock` taken, or `None` if another process holds one
+/// (a `tora serve`, or a `tora migrate` copying it). Keep it open while working on the file, and
+/// close every SQLite connection to the file before dropping it (see [`hold_for_serving`]).
+pub fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .open(path)
@@ -677,7 +679,7 @@ fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
 }
 
 /// File options that create owner-only (0600) files on Unix, whatever the umask.
-fn private_options() -> std::fs::OpenOptions {
+pub fn private_options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);

@@ -35,6 +35,8 @@ pub mod live;
 pub mod logging;
 /// Outgoing mail (optional): a small SMTP client for confirmation and invitation links.
 pub mod mail;
+/// `tora migrate`: a whole database copied between SQLite and PostgreSQL, and checked.
+pub mod migrate;
 /// MLflow's tracking REST API under /api/2.0/mlflow, over the same store.
 pub mod mlflow_api;
 /// MLflow's run search syntax, parsed into `query`'s expressions.
