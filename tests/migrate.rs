@@ -336,7 +336,7 @@ fn a_database_goes_to_postgres_and_back_unchanged() {
         .query_one("SELECT version FROM schema_version", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 9);
+    assert_eq!(version, tora::db::SCHEMA_VERSION);
     // New rows get ids past the copied ones.
     let next: i64 = c
         .query_one(
@@ -471,22 +471,26 @@ fn a_database_of_another_schema_version_is_refused() {
     let dir = TempDir::new();
     let source = filled_file(&dir);
     let conn = rusqlite::Connection::open(&source).unwrap();
-    conn.execute_batch("PRAGMA user_version = 10").unwrap();
+    let (ours, newer) = (tora::db::SCHEMA_VERSION, tora::db::SCHEMA_VERSION + 1);
+    conn.execute_batch(&format!("PRAGMA user_version = {newer}"))
+        .unwrap();
     drop(conn);
     let err = refused(s(&source), &database());
     assert!(
-        err.contains("schema version 10, newer than this tora's (9)"),
+        err.contains(&format!(
+            "schema version {newer}, newer than this tora's ({ours})"
+        )),
         "{err}"
     );
 
     rusqlite::Connection::open(&source)
         .unwrap()
-        .execute_batch("PRAGMA user_version = 9")
+        .execute_batch(&format!("PRAGMA user_version = {ours}"))
         .unwrap();
     let url = database();
     ok(s(&source), &url);
     pg(&url)
-        .batch_execute("UPDATE schema_version SET version = 10")
+        .batch_execute(&format!("UPDATE schema_version SET version = {newer}"))
         .unwrap();
     let err = refused(&url, s(&dir.join("back.db")));
     assert!(err.contains("newer than this tora's"), "{err}");
@@ -700,13 +704,7 @@ fn postgres_schema_matches_sqlite_schema() {
         .query_one("SELECT version FROM schema_version", &[])
         .unwrap()
         .get(0);
-    assert_eq!(
-        version,
-        lite.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-            .unwrap()
-            .max(9),
-        "schema_version"
-    );
+    assert_eq!(version, tora::db::SCHEMA_VERSION, "schema_version");
     let header = include_str!("../schema.sql")
         .lines()
         .next()
