@@ -3,7 +3,7 @@
 //! latest of its creation, its last point's arrival, its last heartbeat and its end, so a run
 //! still logging or alive is never old.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 
@@ -80,7 +80,7 @@ pub fn all(conn: &Connection) -> Result<Vec<(String, Policy)>> {
             },
         ))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// The runs of `workspace` the policy deletes at `now`: (rowid, public id), oldest first, at
@@ -108,7 +108,7 @@ pub fn expired(
         params![workspace, before, policy.keep_tag, limit as i64],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// What `policy` would delete from `workspace` at `now` (a dry run).
