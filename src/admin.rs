@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::store::{api_keys, tokens, users, workspaces};
 use crate::time::{now_ms, rfc3339};
 
-fn open(path: &Path) -> Result<rusqlite::Connection> {
+fn open(path: &Path) -> Result<crate::sql::Connection> {
     if !path.exists() {
         return Err(Error::bad_request(format!(
             "no database at {} (start `tora serve --db {}` once, or pass --db)",
@@ -44,7 +44,7 @@ fn password_from_stdin() -> Result<(String, bool)> {
     Ok((auth::random_token("", 20), true))
 }
 
-fn user_by_email(conn: &rusqlite::Connection, email: &str) -> Result<users::User> {
+fn user_by_email(conn: &crate::sql::Connection, email: &str) -> Result<users::User> {
     let normal = crate::validate::normalize_email(email).unwrap_or_else(|_| email.trim().into());
     users::by_email(conn, &normal)?
         .ok_or_else(|| Error::not_found(&format!("user {}", email.trim())))

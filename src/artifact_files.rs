@@ -119,10 +119,10 @@ fn list_ids(root: &Path) -> Result<Vec<i64>> {
 /// owner-only, must not exist). Returns (files copied, bytes, files missing: deleted since the
 /// database was copied).
 pub fn backup(backup_db: &Path, src: &Path, dest: &Path) -> Result<(usize, u64, usize)> {
-    let conn = rusqlite::Connection::open_with_flags(
+    let conn = crate::sql::Connection::from(rusqlite::Connection::open_with_flags(
         backup_db,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    )?);
     let ids = crate::store::artifacts::external_ids(&conn)?;
     if dest.exists() {
         return Err(Error::Conflict(format!(
@@ -164,8 +164,10 @@ pub fn backup(backup_db: &Path, src: &Path, dest: &Path) -> Result<(usize, u64, 
 
 /// Published files kept in an artifacts directory, as the database at `db` lists them.
 pub fn external_count(db: &Path) -> Result<usize> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = crate::sql::Connection::from(rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?);
     Ok(crate::store::artifacts::external_ids(&conn)?.len())
 }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::OpenFlags;
+
+use crate::sql::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
@@ -85,7 +87,31 @@ const CONNECTION_PRAGMAS: &str = "
     PRAGMA journal_size_limit = 67108864;
 ";
 
-type Manager = SqliteConnectionManager;
+/// r2d2's SQLite manager, handing out the layer's [`Connection`].
+pub struct Manager(SqliteConnectionManager);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> std::result::Result<Connection, rusqlite::Error> {
+        self.0.connect().map(Connection::Sqlite)
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), rusqlite::Error> {
+        match conn {
+            Connection::Sqlite(c) => self.0.is_valid(c),
+            Connection::Postgres(_) => Ok(()),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        match conn {
+            Connection::Sqlite(c) => self.0.has_broken(c),
+            Connection::Postgres(_) => true,
+        }
+    }
+}
 
 const STATEMENT_CACHE: usize = 128;
 
@@ -232,7 +258,10 @@ impl Db {
     /// Fails, saying why, if the checkpoint could not finish: SQLite reports that (a reader
     /// still on an old snapshot, the WAL not truncated) in the row, not as an error.
     pub fn checkpoint(&self) -> Result<()> {
-        let conn = self.writer.get()?;
+        let pooled = self.writer.get()?;
+        let Some(conn) = pooled.sqlite() else {
+            return Ok(());
+        };
         let (busy, log, done): (i64, i64, i64) =
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -258,6 +287,9 @@ impl Db {
         let Some(mut conn) = self.writer.try_get() else {
             return Ok(None);
         };
+        if conn.sqlite().is_none() {
+            return Ok(Some(0));
+        }
         let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
         let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
         if mode != 2 || free <= at_least {
@@ -280,8 +312,12 @@ impl Db {
     /// frame reached the main file, which makes the `.db` file alone complete even when a reader
     /// kept the WAL from being truncated.
     pub fn fold_wal(&self, wait: Duration) -> Result<Option<bool>> {
-        let Some(conn) = self.writer.try_get() else {
+        let Some(pooled) = self.writer.try_get() else {
             return Ok(None);
+        };
+        // Only SQLite keeps a WAL file beside the database.
+        let Some(conn) = pooled.sqlite() else {
+            return Ok(Some(true));
         };
         conn.busy_timeout(wait)?;
         let row = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
@@ -322,10 +358,16 @@ fn read_with<T>(
 ) -> Result<T> {
     let conn = acquire(pool, which)?;
     let deadline = Instant::now() + QUERY_BUDGET;
-    conn.progress_handler(BUDGET_CHECK_EVERY, Some(move || Instant::now() > deadline))?;
-    let out = f(&conn);
-    conn.progress_handler(0, None::<fn() -> bool>)?;
-    out
+    match &*conn {
+        Connection::Sqlite(c) => {
+            c.progress_handler(BUDGET_CHECK_EVERY, Some(move || Instant::now() > deadline))?;
+            let out = f(&conn);
+            c.progress_handler(0, None::<fn() -> bool>)?;
+            out
+        }
+        // PostgreSQL stops a statement past its budget itself (`statement_timeout`).
+        Connection::Postgres(_) => f(&conn),
+    }
 }
 
 pub fn write_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
@@ -357,14 +399,16 @@ fn manager(path: &Path, read_only: bool) -> Manager {
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    SqliteConnectionManager::file(path)
-        .with_flags(flags)
-        .with_init(|c| {
-            // Every store statement is cached (parsing one cost more than running it); room
-            // for all of them, so a busy endpoint never evicts another's.
-            c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            c.execute_batch(CONNECTION_PRAGMAS)
-        })
+    Manager(
+        SqliteConnectionManager::file(path)
+            .with_flags(flags)
+            .with_init(|c| {
+                // Every store statement is cached (parsing one cost more than running it); room
+                // for all of them, so a busy endpoint never evicts another's.
+                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                c.execute_batch(CONNECTION_PRAGMAS)
+            }),
+    )
 }
 
 /// Opens one read-write connection with the standard PRAGMAs (used by the CLI and by tests).
@@ -372,10 +416,10 @@ fn manager(path: &Path, read_only: bool) -> Manager {
 /// secret. SQLite gives its `-wal` and `-shm` files the database file's mode.
 pub fn open_connection(path: &Path) -> Result<Connection> {
     create_private(path)?;
-    let conn = Connection::open(path)?;
+    let conn = rusqlite::Connection::open(path)?;
     // Before anything changes the file (WAL below is written into its header): a file from a
     // newer Tora is left exactly as it was.
-    refuse_newer(&conn)?;
+    refuse_newer(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)?;
     // A new file frees the pages of deleted rows back to the filesystem bit by bit (the server
     // does it when idle: `Db::reclaim`). Only an empty file can take the setting without a
     // VACUUM (`tora vacuum` converts an older one), and only before WAL is written into it.
@@ -391,12 +435,11 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
             "could not switch to WAL (got {mode})"
         )));
     }
-    Ok(conn)
+    Ok(Connection::Sqlite(conn))
 }
 
 /// The file's schema version, or an error saying to upgrade Tora if it is newer than this one.
-fn refuse_newer(conn: &Connection) -> Result<i64> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+fn refuse_newer(version: i64) -> Result<i64> {
     if version > SCHEMA_VERSION {
         return Err(Error::Internal(format!(
             "database schema version {version} is newer than this tora understands ({SCHEMA_VERSION}); upgrade tora"
@@ -407,12 +450,31 @@ fn refuse_newer(conn: &Connection) -> Result<i64> {
 
 /// Applies `schema.sql` to a fresh database, upgrades a file from an older Tora one version per
 /// transaction, and refuses a file from a newer Tora.
+/// The version `schema.sql` and the migrations record: SQLite's `PRAGMA user_version`.
+fn schema_version(conn: &Connection) -> Result<i64> {
+    match conn {
+        Connection::Sqlite(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
+        Connection::Postgres(_) => Err(Error::Internal(
+            "PostgreSQL databases are not migrated here yet (issue 17)".into(),
+        )),
+    }
+}
+
+fn set_schema_version(conn: &Connection, version: i64) -> Result<()> {
+    match conn {
+        Connection::Sqlite(c) => Ok(c.pragma_update(None, "user_version", version)?),
+        Connection::Postgres(_) => Err(Error::Internal(
+            "PostgreSQL databases are not migrated here yet (issue 17)".into(),
+        )),
+    }
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<()> {
-    let version = refuse_newer(conn)?;
+    let version = refuse_newer(schema_version(conn)?)?;
     if version == 0 {
         write_tx(conn, |tx| {
             tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            set_schema_version(tx, SCHEMA_VERSION)?;
             Ok(())
         })?;
         return Ok(());
@@ -422,7 +484,7 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         write_tx(conn, |tx| {
             tx.execute_batch(sql)?;
             step(tx)?;
-            tx.pragma_update(None, "user_version", to)?;
+            set_schema_version(tx, to)?;
             Ok(())
         })?;
     }
@@ -453,9 +515,9 @@ pub fn backup(src: &Path, dest: &Path) -> Result<u64> {
             _ => Error::Internal(format!("cannot create {}: {e}", dest.display())),
         })?;
     let result = (|| {
-        let source = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let source = rusqlite::Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         source.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        let mut target = Connection::open(dest)?;
+        let mut target = rusqlite::Connection::open(dest)?;
         {
             use rusqlite::backup::{Backup, StepResult};
             let copy = Backup::new(&source, &mut target)?;
@@ -727,7 +789,8 @@ pub fn readable_by_others(path: &Path) -> Vec<(PathBuf, u32)> {
 
 #[cfg(test)]
 pub fn memory() -> Connection {
-    let mut conn = Connection::open_in_memory().expect("in-memory sqlite");
+    let mut conn =
+        Connection::from(rusqlite::Connection::open_in_memory().expect("in-memory sqlite"));
     conn.execute_batch(CONNECTION_PRAGMAS).expect("pragmas");
     migrate(&mut conn).expect("schema applies");
     conn
@@ -784,7 +847,7 @@ mod tests {
             .execute_batch("INSERT INTO settings (key, value) VALUES ('a', x'01')")
             .unwrap();
         // A reader holding a snapshot from before more writes keeps them in the WAL.
-        let reader = Connection::open(&path).unwrap();
+        let reader = Connection::from(rusqlite::Connection::open(&path).unwrap());
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
             .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
@@ -840,16 +903,16 @@ mod tests {
     /// link.
     #[test]
     fn a_version_2_file_forgets_every_confirmation_and_keeps_invitations_for_a_week() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::from(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
         conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
             .unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+        set_schema_version(&conn, 1).unwrap();
         let (_, sql, step) = MIGRATIONS[0];
         write_tx(&mut conn, |tx| {
             tx.execute_batch(sql)?;
             step(tx)?;
-            tx.pragma_update(None, "user_version", 2)?;
+            set_schema_version(tx, 2)?;
             Ok(())
         })
         .unwrap();
@@ -907,7 +970,7 @@ mod tests {
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
-            .collect::<rusqlite::Result<_>>()
+            .collect::<crate::sql::Result<_>>()
             .unwrap();
         let mut out = Vec::new();
         for (kind, name) in objects {
@@ -925,10 +988,10 @@ mod tests {
                 .query_map([&name], |r| {
                     (0..count)
                         .map(|i| {
-                            r.get::<_, rusqlite::types::Value>(i)
+                            r.get::<_, crate::sql::types::Value>(i)
                                 .map(|v| format!("{v:?}"))
                         })
-                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .collect::<crate::sql::Result<Vec<_>>>()
                 })
                 .unwrap();
             for row in rows {
@@ -942,11 +1005,11 @@ mod tests {
     /// columns and indexes of a fresh one.
     #[test]
     fn an_upgraded_file_has_the_layout_of_a_fresh_one() {
-        let mut old = Connection::open_in_memory().unwrap();
+        let mut old = Connection::from(rusqlite::Connection::open_in_memory().unwrap());
         old.execute_batch(CONNECTION_PRAGMAS).unwrap();
         old.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
             .unwrap();
-        old.pragma_update(None, "user_version", 1).unwrap();
+        set_schema_version(&old, 1).unwrap();
         migrate(&mut old).unwrap();
         assert_eq!(layout(&old), layout(&memory()));
     }
@@ -956,16 +1019,16 @@ mod tests {
     /// filter through the new index.
     #[test]
     fn a_version_5_file_is_upgraded_with_its_runs_in_no_group() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::from(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
         conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
             .unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+        set_schema_version(&conn, 1).unwrap();
         for &(to, sql, step) in MIGRATIONS.iter().filter(|m| m.0 <= 5) {
             write_tx(&mut conn, |tx| {
                 tx.execute_batch(sql)?;
                 step(tx)?;
-                tx.pragma_update(None, "user_version", to)?;
+                set_schema_version(tx, to)?;
                 Ok(())
             })
             .unwrap();
@@ -1041,16 +1104,16 @@ mod tests {
     #[test]
     fn a_version_6_file_is_upgraded_with_units_for_every_metric() {
         use crate::store::packed::Point;
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::from(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
         conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
             .unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+        set_schema_version(&conn, 1).unwrap();
         for &(to, sql, step) in MIGRATIONS.iter().filter(|m| m.0 <= 6) {
             write_tx(&mut conn, |tx| {
                 tx.execute_batch(sql)?;
                 step(tx)?;
-                tx.pragma_update(None, "user_version", to)?;
+                set_schema_version(tx, to)?;
                 Ok(())
             })
             .unwrap();
@@ -1161,7 +1224,7 @@ mod tests {
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
-            .collect::<rusqlite::Result<_>>()
+            .collect::<crate::sql::Result<_>>()
             .unwrap();
         assert_eq!(stored, rebuilt.rows());
     }
@@ -1170,11 +1233,11 @@ mod tests {
     /// point, id, msg_id and value intact, and takes new points after them.
     #[test]
     fn a_version_1_file_is_upgraded_with_every_point_intact() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::from(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(CONNECTION_PRAGMAS).unwrap();
         conn.execute_batch(include_str!("../tests/fixtures/schema_v1.sql"))
             .unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
+        set_schema_version(&conn, 1).unwrap();
         let u = users::create(&conn, "old@lab.org", "h", 0).unwrap();
         let ws = workspaces::personal(&conn, &u.id, 0).unwrap();
         // As version 1 made it: without the run-state columns of version 4.
@@ -1202,7 +1265,7 @@ mod tests {
             let uuid = uuid::Uuid::from_u128(0xabc0_0000 + i as u128);
             let value = (i != 7).then_some(i as f64 / 2.0);
             insert
-                .execute(rusqlite::params![
+                .execute(crate::sql::params![
                     1,
                     i,
                     uuid.as_bytes().as_slice(),
@@ -1214,7 +1277,7 @@ mod tests {
         }
         for (step, seq) in [(9, 301), (2, 302), (5, 303)] {
             insert
-                .execute(rusqlite::params![
+                .execute(crate::sql::params![
                     2,
                     step,
                     format!("acc-{step}"),
@@ -1225,7 +1288,7 @@ mod tests {
                 .unwrap();
         }
         insert
-            .execute(rusqlite::params![3, -1, "best", 304, 0.9, 401])
+            .execute(crate::sql::params![3, -1, "best", 304, 0.9, 401])
             .unwrap();
         drop(insert);
 

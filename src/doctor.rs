@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
+
+use crate::sql::Connection;
 
 use crate::db::SCHEMA_VERSION;
 use crate::error::{Error, Result};
@@ -160,10 +162,10 @@ fn open_immutable(path: &Path) -> Result<Connection> {
         }
     }
     uri.push_str("?immutable=1");
-    Ok(Connection::open_with_flags(
+    Ok(Connection::from(rusqlite::Connection::open_with_flags(
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
-    )?)
+    )?))
 }
 
 fn contents(conn: &Connection, report: &mut Report) -> Result<()> {
@@ -308,7 +310,7 @@ impl UnitCheck {
                 "SELECT id, data FROM series_units WHERE id BETWEEN ?1 AND ?1 + 4294967295 ORDER BY id",
             )?
             .query_map([id << 32], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::sql::Result<_>>()?;
         let open = self.metrics.get(&id).cloned().flatten();
         if stored != built.rows() || open != built.open_column() {
             bad.push(format!(
@@ -332,7 +334,7 @@ fn compacted(conn: &Connection) -> Result<std::collections::HashSet<i64>> {
     }
     let mut stmt = conn.prepare("SELECT id FROM series WHERE compacted_at IS NOT NULL")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Decodes every packed block and checks its count against the block index and the series

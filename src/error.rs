@@ -278,39 +278,33 @@ impl IntoResponse for MlflowError {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        // Only a read past its time budget is interrupted (see db::Db::read).
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
-            return Error::Unavailable {
+impl From<crate::sql::Error> for Error {
+    fn from(e: crate::sql::Error) -> Self {
+        use crate::sql::Failure;
+        match e.failure() {
+            // Only a read past its time budget is interrupted (see db::Db::read).
+            Failure::Interrupted => Error::Unavailable {
                 message: format!(
                     "the query ran past its {} s budget and was stopped; ask for less (fewer runs, a simpler filter, a narrower range)",
                     crate::db::QUERY_BUDGET.as_secs()
                 ),
                 retry_after: 1,
-            };
-        }
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
-            return Error::StorageFull(format!("sqlite: {e}"));
-        }
-        // SQLite refuses statements past its own limits (expression depth, variables, string
-        // size); only a request can make one that big, so it is the request that is at fault.
-        let too_big = match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::TooBig) => true,
-            Some(rusqlite::ErrorCode::Unknown) => {
-                let msg = e.to_string();
-                ["too large", "too many", "stack overflow"]
-                    .iter()
-                    .any(|m| msg.contains(m))
-            }
-            _ => false,
-        };
-        if too_big {
-            return Error::BadRequest(format!(
+            },
+            Failure::Full => Error::StorageFull(e.to_string()),
+            // The engine refuses statements past its own limits (expression depth, variables,
+            // string size); only a request can make one that big, so it is the request that
+            // is at fault.
+            Failure::TooBig => Error::BadRequest(format!(
                 "the request is too large for the database to run ({e}); ask for less"
-            ));
+            )),
+            Failure::Unique | Failure::Other => Error::Internal(e.to_string()),
         }
-        Error::Internal(format!("sqlite: {e}"))
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        crate::sql::Error::from(e).into()
     }
 }
 
@@ -353,15 +347,10 @@ impl From<JsonRejection> for Error {
 }
 
 /// Turns a UNIQUE violation into a 409 with `msg`, at the call site that knows what was taken.
-pub fn conflict_on_unique(e: rusqlite::Error, msg: &str) -> Error {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-        {
-            Error::Conflict(msg.to_string())
-        }
-        other => other.into(),
+pub fn conflict_on_unique(e: crate::sql::Error, msg: &str) -> Error {
+    match e.failure() {
+        crate::sql::Failure::Unique => Error::Conflict(msg.to_string()),
+        _ => e.into(),
     }
 }
 

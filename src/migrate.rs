@@ -171,11 +171,22 @@ impl Table {
     }
 }
 
+/// `conn` brought to this binary's schema by the server's own code (`db::migrate`, which takes
+/// the store's connection), handed back as the plain SQLite connection the copy uses.
+fn migrated(mut conn: crate::sql::Connection) -> Result<Connection> {
+    crate::db::migrate(&mut conn)?;
+    match conn {
+        crate::sql::Connection::Sqlite(c) => Ok(c),
+        crate::sql::Connection::Postgres(_) => {
+            Err(Error::Internal("a SQLite file opened as PostgreSQL".into()))
+        }
+    }
+}
+
 /// The tables of this binary's schema.sql in the order it creates them (a table's foreign keys
 /// point only to tables before it), from a fresh in-memory database.
 pub fn tables() -> Result<Vec<Table>> {
-    let mut conn = Connection::open_in_memory()?;
-    crate::db::migrate(&mut conn)?;
+    let conn = migrated(Connection::open_in_memory()?.into())?;
     let names: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")?
         .query_map([], |r| r.get(0))?
@@ -1016,9 +1027,9 @@ fn postgres_to_sqlite(url: &str, shown: &str, dest: &Path) -> Result<Migrated> {
     let result = (|| {
         // Created owner-only (it holds the signing secret), with the server's PRAGMAs and
         // schema.sql, then locked while written.
-        let mut conn = crate::db::open_connection(&staging)?;
+        let conn = crate::db::open_connection(&staging)?;
         let _lock = crate::db::try_lock(&staging)?;
-        crate::db::migrate(&mut conn)?;
+        let mut conn = migrated(conn)?;
         let tallies = {
             let tx = conn.transaction()?;
             tx.execute_batch("DELETE FROM roles")?;

@@ -372,7 +372,7 @@ async fn end_sessions(
 /// Issues an access token and a refresh token in login `family`, inside the caller's write
 /// transaction.
 fn new_session(
-    tx: &rusqlite::Transaction,
+    tx: &crate::sql::Transaction,
     auth: &auth::Auth,
     user: &users::User,
     family: &str,

@@ -357,7 +357,7 @@ pub async fn list_in_workspace(
 /// Finds an experiment and checks the caller's role in its workspace: the one access path for
 /// everything under `/experiments/{id}`. Unknown and hidden experiments are the same 404.
 pub fn authorize(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     raw_id: &str,
     user_id: &str,
     needed: Role,

@@ -139,7 +139,7 @@ fn ids_of(raw: &str) -> Result<Vec<String>> {
 /// The runs of `workspace` matching `filter` (the caller must be a member), newest first,
 /// refused past [`MAX_GROUP_RUNS`].
 fn filtered_runs(
-    c: &rusqlite::Connection,
+    c: &crate::sql::Connection,
     workspace: &str,
     user_id: &str,
     filter: Option<&str>,

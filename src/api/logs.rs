@@ -215,7 +215,7 @@ pub(crate) struct Stored {
 /// A change to the run made in its batch's own transaction, before the points: MLflow's
 /// log-batch stores params and tags with the metrics, all or nothing.
 pub(crate) type Before =
-    Box<dyn FnOnce(&rusqlite::Transaction, &Experiment) -> Result<()> + Send + 'static>;
+    Box<dyn FnOnce(&crate::sql::Transaction, &Experiment) -> Result<()> + Send + 'static>;
 
 pub(crate) async fn store(
     state: AppState,
@@ -790,7 +790,7 @@ enum Walk {
 impl Pages for Walk {
     type Item = Log;
 
-    fn next_page(&mut self, conn: &rusqlite::Connection) -> Result<Option<Vec<Log>>> {
+    fn next_page(&mut self, conn: &crate::sql::Connection) -> Result<Option<Vec<Log>>> {
         match self {
             Walk::ByStep(w) => w.next_page(conn),
             Walk::ById(w) => w.next_page(conn),

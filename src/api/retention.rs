@@ -132,7 +132,7 @@ pub struct RetentionOut {
     due: Option<PreviewOut>,
 }
 
-fn answer(c: &rusqlite::Connection, workspace: &str) -> Result<RetentionOut> {
+fn answer(c: &crate::sql::Connection, workspace: &str) -> Result<RetentionOut> {
     let policy = retention::get(c, workspace)?;
     let due = match &policy {
         Some(p) => Some(retention::preview(c, workspace, p, now_ms())?.into()),

@@ -142,7 +142,7 @@ struct ExperimentSeries {
 }
 
 /// The metric series of `exp` that `req` asks for.
-fn wanted(conn: &rusqlite::Connection, exp: &Experiment, req: &Request) -> Result<Vec<Series>> {
+fn wanted(conn: &crate::sql::Connection, exp: &Experiment, req: &Request) -> Result<Vec<Series>> {
     let mut all = series::list(conn, exp.rowid)?;
     all.retain(|s| {
         s.kind == Kind::Metric
@@ -157,7 +157,7 @@ fn wanted(conn: &rusqlite::Connection, exp: &Experiment, req: &Request) -> Resul
 /// Plans the answer for `runs` (series by run) and refuses it, before any point is read, once
 /// the series found so far times `points` pass [`MAX_BUCKETS`].
 fn plan(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     runs: Vec<Experiment>,
     req: &Request,
 ) -> Result<Vec<(Experiment, Vec<Series>)>> {
@@ -188,7 +188,7 @@ fn within_cap(series: usize, points: usize) -> Result<()> {
 }
 
 fn bucket_experiment(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     exp: &Experiment,
     wanted: &[Series],
     req: &Request,

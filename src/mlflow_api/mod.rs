@@ -187,7 +187,7 @@ impl From<Caller> for crate::auth::AuthUser {
 /// workspaces are the same 404. `create`: the time to create a missing Personal workspace at
 /// (in a write); None on a read, where a missing one is a 404.
 fn workspace_of(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     raw: &str,
     user_id: &str,
     needed: Role,
@@ -219,7 +219,7 @@ fn no_experiment(raw: &str) -> Error {
 
 /// The run an MLflow run id names, if the caller has `needed` in its workspace.
 fn run_of(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     raw: &str,
     user_id: &str,
     needed: Role,

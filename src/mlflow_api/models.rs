@@ -35,7 +35,7 @@ fn models_of(exp: &Experiment) -> (Map<String, Value>, Map<String, Value>) {
 }
 
 fn save(
-    tx: &rusqlite::Transaction,
+    tx: &crate::sql::Transaction,
     exp: &Experiment,
     mut meta: Map<String, Value>,
     models: Map<String, Value>,

@@ -64,7 +64,7 @@ fn mlflow_tags(exp: &Experiment) -> Map<String, Value> {
 
 /// The run in MLflow's shape, with the latest value of each metric.
 fn run_json(
-    conn: &rusqlite::Connection,
+    conn: &crate::sql::Connection,
     exp: &Experiment,
     now: i64,
 ) -> crate::error::Result<Value> {
@@ -232,7 +232,7 @@ impl Edit {
         ))
     }
 
-    fn save(self, tx: &rusqlite::Transaction, exp: &Experiment) -> crate::error::Result<()> {
+    fn save(self, tx: &crate::sql::Transaction, exp: &Experiment) -> crate::error::Result<()> {
         let (name, description, hyperparams, tags, metadata) = self.texts()?;
         let changes = Changes {
             name: Some(&name),
@@ -346,7 +346,7 @@ async fn change(
     state: &AppState,
     user: Caller,
     run_id: String,
-    f: impl FnOnce(&rusqlite::Transaction, &Experiment) -> crate::error::Result<()> + Send + 'static,
+    f: impl FnOnce(&crate::sql::Transaction, &Experiment) -> crate::error::Result<()> + Send + 'static,
 ) -> Result<Experiment> {
     let hub = state.live.clone();
     Ok(state
@@ -544,7 +544,7 @@ pub async fn log_batch(
     let (params, tags) = (body.params, body.tags);
     let before: Option<crate::api::logs::Before> =
         (!params.is_empty() || !tags.is_empty()).then(|| {
-            Box::new(move |tx: &rusqlite::Transaction, exp: &Experiment| {
+            Box::new(move |tx: &crate::sql::Transaction, exp: &Experiment| {
                 let mut edit = Edit::of(exp);
                 for p in &params {
                     edit.param(&p.key, &p.value, &exp.id)?;

@@ -1,6 +1,6 @@
 //! API keys: only the SHA-256 of a key is stored.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 
@@ -60,7 +60,7 @@ pub fn list(conn: &Connection, user_id: &str) -> Result<Vec<ApiKey>> {
             revoked: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Revokes a key of this user; false when the user has no such key.
@@ -81,7 +81,7 @@ pub struct KeyOfUser {
 const WITH_EMAIL: &str = "SELECT k.id, k.name, k.created_at, k.last_used, k.revoked, u.email
     FROM api_keys k JOIN users u ON u.id = k.user_id";
 
-fn with_email(r: &rusqlite::Row) -> rusqlite::Result<KeyOfUser> {
+fn with_email(r: &crate::sql::Row) -> crate::sql::Result<KeyOfUser> {
     Ok(KeyOfUser {
         key: ApiKey {
             id: r.get(0)?,
@@ -100,7 +100,7 @@ pub fn list_all(conn: &Connection, user_id: Option<&str>) -> Result<Vec<KeyOfUse
         format!("{WITH_EMAIL} WHERE ?1 IS NULL OR k.user_id = ?1 ORDER BY k.created_at, k.id");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([user_id], with_email)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Revokes a key by its id, whoever holds it; the key as it was before (None: no such key).

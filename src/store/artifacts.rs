@@ -2,7 +2,7 @@
 //! that grows a chunk per short write transaction; [`publish`] then gives it its path in one
 //! transaction, replacing a file at the same path. Readers only ever see published rows.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 
@@ -21,7 +21,7 @@ pub struct Artifact {
     pub external: bool,
 }
 
-fn artifact(r: &rusqlite::Row) -> rusqlite::Result<Artifact> {
+fn artifact(r: &crate::sql::Row) -> crate::sql::Result<Artifact> {
     Ok(Artifact {
         id: r.get(0)?,
         path: r.get(1)?,
@@ -35,12 +35,12 @@ fn artifact(r: &rusqlite::Row) -> rusqlite::Result<Artifact> {
 /// Starts an upload: an empty staged row, invisible to readers. `external`: its bytes go to a
 /// file in `--artifacts-dir` instead of chunk rows.
 pub fn stage(conn: &Connection, experiment: i64, now: i64, external: bool) -> Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO artifacts (experiment_id, path, size, created_at, external)
-           VALUES (?1, NULL, 0, ?2, ?3)",
-    )?
-    .execute(params![experiment, now, external])?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO artifacts (experiment_id, path, size, created_at, external)
+               VALUES (?1, NULL, 0, ?2, ?3) RETURNING id",
+        )?
+        .query_row(params![experiment, now, external], |r| r.get(0))?)
 }
 
 /// Counts `bytes` more to a staged upload whose bytes go to a file.
@@ -54,7 +54,7 @@ pub fn grow(conn: &Connection, staged: i64, bytes: i64) -> Result<()> {
 pub fn all_ids(conn: &Connection) -> Result<std::collections::HashSet<i64>> {
     let mut stmt = conn.prepare_cached("SELECT id FROM artifacts")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// The ids of published files kept in `--artifacts-dir` (what a backup copies).
@@ -63,7 +63,7 @@ pub fn external_ids(conn: &Connection) -> Result<Vec<i64>> {
         "SELECT id FROM artifacts WHERE external = 1 AND path IS NOT NULL ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Appends chunk `seq` to a staged upload.
@@ -133,8 +133,8 @@ pub fn unpublish(conn: &Connection, experiment: i64, path: &str) -> Result<Optio
 pub fn purge(conn: &Connection, staged: i64, limit: i64) -> Result<bool> {
     let deleted = conn
         .prepare_cached(
-            "DELETE FROM artifact_chunks WHERE rowid IN
-               (SELECT rowid FROM artifact_chunks WHERE artifact_id = ?1 LIMIT ?2)",
+            "DELETE FROM artifact_chunks WHERE artifact_id = ?1 AND seq IN
+               (SELECT seq FROM artifact_chunks WHERE artifact_id = ?1 ORDER BY seq LIMIT ?2)",
         )?
         .execute(params![staged, limit])?;
     if deleted as i64 == limit {
@@ -172,7 +172,7 @@ pub fn list(conn: &Connection, experiment: i64) -> Result<Vec<Artifact>> {
           WHERE experiment_id = ?1 AND path IS NOT NULL ORDER BY path",
     )?;
     let rows = stmt.query_map([experiment], artifact)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 pub fn get(conn: &Connection, experiment: i64, path: &str) -> Result<Option<Artifact>> {

@@ -1,7 +1,7 @@
 //! Experiments: name, description, hyperparameters, tags, metadata, and the times their state
 //! is derived from (`run_state`). Their logs are in `logs`.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
 use crate::query::{Expr, Field, Op, Sort, SortKey, Value};
@@ -79,7 +79,7 @@ fn state_sql(now: &str) -> String {
     )
 }
 
-fn from_row(r: &Row) -> rusqlite::Result<Experiment> {
+fn from_row(r: &Row) -> crate::sql::Result<Experiment> {
     Ok(Experiment {
         rowid: r.get(0)?,
         id: r.get(1)?,
@@ -164,7 +164,7 @@ pub fn visible_to(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![user_id, limit as i64], from_row)?;
-    let list = rows.collect::<rusqlite::Result<_>>()?;
+    let list = rows.collect::<crate::sql::Result<_>>()?;
     let total = conn
         .prepare_cached(
             "SELECT count(*) FROM experiments e JOIN workspace_members m ON m.workspace_id = e.workspace_id
@@ -202,7 +202,7 @@ pub struct Changes<'a> {
 
 /// Mirrors the hyperparameters' JSON into `experiment_hyperparams`, where queries can use them.
 fn set_hyperparams(conn: &Connection, rowid: i64, json: &str) -> Result<()> {
-    use rusqlite::types::Value as Sql;
+    use crate::sql::types::Value as Sql;
     conn.prepare_cached("DELETE FROM experiment_hyperparams WHERE experiment_id = ?1")?
         .execute([rowid])?;
     let items: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
@@ -302,7 +302,7 @@ pub fn with_metadata_key(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![workspace_id, key, limit as i64], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Deletes an experiment; foreign keys cascade to its series, logs and metadata.
@@ -315,14 +315,14 @@ pub fn delete(conn: &Connection, rowid: i64) -> Result<()> {
 /// Where a page of an experiment list starts: the sort value and id of the last row before it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
-    pub value: rusqlite::types::Value,
+    pub value: crate::sql::types::Value,
     pub rowid: i64,
 }
 
 impl Cursor {
     /// Opaque to clients: hex of a small JSON array.
     pub fn encode(&self) -> String {
-        use rusqlite::types::Value as Sql;
+        use crate::sql::types::Value as Sql;
         let v = match &self.value {
             Sql::Null => serde_json::Value::Null,
             Sql::Integer(i) => serde_json::json!({"i": i}),
@@ -338,7 +338,7 @@ impl Cursor {
     }
 
     pub fn decode(raw: &str) -> Option<Cursor> {
-        use rusqlite::types::Value as Sql;
+        use crate::sql::types::Value as Sql;
         let bytes: Option<Vec<u8>> = (0..raw.len())
             .step_by(2)
             .map(|i| {
@@ -401,13 +401,13 @@ fn page_with(
     now: i64,
     few: i64,
 ) -> Result<Page> {
-    use rusqlite::types::Value as Sql;
+    use crate::sql::types::Value as Sql;
     let (clause, args) = matching(workspace_id, filter, now);
     let total: i64 = conn
         .prepare_cached(&format!(
             "SELECT count(*) FROM experiments e WHERE {clause}"
         ))?
-        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+        .query_row(crate::sql::params_from_iter(args.iter()), |r| r.get(0))?;
 
     if total == 0 {
         return Ok(Page {
@@ -425,10 +425,10 @@ fn page_with(
     let more = limit.map(|l| l + 1);
     let read = |sql: &str, args: &[Sql]| -> Result<Vec<(Experiment, Sql)>> {
         let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        let rows = stmt.query_map(crate::sql::params_from_iter(args.iter()), |r| {
             Ok((from_row(r)?, r.get::<_, Sql>(COLUMN_COUNT)?))
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::sql::Result<_>>()?)
     };
     let mut rows: Vec<(Experiment, Sql)> = match &sort.key {
         // Never missing: one walk of an index in order ((workspace_id, created_at), (workspace_id,
@@ -628,8 +628,8 @@ fn matching(
     workspace_id: &str,
     filter: Option<&Expr>,
     now: i64,
-) -> (String, Vec<rusqlite::types::Value>) {
-    let mut args = vec![rusqlite::types::Value::Text(workspace_id.to_string())];
+) -> (String, Vec<crate::sql::types::Value>) {
+    let mut args = vec![crate::sql::types::Value::Text(workspace_id.to_string())];
     let mut clause = String::from("e.workspace_id = ?1");
     if let Some(f) = filter {
         clause += " AND ";
@@ -659,8 +659,8 @@ pub fn columns(
     let (clause, args) = matching(workspace_id, filter, now);
     let names = |sql: String| -> Result<Vec<String>> {
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map(crate::sql::params_from_iter(args.iter()), |r| r.get(0))?;
+        Ok(rows.collect::<crate::sql::Result<_>>()?)
     };
     let more = limit + 1;
     let series = |kind: i64| {
@@ -778,8 +778,8 @@ fn matches_like(column: &str, p: &str, ci: bool) -> String {
 }
 
 /// Turns a parsed filter into a WHERE fragment at time `now`, pushing its values onto `args`.
-fn compile(e: &Expr, args: &mut Vec<rusqlite::types::Value>, now: i64) -> String {
-    use rusqlite::types::Value as Sql;
+fn compile(e: &Expr, args: &mut Vec<crate::sql::types::Value>, now: i64) -> String {
+    use crate::sql::types::Value as Sql;
     let bind = |v: Sql, args: &mut Vec<Sql>| {
         args.push(v);
         format!("?{}", args.len())

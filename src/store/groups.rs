@@ -13,7 +13,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use rusqlite::Connection;
+use crate::sql::Connection;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -543,10 +543,10 @@ pub fn column_values(
          WHERE kind = ?1 AND name = ?2 AND experiment_id IN (SELECT value FROM json_each(?3))",
     )?;
     let values: HashMap<i64, Option<f64>> = stmt
-        .query_map(rusqlite::params![kind, name, rowids], |r| {
+        .query_map(crate::sql::params![kind, name, rowids], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     Ok(runs
         .iter()
         .map(|e| finite(values.get(&e.rowid).copied().flatten()))

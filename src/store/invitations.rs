@@ -2,7 +2,7 @@
 //! addressed to an e-mail, and good for [`TTL_MS`]. An expired invitation is treated as gone by
 //! every read here, and swept away by the next invitation made.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 
 use super::workspaces::Role;
 use crate::error::{Error, Result, conflict_on_unique};
@@ -35,7 +35,7 @@ const SELECT: &str =
 /// Only invitations still alive at `now` (`?1` in every query below).
 const ALIVE: &str = "coalesce(i.expires_at, 0) > ?1";
 
-fn from_row(r: &Row) -> rusqlite::Result<Invitation> {
+fn from_row(r: &Row) -> crate::sql::Result<Invitation> {
     Ok(Invitation {
         id: r.get(0)?,
         workspace_id: r.get(1)?,
@@ -133,7 +133,7 @@ pub fn for_email(conn: &Connection, email: &str, now: i64) -> Result<Vec<Invitat
     let sql = format!("{SELECT} WHERE i.email = ?2 AND {ALIVE} ORDER BY i.created_at, i.id");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![now, email], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Pending invitations of a workspace.
@@ -141,7 +141,7 @@ pub fn for_workspace(conn: &Connection, workspace_id: &str, now: i64) -> Result<
     let sql = format!("{SELECT} WHERE i.workspace_id = ?2 AND {ALIVE} ORDER BY i.created_at, i.id");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![now, workspace_id], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 pub fn delete(conn: &Connection, id: &str) -> Result<()> {

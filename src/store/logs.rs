@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use crate::sql::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::error::Result;
 use crate::store::experiments::Experiment;
@@ -46,8 +46,8 @@ impl MsgId {
     }
 
     /// A msg_id as the version-1 `logs` table stored it (read by the migration).
-    pub fn read(v: rusqlite::types::ValueRef) -> Option<MsgId> {
-        use rusqlite::types::ValueRef;
+    pub fn read(v: crate::sql::types::ValueRef) -> Option<MsgId> {
+        use crate::sql::types::ValueRef;
         match v {
             ValueRef::Blob(b) if b.len() == 16 => {
                 Some(MsgId::Uuid(b.try_into().unwrap_or([0; 16])))
@@ -217,7 +217,7 @@ pub fn pack_v1_logs(conn: &Connection) -> Result<()> {
     let series: Vec<i64> = conn
         .prepare("SELECT id FROM series ORDER BY id")?
         .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let mut rows = conn.prepare_cached(
         "SELECT step, seq, t, value, msg_id FROM logs WHERE series_id = ?1 ORDER BY seq",
     )?;
@@ -233,7 +233,7 @@ pub fn pack_v1_logs(conn: &Connection) -> Result<()> {
                     msg_id: MsgId::read(r.get_ref(4)?),
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::sql::Result<_>>()?;
         series::rebuild_blocks(conn, id, &points)?;
     }
     drop(rows);

@@ -23,7 +23,7 @@ pub fn new_id() -> String {
 
 /// A user, their personal workspace and one experiment created at t = 0, for store tests.
 #[cfg(test)]
-pub fn test_experiment(conn: &rusqlite::Connection) -> experiments::Experiment {
+pub fn test_experiment(conn: &crate::sql::Connection) -> experiments::Experiment {
     let u = users::create(conn, "test@example.org", "h", 0).unwrap();
     let ws = workspaces::personal(conn, &u.id, 0).unwrap();
     let new = experiments::NewExperiment {

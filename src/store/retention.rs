@@ -11,7 +11,7 @@
 //! [`drop_chunks`] then deletes a bounded number of their chunks per call. A marked run is
 //! never picked again, and the queue survives a restart, so the work is done once.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 
@@ -52,7 +52,7 @@ pub struct Preview {
 
 const POLICY_COLUMNS: &str = "delete_after_days, aggregate_after_days, keep_tag";
 
-fn policy_from_row(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Policy> {
+fn policy_from_row(r: &crate::sql::Row, at: usize) -> crate::sql::Result<Policy> {
     Ok(Policy {
         delete_after_days: r.get(at)?,
         aggregate_after_days: r.get(at + 1)?,
@@ -100,7 +100,7 @@ pub fn all(conn: &Connection) -> Result<Vec<(String, Policy)>> {
         "SELECT workspace_id, {POLICY_COLUMNS} FROM retention ORDER BY workspace_id"
     ))?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, policy_from_row(r, 1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// A run's last activity, in SQL over `e` (an experiments row).
@@ -154,7 +154,7 @@ pub fn expired(
         params![workspace, before, policy.keep_tag, limit as i64],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// The runs of `workspace` the policy compacts at `now`: (rowid, public id), oldest first, at
@@ -183,7 +183,7 @@ pub fn compactable(
         ],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Compacts run `run` at `now`: it and its metrics are marked (from here on their raw points
@@ -297,7 +297,7 @@ pub fn preview(conn: &Connection, workspace: &str, policy: &Policy, now: i64) ->
     Ok(out)
 }
 
-fn due(r: &rusqlite::Row) -> rusqlite::Result<Due> {
+fn due(r: &crate::sql::Row) -> crate::sql::Result<Due> {
     Ok(Due {
         runs: r.get(0)?,
         points: r.get(1)?,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
 use crate::store::experiments::Experiment;
@@ -41,7 +41,7 @@ pub struct Series {
 
 const COLUMNS: &str = "id, kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, open_unit, compacted_at";
 
-fn from_row(r: &Row) -> rusqlite::Result<Series> {
+fn from_row(r: &Row) -> crate::sql::Result<Series> {
     let count: i64 = r.get(3)?;
     let last: Option<f64> = r.get(7)?;
     Ok(Series {
@@ -75,7 +75,7 @@ pub fn list(conn: &Connection, experiment: i64) -> Result<Vec<Series>> {
     let sql = format!("SELECT {COLUMNS} FROM series WHERE experiment_id = ?1 ORDER BY kind, name");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([experiment], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// The series of many experiments at once (for run tables), keyed by experiment row id.
@@ -90,7 +90,7 @@ pub fn for_experiments(
     let mut stmt = conn.prepare_cached(&sql)?;
     for &e in experiments {
         let rows = stmt.query_map([e], from_row)?;
-        out.insert(e, rows.collect::<rusqlite::Result<_>>()?);
+        out.insert(e, rows.collect::<crate::sql::Result<_>>()?);
     }
     Ok(out)
 }
@@ -173,7 +173,7 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 const BLOCK_COLUMNS: &str = "block, first_step, last_step, first_t, last_t, min_value, max_value, last_value, \
                              last_finite, count, nonfinite, min_seq, max_seq";
 
-fn block_from_row(r: &Row) -> rusqlite::Result<Block> {
+fn block_from_row(r: &Row) -> crate::sql::Result<Block> {
     Ok(Block {
         no: r.get(0)?,
         first_step: r.get(1)?,
@@ -475,7 +475,7 @@ fn blocks_with_steps(conn: &Connection, s: &Series, lo: i64, hi: i64) -> Result<
          ORDER BY block",
     )?;
     let rows = stmt.query_map(params![s.id, lo, hi], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Every point of a series in arrival order (schema 8 builds its units from them).
@@ -483,7 +483,7 @@ pub fn all_points(conn: &Connection, series: i64) -> Result<Vec<Point>> {
     let blocks: Vec<i64> = conn
         .prepare_cached("SELECT block FROM series_blocks WHERE series_id = ?1 ORDER BY block")?
         .query_map([series], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     let mut out = Vec::new();
     for no in blocks {
         out.extend(chunk(conn, series, no, false)?);
@@ -550,7 +550,7 @@ pub struct Extent {
     pub max_seq: i64,
 }
 
-fn extent_from_row(r: &Row) -> rusqlite::Result<Extent> {
+fn extent_from_row(r: &Row) -> crate::sql::Result<Extent> {
     Ok(Extent {
         no: r.get(0)?,
         first_step: r.get(1)?,
@@ -614,7 +614,7 @@ fn blocks_from(
     )?;
     let mut rows = stmt.query(params![s.id, from])?;
     while let Some(r) = rows.next()? {
-        if !each(&extent_from_row(r)?)? {
+        if !each(&extent_from_row(&r)?)? {
             break;
         }
     }
@@ -993,7 +993,7 @@ fn points_in_ranges(conn: &Connection, s: &Series, ranges: &[(i64, i64)]) -> Res
     )?;
     let blocks: Vec<i64> = stmt
         .query_map(params![s.id, a.0, a.1, b.0, b.1], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     for no in blocks {
         out.extend(
             chunk(conn, s.id, no, false)?
@@ -1047,7 +1047,7 @@ fn blocks_in(conn: &Connection, series: i64, axis: Axis, lo: i64, hi: i64) -> Re
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![series, lo, hi], block_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// The points of a series with steps in `lo..=hi`, each as a one-point block, in step order.
@@ -1133,7 +1133,7 @@ pub fn scan_points(
         conn.prepare_cached("SELECT data FROM chunks WHERE id BETWEEN ?1 AND ?2 ORDER BY id")?;
     let mut rows = stmt.query(params![chunk_id(s.id, first), chunk_id(s.id, last)])?;
     while let Some(r) = rows.next()? {
-        let data = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+        let data = r.get_ref(0)?.as_blob().map_err(crate::sql::Error::from)?;
         for p in packed::decode(data, false)? {
             each(&p);
         }
@@ -1558,7 +1558,7 @@ mod tests {
                 .unwrap()
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .unwrap()
-                .collect::<rusqlite::Result<_>>()
+                .collect::<crate::sql::Result<_>>()
                 .unwrap();
             assert_eq!(stored, built.rows(), "shape {shape}: stored units");
             assert_eq!(s.open_unit, built.open_column(), "shape {shape}: open unit");

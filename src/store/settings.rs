@@ -1,6 +1,6 @@
 //! Server-wide settings kept inside the database file.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 

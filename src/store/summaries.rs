@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, Row, params};
+use crate::sql::{Connection, Row, params};
 
 use super::logs::Kind;
 use super::series::Series;
@@ -13,7 +13,7 @@ use crate::error::Result;
 
 const COLUMNS: &str = "kind, name, count, nonfinite, first_step, last_step, last_value, min_value, max_value, ordered, updated_at, id, compacted_at";
 
-fn from_row(r: &Row) -> rusqlite::Result<Series> {
+fn from_row(r: &Row) -> crate::sql::Result<Series> {
     let count: i64 = r.get(2)?;
     let last: Option<f64> = r.get(6)?;
     Ok(Series {
@@ -77,7 +77,7 @@ pub fn page(
     after: Option<&After>,
     limit: usize,
 ) -> Result<Page> {
-    use rusqlite::types::Value as Sql;
+    use crate::sql::types::Value as Sql;
     let mut args: Vec<Sql> = vec![Sql::Integer(experiment)];
     let mut clause = String::from("experiment_id = ?1");
     if let Some(p) = &names.prefix {
@@ -93,7 +93,7 @@ pub fn page(
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT kind, count(*) FROM series WHERE {clause} GROUP BY kind"
         ))?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+        let mut rows = stmt.query(crate::sql::params_from_iter(args.iter()))?;
         while let Some(r) = rows.next()? {
             let kind: i64 = r.get(0)?;
             totals[usize::from(kind == 1)] = r.get(1)?;
@@ -110,8 +110,8 @@ pub fn page(
         limit + 1
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
-    let mut series: Vec<Series> = rows.collect::<rusqlite::Result<_>>()?;
+    let rows = stmt.query_map(crate::sql::params_from_iter(args.iter()), from_row)?;
+    let mut series: Vec<Series> = rows.collect::<crate::sql::Result<_>>()?;
     let next = if series.len() > limit {
         series.truncate(limit);
         series.last().map(|s| After {
@@ -157,7 +157,7 @@ pub fn briefs(
         let mut brief = Brief::default();
         for kind in [Kind::Metric, Kind::Result] {
             let rows = first.query_map(params![e, kind as i64, per_kind as i64 + 1], from_row)?;
-            let mut list: Vec<Series> = rows.collect::<rusqlite::Result<_>>()?;
+            let mut list: Vec<Series> = rows.collect::<crate::sql::Result<_>>()?;
             let cut = list.len() > per_kind;
             if cut {
                 list.truncate(per_kind);

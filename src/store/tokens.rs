@@ -1,6 +1,6 @@
 //! Refresh tokens and e-mail confirmation tokens, both stored only as SHA-256 hashes.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 
 use crate::error::Result;
 

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
 use crate::store::packed::Point;
@@ -557,7 +557,7 @@ pub fn build_all(conn: &Connection) -> Result<()> {
     let series: Vec<i64> = conn
         .prepare("SELECT id FROM series WHERE kind = 0 ORDER BY id")?
         .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::sql::Result<_>>()?;
     for id in series {
         let mut units = build(conn, id, crate::store::series::all_points(conn, id)?)?;
         units.save(conn)?;

@@ -1,6 +1,6 @@
 //! Accounts.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Result, conflict_on_unique};
 
@@ -18,7 +18,7 @@ pub struct User {
 
 const COLUMNS: &str = "id, email, password_hash, disabled, created_at, email_confirmed_at";
 
-fn from_row(r: &Row) -> rusqlite::Result<User> {
+fn from_row(r: &Row) -> crate::sql::Result<User> {
     Ok(User {
         id: r.get(0)?,
         email: r.get(1)?,
@@ -73,7 +73,7 @@ pub fn list(conn: &Connection) -> Result<Vec<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, email");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 pub fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Workspaces, their members and roles, and [`require_role`]: the one access check.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
 
@@ -82,7 +82,7 @@ pub struct Workspace {
     pub role: Role,
 }
 
-fn from_row(r: &Row) -> rusqlite::Result<Workspace> {
+fn from_row(r: &Row) -> crate::sql::Result<Workspace> {
     Ok(Workspace {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -171,7 +171,7 @@ pub fn list_for(conn: &Connection, user_id: &str) -> Result<Vec<Workspace>> {
     let sql = format!("{SELECT} WHERE m.user_id = ?1 ORDER BY w.created_at, w.id");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([user_id], from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// The workspace as its member `user_id` sees it (None for a non-member or a missing one).
@@ -306,7 +306,7 @@ pub fn held_by(conn: &Connection, user_id: &str) -> Result<Vec<Held>> {
             runs: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 /// Makes `user_id` an OWNER of the workspace (a member already, or added), and a Personal
@@ -347,7 +347,7 @@ pub fn members(conn: &Connection, workspace_id: &str) -> Result<Vec<Member>> {
             joined_at: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::sql::Result<_>>()?)
 }
 
 #[cfg(test)]
