@@ -179,6 +179,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
             ));
         }
     };
+    // SIGTERM and SIGINT are ours before any request can be served: a signal that came between
+    // the first response and the handlers' registration would end the process without the
+    // graceful stop (requests finished, WAL folded).
+    let stop = shutdown_signal();
     // The port first: a server that cannot listen leaves no database file behind.
     let listener = listen(config.bind).map_err(|e| {
         let bind = config.bind;
@@ -311,7 +315,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let accepting = tokio::spawn(accept(listener, app, connections.clone(), stop_rx));
-    shutdown_signal().await;
+    stop.await;
     println!("shutting down: finishing requests in flight");
     // Live streams never finish on their own: end them, so shutdown waits only for real work.
     state.live.shut_down();
@@ -538,24 +542,35 @@ async fn save_key_uses(state: &AppState) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at the first SIGTERM or SIGINT. The handlers are registered here, when called,
+/// not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                _ = received(term.as_mut()) => {},
+                _ = received(int.as_mut()) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The next delivery of a signal; never, for one whose handler could not be registered.
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 
