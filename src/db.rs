@@ -87,31 +87,53 @@ const CONNECTION_PRAGMAS: &str = "
     PRAGMA journal_size_limit = 67108864;
 ";
 
-/// r2d2's SQLite manager, handing out the layer's [`Connection`].
-pub struct Manager(SqliteConnectionManager);
+/// r2d2's manager for either engine, handing out the layer's [`Connection`].
+pub enum Manager {
+    Sqlite(SqliteConnectionManager),
+    Postgres {
+        manager: r2d2_postgres::PostgresConnectionManager<postgres::NoTls>,
+        /// Set on each new connection: `SET statement_timeout` for readers (the budget that
+        /// SQLite's progress handler keeps there).
+        init: &'static str,
+    },
+}
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Connection;
-    type Error = rusqlite::Error;
+    type Error = crate::sql::Error;
 
-    fn connect(&self) -> std::result::Result<Connection, rusqlite::Error> {
-        self.0.connect().map(Connection::Sqlite)
+    fn connect(&self) -> std::result::Result<Connection, crate::sql::Error> {
+        match self {
+            Manager::Sqlite(m) => Ok(Connection::Sqlite(m.connect()?)),
+            Manager::Postgres { manager, init } => {
+                let mut client = manager.connect()?;
+                client.batch_execute(init)?;
+                Ok(Connection::postgres(client))
+            }
+        }
     }
 
-    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), rusqlite::Error> {
-        match conn {
-            Connection::Sqlite(c) => self.0.is_valid(c),
-            Connection::Postgres(_) => Ok(()),
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), crate::sql::Error> {
+        match (self, conn) {
+            (Manager::Sqlite(m), Connection::Sqlite(c)) => Ok(m.is_valid(c)?),
+            (Manager::Postgres { .. }, Connection::Postgres(c)) => {
+                c.client().simple_query("")?;
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
         match conn {
-            Connection::Sqlite(c) => self.0.has_broken(c),
-            Connection::Postgres(_) => true,
+            Connection::Sqlite(c) => matches!(self, Manager::Sqlite(m) if m.has_broken(c)),
+            Connection::Postgres(c) => c.client().is_closed(),
         }
     }
 }
+
+/// The PostgreSQL schema (v9) for a fresh database: `schema_postgres.sql`.
+const SCHEMA_POSTGRES: &str = include_str!("../schema_postgres.sql");
 
 const STATEMENT_CACHE: usize = 128;
 
@@ -169,6 +191,52 @@ impl Db {
         })
     }
 
+    /// Opens the PostgreSQL database at `url` (postgres://...), applying
+    /// `schema_postgres.sql` to an empty one and refusing one of another schema version. The
+    /// same pools as a file's: readers (each statement stopped at [`QUERY_BUDGET`]), the
+    /// download readers, and one writer, so writes keep their one-at-a-time order.
+    pub fn open_postgres(url: &str) -> Result<Db> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::bad_request(format!("not a PostgreSQL URL: {e}")))?;
+        // On a thread of its own: the blocking client runs a small runtime of its own, which
+        // tokio refuses to start on a thread that drives async tasks (the caller's may).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let client = config
+                    .connect(postgres::NoTls)
+                    .map_err(|e| Error::Internal(format!("cannot connect to PostgreSQL: {e}")))?;
+                migrate(&mut Connection::postgres(client))
+            })
+            .join()
+            .map_err(|_| Error::Internal("opening the PostgreSQL database panicked".into()))?
+        })?;
+        let manager = |init: &'static str| Manager::Postgres {
+            manager: r2d2_postgres::PostgresConnectionManager::new(config.clone(), postgres::NoTls),
+            init,
+        };
+        const READER_INIT: &str = "SET statement_timeout = 5000";
+        let writer = Pool::builder()
+            .max_size(1)
+            .connection_timeout(Duration::from_secs(60))
+            .build(manager(""))?;
+        let readers = Pool::builder()
+            .max_size(READERS)
+            .connection_timeout(READER_WAIT)
+            .build(manager(READER_INIT))?;
+        let downloads = Pool::builder()
+            .max_size(DOWNLOAD_READERS)
+            .connection_timeout(READER_WAIT)
+            .build(manager(READER_INIT))?;
+        Ok(Db {
+            readers,
+            downloads,
+            writer,
+            path: PathBuf::new(),
+        })
+    }
+
+    /// The database file (empty for a PostgreSQL database).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -399,7 +467,7 @@ fn manager(path: &Path, read_only: bool) -> Manager {
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    Manager(
+    Manager::Sqlite(
         SqliteConnectionManager::file(path)
             .with_flags(flags)
             .with_init(|c| {
@@ -454,23 +522,41 @@ fn refuse_newer(version: i64) -> Result<i64> {
 fn schema_version(conn: &Connection) -> Result<i64> {
     match conn {
         Connection::Sqlite(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
-        Connection::Postgres(_) => Err(Error::Internal(
-            "PostgreSQL databases are not migrated here yet (issue 17)".into(),
-        )),
+        Connection::Postgres(_) => {
+            let exists: i64 = conn.query_row(
+                "SELECT count(*) FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )?;
+            if exists == 0 {
+                return Ok(0);
+            }
+            Ok(conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
+        }
     }
 }
 
 fn set_schema_version(conn: &Connection, version: i64) -> Result<()> {
     match conn {
         Connection::Sqlite(c) => Ok(c.pragma_update(None, "user_version", version)?),
-        Connection::Postgres(_) => Err(Error::Internal(
-            "PostgreSQL databases are not migrated here yet (issue 17)".into(),
-        )),
+        Connection::Postgres(_) => {
+            conn.execute("UPDATE schema_version SET version = ?1", [version])?;
+            Ok(())
+        }
     }
 }
 
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let version = refuse_newer(schema_version(conn)?)?;
+    if version == 0 && conn.sqlite().is_none() {
+        return write_tx(conn, |tx| Ok(tx.execute_batch(SCHEMA_POSTGRES)?));
+    }
+    if version < SCHEMA_VERSION && conn.sqlite().is_none() {
+        return Err(Error::Internal(format!(
+            "this PostgreSQL database has schema version {version}; this tora needs {SCHEMA_VERSION} and has no PostgreSQL migrations yet"
+        )));
+    }
     if version == 0 {
         write_tx(conn, |tx| {
             tx.execute_batch(SCHEMA)?;
@@ -787,8 +873,22 @@ pub fn readable_by_others(path: &Path) -> Vec<(PathBuf, u32)> {
     }
 }
 
+/// A fresh database with the current schema for a store test: SQLite in memory, or with
+/// `TORA_TEST_ENGINE=postgres` a new database of the test cluster (`sql::pg::testing`), so the
+/// store's own tests run on either engine unchanged.
 #[cfg(test)]
 pub fn memory() -> Connection {
+    if std::env::var("TORA_TEST_ENGINE").as_deref() == Ok("postgres") {
+        let mut conn = crate::sql::pg::testing::connection();
+        migrate(&mut conn).expect("schema applies");
+        return conn;
+    }
+    sqlite_memory()
+}
+
+/// A fresh SQLite database in memory with the current schema, whatever the test engine.
+#[cfg(test)]
+pub fn sqlite_memory() -> Connection {
     let mut conn =
         Connection::from(rusqlite::Connection::open_in_memory().expect("in-memory sqlite"));
     conn.execute_batch(CONNECTION_PRAGMAS).expect("pragmas");
@@ -833,6 +933,31 @@ mod tests {
             b.await.unwrap().unwrap();
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A PostgreSQL database opens with the schema applied once, and reads and writes go
+    /// through the same doors as a file's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_postgres_database_serves_reads_and_writes() {
+        let url = crate::sql::pg::testing::database();
+        let db = Db::open_postgres(&url).unwrap();
+        let user = db
+            .write(|tx| users::create(tx, "ada@lab.org", "h", 1))
+            .await
+            .unwrap();
+        let found = db
+            .read(|c| users::by_email(c, "Ada@Lab.org"))
+            .await
+            .unwrap()
+            .expect("found by its address in another case");
+        assert_eq!(found.id, user.id);
+        // a second open finds the schema in place
+        let again = Db::open_postgres(&url).unwrap();
+        let n = again
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     /// A checkpoint that a reader blocks says so instead of passing for a clean one.
@@ -1011,7 +1136,7 @@ mod tests {
             .unwrap();
         set_schema_version(&old, 1).unwrap();
         migrate(&mut old).unwrap();
-        assert_eq!(layout(&old), layout(&memory()));
+        assert_eq!(layout(&old), layout(&sqlite_memory()));
     }
 
     /// A file of schema 5 (the last Tora before run groups) opens as version 6 with its runs

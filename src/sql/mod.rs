@@ -88,7 +88,11 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Sqlite(e) => write!(f, "sqlite: {e}"),
-            Error::Postgres(e) => write!(f, "postgres: {e}"),
+            Error::Postgres(e) => match (e.as_db_error(), std::error::Error::source(e)) {
+                (Some(db), _) => write!(f, "postgres: {}: {}", db.code().code(), db.message()),
+                (None, Some(cause)) => write!(f, "postgres: {e}: {cause}"),
+                (None, None) => write!(f, "postgres: {e}"),
+            },
         }
     }
 }
@@ -529,7 +533,8 @@ impl<'r> Row<'r> {
             Row::Sqlite(r) => Ok(r.get(idx)?),
             Row::Postgres(r) => {
                 let idx = idx.index();
-                let value = pg::value(r, idx)?;
+                let column = pg::column(r, idx)?;
+                let value = column.as_ref();
                 types::FromSql::column_result(value).map_err(|e| {
                     Error::Sqlite(match e {
                         types::FromSqlError::InvalidType => rusqlite::Error::InvalidColumnType(
@@ -567,4 +572,284 @@ impl<'r> Row<'r> {
 pub enum Dialect {
     Sqlite,
     Postgres,
+}
+
+impl Dialect {
+    /// A FROM item named `alias` over the elements of the JSON array in `json` (text), each
+    /// as its column `value` (a JSON string as its text, a number as a number on SQLite and
+    /// as its text on PostgreSQL).
+    pub fn json_elements(self, json: &str, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each({json}) {alias}"),
+            Dialect::Postgres => {
+                format!("jsonb_array_elements_text(CAST({json} AS jsonb)) {alias}(value)")
+            }
+        }
+    }
+
+    /// A FROM item named `alias` over the members of the JSON object in `json` (text), or of
+    /// its member `member`: columns `key` and `value`.
+    pub fn json_members(self, json: &str, member: Option<&str>, alias: &str) -> String {
+        match (self, member) {
+            (Dialect::Sqlite, None) => format!("json_each({json}) {alias}"),
+            (Dialect::Sqlite, Some(m)) => format!("json_each({json}, '$.{m}') {alias}"),
+            (Dialect::Postgres, None) => format!("jsonb_each_text(CAST({json} AS jsonb)) {alias}"),
+            (Dialect::Postgres, Some(m)) => {
+                format!("jsonb_each_text(CAST({json} AS jsonb) -> '{m}') {alias}")
+            }
+        }
+    }
+
+    /// Whether `column` matches the SQL LIKE `pattern` (an expression), ignoring ASCII case
+    /// when `ci`. SQLite's LIKE ignores case and GLOB does not (it takes
+    /// [`Dialect::like_pattern`]'s translation); PostgreSQL's LIKE minds case, so both sides
+    /// are folded for `ci`; no escape character on either.
+    pub fn like(self, column: &str, pattern: &str, ci: bool) -> String {
+        match (self, ci) {
+            (Dialect::Sqlite, true) => format!("{column} LIKE {pattern}"),
+            (Dialect::Sqlite, false) => format!("{column} GLOB {pattern}"),
+            (Dialect::Postgres, true) => {
+                format!("nocase({column}) LIKE nocase({pattern}) ESCAPE ''")
+            }
+            (Dialect::Postgres, false) => format!("{column} LIKE {pattern} ESCAPE ''"),
+        }
+    }
+
+    /// The pattern [`Dialect::like`] takes for the SQL LIKE pattern `pattern`: on SQLite, when
+    /// case matters, a GLOB pattern (`%` -> `*`, `_` -> `?`, GLOB's own specials bracketed).
+    pub fn like_pattern(self, pattern: &str, ci: bool) -> String {
+        if ci || self == Dialect::Postgres {
+            return pattern.to_string();
+        }
+        pattern
+            .chars()
+            .map(|c| match c {
+                '%' => "*".to_string(),
+                '_' => "?".to_string(),
+                '*' | '?' | '[' => format!("[{c}]"),
+                c => c.to_string(),
+            })
+            .collect()
+    }
+
+    /// The inner join that keeps the tables in the order written: SQLite's `CROSS JOIN` (its
+    /// way to say which index leads); PostgreSQL has no such hint and plans a plain `JOIN`.
+    pub fn join_in_order(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CROSS JOIN",
+            Dialect::Postgres => "JOIN",
+        }
+    }
+
+    /// A hyperparameter's value (`experiment_hyperparams.value`) as text: SQLite keeps it
+    /// untyped, PostgreSQL as JSONB (a string's text, a number's digits).
+    pub fn hyperparam_text(self, value: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("CAST({value} AS TEXT)"),
+            Dialect::Postgres => format!("({value} #>> '{{}}')"),
+        }
+    }
+}
+
+/// The layer's behaviour, the same on every engine: each check runs on SQLite (in memory) and
+/// on PostgreSQL (a fresh database of the test cluster).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engines() -> Vec<Connection> {
+        vec![
+            Connection::from(rusqlite::Connection::open_in_memory().unwrap()),
+            pg::testing::connection(),
+        ]
+    }
+
+    fn create(conn: &Connection) {
+        let ddl = match conn.dialect() {
+            Dialect::Sqlite => {
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, x REAL, data BLOB, n INTEGER)"
+            }
+            Dialect::Postgres => {
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT UNIQUE, x DOUBLE PRECISION, data BYTEA, n BIGINT)"
+            }
+        };
+        conn.execute_batch(ddl).unwrap();
+    }
+
+    #[test]
+    fn statements_take_parameters_and_read_values_alike() {
+        for conn in engines() {
+            create(&conn);
+            let mut insert = conn
+                .prepare_cached("INSERT INTO t (id, name, x, data, n) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .unwrap();
+            insert
+                .execute(params![1, "one", 1.5, vec![1u8, 2, 3], Option::<i64>::None])
+                .unwrap();
+            insert
+                .execute(params![2, "two", 2, b"\x00\xff".to_vec(), 7])
+                .unwrap();
+            drop(insert);
+            // the cached statement again, with a bare `?` after a numbered one
+            let n = conn
+                .prepare_cached("UPDATE t SET n = ?2 WHERE id = ?1 AND name <> ?")
+                .unwrap()
+                .execute(params![1, 5, "x"])
+                .unwrap();
+            assert_eq!(n, 1);
+            let (name, x, data, n): (String, f64, Vec<u8>, Option<i64>) = conn
+                .query_row("SELECT name, x, data, n FROM t WHERE id = ?1", [2], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .unwrap();
+            assert_eq!(
+                (name.as_str(), x, data, n),
+                ("two", 2.0, vec![0, 255], Some(7))
+            );
+            // sums, counts, comparisons and scalar max/min read as SQLite gives them
+            let (sum, count, cmp): (i64, i64, i64) = conn
+                .query_row(
+                    "SELECT sum(n), count(*), 1 < 2 FROM t WHERE id = 2",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!((sum, count, cmp), (7, 1, 1));
+            let (most, fewest): (i64, f64) = conn
+                .query_row(
+                    "SELECT max(id, 7), min(x, 0.5) FROM t WHERE id = 2",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((most, fewest), (7, 0.5));
+            let half: f64 = conn
+                .query_row("SELECT sum(x) / 2 FROM t", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(half, 1.75);
+            let at = conn
+                .query_row("SELECT instr(name, ?1) FROM t WHERE id = 1", ["ne"], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap();
+            assert_eq!(at, 2);
+            let none = conn
+                .query_row("SELECT id FROM t WHERE id = ?1", [99], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .unwrap();
+            assert_eq!(none, None);
+            let dynamic = [types::Value::Integer(1), types::Value::Text("one".into())];
+            let found: i64 = conn
+                .prepare("SELECT count(*) FROM t WHERE id = ?1 AND name = ?2")
+                .unwrap()
+                .query_row(params_from_iter(dynamic.iter()), |r| r.get(0))
+                .unwrap();
+            assert_eq!(found, 1);
+            let blob_grown: Vec<u8> = conn
+                .query_row(
+                    "UPDATE t SET data = CAST(data || ?2 AS BLOB) WHERE id = ?1 RETURNING data",
+                    params![1, vec![4u8]],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(blob_grown, [1, 2, 3, 4]);
+        }
+    }
+
+    #[test]
+    fn failures_are_told_apart() {
+        for conn in engines() {
+            create(&conn);
+            conn.execute("INSERT INTO t (id, name) VALUES (1, 'a')", [])
+                .unwrap();
+            let taken = conn
+                .execute("INSERT INTO t (id, name) VALUES (2, 'a')", [])
+                .unwrap_err();
+            assert_eq!(taken.failure(), Failure::Unique, "{taken}");
+            let missing = conn.execute("SELECT nope FROM nothing", []).unwrap_err();
+            assert_eq!(missing.failure(), Failure::Other, "{missing}");
+        }
+    }
+
+    #[test]
+    fn transactions_commit_or_roll_back_when_dropped() {
+        for mut conn in engines() {
+            create(&conn);
+            {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .unwrap();
+                tx.execute("INSERT INTO t (id) VALUES (1)", []).unwrap();
+            }
+            {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .unwrap();
+                tx.execute("INSERT INTO t (id) VALUES (2)", []).unwrap();
+                tx.commit().unwrap();
+            }
+            let ids: Vec<i64> = conn
+                .prepare("SELECT id FROM t ORDER BY id")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_>>()
+                .unwrap();
+            assert_eq!(ids, [2]);
+        }
+    }
+
+    /// A long read inside a transaction comes a page at a time, and other statements run
+    /// between its rows, as on SQLite.
+    #[test]
+    fn long_reads_interleave_with_other_statements() {
+        for mut conn in engines() {
+            create(&conn);
+            let rows = 3 * pg::FETCH_ROWS as i64 + 7;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            let mut insert = tx
+                .prepare_cached("INSERT INTO t (id, n) VALUES (?1, ?1)")
+                .unwrap();
+            for i in 0..rows {
+                insert.execute([i]).unwrap();
+            }
+            drop(insert);
+            for _ in 0..2 {
+                let mut read = tx
+                    .prepare_cached("SELECT id, n FROM t WHERE id >= ?1 ORDER BY id")
+                    .unwrap();
+                let mut seen = 0;
+                let mut rows_of = read.query([0]).unwrap();
+                while let Some(r) = rows_of.next().unwrap() {
+                    let (id, n): (i64, i64) = (r.get(0).unwrap(), r.get(1).unwrap());
+                    assert_eq!((id, n), (seen, seen));
+                    tx.execute("UPDATE t SET x = ?2 WHERE id = ?1", params![id, 1.0])
+                        .unwrap();
+                    seen += 1;
+                }
+                assert_eq!(seen, rows);
+            }
+            // stopped half-way, then read again from the start
+            let mut read = tx
+                .prepare_cached("SELECT id, n FROM t WHERE id >= ?1 ORDER BY id")
+                .unwrap();
+            let first: Vec<i64> = read
+                .query_map([0], |r| r.get(0))
+                .unwrap()
+                .take(3)
+                .collect::<Result<_>>()
+                .unwrap();
+            assert_eq!(first, [0, 1, 2]);
+            drop(read);
+            let total: f64 = tx
+                .query_row("SELECT sum(x) FROM t", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(total, rows as f64);
+            tx.commit().unwrap();
+        }
+    }
 }

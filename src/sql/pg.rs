@@ -27,7 +27,8 @@ const CACHE: usize = 512;
 
 /// A PostgreSQL connection and its statement cache.
 pub struct PgConn {
-    client: RefCell<postgres::Client>,
+    /// Always there until the connection is dropped (see its `Drop`).
+    client: RefCell<Option<postgres::Client>>,
     cache: RefCell<HashMap<String, Prepared>>,
     in_transaction: Cell<bool>,
     /// Cursor names for statements prepared outside the cache.
@@ -56,7 +57,7 @@ impl Prepared {
 impl PgConn {
     pub fn new(client: postgres::Client) -> PgConn {
         PgConn {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             cache: RefCell::new(HashMap::new()),
             in_transaction: Cell::new(false),
             next_cursor: Cell::new(0),
@@ -64,7 +65,10 @@ impl PgConn {
     }
 
     pub fn client(&self) -> std::cell::RefMut<'_, postgres::Client> {
-        self.client.borrow_mut()
+        std::cell::RefMut::map(self.client.borrow_mut(), |c| {
+            c.as_mut()
+                .expect("a connection's client lives as long as it")
+        })
     }
 
     pub(super) fn in_transaction(&self) -> bool {
@@ -176,6 +180,19 @@ fn as_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
         .collect()
 }
 
+impl Drop for PgConn {
+    /// The client says goodbye to the server by running a small runtime of its own, which
+    /// tokio refuses on a thread that drives async tasks (where a pool may be dropped): so it
+    /// is dropped on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.get_mut().take() {
+            let _ = std::thread::Builder::new()
+                .name("tora-pg-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
 /// A statement's rows on PostgreSQL, a page at a time.
 pub struct Rows<'c> {
     conn: &'c PgConn,
@@ -235,15 +252,32 @@ impl postgres::types::ToSql for Param {
                 Type::FLOAT4 => (*i as f32).to_sql(ty, out),
                 Type::BOOL => (*i != 0).to_sql(ty, out),
                 Type::NUMERIC => numeric(*i, out),
+                Type::JSONB => {
+                    out.extend_from_slice(&[1]);
+                    out.extend_from_slice(i.to_string().as_bytes());
+                    Ok(IsNull::No)
+                }
                 Type::TEXT | Type::VARCHAR | Type::UNKNOWN => {
                     i.to_string().as_str().to_sql(ty, out)
                 }
                 _ => Err(wrong()),
             },
+            // SQLite stores a NaN as NULL; so does this engine (schema_postgres.sql).
+            Value::Real(f) if f.is_nan() => Ok(IsNull::Yes),
             Value::Real(f) => match *ty {
                 Type::FLOAT8 => f.to_sql(ty, out),
                 Type::FLOAT4 => (*f as f32).to_sql(ty, out),
                 Type::INT8 if f.fract() == 0.0 => (*f as i64).to_sql(ty, out),
+                // A number with a point, so it reads back as a real (schema_postgres.sql).
+                Type::JSONB if f.is_finite() => {
+                    let mut text = f.to_string();
+                    if !text.contains('.') {
+                        text.push_str(".0");
+                    }
+                    out.extend_from_slice(&[1]);
+                    out.extend_from_slice(text.as_bytes());
+                    Ok(IsNull::No)
+                }
                 Type::TEXT | Type::VARCHAR | Type::UNKNOWN => {
                     f.to_string().as_str().to_sql(ty, out)
                 }
@@ -257,9 +291,10 @@ impl postgres::types::ToSql for Param {
                     out.extend_from_slice(s.as_bytes());
                     Ok(IsNull::No)
                 }
+                // A hyperparameter's text: a JSON string (see `column`).
                 Type::JSONB => {
                     out.extend_from_slice(&[1]);
-                    out.extend_from_slice(s.as_bytes());
+                    out.extend_from_slice(serde_json::to_string(s)?.as_bytes());
                     Ok(IsNull::No)
                 }
                 Type::BYTEA => s.as_bytes().to_sql(ty, out),
@@ -312,13 +347,44 @@ impl<'a> postgres::types::FromSql<'a> for Raw<'a> {
     }
 }
 
-/// Column `idx` of `row` as SQLite's storage classes.
+/// A column as SQLite's storage classes: borrowed from the row, or (a JSONB string, whose
+/// escapes are undone) owned.
+pub enum Column<'r> {
+    Ref(ValueRef<'r>),
+    Owned(Value),
+}
+
+impl Column<'_> {
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Column::Ref(v) => *v,
+            Column::Owned(v) => v.into(),
+        }
+    }
+}
+
+/// Column `idx` of `row` as SQLite's storage classes, borrowed from the row: see [`column`].
+/// A JSONB string with escapes cannot be borrowed; that is an error here.
 pub fn value(row: &postgres::Row, idx: usize) -> Result<ValueRef<'_>> {
+    match column(row, idx)? {
+        Column::Ref(v) => Ok(v),
+        Column::Owned(_) => Err(Error::Sqlite(rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            "a JSONB string with escapes cannot be borrowed; read it with get()".into(),
+        ))),
+    }
+}
+
+/// Column `idx` of `row` as SQLite would hold it. JSONB (experiment_hyperparams.value, which
+/// SQLite keeps untyped) reads as what was bound: a string as its text, a number as an integer
+/// (no point or exponent) or a real, true/false as 1/0; an object or array as its JSON text.
+pub fn column(row: &postgres::Row, idx: usize) -> Result<Column<'_>> {
     let Some(column) = row.columns().get(idx) else {
         return Err(Error::Sqlite(rusqlite::Error::InvalidColumnIndex(idx)));
     };
     let Some(Raw(raw)) = row.try_get::<_, Option<Raw>>(idx)? else {
-        return Ok(ValueRef::Null);
+        return Ok(Column::Ref(ValueRef::Null));
     };
     let bad = || {
         Error::Sqlite(rusqlite::Error::FromSqlConversionFailure(
@@ -333,7 +399,7 @@ pub fn value(row: &postgres::Row, idx: usize) -> Result<ValueRef<'_>> {
         full[8 - n..].copy_from_slice(b);
         Ok(i64::from_be_bytes(full))
     };
-    Ok(match *column.type_() {
+    Ok(Column::Ref(match *column.type_() {
         Type::INT8 => ValueRef::Integer(int(8)?),
         Type::INT4 => ValueRef::Integer(int(4)?),
         Type::INT2 => ValueRef::Integer(int(2)?),
@@ -347,10 +413,24 @@ pub fn value(row: &postgres::Row, idx: usize) -> Result<ValueRef<'_>> {
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::UNKNOWN => {
             ValueRef::Text(raw)
         }
-        Type::JSONB => ValueRef::Text(raw.get(1..).ok_or_else(bad)?),
+        Type::JSONB => {
+            let text = raw.get(1..).ok_or_else(bad)?;
+            return Ok(match serde_json::from_slice(text).map_err(|_| bad())? {
+                serde_json::Value::Null => Column::Ref(ValueRef::Null),
+                serde_json::Value::Bool(b) => Column::Ref(ValueRef::Integer(i64::from(b))),
+                serde_json::Value::Number(n) => Column::Ref(match n.as_i64() {
+                    Some(i) if !text.contains(&b'.') && !text.contains(&b'e') => {
+                        ValueRef::Integer(i)
+                    }
+                    _ => ValueRef::Real(n.as_f64().ok_or_else(bad)?),
+                }),
+                serde_json::Value::String(s) => Column::Owned(Value::Text(s)),
+                _ => Column::Ref(ValueRef::Text(text)),
+            });
+        }
         Type::BYTEA => ValueRef::Blob(raw),
         _ => return Err(bad()),
-    })
+    }))
 }
 
 /// PostgreSQL's binary NUMERIC: an integer when it has no fraction and fits, else a float.
@@ -392,12 +472,19 @@ fn decode_numeric(raw: &[u8]) -> Option<ValueRef<'static>> {
 
 /// SQLite's SQL as PostgreSQL takes it: `?NNN` and `?` become `$N` (a bare `?` is one past the
 /// highest number so far, as in SQLite), `instr(` becomes `strpos(`, a `min(`/`max(` of two or
-/// more arguments `least(`/`greatest(`, and the type name `BLOB` `BYTEA`. Quoted strings,
-/// quoted identifiers and comments are copied as they are.
+/// more arguments `least(`/`greatest(`, the type name `BLOB` `BYTEA`, and `x COLLATE NOCASE`
+/// `nocase(x)` (schema_postgres.sql's ASCII fold, which its indexes use), for `x` an
+/// identifier, a parameter, a string or a parenthesised expression: so a comparison that
+/// ignores case names the collation on both sides. Quoted strings, quoted identifiers and
+/// comments are copied as they are.
 pub fn translate(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len() + 8);
     let mut highest = 0u32;
+    // Where the last operand written to `out` starts, for `COLLATE NOCASE` to wrap it; and
+    // where each open parenthesis (with its function name) starts.
+    let mut operand = 0;
+    let mut open: Vec<usize> = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -416,7 +503,24 @@ pub fn translate(sql: &str) -> String {
                     i += 1;
                 }
                 i = (i + 1).min(b.len());
+                operand = out.len();
                 out.push_str(&sql[start..i]);
+            }
+            b'(' => {
+                open.push(
+                    if out.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                        operand
+                    } else {
+                        out.len()
+                    },
+                );
+                out.push('(');
+                i += 1;
+            }
+            b')' => {
+                operand = open.pop().unwrap_or(0);
+                out.push(')');
+                i += 1;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 let end = sql[i..].find('\n').map_or(b.len(), |n| i + n);
@@ -435,6 +539,7 @@ pub fn translate(sql: &str) -> String {
                     highest + 1
                 };
                 highest = highest.max(n);
+                operand = out.len();
                 out.push('$');
                 out.push_str(&n.to_string());
                 i = end;
@@ -446,7 +551,19 @@ pub fn translate(sql: &str) -> String {
                     i += 1;
                 }
                 let word = &sql[start..i];
+                if word.eq_ignore_ascii_case("collate") {
+                    let rest = &sql[i..];
+                    let name = rest.trim_start();
+                    if name.len() >= 6 && name[..6].eq_ignore_ascii_case("nocase") {
+                        let folded = format!("nocase({})", out[operand..].trim_end());
+                        out.truncate(operand);
+                        out.push_str(&folded);
+                        i += rest.len() - name.len() + 6;
+                        continue;
+                    }
+                }
                 let call = b.get(i) == Some(&b'(');
+                operand = out.len();
                 let renamed = match word.to_ascii_lowercase().as_str() {
                     "instr" if call => "strpos",
                     "max" if call && has_two_arguments(&b[i..]) => "greatest",
@@ -536,6 +653,12 @@ mod tests {
             "UPDATE u SET d = CAST(d || $2 AS BYTEA) WHERE id = $1 AND least(coalesce(x, 0), 3) > 0"
         );
         assert_eq!(translate("SELECT 'it''s ?' , ?"), "SELECT 'it''s ?' , $1");
+        assert_eq!(
+            translate(
+                "SELECT a FROM t WHERE e.name COLLATE NOCASE = ?1 COLLATE  nocase ORDER BY (x || y) COLLATE NOCASE, lower(z) COLLATE NOCASE DESC"
+            ),
+            "SELECT a FROM t WHERE nocase(e.name) = nocase($1) ORDER BY nocase((x || y)), nocase(lower(z)) DESC"
+        );
     }
 
     #[test]
@@ -548,5 +671,74 @@ mod tests {
         assert_eq!(decode_numeric(&raw), Some(ValueRef::Real(-1.5)));
         let raw = [0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(decode_numeric(&raw), Some(ValueRef::Integer(0)));
+    }
+}
+
+/// A PostgreSQL for tests: `TORA_TEST_POSTGRES` (a server URL) if set, else one cluster per
+/// test binary (`tests/postgres/cluster.sh`), started on first use and stopped by a watchdog
+/// once the test process is gone; each call makes a fresh database on it.
+#[cfg(test)]
+pub mod testing {
+    use std::sync::OnceLock;
+
+    fn server() -> &'static str {
+        static SERVER: OnceLock<String> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            if let Ok(url) = std::env::var("TORA_TEST_POSTGRES") {
+                return url;
+            }
+            let root = env!("CARGO_MANIFEST_DIR");
+            let dir = std::env::temp_dir().join(format!("tora-pg-{}", std::process::id()));
+            let script = format!("{root}/tests/postgres/cluster.sh");
+            let out = std::process::Command::new("bash")
+                .arg(&script)
+                .arg("start")
+                .arg(&dir)
+                .output()
+                .expect("run tests/postgres/cluster.sh");
+            assert!(
+                out.status.success(),
+                "cluster.sh start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Stops the cluster (and removes its files) once this process has exited, however
+            // it ends: a watchdog in the background of a shell that returns at once, so it is
+            // no child of ours.
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; bash "$1" stop "$2"; rm -rf "$2") >/dev/null 2>&1 </dev/null &"#)
+                .arg(std::process::id().to_string())
+                .arg(&script)
+                .arg(&dir)
+                .status()
+                .expect("start the cluster's watchdog");
+            String::from_utf8(out.stdout).expect("url").trim().to_string()
+        })
+    }
+
+    /// The URL of a new, empty database.
+    pub fn database() -> String {
+        let server = server();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        // On a thread of its own, so async tests may call this (see Db::open_postgres).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut admin =
+                    postgres::Client::connect(server, postgres::NoTls).expect("connect");
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create database");
+            });
+        });
+        match server.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("no database in {server}"),
+        }
+    }
+
+    /// A layer connection to a new, empty database.
+    pub fn connection() -> crate::sql::Connection {
+        let client = postgres::Client::connect(&database(), postgres::NoTls).expect("connect");
+        crate::sql::Connection::postgres(client)
     }
 }

@@ -1,7 +1,7 @@
 //! Experiments: name, description, hyperparameters, tags, metadata, and the times their state
 //! is derived from (`run_state`). Their logs are in `logs`.
 
-use crate::sql::{Connection, OptionalExtension, Row, params};
+use crate::sql::{Connection, Dialect, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
 use crate::query::{Expr, Field, Op, Sort, SortKey, Value};
@@ -207,7 +207,8 @@ fn set_hyperparams(conn: &Connection, rowid: i64, json: &str) -> Result<()> {
         .execute([rowid])?;
     let items: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
     let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO experiment_hyperparams (experiment_id, key, value) VALUES (?1, ?2, ?3)",
+        "INSERT INTO experiment_hyperparams (experiment_id, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value",
     )?;
     for item in items {
         let Some(key) = item.get("key").and_then(|k| k.as_str()) else {
@@ -280,7 +281,8 @@ pub fn heartbeat(conn: &Connection, rowid: i64, now: i64) -> Result<()> {
 pub fn finish(conn: &Connection, rowid: i64, end: EndState, now: i64) -> Result<()> {
     conn.prepare_cached(
         "UPDATE experiments SET
-            ended_at = CASE WHEN end_state IS ?2 AND ended_at IS NOT NULL THEN ended_at ELSE ?3 END,
+            ended_at = CASE WHEN end_state IS NOT DISTINCT FROM ?2 AND ended_at IS NOT NULL
+                THEN ended_at ELSE ?3 END,
             end_state = ?2
          WHERE id = ?1",
     )?
@@ -297,8 +299,9 @@ pub fn with_metadata_key(
 ) -> Result<Vec<Experiment>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM experiments e WHERE e.workspace_id = ?1
-         AND EXISTS (SELECT 1 FROM json_each(e.metadata) WHERE json_each.key = ?2)
-         ORDER BY e.created_at DESC, e.id DESC LIMIT ?3"
+         AND EXISTS (SELECT 1 FROM {} WHERE m.key = ?2)
+         ORDER BY e.created_at DESC, e.id DESC LIMIT ?3",
+        conn.dialect().json_members("e.metadata", None, "m")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![workspace_id, key, limit as i64], from_row)?;
@@ -402,7 +405,8 @@ fn page_with(
     few: i64,
 ) -> Result<Page> {
     use crate::sql::types::Value as Sql;
-    let (clause, args) = matching(workspace_id, filter, now);
+    let d = conn.dialect();
+    let (clause, args) = matching(d, workspace_id, filter, now);
     let total: i64 = conn
         .prepare_cached(&format!(
             "SELECT count(*) FROM experiments e WHERE {clause}"
@@ -529,7 +533,10 @@ fn page_with(
                     args_b.push(Sql::Text(k.clone()));
                     // CROSS JOIN: the (key, value) index leads, so the page is read in order.
                     (
-                        "experiment_hyperparams h CROSS JOIN experiments e ON e.id = h.experiment_id".to_string(),
+                        format!(
+                            "experiment_hyperparams h {} experiments e ON e.id = h.experiment_id",
+                            d.join_in_order()
+                        ),
                         "h.value",
                         "h.experiment_id",
                         format!("h.key = ?{} AND h.value IS NOT NULL", args_a.len()),
@@ -544,7 +551,10 @@ fn page_with(
                     args_a.push(Sql::Text(n.clone()));
                     args_b.push(Sql::Text(n.clone()));
                     (
-                        "series s CROSS JOIN experiments e ON e.id = s.experiment_id".to_string(),
+                        format!(
+                            "series s {} experiments e ON e.id = s.experiment_id",
+                            d.join_in_order()
+                        ),
                         "s.last_value",
                         "s.experiment_id",
                         format!(
@@ -625,6 +635,7 @@ fn page_with(
 /// The WHERE clause (over `experiments e`) and its values for the runs of `workspace_id` that
 /// match `filter` at time `now`.
 fn matching(
+    d: Dialect,
     workspace_id: &str,
     filter: Option<&Expr>,
     now: i64,
@@ -633,7 +644,7 @@ fn matching(
     let mut clause = String::from("e.workspace_id = ?1");
     if let Some(f) = filter {
         clause += " AND ";
-        clause += &compile(f, &mut args, now);
+        clause += &compile(d, f, &mut args, now);
     }
     (clause, args)
 }
@@ -656,7 +667,7 @@ pub fn columns(
     limit: usize,
     now: i64,
 ) -> Result<Columns> {
-    let (clause, args) = matching(workspace_id, filter, now);
+    let (clause, args) = matching(conn.dialect(), workspace_id, filter, now);
     let names = |sql: String| -> Result<Vec<String>> {
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(crate::sql::params_from_iter(args.iter()), |r| r.get(0))?;
@@ -752,42 +763,20 @@ impl super::logs::Pages for Export {
     }
 }
 
-/// An SQL LIKE pattern as SQLite runs it: as is for LIKE (which ignores ASCII case), or as a
-/// GLOB pattern when case matters (`%` -> `*`, `_` -> `?`, GLOB's own specials bracketed).
-fn like_pattern(pattern: &str, ci: bool) -> String {
-    if ci {
-        return pattern.to_string();
-    }
-    pattern
-        .chars()
-        .map(|c| match c {
-            '%' => "*".to_string(),
-            '_' => "?".to_string(),
-            '*' | '?' | '[' => format!("[{c}]"),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-fn matches_like(column: &str, p: &str, ci: bool) -> String {
-    if ci {
-        format!("{column} LIKE {p}")
-    } else {
-        format!("{column} GLOB {p}")
-    }
-}
-
 /// Turns a parsed filter into a WHERE fragment at time `now`, pushing its values onto `args`.
-fn compile(e: &Expr, args: &mut Vec<crate::sql::types::Value>, now: i64) -> String {
+fn compile(d: Dialect, e: &Expr, args: &mut Vec<crate::sql::types::Value>, now: i64) -> String {
     use crate::sql::types::Value as Sql;
     let bind = |v: Sql, args: &mut Vec<Sql>| {
         args.push(v);
         format!("?{}", args.len())
     };
     match e {
-        Expr::And(terms) | Expr::Or(terms) if terms.is_empty() => {
-            (if matches!(e, Expr::And(_)) { "1" } else { "0" }).to_string()
-        }
+        Expr::And(terms) | Expr::Or(terms) if terms.is_empty() => (if matches!(e, Expr::And(_)) {
+            "1 = 1"
+        } else {
+            "1 = 0"
+        })
+        .to_string(),
         // Recursion is bounded: `query::parse` caps nesting at query::MAX_DEPTH.
         Expr::And(terms) | Expr::Or(terms) => {
             let joiner = if matches!(e, Expr::And(_)) {
@@ -795,43 +784,46 @@ fn compile(e: &Expr, args: &mut Vec<crate::sql::types::Value>, now: i64) -> Stri
             } else {
                 " OR "
             };
-            let parts: Vec<String> = terms.iter().map(|t| compile(t, args, now)).collect();
+            let parts: Vec<String> = terms.iter().map(|t| compile(d, t, args, now)).collect();
             format!("({})", parts.join(joiner))
         }
-        Expr::Not(a) => format!("(NOT {})", compile(a, args, now)),
+        Expr::Not(a) => format!("(NOT {})", compile(d, a, args, now)),
         Expr::NameLike { pattern, ci } => {
-            let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);
-            matches_like("e.name", &p, *ci)
+            let p = bind(Sql::Text(d.like_pattern(pattern, *ci)), args);
+            d.like("e.name", &p, *ci)
         }
         Expr::ParamText { key, value, equal } => {
             let k = bind(Sql::Text(key.clone()), args);
             let v = bind(Sql::Text(value.clone()), args);
             let op = if *equal { "=" } else { "!=" };
             format!(
-                "e.id IN (SELECT h.experiment_id FROM experiment_hyperparams h WHERE h.key = {k} AND CAST(h.value AS TEXT) {op} {v})"
+                "e.id IN (SELECT h.experiment_id FROM experiment_hyperparams h WHERE h.key = {k} AND {} {op} {v})",
+                d.hyperparam_text("h.value")
             )
         }
         Expr::ParamLike { key, pattern, ci } => {
             let k = bind(Sql::Text(key.clone()), args);
-            let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);
+            let p = bind(Sql::Text(d.like_pattern(pattern, *ci)), args);
             format!(
                 "e.id IN (SELECT h.experiment_id FROM experiment_hyperparams h WHERE h.key = {k} AND {})",
-                matches_like("CAST(h.value AS TEXT)", &p, *ci)
+                d.like(&d.hyperparam_text("h.value"), &p, *ci)
             )
         }
         Expr::MetaTag { key, value } => {
             let k = bind(Sql::Text(key.clone()), args);
             let v = bind(Sql::Text(value.clone()), args);
             format!(
-                "EXISTS (SELECT 1 FROM json_each(e.metadata, '$.mlflow_tags') t WHERE t.key = {k} AND t.value = {v})"
+                "EXISTS (SELECT 1 FROM {} WHERE t.key = {k} AND t.value = {v})",
+                d.json_members("e.metadata", Some("mlflow_tags"), "t")
             )
         }
         Expr::MetaTagLike { key, pattern, ci } => {
             let k = bind(Sql::Text(key.clone()), args);
-            let p = bind(Sql::Text(like_pattern(pattern, *ci)), args);
+            let p = bind(Sql::Text(d.like_pattern(pattern, *ci)), args);
             format!(
-                "EXISTS (SELECT 1 FROM json_each(e.metadata, '$.mlflow_tags') t WHERE t.key = {k} AND {})",
-                matches_like("CAST(t.value AS TEXT)", &p, *ci)
+                "EXISTS (SELECT 1 FROM {} WHERE t.key = {k} AND {})",
+                d.json_members("e.metadata", Some("mlflow_tags"), "t"),
+                d.like("CAST(t.value AS TEXT)", &p, *ci)
             )
         }
         Expr::State(s) => {
@@ -842,13 +834,14 @@ fn compile(e: &Expr, args: &mut Vec<crate::sql::types::Value>, now: i64) -> Stri
         Expr::Tag(t) => {
             let p = bind(Sql::Text(t.clone()), args);
             format!(
-                "EXISTS (SELECT 1 FROM json_each(e.tags) WHERE json_each.value = {p} COLLATE NOCASE)"
+                "EXISTS (SELECT 1 FROM {} WHERE t.value COLLATE NOCASE = {p} COLLATE NOCASE)",
+                d.json_elements("e.tags", "t")
             )
         }
         Expr::Group(g) => {
             let p = bind(Sql::Text(g.clone()), args);
             // Never NULL, so `not group:x` holds the runs in no group.
-            format!("(e.run_group IS NOT NULL AND e.run_group = {p} COLLATE NOCASE)")
+            format!("(e.run_group IS NOT NULL AND e.run_group COLLATE NOCASE = {p} COLLATE NOCASE)")
         }
         Expr::NameContains(w) => {
             let p = bind(Sql::Text(w.to_lowercase()), args);

@@ -538,10 +538,11 @@ pub fn column_values(
     };
     let rowids = serde_json::to_string(&runs.iter().map(|e| e.rowid).collect::<Vec<_>>())
         .map_err(|e| Error::Internal(format!("run ids: {e}")))?;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT experiment_id, last_value FROM series
-         WHERE kind = ?1 AND name = ?2 AND experiment_id IN (SELECT value FROM json_each(?3))",
-    )?;
+         WHERE kind = ?1 AND name = ?2 AND experiment_id IN (SELECT CAST(r.value AS BIGINT) FROM {})",
+        conn.dialect().json_elements("?3", "r")
+    ))?;
     let values: HashMap<i64, Option<f64>> = stmt
         .query_map(crate::sql::params![kind, name, rowids], |r| {
             Ok((r.get(0)?, r.get(1)?))

@@ -67,7 +67,7 @@ pub fn create(conn: &Connection, new: &NewInvitation, now: i64) -> Result<Invita
     let member: bool = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM workspace_members m JOIN users u ON u.id = m.user_id
-                        WHERE m.workspace_id = ?1 AND u.email = ?2)",
+                        WHERE m.workspace_id = ?1 AND u.email COLLATE NOCASE = ?2 COLLATE NOCASE)",
         )?
         .query_row([new.workspace_id, new.email], |r| r.get(0))?;
     let email = new.email;
@@ -130,7 +130,9 @@ pub fn by_token(conn: &Connection, token_hash: &[u8], now: i64) -> Result<Option
 
 /// Pending invitations addressed to `email`. Callers decide whether the address is proven.
 pub fn for_email(conn: &Connection, email: &str, now: i64) -> Result<Vec<Invitation>> {
-    let sql = format!("{SELECT} WHERE i.email = ?2 AND {ALIVE} ORDER BY i.created_at, i.id");
+    let sql = format!(
+        "{SELECT} WHERE i.email COLLATE NOCASE = ?2 COLLATE NOCASE AND {ALIVE} ORDER BY i.created_at, i.id"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![now, email], from_row)?;
     Ok(rows.collect::<crate::sql::Result<_>>()?)

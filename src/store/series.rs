@@ -239,9 +239,15 @@ fn chunk(conn: &Connection, series: i64, block: i64, msg_ids: bool) -> Result<Ve
 /// Writes (or rewrites) one block: its aggregates and its packed points.
 fn write_block(conn: &Connection, series: i64, b: &Block, points: &[Point]) -> Result<()> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO series_blocks (series_id, block, first_step, last_step, first_t, last_t,
+        "INSERT INTO series_blocks (series_id, block, first_step, last_step, first_t, last_t,
             min_value, max_value, last_value, last_finite, count, nonfinite, min_seq, max_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (series_id, block) DO UPDATE SET first_step = excluded.first_step,
+            last_step = excluded.last_step, first_t = excluded.first_t, last_t = excluded.last_t,
+            min_value = excluded.min_value, max_value = excluded.max_value,
+            last_value = excluded.last_value, last_finite = excluded.last_finite,
+            count = excluded.count, nonfinite = excluded.nonfinite, min_seq = excluded.min_seq,
+            max_seq = excluded.max_seq",
     )?
     .execute(params![
         series,
@@ -259,8 +265,11 @@ fn write_block(conn: &Connection, series: i64, b: &Block, points: &[Point]) -> R
         b.min_seq,
         b.max_seq
     ])?;
-    conn.prepare_cached("INSERT OR REPLACE INTO chunks (id, data) VALUES (?1, ?2)")?
-        .execute(params![chunk_id(series, b.no), packed::encode(points)])?;
+    conn.prepare_cached(
+        "INSERT INTO chunks (id, data) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+    )?
+    .execute(params![chunk_id(series, b.no), packed::encode(points)])?;
     Ok(())
 }
 

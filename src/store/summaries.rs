@@ -82,7 +82,10 @@ pub fn page(
     let mut clause = String::from("experiment_id = ?1");
     if let Some(p) = &names.prefix {
         args.push(Sql::Text(p.clone()));
-        clause += &format!(" AND substr(name, 1, length(?{0})) = ?{0}", args.len());
+        clause += &format!(
+            " AND substr(name, 1, length(CAST(?{0} AS TEXT))) = ?{0}",
+            args.len()
+        );
     }
     if let Some(s) = &names.search {
         args.push(Sql::Text(s.to_ascii_lowercase()));

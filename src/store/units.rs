@@ -447,7 +447,7 @@ impl Units {
     /// Writes the rows changed since they were read.
     pub fn save(&mut self, conn: &Connection) -> Result<()> {
         let mut put =
-            conn.prepare_cached("INSERT OR REPLACE INTO series_units (id, data) VALUES (?1, ?2)")?;
+            conn.prepare_cached("INSERT INTO series_units (id, data) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET data = excluded.data")?;
         for key in std::mem::take(&mut self.dirty) {
             put.execute(params![row_id(self.series, key.0, key.1), &self.rows[&key]])?;
         }

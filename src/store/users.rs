@@ -48,7 +48,7 @@ pub fn create(conn: &Connection, email: &str, password_hash: &str, now: i64) -> 
 }
 
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE email COLLATE NOCASE = ?1 COLLATE NOCASE");
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([email], from_row)
