@@ -11,7 +11,7 @@
 //! [`drop_chunks`] then deletes a bounded number of their chunks per call. A marked run is
 //! never picked again, and the queue survives a restart, so the work is done once.
 
-use crate::sql::{Connection, OptionalExtension, params};
+use crate::sql::{Connection, Dialect, OptionalExtension, params};
 
 use crate::error::Result;
 
@@ -109,26 +109,34 @@ const ACTIVITY: &str = "max(e.created_at,
     coalesce(e.heartbeat_at, 0),
     coalesce(e.ended_at, 0))";
 
+/// Whether `e` (an experiments row) is tagged ?3, ignoring case. Tags are strings (the API
+/// takes nothing else), so each element's text is the tag.
+fn tagged_keep(d: Dialect) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM {} WHERE lower(t.value) = lower(?3))",
+        d.json_elements("e.tags", "t")
+    )
+}
+
 /// The runs of workspace ?1 the delete mode takes (last activity before ?2, not tagged ?3).
-fn expired_sql() -> String {
+fn expired_sql(d: Dialect) -> String {
     format!(
         "SELECT e.id, e.uuid FROM experiments e
-         WHERE e.workspace_id = ?1 AND {ACTIVITY} < ?2
-           AND NOT EXISTS (SELECT 1 FROM json_each(e.tags) t
-                           WHERE t.type = 'text' AND lower(t.value) = lower(?3))"
+         WHERE e.workspace_id = ?1 AND {ACTIVITY} < ?2 AND NOT {}",
+        tagged_keep(d)
     )
 }
 
 /// The runs of workspace ?1 the aggregate mode takes: last activity before ?2 but not before
 /// ?4 (those are deleted; NULL: none is), not tagged ?3, not compacted yet, with metric points.
-fn compactable_sql() -> String {
+fn compactable_sql(d: Dialect) -> String {
     format!(
         "SELECT e.id, e.uuid FROM experiments e
          WHERE e.workspace_id = ?1 AND e.compacted_at IS NULL
            AND {ACTIVITY} < ?2 AND (?4 IS NULL OR {ACTIVITY} >= ?4)
            AND EXISTS (SELECT 1 FROM series WHERE experiment_id = e.id AND kind = 0 AND count > 0)
-           AND NOT EXISTS (SELECT 1 FROM json_each(e.tags) t
-                           WHERE t.type = 'text' AND lower(t.value) = lower(?3))"
+           AND NOT {}",
+        tagged_keep(d)
     )
 }
 
@@ -148,8 +156,10 @@ pub fn expired(
     let Some(before) = before(now, policy.delete_after_days) else {
         return Ok(Vec::new());
     };
-    let mut stmt =
-        conn.prepare_cached(&format!("{} ORDER BY e.created_at LIMIT ?4", expired_sql()))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{} ORDER BY e.created_at LIMIT ?4",
+        expired_sql(conn.dialect())
+    ))?;
     let rows = stmt.query_map(
         params![workspace, before, policy.keep_tag, limit as i64],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -171,7 +181,7 @@ pub fn compactable(
     };
     let mut stmt = conn.prepare_cached(&format!(
         "{} ORDER BY e.created_at LIMIT ?5",
-        compactable_sql()
+        compactable_sql(conn.dialect())
     ))?;
     let rows = stmt.query_map(
         params![
@@ -197,8 +207,9 @@ pub fn compact(conn: &Connection, run: i64, now: i64) -> Result<()> {
     )?
     .execute(params![run, now])?;
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO compacting (series_id)
-         SELECT id FROM series WHERE experiment_id = ?1 AND kind = 0 AND count > 0",
+        "INSERT INTO compacting (series_id)
+         SELECT id FROM series WHERE experiment_id = ?1 AND kind = 0 AND count > 0
+         ON CONFLICT DO NOTHING",
     )?
     .execute([run])?;
     Ok(())
@@ -230,7 +241,7 @@ pub fn drop_chunks(conn: &Connection, limit: usize) -> Result<Dropped> {
         let bytes: i64 = conn
             .prepare_cached(
                 "SELECT coalesce(sum(length(data)), 0) FROM
-                   (SELECT data FROM chunks WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3)",
+                   (SELECT data FROM chunks WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT ?3) c",
             )?
             .query_row(params![lo, hi, room], |r| r.get(0))?;
         let n = conn
@@ -266,7 +277,7 @@ pub fn preview(conn: &Connection, workspace: &str, policy: &Policy, now: i64) ->
                      WHERE s.experiment_id IN (SELECT id FROM gone))
                   + (SELECT coalesce(sum(a.size), 0) FROM artifacts a
                      WHERE a.experiment_id IN (SELECT id FROM gone))",
-            expired_sql()
+            expired_sql(conn.dialect())
         );
         out.delete = Some(
             conn.prepare_cached(&sql)?
@@ -282,7 +293,7 @@ pub fn preview(conn: &Connection, workspace: &str, policy: &Policy, now: i64) ->
                     (SELECT coalesce(sum(length(c.data)), 0) FROM series s JOIN chunks c
                        ON c.id BETWEEN s.id * 4294967296 AND s.id * 4294967296 + 4294967295
                      WHERE s.kind = 0 AND s.experiment_id IN (SELECT id FROM kept))",
-            compactable_sql()
+            compactable_sql(conn.dialect())
         );
         out.aggregate = Some(conn.prepare_cached(&sql)?.query_row(
             params![
