@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test suite against freshly built code, installing what the suites need:
-#   1. Rust: formatting, clippy, unit tests and integration tests (the real binary over HTTP)
+#   1. Rust: formatting, clippy, unit tests and integration tests (the real binary over HTTP), and
+#      the unit tests again with the store on PostgreSQL
 #   2. the published SDK tora==0.0.12 against the binary (compatibility)
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
@@ -48,6 +49,11 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 cargo build --locked --quiet
 cargo test --locked
+
+step "rust: the store's unit tests again on PostgreSQL (Debian's postgresql, a throwaway cluster)"
+# db::memory() hands each test a fresh PostgreSQL database instead of an in-memory SQLite one;
+# tests/postgres/cluster.sh starts the cluster (as nobody when root) and installs postgresql.
+TORA_TEST_ENGINE=postgres cargo test --locked --lib
 
 step "python: venvs (target/venv for our SDK, target/venv-0012 for the published one)"
 if [ ! -x target/venv/bin/python ]; then python3 -m venv target/venv; fi
