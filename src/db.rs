@@ -433,8 +433,13 @@ fn read_with<T>(
             c.progress_handler(0, None::<fn() -> bool>)?;
             out
         }
-        // PostgreSQL stops a statement past its budget itself (`statement_timeout`).
-        Connection::Postgres(_) => f(&conn),
+        // PostgreSQL stops a statement past its budget itself (`statement_timeout`). The read
+        // is one transaction: it sees one snapshot, and its long queries read a page at a time
+        // through cursors (sql::pg), which only a transaction has.
+        Connection::Postgres(_) => {
+            let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Deferred)?;
+            f(&tx)
+        }
     }
 }
 

@@ -53,7 +53,7 @@ pub mod sdk;
 pub mod server;
 /// `tora service`: the hardened systemd unit, and installing it.
 pub mod service;
-/// The engine-neutral connection (SQLite today) that all SQL goes through.
+/// The engine-neutral connection (SQLite or PostgreSQL) that all SQL goes through.
 pub mod sql;
 /// All SQL, one module per resource.
 pub mod store;

@@ -343,12 +343,20 @@ pub enum TransactionBehavior {
 /// it rolls back.
 pub struct Transaction<'c> {
     conn: &'c Connection,
+    /// A PostgreSQL transaction begun inside one already open (a page read inside a read that
+    /// `Db` runs in a transaction): it neither begins nor ends anything.
+    nested: bool,
 }
 
 impl<'c> Transaction<'c> {
     /// Begins a transaction on `conn`, which the caller promises is not in one already (the
     /// `&mut` of [`Connection::transaction_with_behavior`] is not asked for).
     pub fn new_unchecked(conn: &'c Connection, behavior: TransactionBehavior) -> Result<Self> {
+        if let Connection::Postgres(c) = conn
+            && c.in_transaction()
+        {
+            return Ok(Transaction { conn, nested: true });
+        }
         let begin = match (conn, behavior) {
             (Connection::Sqlite(_), TransactionBehavior::Deferred) => "BEGIN DEFERRED",
             (Connection::Sqlite(_), TransactionBehavior::Immediate) => "BEGIN IMMEDIATE",
@@ -362,10 +370,16 @@ impl<'c> Transaction<'c> {
         if let Connection::Postgres(c) = conn {
             c.set_in_transaction(true);
         }
-        Ok(Transaction { conn })
+        Ok(Transaction {
+            conn,
+            nested: false,
+        })
     }
 
     pub fn commit(self) -> Result<()> {
+        if self.nested {
+            return Ok(());
+        }
         let done = self.conn.execute_batch("COMMIT");
         if let Connection::Postgres(c) = self.conn {
             // A failed COMMIT of PostgreSQL ends the transaction too (rolled back).
@@ -386,7 +400,7 @@ impl Deref for Transaction<'_> {
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        if self.conn.in_transaction() {
+        if !self.nested && self.conn.in_transaction() {
             let _ = self.conn.execute_batch("ROLLBACK");
             if let Connection::Postgres(c) = self.conn {
                 c.set_in_transaction(false);
