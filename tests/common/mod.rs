@@ -2,6 +2,8 @@
 //! a minimal HTTP/1.0 client (no extra crates; HTTP/1.0 means the body simply ends at EOF).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
