@@ -15,13 +15,7 @@ fn open(path: &Path) -> Result<crate::sql::Connection> {
         path: path.to_path_buf(),
     };
     if let Some(url) = arg.postgres_url() {
-        let config: postgres::Config = url.parse().map_err(|e| {
-            Error::bad_request(format!("{} is not a PostgreSQL URL: {e}", arg.shown()))
-        })?;
-        let client = config
-            .connect(postgres::NoTls)
-            .map_err(|e| Error::bad_request(format!("cannot connect to {}: {e}", arg.shown())))?;
-        let mut conn = crate::sql::Connection::postgres(client);
+        let mut conn = db::connect_postgres(url, &arg.shown())?;
         db::migrate(&mut conn)?;
         return Ok(conn);
     }

@@ -732,6 +732,18 @@ pub fn hold_for_serving(path: &Path) -> Result<()> {
     }
 }
 
+/// One connection to the PostgreSQL database at `url` (`shown` names it in messages), for the
+/// admin commands; not for a thread that drives async tasks (the blocking client refuses).
+pub fn connect_postgres(url: &str, shown: &str) -> Result<Connection> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| Error::bad_request(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+    let client = config
+        .connect(postgres::NoTls)
+        .map_err(|e| Error::bad_request(format!("cannot connect to {shown}: {e}")))?;
+    Ok(Connection::postgres(client))
+}
+
 /// Marks the PostgreSQL database at `url` as served by this process until it exits: the
 /// shared advisory lock [`crate::migrate::ADVISORY_LOCK`] on a connection of its own (not from
 /// a pool), which any number of servers share and `tora migrate` (which takes it exclusively)
