@@ -479,3 +479,63 @@ fn text_with_nul_is_refused_naming_the_field() {
     );
     assert_eq!(metrics, json!([]));
 }
+
+#[test]
+fn two_servers_writing_one_run_at_once_store_every_point_once() {
+    let url = database();
+    let first = server_on(&url);
+    let second = server_on(&url);
+    let alice = first.user("alice@lab.org");
+    let exp = first.experiment(&alice, "busy", None);
+    // Two writers per server, each its own series and some shared ones, new series included,
+    // and every batch sent twice (once through each server) at the same time.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let a = first.client.clone();
+            let b = second.client.clone();
+            let auth = alice.auth();
+            let exp = exp.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let body = json!({
+                        "batch_id": format!("w{w}.{i}"),
+                        "metrics": [
+                            {"name": format!("own-{w}"), "steps": [i], "values": [i as f64]},
+                            {"name": "shared", "steps": [w * 100 + i], "values": [1.0]},
+                            {"name": format!("new-{i}"), "steps": [w], "values": [2.0]}
+                        ]
+                    });
+                    let path = format!("/api/experiments/{exp}/points");
+                    let (x, y) = if (w + i) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                    let r1 = std::thread::scope(|s| {
+                        let other = s.spawn(|| y.post(&path, &auth, body.clone()));
+                        let mine = x.post(&path, &auth, body.clone());
+                        (mine, other.join().unwrap())
+                    });
+                    for r in [&r1.0, &r1.1] {
+                        assert_eq!(r.status, 201, "{}", r.text);
+                    }
+                    let total = r1.0.data()["inserted"].as_i64().unwrap()
+                        + r1.1.data()["inserted"].as_i64().unwrap();
+                    assert_eq!(total, 3, "one of the two stored the batch: {r1:?}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let metrics = ok(
+        second.get(&format!("/api/experiments/{exp}/metrics"), &alice.auth()),
+        200,
+    );
+    let points = metrics.as_array().unwrap();
+    assert_eq!(points.len(), 4 * 25 * 3);
+    let ids: std::collections::BTreeSet<i64> =
+        points.iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (1..=300).collect(),
+        "every point its own id, none missing"
+    );
+}

@@ -655,6 +655,16 @@ impl Dialect {
         }
     }
 
+    /// What a SELECT ends with to lock the rows it reads until the transaction ends:
+    /// PostgreSQL's ` FOR UPDATE`, where several servers may write one database; nothing on
+    /// SQLite, whose one writer (`BEGIN IMMEDIATE`) already excludes every other.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// A hyperparameter's value (`experiment_hyperparams.value`) as text: SQLite keeps it
     /// untyped, PostgreSQL as JSONB (a string's text, a number's digits).
     pub fn hyperparam_text(self, value: &str) -> String {
