@@ -288,6 +288,19 @@ fn a_lab_works_on_postgres_and_keeps_everything_across_a_restart() {
         2
     );
 
+    // Grouped, with a column of each kind (the run ids travel as a JSON parameter).
+    let groups = ok(
+        server.get(
+            &format!(
+                "/api/workspaces/{ws}/experiments/groups?by=group&cols=hp.lr,metric.loss,result.acc"
+            ),
+            &alice.auth(),
+        ),
+        200,
+    );
+    let group = &groups["groups"][0];
+    assert_eq!(group["runs"], 3, "{groups}");
+
     // The CSV export.
     let csv = server.get(&format!("/api/experiments/{exp}/logs/csv"), &alice.auth());
     assert_eq!(csv.status, 200);
