@@ -485,6 +485,17 @@ fn text_with_nul_is_refused_naming_the_field() {
     );
     let msg = r.expect_error(400);
     assert!(msg.contains("logs[0].name"), "{msg}");
+    // In a query string too.
+    let ws = ok(server.get("/api/workspaces", &alice.auth()), 200)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = server.get(
+        &format!("/api/workspaces/{ws}/experiments?q=name%3D%22a%00%22"),
+        &alice.auth(),
+    );
+    let msg = r.expect_error(400);
+    assert!(msg.contains("'q'") && msg.contains("U+0000"), "{msg}");
     // Nothing was stored, and the server goes on.
     let metrics = ok(
         server.get(&format!("/api/experiments/{exp}/metrics"), &alice.auth()),

@@ -398,10 +398,31 @@ fn bare_non_finite_at(bytes: &[u8], line: usize, column: usize) -> bool {
 #[from_request(via(axum::extract::Path), rejection(Error))]
 pub struct Path<T>(pub T);
 
-/// Query parameters with a JSON 400 on failure.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Error))]
+/// Query parameters with a JSON 400 on failure, and a 400 naming the parameter for one that
+/// holds U+0000 (`%00`), which PostgreSQL text cannot hold (refused on both engines, as in
+/// bodies: see [`parse_json`]).
 pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        if let Some(query) = parts.uri.query().filter(|q| q.contains("%00")) {
+            let name = query
+                .split('&')
+                .find(|pair| pair.contains("%00"))
+                .and_then(|pair| pair.split('=').next())
+                .unwrap_or("");
+            return Err(Error::bad_request(format!(
+                "the query parameter '{}' holds the character U+0000 (NUL, %00), which Tora does not store; remove it",
+                name.replace("%00", "\\u0000")
+            )));
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
+    }
+}
 
 /// A text cell of a CSV download as a spreadsheet will not run it: a cell starting with `=`,
 /// `+`, `-` or `@` (a formula in Excel, LibreOffice and Google Sheets), or with a tab or

@@ -659,13 +659,15 @@ impl Dialect {
         }
     }
 
-    /// What a SELECT ends with to lock the rows it reads until the transaction ends:
-    /// PostgreSQL's ` FOR UPDATE`, where several servers may write one database; nothing on
-    /// SQLite, whose one writer (`BEGIN IMMEDIATE`) already excludes every other.
+    /// What a SELECT ends with to lock the rows it reads until the transaction ends, against
+    /// other writers of them: PostgreSQL's ` FOR NO KEY UPDATE`, where several servers may
+    /// write one database (not `FOR UPDATE`, which also waits for the key-share locks that
+    /// rows referring to it take, e.g. a batch id just claimed: two such writers deadlock);
+    /// nothing on SQLite, whose one writer (`BEGIN IMMEDIATE`) already excludes every other.
     pub fn for_update(self) -> &'static str {
         match self {
             Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Postgres => " FOR NO KEY UPDATE",
         }
     }
 
