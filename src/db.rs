@@ -134,6 +134,9 @@ impl r2d2::ManageConnection for Manager {
 
 /// The PostgreSQL schema (v9) for a fresh database: `schema_postgres.sql`.
 const SCHEMA_POSTGRES: &str = include_str!("../schema_postgres.sql");
+/// The transaction-level advisory lock under which an empty PostgreSQL database gets its
+/// tables (not [`crate::migrate::ADVISORY_LOCK`], which servers hold shared for their life).
+const SCHEMA_LOCK: i64 = 0x746f_7273; // "tors"
 
 const STATEMENT_CACHE: usize = 128;
 
@@ -564,7 +567,15 @@ fn set_schema_version(conn: &Connection, version: i64) -> Result<()> {
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let version = refuse_newer(schema_version(conn)?)?;
     if version == 0 && conn.sqlite().is_none() {
-        return write_tx(conn, |tx| Ok(tx.execute_batch(SCHEMA_POSTGRES)?));
+        // Servers started together on an empty database: one makes the tables (a lock held
+        // until its transaction ends), the others wait for it and then find them made.
+        return write_tx(conn, |tx| {
+            tx.execute_batch(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))?;
+            if schema_version(tx)? == 0 {
+                tx.execute_batch(SCHEMA_POSTGRES)?;
+            }
+            Ok(())
+        });
     }
     if version < SCHEMA_VERSION && conn.sqlite().is_none() {
         return Err(Error::Internal(format!(

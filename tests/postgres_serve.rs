@@ -360,6 +360,20 @@ fn two_servers_share_one_database() {
 }
 
 #[test]
+fn servers_started_together_on_an_empty_database_all_start() {
+    let url = database();
+    let servers: Vec<TestServer> = std::thread::scope(|s| {
+        let starting: Vec<_> = (0..3).map(|_| s.spawn(|| server_on(&url))).collect();
+        starting.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let alice = servers[0].user("alice@lab.org");
+    for server in &servers {
+        let r = server.get("/api/workspaces", &alice.auth());
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+}
+
+#[test]
 fn migrate_refuses_a_database_a_server_serves() {
     let url = database();
     let mut server = server_on(&url);
