@@ -3,7 +3,7 @@
 #   1. Rust: formatting, clippy, unit tests and integration tests (the real binary over HTTP), and
 #      the unit tests again with the store on PostgreSQL
 #   2. the published SDK tora==0.0.12 against the binary (compatibility), on SQLite and again
-#      (with the Python SDK's own tests) on PostgreSQL
+#      (with schemathesis and the Python SDK's own tests) on PostgreSQL
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
 #   5. the framework integrations: each framework from PyPI trains a little with its callback
@@ -82,7 +82,7 @@ fi
 step "compatibility: tora==0.0.12 against tora serve"
 target/venv/bin/pytest -q tests/compat
 
-step "compatibility on PostgreSQL: tora==0.0.12 and the SDK's tests against tora serve --db postgres://"
+step "PostgreSQL: tora==0.0.12, schemathesis and the SDK's tests against tora serve --db postgres://"
 # tests/helpers/toraserver.py (and python/tests' conftest) give each server a fresh database in
 # the cluster named by TORA_TEST_POSTGRES.
 pgdir=$(mktemp -d)
@@ -90,6 +90,7 @@ trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$
 TORA_TEST_POSTGRES=$(tests/postgres/cluster.sh start "$pgdir")
 export TORA_TEST_POSTGRES
 target/venv/bin/pytest -q tests/compat
+target/venv/bin/pytest -q tests/openapi
 if [ -d python/tests ]; then
   (cd python && ../target/venv/bin/pytest -q tests)
 fi
