@@ -790,11 +790,11 @@ pub fn hold_postgres_for_serving(url: &str, shown: &str) -> Result<()> {
                 Ok(client)
             })();
             match held {
-                Ok(client) => {
+                // Kept (never dropped) while this thread parks for the life of the process.
+                Ok(_client) => {
                     let _ = tx.send(Ok(()));
                     loop {
                         std::thread::park();
-                        let _ = &client;
                     }
                 }
                 Err(e) => {

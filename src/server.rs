@@ -312,8 +312,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         None => println!("mail: off (invitations travel as links their OWNER shares)"),
     }
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
-    // Only a SQLite file has a WAL to fold (Db::fold_wal is a no-op on PostgreSQL).
-    let folder = tokio::spawn(crate::wal::fold_when_idle(db.clone()));
+    // Only a SQLite file has a WAL to fold.
+    let folder = (!db.is_postgres()).then(|| tokio::spawn(crate::wal::fold_when_idle(db.clone())));
     let expiry = tokio::spawn(crate::retention::apply_forever(
         db.clone(),
         state.live.clone(),
@@ -351,7 +351,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         eprintln!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     saver.abort();
-    folder.abort();
+    if let Some(task) = folder {
+        task.abort();
+    }
     expiry.abort();
     if let Some(task) = backups {
         task.abort();
