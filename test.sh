@@ -2,7 +2,8 @@
 # Runs every test suite against freshly built code, installing what the suites need:
 #   1. Rust: formatting, clippy, unit tests and integration tests (the real binary over HTTP), and
 #      the unit tests again with the store on PostgreSQL
-#   2. the published SDK tora==0.0.12 against the binary (compatibility)
+#   2. the published SDK tora==0.0.12 against the binary (compatibility), on SQLite and again
+#      (with schemathesis and the Python SDK's own tests) on PostgreSQL
 #   3. the OpenAPI description checked against the live binary by schemathesis
 #   4. the Python SDK in python/: ruff, mypy --strict, pytest against the binary
 #   5. the framework integrations: each framework from PyPI trains a little with its callback
@@ -80,6 +81,23 @@ fi
 
 step "compatibility: tora==0.0.12 against tora serve"
 target/venv/bin/pytest -q tests/compat
+
+step "PostgreSQL: tora==0.0.12, schemathesis and the SDK's tests against tora serve --db postgres://"
+# tests/helpers/toraserver.py (and python/tests' conftest) give each server a fresh database in
+# the cluster named by TORA_TEST_POSTGRES.
+pgdir=$(mktemp -d)
+trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
+TORA_TEST_POSTGRES=$(tests/postgres/cluster.sh start "$pgdir")
+export TORA_TEST_POSTGRES
+target/venv/bin/pytest -q tests/compat
+target/venv/bin/pytest -q tests/openapi
+if [ -d python/tests ]; then
+  (cd python && ../target/venv/bin/pytest -q tests)
+fi
+tests/postgres/cluster.sh stop "$pgdir"
+rm -rf "$pgdir"
+trap - EXIT
+unset TORA_TEST_POSTGRES
 
 step "mlflow: the official client (mlflow-skinny 3.17.2) against tora serve"
 target/venv/bin/pytest -q tests/mlflow

@@ -1,5 +1,5 @@
-//! Admin commands that work on the database file directly, with or without a server running
-//! (WAL lets both write; each command is one short transaction).
+//! Admin commands that work on the database directly (a file, or a PostgreSQL URL), with or
+//! without a server running (WAL lets both write; each command is one short transaction).
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
@@ -11,6 +11,14 @@ use crate::store::{api_keys, tokens, users, workspaces};
 use crate::time::{now_ms, rfc3339};
 
 fn open(path: &Path) -> Result<crate::sql::Connection> {
+    let arg = crate::config::DbArg {
+        path: path.to_path_buf(),
+    };
+    if let Some(url) = arg.postgres_url() {
+        let mut conn = db::connect_postgres(url, &arg.shown())?;
+        db::migrate(&mut conn)?;
+        return Ok(conn);
+    }
     if !path.exists() {
         return Err(Error::bad_request(format!(
             "no database at {} (start `tora serve --db {}` once, or pass --db)",

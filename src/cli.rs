@@ -231,6 +231,8 @@ pub fn run(cli: Cli) -> Result<()> {
             ApiKeyCommand::Revoke { id, db } => admin::api_key_revoke(&db.path, &id),
         },
         Command::Vacuum { dry_run, db } => {
+            // PostgreSQL gives space back with its own (auto)vacuum.
+            db.file_only("tora vacuum", "PostgreSQL's autovacuum does this job")?;
             let done = crate::db::vacuum(&db.path, dry_run)?;
             let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
             if dry_run {
@@ -300,6 +302,10 @@ pub fn run(cli: Cli) -> Result<()> {
             db,
             artifacts_dir,
         } => {
+            db.file_only(
+                "tora restore",
+                "restore with `tora migrate --from BACKUP.db --to URL` into an empty database",
+            )?;
             let done = crate::backups::restore(&backup, &db.path, artifacts_dir.as_deref())?;
             if let Some(aside) = &done.aside {
                 println!(
@@ -332,6 +338,10 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Doctor { file } => {
+            crate::config::DbArg { path: file.clone() }.file_only(
+                "tora doctor",
+                "PostgreSQL checks its own pages (amcheck, pg_amcheck)",
+            )?;
             let report = crate::doctor::check(&file)?;
             for fact in &report.facts {
                 println!("  {fact}");
@@ -357,6 +367,10 @@ pub fn run(cli: Cli) -> Result<()> {
             db,
             artifacts_dir,
         } => {
+            db.file_only(
+                "tora backup",
+                "use pg_dump, or `tora migrate --from URL --to FILE` for a SQLite copy",
+            )?;
             let bytes = crate::db::backup(&db.path, &dest)?;
             println!(
                 "wrote {} ({bytes} bytes), a consistent copy of {}",

@@ -180,9 +180,38 @@ impl std::fmt::Display for SmtpServer {
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArg {
-    /// The SQLite database file: the server's whole state.
+    /// The database, the server's whole state: a SQLite file, or a PostgreSQL database as a
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/NAME URL.
     #[arg(long = "db", env = "TORA_DB", default_value = "tora.db")]
     pub path: PathBuf,
+}
+
+impl DbArg {
+    /// The PostgreSQL URL, when `--db` is one (postgres:// or postgresql://).
+    pub fn postgres_url(&self) -> Option<&str> {
+        let raw = self.path.to_str()?;
+        (raw.starts_with("postgres://") || raw.starts_with("postgresql://")).then_some(raw)
+    }
+
+    /// For messages: the file, or the URL with any password replaced by ***.
+    pub fn shown(&self) -> String {
+        match self.postgres_url() {
+            Some(url) => crate::migrate::redact(url),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// Refuses a PostgreSQL URL for a command that works on a SQLite file itself (`what`), saying
+    /// what to use instead.
+    pub fn file_only(&self, what: &str, instead: &str) -> crate::error::Result<&std::path::Path> {
+        match self.postgres_url() {
+            Some(_) => Err(crate::error::Error::bad_request(format!(
+                "{what} works on a SQLite database file, not on PostgreSQL ({}): {instead}",
+                self.shown()
+            ))),
+            None => Ok(&self.path),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -134,6 +134,9 @@ impl r2d2::ManageConnection for Manager {
 
 /// The PostgreSQL schema (v9) for a fresh database: `schema_postgres.sql`.
 const SCHEMA_POSTGRES: &str = include_str!("../schema_postgres.sql");
+/// The transaction-level advisory lock under which an empty PostgreSQL database gets its
+/// tables (not [`crate::migrate::ADVISORY_LOCK`], which servers hold shared for their life).
+const SCHEMA_LOCK: i64 = 0x746f_7273; // "tors"
 
 const STATEMENT_CACHE: usize = 128;
 
@@ -162,6 +165,8 @@ pub struct Db {
     /// Exactly one writer, so writes queue here instead of fighting over SQLite's lock.
     writer: Pool<Manager>,
     path: PathBuf,
+    /// PostgreSQL (true) or a SQLite file (false).
+    postgres: bool,
 }
 
 impl Db {
@@ -188,6 +193,7 @@ impl Db {
             downloads,
             writer,
             path: path.to_path_buf(),
+            postgres: false,
         })
     }
 
@@ -233,12 +239,18 @@ impl Db {
             downloads,
             writer,
             path: PathBuf::new(),
+            postgres: true,
         })
     }
 
     /// The database file (empty for a PostgreSQL database).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this is a PostgreSQL database (no file of its own to watch).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     /// Runs `f` on a read-only connection, within [`QUERY_BUDGET`].
@@ -555,7 +567,15 @@ fn set_schema_version(conn: &Connection, version: i64) -> Result<()> {
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let version = refuse_newer(schema_version(conn)?)?;
     if version == 0 && conn.sqlite().is_none() {
-        return write_tx(conn, |tx| Ok(tx.execute_batch(SCHEMA_POSTGRES)?));
+        // Servers started together on an empty database: one makes the tables (a lock held
+        // until its transaction ends), the others wait for it and then find them made.
+        return write_tx(conn, |tx| {
+            tx.execute_batch(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))?;
+            if schema_version(tx)? == 0 {
+                tx.execute_batch(SCHEMA_POSTGRES)?;
+            }
+            Ok(())
+        });
     }
     if version < SCHEMA_VERSION && conn.sqlite().is_none() {
         return Err(Error::Internal(format!(
@@ -721,6 +741,70 @@ pub fn hold_for_serving(path: &Path) -> Result<()> {
             path.display()
         ))),
     }
+}
+
+/// One connection to the PostgreSQL database at `url` (`shown` names it in messages), for the
+/// admin commands; not for a thread that drives async tasks (the blocking client refuses).
+pub fn connect_postgres(url: &str, shown: &str) -> Result<Connection> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| Error::bad_request(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+    let client = config
+        .connect(postgres::NoTls)
+        .map_err(|e| Error::bad_request(format!("cannot connect to {shown}: {e}")))?;
+    Ok(Connection::postgres(client))
+}
+
+/// Marks the PostgreSQL database at `url` as served by this process until it exits: the
+/// shared advisory lock [`crate::migrate::ADVISORY_LOCK`] on a connection of its own (not from
+/// a pool), which any number of servers share and `tora migrate` (which takes it exclusively)
+/// finds taken. Refuses while a migrate holds it. The connection lives on a thread parked for
+/// the life of the process; if PostgreSQL drops it, the lock goes with it (a migrate could then
+/// start beside the server: the server's own connections keep working).
+pub fn hold_postgres_for_serving(url: &str, shown: &str) -> Result<()> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| Error::bad_request(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shown = shown.to_string();
+    // A thread of its own: the blocking client refuses to run on a thread driving async tasks.
+    std::thread::Builder::new()
+        .name("tora-pg-lock".into())
+        .spawn(move || {
+            let held = (|| {
+                let mut client = config
+                    .connect(postgres::NoTls)
+                    .map_err(|e| Error::Internal(format!("cannot connect to {shown}: {e}")))?;
+                let got: bool = client
+                    .query_one(
+                        "SELECT pg_try_advisory_lock_shared($1)",
+                        &[&crate::migrate::ADVISORY_LOCK],
+                    )
+                    .map_err(|e| Error::Internal(format!("locking {shown}: {e}")))?
+                    .get(0);
+                if !got {
+                    return Err(Error::Conflict(format!(
+                        "a tora migrate is using {shown}; wait for it to finish, then start again"
+                    )));
+                }
+                Ok(client)
+            })();
+            match held {
+                // Kept (never dropped) while this thread parks for the life of the process.
+                Ok(_client) => {
+                    let _ = tx.send(Ok(()));
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| Error::Internal(format!("starting the lock thread: {e}")))?;
+    rx.recv()
+        .map_err(|_| Error::Internal("the PostgreSQL lock thread ended".into()))?
 }
 
 /// The filesystem holding a database file: its free and total bytes, and whether it is mounted

@@ -63,7 +63,7 @@ impl Place {
 }
 
 /// A URL with any password replaced by `***` (in the user part and as a `password=` option).
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let (authority, tail) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),

@@ -183,6 +183,14 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     // the first response and the handlers' registration would end the process without the
     // graceful stop (requests finished, WAL folded).
     let stop = shutdown_signal();
+    let postgres = config.db.postgres_url().map(str::to_string);
+    // Scheduled backups copy a SQLite file; PostgreSQL has its own tools for that.
+    if postgres.is_some() && config.backup_dir.is_some() {
+        return Err(Error::bad_request(format!(
+            "--backup-dir copies a SQLite database file; {} is PostgreSQL: back it up with pg_dump, or take a SQLite copy with `tora migrate --from URL --to FILE`",
+            config.db.shown()
+        )));
+    }
     // The port first: a server that cannot listen leaves no database file behind.
     let listener = listen(config.bind).map_err(|e| {
         let bind = config.bind;
@@ -198,8 +206,17 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         })
     })?;
     // Before opening: a second server on the same file stops here, changing nothing.
-    crate::db::hold_for_serving(&config.db.path)?;
-    let db = Db::open(&config.db.path)?;
+    let db = match &postgres {
+        // Shared with other servers on the same database; a migrate excludes them all.
+        Some(url) => {
+            crate::db::hold_postgres_for_serving(url, &config.db.shown())?;
+            Db::open_postgres(url)?
+        }
+        None => {
+            crate::db::hold_for_serving(&config.db.path)?;
+            Db::open(&config.db.path)?
+        }
+    };
     // Uploads a stopped server left half-written: never published, so nobody saw them.
     db.write(|tx| crate::store::artifacts::discard_all_staged(tx))
         .await?;
@@ -240,16 +257,21 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     if users == 0 {
         println!(
             "no accounts yet: create one with `tora user add EMAIL --db {}` (or sign up at {base}/ unless --signup closed)",
-            state.config.db.path.display()
+            state.config.db.shown()
         );
     }
     println!(
         "database: {} (schema version {}); tora {}",
-        state.config.db.path.display(),
+        state.config.db.shown(),
         crate::db::SCHEMA_VERSION,
         env!("CARGO_PKG_VERSION")
     );
-    for (file, mode) in crate::db::readable_by_others(&state.config.db.path) {
+    // File modes mean nothing for PostgreSQL, whose own roles guard the secret.
+    let files = match postgres {
+        Some(_) => Vec::new(),
+        None => crate::db::readable_by_others(&state.config.db.path),
+    };
+    for (file, mode) in files {
         println!(
             "warning: {} is readable by other users (mode {mode:o}); it holds the token-signing secret: chmod 600 it",
             file.display()
@@ -290,7 +312,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         None => println!("mail: off (invitations travel as links their OWNER shares)"),
     }
     let saver = tokio::spawn(save_key_uses_periodically(state.clone()));
-    let folder = tokio::spawn(crate::wal::fold_when_idle(db.clone()));
+    // Only a SQLite file has a WAL to fold.
+    let folder = (!db.is_postgres()).then(|| tokio::spawn(crate::wal::fold_when_idle(db.clone())));
     let expiry = tokio::spawn(crate::retention::apply_forever(
         db.clone(),
         state.live.clone(),
@@ -328,7 +351,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         eprintln!("requests still running after {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     saver.abort();
-    folder.abort();
+    if let Some(task) = folder {
+        task.abort();
+    }
     expiry.abort();
     if let Some(task) = backups {
         task.abort();

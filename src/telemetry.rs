@@ -220,7 +220,17 @@ pub fn note_write(committed: bool) {
 /// Whether the server can write its database now, and if not why: the filesystem is mounted
 /// read-only, has no space left, or refused the last write for lack of space. Two system calls
 /// and an atomic read: no database connection, so it answers even when every one is busy.
-pub fn writable(db: &std::path::Path) -> (bool, Option<&'static str>, Option<u64>) {
+pub fn writable(db: &crate::db::Db) -> (bool, Option<&'static str>, Option<u64>) {
+    // PostgreSQL's disk is not this machine's to ask: only a write refused for lack of space
+    // (PostgreSQL's disk_full error) says anything, and asking the server would need a
+    // connection, which this answer must not wait for.
+    if db.is_postgres() {
+        if TELEMETRY.disk_full.load(Ordering::Relaxed) {
+            return (false, Some("disk full"), None);
+        }
+        return (true, None, None);
+    }
+    let db = db.path();
     let space = crate::db::space(db);
     let free = space.as_ref().map(|s| s.free);
     if space.as_ref().is_some_and(|s| s.read_only) {
@@ -282,11 +292,26 @@ pub async fn serve(
             "no /metrics here: it answers clients on this machine, or with --metrics-token".into(),
         ));
     }
-    let db = state.db.path().to_path_buf();
+    let db = state.db.clone();
     let backup_dir = state.config.backup_dir.clone();
-    let files = tokio::task::spawn_blocking(move || Files::read(&db, backup_dir.as_deref()))
+    let mut files = tokio::task::spawn_blocking(move || Files::read(&db, backup_dir.as_deref()))
         .await
         .map_err(|e| Error::Internal(format!("reading file sizes: {e}")))?;
+    // PostgreSQL's size is the server's to tell (its WAL is the cluster's, not this database's:
+    // reported as 0).
+    if state.db.is_postgres() {
+        files.db_bytes = state
+            .db
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT pg_database_size(current_database())", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .await
+            .map_or(0, |n| n.max(0) as u64);
+    }
     let mut response = render(&files).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -308,7 +333,9 @@ struct Files {
 }
 
 impl Files {
-    fn read(db: &std::path::Path, backup_dir: Option<&std::path::Path>) -> Files {
+    fn read(db: &crate::db::Db, backup_dir: Option<&std::path::Path>) -> Files {
+        let (writable, _, free) = writable(db);
+        let db = db.path();
         let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
@@ -324,7 +351,6 @@ impl Files {
                     .unwrap_or_default()
                     .as_secs_f64()
             });
-        let (writable, _, free) = writable(db);
         Files {
             writable,
             free,
@@ -445,7 +471,7 @@ fn render(files: &Files) -> String {
         &mut out,
         "tora_database_bytes",
         "gauge",
-        "Size of the database file and of its -wal file.",
+        "Size of the database file and of its -wal file (PostgreSQL: pg_database_size, wal 0).",
     );
     let _ = writeln!(out, "tora_database_bytes{{file=\"db\"}} {}", files.db_bytes);
     let _ = writeln!(

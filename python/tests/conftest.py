@@ -28,13 +28,17 @@ from tora import Tora
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("TORA_BIN") or REPO / "target" / "debug" / "tora")
+# $TORA_TEST_POSTGRES (a cluster's URL) puts each server on a fresh PostgreSQL database.
+sys.path.insert(0, str(REPO / "tests" / "helpers"))
+from toraserver import postgres_database  # noqa: E402
+
 PASSWORD = "correct horse battery"
 
 
 class ToraServer:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.db = workdir / "tora.db"
+        self.db: Path | str = postgres_database() or workdir / "tora.db"
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.key = ""

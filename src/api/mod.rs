@@ -319,6 +319,17 @@ where
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    // JSON can carry U+0000 only as the escape \u0000; PostgreSQL text cannot hold it, and a
+    // SQLite database holding it could not move to PostgreSQL: refused on both engines.
+    if bytes.windows(6).any(|w| w == b"\\u0000")
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_at(&value, String::new(), 0)
+    {
+        return Err(Error::bad_request(format!(
+            "{} holds the character U+0000 (NUL), which Tora does not store; remove it",
+            if field.is_empty() { "the body" } else { &field }
+        )));
+    }
     ELEMENTS_LEFT.set(MAX_ELEMENTS);
     serde_json::from_slice(bytes).map_err(|e| {
         if e.is_syntax() && bare_non_finite_at(bytes, e.line(), e.column()) {
@@ -331,6 +342,37 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             Error::bad_request(format!("invalid JSON body: {e}"))
         }
     })
+}
+
+/// Where in `value` a string or a key holds U+0000, as a path (`tags[2]`, `metadata.note`);
+/// `None` if nowhere. Depth-limited like the rest of the body's parsing.
+fn nul_at(value: &serde_json::Value, at: String, depth: usize) -> Option<String> {
+    use serde_json::Value;
+    if depth > 128 {
+        return None;
+    }
+    let key = |at: &str, k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match value {
+        Value::String(s) => s.contains('\0').then_some(at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, format!("{at}[{i}]"), depth + 1)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(key(&at, &k.replace('\0', "\\u0000")))
+            } else {
+                nul_at(v, key(&at, k), depth + 1)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Whether the syntax error at (line, column) sits on a NaN / Infinity / -Infinity token.
@@ -356,10 +398,31 @@ fn bare_non_finite_at(bytes: &[u8], line: usize, column: usize) -> bool {
 #[from_request(via(axum::extract::Path), rejection(Error))]
 pub struct Path<T>(pub T);
 
-/// Query parameters with a JSON 400 on failure.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Error))]
+/// Query parameters with a JSON 400 on failure, and a 400 naming the parameter for one that
+/// holds U+0000 (`%00`), which PostgreSQL text cannot hold (refused on both engines, as in
+/// bodies: see [`parse_json`]).
 pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        if let Some(query) = parts.uri.query().filter(|q| q.contains("%00")) {
+            let name = query
+                .split('&')
+                .find(|pair| pair.contains("%00"))
+                .and_then(|pair| pair.split('=').next())
+                .unwrap_or("");
+            return Err(Error::bad_request(format!(
+                "the query parameter '{}' holds the character U+0000 (NUL, %00), which Tora does not store; remove it",
+                name.replace("%00", "\\u0000")
+            )));
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(value))
+    }
+}
 
 /// A text cell of a CSV download as a spreadsheet will not run it: a cell starting with `=`,
 /// `+`, `-` or `@` (a formula in Excel, LibreOffice and Google Sheets), or with a tab or

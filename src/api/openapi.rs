@@ -129,7 +129,7 @@ impl Modify for Security {
 pub async fn health(
     axum::extract::State(state): axum::extract::State<crate::server::AppState>,
 ) -> Json<Health> {
-    let (writable, reason, free_bytes) = crate::telemetry::writable(state.db.path());
+    let (writable, reason, free_bytes) = crate::telemetry::writable(&state.db);
     Json(Health {
         status: if writable { "ok" } else { "degraded" },
         database: DatabaseHealth {

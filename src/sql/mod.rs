@@ -589,15 +589,17 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// A FROM item named `alias` over the elements of the JSON array in `json` (text), each
-    /// as its column `value` (a JSON string as its text, a number as a number on SQLite and
-    /// as its text on PostgreSQL).
+    /// A FROM item named `alias` over the elements of the JSON array in `json` (text: a
+    /// column or a parameter), each as its column `value` (a JSON string as its text, a number
+    /// as a number on SQLite and as its text on PostgreSQL). On PostgreSQL the text is cast to
+    /// text first: a parameter in a jsonb place would be bound as a JSON string (see the
+    /// layer's encoding), not parsed.
     pub fn json_elements(self, json: &str, alias: &str) -> String {
         match self {
             Dialect::Sqlite => format!("json_each({json}) {alias}"),
-            Dialect::Postgres => {
-                format!("jsonb_array_elements_text(CAST({json} AS jsonb)) {alias}(value)")
-            }
+            Dialect::Postgres => format!(
+                "jsonb_array_elements_text(CAST(CAST({json} AS TEXT) AS jsonb)) {alias}(value)"
+            ),
         }
     }
 
@@ -607,9 +609,11 @@ impl Dialect {
         match (self, member) {
             (Dialect::Sqlite, None) => format!("json_each({json}) {alias}"),
             (Dialect::Sqlite, Some(m)) => format!("json_each({json}, '$.{m}') {alias}"),
-            (Dialect::Postgres, None) => format!("jsonb_each_text(CAST({json} AS jsonb)) {alias}"),
+            (Dialect::Postgres, None) => {
+                format!("jsonb_each_text(CAST(CAST({json} AS TEXT) AS jsonb)) {alias}")
+            }
             (Dialect::Postgres, Some(m)) => {
-                format!("jsonb_each_text(CAST({json} AS jsonb) -> '{m}') {alias}")
+                format!("jsonb_each_text(CAST(CAST({json} AS TEXT) AS jsonb) -> '{m}') {alias}")
             }
         }
     }
@@ -652,6 +656,18 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "CROSS JOIN",
             Dialect::Postgres => "JOIN",
+        }
+    }
+
+    /// What a SELECT ends with to lock the rows it reads until the transaction ends, against
+    /// other writers of them: PostgreSQL's ` FOR NO KEY UPDATE`, where several servers may
+    /// write one database (not `FOR UPDATE`, which also waits for the key-share locks that
+    /// rows referring to it take, e.g. a batch id just claimed: two such writers deadlock);
+    /// nothing on SQLite, whose one writer (`BEGIN IMMEDIATE`) already excludes every other.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR NO KEY UPDATE",
         }
     }
 

@@ -97,16 +97,21 @@ pub struct Inserted {
 /// Stores `logs` in order. A log with a msg_id whose (name, kind, step, msg_id) is already
 /// stored is skipped, so a client that resends a batch after a lost reply changes nothing.
 pub fn insert(conn: &Connection, exp: &Experiment, logs: &[NewLog], now: i64) -> Result<Inserted> {
+    // Read in this write transaction, so a run compacted a moment ago is seen; first, and with
+    // the run's row locked on PostgreSQL: two servers storing into one run take turns, and the
+    // second reads the first's series, seqs and msg_ids below.
+    let (mut next_seq, compacted_at): (i64, Option<i64>) = conn
+        .prepare_cached(&format!(
+            "SELECT next_seq, compacted_at FROM experiments WHERE id = ?1{}",
+            conn.dialect().for_update()
+        ))?
+        .query_row([exp.rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let known = series::list(conn, exp.rowid)?;
     // One name map per kind, so looking a name up borrows it instead of cloning it.
     let mut ids: [HashMap<String, i64>; 2] = [HashMap::new(), HashMap::new()];
     for s in &known {
         ids[s.kind as usize].insert(s.name.clone(), s.id);
     }
-    // Read in this write transaction, so a run compacted a moment ago is seen.
-    let (mut next_seq, compacted_at): (i64, Option<i64>) = conn
-        .prepare_cached("SELECT next_seq, compacted_at FROM experiments WHERE id = ?1")?
-        .query_row([exp.rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
     // Its blocks cannot grow without their points: a compacted run takes no new points.
     if let Some(at) = compacted_at {
         return Err(series::compacted(at));

@@ -2,6 +2,8 @@
 //! a minimal HTTP/1.0 client (no extra crates; HTTP/1.0 means the body simply ends at EOF).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -121,9 +123,19 @@ impl TestServer {
         }
     }
 
-    /// Adds `user` to a workspace with a role, directly in the database file (invitations
-    /// arrive with the teams feature; the permission checks under test are the server's).
+    /// Adds `user` to a workspace with a role, directly in the database (a file, or a
+    /// PostgreSQL URL) (invitations arrive with the teams feature; the permission checks under
+    /// test are the server's).
     pub fn add_member(&self, workspace: &str, user: &User, role_id: i64) {
+        if let Some(url) = self.db.to_str().filter(|d| d.starts_with("postgres://")) {
+            pg::connect(url)
+                .execute(
+                    "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES ($1, $2, $3, 0)",
+                    &[&workspace, &user.id, &role_id],
+                )
+                .unwrap();
+            return;
+        }
         let conn = rusqlite::Connection::open(&self.db).unwrap();
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .unwrap();

@@ -33,13 +33,41 @@ STOP_TIMEOUT_S = 15.0
 _LISTENING = re.compile(r"^listening on (http://\S+:\d+)\s*$")
 
 
+def postgres_database() -> str | None:
+    """A fresh PostgreSQL database's URL when $TORA_TEST_POSTGRES names a cluster (its
+    `postgres` database, as tests/postgres/cluster.sh prints it), else None (a SQLite file).
+
+    Made with psql's `CREATE DATABASE`, one per server, so tests never share data.
+    """
+    cluster = os.environ.get("TORA_TEST_POSTGRES")
+    if not cluster:
+        return None
+    name = f"t_{os.getpid()}_{secrets.token_hex(6)}"
+    subprocess.run(
+        [
+            "psql",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            cluster,
+            "-c",
+            f"CREATE DATABASE {name}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return cluster.rsplit("/", 1)[0] + "/" + name
+
+
 def tora_bin() -> Path:
     """The binary under test: $TORA_BIN, else the debug build of this checkout."""
     return Path(os.environ.get("TORA_BIN") or REPO / "target" / "debug" / "tora")
 
 
 class ToraServer:
-    """`tora serve` on 127.0.0.1:0 with its own database in a temp dir.
+    """`tora serve` on 127.0.0.1:0 with its own database in a temp dir, or with
+    $TORA_TEST_POSTGRES set, its own database in that PostgreSQL cluster (see
+    `postgres_database`).
 
     The temp dir (database + server.log) is removed on exit unless `keep=True`.
     """
@@ -51,7 +79,8 @@ class ToraServer:
         self.extra_args = extra_args
         self.keep = keep
         self.dir = Path(tempfile.mkdtemp(prefix="tora-srv-"))
-        self.db = self.dir / "tora.db"
+        # A file path, or a postgres:// URL; a restart keeps the same database.
+        self.db: Path | str = postgres_database() or self.dir / "tora.db"
         self.log_path = self.dir / "server.log"
         self.url = ""
         self.proc: subprocess.Popen[str] | None = None
