@@ -27,6 +27,8 @@ pub mod db;
 pub mod doctor;
 /// The one error type, and the only place that picks an HTTP status.
 pub mod error;
+/// Live streams across servers sharing one PostgreSQL database: LISTEN/NOTIFY into the hub.
+pub mod fanout;
 /// Rate limits for login, signup and refresh.
 pub mod limits;
 /// Live updates: per-experiment broadcast of committed batches.

@@ -61,12 +61,17 @@ pub trait Item: Send + Sync + 'static {
 pub struct Published {
     pub points: Vec<Recent>,
     pub json: String,
+    /// The run holds points up to this id: the last of `points`, or, for a batch another server
+    /// stored (`points` empty, see [`Hub::poke`]), the id its notice named, for the stream to
+    /// read from the database.
+    pub through: i64,
     holders: AtomicUsize,
 }
 
 impl Published {
     pub fn new(points: Vec<Recent>, json: String) -> Published {
         Published {
+            through: points.last().map_or(0, |p| p.seq),
             points,
             json,
             holders: AtomicUsize::new(0),
@@ -74,11 +79,24 @@ impl Published {
     }
 }
 
+/// This process's id among the servers sharing one PostgreSQL database (random per process),
+/// so it can tell its own notices from theirs.
+pub fn server_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
 impl Item for Published {
     const WORKSPACE: bool = false;
     /// What holding the batch costs a queue: the JSON and the points (the names are shared).
     fn bytes(&self) -> usize {
-        self.json.len() + self.points.len() * std::mem::size_of::<Recent>()
+        // A marker from [`Hub::poke`] counts as its own size, so markers are bounded too.
+        let marker = if self.points.is_empty() {
+            std::mem::size_of::<Published>()
+        } else {
+            0
+        };
+        marker + self.json.len() + self.points.len() * std::mem::size_of::<Recent>()
     }
 
     fn holders(&self) -> &AtomicUsize {
@@ -471,6 +489,26 @@ impl Hub {
             return false;
         }
         true
+    }
+
+    /// Tells every stream of `rowid` that the run holds points up to `seq` (another server
+    /// stored them): each reads what it has not sent from the database, after its own cursor,
+    /// so a point goes out once. Queued like a batch (small, and bounded the same way).
+    pub fn poke(&self, rowid: i64, seq: i64) {
+        let mut marker = Published::new(Vec::new(), String::new());
+        marker.through = seq;
+        self.publish(rowid, marker);
+    }
+
+    /// Ends every open experiment stream (their clients reconnect with their cursor and catch
+    /// up from the database): for when notices from other servers may have been missed.
+    pub fn end_streams(&self) {
+        let mut inner = self.inner();
+        for (_, list) in inner.watchers.drain() {
+            for w in list {
+                w.close();
+            }
+        }
     }
 
     /// Queues `batch` for every stream of `rowid`, dropping each stream that is behind if the

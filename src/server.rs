@@ -238,6 +238,9 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         artifact_dir: artifact_dir.clone(),
         retention: Arc::new(tokio::sync::Notify::new()),
     };
+    if let Some(url) = &postgres {
+        crate::fanout::start(url, state.live.clone())?;
+    }
     if let Some(dir) = artifact_dir {
         tokio::spawn(dir.sweep_forever(db.clone()));
     }

@@ -577,3 +577,106 @@ fn two_servers_writing_one_run_at_once_store_every_point_once() {
         "every point its own id, none missing"
     );
 }
+
+#[test]
+fn a_stream_on_one_server_gets_every_point_written_through_another_once_in_order() {
+    let url = database();
+    let a = server_on(&url);
+    let b = server_on(&url);
+    let alice = a.user("alice@lab.org");
+    let exp = a.experiment(&alice, "watched elsewhere", None);
+    let mut live = open_stream(&b, &alice, &exp);
+    let (event, _, _) = live.next().unwrap();
+    assert_eq!(event, "hello");
+    let path = format!("/api/experiments/{exp}/points");
+    let batch = |i: i64| {
+        json!({"batch_id": format!("b{i}"),
+               "metrics": [{"name": "loss", "steps": [2 * i, 2 * i + 1], "values": [1.0, 0.5]}]})
+    };
+    // From a write acknowledged by A to its event on B's stream.
+    let mut latencies = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let sent = std::time::Instant::now();
+        assert_eq!(a.post(&path, &alice.auth(), batch(i)).status, 201);
+        ids.extend(live.ids(2));
+        latencies.push(sent.elapsed());
+    }
+    // A resend of a stored batch through B stores nothing and sends nothing; the next batch,
+    // through A again, follows at once.
+    assert_eq!(
+        ok(b.post(&path, &alice.auth(), batch(2)), 201),
+        json!({"inserted": 0, "skipped": 2})
+    );
+    // Several batches through A before B's stream reads, and one through B between them.
+    for i in 5..9 {
+        assert_eq!(a.post(&path, &alice.auth(), batch(i)).status, 201);
+    }
+    assert_eq!(b.post(&path, &alice.auth(), batch(9)).status, 201);
+    assert_eq!(a.post(&path, &alice.auth(), batch(10)).status, 201);
+    ids.extend(live.ids(12));
+    assert_eq!(
+        ids,
+        (1..=22).collect::<Vec<i64>>(),
+        "each point once, in order"
+    );
+    latencies.sort();
+    eprintln!(
+        "write acknowledged by A -> event on B: median {:?} of {:?}",
+        latencies[latencies.len() / 2],
+        latencies
+    );
+}
+
+#[test]
+fn a_server_killed_mid_ingest_lost_nothing_it_acknowledged() {
+    let url = database();
+    let mut a = server_on(&url);
+    let b = server_on(&url);
+    let alice = a.user("alice@lab.org");
+    let exp = a.experiment(&alice, "killed", None);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let (client, auth, exp, acked) = (
+            a.client.clone(),
+            alice.auth(),
+            exp.clone(),
+            acknowledged.clone(),
+        );
+        std::thread::spawn(move || {
+            for i in 0.. {
+                let body = json!({"batch_id": format!("k{i}"),
+                    "metrics": [{"name": "loss", "steps": [i], "values": [i as f64]}]});
+                // Panics once the server is gone: what was acknowledged is recorded by then.
+                let r = client.post(&format!("/api/experiments/{exp}/points"), &auth, body);
+                if r.status != 201 {
+                    return;
+                }
+                acked.lock().unwrap().push(i);
+            }
+        })
+    };
+    while acknowledged.lock().unwrap().len() < 20 {
+        std::thread::yield_now();
+    }
+    a.sigkill();
+    let _ = writer.join();
+    let acked = acknowledged.lock().unwrap().clone();
+    let metrics = ok(
+        b.get(&format!("/api/experiments/{exp}/metrics"), &alice.auth()),
+        200,
+    );
+    let steps: std::collections::BTreeSet<i64> = metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_i64().unwrap())
+        .collect();
+    for i in &acked {
+        assert!(
+            steps.contains(i),
+            "batch k{i} was acknowledged but is not stored"
+        );
+    }
+    assert!(acked.len() >= 20);
+}

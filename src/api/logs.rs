@@ -269,6 +269,9 @@ pub(crate) async fn store_with(
                     return Ok((skipped, None, None, changed));
                 }
                 let done = logs::insert(tx, &exp, &logs, now)?;
+                if let Some(&(_, last)) = done.stored.last() {
+                    logs::announce(tx, crate::live::server_id(), exp.rowid, last)?;
+                }
                 let progress = hub
                     .workspace_watched(&exp.workspace_id)
                     .then(|| progress(&exp, &logs, &done, now));

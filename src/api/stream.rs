@@ -244,6 +244,22 @@ impl Feed {
                 continue;
             }
             let batch = self.rx.recv().await?;
+            if batch.through > self.last
+                && batch.points.first().is_none_or(|p| p.seq > self.last + 1)
+            {
+                // Points after the cursor that this batch does not carry: stored through
+                // another server on the same PostgreSQL database (its notice, see
+                // `crate::fanout`), or committed there before this one. Ids are consecutive
+                // per run, so read the gap (and the batch) from the database.
+                self.replay = Some(ById::new(
+                    self.exp.clone(),
+                    Selection::All,
+                    self.last,
+                    batch.through,
+                    false,
+                ));
+                continue;
+            }
             let points = &batch.points;
             let e = if points.first().is_some_and(|p| p.seq > self.last) {
                 // The usual case: all of it is new, and already serialized.

@@ -850,6 +850,23 @@ pub fn last_seq(conn: &Connection, exp: &Experiment) -> Result<i64> {
         .query_row([exp.rowid], |r| r.get(0))?)
 }
 
+/// The channel on which servers sharing one PostgreSQL database tell each other about
+/// committed batches (see `crate::fanout`).
+pub const LIVE_CHANNEL: &str = "tora_live";
+
+/// Tells the other servers on this PostgreSQL database that the run at `rowid` now holds points
+/// up to `seq`: `pg_notify` inside the write transaction, delivered at its commit (in commit
+/// order; never if it rolls back). `server` is this process's id, so it ignores its own notices.
+/// Does nothing on SQLite, which one server serves alone.
+pub fn announce(conn: &Connection, server: &str, rowid: i64, seq: i64) -> Result<()> {
+    if conn.dialect() != crate::sql::Dialect::Postgres {
+        return Ok(());
+    }
+    let payload = format!("{server} logs {rowid} {seq}");
+    conn.execute("SELECT pg_notify(?1, ?2)", params![LIVE_CHANNEL, payload])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
