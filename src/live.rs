@@ -91,7 +91,7 @@ impl Item for Published {
     /// What holding the batch costs a queue: the JSON and the points (the names are shared).
     fn bytes(&self) -> usize {
         // A marker from [`Hub::poke`] counts as its own size, so markers are bounded too.
-        let marker = if self.points.is_empty() {
+        let marker = if self.points.is_empty() && self.json.is_empty() {
             std::mem::size_of::<Published>()
         } else {
             0
@@ -699,6 +699,23 @@ mod tests {
             created_at: 0,
         };
         Published::new(vec![p; points], "x".repeat(json))
+    }
+
+    #[tokio::test]
+    async fn notices_from_other_servers_are_bounded_like_batches() {
+        let hub = Hub::default();
+        let stalled = hub.subscribe(3);
+        let reading = hub.subscribe(3);
+        hub.poke(3, 17);
+        assert_eq!(reading.recv().await.unwrap().through, 17);
+        // A stalled stream is dropped once its markers reach the bound, never grown past it.
+        for seq in 0..1_000_000 {
+            hub.poke(3, seq);
+        }
+        assert!(!stalled.is_open());
+        assert!(hub.total.load(Ordering::Acquire) <= MAX_PENDING + 1024);
+        hub.end_streams();
+        assert!(!reading.is_open() && !hub.watched(3));
     }
 
     #[tokio::test]
