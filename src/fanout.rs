@@ -3,21 +3,28 @@
 //! it at commit, in commit order, never for a rolled-back batch). Each server listens on one
 //! connection of its own (not from a pool) on a thread of its own, and hands a notice from
 //! another server about a run it has streams on to the hub ([`Hub::poke`]): each stream then
-//! reads the points after its own cursor from the database, so a point goes out once.
+//! reads the points after its own cursor from the database, so a point goes out once. A run
+//! created, changed or deleted through another server (`store::experiments::announce`) is read
+//! again and told to this server's workspace streams.
 //!
 //! Nothing is missed silently: when the listening connection drops, every experiment stream of
 //! this server ends (its client reconnects with its cursor and catches up from the database),
 //! and again once listening resumes (streams opened meanwhile heard nothing), the connection
-//! being retried with a growing pause. Notices go straight into the streams' queues, which the
-//! hub bounds: there is no queue here to grow.
+//! being retried with a growing pause. Point notices go straight into the streams' queues, which
+//! the hub bounds; run notices wait in a queue of [`RUNS_PENDING`], past which every stream
+//! ends instead: nothing here grows.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 
+use tokio::sync::mpsc;
+
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::live::{Hub, server_id};
+use crate::store::experiments;
 use crate::store::logs::LIVE_CHANNEL;
 
 /// How long the listening connection waits for a notice before checking that it still works.
@@ -25,23 +32,51 @@ const IDLE_CHECK: Duration = Duration::from_secs(30);
 /// The longest pause between attempts to listen again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Starts listening to the other servers on the PostgreSQL database at `url`, feeding `hub`.
-pub fn start(url: &str, hub: Arc<Hub>) -> Result<()> {
+/// Run notices waiting for their row to be read; past this, every stream ends instead.
+const RUNS_PENDING: usize = 1_024;
+
+/// A run's workspace (before the change) and public id, from another server's notice.
+type RunNotice = (String, String);
+
+/// Starts listening to the other servers on the PostgreSQL database at `url`, feeding `hub`;
+/// runs they changed are read from `db`. Call from within the runtime.
+pub fn start(url: &str, hub: Arc<Hub>, db: Db) -> Result<()> {
     let config: postgres::Config = url
         .parse()
         .map_err(|e| Error::bad_request(format!("not a PostgreSQL URL: {e}")))?;
+    let (runs, pending) = tokio::sync::mpsc::channel(RUNS_PENDING);
+    tokio::spawn(publish_runs(pending, hub.clone(), db));
     // A thread of its own: the blocking client refuses to run on a thread driving async tasks.
     std::thread::Builder::new()
         .name("tora-pg-listen".into())
-        .spawn(move || listen_forever(&config, &hub))
+        .spawn(move || listen_forever(&config, &hub, &runs))
         .map_err(|e| Error::Internal(format!("starting the listening thread: {e}")))?;
     Ok(())
 }
 
-fn listen_forever(config: &postgres::Config, hub: &Hub) {
+/// Reads each run another server changed and tells this server's workspace streams: `run` if
+/// it is there (and `deleted` to the workspace it left, if it moved), else `deleted`.
+async fn publish_runs(mut pending: mpsc::Receiver<RunNotice>, hub: Arc<Hub>, db: Db) {
+    while let Some((workspace, id)) = pending.recv().await {
+        let read = id.clone();
+        match db.read(move |c| experiments::get(c, &read)).await {
+            Ok(Some(exp)) => {
+                if exp.workspace_id != workspace {
+                    hub.publish_deleted(&workspace, &id);
+                }
+                hub.publish_run(&exp);
+            }
+            Ok(None) => hub.publish_deleted(&workspace, &id),
+            // Its streams would miss the change: they fetch their table again.
+            Err(_) => hub.end_streams(),
+        }
+    }
+}
+
+fn listen_forever(config: &postgres::Config, hub: &Hub, runs: &mpsc::Sender<RunNotice>) {
     let mut backoff = Duration::from_millis(100);
     while !hub.is_shut() {
-        if let Err(e) = listen(config, hub, &mut backoff) {
+        if let Err(e) = listen(config, hub, runs, &mut backoff) {
             tracing::warn!(error = %e, "listening for other servers' batches failed; live streams end and reconnect");
         }
         hub.end_streams();
@@ -54,6 +89,7 @@ fn listen_forever(config: &postgres::Config, hub: &Hub) {
 fn listen(
     config: &postgres::Config,
     hub: &Hub,
+    runs: &mpsc::Sender<RunNotice>,
     backoff: &mut Duration,
 ) -> std::result::Result<(), postgres::Error> {
     let mut client = config.connect(postgres::NoTls)?;
@@ -64,7 +100,7 @@ fn listen(
     loop {
         let next = client.notifications().timeout_iter(IDLE_CHECK).next();
         match next? {
-            Some(notice) => forward(hub, notice.payload()),
+            Some(notice) => forward(hub, runs, notice.payload()),
             None if hub.is_shut() => return Ok(()),
             None => {
                 client.simple_query("")?;
@@ -73,19 +109,34 @@ fn listen(
     }
 }
 
-/// Hands one notice (`<server id> logs <run rowid> <last point id>`) to the hub, unless this
-/// server sent it (its streams already had the batch) or nobody here watches the run.
-fn forward(hub: &Hub, payload: &str) {
+/// Hands one notice (`<server id> logs <run rowid> <last point id>` or `<server id> run
+/// <workspace> <run id>`) on, unless this server sent it (its streams already had it) or nobody
+/// here watches the run or its workspace.
+fn forward(hub: &Hub, runs: &mpsc::Sender<RunNotice>, payload: &str) {
     let mut parts = payload.split(' ');
-    let (Some(server), Some("logs"), Some(rowid), Some(seq)) =
+    let (Some(server), Some(kind), Some(a), Some(b)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return;
     };
-    let (Ok(rowid), Ok(seq)) = (rowid.parse::<i64>(), seq.parse::<i64>()) else {
+    if server == server_id() {
         return;
-    };
-    if server != server_id() && hub.watched(rowid) {
-        hub.poke(rowid, seq);
+    }
+    match kind {
+        "logs" => {
+            if let (Ok(rowid), Ok(seq)) = (a.parse::<i64>(), b.parse::<i64>())
+                && hub.watched(rowid)
+            {
+                hub.poke(rowid, seq);
+            }
+        }
+        // Overwhelmed: end the streams (they fetch again) rather than queue more.
+        "run"
+            if hub.workspace_watched(a)
+                && runs.try_send((a.to_string(), b.to_string())).is_err() =>
+        {
+            hub.end_streams();
+        }
+        _ => {}
     }
 }

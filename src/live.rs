@@ -500,11 +500,17 @@ impl Hub {
         self.publish(rowid, marker);
     }
 
-    /// Ends every open experiment stream (their clients reconnect with their cursor and catch
-    /// up from the database): for when notices from other servers may have been missed.
+    /// Ends every open stream, of both kinds (experiment streams reconnect with their cursor
+    /// and catch up from the database; workspace streams fetch their table again): for when
+    /// notices from other servers may have been missed.
     pub fn end_streams(&self) {
         let mut inner = self.inner();
         for (_, list) in inner.watchers.drain() {
+            for w in list {
+                w.close();
+            }
+        }
+        for (_, list) in inner.workspaces.drain() {
             for w in list {
                 w.close();
             }

@@ -239,7 +239,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         retention: Arc::new(tokio::sync::Notify::new()),
     };
     if let Some(url) = &postgres {
-        crate::fanout::start(url, state.live.clone())?;
+        crate::fanout::start(url, state.live.clone(), db.clone())?;
     }
     if let Some(dir) = artifact_dir {
         tokio::spawn(dir.sweep_forever(db.clone()));

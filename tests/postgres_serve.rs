@@ -680,3 +680,67 @@ fn a_server_killed_mid_ingest_lost_nothing_it_acknowledged() {
     }
     assert!(acked.len() >= 20);
 }
+
+#[test]
+fn a_run_created_changed_and_deleted_through_one_server_shows_on_another_s_workspace_stream() {
+    let url = database();
+    let a = server_on(&url);
+    let b = server_on(&url);
+    let alice = a.user("alice@lab.org");
+    let ws = a.workspace(&alice, "lab");
+    let token = ok(
+        b.post(
+            &format!("/api/workspaces/{ws}/stream-token"),
+            &alice.auth(),
+            json!({}),
+        ),
+        200,
+    );
+    let token = token["token"].as_str().unwrap();
+    let mut stream = TcpStream::connect(&b.addr).unwrap();
+    write!(
+        stream,
+        "GET /api/workspaces/{ws}/stream?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        b.addr
+    )
+    .unwrap();
+    let mut sse = Sse::from(stream);
+    assert_eq!(sse.next().unwrap().0, "hello");
+
+    let exp = a.experiment(&alice, "resnet-1", Some(&ws));
+    let (event, _, data) = sse.next().unwrap();
+    let run: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (event.as_str(), run["id"].as_str()),
+        ("run", Some(exp.as_str()))
+    );
+    assert_eq!(run["name"], "resnet-1");
+
+    let r = a.call(
+        "PATCH",
+        &format!("/api/experiments/{exp}"),
+        &alice.auth(),
+        Some(&json!({"name": "resnet-2"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (event, _, data) = sse.next().unwrap();
+    let run: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (event.as_str(), run["name"].as_str()),
+        ("run", Some("resnet-2"))
+    );
+
+    let r = a.call(
+        "DELETE",
+        &format!("/api/experiments/{exp}"),
+        &alice.auth(),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (event, _, data) = sse.next().unwrap();
+    assert_eq!(event, "deleted");
+    assert_eq!(
+        serde_json::from_str::<Value>(&data).unwrap(),
+        json!({"id": exp})
+    );
+}

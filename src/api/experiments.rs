@@ -507,7 +507,9 @@ async fn create_experiment(
                     group: group.as_deref(),
                     created_at,
                 };
-                Ok((experiments::create(tx, &new, now)?, true))
+                let exp = experiments::create(tx, &new, now)?;
+                experiments::announce(tx, crate::live::server_id(), &exp.workspace_id, &exp.id)?;
+                Ok((exp, true))
             },
             move |(exp, is_new)| {
                 if *is_new {
@@ -630,6 +632,7 @@ async fn update(
                     group: group.as_ref().map(|g| g.as_deref()),
                 };
                 experiments::update(tx, exp.rowid, &changes, now_ms())?;
+                experiments::announce(tx, crate::live::server_id(), &exp.workspace_id, &exp.id)?;
                 experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
             },
             move |exp| hub.publish_run(exp),
@@ -651,6 +654,7 @@ async fn delete_experiment(
             move |tx| {
                 let exp = authorize(tx, &id, &user.id, Role::Owner)?;
                 experiments::delete(tx, exp.rowid)?;
+                experiments::announce(tx, crate::live::server_id(), &exp.workspace_id, &exp.id)?;
                 Ok(exp)
             },
             move |exp| hub.publish_deleted(&exp.workspace_id, &exp.id),

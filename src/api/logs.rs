@@ -256,6 +256,14 @@ pub(crate) async fn store_with(
                     }
                     None => None,
                 };
+                if let Some(run) = &changed {
+                    crate::store::experiments::announce(
+                        tx,
+                        crate::live::server_id(),
+                        &run.workspace_id,
+                        &run.id,
+                    )?;
+                }
                 let now = now_ms();
                 // A batch id seen before means a resend: the whole batch is already stored. An
                 // empty batch stores nothing, so it does not use its id up either.

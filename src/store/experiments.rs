@@ -142,6 +142,21 @@ pub fn create(conn: &Connection, new: &NewExperiment, now: i64) -> Result<Experi
 }
 
 /// Any experiment by its public id, whoever may see it: callers check access next.
+/// Tells the other servers on this PostgreSQL database that run `id` of `workspace` was
+/// created, changed, moved out of `workspace` or deleted (they read its row again): like
+/// `logs::announce`, inside the write transaction. Does nothing on SQLite.
+pub fn announce(conn: &Connection, server: &str, workspace: &str, id: &str) -> Result<()> {
+    if conn.dialect() != Dialect::Postgres {
+        return Ok(());
+    }
+    let payload = format!("{server} run {workspace} {id}");
+    conn.execute(
+        "SELECT pg_notify(?1, ?2)",
+        params![crate::store::logs::LIVE_CHANNEL, payload],
+    )?;
+    Ok(())
+}
+
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Experiment>> {
     let sql = format!("SELECT {COLUMNS} FROM experiments e WHERE e.uuid = ?1");
     Ok(conn
