@@ -593,7 +593,7 @@ fn a_stream_on_one_server_gets_every_point_written_through_another_once_in_order
         json!({"batch_id": format!("b{i}"),
                "metrics": [{"name": "loss", "steps": [2 * i, 2 * i + 1], "values": [1.0, 0.5]}]})
     };
-    // From a write acknowledged by A to its event on B's stream.
+    // From sending a batch to A to reading its event on B's stream.
     let mut latencies = Vec::new();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -622,7 +622,7 @@ fn a_stream_on_one_server_gets_every_point_written_through_another_once_in_order
     );
     latencies.sort();
     eprintln!(
-        "write acknowledged by A -> event on B: median {:?} of {:?}",
+        "POST sent to A -> its event read on B: median {:?} of {:?}",
         latencies[latencies.len() / 2],
         latencies
     );
