@@ -113,8 +113,9 @@ async fn delete(
                         return Ok(Vec::new());
                     }
                     let runs = retention::expired(tx, &ws, &p, now_ms(), STEP)?;
-                    for (rowid, _) in &runs {
+                    for (rowid, id) in &runs {
                         experiments::delete(tx, *rowid)?;
+                        experiments::announce(tx, crate::live::server_id(), &ws, id)?;
                     }
                     Ok(runs.into_iter().map(|(_, id)| (ws.clone(), id)).collect())
                 },

@@ -693,6 +693,14 @@ async fn heartbeat(
                 let (before, state) = (exp.activity().state(now), after.activity().state(now));
                 // Only a beat that changes the state (a resumed or revived run) is news to
                 // the run's table.
+                if before != state {
+                    experiments::announce(
+                        tx,
+                        crate::live::server_id(),
+                        &exp.workspace_id,
+                        &exp.id,
+                    )?;
+                }
                 Ok(((before != state).then_some(after), state))
             },
             move |(changed, _)| {
@@ -750,6 +758,7 @@ async fn finish(
                     t => t.unwrap_or(now),
                 };
                 experiments::finish(tx, exp.rowid, end, at)?;
+                experiments::announce(tx, crate::live::server_id(), &exp.workspace_id, &exp.id)?;
                 experiments::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("experiment"))
             },
             move |exp| hub.publish_run(exp),

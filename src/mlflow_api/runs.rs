@@ -299,6 +299,7 @@ pub async fn create(
                 }
                 edit.save(tx, &exp)?;
                 let exp = runs::get(tx, &id)?.ok_or_else(|| Error::not_found("run"))?;
+                runs::announce(tx, crate::live::server_id(), &exp.workspace_id, &exp.id)?;
                 Ok((run_json(tx, &exp, now)?, exp))
             },
             move |(_, exp)| hub.publish_run(exp),
@@ -355,6 +356,7 @@ async fn change(
             move |tx| {
                 let exp = run_of(tx, &run_id, &user.id, Role::Editor)?;
                 f(tx, &exp)?;
+                runs::announce(tx, crate::live::server_id(), &exp.workspace_id, &exp.id)?;
                 runs::get(tx, &exp.id)?.ok_or_else(|| Error::not_found("run"))
             },
             move |exp| hub.publish_run(exp),
@@ -442,6 +444,7 @@ pub async fn delete(
             move |tx| {
                 let exp = run_of(tx, &body.run_id.get(), &user.id, Role::Owner)?;
                 runs::delete(tx, exp.rowid)?;
+                runs::announce(tx, crate::live::server_id(), &exp.workspace_id, &exp.id)?;
                 Ok(exp)
             },
             move |exp| hub.publish_deleted(&exp.workspace_id, &exp.id),
