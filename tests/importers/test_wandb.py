@@ -268,6 +268,32 @@ def test_reader_accepts_a_run_dir_a_log_or_the_project_dir(wandb_dir: Path) -> N
     assert len(list(wandb_reader.read(str(wandb_dir)))) == 3
 
 
+def inside_a_chunk(data: bytes, near: int) -> int:
+    """An offset at or after `near` strictly inside some chunk's data in a .wandb log (LevelDB
+    framing: 32 KiB blocks of chunks, each a 7-byte header then its bytes; 7 bytes of W&B
+    header first)."""
+    block, pos = 0, 7
+    while block < len(data):
+        end_of_block = min(block + 32 * 1024, len(data))
+        if block + pos + 7 > end_of_block:
+            block, pos = block + 32 * 1024, 0
+            continue
+        checksum, length, kind = struct.unpack_from("<IHB", data, block + pos)
+        if (checksum, length, kind) == (
+            0,
+            0,
+            0,
+        ):  # zeroed: the rest of the block is unused
+            block, pos = block + 32 * 1024, 0
+            continue
+        start = block + pos + 7
+        end = start + length
+        if length >= 2 and end - 1 > near:
+            return max(start + 1, near)
+        pos += 7 + length
+    raise AssertionError(f"no chunk of the log reaches past byte {near}")
+
+
 def test_reader_cut_short_or_corrupt_log_keeps_what_came_before(
     wandb_dir: Path, tmp_path: Path
 ) -> None:
@@ -280,7 +306,9 @@ def test_reader_cut_short_or_corrupt_log_keeps_what_came_before(
 
     cut_dir = tmp_path / "cut" / log.parent.name
     shutil.copytree(log.parent, cut_dir)
-    (cut_dir / log.name).write_bytes(data[: len(data) * 2 // 3])  # the process killed
+    # The process killed mid-record: cut inside a chunk's bytes, found at or after two thirds of
+    # the log (a cut at a fixed fraction may land between records, where nothing is cut off).
+    (cut_dir / log.name).write_bytes(data[: inside_a_chunk(data, len(data) * 2 // 3)])
     (run,) = wandb_reader.read(str(cut_dir))
     assert run.name == "baseline"
     assert run.state == "failed"
