@@ -320,15 +320,23 @@ where
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     // JSON can carry U+0000 only as the escape \u0000; PostgreSQL text cannot hold it, and a
-    // SQLite database holding it could not move to PostgreSQL: refused on both engines.
-    if bytes.windows(6).any(|w| w == b"\\u0000")
-        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
-        && let Some(field) = nul_at(&value, String::new(), 0)
-    {
-        return Err(Error::bad_request(format!(
-            "{} holds the character U+0000 (NUL), which Tora does not store; remove it",
-            if field.is_empty() { "the body" } else { &field }
-        )));
+    // SQLite database holding it could not move to PostgreSQL: refused on both engines. Finding
+    // the field means building the body as a serde_json::Value, which no element budget bounds,
+    // so only a small body is searched; a larger one is refused as a whole.
+    if holds_nul_escape(bytes) {
+        let field = if bytes.len() <= NUL_SEARCH_LIMIT {
+            serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|value| nul_at(&value, String::new(), 0))
+        } else {
+            Some(String::new())
+        };
+        if let Some(field) = field {
+            return Err(Error::bad_request(format!(
+                "{} holds the character U+0000 (NUL), which Tora does not store; remove it",
+                if field.is_empty() { "the body" } else { &field }
+            )));
+        }
     }
     ELEMENTS_LEFT.set(MAX_ELEMENTS);
     serde_json::from_slice(bytes).map_err(|e| {
@@ -343,6 +351,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         }
     })
 }
+
+/// Whether JSON text holds the escape `\u0000`: a backslash-u that is not itself an escaped
+/// backslash followed by `u0000` (an odd run of backslashes before the `u`).
+fn holds_nul_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).enumerate().any(|(i, w)| {
+        w == b"\\u0000" && bytes[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    })
+}
+
+/// The largest body searched for the field holding U+0000 (see [`parse_json`]).
+const NUL_SEARCH_LIMIT: usize = 1 << 20;
 
 /// Where in `value` a string or a key holds U+0000, as a path (`tags[2]`, `metadata.note`);
 /// `None` if nowhere. Depth-limited like the rest of the body's parsing.
@@ -481,6 +500,21 @@ mod tests {
     use std::collections::{BTreeSet, HashMap};
 
     use super::*;
+
+    #[test]
+    fn nul_is_refused_in_bodies_of_any_size_but_an_escaped_backslash_is_not() {
+        let small = parse_json::<serde_json::Value>(br#"{"tags": ["a", "b\u0000"]}"#);
+        assert!(format!("{:?}", small.unwrap_err()).contains("tags[1]"));
+        // The text \u0000 (a backslash, then u0000) is not the character.
+        let text = parse_json::<serde_json::Value>(br#"{"note": "C:\\u0000"}"#).unwrap();
+        assert_eq!(text["note"], "C:\\u0000");
+        // A body too large to search for the field is refused as a whole, without building it.
+        let mut big = br#"{"pad": ""#.to_vec();
+        big.extend(std::iter::repeat_n(b'x', NUL_SEARCH_LIMIT));
+        big.extend_from_slice(br#"", "n": "\u0000"}"#);
+        let err = format!("{:?}", parse_json::<serde_json::Value>(&big).unwrap_err());
+        assert!(err.contains("the body holds the character U+0000"), "{err}");
+    }
 
     /// Routes served on purpose without a description, as (method, path under [`ROOT`], why).
     /// None today: even the never-ending stream, which schemathesis skips, is described.
