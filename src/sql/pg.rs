@@ -674,67 +674,14 @@ mod tests {
     }
 }
 
-/// A PostgreSQL for tests: `TORA_TEST_POSTGRES` (a server URL) if set, else one cluster per
-/// test binary (`tests/postgres/cluster.sh`), started on first use and stopped by a watchdog
-/// once the test process is gone; each call makes a fresh database on it.
+/// A PostgreSQL for tests: the cluster and fresh databases of `tests/postgres/cluster.rs`,
+/// which the integration tests share.
 #[cfg(test)]
 pub mod testing {
-    use std::sync::OnceLock;
-
-    fn server() -> &'static str {
-        static SERVER: OnceLock<String> = OnceLock::new();
-        SERVER.get_or_init(|| {
-            if let Ok(url) = std::env::var("TORA_TEST_POSTGRES") {
-                return url;
-            }
-            let root = env!("CARGO_MANIFEST_DIR");
-            let dir = std::env::temp_dir().join(format!("tora-pg-{}", std::process::id()));
-            let script = format!("{root}/tests/postgres/cluster.sh");
-            let out = std::process::Command::new("bash")
-                .arg(&script)
-                .arg("start")
-                .arg(&dir)
-                .output()
-                .expect("run tests/postgres/cluster.sh");
-            assert!(
-                out.status.success(),
-                "cluster.sh start failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            // Stops the cluster (and removes its files) once this process has exited, however
-            // it ends: a watchdog in the background of a shell that returns at once, so it is
-            // no child of ours.
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg(r#"(while kill -0 "$0" 2>/dev/null; do sleep 1; done; bash "$1" stop "$2"; rm -rf "$2") >/dev/null 2>&1 </dev/null &"#)
-                .arg(std::process::id().to_string())
-                .arg(&script)
-                .arg(&dir)
-                .status()
-                .expect("start the cluster's watchdog");
-            String::from_utf8(out.stdout).expect("url").trim().to_string()
-        })
+    mod cluster {
+        include!("../../tests/postgres/cluster.rs");
     }
-
-    /// The URL of a new, empty database.
-    pub fn database() -> String {
-        let server = server();
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        // On a thread of its own, so async tests may call this (see Db::open_postgres).
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let mut admin =
-                    postgres::Client::connect(server, postgres::NoTls).expect("connect");
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create database");
-            });
-        });
-        match server.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("no database in {server}"),
-        }
-    }
+    pub use cluster::database;
 
     /// A layer connection to a new, empty database.
     pub fn connection() -> crate::sql::Connection {
