@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test suite against freshly built code, installing what the suites need:
 #   1. Rust: formatting, clippy, unit tests and integration tests (the real binary over HTTP), and
-#      the unit tests again with the store on PostgreSQL
+#      both again with the database on PostgreSQL
 #   2. the published SDK tora==0.0.12 against the binary (compatibility), on SQLite and again
 #      (with schemathesis and the Python SDK's own tests) on PostgreSQL
 #   3. the OpenAPI description checked against the live binary by schemathesis
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 step "rust: fmt, clippy"
 cargo fmt --all -- --check
@@ -51,10 +51,21 @@ fi
 cargo build --locked --quiet
 cargo test --locked
 
-step "rust: the store's unit tests again on PostgreSQL (Debian's postgresql, a throwaway cluster)"
-# db::memory() hands each test a fresh PostgreSQL database instead of an in-memory SQLite one;
-# tests/postgres/cluster.sh starts the cluster (as nobody when root) and installs postgresql.
-TORA_TEST_ENGINE=postgres cargo test --locked --lib
+step "rust: unit and integration tests again on PostgreSQL (Debian's postgresql, a throwaway cluster)"
+# With TORA_TEST_ENGINE=postgres, db::memory() hands each unit test a fresh PostgreSQL database
+# instead of an in-memory SQLite one, and tests/common's TestServer serves each integration test
+# from a fresh PostgreSQL database instead of a file; tests/postgres/cluster.sh starts one cluster
+# per test binary (as nobody when root) and installs postgresql. Not run twice: what tests the
+# SQLite file itself (backups, file_copy, operations, space, storage, upgrades), what tests no
+# database (connections: sockets and the HTTP layer; sdk: the wheel's pages; service: the systemd
+# unit), and migrate and postgres_serve, which use both engines already.
+not_twice=" backups file_copy operations space storage upgrades connections sdk service migrate postgres_serve "
+pg_tests=()
+for f in tests/*.rs; do
+  name=$(basename "$f" .rs)
+  case "$not_twice" in *" $name "*) ;; *) pg_tests+=(--test "$name") ;; esac
+done
+TORA_TEST_ENGINE=postgres cargo test --locked --lib "${pg_tests[@]}"
 
 step "python: venvs (target/venv for our SDK, target/venv-0012 for the published one)"
 if [ ! -x target/venv/bin/python ]; then python3 -m venv target/venv; fi
@@ -82,7 +93,7 @@ fi
 step "compatibility: tora==0.0.12 against tora serve"
 target/venv/bin/pytest -q tests/compat
 
-step "PostgreSQL: tora==0.0.12, schemathesis and the SDK's tests against tora serve --db postgres://"
+step "PostgreSQL: tora==0.0.12, MLflow's client, schemathesis and the SDK's tests against tora serve --db postgres://"
 # tests/helpers/toraserver.py (and python/tests' conftest) give each server a fresh database in
 # the cluster named by TORA_TEST_POSTGRES.
 pgdir=$(mktemp -d)
@@ -90,6 +101,8 @@ trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$
 TORA_TEST_POSTGRES=$(tests/postgres/cluster.sh start "$pgdir")
 export TORA_TEST_POSTGRES
 target/venv/bin/pytest -q tests/compat
+target/venv/bin/pytest -q tests/mlflow
+target/venv/bin/pytest -q tests/artifacts
 target/venv/bin/pytest -q tests/openapi
 if [ -d python/tests ]; then
   (cd python && ../target/venv/bin/pytest -q tests)

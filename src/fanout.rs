@@ -23,9 +23,9 @@ use tokio::sync::mpsc;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::live::{Hub, server_id};
+use crate::live::{Hub, Progress, server_id};
 use crate::store::experiments;
-use crate::store::logs::LIVE_CHANNEL;
+use crate::store::logs::{self, Kind, LIVE_CHANNEL};
 
 /// How long the listening connection waits for a notice before checking that it still works.
 const IDLE_CHECK: Duration = Duration::from_secs(30);
@@ -38,6 +38,10 @@ const RUNS_PENDING: usize = 1_024;
 /// A run's workspace (before the change) and public id, from another server's notice.
 type RunNotice = (String, String);
 
+/// How long the progress task gathers notices before it reads the runs they name: one read a
+/// run however many batches arrived meanwhile.
+const PROGRESS_GATHER: Duration = Duration::from_millis(250);
+
 /// Starts listening to the other servers on the PostgreSQL database at `url`, feeding `hub`;
 /// runs they changed are read from `db`. Call from within the runtime.
 pub fn start(url: &str, hub: Arc<Hub>, db: Db) -> Result<()> {
@@ -45,11 +49,14 @@ pub fn start(url: &str, hub: Arc<Hub>, db: Db) -> Result<()> {
         .parse()
         .map_err(|e| Error::bad_request(format!("not a PostgreSQL URL: {e}")))?;
     let (runs, pending) = tokio::sync::mpsc::channel(RUNS_PENDING);
-    tokio::spawn(publish_runs(pending, hub.clone(), db));
+    tokio::spawn(publish_runs(pending, hub.clone(), db.clone()));
+    let (progress, stored) = tokio::sync::mpsc::channel(RUNS_PENDING);
+    tokio::spawn(publish_progress(stored, hub.clone(), db));
+    let queues = Queues { runs, progress };
     // A thread of its own: the blocking client refuses to run on a thread driving async tasks.
     std::thread::Builder::new()
         .name("tora-pg-listen".into())
-        .spawn(move || listen_forever(&config, &hub, &runs))
+        .spawn(move || listen_forever(&config, &hub, &queues))
         .map_err(|e| Error::Internal(format!("starting the listening thread: {e}")))?;
     Ok(())
 }
@@ -73,10 +80,64 @@ async fn publish_runs(mut pending: mpsc::Receiver<RunNotice>, hub: Arc<Hub>, db:
     }
 }
 
-fn listen_forever(config: &postgres::Config, hub: &Hub, runs: &mpsc::Sender<RunNotice>) {
+/// Reads the last values of each run another server stored points in and tells this server's
+/// workspace streams (a `progress` notice, paced per run by the hub as a local batch's is).
+async fn publish_progress(mut stored: mpsc::Receiver<i64>, hub: Arc<Hub>, db: Db) {
+    while let Some(first) = stored.recv().await {
+        let mut due = std::collections::HashSet::from([first]);
+        let until = tokio::time::Instant::now() + PROGRESS_GATHER;
+        while due.len() < RUNS_PENDING {
+            match tokio::time::timeout_at(until, stored.recv()).await {
+                Ok(Some(rowid)) => {
+                    due.insert(rowid);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let due: Vec<i64> = due.into_iter().collect();
+        let read = db
+            .read(move |c| {
+                due.iter()
+                    .map(|&rowid| logs::last_values(c, rowid))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await;
+        match read {
+            Ok(runs) => {
+                for run in runs.into_iter().flatten() {
+                    hub.publish_progress(progress(run));
+                }
+            }
+            // Their tables would miss the values: they fetch again.
+            Err(_) => hub.end_streams(),
+        }
+    }
+}
+
+/// A run's last values as a `progress` notice.
+fn progress(run: logs::LastValues) -> Progress {
+    let mut p = Progress::new(run.workspace, run.id, run.active_at);
+    for (kind, name, step, value) in run.series {
+        let name: Arc<str> = name.into();
+        let value = value.unwrap_or(f64::NAN);
+        match kind {
+            Kind::Metric => p.metric(&name, step.unwrap_or(0), value),
+            Kind::Result => p.result(&name, value),
+        }
+    }
+    p
+}
+
+/// Where the listening thread hands notices on: runs to read again, runs with new points.
+struct Queues {
+    runs: mpsc::Sender<RunNotice>,
+    progress: mpsc::Sender<i64>,
+}
+
+fn listen_forever(config: &postgres::Config, hub: &Hub, queues: &Queues) {
     let mut backoff = Duration::from_millis(100);
     while !hub.is_shut() {
-        if let Err(e) = listen(config, hub, runs, &mut backoff) {
+        if let Err(e) = listen(config, hub, queues, &mut backoff) {
             tracing::warn!(error = %e, "listening for other servers' batches failed; live streams end and reconnect");
         }
         hub.end_streams();
@@ -89,7 +150,7 @@ fn listen_forever(config: &postgres::Config, hub: &Hub, runs: &mpsc::Sender<RunN
 fn listen(
     config: &postgres::Config,
     hub: &Hub,
-    runs: &mpsc::Sender<RunNotice>,
+    queues: &Queues,
     backoff: &mut Duration,
 ) -> std::result::Result<(), postgres::Error> {
     let mut client = config.connect(postgres::NoTls)?;
@@ -100,7 +161,7 @@ fn listen(
     loop {
         let next = client.notifications().timeout_iter(IDLE_CHECK).next();
         match next? {
-            Some(notice) => forward(hub, runs, notice.payload()),
+            Some(notice) => forward(hub, queues, notice.payload()),
             None if hub.is_shut() => return Ok(()),
             None => {
                 client.simple_query("")?;
@@ -109,10 +170,10 @@ fn listen(
     }
 }
 
-/// Hands one notice (`<server id> logs <run rowid> <last point id>` or `<server id> run
-/// <workspace> <run id>`) on, unless this server sent it (its streams already had it) or nobody
-/// here watches the run or its workspace.
-fn forward(hub: &Hub, runs: &mpsc::Sender<RunNotice>, payload: &str) {
+/// Hands one notice (`<server id> logs <run rowid> <last point id> <workspace>` or `<server
+/// id> run <workspace> <run id>`) on, unless this server sent it (its streams already had it) or
+/// nobody here watches the run or its workspace.
+fn forward(hub: &Hub, queues: &Queues, payload: &str) {
     let mut parts = payload.split(' ');
     let (Some(server), Some(kind), Some(a), Some(b)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -124,16 +185,25 @@ fn forward(hub: &Hub, runs: &mpsc::Sender<RunNotice>, payload: &str) {
     }
     match kind {
         "logs" => {
-            if let (Ok(rowid), Ok(seq)) = (a.parse::<i64>(), b.parse::<i64>())
-                && hub.watched(rowid)
-            {
+            let (Ok(rowid), Ok(seq)) = (a.parse::<i64>(), b.parse::<i64>()) else {
+                return;
+            };
+            if hub.watched(rowid) {
                 hub.poke(rowid, seq);
             }
+            // Overwhelmed: end the streams (they fetch again) rather than queue more.
+            if parts.next().is_some_and(|ws| hub.workspace_watched(ws))
+                && queues.progress.try_send(rowid).is_err()
+            {
+                hub.end_streams();
+            }
         }
-        // Overwhelmed: end the streams (they fetch again) rather than queue more.
         "run"
             if hub.workspace_watched(a)
-                && runs.try_send((a.to_string(), b.to_string())).is_err() =>
+                && queues
+                    .runs
+                    .try_send((a.to_string(), b.to_string()))
+                    .is_err() =>
         {
             hub.end_streams();
         }

@@ -158,7 +158,7 @@ fn without_mail_signup_makes_no_confirmation_token_and_forged_ones_pass_nothing(
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.data()["mailed"], false);
     assert!(r.data().get("confirmation_token").is_none(), "{}", r.text);
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     let tokens: i64 = conn
         .query_row("SELECT count(*) FROM confirmations", [], |r| r.get(0))
         .unwrap();
@@ -175,7 +175,7 @@ fn without_mail_signup_makes_no_confirmation_token_and_forged_ones_pass_nothing(
     for (token, made) in [("fresh-token", now), ("old-token", now - 8 * 86_400_000)] {
         conn.execute(
             "INSERT INTO confirmations (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![sha2::Sha256::digest(token).to_vec(), user, made],
+            tora::sql::params![sha2::Sha256::digest(token).to_vec(), user, made],
         )
         .unwrap();
     }
@@ -268,7 +268,7 @@ fn api_keys_are_shown_once_and_revoked_at_once() {
     );
 
     // The database holds only a hash of the key.
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     let stored: Vec<u8> = conn
         .query_row("SELECT key_hash FROM api_keys WHERE id = ?1", [&id], |r| {
             r.get(0)

@@ -165,7 +165,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn count(server: &TestServer, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -420,7 +420,8 @@ fn an_upload_cut_off_half_way_leaves_nothing_behind() {
 
 #[test]
 fn deleting_a_run_deletes_its_artifacts_and_the_space_is_reused() {
-    let server = TestServer::start();
+    // The file's free pages are what this checks.
+    let server = TestServer::start_file(&[]);
     let (pi, exp) = setup(&server);
     let path = format!("/api/experiments/{exp}/artifacts/weights.bin");
     assert_eq!(upload(&server, &path, &pi.auth(), 8 * MIB, true).0, 201);
@@ -493,7 +494,8 @@ fn artifacts_kept_as_files_are_owner_only_swept_and_backed_up() {
     use std::os::unix::fs::PermissionsExt;
     let scratch = common::TempDir::new();
     let dir = scratch.join("files");
-    let server = TestServer::start_with(&["--artifacts-dir", dir.to_str().unwrap()]);
+    // `tora backup` copies a file.
+    let server = TestServer::start_file(&["--artifacts-dir", dir.to_str().unwrap()]);
     let (pi, exp) = setup(&server);
     let path = format!("/api/experiments/{exp}/artifacts/models/final.ckpt");
     let (status, body, sha) = upload(&server, &path, &pi.auth(), MIB + 5, true);
@@ -582,8 +584,7 @@ fn a_run_keeps_at_most_ten_thousand_files() {
     assert_eq!(put("f0").status, 201);
     // 9,999 more, written straight into the file (10,000 uploads would only be slow).
     {
-        let mut conn = rusqlite::Connection::open(&server.db).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut conn = server.sql();
         let tx = conn.transaction().unwrap();
         tx.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9999)

@@ -213,8 +213,13 @@ fn every_sort_pages_every_run_once_in_the_brute_force_order() {
     let other = server.workspace(&user, "other");
     make(&server, &user, &other);
 
-    let filters: [(&str, Keep); 3] = [
+    let filters: [(&str, Keep); 4] = [
         ("", |_| true),
+        // Text is greater than every number, on every engine.
+        ("hp.lr > 0.4", |r| {
+            r.lr.as_ref()
+                .is_some_and(|v| sqlite_cmp(v, &json!(0.4)) == Ordering::Greater)
+        }),
         ("group:g-a", |r| {
             r.group
                 .as_deref()

@@ -14,19 +14,19 @@ fn bulk(server: &TestServer, user: &User, body: Value) -> common::Response {
 /// Every run's workspace, tags and name, and every point: what a refused bulk change must
 /// leave alone.
 fn snapshot(server: &TestServer) -> String {
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     let mut out = String::new();
     for sql in [
         "SELECT uuid, workspace_id, name, tags FROM experiments ORDER BY uuid",
         "SELECT experiment_id, name, count, last_value FROM series ORDER BY id",
-        "SELECT id, hex(data) FROM chunks ORDER BY id",
+        "SELECT id, data FROM chunks ORDER BY id",
     ] {
         let mut stmt = conn.prepare(sql).unwrap();
         let cols = stmt.column_count();
         let mut rows = stmt.query([]).unwrap();
         while let Some(row) = rows.next().unwrap() {
             for i in 0..cols {
-                let v: rusqlite::types::Value = row.get(i).unwrap();
+                let v: tora::sql::types::Value = row.get(i).unwrap();
                 out += &format!("{v:?}|");
             }
             out.push('\n');
@@ -404,13 +404,13 @@ fn an_export_holds_at_most_10000_runs() {
     let owner = server.user("owner@lab.org");
     let ws = server.workspace(&owner, "big");
     // 10,001 runs, written straight into the file (creating them over HTTP only takes longer).
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     conn.execute_batch("BEGIN").unwrap();
     for i in 0..10_001 {
         conn.execute(
             "INSERT INTO experiments (uuid, workspace_id, name, tags, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            rusqlite::params![
+            tora::sql::params![
                 format!("00000000-0000-4000-8000-{i:012}"),
                 ws,
                 format!("run-{i}"),

@@ -379,7 +379,8 @@ fn an_unknown_format_is_refused() {
 /// stored ones: a stopped server's file passes, one whose units were changed does not.
 #[test]
 fn doctor_rebuilds_the_units_and_finds_a_changed_one() {
-    let mut server = TestServer::start();
+    // `tora doctor` checks a file.
+    let mut server = TestServer::start_file(&[]);
     let alice = server.user("alice@lab.org");
     let id = server.experiment(&alice, "resumed", None);
     let logged: Vec<(i64, f64)> = (0..3_000)

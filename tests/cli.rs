@@ -26,7 +26,7 @@ fn refused(server: &TestServer, args: &[&str]) -> String {
 }
 
 fn runs_in_database(server: &TestServer) -> i64 {
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     conn.query_row("SELECT count(*) FROM experiments", [], |r| r.get(0))
         .unwrap()
 }

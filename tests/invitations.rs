@@ -61,7 +61,7 @@ fn signup(server: &TestServer, email: &str) -> Value {
 }
 
 fn count(server: &TestServer, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
@@ -210,7 +210,7 @@ fn an_invitation_link_works_once_and_not_after_it_expires() {
     // again, with a new link.
     let second = invite(&server, &owner, &ws, "b@lab.org", EDITOR);
     let expired = second["token"].as_str().unwrap();
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     conn.execute(
         "UPDATE invitations SET expires_at = 1 WHERE email = 'b@lab.org'",
         [],

@@ -101,7 +101,7 @@ fn world() -> World {
         &jsonwebtoken::EncodingKey::from_secret(b"a guess at the server's secret.."),
     )
     .unwrap();
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     conn.execute(
         "UPDATE users SET disabled = 1 WHERE id = ?1",
         [&disabled.id],
@@ -178,29 +178,29 @@ impl World {
 
     /// Everything an authorization mistake could change, as text.
     fn snapshot(&self) -> String {
-        let conn = rusqlite::Connection::open(&self.server.db).unwrap();
+        let conn = self.server.sql();
         let mut out = String::new();
         for sql in [
             "SELECT id, name, coalesce(description, '') FROM workspaces ORDER BY id",
             "SELECT workspace_id, user_id, role_id FROM workspace_members ORDER BY 1, 2",
-            "SELECT id, workspace_id, email, role_id, hex(token_hash), expires_at FROM invitations ORDER BY id",
+            "SELECT id, workspace_id, email, role_id, token_hash, expires_at FROM invitations ORDER BY id",
             "SELECT id, coalesce(email_confirmed_at, 0) FROM users ORDER BY id",
             "SELECT uuid, workspace_id, name, coalesce(description, ''), hyperparams, tags, next_seq FROM experiments ORDER BY uuid",
             "SELECT id, experiment_id, kind, name FROM series ORDER BY id",
-            "SELECT id, count, last_step, coalesce(last_value, 'nan') FROM series ORDER BY id",
+            "SELECT id, count, last_step, last_value FROM series ORDER BY id",
             "SELECT series_id, block, count, max_seq FROM series_blocks ORDER BY 1, 2",
-            "SELECT id, hex(data) FROM chunks ORDER BY id",
+            "SELECT id, data FROM chunks ORDER BY id",
             "SELECT experiment_id, batch_id FROM batches ORDER BY 1, 2",
             "SELECT id, disabled FROM users ORDER BY id",
-            "SELECT id, experiment_id, path, size, hex(sha256) FROM artifacts ORDER BY id",
-            "SELECT artifact_id, seq, hex(data) FROM artifact_chunks ORDER BY 1, 2",
+            "SELECT id, experiment_id, path, size, sha256 FROM artifacts ORDER BY id",
+            "SELECT artifact_id, seq, data FROM artifact_chunks ORDER BY 1, 2",
         ] {
             let mut stmt = conn.prepare(sql).unwrap();
             let cols = stmt.column_count();
             let mut rows = stmt.query([]).unwrap();
             while let Some(row) = rows.next().unwrap() {
                 for i in 0..cols {
-                    let v: rusqlite::types::Value = row.get(i).unwrap();
+                    let v: tora::sql::types::Value = row.get(i).unwrap();
                     out += &format!("{v:?}|");
                 }
                 out.push('\n');

@@ -362,7 +362,8 @@ fn metrics_count_requests_points_streams_refusals_and_the_files() {
 fn backup_age_is_exported_with_a_backup_dir() {
     let dir = TempDir::new();
     let backups = dir.join("backups");
-    let server = TestServer::start_with(&["--backup-dir", backups.to_str().unwrap()]);
+    // Scheduled backups copy a file.
+    let server = TestServer::start_file(&["--backup-dir", backups.to_str().unwrap()]);
     // The first backup is taken at start when the directory is empty.
     wait_for(&server, "tora_backups", 1.0);
     let m = scrape(&server, &Auth::None);
@@ -455,7 +456,8 @@ fn the_readme_lists_every_exported_metric() {
     let dir = TempDir::new();
     let backups = dir.join("backups");
     // With a backup directory every family is present (the backup's age only exists then).
-    let server = TestServer::start_with(&["--backup-dir", backups.to_str().unwrap()]);
+    // Scheduled backups copy a file.
+    let server = TestServer::start_file(&["--backup-dir", backups.to_str().unwrap()]);
     wait_for(&server, "tora_backups", 1.0);
     let r = server.get("/metrics", &Auth::None);
     let exported: std::collections::BTreeSet<String> = r

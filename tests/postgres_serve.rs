@@ -688,24 +688,7 @@ fn a_run_created_changed_and_deleted_through_one_server_shows_on_another_s_works
     let b = server_on(&url);
     let alice = a.user("alice@lab.org");
     let ws = a.workspace(&alice, "lab");
-    let token = ok(
-        b.post(
-            &format!("/api/workspaces/{ws}/stream-token"),
-            &alice.auth(),
-            json!({}),
-        ),
-        200,
-    );
-    let token = token["token"].as_str().unwrap();
-    let mut stream = TcpStream::connect(&b.addr).unwrap();
-    write!(
-        stream,
-        "GET /api/workspaces/{ws}/stream?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
-        b.addr
-    )
-    .unwrap();
-    let mut sse = Sse::from(stream);
-    assert_eq!(sse.next().unwrap().0, "hello");
+    let mut sse = open_workspace_stream(&b, &alice, &ws);
 
     let exp = a.experiment(&alice, "resnet-1", Some(&ws));
     let (event, _, data) = sse.next().unwrap();
@@ -742,5 +725,104 @@ fn a_run_created_changed_and_deleted_through_one_server_shows_on_another_s_works
     assert_eq!(
         serde_json::from_str::<Value>(&data).unwrap(),
         json!({"id": exp})
+    );
+}
+
+/// A workspace's stream of run changes on `server`, past its `hello`.
+fn open_workspace_stream(server: &TestServer, user: &User, ws: &str) -> Sse {
+    let token = ok(
+        server.post(
+            &format!("/api/workspaces/{ws}/stream-token"),
+            &user.auth(),
+            json!({}),
+        ),
+        200,
+    );
+    let token = token["token"].as_str().unwrap();
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "GET /api/workspaces/{ws}/stream?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        server.addr
+    )
+    .unwrap();
+    let mut sse = Sse::from(stream);
+    assert_eq!(sse.next().unwrap().0, "hello");
+    sse
+}
+
+/// The data of the next `event` on `sse` about run `id`, passing over the others.
+fn next_about(sse: &mut Sse, event: &str, id: &str) -> Value {
+    loop {
+        let (kind, _, data) = sse.next().expect("the stream ended");
+        let data: Value = serde_json::from_str(&data).unwrap();
+        if kind == event && data["id"] == id {
+            return data;
+        }
+    }
+}
+
+#[test]
+fn a_run_s_progress_and_bulk_changes_through_one_server_show_on_another_s_workspace_stream() {
+    let url = database();
+    let a = server_on(&url);
+    let b = server_on(&url);
+    let alice = a.user("alice@lab.org");
+    let ws = a.workspace(&alice, "lab");
+    let other = a.workspace(&alice, "elsewhere");
+    let runs: Vec<String> = (0..3)
+        .map(|i| a.experiment(&alice, &format!("run-{i}"), Some(&ws)))
+        .collect();
+    let mut sse = open_workspace_stream(&b, &alice, &ws);
+
+    // Points and a result stored through A: B's table gets their last values.
+    let r = a.post(
+        &format!("/api/experiments/{}/logs/batch", runs[0]),
+        &alice.auth(),
+        json!({"logs": [
+            {"name": "loss", "value": 0.9, "step": 1},
+            {"name": "loss", "value": 0.5, "step": 7},
+            {"name": "loss", "value": 0.7, "step": 3},
+            {"name": "acc", "value": 0.81, "type": "result"},
+        ]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let progress = next_about(&mut sse, "progress", &runs[0]);
+    assert_eq!(
+        progress["metrics"]["loss"],
+        json!({"step": 7, "value": 0.5})
+    );
+    assert_eq!(progress["results"]["acc"], json!(0.81));
+
+    // Bulk changes through A: tagged runs, a moved one, a deleted one.
+    let r = a.post(
+        "/api/experiments/bulk",
+        &alice.auth(),
+        json!({"ids": [runs[0], runs[1]], "action": "tag", "tags": ["best"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for run in &runs[..2] {
+        let changed = next_about(&mut sse, "run", run);
+        assert_eq!(changed["tags"], json!(["best"]), "{changed}");
+    }
+    let r = a.post(
+        "/api/experiments/bulk",
+        &alice.auth(),
+        json!({"ids": [runs[1]], "action": "move", "workspaceId": other}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        next_about(&mut sse, "deleted", &runs[1]),
+        json!({"id": runs[1]})
+    );
+    let r = a.post(
+        "/api/experiments/bulk",
+        &alice.auth(),
+        json!({"ids": [runs[2]], "action": "delete"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        next_about(&mut sse, "deleted", &runs[2]),
+        json!({"id": runs[2]})
     );
 }

@@ -58,19 +58,17 @@ fn finish(server: &TestServer, user: &User, id: &str, state: &str) -> Response {
 /// Moves a run's creation, points and heartbeat `by` milliseconds into the past, as if it had
 /// been quiet that long.
 fn age(server: &TestServer, id: &str, by: i64) {
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
+    let conn = server.sql();
     conn.execute(
         "UPDATE experiments SET created_at = created_at - ?2, heartbeat_at = heartbeat_at - ?2
          WHERE uuid = ?1",
-        rusqlite::params![id, by],
+        tora::sql::params![id, by],
     )
     .unwrap();
     conn.execute(
         "UPDATE series SET updated_at = updated_at - ?2
          WHERE experiment_id = (SELECT id FROM experiments WHERE uuid = ?1)",
-        rusqlite::params![id, by],
+        tora::sql::params![id, by],
     )
     .unwrap();
 }

@@ -258,15 +258,13 @@ fn the_list_across_workspaces_answers_the_newest_ten_thousand_and_counts_all() {
     let alice = server.user("alice@lab.org");
     let ws = server.workspace(&alice, "sweeps");
     // 10,050 runs, written straight into the file: what a long sweep leaves behind.
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
+    let conn = server.sql();
     conn.execute_batch("BEGIN").unwrap();
     for i in 0..10_050i64 {
         conn.execute(
             "INSERT INTO experiments (uuid, workspace_id, created_by, name, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            rusqlite::params![
+            tora::sql::params![
                 format!("00000000-0000-4000-8000-{i:012}"),
                 ws,
                 alice.id,

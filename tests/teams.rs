@@ -403,8 +403,8 @@ fn sign(claims: &Value, secret: &[u8], alg: jsonwebtoken::Algorithm) -> String {
 fn forged_expired_and_wrong_kind_tokens_are_refused() {
     let server = TestServer::start();
     let user = server.user("t@lab.org");
-    let secret: Vec<u8> = rusqlite::Connection::open(&server.db)
-        .unwrap()
+    let secret: Vec<u8> = server
+        .sql()
         .query_row(
             "SELECT value FROM settings WHERE key = 'jwt_secret'",
             [],
@@ -618,7 +618,7 @@ fn a_personal_workspace_taken_from_its_owner_before_the_rule_is_mended() {
         .unwrap()
         .to_string();
     // What an older Tora allowed: a co-owner removed her from it.
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     conn.execute(
         "DELETE FROM workspace_members WHERE workspace_id = ?1 AND user_id = ?2",
         [&ws, &alice.id],

@@ -374,7 +374,7 @@ fn deleting_a_workspace_deletes_its_experiments_and_logs() {
         .get(&format!("/api/experiments/{exp}"), &user.auth())
         .expect_error(404);
 
-    let conn = rusqlite::Connection::open(&server.db).unwrap();
+    let conn = server.sql();
     for table in [
         "experiments",
         "series",

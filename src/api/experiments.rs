@@ -1031,6 +1031,25 @@ async fn bulk_experiments(
                         }
                     }
                 }
+                // Other servers' run tables (PostgreSQL): each changed run once, by the
+                // workspace it was in (a moved run is read again there and found elsewhere).
+                let gone: std::collections::HashSet<&str> = done
+                    .iter()
+                    .filter_map(|d| match d {
+                        Done::Gone { id, .. } => Some(id.as_str()),
+                        Done::Run(_) => None,
+                    })
+                    .collect();
+                for d in &done {
+                    let (workspace, id) = match d {
+                        Done::Gone { workspace, id } => (workspace, id),
+                        Done::Run(exp) if !gone.contains(exp.id.as_str()) => {
+                            (&exp.workspace_id, &exp.id)
+                        }
+                        Done::Run(_) => continue,
+                    };
+                    experiments::announce(tx, crate::live::server_id(), workspace, id)?;
+                }
                 Ok(done)
             },
             move |done| {

@@ -278,7 +278,13 @@ pub(crate) async fn store_with(
                 }
                 let done = logs::insert(tx, &exp, &logs, now)?;
                 if let Some(&(_, last)) = done.stored.last() {
-                    logs::announce(tx, crate::live::server_id(), exp.rowid, last)?;
+                    logs::announce(
+                        tx,
+                        crate::live::server_id(),
+                        exp.rowid,
+                        last,
+                        &exp.workspace_id,
+                    )?;
                 }
                 let progress = hub
                     .workspace_watched(&exp.workspace_id)

@@ -671,6 +671,19 @@ impl Dialect {
         }
     }
 
+    /// A hyperparameter's value (`experiment_hyperparams.value`, or a parameter compared with
+    /// one) as what orders it the way SQLite does, numbers before text: SQLite compares its
+    /// untyped column so already; PostgreSQL's JSONB puts strings before numbers, so a string is
+    /// wrapped in a one-element array, which JSONB puts after numbers and compares by its element.
+    pub fn hyperparam_order(self, value: &str) -> String {
+        match self {
+            Dialect::Sqlite => value.to_string(),
+            Dialect::Postgres => format!(
+                "(CASE WHEN jsonb_typeof({value}) = 'string' THEN jsonb_build_array({value}) ELSE {value} END)"
+            ),
+        }
+    }
+
     /// A hyperparameter's value (`experiment_hyperparams.value`) as text: SQLite keeps it
     /// untyped, PostgreSQL as JSONB (a string's text, a number's digits).
     pub fn hyperparam_text(self, value: &str) -> String {

@@ -97,7 +97,8 @@ fn with_email(r: &crate::sql::Row) -> crate::sql::Result<KeyOfUser> {
 /// Every key (of one account, or of all), oldest first, for `tora api-key list`.
 pub fn list_all(conn: &Connection, user_id: Option<&str>) -> Result<Vec<KeyOfUser>> {
     let sql =
-        format!("{WITH_EMAIL} WHERE ?1 IS NULL OR k.user_id = ?1 ORDER BY k.created_at, k.id");
+        // The CAST types the parameter where a bare `?1 IS NULL` leaves PostgreSQL unable to.
+        format!("{WITH_EMAIL} WHERE CAST(?1 AS TEXT) IS NULL OR k.user_id = ?1 ORDER BY k.created_at, k.id");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([user_id], with_email)?;
     Ok(rows.collect::<crate::sql::Result<_>>()?)

@@ -509,6 +509,13 @@ fn page_with(
                     )));
                 }
             };
+            // What orders the values (a hyperparameter's as SQLite orders it on every engine);
+            // `key` itself is what the cursor keeps.
+            let order = |v: &str| match &sort.key {
+                SortKey::Hyperparam(_) => d.hyperparam_order(v),
+                _ => v.to_string(),
+            };
+            let ordered = order(&format!("({key})"));
             let mut page_clause = clause.clone();
             if let Some(c) = after {
                 args.push(Sql::Integer(c.rowid));
@@ -517,16 +524,16 @@ fn page_with(
                     page_clause += &format!(" AND ({key}) IS NULL AND e.id {cmp} ?{id}");
                 } else {
                     args.push(c.value.clone());
-                    let v = args.len();
+                    let v = order(&format!("?{}", args.len()));
                     page_clause += &format!(
-                        " AND (({key}) IS NULL OR ({key}) {cmp} ?{v} OR (({key}) = ?{v} AND e.id {cmp} ?{id}))"
+                        " AND (({key}) IS NULL OR {ordered} {cmp} {v} OR ({ordered} = {v} AND e.id {cmp} ?{id}))"
                     );
                 }
             }
             read(
                 &format!(
                     "SELECT {COLUMNS}, ({key}) FROM experiments e WHERE {page_clause}
-                     ORDER BY ({key}) IS NULL, ({key}) {dir}, e.id {dir}{}",
+                     ORDER BY ({key}) IS NULL, {ordered} {dir}, e.id {dir}{}",
                     limit_sql(more)
                 ),
                 &args,
@@ -588,6 +595,12 @@ fn page_with(
                     )));
                 }
             };
+            // As above: `ordered` orders, `key` is what the cursor keeps.
+            let order = |v: &str| match &sort.key {
+                SortKey::Hyperparam(_) => d.hyperparam_order(v),
+                _ => v.to_string(),
+            };
+            let ordered = order(key);
             let in_missing = after.is_some_and(|c| c.value == Sql::Null);
             let mut rows = if in_missing {
                 Vec::new()
@@ -597,15 +610,15 @@ fn page_with(
                     args_a.push(c.value.clone());
                     args_a.push(Sql::Integer(c.rowid));
                     page_clause += &format!(
-                        " AND ({key}, {tie}) {cmp} (?{}, ?{})",
-                        args_a.len() - 1,
+                        " AND ({ordered}, {tie}) {cmp} ({}, ?{})",
+                        order(&format!("?{}", args_a.len() - 1)),
                         args_a.len()
                     );
                 }
                 read(
                     &format!(
                         "SELECT {COLUMNS}, {key} FROM {from} WHERE {page_clause}
-                         ORDER BY {key} {dir}, {tie} {dir}{}",
+                         ORDER BY {ordered} {dir}, {tie} {dir}{}",
                         limit_sql(more)
                     ),
                     &args_a,
@@ -867,15 +880,24 @@ fn compile(d: Dialect, e: &Expr, args: &mut Vec<crate::sql::types::Value>, now: 
                 Value::Number(n) => Sql::Real(*n),
                 Value::Text(t) => Sql::Text(t.clone()),
             };
-            let test = |column: &str, args: &mut Vec<Sql>| -> String {
+            // `text` is the column as text (for `~`); `order` gives what compares a value of the
+            // column (a hyperparameter's, as SQLite compares it on every engine) or a parameter.
+            let test = |column: &str,
+                        text: &str,
+                        order: &dyn Fn(&str) -> String,
+                        args: &mut Vec<Sql>|
+             -> String {
                 let p = bind(v.clone(), args);
+                if matches!(op, Op::Contains) {
+                    return format!("instr(lower({text}), lower({p})) > 0");
+                }
+                let (column, p) = (order(column), order(&p));
                 match op {
-                    Op::Contains => format!("instr(lower(CAST({column} AS TEXT)), lower({p})) > 0"),
+                    Op::Contains | Op::Eq => format!("{column} = {p}"),
                     Op::Lt => format!("{column} < {p}"),
                     Op::Le => format!("{column} <= {p}"),
                     Op::Gt => format!("{column} > {p}"),
                     Op::Ge => format!("{column} >= {p}"),
-                    Op::Eq => format!("{column} = {p}"),
                     Op::Ne => format!("{column} != {p}"),
                 }
             };
@@ -885,18 +907,28 @@ fn compile(d: Dialect, e: &Expr, args: &mut Vec<crate::sql::types::Value>, now: 
                 // of one lookup per run of the workspace.
                 format!(
                     "e.id IN (SELECT h.experiment_id FROM experiment_hyperparams h WHERE h.key = {key} AND {})",
-                    test("h.value", args)
+                    test(
+                        "h.value",
+                        &d.hyperparam_text("h.value"),
+                        &|v| d.hyperparam_order(v),
+                        args
+                    )
                 )
             };
             let series = |kind: i64, n: &str, args: &mut Vec<Sql>| {
                 let name = bind(Sql::Text(n.to_string()), args);
                 format!(
                     "e.id IN (SELECT s.experiment_id FROM series s WHERE s.kind = {kind} AND s.name = {name} AND {})",
-                    test("s.last_value", args)
+                    test(
+                        "s.last_value",
+                        "CAST(s.last_value AS TEXT)",
+                        &|v| v.to_string(),
+                        args
+                    )
                 )
             };
             match field {
-                Field::Name => test("e.name", args),
+                Field::Name => test("e.name", "e.name", &|v| v.to_string(), args),
                 Field::Hyperparam(k) => hp(k, args),
                 Field::Result(n) => series(1, n, args),
                 Field::Metric(n) => series(0, n, args),

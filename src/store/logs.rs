@@ -855,16 +855,85 @@ pub fn last_seq(conn: &Connection, exp: &Experiment) -> Result<i64> {
 pub const LIVE_CHANNEL: &str = "tora_live";
 
 /// Tells the other servers on this PostgreSQL database that the run at `rowid` now holds points
-/// up to `seq`: `pg_notify` inside the write transaction, delivered at its commit (in commit
+/// up to `seq` (and that run is in `workspace`, whose run tables show its progress):
+/// `pg_notify` inside the write transaction, delivered at its commit (in commit
 /// order; never if it rolls back). `server` is this process's id, so it ignores its own notices.
 /// Does nothing on SQLite, which one server serves alone.
-pub fn announce(conn: &Connection, server: &str, rowid: i64, seq: i64) -> Result<()> {
+pub fn announce(
+    conn: &Connection,
+    server: &str,
+    rowid: i64,
+    seq: i64,
+    workspace: &str,
+) -> Result<()> {
     if conn.dialect() != crate::sql::Dialect::Postgres {
         return Ok(());
     }
-    let payload = format!("{server} logs {rowid} {seq}");
+    let payload = format!("{server} logs {rowid} {seq} {workspace}");
     conn.execute("SELECT pg_notify(?1, ?2)", params![LIVE_CHANNEL, payload])?;
     Ok(())
+}
+
+/// A run's last values, as a `progress` notice carries them: what another server's batches
+/// stored, for this server's run tables (`crate::fanout`).
+#[derive(Debug)]
+pub struct LastValues {
+    /// The run's public id and workspace.
+    pub id: String,
+    pub workspace: String,
+    /// When a point was last stored (unix ms).
+    pub active_at: i64,
+    /// (kind, name, last step, last value: None for NaN), the latest written first: at most
+    /// [`crate::live::MAX_PROGRESS_SERIES`] of each kind and one more (which marks it truncated).
+    pub series: Vec<(Kind, String, Option<i64>, Option<f64>)>,
+}
+
+/// The last values of the run with row id `rowid` (None: it is gone).
+pub fn last_values(conn: &Connection, rowid: i64) -> Result<Option<LastValues>> {
+    let Some((id, workspace)) = conn
+        .prepare_cached("SELECT uuid, workspace_id FROM experiments WHERE id = ?1")?
+        .query_row([rowid], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut series = Vec::new();
+    let mut active_at = 0;
+    for kind in [Kind::Metric, Kind::Result] {
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, last_step, last_value, coalesce(updated_at, 0) FROM series
+             WHERE experiment_id = ?1 AND kind = ?2 AND count > 0
+             ORDER BY coalesce(updated_at, 0) DESC, id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                rowid,
+                kind as i64,
+                crate::live::MAX_PROGRESS_SERIES as i64 + 1
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )?;
+        for row in rows {
+            let (name, step, value, at) = row?;
+            active_at = active_at.max(at);
+            series.push((kind, name, step, value));
+        }
+    }
+    Ok(Some(LastValues {
+        id,
+        workspace,
+        active_at,
+        series,
+    }))
 }
 
 #[cfg(test)]

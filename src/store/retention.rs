@@ -129,11 +129,12 @@ fn expired_sql(d: Dialect) -> String {
 
 /// The runs of workspace ?1 the aggregate mode takes: last activity before ?2 but not before
 /// ?4 (those are deleted; NULL: none is), not tagged ?3, not compacted yet, with metric points.
+/// (The CAST types ?4 where a bare `?4 IS NULL` leaves PostgreSQL unable to.)
 fn compactable_sql(d: Dialect) -> String {
     format!(
         "SELECT e.id, e.uuid FROM experiments e
          WHERE e.workspace_id = ?1 AND e.compacted_at IS NULL
-           AND {ACTIVITY} < ?2 AND (?4 IS NULL OR {ACTIVITY} >= ?4)
+           AND {ACTIVITY} < ?2 AND (CAST(?4 AS BIGINT) IS NULL OR {ACTIVITY} >= ?4)
            AND EXISTS (SELECT 1 FROM series WHERE experiment_id = e.id AND kind = 0 AND count > 0)
            AND NOT {}",
         tagged_keep(d)

@@ -286,7 +286,7 @@ pub struct Held {
 /// workspace first, then the others it is the last OWNER of, oldest first.
 pub fn held_by(conn: &Connection, user_id: &str) -> Result<Vec<Held>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT w.id, w.name, coalesce(w.personal_of = ?1, 0) AS personal,
+        "SELECT w.id, w.name, CASE WHEN w.personal_of = ?1 THEN 1 ELSE 0 END AS personal,
             (SELECT count(*) FROM workspace_members m WHERE m.workspace_id = w.id AND m.user_id != ?1),
             (SELECT count(*) FROM experiments e WHERE e.workspace_id = w.id)
          FROM workspaces w

@@ -14,6 +14,23 @@ use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tora");
 
+/// Whether this run serves from PostgreSQL (`TORA_TEST_ENGINE=postgres`) rather than SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("TORA_TEST_ENGINE").is_ok_and(|e| e == "postgres")
+}
+
+/// The database `db` names (a file, or a postgres:// URL) through Tora's engine-neutral layer.
+pub fn sql_at(db: &Path) -> tora::sql::Connection {
+    let db = db.to_str().unwrap();
+    if db.starts_with("postgres://") {
+        return tora::db::connect_postgres(db, db).unwrap();
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    tora::sql::Connection::from(conn)
+}
+
 /// A scratch directory removed when dropped.
 pub struct TempDir(pub PathBuf);
 
@@ -67,10 +84,26 @@ impl TestServer {
         Self::start_with(&[])
     }
 
+    /// With `TORA_TEST_ENGINE=postgres`, the database is a fresh one of this test's own in the
+    /// test binary's PostgreSQL cluster (see [`pg`]) instead of a file: test.sh runs the
+    /// engine-neutral test binaries a second time that way.
     pub fn start_with(args: &[&str]) -> TestServer {
         let dir = TempDir::new();
-        let db = dir.join("tora.db");
+        let db = if on_postgres() {
+            PathBuf::from(pg::database())
+        } else {
+            dir.join("tora.db")
+        };
         let mut server = Self::start_on(&db, args);
+        server.dir = Some(dir);
+        server
+    }
+
+    /// A fresh server on a SQLite file whatever the engine under test: for what only a file
+    /// has (its pages, backups, `tora doctor`).
+    pub fn start_file(args: &[&str]) -> TestServer {
+        let dir = TempDir::new();
+        let mut server = Self::start_on(&dir.join("tora.db"), args);
         server.dir = Some(dir);
         server
     }
@@ -144,6 +177,13 @@ impl TestServer {
             rusqlite::params![workspace, user.id, role_id],
         )
         .unwrap();
+    }
+
+    /// This server's database (the file, or the PostgreSQL database) through Tora's own
+    /// engine-neutral layer, for what a test sets up or reads directly; `?N` parameters work on
+    /// both engines.
+    pub fn sql(&self) -> tora::sql::Connection {
+        sql_at(&self.db)
     }
 
     /// Runs `tora ARGS --db <this server's database>` with `stdin`; returns (success, stdout,
