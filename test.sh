@@ -58,8 +58,8 @@ step "rust: unit and integration tests again on PostgreSQL (Debian's postgresql,
 # per test binary (as nobody when root) and installs postgresql. Not run twice: what tests the
 # SQLite file itself (backups, file_copy, operations, space, storage, upgrades), what tests no
 # database (connections: sockets and the HTTP layer; sdk: the wheel's pages; service: the systemd
-# unit), and migrate and postgres_serve, which use both engines already.
-not_twice=" backups file_copy operations space storage upgrades connections sdk service migrate postgres_serve "
+# unit), and migrate, postgres_serve and postgres_tls, which choose their engines themselves.
+not_twice=" backups file_copy operations space storage upgrades connections sdk service migrate postgres_serve postgres_tls "
 pg_tests=()
 for f in tests/*.rs; do
   name=$(basename "$f" .rs)

@@ -91,7 +91,7 @@ const CONNECTION_PRAGMAS: &str = "
 pub enum Manager {
     Sqlite(SqliteConnectionManager),
     Postgres {
-        manager: r2d2_postgres::PostgresConnectionManager<postgres::NoTls>,
+        manager: r2d2_postgres::PostgresConnectionManager<crate::sql::pg_url::Tls>,
         /// Set on each new connection: `SET statement_timeout` for readers (the budget that
         /// SQLite's progress handler keeps there).
         init: &'static str,
@@ -202,23 +202,27 @@ impl Db {
     /// same pools as a file's: readers (each statement stopped at [`QUERY_BUDGET`]), the
     /// download readers, and one writer, so writes keep their one-at-a-time order.
     pub fn open_postgres(url: &str) -> Result<Db> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::bad_request(format!("not a PostgreSQL URL: {e}")))?;
+        let target = crate::sql::pg_url::parse(url).map_err(Error::bad_request)?;
         // On a thread of its own: the blocking client runs a small runtime of its own, which
         // tokio refuses to start on a thread that drives async tasks (the caller's may).
         std::thread::scope(|s| {
             s.spawn(|| {
-                let client = config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| Error::Internal(format!("cannot connect to PostgreSQL: {e}")))?;
+                let client = target.connect().map_err(|e| {
+                    Error::Internal(format!(
+                        "cannot connect to PostgreSQL: {}",
+                        crate::sql::pg_url::describe(&e)
+                    ))
+                })?;
                 migrate(&mut Connection::postgres(client))
             })
             .join()
             .map_err(|_| Error::Internal("opening the PostgreSQL database panicked".into()))?
         })?;
         let manager = |init: &'static str| Manager::Postgres {
-            manager: r2d2_postgres::PostgresConnectionManager::new(config.clone(), postgres::NoTls),
+            manager: r2d2_postgres::PostgresConnectionManager::new(
+                target.config.clone(),
+                target.tls.clone(),
+            ),
             init,
         };
         const READER_INIT: &str = "SET statement_timeout = 5000";
@@ -746,12 +750,14 @@ pub fn hold_for_serving(path: &Path) -> Result<()> {
 /// One connection to the PostgreSQL database at `url` (`shown` names it in messages), for the
 /// admin commands; not for a thread that drives async tasks (the blocking client refuses).
 pub fn connect_postgres(url: &str, shown: &str) -> Result<Connection> {
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e| Error::bad_request(format!("{shown} is not a PostgreSQL URL: {e}")))?;
-    let client = config
-        .connect(postgres::NoTls)
-        .map_err(|e| Error::bad_request(format!("cannot connect to {shown}: {e}")))?;
+    let target =
+        crate::sql::pg_url::parse(url).map_err(|e| Error::bad_request(format!("{shown}: {e}")))?;
+    let client = target.connect().map_err(|e| {
+        Error::bad_request(format!(
+            "cannot connect to {shown}: {}",
+            crate::sql::pg_url::describe(&e)
+        ))
+    })?;
     Ok(Connection::postgres(client))
 }
 
@@ -762,9 +768,8 @@ pub fn connect_postgres(url: &str, shown: &str) -> Result<Connection> {
 /// the life of the process; if PostgreSQL drops it, the lock goes with it (a migrate could then
 /// start beside the server: the server's own connections keep working).
 pub fn hold_postgres_for_serving(url: &str, shown: &str) -> Result<()> {
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e| Error::bad_request(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+    let target =
+        crate::sql::pg_url::parse(url).map_err(|e| Error::bad_request(format!("{shown}: {e}")))?;
     let (tx, rx) = std::sync::mpsc::channel();
     let shown = shown.to_string();
     // A thread of its own: the blocking client refuses to run on a thread driving async tasks.
@@ -772,9 +777,12 @@ pub fn hold_postgres_for_serving(url: &str, shown: &str) -> Result<()> {
         .name("tora-pg-lock".into())
         .spawn(move || {
             let held = (|| {
-                let mut client = config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| Error::Internal(format!("cannot connect to {shown}: {e}")))?;
+                let mut client = target.connect().map_err(|e| {
+                    Error::Internal(format!(
+                        "cannot connect to {shown}: {}",
+                        crate::sql::pg_url::describe(&e)
+                    ))
+                })?;
                 let got: bool = client
                     .query_one(
                         "SELECT pg_try_advisory_lock_shared($1)",

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::live::{Hub, Progress, server_id};
+use crate::sql::pg_url::Target;
 use crate::store::experiments;
 use crate::store::logs::{self, Kind, LIVE_CHANNEL};
 
@@ -45,9 +46,7 @@ const PROGRESS_GATHER: Duration = Duration::from_millis(250);
 /// Starts listening to the other servers on the PostgreSQL database at `url`, feeding `hub`;
 /// runs they changed are read from `db`. Call from within the runtime.
 pub fn start(url: &str, hub: Arc<Hub>, db: Db) -> Result<()> {
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e| Error::bad_request(format!("not a PostgreSQL URL: {e}")))?;
+    let target = crate::sql::pg_url::parse(url).map_err(Error::bad_request)?;
     let (runs, pending) = tokio::sync::mpsc::channel(RUNS_PENDING);
     tokio::spawn(publish_runs(pending, hub.clone(), db.clone()));
     let (progress, stored) = tokio::sync::mpsc::channel(RUNS_PENDING);
@@ -56,7 +55,7 @@ pub fn start(url: &str, hub: Arc<Hub>, db: Db) -> Result<()> {
     // A thread of its own: the blocking client refuses to run on a thread driving async tasks.
     std::thread::Builder::new()
         .name("tora-pg-listen".into())
-        .spawn(move || listen_forever(&config, &hub, &queues))
+        .spawn(move || listen_forever(&target, &hub, &queues))
         .map_err(|e| Error::Internal(format!("starting the listening thread: {e}")))?;
     Ok(())
 }
@@ -134,11 +133,11 @@ struct Queues {
     progress: mpsc::Sender<i64>,
 }
 
-fn listen_forever(config: &postgres::Config, hub: &Hub, queues: &Queues) {
+fn listen_forever(target: &Target, hub: &Hub, queues: &Queues) {
     let mut backoff = Duration::from_millis(100);
     while !hub.is_shut() {
-        if let Err(e) = listen(config, hub, queues, &mut backoff) {
-            tracing::warn!(error = %e, "listening for other servers' batches failed; live streams end and reconnect");
+        if let Err(e) = listen(target, hub, queues, &mut backoff) {
+            tracing::warn!(error = %crate::sql::pg_url::describe(&e), "listening for other servers' batches failed; live streams end and reconnect");
         }
         hub.end_streams();
         std::thread::sleep(backoff);
@@ -148,12 +147,12 @@ fn listen_forever(config: &postgres::Config, hub: &Hub, queues: &Queues) {
 
 /// Listens until the connection fails (or the server shuts down).
 fn listen(
-    config: &postgres::Config,
+    target: &Target,
     hub: &Hub,
     queues: &Queues,
     backoff: &mut Duration,
 ) -> std::result::Result<(), postgres::Error> {
-    let mut client = config.connect(postgres::NoTls)?;
+    let mut client = target.connect()?;
     client.batch_execute(&format!("LISTEN {LIVE_CHANNEL}"))?;
     // Streams opened while nobody listened may have missed a notice.
     hub.end_streams();

@@ -376,15 +376,7 @@ fn pg(e: postgres::Error) -> Error {
             db.message(),
             db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
         )),
-        None => {
-            let mut msg = format!("PostgreSQL: {e}");
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                msg.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            Error::Internal(msg)
-        }
+        None => Error::Internal(format!("PostgreSQL: {}", crate::sql::pg_url::describe(&e))),
     }
 }
 
@@ -622,11 +614,10 @@ fn pg_counts(tx: &mut postgres::Transaction, tables: &[Table]) -> Result<Vec<u64
 
 /// Connects, and takes [`ADVISORY_LOCK`] for this session (refusing if another holds it).
 fn pg_connect(url: &str, shown: &str) -> Result<postgres::Client> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e| Error::bad_request(format!("{shown} is not a PostgreSQL URL: {e}")))?;
-    config.application_name("tora migrate");
-    let mut client = config.connect(postgres::NoTls).map_err(|e| {
+    let mut target =
+        crate::sql::pg_url::parse(url).map_err(|e| Error::bad_request(format!("{shown}: {e}")))?;
+    target.config.application_name("tora migrate");
+    let mut client = target.connect().map_err(|e| {
         let Error::Internal(msg) = pg(e) else {
             unreachable!("pg() makes internal errors")
         };

@@ -12,6 +12,7 @@
 use std::ops::Deref;
 
 pub mod pg;
+pub mod pg_url;
 
 use self::pg::{Param, PgConn, Prepared};
 
@@ -90,8 +91,7 @@ impl std::fmt::Display for Error {
             Error::Sqlite(e) => write!(f, "sqlite: {e}"),
             Error::Postgres(e) => match (e.as_db_error(), std::error::Error::source(e)) {
                 (Some(db), _) => write!(f, "postgres: {}: {}", db.code().code(), db.message()),
-                (None, Some(cause)) => write!(f, "postgres: {e}: {cause}"),
-                (None, None) => write!(f, "postgres: {e}"),
+                (None, _) => write!(f, "postgres: {}", pg_url::describe(e)),
             },
         }
     }

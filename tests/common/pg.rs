@@ -3,6 +3,9 @@
 
 #[path = "../postgres/cluster.rs"]
 mod cluster;
+#[allow(unused_imports)] // the TLS tests' alone
+pub use cluster::{database_in, tls_cluster};
+
 /// A new, empty database of this test's own; its URL.
 pub fn database() -> String {
     cluster::database()

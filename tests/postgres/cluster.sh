@@ -30,10 +30,21 @@ start)
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as "$bin/initdb" -D "$dir/data" -U tora --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1
   fi
+  # TORA_PG_TLS=DIR (its server.crt and server.key): TLS on, and every connection but those to
+  # the `postgres` database (where tests make theirs) must use it.
+  tls=""
+  if [ -n "${TORA_PG_TLS:-}" ]; then
+    cp "$TORA_PG_TLS/server.crt" "$TORA_PG_TLS/server.key" "$dir/data/"
+    chmod 600 "$dir/data/server.key"
+    if [ "$(id -u)" = 0 ]; then chown nobody:nogroup "$dir/data/server.crt" "$dir/data/server.key"; fi
+    printf '%s\n' 'local all all trust' 'host postgres all 127.0.0.1/32 trust' \
+      'hostssl all all 127.0.0.1/32 trust' 'host all all 127.0.0.1/32 reject' >"$dir/data/pg_hba.conf"
+    tls="-c ssl=on"
+  fi
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   # Sized for test suites: many small databases, fsync off (a crash of the box loses only tests).
   as "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB" \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB $tls" \
     start >/dev/null
   echo "postgres://tora@127.0.0.1:$port/postgres"
   ;;

@@ -1,0 +1,316 @@
+//! A `postgres://` URL as a connection: the driver's settings and its TLS, with libpq's meaning
+//! of `sslmode` and `sslrootcert` (which the driver alone does not have: it knows `disable`,
+//! `prefer` and `require`, and verifies nothing itself).
+//!
+//! - `disable`: no TLS.
+//! - `allow`, `prefer` (the default): TLS when the server offers it, else plain; the server's
+//!   certificate is not checked (libpq's `prefer` checks nothing either).
+//! - `require`: TLS or no connection; the certificate is checked against `sslrootcert` when one
+//!   is given (libpq: as `verify-ca`), else not at all.
+//! - `verify-ca`: TLS, the certificate must chain to `sslrootcert` (default: the Mozilla roots
+//!   built in, `webpki-roots`, since a static binary has no system store); any host name.
+//! - `verify-full`: as `verify-ca`, and the certificate must name the host connected to.
+//!
+//! `sslrootcert=PATH` is a PEM file of the certificates to trust (instead of the built-in
+//! roots); `sslrootcert=system` means the built-in roots and, as in libpq, `verify-full`.
+//! TLS is rustls with ring (no OpenSSL: the static build links nothing else).
+
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The TLS connector every PostgreSQL connection of Tora's is made with.
+pub type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Target {
+    pub config: postgres::Config,
+    pub tls: Tls,
+}
+
+impl Target {
+    /// One new connection.
+    pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        self.config.connect(self.tls.clone())
+    }
+}
+
+/// A driver error with its causes (its own text is only the kind: `db error`, `error
+/// performing TLS handshake`), such as `db error: FATAL: no pg_hba.conf entry ...` or `error
+/// performing TLS handshake: invalid peer certificate: UnknownIssuer`.
+pub fn describe(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        // Wrappers often repeat their cause's text.
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Nothing,
+    Chain,
+    ChainAndName,
+}
+
+/// Reads a `postgres://` (or `postgresql://`) URL; the error is a sentence without the URL
+/// (which may hold a password).
+pub fn parse(url: &str) -> Result<Target, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = "prefer".to_string();
+    let mut root: Option<String> = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => mode = decode(value)?,
+            "sslrootcert" => root = Some(decode(value)?),
+            _ => kept.push(pair),
+        }
+    }
+    let (driver_mode, check) = match (mode.as_str(), root.as_deref()) {
+        ("disable", _) => ("disable", Check::Nothing),
+        (_, Some("system")) => ("require", Check::ChainAndName),
+        ("allow" | "prefer", _) => ("prefer", Check::Nothing),
+        ("require", None) => ("require", Check::Nothing),
+        ("require" | "verify-ca", _) => ("require", Check::Chain),
+        ("verify-full", _) => ("require", Check::ChainAndName),
+        (other, _) => {
+            return Err(format!(
+                "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ));
+        }
+    };
+    kept.push(match driver_mode {
+        "disable" => "sslmode=disable",
+        "prefer" => "sslmode=prefer",
+        _ => "sslmode=require",
+    });
+    let rebuilt = format!("{base}?{}", kept.join("&"));
+    let config: postgres::Config = rebuilt
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    let roots = match (check, root.as_deref()) {
+        (Check::Nothing, _) => None,
+        (_, Some(path)) if path != "system" => Some(read_roots(path)?),
+        _ => Some(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match roots {
+        None => Arc::new(Unchecked(provider)),
+        Some(roots) => {
+            let full = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("TLS: {e}"))?;
+            if check == Check::Chain {
+                Arc::new(ChainOnly(full))
+            } else {
+                full
+            }
+        }
+    };
+    let tls = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Target {
+        config,
+        tls: Tls::new(tls),
+    })
+}
+
+/// The certificates of the PEM file at `path`.
+fn read_roots(path: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("sslrootcert {path}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!("sslrootcert {path}: no certificate in it"));
+    }
+    Ok(roots)
+}
+
+/// A URL's percent-encoded value.
+fn decode(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("a bad %-escape in {value:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{value:?} is not UTF-8"))
+}
+
+/// `require` without roots, and `prefer`: encrypted, the certificate unchecked (libpq's
+/// meaning). The handshake's signatures are still checked, so the session is the one the
+/// certificate's key signed.
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to a trusted root; the name in the certificate may be any.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> postgres::config::SslMode {
+        parse(url)
+            .map_err(|e| e.to_string())
+            .unwrap()
+            .config
+            .get_ssl_mode()
+    }
+
+    #[test]
+    fn sslmode_takes_libpq_s_words_and_the_driver_gets_what_it_knows() {
+        use postgres::config::SslMode;
+        assert_eq!(mode("postgres://u@h/db"), SslMode::Prefer);
+        assert_eq!(mode("postgres://u@h/db?sslmode=disable"), SslMode::Disable);
+        assert_eq!(mode("postgres://u@h/db?sslmode=allow"), SslMode::Prefer);
+        assert_eq!(mode("postgres://u@h/db?sslmode=require"), SslMode::Require);
+        assert_eq!(
+            mode("postgres://u@h/db?sslmode=verify-ca"),
+            SslMode::Require
+        );
+        assert_eq!(
+            mode("postgres://u@h/db?application_name=x&sslmode=verify-full"),
+            SslMode::Require
+        );
+        // As libpq: the system's roots mean a full check, whatever the mode said.
+        assert_eq!(
+            mode("postgres://u@h/db?sslmode=prefer&sslrootcert=system"),
+            SslMode::Require
+        );
+        let e = parse("postgres://u:secret@h/db?sslmode=maybe")
+            .err()
+            .unwrap();
+        assert!(e.contains("sslmode=maybe") && !e.contains("secret"), "{e}");
+        let e = parse("postgres://u@h/db?sslmode=require&sslrootcert=/nonexistent.pem")
+            .err()
+            .unwrap();
+        assert!(e.contains("sslrootcert /nonexistent.pem"), "{e}");
+        assert_eq!(decode("%2Fetc%2Fca.pem").unwrap(), "/etc/ca.pem");
+        assert!(decode("%zz").is_err());
+    }
+}
