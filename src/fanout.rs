@@ -28,6 +28,9 @@ use crate::sql::pg_url::Target;
 use crate::store::experiments;
 use crate::store::logs::{self, Kind, LIVE_CHANNEL};
 
+/// The listening connection's `application_name`.
+pub const LISTENER_NAME: &str = "tora live";
+
 /// How long the listening connection waits for a notice before checking that it still works.
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 /// The longest pause between attempts to listen again.
@@ -46,7 +49,9 @@ const PROGRESS_GATHER: Duration = Duration::from_millis(250);
 /// Starts listening to the other servers on the PostgreSQL database at `url`, feeding `hub`;
 /// runs they changed are read from `db`. Call from within the runtime.
 pub fn start(url: &str, hub: Arc<Hub>, db: Db) -> Result<()> {
-    let target = crate::sql::pg_url::parse(url).map_err(Error::bad_request)?;
+    let mut target = crate::sql::pg_url::parse(url).map_err(Error::bad_request)?;
+    // So an operator (and a test) can tell it in pg_stat_activity.
+    target.config.application_name(LISTENER_NAME);
     let (runs, pending) = tokio::sync::mpsc::channel(RUNS_PENDING);
     tokio::spawn(publish_runs(pending, hub.clone(), db.clone()));
     let (progress, stored) = tokio::sync::mpsc::channel(RUNS_PENDING);

@@ -826,3 +826,90 @@ fn a_run_s_progress_and_bulk_changes_through_one_server_show_on_another_s_worksp
         json!({"id": runs[2]})
     );
 }
+
+#[test]
+fn a_stream_whose_server_lost_its_listening_connection_ends_and_catches_up_on_reconnecting() {
+    let url = database();
+    let a = server_on(&url);
+    let b = server_on(&url);
+    let alice = a.user("alice@lab.org");
+    let exp = a.experiment(&alice, "listener lost", None);
+    let path = format!("/api/experiments/{exp}/points");
+    let batch = |i: i64| {
+        json!({"batch_id": format!("b{i}"),
+               "metrics": [{"name": "loss", "steps": [i], "values": [i as f64]}]})
+    };
+    let mut live = stream_from(&b, &alice, &exp, None);
+    assert_eq!(live.next().unwrap().0, "hello");
+    assert_eq!(a.post(&path, &alice.auth(), batch(0)).status, 201);
+    assert_eq!(live.ids(1), vec![1]);
+
+    // PostgreSQL drops B's listening connection (a restart, a failover, a network cut would).
+    let ended = common::pg::connect(&url)
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'tora live' AND datname = current_database()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        ended.get::<_, i64>(0),
+        2,
+        "each server listens on one connection"
+    );
+    // B's stream ends rather than go silent: its client knows to reconnect.
+    let started = std::time::Instant::now();
+    while let Some((event, _, _)) = live.next() {
+        assert_ne!(event, "logs", "no points were written");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // Written while nobody on B listened; then B's client reconnects from its cursor.
+    assert_eq!(a.post(&path, &alice.auth(), batch(1)).status, 201);
+    assert_eq!(a.post(&path, &alice.auth(), batch(2)).status, 201);
+    // Once B listens again (it retries at once, then with a growing pause), a reconnected
+    // stream replays what it missed and goes on live.
+    let mut again = None;
+    for _ in 0..50 {
+        let waiting = common::pg::connect(&url)
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tora live' AND datname = current_database()",
+                &[],
+            )
+            .unwrap()
+            .get::<_, i64>(0);
+        if waiting == 2 {
+            again = Some(());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(again.is_some(), "B listens again");
+    // A resumed stream says no hello: it replays from its cursor.
+    let mut live = stream_from(&b, &alice, &exp, Some(1));
+    assert_eq!(live.ids(2), vec![2, 3], "what was written meanwhile, once");
+    assert_eq!(a.post(&path, &alice.auth(), batch(3)).status, 201);
+    assert_eq!(live.ids(1), vec![4], "and what is written now, live");
+}
+
+/// An experiment's live stream after point `cursor` (None: from the start), over HTTP/1.0, so
+/// that the stream's end closes the connection.
+fn stream_from(server: &TestServer, user: &User, exp: &str, cursor: Option<i64>) -> Sse {
+    let token = ok(
+        server.post(
+            &format!("/api/experiments/{exp}/logs/stream-token"),
+            &user.auth(),
+            json!({}),
+        ),
+        200,
+    );
+    let token = token["token"].as_str().unwrap();
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stream,
+        "GET /api/experiments/{exp}/stream?token={token}{} HTTP/1.0\r\nHost: {}\r\n\r\n",
+        cursor.map(|c| format!("&cursor={c}")).unwrap_or_default(),
+        server.addr
+    )
+    .unwrap();
+    Sse::from(stream)
+}
