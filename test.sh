@@ -58,14 +58,16 @@ step "rust: unit and integration tests again on PostgreSQL (Debian's postgresql,
 # per test binary (as nobody when root) and installs postgresql. Not run twice: what tests the
 # SQLite file itself (backups, file_copy, operations, space, storage, upgrades), what tests no
 # database (connections: sockets and the HTTP layer; sdk: the wheel's pages; service: the systemd
-# unit), and migrate, postgres_serve and postgres_tls, which choose their engines themselves.
+# unit), and migrate, postgres_serve and postgres_tls, which choose their engines themselves; nor
+# memory_bounds' body-deadline test (a minute of waiting for the HTTP layer's 408).
 not_twice=" backups file_copy operations space storage upgrades connections sdk service migrate postgres_serve postgres_tls "
 pg_tests=()
 for f in tests/*.rs; do
   name=$(basename "$f" .rs)
   case "$not_twice" in *" $name "*) ;; *) pg_tests+=(--test "$name") ;; esac
 done
-TORA_TEST_ENGINE=postgres cargo test --locked --lib "${pg_tests[@]}"
+TORA_TEST_ENGINE=postgres cargo test --locked --lib "${pg_tests[@]}" -- \
+  --skip a_body_that_stops_half_way_gets_408_after_the_deadline
 
 step "python: venvs (target/venv for our SDK, target/venv-0012 for the published one)"
 if [ ! -x target/venv/bin/python ]; then python3 -m venv target/venv; fi
