@@ -9,7 +9,8 @@
 #   5. the framework integrations: each framework from PyPI trains a little with its callback
 #   6. the importers: MLflow, TensorBoard, W&B, trackio and CSV files written by the real packages
 #   7. the README's quickstart, run as written (install.sh, tora serve, the SDK from the server)
-#   8. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core)
+#   8. the dashboard end to end in headless Chromium (Debian's chromium, driven by playwright-core),
+#      and its main story again on PostgreSQL
 #   9. the static build run alone in an empty root, and the Dockerfile's image built by buildah and
 #      run (deploy/image.sh --check, which runs deploy/static.sh --check first)
 # Python tools live in venvs under target/, so nothing is installed system-wide.
@@ -172,6 +173,16 @@ if [ -d tests/e2e ]; then
   npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
   # One suite at a time: the speed suite prints timings that a parallel suite would skew.
   node --test --test-concurrency=1 tests/e2e/*.test.js
+
+  step "dashboard on PostgreSQL: a researcher's story from signup to sharing, against tora serve --db postgres://"
+  # tests/e2e/harness.js gives the server a fresh database in the cluster named by
+  # TORA_TEST_POSTGRES; the API under the other suites is tested on PostgreSQL above.
+  pgdir=$(mktemp -d)
+  trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
+  TORA_TEST_POSTGRES=$(tests/postgres/cluster.sh start "$pgdir") node --test tests/e2e/dashboard.test.js
+  tests/postgres/cluster.sh stop "$pgdir"
+  rm -rf "$pgdir"
+  trap - EXIT
 fi
 
 step "deploy: one static executable, run alone in an empty root, and the Dockerfile's image run by buildah"

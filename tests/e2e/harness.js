@@ -3,7 +3,7 @@
 
 'use strict';
 
-const { spawn } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -22,7 +22,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
  */
 async function startServer() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tora-e2e-'));
-  const db = path.join(dir, 'tora.db');
+  const db = process.env.TORA_TEST_POSTGRES ? postgresDatabase() : path.join(dir, 'tora.db');
   let child = null;
   // Never outlive the test process, even when it is interrupted before its after() hooks run.
   const orphan = () => { if (child) child.kill('SIGKILL'); };
@@ -75,6 +75,17 @@ async function startServer() {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * With $TORA_TEST_POSTGRES naming a cluster (tests/postgres/cluster.sh), a new database of its
+ * own there, made with psql; its URL.
+ */
+function postgresDatabase() {
+  const cluster = process.env.TORA_TEST_POSTGRES;
+  const name = `e2e_${process.pid}_${Math.random().toString(16).slice(2, 10)}`;
+  execFileSync('psql', ['-q', '-v', 'ON_ERROR_STOP=1', cluster, '-c', `CREATE DATABASE ${name}`]);
+  return cluster.replace(/\/[^/]*$/, `/${name}`);
 }
 
 /** A minimal API client: call(method, path, body) -> data; throws with the server's message. */
