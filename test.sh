@@ -96,24 +96,25 @@ fi
 step "compatibility: tora==0.0.12 against tora serve"
 target/venv/bin/pytest -q tests/compat
 
-step "PostgreSQL: tora==0.0.12, MLflow's client, schemathesis and the SDK's tests against tora serve --db postgres://"
+step "PostgreSQL: tora==0.0.12, MLflow's client, schemathesis and the SDK's tests against tora serve --db postgres:// (in the background)"
 # tests/helpers/toraserver.py (and python/tests' conftest) give each server a fresh database in
-# the cluster named by TORA_TEST_POSTGRES.
+# the cluster named by TORA_TEST_POSTGRES. These run beside the same suites on SQLite below (both
+# mostly wait on their servers); their output is shown once they end.
 pgdir=$(mktemp -d)
-trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
+pglog=$(mktemp)
+trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir" "$pglog"' EXIT
 TORA_TEST_POSTGRES=$(tests/postgres/cluster.sh start "$pgdir")
-export TORA_TEST_POSTGRES
-target/venv/bin/pytest -q tests/compat
-target/venv/bin/pytest -q tests/mlflow
-target/venv/bin/pytest -q tests/artifacts
-target/venv/bin/pytest -q tests/openapi
-if [ -d python/tests ]; then
-  (cd python && ../target/venv/bin/pytest -q tests)
-fi
-tests/postgres/cluster.sh stop "$pgdir"
-rm -rf "$pgdir"
-trap - EXIT
-unset TORA_TEST_POSTGRES
+(
+  export TORA_TEST_POSTGRES
+  target/venv/bin/pytest -q tests/compat
+  target/venv/bin/pytest -q tests/mlflow
+  target/venv/bin/pytest -q tests/artifacts
+  target/venv/bin/pytest -q tests/openapi
+  if [ -d python/tests ]; then
+    (cd python && ../target/venv/bin/pytest -q tests)
+  fi
+) >"$pglog" 2>&1 &
+pg_suites=$!
 
 step "mlflow: the official client (mlflow-skinny 3.17.2) against tora serve"
 target/venv/bin/pytest -q tests/mlflow
@@ -128,6 +129,17 @@ if [ -d python/tests ]; then
   step "python SDK: pytest against tora serve"
   (cd python && ../target/venv/bin/pytest -q tests)
 fi
+
+step "PostgreSQL: the suites started above"
+if ! wait "$pg_suites"; then
+  cat "$pglog"
+  echo "test.sh: a suite against tora serve --db postgres:// failed (above)" >&2
+  exit 1
+fi
+cat "$pglog"
+tests/postgres/cluster.sh stop "$pgdir"
+rm -rf "$pgdir" "$pglog"
+trap - EXIT
 
 step "frameworks: Lightning, Transformers, Keras, XGBoost, LightGBM, Optuna, scikit-learn against tora serve"
 # torch from PyPI is the CUDA build (~3 GB with its nvidia-* wheels; it runs on the CPU). The

@@ -33,25 +33,32 @@ fn ok(r: common::Response, status: u16) -> Value {
     r.data()
 }
 
-/// Opens an experiment's live stream over HTTP/1.1, as a browser's EventSource does.
-fn open_stream(server: &TestServer, user: &User, exp: &str) -> Sse {
-    let token = ok(
-        server.post(
-            &format!("/api/experiments/{exp}/logs/stream-token"),
-            &user.auth(),
-            json!({}),
-        ),
-        200,
-    );
+/// Opens a live stream on `server` as `user`: a token from POST `token`, then GET `path` with it
+/// over HTTP/`version` (1.1 as a browser's EventSource; 1.0 so that the stream's end closes
+/// the connection).
+fn sse(server: &TestServer, user: &User, token: &str, path: &str, version: &str) -> Sse {
+    let token = ok(server.post(token, &user.auth(), json!({})), 200);
     let token = token["token"].as_str().unwrap();
+    let joiner = if path.contains('?') { '&' } else { '?' };
     let mut stream = TcpStream::connect(&server.addr).unwrap();
     write!(
         stream,
-        "GET /api/experiments/{exp}/stream?token={token} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        "GET {path}{joiner}token={token} HTTP/{version}\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
         server.addr
     )
     .unwrap();
     Sse::from(stream)
+}
+
+/// An experiment's live stream, as a browser's EventSource opens it.
+fn open_stream(server: &TestServer, user: &User, exp: &str) -> Sse {
+    sse(
+        server,
+        user,
+        &format!("/api/experiments/{exp}/logs/stream-token"),
+        &format!("/api/experiments/{exp}/stream"),
+        "1.1",
+    )
 }
 
 /// `v` without what changes with the clock or the server's port (`duration_s`, `url`).
@@ -730,25 +737,15 @@ fn a_run_created_changed_and_deleted_through_one_server_shows_on_another_s_works
 
 /// A workspace's stream of run changes on `server`, past its `hello`.
 fn open_workspace_stream(server: &TestServer, user: &User, ws: &str) -> Sse {
-    let token = ok(
-        server.post(
-            &format!("/api/workspaces/{ws}/stream-token"),
-            &user.auth(),
-            json!({}),
-        ),
-        200,
+    let mut stream = sse(
+        server,
+        user,
+        &format!("/api/workspaces/{ws}/stream-token"),
+        &format!("/api/workspaces/{ws}/stream"),
+        "1.0",
     );
-    let token = token["token"].as_str().unwrap();
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        stream,
-        "GET /api/workspaces/{ws}/stream?token={token} HTTP/1.0\r\nHost: {}\r\n\r\n",
-        server.addr
-    )
-    .unwrap();
-    let mut sse = Sse::from(stream);
-    assert_eq!(sse.next().unwrap().0, "hello");
-    sse
+    assert_eq!(stream.next().unwrap().0, "hello");
+    stream
 }
 
 /// The data of the next `event` on `sse` about run `id`, passing over the others.
@@ -894,22 +891,12 @@ fn a_stream_whose_server_lost_its_listening_connection_ends_and_catches_up_on_re
 /// An experiment's live stream after point `cursor` (None: from the start), over HTTP/1.0, so
 /// that the stream's end closes the connection.
 fn stream_from(server: &TestServer, user: &User, exp: &str, cursor: Option<i64>) -> Sse {
-    let token = ok(
-        server.post(
-            &format!("/api/experiments/{exp}/logs/stream-token"),
-            &user.auth(),
-            json!({}),
-        ),
-        200,
-    );
-    let token = token["token"].as_str().unwrap();
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        stream,
-        "GET /api/experiments/{exp}/stream?token={token}{} HTTP/1.0\r\nHost: {}\r\n\r\n",
-        cursor.map(|c| format!("&cursor={c}")).unwrap_or_default(),
-        server.addr
+    let at = cursor.map(|c| format!("?cursor={c}")).unwrap_or_default();
+    sse(
+        server,
+        user,
+        &format!("/api/experiments/{exp}/logs/stream-token"),
+        &format!("/api/experiments/{exp}/stream{at}"),
+        "1.0",
     )
-    .unwrap();
-    Sse::from(stream)
 }
