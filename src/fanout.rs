@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::live::{Hub, Progress, server_id};
+use crate::live::{Hub, PROGRESS_EVERY, Progress, server_id};
 use crate::sql::pg_url::Target;
 use crate::store::experiments;
 use crate::store::logs::{self, Kind, LIVE_CHANNEL};
@@ -42,9 +42,9 @@ const RUNS_PENDING: usize = 1_024;
 /// A run's workspace (before the change) and public id, from another server's notice.
 type RunNotice = (String, String);
 
-/// How long the progress task gathers notices before it reads the runs they name: one read a
-/// run however many batches arrived meanwhile.
-const PROGRESS_GATHER: Duration = Duration::from_millis(250);
+/// Runs whose last values one database read takes, so that one read holds at most this many
+/// runs' series (each at most 2 x [`crate::live::MAX_PROGRESS_SERIES`]).
+const PROGRESS_READ: usize = 32;
 
 /// Starts listening to the other servers on the PostgreSQL database at `url`, feeding `hub`;
 /// runs they changed are read from `db`. Call from within the runtime.
@@ -88,8 +88,10 @@ async fn publish_runs(mut pending: mpsc::Receiver<RunNotice>, hub: Arc<Hub>, db:
 /// workspace streams (a `progress` notice, paced per run by the hub as a local batch's is).
 async fn publish_progress(mut stored: mpsc::Receiver<i64>, hub: Arc<Hub>, db: Db) {
     while let Some(first) = stored.recv().await {
+        // One read a run a [`PROGRESS_EVERY`] however many batches arrived meanwhile (the pace
+        // the hub keeps for its notices anyway).
         let mut due = std::collections::HashSet::from([first]);
-        let until = tokio::time::Instant::now() + PROGRESS_GATHER;
+        let until = tokio::time::Instant::now() + PROGRESS_EVERY;
         while due.len() < RUNS_PENDING {
             match tokio::time::timeout_at(until, stored.recv()).await {
                 Ok(Some(rowid)) => {
@@ -99,21 +101,27 @@ async fn publish_progress(mut stored: mpsc::Receiver<i64>, hub: Arc<Hub>, db: Db
             }
         }
         let due: Vec<i64> = due.into_iter().collect();
-        let read = db
-            .read(move |c| {
-                due.iter()
-                    .map(|&rowid| logs::last_values(c, rowid))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .await;
-        match read {
-            Ok(runs) => {
-                for run in runs.into_iter().flatten() {
-                    hub.publish_progress(progress(run));
+        for part in due.chunks(PROGRESS_READ) {
+            let part = part.to_vec();
+            let read = db
+                .read(move |c| {
+                    part.iter()
+                        .map(|&rowid| logs::last_values(c, rowid))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .await;
+            match read {
+                Ok(runs) => {
+                    for run in runs.into_iter().flatten() {
+                        hub.publish_progress(progress(run));
+                    }
+                }
+                // Their tables would miss the values: they fetch again.
+                Err(_) => {
+                    hub.end_streams();
+                    break;
                 }
             }
-            // Their tables would miss the values: they fetch again.
-            Err(_) => hub.end_streams(),
         }
     }
 }

@@ -504,17 +504,7 @@ impl Hub {
     /// and catch up from the database; workspace streams fetch their table again): for when
     /// notices from other servers may have been missed.
     pub fn end_streams(&self) {
-        let mut inner = self.inner();
-        for (_, list) in inner.watchers.drain() {
-            for w in list {
-                w.close();
-            }
-        }
-        for (_, list) in inner.workspaces.drain() {
-            for w in list {
-                w.close();
-            }
-        }
+        close_all(&mut self.inner());
     }
 
     /// Queues `batch` for every stream of `rowid`, dropping each stream that is behind if the
@@ -676,17 +666,22 @@ impl Hub {
     pub fn shut_down(&self) {
         let mut inner = self.inner();
         inner.shut = true;
-        for (_, list) in inner.watchers.drain() {
-            for w in list {
-                w.close();
-            }
-        }
-        for (_, list) in inner.workspaces.drain() {
-            for w in list {
-                w.close();
-            }
-        }
+        close_all(&mut inner);
         inner.paced.clear();
+    }
+}
+
+/// Ends every open stream of both kinds (their queues close; their responses finish).
+fn close_all(inner: &mut Inner) {
+    for (_, list) in inner.watchers.drain() {
+        for w in list {
+            w.close();
+        }
+    }
+    for (_, list) in inner.workspaces.drain() {
+        for w in list {
+            w.close();
+        }
     }
 }
 

@@ -203,6 +203,9 @@ fn sslrootcert_decides_which_certificates_are_trusted_and_verify_full_checks_the
             false,
         ),
         ("127.0.0.1", "sslmode=require".to_string(), true),
+        // allow and prefer: encrypted (the cluster refuses anything else), nothing checked.
+        ("127.0.0.1", "sslmode=allow".to_string(), true),
+        ("127.0.0.1", "sslmode=prefer".to_string(), true),
         // The built-in (Mozilla) roots do not know the test CA.
         ("localhost", "sslmode=verify-full".to_string(), false),
         ("localhost", "sslrootcert=system".to_string(), false),

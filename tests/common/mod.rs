@@ -160,23 +160,12 @@ impl TestServer {
     /// PostgreSQL URL) (invitations arrive with the teams feature; the permission checks under
     /// test are the server's).
     pub fn add_member(&self, workspace: &str, user: &User, role_id: i64) {
-        if let Some(url) = self.db.to_str().filter(|d| d.starts_with("postgres://")) {
-            pg::connect(url)
-                .execute(
-                    "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES ($1, $2, $3, 0)",
-                    &[&workspace, &user.id, &role_id],
-                )
-                .unwrap();
-            return;
-        }
-        let conn = rusqlite::Connection::open(&self.db).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        self.sql()
+            .execute(
+                "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES (?1, ?2, ?3, 0)",
+                tora::sql::params![workspace, user.id, role_id],
+            )
             .unwrap();
-        conn.execute(
-            "INSERT INTO workspace_members (workspace_id, user_id, role_id, created_at) VALUES (?1, ?2, ?3, 0)",
-            rusqlite::params![workspace, user.id, role_id],
-        )
-        .unwrap();
     }
 
     /// This server's database (the file, or the PostgreSQL database) through Tora's own
