@@ -99,6 +99,30 @@ test('a sweep read in groups: counts, aggregates, a group opened page by page, a
     await page.waitForFunction(() => !document.querySelector('tbody.group tr[data-id]'));
   });
 
+  await t.test('a group closed while a live refresh reads its runs stays closed', async (st) => {
+    const section = page.locator('tbody.group').nth(0);
+    await section.getByRole('button', { name: /sweep-a/ }).click();
+    await section.locator('tr[data-id]').nth(49).waitFor();
+    // Hold the refresh's read of the open group's runs until the group has been closed.
+    const held = [];
+    await page.route(/\/experiments\/rows\?/, (route) => { held.push(route); });
+    // A new run in the workspace: the live stream tells the page, which reads the groups again.
+    const late = await api.call('POST', '/experiments', { name: 'run-late', workspaceId: ws.id, group: 'sweep-a', hyperparams: [{ key: 'lr', value: 0.1 }] });
+    st.after(() => api.call('DELETE', `/experiments/${late.id}`)); // the later stories count 60
+    for (let i = 0; held.length === 0; i++) {
+      assert.ok(i < 300, 'the live refresh did not read the open group again');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await section.getByRole('button', { name: /sweep-a/ }).click();
+    await page.waitForFunction(() => !document.querySelector('tbody.group tr[data-id]'));
+    for (const route of held) await route.continue();
+    await page.unroute(/\/experiments\/rows\?/);
+    // The refresh ends by drawing the new count; the group is still closed.
+    await page.locator(GROUP_ROWS).first().locator('.group-count', { hasText: '61 runs' }).waitFor();
+    assert.equal(await section.locator('tr[data-id]').count(), 0);
+    assert.equal(await section.getByRole('button', { name: /sweep-a/ }).getAttribute('aria-expanded'), 'false');
+  });
+
   await t.test('by a hyperparameter, kept in the URL', async () => {
     await page.getByLabel('Group by').selectOption('hp.lr');
     await page.waitForURL(/by=hp\.lr/);

@@ -156,24 +156,26 @@ export async function render(ctx) {
       queryError.textContent = err.message;
       return;
     }
-    // Opened groups stay open: their rows are read again (runs may have come or gone).
-    await Promise.all(state.groups.filter((g) => state.open.has(groupId(g))).map((g) => {
+    // Opened groups stay open: their rows are read again (runs may have come or gone). A group
+    // closed while they were on their way stays closed.
+    await Promise.all(state.groups.filter((g) => state.open.has(groupId(g))).map(async (g) => {
       const shown = Math.max(GROUP_PAGE, state.open.get(groupId(g)).rows.length);
-      return readRows(g, 0, shown, true);
+      const rows = await readRows(g, 0, shown);
+      if (state.open.has(groupId(g))) state.open.set(groupId(g), { rows });
     }));
   }
 
   const groupId = (g) => JSON.stringify(g.key);
 
-  /** Reads the rows of `g` from index `from` (count at most), replacing (`fresh`) or adding to what is open. */
-  async function readRows(g, from, count, fresh) {
+  /** Reads the rows of `g` from index `from`, `count` at most. The caller decides where they go:
+   * the group may have been opened, closed or read again while they were on their way. */
+  async function readRows(g, from, count) {
     const ids = g.experiment_ids.slice(from, from + count);
     const rows = [];
     for (let i = 0; i < ids.length; i += 500) {
       rows.push(...await api.get(`/workspaces/${id}/experiments/rows`, { ids: ids.slice(i, i + 500).join(',') }, { signal: ctx.signal }));
     }
-    const open = state.open.get(groupId(g));
-    state.open.set(groupId(g), { rows: fresh || !open ? rows : [...open.rows, ...rows] });
+    return rows;
   }
 
   function chosenColumns() {
@@ -389,7 +391,7 @@ export async function render(ctx) {
         class: 'link group-toggle', 'aria-expanded': open ? 'true' : 'false', title: open ? 'Hide its runs' : 'Show its runs',
         onclick: (e) => busy(e.currentTarget, async () => {
           if (state.open.has(gid)) state.open.delete(gid);
-          else await readRows(g, 0, GROUP_PAGE, true);
+          else state.open.set(gid, { rows: await readRows(g, 0, GROUP_PAGE) });
           draw();
         }),
       }, open ? '▾ ' : '▸ ', h('span', { class: 'group-label' }, g.label));
@@ -405,7 +407,11 @@ export async function render(ctx) {
         if (left > 0) {
           body.push(h('tr', { class: 'group-more' }, h('td', { colspan: String(1 + fixedCount + chosen.length) },
             h('button', { class: 'small', onclick: (e) => busy(e.currentTarget, async () => {
-              await readRows(g, open.rows.length, GROUP_PAGE, false);
+              const from = open.rows.length;
+              const rows = await readRows(g, from, GROUP_PAGE);
+              // Only onto the rows they follow: not onto a group since closed or read again.
+              const now = state.open.get(gid);
+              if (now && now.rows.length === from) now.rows = [...now.rows, ...rows];
               draw();
             }) }, `Show ${Math.min(left, GROUP_PAGE)} more of ${left}`))));
         }
