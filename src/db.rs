@@ -761,58 +761,99 @@ pub fn connect_postgres(url: &str, shown: &str) -> Result<Connection> {
     Ok(Connection::postgres(client))
 }
 
+/// The `application_name` of the connection holding a server's shared advisory lock.
+pub const SERVING_LOCK_NAME: &str = "tora serve lock";
+
+/// How often the connection holding the serving lock is checked (one `SELECT 1`).
+const SERVING_LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Marks the PostgreSQL database at `url` as served by this process until it exits: the
 /// shared advisory lock [`crate::migrate::ADVISORY_LOCK`] on a connection of its own (not from
 /// a pool), which any number of servers share and `tora migrate` (which takes it exclusively)
-/// finds taken. Refuses while a migrate holds it. The connection lives on a thread parked for
-/// the life of the process; if PostgreSQL drops it, the lock goes with it (a migrate could then
-/// start beside the server: the server's own connections keep working).
-pub fn hold_postgres_for_serving(url: &str, shown: &str) -> Result<()> {
-    let target =
+/// finds taken. Refuses while a migrate holds it.
+///
+/// The lock lives only as long as its connection. A thread checks that connection every
+/// second; if PostgreSQL dropped it (a restart, a failover, an operator's
+/// `pg_terminate_backend`), it connects again and takes the lock again, retrying while the
+/// database is unreachable. Should a migrate have taken the lock meanwhile, serving beside it
+/// would write into (or under) a copy in progress: the returned receiver then gets the reason,
+/// and the server stops.
+pub fn hold_postgres_for_serving(
+    url: &str,
+    shown: &str,
+) -> Result<tokio::sync::oneshot::Receiver<String>> {
+    let mut target =
         crate::sql::pg_url::parse(url).map_err(|e| Error::bad_request(format!("{shown}: {e}")))?;
-    let (tx, rx) = std::sync::mpsc::channel();
+    target.config.application_name(SERVING_LOCK_NAME);
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
     let shown = shown.to_string();
     // A thread of its own: the blocking client refuses to run on a thread driving async tasks.
     std::thread::Builder::new()
         .name("tora-pg-lock".into())
         .spawn(move || {
-            let held = (|| {
-                let mut client = target.connect().map_err(|e| {
-                    Error::Internal(format!(
-                        "cannot connect to {shown}: {}",
-                        crate::sql::pg_url::describe(&e)
-                    ))
-                })?;
-                let got: bool = client
-                    .query_one(
-                        "SELECT pg_try_advisory_lock_shared($1)",
-                        &[&crate::migrate::ADVISORY_LOCK],
-                    )
-                    .map_err(|e| Error::Internal(format!("locking {shown}: {e}")))?
-                    .get(0);
-                if !got {
-                    return Err(Error::Conflict(format!(
-                        "a tora migrate is using {shown}; wait for it to finish, then start again"
-                    )));
-                }
-                Ok(client)
-            })();
-            match held {
-                // Kept (never dropped) while this thread parks for the life of the process.
-                Ok(_client) => {
-                    let _ = tx.send(Ok(()));
-                    loop {
-                        std::thread::park();
-                    }
+            let mut client = match take_serving_lock(&target, &shown) {
+                Ok(client) => {
+                    let _ = first_tx.send(Ok(()));
+                    client
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    let _ = first_tx.send(Err(e));
+                    return;
                 }
+            };
+            loop {
+                std::thread::sleep(SERVING_LOCK_CHECK);
+                if client.is_valid(SERVING_LOCK_CHECK * 5).is_ok() {
+                    continue;
+                }
+                eprintln!(
+                    "the connection holding this server's lock on {shown} was lost; taking the lock again"
+                );
+                client = loop {
+                    match take_serving_lock(&target, &shown) {
+                        Ok(client) => break client,
+                        Err(Error::Conflict(_)) => {
+                            let _ = lost_tx.send(format!(
+                                "a tora migrate took the lock on {shown} while this server's connection holding it was down"
+                            ));
+                            return;
+                        }
+                        // Unreachable for now: requests fail on their own meanwhile.
+                        Err(_) => std::thread::sleep(SERVING_LOCK_CHECK),
+                    }
+                };
+                eprintln!("holding the lock on {shown} again");
             }
         })
         .map_err(|e| Error::Internal(format!("starting the lock thread: {e}")))?;
-    rx.recv()
-        .map_err(|_| Error::Internal("the PostgreSQL lock thread ended".into()))?
+    first_rx
+        .recv()
+        .map_err(|_| Error::Internal("the PostgreSQL lock thread ended".into()))??;
+    Ok(lost_rx)
+}
+
+/// Connects to `target` and takes the serving lock shared; Conflict while a migrate holds it.
+fn take_serving_lock(target: &crate::sql::pg_url::Target, shown: &str) -> Result<postgres::Client> {
+    let mut client = target.connect().map_err(|e| {
+        Error::Internal(format!(
+            "cannot connect to {shown}: {}",
+            crate::sql::pg_url::describe(&e)
+        ))
+    })?;
+    let got: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock_shared($1)",
+            &[&crate::migrate::ADVISORY_LOCK],
+        )
+        .map_err(|e| Error::Internal(format!("locking {shown}: {e}")))?
+        .get(0);
+    if !got {
+        return Err(Error::Conflict(format!(
+            "a tora migrate is using {shown}; wait for it to finish, then start again"
+        )));
+    }
+    Ok(client)
 }
 
 /// The filesystem holding a database file: its free and total bytes, and whether it is mounted

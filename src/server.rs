@@ -206,10 +206,14 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         })
     })?;
     // Before opening: a second server on the same file stops here, changing nothing.
+    let mut lock_lost = None;
     let db = match &postgres {
         // Shared with other servers on the same database; a migrate excludes them all.
         Some(url) => {
-            crate::db::hold_postgres_for_serving(url, &config.db.shown())?;
+            lock_lost = Some(crate::db::hold_postgres_for_serving(
+                url,
+                &config.db.shown(),
+            )?);
             Db::open_postgres(url)?
         }
         None => {
@@ -341,7 +345,16 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let accepting = tokio::spawn(accept(listener, app, connections.clone(), stop_rx));
-    stop.await;
+    // A signal, or (PostgreSQL) the serving lock lost to a migrate: serving on beside a copy
+    // in progress could write where it is not copied, so the server stops.
+    let mut ended_by = None;
+    tokio::select! {
+        _ = stop => {}
+        Ok(reason) = async { match lock_lost { Some(rx) => rx.await, None => std::future::pending().await } } => {
+            eprintln!("{reason}: stopping, not to serve beside a copy in progress");
+            ended_by = Some(reason);
+        }
+    }
     println!("shutting down: finishing requests in flight");
     // Live streams never finish on their own: end them, so shutdown waits only for real work.
     state.live.shut_down();
@@ -365,7 +378,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     // Fold the WAL into the main file, so the .db file alone is the complete state. If that
     // fails the data is still safe in the -wal file, but the .db file alone is not a backup.
     match tokio::task::spawn_blocking(move || db.checkpoint()).await {
-        Ok(Ok(())) => println!("stopped cleanly"),
+        Ok(Ok(())) if ended_by.is_none() => println!("stopped cleanly"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
             return Err(Error::Internal(format!(
                 "final checkpoint failed ({e}); the latest changes are in the -wal file beside the database, which must be kept with it"
@@ -373,7 +387,10 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         }
         Err(e) => return Err(Error::Internal(format!("final checkpoint: {e}"))),
     }
-    Ok(())
+    match ended_by {
+        Some(reason) => Err(Error::Conflict(format!("stopped: {reason}"))),
+        None => Ok(()),
+    }
 }
 
 fn backup_schedule(config: &ServeConfig) -> Option<crate::backups::Schedule> {

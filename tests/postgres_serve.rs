@@ -900,3 +900,121 @@ fn stream_from(server: &TestServer, user: &User, exp: &str, cursor: Option<i64>)
         "1.0",
     )
 }
+
+/// Backends of this test's database whose `application_name` is `name`.
+fn backends_named(url: &str, name: &str) -> i64 {
+    common::pg::connect(url)
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            &[&name],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Ends the backend holding a server's serving lock, as a PostgreSQL restart or failover would.
+fn drop_lock_connections(pg: &mut postgres::Client) -> i64 {
+    pg.query_one(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+        &[&tora::db::SERVING_LOCK_NAME],
+    )
+    .unwrap()
+    .get(0)
+}
+
+#[test]
+fn a_server_that_lost_its_lock_takes_it_again_and_stops_if_a_migrate_took_it_first() {
+    let url = database();
+    let mut server = TestServer::spawn(
+        {
+            let mut c = Command::new(BIN);
+            c.stderr(std::process::Stdio::piped());
+            c
+        },
+        Path::new(&url),
+        &["--bind", "127.0.0.1:0"],
+        &[],
+    );
+    let alice = server.user("alice@lab.org");
+    let mut pg = common::pg::connect(&url);
+    let exclusive = |pg: &mut postgres::Client| -> bool {
+        let got: bool = pg
+            .query_one(
+                "SELECT pg_try_advisory_lock($1)",
+                &[&tora::migrate::ADVISORY_LOCK],
+            )
+            .unwrap()
+            .get(0);
+        if got {
+            pg.execute(
+                "SELECT pg_advisory_unlock($1)",
+                &[&tora::migrate::ADVISORY_LOCK],
+            )
+            .unwrap();
+        }
+        got
+    };
+    assert!(!exclusive(&mut pg), "a serving server keeps a migrate out");
+
+    // PostgreSQL drops the lock's connection; within moments the server holds the lock again.
+    assert_eq!(drop_lock_connections(&mut pg), 1, "one lock connection");
+    let mut again = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if backends_named(&url, tora::db::SERVING_LOCK_NAME) == 1 && !exclusive(&mut pg) {
+            again = true;
+            break;
+        }
+    }
+    assert!(again, "the server takes its lock again");
+    let exp = server.experiment(&alice, "kept serving", None);
+    assert!(server.alive());
+
+    // Dropped again, and this time a migrate takes the lock before the server can: the server
+    // stops rather than serve beside a copy in progress, and says why.
+    pg.batch_execute("SET lock_timeout = '5s'").unwrap();
+    let mut taken = false;
+    for _ in 0..3 {
+        drop_lock_connections(&mut pg);
+        if pg
+            .execute(
+                "SELECT pg_advisory_lock($1)",
+                &[&tora::migrate::ADVISORY_LOCK],
+            )
+            .is_ok()
+        {
+            taken = true;
+            break;
+        }
+    }
+    assert!(taken, "the test took the lock as a migrate would");
+    let mut stopped = None;
+    for _ in 0..150 {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            stopped = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = stopped.expect("the server stops once a migrate holds the lock");
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("lost") && err.contains("tora migrate"),
+        "{err}"
+    );
+    // What it stored before is there for whoever serves next.
+    pg.execute(
+        "SELECT pg_advisory_unlock($1)",
+        &[&tora::migrate::ADVISORY_LOCK],
+    )
+    .unwrap();
+    let next = server_on(&url);
+    let alice = next.login("alice@lab.org", "correct horse battery");
+    assert_eq!(
+        next.get(&format!("/api/experiments/{exp}"), &alice.auth())
+            .status,
+        200
+    );
+}
