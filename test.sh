@@ -101,7 +101,8 @@ target/venv/bin/pytest -q tests/compat
 step "PostgreSQL: tora==0.0.12, MLflow's client, schemathesis and the SDK's tests against tora serve --db postgres:// (in the background)"
 # tests/helpers/toraserver.py (and python/tests' conftest) give each server a fresh database in
 # the cluster named by TORA_TEST_POSTGRES. These run beside the same suites on SQLite below (both
-# mostly wait on their servers); their output is shown once they end.
+# mostly wait on their servers); their output is shown once they end. The cluster serves the
+# dashboard's story on PostgreSQL too, then stops.
 pgdir=$(mktemp -d)
 pglog=$(mktemp)
 trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir" "$pglog"' EXIT
@@ -139,9 +140,6 @@ if ! wait "$pg_suites"; then
   exit 1
 fi
 cat "$pglog"
-tests/postgres/cluster.sh stop "$pgdir"
-rm -rf "$pgdir" "$pglog"
-trap - EXIT
 
 step "frameworks: Lightning, Transformers, Keras, XGBoost, LightGBM, Optuna, scikit-learn against tora serve"
 # torch from PyPI is the CUDA build (~3 GB with its nvidia-* wheels; it runs on the CPU). The
@@ -191,13 +189,11 @@ if [ -d tests/e2e ]; then
   step "dashboard on PostgreSQL: a researcher's story from signup to sharing, against tora serve --db postgres://"
   # tests/e2e/harness.js gives the server a fresh database in the cluster named by
   # TORA_TEST_POSTGRES; the API under the other suites is tested on PostgreSQL above.
-  pgdir=$(mktemp -d)
-  trap 'tests/postgres/cluster.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
-  TORA_TEST_POSTGRES=$(tests/postgres/cluster.sh start "$pgdir") node --test tests/e2e/dashboard.test.js
-  tests/postgres/cluster.sh stop "$pgdir"
-  rm -rf "$pgdir"
-  trap - EXIT
+  TORA_TEST_POSTGRES=$TORA_TEST_POSTGRES node --test tests/e2e/dashboard.test.js
 fi
+tests/postgres/cluster.sh stop "$pgdir"
+rm -rf "$pgdir" "$pglog"
+trap - EXIT
 
 step "deploy: one static executable, run alone in an empty root, and the Dockerfile's image run by buildah"
 deploy/image.sh --check

@@ -207,12 +207,7 @@ impl Db {
         // tokio refuses to start on a thread that drives async tasks (the caller's may).
         std::thread::scope(|s| {
             s.spawn(|| {
-                let client = target.connect().map_err(|e| {
-                    Error::Internal(format!(
-                        "cannot connect to PostgreSQL: {}",
-                        crate::sql::pg_url::describe(&e)
-                    ))
-                })?;
+                let client = target.open("PostgreSQL").map_err(Error::Internal)?;
                 migrate(&mut Connection::postgres(client))
             })
             .join()
@@ -752,12 +747,7 @@ pub fn hold_for_serving(path: &Path) -> Result<()> {
 pub fn connect_postgres(url: &str, shown: &str) -> Result<Connection> {
     let target =
         crate::sql::pg_url::parse(url).map_err(|e| Error::bad_request(format!("{shown}: {e}")))?;
-    let client = target.connect().map_err(|e| {
-        Error::bad_request(format!(
-            "cannot connect to {shown}: {}",
-            crate::sql::pg_url::describe(&e)
-        ))
-    })?;
+    let client = target.open(shown).map_err(Error::bad_request)?;
     Ok(Connection::postgres(client))
 }
 
@@ -835,12 +825,7 @@ pub fn hold_postgres_for_serving(
 
 /// Connects to `target` and takes the serving lock shared; Conflict while a migrate holds it.
 fn take_serving_lock(target: &crate::sql::pg_url::Target, shown: &str) -> Result<postgres::Client> {
-    let mut client = target.connect().map_err(|e| {
-        Error::Internal(format!(
-            "cannot connect to {shown}: {}",
-            crate::sql::pg_url::describe(&e)
-        ))
-    })?;
+    let mut client = target.open(shown).map_err(Error::Internal)?;
     let got: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock_shared($1)",

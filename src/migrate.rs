@@ -617,12 +617,7 @@ fn pg_connect(url: &str, shown: &str) -> Result<postgres::Client> {
     let mut target =
         crate::sql::pg_url::parse(url).map_err(|e| Error::bad_request(format!("{shown}: {e}")))?;
     target.config.application_name("tora migrate");
-    let mut client = target.connect().map_err(|e| {
-        let Error::Internal(msg) = pg(e) else {
-            unreachable!("pg() makes internal errors")
-        };
-        Error::bad_request(format!("cannot connect to {shown}: {msg}"))
-    })?;
+    let mut client = target.open(shown).map_err(Error::bad_request)?;
     // A holder that was just killed keeps the lock until its backend notices the closed
     // connection (when its statement ends): wait a little for that, not for a live holder.
     client

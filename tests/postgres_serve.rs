@@ -842,14 +842,9 @@ fn a_stream_whose_server_lost_its_listening_connection_ends_and_catches_up_on_re
     assert_eq!(live.ids(1), vec![1]);
 
     // PostgreSQL drops B's listening connection (a restart, a failover, a network cut would).
-    let ended = common::pg::connect(&url)
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'tora live' AND datname = current_database()",
-            &[],
-        )
-        .unwrap();
+    let mut pg = common::pg::connect(&url);
     assert_eq!(
-        ended.get::<_, i64>(0),
+        end_backends_named(&mut pg, tora::fanout::LISTENER_NAME),
         2,
         "each server listens on one connection"
     );
@@ -867,14 +862,7 @@ fn a_stream_whose_server_lost_its_listening_connection_ends_and_catches_up_on_re
     // stream replays what it missed and goes on live.
     let mut again = None;
     for _ in 0..50 {
-        let waiting = common::pg::connect(&url)
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tora live' AND datname = current_database()",
-                &[],
-            )
-            .unwrap()
-            .get::<_, i64>(0);
-        if waiting == 2 {
+        if backends_named(&mut pg, tora::fanout::LISTENER_NAME) == 2 {
             again = Some(());
             break;
         }
@@ -901,22 +889,22 @@ fn stream_from(server: &TestServer, user: &User, exp: &str, cursor: Option<i64>)
     )
 }
 
-/// Backends of this test's database whose `application_name` is `name`.
-fn backends_named(url: &str, name: &str) -> i64 {
-    common::pg::connect(url)
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
-            &[&name],
-        )
-        .unwrap()
-        .get(0)
+/// Backends of `pg`'s database whose `application_name` is `name`.
+fn backends_named(pg: &mut postgres::Client, name: &str) -> i64 {
+    pg.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+        &[&name],
+    )
+    .unwrap()
+    .get(0)
 }
 
-/// Ends the backend holding a server's serving lock, as a PostgreSQL restart or failover would.
-fn drop_lock_connections(pg: &mut postgres::Client) -> i64 {
+/// Ends the backends of `pg`'s database whose `application_name` is `name`, as a PostgreSQL
+/// restart, a failover or a network cut would; how many there were.
+fn end_backends_named(pg: &mut postgres::Client, name: &str) -> i64 {
     pg.query_one(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
-        &[&tora::db::SERVING_LOCK_NAME],
+        &[&name],
     )
     .unwrap()
     .get(0)
@@ -935,6 +923,9 @@ fn a_server_that_lost_its_lock_takes_it_again_and_stops_if_a_migrate_took_it_fir
         &["--bind", "127.0.0.1:0"],
         &[],
     );
+    // Read as it comes: a full pipe would stop the server.
+    let stderr = server.child.stderr.take().unwrap();
+    let said = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
     let alice = server.user("alice@lab.org");
     let mut pg = common::pg::connect(&url);
     let exclusive = |pg: &mut postgres::Client| -> bool {
@@ -957,11 +948,12 @@ fn a_server_that_lost_its_lock_takes_it_again_and_stops_if_a_migrate_took_it_fir
     assert!(!exclusive(&mut pg), "a serving server keeps a migrate out");
 
     // PostgreSQL drops the lock's connection; within moments the server holds the lock again.
-    assert_eq!(drop_lock_connections(&mut pg), 1, "one lock connection");
+    let lock = tora::db::SERVING_LOCK_NAME;
+    assert_eq!(end_backends_named(&mut pg, lock), 1, "one lock connection");
     let mut again = false;
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        if backends_named(&url, tora::db::SERVING_LOCK_NAME) == 1 && !exclusive(&mut pg) {
+        if backends_named(&mut pg, lock) == 1 && !exclusive(&mut pg) {
             again = true;
             break;
         }
@@ -975,7 +967,7 @@ fn a_server_that_lost_its_lock_takes_it_again_and_stops_if_a_migrate_took_it_fir
     pg.batch_execute("SET lock_timeout = '5s'").unwrap();
     let mut taken = false;
     for _ in 0..3 {
-        drop_lock_connections(&mut pg);
+        end_backends_named(&mut pg, lock);
         if pg
             .execute(
                 "SELECT pg_advisory_lock($1)",
@@ -997,9 +989,8 @@ fn a_server_that_lost_its_lock_takes_it_again_and_stops_if_a_migrate_took_it_fir
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let status = stopped.expect("the server stops once a migrate holds the lock");
-    assert!(!status.success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "README: exit code 1");
+    let err = said.join().unwrap();
     assert!(
         err.contains("lost") && err.contains("tora migrate"),
         "{err}"

@@ -227,3 +227,34 @@ fn sslrootcert_decides_which_certificates_are_trusted_and_verify_full_checks_the
         "{said}"
     );
 }
+
+#[test]
+fn migrate_moves_a_lab_into_a_database_that_takes_only_tls_and_back() {
+    let mut first = TestServer::start_file(&[]);
+    let user = first.user("ada@lab.org");
+    let run = first.experiment(&user, "moved over tls", None);
+    first.sigterm();
+    let url = database(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={}", root("ca.crt")),
+    );
+    let migrate = |from: &str, to: &str| {
+        let out = Command::new(BIN)
+            .args(["migrate", "--from", from, "--to", to])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "migrate --from {from} --to {to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    migrate(first.db.to_str().unwrap(), &url);
+    let dir = TempDir::new();
+    let back = dir.join("back.db");
+    migrate(&url, back.to_str().unwrap());
+    let again = TestServer::start_on(&back, &[]);
+    let user = again.login("ada@lab.org", "correct horse battery");
+    let r = again.get(&format!("/api/experiments/{run}"), &user.auth());
+    assert_eq!(r.status, 200, "{}", r.text);
+}

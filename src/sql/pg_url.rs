@@ -39,6 +39,13 @@ impl Target {
     pub fn connect(&self) -> Result<postgres::Client, postgres::Error> {
         self.config.connect(self.tls.clone())
     }
+
+    /// One new connection; the error is a sentence naming the database as `shown` (the URL
+    /// with its password hidden) and the driver's causes ([`describe`]).
+    pub fn open(&self, shown: &str) -> Result<postgres::Client, String> {
+        self.connect()
+            .map_err(|e| format!("cannot connect to {shown}: {}", describe(&e)))
+    }
 }
 
 /// A driver error with its causes (its own text is only the kind: `db error`, `error
@@ -81,18 +88,25 @@ pub fn parse(url: &str) -> Result<Target, String> {
             _ => kept.push(pair),
         }
     }
+    const MODES: [&str; 6] = [
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ];
+    // Before anything else reads it: `sslrootcert=system` must not make a typo a mode.
+    if !MODES.contains(&mode.as_str()) {
+        return Err(format!("sslmode={mode} is not one of {}", MODES.join(", ")));
+    }
     let (driver_mode, check) = match (mode.as_str(), root.as_deref()) {
         ("disable", _) => ("disable", Check::Nothing),
         (_, Some("system")) => ("require", Check::ChainAndName),
         ("allow" | "prefer", _) => ("prefer", Check::Nothing),
         ("require", None) => ("require", Check::Nothing),
         ("require" | "verify-ca", _) => ("require", Check::Chain),
-        ("verify-full", _) => ("require", Check::ChainAndName),
-        (other, _) => {
-            return Err(format!(
-                "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-            ));
-        }
+        _ => ("require", Check::ChainAndName), // verify-full
     };
     kept.push(match driver_mode {
         "disable" => "sslmode=disable",
@@ -264,11 +278,54 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.contains("sslmode=maybe") && !e.contains("secret"), "{e}");
+        // The system's roots do not make a misspelt mode a full check.
+        let e = parse("postgres://u@h/db?sslmode=verify_full&sslrootcert=system")
+            .err()
+            .unwrap();
+        assert!(e.contains("sslmode=verify_full"), "{e}");
         let e = parse("postgres://u@h/db?sslmode=require&sslrootcert=/nonexistent.pem")
             .err()
             .unwrap();
         assert!(e.contains("sslrootcert /nonexistent.pem"), "{e}");
         assert_eq!(decode("%2Fetc%2Fca.pem").unwrap(), "/etc/ca.pem");
         assert!(decode("%zz").is_err());
+    }
+
+    /// ARCHITECTURE's invariant: no connection of the server's or the CLI's is made around
+    /// [`Target`] (which would ignore the URL's sslmode). Test code (after `#[cfg(test)]`) may.
+    #[test]
+    fn every_postgres_connection_outside_tests_goes_through_target() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut all,
+        );
+        assert!(all.len() > 20, "read src/");
+        for path in all.iter().filter(|p| !p.ends_with("sql/pg_url.rs")) {
+            let text = std::fs::read_to_string(path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for plain in [
+                "NoTls",
+                "Client::connect(",
+                "connect_raw(",
+                ": postgres::Config",
+            ] {
+                assert!(
+                    !code.contains(plain),
+                    "{} connects around pg_url::Target ({plain})",
+                    path.display()
+                );
+            }
+        }
     }
 }
